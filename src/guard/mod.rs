@@ -1,0 +1,138 @@
+//! [`Guard`]: one shared state, every stage's layer, and the composed
+//! [`GuardLayer`].
+//!
+//! Layer order, outermost first: fingerprint → enforce → watermark → your handler.
+//! `guard.layer()` composes them over one `Arc` of shared state; each stage's own
+//! layer (`guard.enforce_layer()`, …) also works alone.
+
+mod prepare;
+mod settings;
+mod shared;
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use tower::Layer;
+
+pub use settings::{Settings, Tier};
+pub use shared::Shared;
+
+pub(crate) use prepare::prepare;
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::{Config, ConfigError};
+use crate::identity::KeyExtractor;
+use crate::quota::{Enforce, EnforceLayer};
+use crate::store::{MemoryStore, Store};
+use shared::ExtractorHandle;
+
+/// The guard: build it once, then add `guard.layer()` to your stack.
+#[derive(Debug, Clone)]
+pub struct Guard {
+    shared: Arc<Shared>,
+}
+
+impl Guard {
+    /// A guard with the embedded store and the system clock.
+    pub fn from_config(config: Config) -> Result<Self, ConfigError> {
+        Self::builder(config).build()
+    }
+
+    /// A builder for choosing the store, clock or key extractor.
+    pub fn builder(config: Config) -> GuardBuilder {
+        GuardBuilder {
+            config,
+            store: None,
+            clock: None,
+            extractor: None,
+        }
+    }
+
+    /// All stages, composed: the layer to add to an Axum `Router` or a Tower stack.
+    pub fn layer(&self) -> GuardLayer {
+        GuardLayer {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// The enforce stage alone.
+    pub fn enforce_layer(&self) -> EnforceLayer {
+        EnforceLayer {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// The shared state (settings, store, clock).
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Validates and swaps in a new config without touching bucket state. On error
+    /// the old config stays in force.
+    pub fn reload(&self, config: Config) -> Result<(), ConfigError> {
+        self.shared.reload(config)
+    }
+}
+
+/// Builds a [`Guard`]; every method consumes and returns the builder.
+#[derive(Debug)]
+pub struct GuardBuilder {
+    config: Config,
+    store: Option<Arc<dyn Store>>,
+    clock: Option<Arc<dyn Clock>>,
+    extractor: Option<ExtractorHandle>,
+}
+
+impl GuardBuilder {
+    /// Keeps quota state in `store` instead of the embedded in-memory one.
+    pub fn store(mut self, store: Arc<dyn Store>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// Reads time from `clock` (tests and replay use a `ManualClock`).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// Takes the API key from `extractor` instead of `Authorization`/`x-api-key`.
+    pub fn key_extractor(mut self, extractor: impl KeyExtractor) -> Self {
+        self.extractor = Some(ExtractorHandle(Arc::new(extractor)));
+        self
+    }
+
+    /// Validates the config and builds the guard.
+    pub fn build(self) -> Result<Guard, ConfigError> {
+        let settings = Settings::build(self.config, self.extractor.as_ref().map(|x| x.0.clone()))?;
+        let shared = Shared {
+            settings: ArcSwap::from_pointee(settings),
+            store: self.store.unwrap_or_else(|| Arc::new(MemoryStore::new())),
+            clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
+            extractor: self.extractor,
+        };
+        Ok(Guard {
+            shared: Arc::new(shared),
+        })
+    }
+}
+
+/// Every stage of the guard over one shared state. See the [module docs](self).
+#[derive(Debug, Clone)]
+pub struct GuardLayer {
+    shared: Arc<Shared>,
+}
+
+/// The service [`GuardLayer`] produces around `S`.
+pub type GuardService<S> = Enforce<S>;
+
+impl<S> Layer<S> for GuardLayer {
+    type Service = GuardService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        EnforceLayer {
+            shared: self.shared.clone(),
+        }
+        .layer(inner)
+    }
+}

@@ -1,0 +1,56 @@
+//! State shared by every stage and every clone of every service.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+use super::settings::Settings;
+use crate::clock::Clock;
+use crate::config::{Config, ConfigError};
+use crate::identity::KeyExtractor;
+use crate::store::Store;
+
+/// The one `Arc` behind a guard: settings (swappable at run time), the quota store
+/// and the clock.
+#[derive(Debug)]
+pub struct Shared {
+    pub(crate) settings: ArcSwap<Settings>,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) extractor: Option<ExtractorHandle>,
+}
+
+/// A key extractor kept across reloads.
+#[derive(Clone)]
+pub(crate) struct ExtractorHandle(pub(crate) Arc<dyn KeyExtractor>);
+
+impl std::fmt::Debug for ExtractorHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeyExtractor")
+    }
+}
+
+impl Shared {
+    /// The settings in force now.
+    pub fn settings(&self) -> Arc<Settings> {
+        self.settings.load_full()
+    }
+
+    /// The quota store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// Validates `config` and swaps it in. On error the old settings stay. Bucket
+    /// state lives in the store and is untouched.
+    pub fn reload(&self, config: Config) -> Result<(), ConfigError> {
+        let next = Settings::build(config, self.extractor.as_ref().map(|x| x.0.clone()))?;
+        self.settings.store(Arc::new(next));
+        Ok(())
+    }
+}

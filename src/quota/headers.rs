@@ -1,0 +1,243 @@
+//! Rate-limit response headers in each dialect, plus the IETF fields.
+//!
+//! * OpenAI: `x-ratelimit-{limit,remaining,reset}-{requests,tokens}` for the
+//!   per-minute windows, resets as Go-style durations (`1s`, `6m0s`, `20ms`).
+//! * Anthropic: `anthropic-ratelimit-{requests,tokens,input-tokens,output-tokens}-{limit,remaining,reset}`,
+//!   resets as RFC 3339 times. One token bucket covers input and output, so the
+//!   `input-tokens` and `output-tokens` families report that bucket.
+//! * Both: `RateLimit-Policy` and `RateLimit` (draft-ietf-httpapi-ratelimit-headers)
+//!   for every active window; and on 429, `Retry-After` (whole seconds, rounded up)
+//!   and `retry-after-ms`.
+//!
+//! Each window shows whichever of the account's and the cluster's bucket has less
+//! room, since that is what the client can actually use.
+
+use std::fmt::Write as _;
+use std::time::{Duration, UNIX_EPOCH};
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+use crate::dialect::Dialect;
+use crate::store::{BucketView, Window};
+
+/// The binding view of each window across account and cluster.
+pub fn effective(views: &[[Option<BucketView>; 4]; 2]) -> [Option<BucketView>; 4] {
+    let mut out = [None; 4];
+    for (i, slot) in out.iter_mut().enumerate() {
+        *slot = match (views[0][i], views[1][i]) {
+            (Some(a), Some(c)) => Some(if c.remaining < a.remaining { c } else { a }),
+            (a, c) => a.or(c),
+        };
+    }
+    out
+}
+
+/// A Go-style duration as OpenAI prints it: `20ms`, `1s`, `6m0s`, `1h0m0s`.
+pub fn go_duration(ms: u64) -> String {
+    if ms < 1_000 {
+        return format!("{ms}ms");
+    }
+    let secs = ms.div_ceil(1_000);
+    let (h, m, s) = (secs / 3600, (secs % 3600) / 60, secs % 60);
+    let mut out = String::new();
+    if h > 0 {
+        let _ = write!(out, "{h}h{m}m{s}s");
+    } else if m > 0 {
+        let _ = write!(out, "{m}m{s}s");
+    } else {
+        let _ = write!(out, "{s}s");
+    }
+    out
+}
+
+fn rfc3339(now_ms: u64, after_ms: u64) -> String {
+    let at =
+        UNIX_EPOCH + Duration::from_millis(now_ms.saturating_add(after_ms.min(400 * 86_400_000)));
+    humantime::format_rfc3339_seconds(at).to_string()
+}
+
+fn set(headers: &mut HeaderMap, name: &'static str, value: String) {
+    if let Ok(v) = HeaderValue::from_str(&value) {
+        headers.insert(HeaderName::from_static(name), v);
+    }
+}
+
+fn int(v: f64) -> String {
+    format!("{}", v.max(0.0).floor() as u64)
+}
+
+fn policy_name(w: Window) -> &'static str {
+    match w {
+        Window::RequestsPerMinute => "requests-minute",
+        Window::RequestsPerDay => "requests-day",
+        Window::TokensPerMinute => "tokens-minute",
+        Window::TokensPerDay => "tokens-day",
+    }
+}
+
+/// Writes the rate-limit headers for `views` into `headers`.
+pub fn write(
+    headers: &mut HeaderMap,
+    dialect: Dialect,
+    views: &[Option<BucketView>; 4],
+    now_ms: u64,
+) {
+    let req = views[Window::RequestsPerMinute.index()].or(views[Window::RequestsPerDay.index()]);
+    let tok = views[Window::TokensPerMinute.index()].or(views[Window::TokensPerDay.index()]);
+    match dialect {
+        Dialect::OpenAi => {
+            if let Some(v) = req {
+                set(headers, "x-ratelimit-limit-requests", int(v.limit));
+                set(headers, "x-ratelimit-remaining-requests", int(v.remaining));
+                set(
+                    headers,
+                    "x-ratelimit-reset-requests",
+                    go_duration(v.reset_ms),
+                );
+            }
+            if let Some(v) = tok {
+                set(headers, "x-ratelimit-limit-tokens", int(v.limit));
+                set(headers, "x-ratelimit-remaining-tokens", int(v.remaining));
+                set(headers, "x-ratelimit-reset-tokens", go_duration(v.reset_ms));
+            }
+        }
+        Dialect::Anthropic => {
+            if let Some(v) = req {
+                set(headers, "anthropic-ratelimit-requests-limit", int(v.limit));
+                set(
+                    headers,
+                    "anthropic-ratelimit-requests-remaining",
+                    int(v.remaining),
+                );
+                set(
+                    headers,
+                    "anthropic-ratelimit-requests-reset",
+                    rfc3339(now_ms, v.reset_ms),
+                );
+            }
+            if let Some(v) = tok {
+                for (l, r, t) in [
+                    (
+                        "anthropic-ratelimit-tokens-limit",
+                        "anthropic-ratelimit-tokens-remaining",
+                        "anthropic-ratelimit-tokens-reset",
+                    ),
+                    (
+                        "anthropic-ratelimit-input-tokens-limit",
+                        "anthropic-ratelimit-input-tokens-remaining",
+                        "anthropic-ratelimit-input-tokens-reset",
+                    ),
+                    (
+                        "anthropic-ratelimit-output-tokens-limit",
+                        "anthropic-ratelimit-output-tokens-remaining",
+                        "anthropic-ratelimit-output-tokens-reset",
+                    ),
+                ] {
+                    set(headers, l, int(v.limit));
+                    set(headers, r, int(v.remaining));
+                    set(headers, t, rfc3339(now_ms, v.reset_ms));
+                }
+            }
+        }
+    }
+    let mut policy = String::new();
+    let mut state = String::new();
+    for w in Window::ALL {
+        if let Some(v) = views[w.index()] {
+            if !policy.is_empty() {
+                policy.push_str(", ");
+                state.push_str(", ");
+            }
+            let _ = write!(
+                policy,
+                "\"{}\";q={};w={}",
+                policy_name(w),
+                int(v.limit),
+                w.window_ms() / 1000
+            );
+            let _ = write!(
+                state,
+                "\"{}\";r={};t={}",
+                policy_name(w),
+                int(v.remaining),
+                v.reset_ms.div_ceil(1000)
+            );
+        }
+    }
+    if !policy.is_empty() {
+        set(headers, "ratelimit-policy", policy);
+        set(headers, "ratelimit", state);
+    }
+}
+
+/// Writes `Retry-After` (seconds, at least 1) and `retry-after-ms`.
+pub fn write_retry_after(headers: &mut HeaderMap, retry_after_ms: u64) {
+    let secs = retry_after_ms.div_ceil(1000).max(1);
+    set(headers, "retry-after", secs.to_string());
+    set(headers, "retry-after-ms", retry_after_ms.max(1).to_string());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_durations() {
+        assert_eq!(go_duration(20), "20ms");
+        assert_eq!(go_duration(1_000), "1s");
+        assert_eq!(go_duration(1_001), "2s");
+        assert_eq!(go_duration(360_000), "6m0s");
+        assert_eq!(go_duration(3_723_000), "1h2m3s");
+    }
+
+    #[test]
+    fn both_dialects_and_ietf_fields() {
+        let v = BucketView {
+            limit: 60.0,
+            remaining: 59.0,
+            reset_ms: 1_000,
+        };
+        let t = BucketView {
+            limit: 1000.0,
+            remaining: 900.5,
+            reset_ms: 6_000,
+        };
+        let views = [Some(v), None, Some(t), None];
+        let mut h = HeaderMap::new();
+        write(&mut h, Dialect::OpenAi, &views, 0);
+        assert_eq!(h["x-ratelimit-limit-requests"], "60");
+        assert_eq!(h["x-ratelimit-remaining-tokens"], "900");
+        assert_eq!(h["x-ratelimit-reset-tokens"], "6s");
+        assert_eq!(
+            h["ratelimit-policy"],
+            "\"requests-minute\";q=60;w=60, \"tokens-minute\";q=1000;w=60"
+        );
+        assert_eq!(
+            h["ratelimit"],
+            "\"requests-minute\";r=59;t=1, \"tokens-minute\";r=900;t=6"
+        );
+        let mut h = HeaderMap::new();
+        write(&mut h, Dialect::Anthropic, &views, 1_714_000_000_000);
+        assert_eq!(
+            h["anthropic-ratelimit-requests-reset"],
+            "2024-04-24T23:06:41Z"
+        );
+        assert_eq!(h["anthropic-ratelimit-output-tokens-remaining"], "900");
+    }
+
+    #[test]
+    fn effective_takes_the_tighter_subject() {
+        let a = BucketView {
+            limit: 60.0,
+            remaining: 50.0,
+            reset_ms: 1,
+        };
+        let c = BucketView {
+            limit: 600.0,
+            remaining: 5.0,
+            reset_ms: 9,
+        };
+        let e = effective(&[[Some(a), None, None, None], [Some(c), None, None, None]]);
+        assert_eq!(e[0], Some(c));
+    }
+}

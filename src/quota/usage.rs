@@ -1,0 +1,339 @@
+//! Reads the upstream's `usage` from a response as it streams past.
+//!
+//! JSON bodies are kept (up to a bound) and parsed once at the end; SSE streams are
+//! split into lines with a bounded carry buffer, and only `data:` lines that mention
+//! `"usage"` are parsed. Understood shapes:
+//!
+//! * OpenAI chat/completions: `usage.prompt_tokens`, `usage.completion_tokens`
+//!   (the final chunk of a stream with `stream_options.include_usage`);
+//! * OpenAI responses: `usage.input_tokens` / `output_tokens`, also inside
+//!   `response.completed` events (`response.usage`);
+//! * Anthropic messages: `usage.input_tokens` (+ cache tokens) and `output_tokens`,
+//!   in streams `message_start` (`message.usage`) and `message_delta` (`usage`,
+//!   cumulative).
+
+use serde_json::Value;
+
+/// Largest JSON response kept for usage parsing; larger bodies settle at their
+/// reservation.
+const MAX_JSON_BYTES: usize = 8 * 1024 * 1024;
+/// Longest SSE line carried between chunks.
+const MAX_LINE_BYTES: usize = 1024 * 1024;
+
+/// Tokens a response reported.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Input (prompt) tokens, including cached ones.
+    pub input: Option<u64>,
+    /// Output (completion) tokens.
+    pub output: Option<u64>,
+}
+
+impl Usage {
+    fn merge(&mut self, other: Usage) {
+        if other.input.is_some() {
+            self.input = other.input;
+        }
+        if other.output.is_some() {
+            self.output = other.output;
+        }
+    }
+}
+
+/// Extracts usage from one parsed JSON document (a body or an SSE event).
+pub fn usage_of(v: &Value) -> Option<Usage> {
+    let u = v
+        .get("usage")
+        .or_else(|| v.get("message").and_then(|m| m.get("usage")))
+        .or_else(|| v.get("response").and_then(|m| m.get("usage")))?;
+    if !u.is_object() {
+        return None;
+    }
+    let num = |k: &str| u.get(k).and_then(Value::as_u64);
+    let input = match (num("prompt_tokens"), num("input_tokens")) {
+        (Some(p), _) => Some(p),
+        (None, Some(i)) => Some(
+            i + num("cache_creation_input_tokens").unwrap_or(0)
+                + num("cache_read_input_tokens").unwrap_or(0),
+        ),
+        (None, None) => None,
+    };
+    let output = num("completion_tokens").or_else(|| num("output_tokens"));
+    if input.is_none() && output.is_none() {
+        return None;
+    }
+    Some(Usage { input, output })
+}
+
+#[derive(Debug)]
+enum Mode {
+    Json(Vec<u8>),
+    Sse(Vec<u8>),
+    Skip,
+}
+
+/// Incremental usage reader for one response body.
+#[derive(Debug)]
+pub struct UsageScanner {
+    mode: Mode,
+    usage: Usage,
+    overflow: bool,
+    /// Bytes of generated text seen in stream deltas, for an estimate when the
+    /// upstream reports no usage (OpenAI streams without `include_usage`).
+    text_bytes: usize,
+}
+
+impl UsageScanner {
+    /// A scanner for a response with this `Content-Type`.
+    pub fn for_content_type(content_type: Option<&str>) -> Self {
+        let ct = content_type.unwrap_or("").to_ascii_lowercase();
+        let mode = if ct.starts_with("text/event-stream") {
+            Mode::Sse(Vec::new())
+        } else if ct.starts_with("application/json") || ct.ends_with("+json") {
+            Mode::Json(Vec::new())
+        } else {
+            Mode::Skip
+        };
+        Self {
+            mode,
+            usage: Usage::default(),
+            overflow: false,
+            text_bytes: 0,
+        }
+    }
+
+    /// Feeds a chunk of the body.
+    pub fn feed(&mut self, chunk: &[u8]) {
+        match &mut self.mode {
+            Mode::Skip => {}
+            Mode::Json(buf) => {
+                if buf.len() + chunk.len() > MAX_JSON_BYTES {
+                    self.overflow = true;
+                    self.mode = Mode::Skip;
+                } else {
+                    buf.extend_from_slice(chunk);
+                }
+            }
+            Mode::Sse(carry) => {
+                let mut rest = chunk;
+                while let Some(pos) = rest.iter().position(|&b| b == b'\n') {
+                    let (line, tail) = rest.split_at(pos);
+                    rest = &tail[1..];
+                    if carry.is_empty() {
+                        self.text_bytes += scan_line(line, &mut self.usage);
+                    } else {
+                        if carry.len() + line.len() <= MAX_LINE_BYTES {
+                            carry.extend_from_slice(line);
+                            self.text_bytes += scan_line(carry, &mut self.usage);
+                        }
+                        carry.clear();
+                    }
+                }
+                if carry.len() + rest.len() <= MAX_LINE_BYTES {
+                    carry.extend_from_slice(rest);
+                } else {
+                    // A line this long is not usage; drop it and resync at the next newline.
+                    carry.clear();
+                    self.overflow = true;
+                }
+            }
+        }
+    }
+
+    /// Finishes the body and returns what was learned.
+    pub fn finish(&mut self) -> Usage {
+        match std::mem::replace(&mut self.mode, Mode::Skip) {
+            Mode::Json(buf) => {
+                if let Ok(v) = serde_json::from_slice::<Value>(&buf) {
+                    if let Some(u) = usage_of(&v) {
+                        self.usage.merge(u);
+                    }
+                    self.text_bytes += generated_len(&v);
+                }
+            }
+            Mode::Sse(carry) => {
+                if !carry.is_empty() {
+                    self.text_bytes += scan_line(&carry, &mut self.usage);
+                }
+            }
+            Mode::Skip => {}
+        }
+        self.usage
+    }
+
+    /// What has been learned so far (streams report usage before they end).
+    pub fn usage(&self) -> Usage {
+        self.usage
+    }
+
+    /// Output tokens estimated from the generated text seen so far (one per four
+    /// bytes), for responses whose upstream reported no usage.
+    pub fn estimated_output(&self) -> u64 {
+        crate::request::estimate_tokens(self.text_bytes)
+    }
+}
+
+/// Scans one SSE line; returns the bytes of generated text it carried.
+fn scan_line(line: &[u8], usage: &mut Usage) -> usize {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let Some(data) = line.strip_prefix(b"data:") else {
+        return 0;
+    };
+    let data = data.strip_prefix(b" ").unwrap_or(data);
+    if data.first() != Some(&b'{') {
+        return 0;
+    }
+    let Ok(v) = serde_json::from_slice::<Value>(data) else {
+        return 0;
+    };
+    if contains(data, b"\"usage\"") {
+        if let Some(u) = usage_of(&v) {
+            usage.merge(u);
+        }
+    }
+    generated_len(&v)
+}
+
+/// Bytes of generated text in a response body or stream event of either dialect.
+fn generated_len(v: &Value) -> usize {
+    let s = |x: Option<&Value>| x.and_then(Value::as_str).map_or(0, str::len);
+    let mut n = 0;
+    if let Some(choices) = v.get("choices").and_then(Value::as_array) {
+        for c in choices {
+            n += s(c.get("text"));
+            for key in ["delta", "message"] {
+                if let Some(m) = c.get(key) {
+                    n +=
+                        s(m.get("content")) + s(m.get("reasoning_content")) + s(m.get("reasoning"));
+                }
+            }
+        }
+    }
+    if let Some(d) = v.get("delta") {
+        // Anthropic content_block_delta, or the Responses API's text deltas.
+        n += s(d.get("text")) + s(d.get("thinking")) + s(d.get("partial_json")) + s(Some(d));
+    }
+    if let Some(content) = v.get("content").and_then(Value::as_array) {
+        for block in content {
+            n += s(block.get("text")) + s(block.get("thinking"));
+        }
+    }
+    if let Some(output) = v.get("output").and_then(Value::as_array) {
+        for item in output {
+            if let Some(parts) = item.get("content").and_then(Value::as_array) {
+                for p in parts {
+                    n += s(p.get("text"));
+                }
+            }
+        }
+    }
+    n
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const OPENAI_SSE: &str = "data: {\"id\":\"1\",\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\n\
+data: {\"id\":\"1\",\"choices\":[],\"usage\":{\"prompt_tokens\":12,\"completion_tokens\":34,\"total_tokens\":46}}\n\n\
+data: [DONE]\n\n";
+
+    const ANTHROPIC_SSE: &str = "event: message_start\r\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"m\",\"usage\":{\"input_tokens\":20,\"cache_read_input_tokens\":5,\"output_tokens\":1}}}\r\n\r\n\
+event: content_block_delta\r\ndata: {\"type\":\"content_block_delta\",\"delta\":{\"type\":\"text_delta\",\"text\":\"usage\"}}\r\n\r\n\
+event: message_delta\r\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":77}}\r\n\r\n\
+event: message_stop\r\ndata: {\"type\":\"message_stop\"}\r\n\r\n";
+
+    fn scan_split(ct: &str, body: &str, at: &[usize]) -> Usage {
+        let mut s = UsageScanner::for_content_type(Some(ct));
+        let bytes = body.as_bytes();
+        let mut prev = 0;
+        for &cut in at {
+            let cut = cut.min(bytes.len()).max(prev);
+            s.feed(&bytes[prev..cut]);
+            prev = cut;
+        }
+        s.feed(&bytes[prev..]);
+        s.finish()
+    }
+
+    #[test]
+    fn json_bodies_of_both_dialects() {
+        let o = r#"{"id":"x","choices":[],"usage":{"prompt_tokens":5,"completion_tokens":7}}"#;
+        assert_eq!(
+            scan_split("application/json", o, &[10]),
+            Usage {
+                input: Some(5),
+                output: Some(7)
+            }
+        );
+        let a = r#"{"type":"message","usage":{"input_tokens":3,"output_tokens":9}}"#;
+        assert_eq!(
+            scan_split("application/json; charset=utf-8", a, &[]),
+            Usage {
+                input: Some(3),
+                output: Some(9)
+            }
+        );
+        assert_eq!(scan_split("text/plain", a, &[]), Usage::default());
+    }
+
+    #[test]
+    fn responses_api_completed_event() {
+        let s = "event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"usage\":{\"input_tokens\":4,\"output_tokens\":6}}}\n\n";
+        assert_eq!(
+            scan_split("text/event-stream", s, &[]),
+            Usage {
+                input: Some(4),
+                output: Some(6)
+            }
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn sse_usage_survives_any_split(a in 0usize..400, b in 0usize..400) {
+            let (a, b) = (a.min(b), a.max(b));
+            prop_assert_eq!(
+                scan_split("text/event-stream", OPENAI_SSE, &[a, b]),
+                Usage { input: Some(12), output: Some(34) }
+            );
+            prop_assert_eq!(
+                scan_split("text/event-stream", ANTHROPIC_SSE, &[a, b]),
+                Usage { input: Some(25), output: Some(77) }
+            );
+        }
+    }
+
+    #[test]
+    fn output_is_estimated_from_text_when_usage_is_missing() {
+        let sse = "data: {\"choices\":[{\"delta\":{\"content\":\"abcdefgh\"}}]}\n\ndata: {\"choices\":[{\"delta\":{\"content\":\"ijkl\"}}]}\n\ndata: [DONE]\n\n";
+        let mut s = UsageScanner::for_content_type(Some("text/event-stream"));
+        s.feed(sse.as_bytes());
+        assert_eq!(s.finish(), Usage::default());
+        assert_eq!(s.estimated_output(), 3);
+        let json = r#"{"content":[{"type":"text","text":"abcdefghijklmnop"}]}"#;
+        let mut s = UsageScanner::for_content_type(Some("application/json"));
+        s.feed(json.as_bytes());
+        s.finish();
+        assert_eq!(s.estimated_output(), 4);
+    }
+
+    #[test]
+    fn every_single_byte_split() {
+        for cut in 0..=ANTHROPIC_SSE.len() {
+            assert_eq!(
+                scan_split("text/event-stream", ANTHROPIC_SSE, &[cut]),
+                Usage {
+                    input: Some(25),
+                    output: Some(77)
+                },
+                "cut at {cut}"
+            );
+        }
+    }
+}

@@ -1,0 +1,238 @@
+//! The buffered, parsed request body that every stage shares.
+//!
+//! The first guard stage to see a request buffers its body (up to
+//! `guard.max_body_bytes`, else 413), parses it once, and inserts an
+//! `Arc<RequestInfo>` extension; later stages reuse it. The inner service receives
+//! the same bytes, rebuilt into its body type.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::Request;
+use http_body::Body;
+use http_body_util::{BodyExt, Limited};
+use serde_json::Value;
+
+use crate::dialect::Dialect;
+
+/// The endpoint family of a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Endpoint {
+    /// `/v1/chat/completions`
+    ChatCompletions,
+    /// `/v1/completions`
+    Completions,
+    /// `/v1/responses`
+    Responses,
+    /// `/v1/messages`
+    Messages,
+    /// Anything else (models listing, embeddings, …).
+    Other,
+}
+
+impl Endpoint {
+    /// The endpoint of a path.
+    pub fn from_path(path: &str) -> Self {
+        let p = path.trim_end_matches('/');
+        if p.ends_with("/chat/completions") {
+            Endpoint::ChatCompletions
+        } else if p.ends_with("/completions") {
+            Endpoint::Completions
+        } else if p.ends_with("/responses") {
+            Endpoint::Responses
+        } else if p.ends_with("/messages") {
+            Endpoint::Messages
+        } else {
+            Endpoint::Other
+        }
+    }
+
+    /// True for endpoints that generate text and so consume LLM tokens.
+    pub fn generates(self) -> bool {
+        !matches!(self, Endpoint::Other)
+    }
+}
+
+/// What the guard learned from a request's body.
+#[derive(Debug, Clone)]
+pub struct RequestInfo {
+    /// The dialect of the path.
+    pub dialect: Dialect,
+    /// The endpoint family.
+    pub endpoint: Endpoint,
+    /// The raw body.
+    pub body: Bytes,
+    /// The parsed body, when it is a JSON object.
+    pub json: Option<Value>,
+    /// `"stream": true`.
+    pub stream: bool,
+    /// The output cap the request set, if any.
+    pub max_output_tokens: Option<u64>,
+    /// Number of choices requested (`n`, OpenAI), at least 1.
+    pub choices: u64,
+    /// Estimated input tokens (see [`estimate_tokens`]).
+    pub input_tokens_estimate: u64,
+}
+
+impl RequestInfo {
+    /// Parses `body` of a request to `path`. Never fails: a body that is not JSON
+    /// gives a `RequestInfo` with `json: None` and an estimate from its length.
+    pub fn parse(path: &str, body: Bytes) -> Self {
+        let dialect = Dialect::from_path(path);
+        let endpoint = Endpoint::from_path(path);
+        let json = if body.is_empty() {
+            None
+        } else {
+            serde_json::from_slice::<Value>(&body)
+                .ok()
+                .filter(Value::is_object)
+        };
+        let (stream, max_output_tokens, choices, input) = match &json {
+            Some(v) => {
+                let stream = v.get("stream").and_then(Value::as_bool).unwrap_or(false);
+                let cap = ["max_tokens", "max_completion_tokens", "max_output_tokens"]
+                    .iter()
+                    .filter_map(|k| v.get(*k).and_then(Value::as_u64))
+                    .max();
+                let n = v
+                    .get("n")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(1)
+                    .clamp(1, 128);
+                let mut chars = 0usize;
+                for key in [
+                    "messages",
+                    "prompt",
+                    "input",
+                    "system",
+                    "instructions",
+                    "tools",
+                ] {
+                    if let Some(part) = v.get(key) {
+                        chars += text_len(part, 0);
+                    }
+                }
+                (stream, cap, n, estimate_tokens(chars))
+            }
+            None => (false, None, 1, estimate_tokens(body.len())),
+        };
+        Self {
+            dialect,
+            endpoint,
+            body,
+            json,
+            stream,
+            max_output_tokens,
+            choices,
+            input_tokens_estimate: input,
+        }
+    }
+}
+
+/// Total byte length of the strings in a JSON value (bounded recursion depth).
+fn text_len(v: &Value, depth: usize) -> usize {
+    if depth > 32 {
+        return 0;
+    }
+    match v {
+        Value::String(s) => s.len(),
+        Value::Array(a) => a.iter().map(|x| text_len(x, depth + 1)).sum(),
+        Value::Object(o) => o.values().map(|x| text_len(x, depth + 1)).sum(),
+        _ => 0,
+    }
+}
+
+/// The documented token estimate: one token per four bytes of text, rounded up.
+///
+/// A real tokenizer costs tens of microseconds per 4 KB body, more than the whole
+/// guard's budget, and only the reservation depends on it: every estimate is
+/// reconciled with the upstream's `usage` when the response completes.
+pub fn estimate_tokens(text_bytes: usize) -> u64 {
+    (text_bytes as u64).div_ceil(4)
+}
+
+/// Why a body could not be buffered.
+#[derive(Debug)]
+pub enum BufferError {
+    /// Larger than the limit.
+    TooLarge,
+    /// The client's body failed (disconnect, bad framing).
+    Read(String),
+}
+
+/// Buffers a request body up to `limit` bytes and returns the request (with an empty
+/// body placeholder) and the bytes.
+pub async fn buffer<B>(
+    req: Request<B>,
+    limit: u64,
+) -> Result<(http::request::Parts, Bytes), BufferError>
+where
+    B: Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let (parts, body) = req.into_parts();
+    if let Some(len) = parts
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        if len > limit {
+            return Err(BufferError::TooLarge);
+        }
+    }
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok((parts, collected.to_bytes())),
+        Err(e) => {
+            if e.is::<http_body_util::LengthLimitError>() {
+                Err(BufferError::TooLarge)
+            } else {
+                Err(BufferError::Read(e.to_string()))
+            }
+        }
+    }
+}
+
+/// Shared handle to the parsed request.
+pub type SharedRequestInfo = Arc<RequestInfo>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_caps_stream_and_estimate() {
+        let body = Bytes::from_static(
+            br#"{"model":"m","stream":true,"max_completion_tokens":900,"n":2,
+                "messages":[{"role":"user","content":"abcdefgh"}]}"#,
+        );
+        let info = RequestInfo::parse("/v1/chat/completions", body);
+        assert!(info.stream);
+        assert_eq!(info.max_output_tokens, Some(900));
+        assert_eq!(info.choices, 2);
+        // "user" (4) + "abcdefgh" (8) = 12 bytes -> 3 tokens
+        assert_eq!(info.input_tokens_estimate, 3);
+        assert_eq!(info.endpoint, Endpoint::ChatCompletions);
+    }
+
+    #[test]
+    fn garbage_is_not_an_error() {
+        let info = RequestInfo::parse("/v1/messages", Bytes::from_static(b"\xff\x00not json"));
+        assert!(info.json.is_none());
+        assert_eq!(info.dialect, Dialect::Anthropic);
+        assert_eq!(info.input_tokens_estimate, 3);
+        let info = RequestInfo::parse("/v1/messages", Bytes::from_static(b"[1,2]"));
+        assert!(info.json.is_none());
+    }
+
+    #[tokio::test]
+    async fn buffer_enforces_the_limit() {
+        let req = Request::new(http_body_util::Full::new(Bytes::from(vec![b'a'; 100])));
+        assert!(matches!(buffer(req, 99).await, Err(BufferError::TooLarge)));
+        let req = Request::new(http_body_util::Full::new(Bytes::from(vec![b'a'; 100])));
+        let (_, bytes) = buffer(req, 100).await.expect("fits");
+        assert_eq!(bytes.len(), 100);
+    }
+}

@@ -1,0 +1,300 @@
+//! The embedded store: two sharded maps (accounts, clusters) of four buckets each.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use dashmap::DashMap;
+
+use super::{
+    Admission, BucketView, Denial, Limits, Outcome, Settlement, Store, StoreFuture, Subject,
+};
+use crate::extensions::Scope;
+use crate::quota::gcra;
+
+/// An idle entry is forgotten once all its buckets have drained, or at the latest
+/// this long after its last use (a zero-rate bucket never drains).
+const MAX_IDLE_MS: u64 = 2 * 86_400_000;
+/// How often (in store time) idle entries are swept.
+const SWEEP_EVERY_MS: u64 = 60_000;
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Entry {
+    levels: [f64; 4],
+    last_ms: u64,
+    /// When every bucket will have drained; the entry can be dropped after that.
+    idle_at_ms: u64,
+}
+
+impl Entry {
+    fn bring_to(&mut self, now_ms: u64, limits: &Limits) {
+        for (level, limit) in self.levels.iter_mut().zip(limits) {
+            *level = match limit {
+                Some(l) => gcra::drained(*level, self.last_ms, now_ms, l),
+                None => 0.0,
+            };
+        }
+        self.last_ms = self.last_ms.max(now_ms);
+    }
+
+    fn check(&self, costs: &[f64; 4], limits: &Limits, scope: Scope) -> Option<Denial> {
+        let mut worst: Option<Denial> = None;
+        for w in super::Window::ALL {
+            let i = w.index();
+            let Some(limit) = &limits[i] else { continue };
+            if let Err(retry) = gcra::check(self.levels[i], costs[i], limit) {
+                let denial = Denial {
+                    scope,
+                    window: w,
+                    retry_after_ms: retry,
+                };
+                worst = Some(match worst {
+                    None => denial,
+                    Some(prev) => match (prev.retry_after_ms, retry) {
+                        (None, _) => prev,
+                        (_, None) => denial,
+                        (Some(a), Some(b)) if b > a => denial,
+                        _ => prev,
+                    },
+                });
+            }
+        }
+        worst
+    }
+
+    fn charge(&mut self, costs: &[f64; 4], limits: &Limits, now_ms: u64) {
+        for i in 0..4 {
+            if limits[i].is_some() {
+                self.levels[i] = (self.levels[i] + costs[i]).max(0.0);
+            }
+        }
+        self.touch(limits, now_ms);
+    }
+
+    fn touch(&mut self, limits: &Limits, now_ms: u64) {
+        let mut idle = now_ms;
+        for (level, limit) in self.levels.iter().zip(limits) {
+            if let Some(l) = limit {
+                idle = idle.max(now_ms.saturating_add(gcra::reset_ms(*level, l)));
+            }
+        }
+        self.idle_at_ms = idle.min(now_ms.saturating_add(MAX_IDLE_MS));
+    }
+
+    fn views(&self, limits: &Limits) -> [Option<BucketView>; 4] {
+        let mut out = [None; 4];
+        for i in 0..4 {
+            if let Some(l) = &limits[i] {
+                out[i] = Some(BucketView {
+                    limit: l.capacity,
+                    remaining: gcra::remaining(self.levels[i], l),
+                    reset_ms: gcra::reset_ms(self.levels[i], l),
+                });
+            }
+        }
+        out
+    }
+}
+
+/// The embedded, in-memory store (the default).
+///
+/// Admission takes the account's map entry and then the cluster's, always in that
+/// order and in two different maps, so concurrent admissions cannot deadlock and
+/// never overshoot. Entries whose buckets have drained are swept once a minute.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    accounts: DashMap<[u8; 16], Entry>,
+    clusters: DashMap<[u8; 16], Entry>,
+    last_sweep_ms: AtomicU64,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn map(&self, scope: Scope) -> &DashMap<[u8; 16], Entry> {
+        match scope {
+            Scope::Account => &self.accounts,
+            Scope::Cluster => &self.clusters,
+        }
+    }
+
+    /// Synchronous admission (the embedded store never waits on I/O).
+    pub fn admit_now(&self, a: &Admission) -> Outcome {
+        self.maybe_sweep(a.now_ms);
+        let costs = [1.0, 1.0, a.tokens, a.tokens];
+        let mut acct = self.accounts.entry(a.account.key).or_default();
+        acct.bring_to(a.now_ms, &a.account.limits);
+        let mut denied = acct.check(&costs, &a.account.limits, Scope::Account);
+        let mut views = [[None; 4]; 2];
+        match &a.cluster {
+            None => {
+                if denied.is_none() {
+                    acct.charge(&costs, &a.account.limits, a.now_ms);
+                }
+                views[0] = acct.views(&a.account.limits);
+            }
+            Some(c) => {
+                let mut cl = self.clusters.entry(c.key).or_default();
+                cl.bring_to(a.now_ms, &c.limits);
+                if denied.is_none() {
+                    denied = cl.check(&costs, &c.limits, Scope::Cluster);
+                }
+                if denied.is_none() {
+                    acct.charge(&costs, &a.account.limits, a.now_ms);
+                    cl.charge(&costs, &c.limits, a.now_ms);
+                }
+                views[0] = acct.views(&a.account.limits);
+                views[1] = cl.views(&c.limits);
+            }
+        }
+        Outcome { denied, views }
+    }
+
+    /// Synchronous settlement.
+    pub fn settle_now(&self, s: &Settlement) {
+        let costs = [0.0, 0.0, s.token_delta, s.token_delta];
+        let apply = |subject: &Subject| {
+            let mut e = self.map(subject.scope).entry(subject.key).or_default();
+            e.bring_to(s.now_ms, &subject.limits);
+            e.charge(&costs, &subject.limits, s.now_ms);
+        };
+        apply(&s.account);
+        if let Some(c) = &s.cluster {
+            apply(c);
+        }
+    }
+
+    /// Current bucket views of a subject, without charging (for inspection).
+    pub fn peek(&self, subject: &Subject, now_ms: u64) -> [Option<BucketView>; 4] {
+        match self.map(subject.scope).get(&subject.key) {
+            Some(e) => {
+                let mut e = *e;
+                e.bring_to(now_ms, &subject.limits);
+                e.views(&subject.limits)
+            }
+            None => Entry::default().views(&subject.limits),
+        }
+    }
+
+    /// Drops every entry whose buckets have drained by `now_ms`.
+    pub fn sweep(&self, now_ms: u64) {
+        self.accounts.retain(|_, e| e.idle_at_ms > now_ms);
+        self.clusters.retain(|_, e| e.idle_at_ms > now_ms);
+    }
+
+    fn maybe_sweep(&self, now_ms: u64) {
+        let last = self.last_sweep_ms.load(Ordering::Relaxed);
+        if last == 0 {
+            let _ = self.last_sweep_ms.compare_exchange(
+                0,
+                now_ms,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
+            return;
+        }
+        if now_ms.saturating_sub(last) >= SWEEP_EVERY_MS
+            && self
+                .last_sweep_ms
+                .compare_exchange(last, now_ms, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.sweep(now_ms);
+        }
+    }
+}
+
+impl Store for MemoryStore {
+    fn admit<'a>(&'a self, admission: &'a Admission) -> StoreFuture<'a, Outcome> {
+        let outcome = self.admit_now(admission);
+        Box::pin(std::future::ready(Ok(outcome)))
+    }
+
+    fn settle(&self, settlement: Settlement) {
+        self.settle_now(&settlement);
+    }
+
+    fn tracked(&self) -> usize {
+        self.accounts.len() + self.clusters.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quota::gcra::BucketLimit;
+    use crate::store::Window;
+
+    fn subject(scope: Scope, key: u8, rpm: f64, tpm: f64) -> Subject {
+        Subject {
+            scope,
+            key: [key; 16],
+            limits: [
+                Some(BucketLimit::new(rpm, 60_000.0, rpm)),
+                None,
+                Some(BucketLimit::new(tpm, 60_000.0, tpm)),
+                None,
+            ],
+        }
+    }
+
+    #[test]
+    fn cluster_denial_charges_nothing() {
+        let store = MemoryStore::new();
+        let a = Admission {
+            now_ms: 1,
+            account: subject(Scope::Account, 1, 10.0, 1000.0),
+            cluster: Some(subject(Scope::Cluster, 9, 2.0, 1000.0)),
+            tokens: 10.0,
+        };
+        assert!(store.admit_now(&a).denied.is_none());
+        assert!(store.admit_now(&a).denied.is_none());
+        let out = store.admit_now(&a);
+        let d = out.denied.expect("cluster full");
+        assert_eq!(d.scope, Scope::Cluster);
+        assert_eq!(d.window, Window::RequestsPerMinute);
+        // The account was not charged for the denied request.
+        assert_eq!(out.views[0][0].expect("view").remaining, 8.0);
+    }
+
+    #[test]
+    fn settlement_refunds_and_charges() {
+        let store = MemoryStore::new();
+        let acct = subject(Scope::Account, 1, 100.0, 1000.0);
+        let a = Admission {
+            now_ms: 0,
+            account: acct.clone(),
+            cluster: None,
+            tokens: 600.0,
+        };
+        assert!(store.admit_now(&a).denied.is_none());
+        store.settle_now(&Settlement {
+            now_ms: 0,
+            account: acct.clone(),
+            cluster: None,
+            token_delta: -500.0,
+        });
+        let v = store.peek(&acct, 0)[2].expect("tokens");
+        assert_eq!(v.remaining, 900.0);
+    }
+
+    #[test]
+    fn drained_entries_are_swept() {
+        let store = MemoryStore::new();
+        for k in 0..100u8 {
+            let a = Admission {
+                now_ms: 1_000,
+                account: subject(Scope::Account, k, 1.0, 1000.0),
+                cluster: None,
+                tokens: 1.0,
+            };
+            store.admit_now(&a);
+        }
+        assert_eq!(store.tracked(), 100);
+        store.sweep(1_000 + 30_000);
+        assert_eq!(store.tracked(), 100, "not yet drained");
+        store.sweep(1_000 + 61_000);
+        assert_eq!(store.tracked(), 0);
+    }
+}

@@ -1,0 +1,184 @@
+//! Where quota state lives.
+//!
+//! [`Store`] is the seam between the enforce stage and its state: the embedded
+//! [`MemoryStore`] (the default) keeps buckets in sharded in-memory maps; a Redis
+//! backend implements the same trait so that several replicas share one set of
+//! limits. A store only does bucket arithmetic on the limits it is handed: tiers,
+//! cluster scaling and suspicion bands are computed by the caller, so every backend
+//! enforces exactly the same policy.
+
+mod memory;
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+
+pub use memory::MemoryStore;
+
+use crate::extensions::Scope;
+use crate::quota::gcra::BucketLimit;
+
+/// The four windows every subject has, in this order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Window {
+    /// Requests per minute.
+    RequestsPerMinute,
+    /// Requests per day.
+    RequestsPerDay,
+    /// Tokens per minute.
+    TokensPerMinute,
+    /// Tokens per day.
+    TokensPerDay,
+}
+
+impl Window {
+    /// All windows, in index order.
+    pub const ALL: [Window; 4] = [
+        Window::RequestsPerMinute,
+        Window::RequestsPerDay,
+        Window::TokensPerMinute,
+        Window::TokensPerDay,
+    ];
+
+    /// Position in a `[_; 4]` array.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// True for the token windows.
+    pub fn is_tokens(self) -> bool {
+        matches!(self, Window::TokensPerMinute | Window::TokensPerDay)
+    }
+
+    /// The window length in milliseconds.
+    pub fn window_ms(self) -> u64 {
+        match self {
+            Window::RequestsPerMinute | Window::TokensPerMinute => 60_000,
+            Window::RequestsPerDay | Window::TokensPerDay => 86_400_000,
+        }
+    }
+
+    /// `requests per minute`, for messages.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Window::RequestsPerMinute => "requests per minute",
+            Window::RequestsPerDay => "requests per day",
+            Window::TokensPerMinute => "tokens per minute",
+            Window::TokensPerDay => "tokens per day",
+        }
+    }
+
+    /// The config field that sets it.
+    pub fn field(self) -> &'static str {
+        match self {
+            Window::RequestsPerMinute => "requests_per_minute",
+            Window::RequestsPerDay => "requests_per_day",
+            Window::TokensPerMinute => "tokens_per_minute",
+            Window::TokensPerDay => "tokens_per_day",
+        }
+    }
+}
+
+/// The limits of one window per subject; `None` is unlimited.
+pub type Limits = [Option<BucketLimit>; 4];
+
+/// An account or cluster with the effective limits of this request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Subject {
+    /// Account or cluster.
+    pub scope: Scope,
+    /// Its 128-bit id.
+    pub key: [u8; 16],
+    /// Effective limits (tier, cluster scaling and suspicion already applied).
+    pub limits: Limits,
+}
+
+/// One admission check: charge one request and `tokens` tokens to the account and
+/// (when present) the cluster, all or nothing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Admission {
+    /// Current time.
+    pub now_ms: u64,
+    /// The account.
+    pub account: Subject,
+    /// The cluster, unless it is the account alone.
+    pub cluster: Option<Subject>,
+    /// Tokens to reserve.
+    pub tokens: f64,
+}
+
+/// The state of one bucket after an admission.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BucketView {
+    /// Capacity.
+    pub limit: f64,
+    /// Units left.
+    pub remaining: f64,
+    /// Milliseconds until the bucket is back to full.
+    pub reset_ms: u64,
+}
+
+/// Which bucket refused an admission.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Denial {
+    /// Account or cluster.
+    pub scope: Scope,
+    /// The window.
+    pub window: Window,
+    /// How long until the request would fit; `None` when it never will under the
+    /// current limits (capacity below the cost, or a zero rate).
+    pub retry_after_ms: Option<u64>,
+}
+
+/// The result of an admission.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    /// The binding denial, if refused. Nothing is charged on a denial.
+    pub denied: Option<Denial>,
+    /// Bucket states per subject (`[account, cluster]`) and window.
+    pub views: [[Option<BucketView>; 4]; 2],
+}
+
+/// A settlement of a finished request: `token_delta` more tokens (negative refunds)
+/// on the account's and cluster's token buckets.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settlement {
+    /// Current time.
+    pub now_ms: u64,
+    /// The account (limits as at admission).
+    pub account: Subject,
+    /// The cluster, if one was charged.
+    pub cluster: Option<Subject>,
+    /// Tokens to add (positive) or give back (negative).
+    pub token_delta: f64,
+}
+
+/// Why a store could not answer.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// The backend is unreachable or answered with an error.
+    #[error("quota store unavailable: {0}")]
+    Unavailable(String),
+    /// The backend did not answer within the configured time.
+    #[error("quota store timed out")]
+    Timeout,
+}
+
+/// A boxed future returned by [`Store`] methods.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// Quota state: atomic admission and after-the-fact settlement.
+pub trait Store: Send + Sync + fmt::Debug + 'static {
+    /// Checks every bucket of the account and cluster and, only if all have room,
+    /// charges them. Must be atomic with respect to concurrent admissions so that
+    /// concurrent requests never overshoot.
+    fn admit<'a>(&'a self, admission: &'a Admission) -> StoreFuture<'a, Outcome>;
+
+    /// Applies a settlement. Fire and forget: it must not block, and it must not be
+    /// lost if the caller goes away (a backend that needs I/O spawns it).
+    fn settle(&self, settlement: Settlement);
+
+    /// Number of subjects currently tracked (for metrics and memory tests).
+    fn tracked(&self) -> usize;
+}
