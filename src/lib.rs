@@ -5,6 +5,7 @@ pub mod clock;
 pub mod config;
 pub mod dialect;
 pub mod extensions;
+pub mod features;
 pub mod guard;
 pub mod identity;
 pub mod network;
