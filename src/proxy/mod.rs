@@ -1,4 +1,11 @@
 //! The `serve` reverse proxy and the built-in demo model.
+//!
+//! [`server::stack`] is the one place the guarded stack is assembled, so `serve`,
+//! `replay` and the end-to-end tests all run exactly the same layers.
+
+pub mod demo;
+pub mod server;
+pub mod upstream;
 
 /// Checks an upstream base URL; returns a message on error.
 pub fn parse_upstream(url: &str) -> Result<http::Uri, String> {

@@ -1,0 +1,109 @@
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+use distill_guard::proxy::demo::DemoModel;
+use distill_guard::proxy::server::{self, Backend};
+use distill_guard::proxy::upstream::Upstream;
+use distill_guard::Guard;
+
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// Config file (TOML). Without it, the embedded defaults are used.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Address to listen on (overrides `[server] listen`; port 0 picks a free port).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Upstream base URL, e.g. http://127.0.0.1:8000 (overrides `[server] upstream`).
+    /// Without one, the built-in demo model answers.
+    #[arg(long)]
+    upstream: Option<String>,
+    /// Run as a plain proxy with no guard (the kill switch, and the baseline for
+    /// measuring overhead).
+    #[arg(long)]
+    passthrough: bool,
+}
+
+pub(crate) fn run(args: ServeArgs) -> Result<ExitCode, String> {
+    let mut config = super::load_config(args.config.as_ref())?;
+    if let Some(l) = args.listen {
+        config.server.listen = l;
+    }
+    if let Some(u) = args.upstream {
+        config.server.upstream = Some(u);
+    }
+    if args.passthrough {
+        config.guard.enabled = false;
+    }
+    config.validate().map_err(|e| e.to_string())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    runtime.block_on(serve(config, args.passthrough))
+}
+
+async fn serve(config: distill_guard::Config, passthrough: bool) -> Result<ExitCode, String> {
+    let server_cfg = config.server.clone();
+    let backend = match &server_cfg.upstream {
+        Some(url) => {
+            let up = Upstream::new(url, server_cfg.connect_timeout, server_cfg.upstream_timeout)?;
+            tracing::info!(upstream = %url, "forwarding to upstream");
+            Backend::Upstream(up)
+        }
+        None => {
+            tracing::warn!(
+                "no upstream configured: answering with the built-in DEMO model (not a language model)"
+            );
+            Backend::Demo(DemoModel::new())
+        }
+    };
+    let guard = Guard::from_config(config).map_err(|e| e.to_string())?;
+    let service = server::stack((!passthrough).then_some(&guard), backend.into_service());
+    let listener = tokio::net::TcpListener::bind(server_cfg.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", server_cfg.listen))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| format!("cannot read the listening address: {e}"))?;
+    if passthrough {
+        tracing::warn!("--passthrough: the guard is OFF, requests are forwarded unchecked");
+    }
+    // The first line on stdout is machine-readable, for scripts and tests.
+    println!("listening on http://{addr}");
+    tracing::info!(%addr, "distill-guard serving");
+    server::run(
+        listener,
+        server::app(service),
+        shutdown_signal(),
+        server_cfg.shutdown_timeout,
+    )
+    .await
+    .map_err(|e| format!("server error: {e}"))?;
+    tracing::info!("shut down");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutdown signal received; finishing in-flight requests");
+}

@@ -1,0 +1,622 @@
+//! The built-in demo model: a stand-in upstream for trying the guard on a fresh
+//! machine, and the mock upstream of `replay`.
+//!
+//! It answers both dialects, JSON and SSE, with deterministic English prose seeded by
+//! the request, whose length follows the request's output cap, and reports truthful
+//! `usage` under the guard's own token estimate (one token per four bytes). Every
+//! response is labelled: the model is `distill-guard-demo` and the header
+//! `x-distill-guard-demo: 1` is set. It is not a language model.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::future::{ready, Ready};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use http_body::{Body, Frame, SizeHint};
+use serde_json::{json, Value};
+
+use crate::dialect::{error_response, Dialect, ErrorKind};
+use crate::request::{estimate_tokens, Endpoint, RequestInfo};
+
+/// The model name the demo reports.
+pub const DEMO_MODEL: &str = "distill-guard-demo";
+
+/// Forces the demo's usage, for replay: answer with prose of exactly this many
+/// output tokens and report these input tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DemoUsage {
+    /// Input tokens to report.
+    pub input_tokens: u64,
+    /// Output tokens to generate.
+    pub output_tokens: u64,
+}
+
+/// A body of pre-made chunks, sent one frame at a time (so streams really stream).
+#[derive(Debug, Default)]
+pub struct ChunkBody {
+    chunks: VecDeque<Bytes>,
+}
+
+impl ChunkBody {
+    /// A body that yields `chunks` in order.
+    pub fn new(chunks: impl IntoIterator<Item = Bytes>) -> Self {
+        Self {
+            chunks: chunks.into_iter().filter(|c| !c.is_empty()).collect(),
+        }
+    }
+}
+
+impl Body for ChunkBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        Poll::Ready(self.chunks.pop_front().map(|c| Ok(Frame::data(c))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.chunks.is_empty()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.chunks.iter().map(|c| c.len() as u64).sum())
+    }
+}
+
+/// The demo model as a Tower service. Cheap to clone.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DemoModel {
+    /// Output length used when a request sets no cap.
+    pub default_output_tokens: u64,
+}
+
+impl DemoModel {
+    /// The demo with a default answer length of 300 tokens.
+    pub fn new() -> Self {
+        Self {
+            default_output_tokens: 300,
+        }
+    }
+}
+
+impl<B> tower::Service<Request<B>> for DemoModel
+where
+    B: Send + 'static,
+{
+    type Response = Response<ChunkBody>;
+    type Error = Infallible;
+    type Future = Ready<Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let info = req
+            .extensions()
+            .get::<std::sync::Arc<RequestInfo>>()
+            .cloned();
+        let forced = req.extensions().get::<DemoUsage>().copied();
+        ready(Ok(respond(
+            self,
+            req.method(),
+            req.uri().path(),
+            info.as_deref(),
+            forced,
+        )))
+    }
+}
+
+fn respond(
+    demo: &DemoModel,
+    method: &Method,
+    path: &str,
+    info: Option<&RequestInfo>,
+    forced: Option<DemoUsage>,
+) -> Response<ChunkBody> {
+    let dialect = Dialect::from_path(path);
+    let endpoint = Endpoint::from_path(path);
+    if method == Method::GET && path.trim_end_matches('/').ends_with("/models") {
+        let body = json!({"object": "list", "data": [{"id": DEMO_MODEL, "object": "model", "created": 0, "owned_by": "distill-guard"}]});
+        return json_response(StatusCode::OK, &body);
+    }
+    if method != Method::POST || !endpoint.generates() {
+        let res = error_response(
+            dialect,
+            ErrorKind::InvalidRequest,
+            "The demo model answers POST /v1/chat/completions, /v1/completions, /v1/responses and /v1/messages.",
+        );
+        let (mut parts, body) = res.into_parts();
+        parts.status = StatusCode::NOT_FOUND;
+        return label(Response::from_parts(parts, ChunkBody::new([body])));
+    }
+    let parsed;
+    let info = match info {
+        Some(i) => i,
+        None => {
+            parsed = RequestInfo::parse(path, Bytes::new());
+            &parsed
+        }
+    };
+    let Some(json) = info.json.as_ref() else {
+        let res = error_response(
+            dialect,
+            ErrorKind::InvalidRequest,
+            "The request body must be a JSON object.",
+        );
+        let (parts, body) = res.into_parts();
+        return label(Response::from_parts(parts, ChunkBody::new([body])));
+    };
+    let seed = fnv(&info.body);
+    let (input_tokens, output_target) = match forced {
+        Some(u) => (u.input_tokens, u.output_tokens),
+        None => {
+            let cap = info
+                .max_output_tokens
+                .unwrap_or(demo.default_output_tokens)
+                .max(1);
+            // Between 60% and 100% of the cap, at most 4096 tokens.
+            let target = (cap.min(4096) * (60 + seed % 41)) / 100;
+            (info.input_tokens_estimate, target.max(1))
+        }
+    };
+    let text = prose(seed, output_target);
+    let output_tokens = match forced {
+        Some(u) => u.output_tokens,
+        None => estimate_tokens(text.len()),
+    };
+    let model = json
+        .get("model")
+        .and_then(Value::as_str)
+        .unwrap_or(DEMO_MODEL)
+        .to_owned();
+    let id = format!("{:016x}", seed);
+    let include_usage = json
+        .pointer("/stream_options/include_usage")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let u = (input_tokens, output_tokens);
+    if info.stream {
+        let events = match endpoint {
+            Endpoint::Messages => anthropic_stream(&id, &model, &text, u),
+            Endpoint::Responses => responses_stream(&id, &model, &text, u),
+            Endpoint::Completions => openai_stream(&id, &model, &text, u, include_usage, false),
+            _ => openai_stream(&id, &model, &text, u, include_usage, true),
+        };
+        let mut res = Response::new(ChunkBody::new(events));
+        res.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/event-stream"),
+        );
+        res.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        return label(res);
+    }
+    let body = match endpoint {
+        Endpoint::Messages => json!({
+            "id": format!("msg_{id}"), "type": "message", "role": "assistant", "model": model,
+            "content": [{"type": "text", "text": text}],
+            "stop_reason": "end_turn", "stop_sequence": null,
+            "usage": {"input_tokens": u.0, "output_tokens": u.1}
+        }),
+        Endpoint::Responses => json!({
+            "id": format!("resp_{id}"), "object": "response", "created_at": 0, "status": "completed",
+            "model": model,
+            "output": [{"type": "message", "id": format!("msg_{id}"), "status": "completed", "role": "assistant",
+                        "content": [{"type": "output_text", "text": text, "annotations": []}]}],
+            "usage": {"input_tokens": u.0, "output_tokens": u.1, "total_tokens": u.0 + u.1}
+        }),
+        Endpoint::Completions => json!({
+            "id": format!("cmpl-{id}"), "object": "text_completion", "created": 0, "model": model,
+            "choices": [{"index": 0, "text": text, "finish_reason": "stop", "logprobs": null}],
+            "usage": {"prompt_tokens": u.0, "completion_tokens": u.1, "total_tokens": u.0 + u.1}
+        }),
+        _ => json!({
+            "id": format!("chatcmpl-{id}"), "object": "chat.completion", "created": 0, "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop", "logprobs": null}],
+            "usage": {"prompt_tokens": u.0, "completion_tokens": u.1, "total_tokens": u.0 + u.1}
+        }),
+    };
+    json_response(StatusCode::OK, &body)
+}
+
+fn label<B>(mut res: Response<B>) -> Response<B> {
+    res.headers_mut()
+        .insert("x-distill-guard-demo", HeaderValue::from_static("1"));
+    res
+}
+
+fn json_response(status: StatusCode, body: &Value) -> Response<ChunkBody> {
+    let bytes = Bytes::from(body.to_string());
+    let mut res = Response::new(ChunkBody::new([bytes]));
+    *res.status_mut() = status;
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    label(res)
+}
+
+fn sse(event: Option<&str>, data: &Value) -> Bytes {
+    match event {
+        Some(e) => Bytes::from(format!("event: {e}\ndata: {data}\n\n")),
+        None => Bytes::from(format!("data: {data}\n\n")),
+    }
+}
+
+/// Splits text into stream deltas of a few words each.
+fn deltas(text: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut words = 0;
+    for (i, ch) in text.char_indices() {
+        if ch == ' ' {
+            words += 1;
+            if words == 4 {
+                out.push(&text[start..=i]);
+                start = i + 1;
+                words = 0;
+            }
+        }
+    }
+    if start < text.len() {
+        out.push(&text[start..]);
+    }
+    out
+}
+
+fn openai_stream(
+    id: &str,
+    model: &str,
+    text: &str,
+    u: (u64, u64),
+    include_usage: bool,
+    chat: bool,
+) -> Vec<Bytes> {
+    let mut out = Vec::new();
+    let (object, cid) = if chat {
+        ("chat.completion.chunk", format!("chatcmpl-{id}"))
+    } else {
+        ("text_completion", format!("cmpl-{id}"))
+    };
+    let usage_field = |v: &mut Value| {
+        if include_usage {
+            v["usage"] = Value::Null;
+        }
+    };
+    if chat {
+        let mut first = json!({"id": cid, "object": object, "created": 0, "model": model,
+            "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": null, "logprobs": null}]});
+        usage_field(&mut first);
+        out.push(sse(None, &first));
+    }
+    for d in deltas(text) {
+        let mut v = if chat {
+            json!({"id": cid, "object": object, "created": 0, "model": model,
+                "choices": [{"index": 0, "delta": {"content": d}, "finish_reason": null, "logprobs": null}]})
+        } else {
+            json!({"id": cid, "object": object, "created": 0, "model": model,
+                "choices": [{"index": 0, "text": d, "finish_reason": null, "logprobs": null}]})
+        };
+        usage_field(&mut v);
+        out.push(sse(None, &v));
+    }
+    let mut last = if chat {
+        json!({"id": cid, "object": object, "created": 0, "model": model,
+            "choices": [{"index": 0, "delta": {}, "finish_reason": "stop", "logprobs": null}]})
+    } else {
+        json!({"id": cid, "object": object, "created": 0, "model": model,
+            "choices": [{"index": 0, "text": "", "finish_reason": "stop", "logprobs": null}]})
+    };
+    usage_field(&mut last);
+    out.push(sse(None, &last));
+    if include_usage {
+        out.push(sse(
+            None,
+            &json!({"id": cid, "object": object, "created": 0, "model": model, "choices": [],
+            "usage": {"prompt_tokens": u.0, "completion_tokens": u.1, "total_tokens": u.0 + u.1}}),
+        ));
+    }
+    out.push(Bytes::from_static(b"data: [DONE]\n\n"));
+    out
+}
+
+fn anthropic_stream(id: &str, model: &str, text: &str, u: (u64, u64)) -> Vec<Bytes> {
+    let mut out = vec![
+        sse(
+            Some("message_start"),
+            &json!({"type": "message_start", "message": {
+            "id": format!("msg_{id}"), "type": "message", "role": "assistant", "model": model, "content": [],
+            "stop_reason": null, "stop_sequence": null, "usage": {"input_tokens": u.0, "output_tokens": 1}}}),
+        ),
+        sse(
+            Some("content_block_start"),
+            &json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+        ),
+        sse(Some("ping"), &json!({"type": "ping"})),
+    ];
+    for d in deltas(text) {
+        out.push(sse(Some("content_block_delta"), &json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": d}})));
+    }
+    out.push(sse(
+        Some("content_block_stop"),
+        &json!({"type": "content_block_stop", "index": 0}),
+    ));
+    out.push(sse(Some("message_delta"), &json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null}, "usage": {"output_tokens": u.1}})));
+    out.push(sse(Some("message_stop"), &json!({"type": "message_stop"})));
+    out
+}
+
+fn responses_stream(id: &str, model: &str, text: &str, u: (u64, u64)) -> Vec<Bytes> {
+    let rid = format!("resp_{id}");
+    let mid = format!("msg_{id}");
+    let base = |status: &str, output: Value, usage: Value| {
+        json!({"id": rid, "object": "response", "created_at": 0,
+        "status": status, "model": model, "output": output, "usage": usage})
+    };
+    let mut seq = 0u64;
+    let mut next = || {
+        seq += 1;
+        seq
+    };
+    let mut out = vec![
+        sse(
+            Some("response.created"),
+            &json!({"type": "response.created", "sequence_number": next(), "response": base("in_progress", json!([]), Value::Null)}),
+        ),
+        sse(
+            Some("response.output_item.added"),
+            &json!({"type": "response.output_item.added", "sequence_number": next(), "output_index": 0,
+            "item": {"type": "message", "id": mid, "status": "in_progress", "role": "assistant", "content": []}}),
+        ),
+        sse(
+            Some("response.content_part.added"),
+            &json!({"type": "response.content_part.added", "sequence_number": next(), "item_id": mid, "output_index": 0, "content_index": 0,
+            "part": {"type": "output_text", "text": "", "annotations": []}}),
+        ),
+    ];
+    for d in deltas(text) {
+        out.push(sse(Some("response.output_text.delta"), &json!({"type": "response.output_text.delta", "sequence_number": next(), "item_id": mid, "output_index": 0, "content_index": 0, "delta": d})));
+    }
+    let item = json!({"type": "message", "id": mid, "status": "completed", "role": "assistant",
+        "content": [{"type": "output_text", "text": text, "annotations": []}]});
+    out.push(sse(Some("response.output_text.done"), &json!({"type": "response.output_text.done", "sequence_number": next(), "item_id": mid, "output_index": 0, "content_index": 0, "text": text})));
+    out.push(sse(Some("response.output_item.done"), &json!({"type": "response.output_item.done", "sequence_number": next(), "output_index": 0, "item": item})));
+    out.push(sse(Some("response.completed"), &json!({"type": "response.completed", "sequence_number": next(),
+        "response": base("completed", json!([item]), json!({"input_tokens": u.0, "output_tokens": u.1, "total_tokens": u.0 + u.1}))})));
+    out
+}
+
+fn fnv(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+const SUBJECTS: &[&str] = &[
+    "the scheduler",
+    "a careful reader",
+    "the cache",
+    "this approach",
+    "the old parser",
+    "every request",
+    "the test suite",
+    "a small team",
+    "the network",
+    "the first draft",
+    "our model",
+    "the database",
+    "the compiler",
+    "a good example",
+    "the release",
+];
+const VERBS: &[&str] = &[
+    "keeps",
+    "explains",
+    "changes",
+    "improves",
+    "measures",
+    "replaces",
+    "follows",
+    "shows",
+    "avoids",
+    "needs",
+    "reveals",
+    "simplifies",
+    "protects",
+    "delays",
+    "checks",
+];
+const OBJECTS: &[&str] = &[
+    "the hot path",
+    "most of the latency",
+    "a quiet failure",
+    "the whole idea",
+    "every edge case",
+    "the final answer",
+    "a second opinion",
+    "the morning build",
+    "the memory budget",
+    "an honest estimate",
+    "the slow query",
+    "the user's intent",
+    "the error message",
+    "a clean boundary",
+    "the long tail",
+];
+const TAILS: &[&str] = &[
+    "without much fuss",
+    "when the load is high",
+    "in a predictable way",
+    "after a short pause",
+    "for most readers",
+    "before anyone notices",
+    "on a busy day",
+    "with fewer moving parts",
+    "at a modest cost",
+    "in plain words",
+];
+
+/// Deterministic prose of about `tokens` tokens (4 bytes each).
+pub fn prose(seed: u64, tokens: u64) -> String {
+    let target = (tokens.max(1) * 4) as usize;
+    let mut out = String::with_capacity(target + 64);
+    let mut x = seed | 1;
+    let mut next = |n: usize| {
+        // xorshift64*
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        (x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 33) as usize % n
+    };
+    let mut sentence = 0;
+    while out.len() < target {
+        if !out.is_empty() {
+            out.push(if sentence % 5 == 0 { '\n' } else { ' ' });
+            if sentence % 5 == 0 {
+                out.push('\n');
+            }
+        }
+        let s = SUBJECTS[next(SUBJECTS.len())];
+        let mut first = true;
+        for word in [
+            s,
+            VERBS[next(VERBS.len())],
+            OBJECTS[next(OBJECTS.len())],
+            TAILS[next(TAILS.len())],
+        ] {
+            if !first {
+                out.push(' ');
+            }
+            if first {
+                let mut c = word.chars();
+                if let Some(f) = c.next() {
+                    out.extend(f.to_uppercase());
+                    out.push_str(c.as_str());
+                }
+                first = false;
+            } else {
+                out.push_str(word);
+            }
+        }
+        out.push('.');
+        sentence += 1;
+    }
+    // Trim to the target on a char boundary (prose is ASCII).
+    out.truncate(target);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+    use std::sync::Arc;
+    use tower::ServiceExt;
+
+    async fn call(path: &str, body: &str, forced: Option<DemoUsage>) -> (Response<()>, String) {
+        let mut req = Request::post(path).body(()).expect("req");
+        req.extensions_mut().insert(Arc::new(RequestInfo::parse(
+            path,
+            Bytes::from(body.to_owned()),
+        )));
+        if let Some(f) = forced {
+            req.extensions_mut().insert(f);
+        }
+        let res = DemoModel::new().oneshot(req).await.expect("infallible");
+        let (parts, body) = res.into_parts();
+        let bytes = body.collect().await.expect("body").to_bytes();
+        (
+            Response::from_parts(parts, ()),
+            String::from_utf8(bytes.to_vec()).expect("utf8"),
+        )
+    }
+
+    #[tokio::test]
+    async fn json_usage_is_truthful_and_follows_the_cap() {
+        let (res, body) = call("/v1/chat/completions", r#"{"model":"m","max_tokens":800,"messages":[{"role":"user","content":"hello there"}]}"#, None).await;
+        assert_eq!(res.headers()["x-distill-guard-demo"], "1");
+        let v: Value = serde_json::from_str(&body).expect("json");
+        let text = v["choices"][0]["message"]["content"]
+            .as_str()
+            .expect("text");
+        let out = v["usage"]["completion_tokens"].as_u64().expect("usage");
+        assert_eq!(out, estimate_tokens(text.len()));
+        assert!((480..=800).contains(&out), "{out}");
+        assert!(
+            text.split_whitespace().count() > 300,
+            "several hundred words"
+        );
+    }
+
+    #[tokio::test]
+    async fn anthropic_stream_has_every_event_and_usage() {
+        let (res, body) = call("/v1/messages", r#"{"model":"m","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"hi"}]}"#, None).await;
+        assert_eq!(res.headers()[header::CONTENT_TYPE], "text/event-stream");
+        for e in [
+            "message_start",
+            "content_block_delta",
+            "message_delta",
+            "message_stop",
+        ] {
+            assert!(body.contains(&format!("event: {e}\n")), "missing {e}");
+        }
+        let mut s = crate::quota::usage::UsageScanner::for_content_type(Some("text/event-stream"));
+        s.feed(body.as_bytes());
+        let u = s.finish();
+        assert_eq!(u.input, Some(1));
+        assert!(u.output.expect("output") > 0);
+    }
+
+    #[tokio::test]
+    async fn forced_usage_for_replay() {
+        let forced = DemoUsage {
+            input_tokens: 812,
+            output_tokens: 1500,
+        };
+        let (_, body) = call(
+            "/v1/chat/completions",
+            r#"{"model":"m","stream":true,"stream_options":{"include_usage":true},"messages":[]}"#,
+            Some(forced),
+        )
+        .await;
+        assert!(body.ends_with("data: [DONE]\n\n"));
+        let mut s = crate::quota::usage::UsageScanner::for_content_type(Some("text/event-stream"));
+        s.feed(body.as_bytes());
+        assert_eq!(
+            s.finish(),
+            crate::quota::usage::Usage {
+                input: Some(812),
+                output: Some(1500)
+            }
+        );
+        assert_eq!(
+            s.estimated_output(),
+            1500,
+            "prose length matches the forced usage"
+        );
+    }
+
+    #[tokio::test]
+    async fn non_json_is_a_400_in_dialect() {
+        let (res, body) = call("/v1/messages", "not json", None).await;
+        assert_eq!(res.status(), 400);
+        assert!(body.contains("invalid_request_error"));
+    }
+
+    #[test]
+    fn prose_is_deterministic_and_sized() {
+        assert_eq!(prose(7, 100), prose(7, 100));
+        assert_ne!(prose(7, 100), prose(8, 100));
+        assert_eq!(prose(7, 100).len(), 400);
+    }
+}

@@ -1,0 +1,111 @@
+//! The `serve` stack: guard layers around the upstream (or the demo model), plus
+//! request ids and tracing, served with graceful shutdown.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::Router;
+use http::{Request, Response};
+use tower::util::BoxCloneSyncService;
+use tower::{Layer, Service, ServiceBuilder, ServiceExt};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+use super::demo::DemoModel;
+use super::upstream::Upstream;
+use crate::guard::Guard;
+use crate::network::PeerAddr;
+
+/// What `serve` forwards to.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    /// The built-in demo model.
+    Demo(DemoModel),
+    /// A real upstream.
+    Upstream(Upstream),
+}
+
+/// A boxed, cloneable HTTP service.
+pub type HttpService = BoxCloneSyncService<Request<Body>, Response<Body>, Infallible>;
+
+impl Backend {
+    /// The backend as a boxed service.
+    pub fn into_service(self) -> HttpService {
+        match self {
+            Backend::Demo(d) => {
+                BoxCloneSyncService::new(ServiceExt::<Request<Body>>::map_response(d, |r| {
+                    r.map(Body::new)
+                }))
+            }
+            Backend::Upstream(u) => BoxCloneSyncService::new(u),
+        }
+    }
+}
+
+/// The guarded stack exactly as `serve` and `replay` run it: the guard's layers
+/// around `backend`. With `guard` = `None` (passthrough) the backend is served bare.
+pub fn stack(guard: Option<&Guard>, backend: HttpService) -> HttpService {
+    match guard {
+        Some(g) => {
+            BoxCloneSyncService::new(g.layer().layer(backend).map_response(|r| r.map(Body::new)))
+        }
+        None => backend,
+    }
+}
+
+/// The Axum app `serve` runs: request ids, tracing, the peer address extension,
+/// then [`stack`].
+pub fn app(service: HttpService) -> Router {
+    let svc = service.clone();
+    let svc = tower::service_fn(move |mut req: Request<Body>| {
+        let mut svc = svc.clone();
+        async move {
+            if let Some(ci) = req
+                .extensions()
+                .get::<axum::extract::ConnectInfo<SocketAddr>>()
+                .copied()
+            {
+                req.extensions_mut().insert(PeerAddr(ci.0));
+            }
+            svc.call(req).await
+        }
+    });
+    Router::new().fallback_service(svc).layer(
+        ServiceBuilder::new()
+            .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+            .layer(TraceLayer::new_for_http())
+            .layer(PropagateRequestIdLayer::x_request_id()),
+    )
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves, then lets in-flight
+/// requests finish for up to `grace`.
+pub async fn run(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    grace: Duration,
+) -> std::io::Result<()> {
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        shutdown.await;
+        let _ = tx.send(());
+    });
+    let server = tokio::spawn(async move { server.await });
+    tokio::select! {
+        res = server => res.unwrap_or_else(|e| Err(std::io::Error::other(e))),
+        _ = async {
+            let _ = rx.await;
+            tokio::time::sleep(grace).await;
+        } => {
+            tracing::warn!("shutdown grace period over; closing remaining connections");
+            Ok(())
+        }
+    }
+}
