@@ -9,8 +9,9 @@
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
-use std::future::{ready, Ready};
+use std::future::{ready, Future};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -85,31 +86,40 @@ impl DemoModel {
     }
 }
 
+/// The demo's future: ready at once when a guard stage already parsed the body,
+/// otherwise it reads the body first.
+pub type DemoFuture = Pin<Box<dyn Future<Output = Result<Response<ChunkBody>, Infallible>> + Send>>;
+
 impl<B> tower::Service<Request<B>> for DemoModel
 where
-    B: Send + 'static,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     type Response = Response<ChunkBody>;
     type Error = Infallible;
-    type Future = Ready<Result<Self::Response, Infallible>>;
+    type Future = DemoFuture;
 
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let info = req
-            .extensions()
-            .get::<std::sync::Arc<RequestInfo>>()
-            .cloned();
         let forced = req.extensions().get::<DemoUsage>().copied();
-        ready(Ok(respond(
-            self,
-            req.method(),
-            req.uri().path(),
-            info.as_deref(),
-            forced,
-        )))
+        let demo = *self;
+        if let Some(info) = req.extensions().get::<Arc<RequestInfo>>().cloned() {
+            let res = respond(&demo, req.method(), req.uri().path(), Some(&info), forced);
+            return Box::pin(ready(Ok(res)));
+        }
+        Box::pin(async move {
+            let method = req.method().clone();
+            let path = req.uri().path().to_owned();
+            let info = match crate::request::buffer(req, 16 * 1024 * 1024).await {
+                Ok((_, bytes)) => RequestInfo::parse(&path, bytes),
+                Err(_) => RequestInfo::parse(&path, Bytes::new()),
+            };
+            Ok(respond(&demo, &method, &path, Some(&info), forced))
+        })
     }
 }
 
@@ -519,12 +529,13 @@ pub fn prose(seed: u64, tokens: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http_body_util::BodyExt;
-    use std::sync::Arc;
+    use http_body_util::{BodyExt, Empty};
     use tower::ServiceExt;
 
     async fn call(path: &str, body: &str, forced: Option<DemoUsage>) -> (Response<()>, String) {
-        let mut req = Request::post(path).body(()).expect("req");
+        let mut req = Request::post(path)
+            .body(Empty::<Bytes>::new())
+            .expect("req");
         req.extensions_mut().insert(Arc::new(RequestInfo::parse(
             path,
             Bytes::from(body.to_owned()),
@@ -573,7 +584,7 @@ mod tests {
         let mut s = crate::quota::usage::UsageScanner::for_content_type(Some("text/event-stream"));
         s.feed(body.as_bytes());
         let u = s.finish();
-        assert_eq!(u.input, Some(1));
+        assert_eq!(u.input, Some(2), "\"user\" + \"hi\" = 6 bytes");
         assert!(u.output.expect("output") > 0);
     }
 

@@ -214,7 +214,7 @@ fn plan<B>(
     let output_cap = info
         .max_output_tokens
         .unwrap_or(settings.default_max_output_tokens);
-    let tokens = if info.endpoint.generates() {
+    let tokens = if info.endpoint.generates() && req.method() == http::Method::POST {
         info.input_tokens_estimate
             .saturating_add(info.choices.saturating_mul(output_cap))
     } else {
