@@ -51,7 +51,7 @@ async fn serve(config: distill_guard::Config, passthrough: bool) -> Result<ExitC
         Some(url) => {
             let up = Upstream::new(url, server_cfg.connect_timeout, server_cfg.upstream_timeout)?;
             tracing::info!(upstream = %url, "forwarding to upstream");
-            Backend::Upstream(up)
+            Backend::Upstream(Box::new(up))
         }
         None => {
             tracing::warn!(

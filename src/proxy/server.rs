@@ -24,7 +24,7 @@ pub enum Backend {
     /// The built-in demo model.
     Demo(DemoModel),
     /// A real upstream.
-    Upstream(Upstream),
+    Upstream(Box<Upstream>),
 }
 
 /// A boxed, cloneable HTTP service.
@@ -39,7 +39,7 @@ impl Backend {
                     r.map(Body::new)
                 }))
             }
-            Backend::Upstream(u) => BoxCloneSyncService::new(u),
+            Backend::Upstream(u) => BoxCloneSyncService::new(*u),
         }
     }
 }

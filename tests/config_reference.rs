@@ -1,0 +1,19 @@
+//! The shipped reference config parses and validates.
+
+use distill_guard::config::Config;
+
+#[test]
+fn examples_guard_toml_is_valid() {
+    let text = include_str!("../examples/guard.toml");
+    let cfg = Config::from_toml_str(text).expect("examples/guard.toml must be valid");
+    assert_eq!(cfg.tiers["enterprise"].requests_per_day.limit(), None);
+    assert_eq!(cfg.quota.bands.len(), 4);
+}
+
+#[test]
+fn the_shape_other_tools_write_is_accepted() {
+    Config::from_toml_str(
+        "[identity]\nsecret = \"change-me\"\n[tiers.default]\nrequests_per_minute = 60\ntokens_per_minute = 150000\n",
+    )
+    .expect("valid");
+}

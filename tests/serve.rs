@@ -1,0 +1,288 @@
+//! The binary over real sockets: with its demo upstream, and in front of a separate
+//! upstream process; both dialects, JSON and streaming.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use axum::body::Body;
+use http::Request;
+use http_body_util::BodyExt;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde_json::{json, Value};
+
+/// A running `distill-guard serve`, killed on drop.
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn(args: &[&str]) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_distill-guard"))
+        .arg("serve")
+        .args(["--listen", "127.0.0.1:0"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the binary");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("first line");
+    let url = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_owned();
+    Server { child, url }
+}
+
+fn config_file(text: &str) -> tempfile::NamedTempFile {
+    use std::io::Write;
+    let mut f = tempfile::NamedTempFile::new().expect("temp file");
+    f.write_all(text.as_bytes()).expect("write");
+    f
+}
+
+struct Reply {
+    status: u16,
+    headers: http::HeaderMap,
+    body: String,
+}
+
+async fn post(url: &str, path: &str, key: Option<&str>, body: Value) -> Reply {
+    let client: Client<_, Body> = Client::builder(TokioExecutor::new()).build_http();
+    let mut req = Request::post(format!("{url}{path}")).header("content-type", "application/json");
+    if let Some(k) = key {
+        req = req.header("authorization", format!("Bearer {k}"));
+    }
+    let req = req.body(Body::from(body.to_string())).expect("request");
+    let res = tokio::time::timeout(Duration::from_secs(20), client.request(req))
+        .await
+        .expect("no timeout")
+        .expect("response");
+    let status = res.status().as_u16();
+    let headers = res.headers().clone();
+    let bytes = res.into_body().collect().await.expect("body").to_bytes();
+    Reply {
+        status,
+        headers,
+        body: String::from_utf8(bytes.to_vec()).expect("utf8"),
+    }
+}
+
+async fn exercise_both_dialects(url: &str) {
+    // OpenAI JSON
+    let r = post(
+        url,
+        "/v1/chat/completions",
+        Some("sk-e2e"),
+        json!({"model": "m", "max_tokens": 50,
+        "messages": [{"role": "user", "content": "Write a haiku"}]}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v: Value = serde_json::from_str(&r.body).expect("json");
+    assert!(
+        v["choices"][0]["message"]["content"]
+            .as_str()
+            .expect("text")
+            .len()
+            > 20
+    );
+    assert!(v["usage"]["completion_tokens"].as_u64().expect("usage") > 0);
+    assert_eq!(r.headers["x-ratelimit-limit-requests"], "5");
+    // OpenAI SSE
+    let r = post(url, "/v1/chat/completions", Some("sk-e2e"), json!({"model": "m", "max_tokens": 50, "stream": true,
+        "stream_options": {"include_usage": true}, "messages": [{"role": "user", "content": "hi"}]})).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.headers["content-type"], "text/event-stream");
+    assert!(r.body.contains("chat.completion.chunk"));
+    assert!(r.body.contains("\"usage\":{\"prompt_tokens\""));
+    assert!(r.body.ends_with("data: [DONE]\n\n"));
+    // Anthropic JSON
+    let r = post(
+        url,
+        "/v1/messages",
+        Some("sk-e2e-a"),
+        json!({"model": "m", "max_tokens": 40,
+        "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let v: Value = serde_json::from_str(&r.body).expect("json");
+    assert_eq!(v["type"], "message");
+    assert!(r
+        .headers
+        .contains_key("anthropic-ratelimit-requests-remaining"));
+    // Anthropic SSE
+    let r = post(
+        url,
+        "/v1/messages",
+        Some("sk-e2e-a"),
+        json!({"model": "m", "max_tokens": 40, "stream": true,
+        "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert!(r.body.contains("event: message_delta"));
+    assert!(r.body.contains("event: message_stop"));
+    // Limits over the socket: 5 per minute for this key.
+    let mut codes = Vec::new();
+    for _ in 0..4 {
+        codes.push(
+            post(
+                url,
+                "/v1/chat/completions",
+                Some("sk-e2e"),
+                json!({"model": "m", "max_tokens": 5, "messages": []}),
+            )
+            .await,
+        );
+    }
+    let last = codes.last().expect("replies");
+    assert_eq!(last.status, 429, "{}", last.body);
+    assert!(last.headers.contains_key("retry-after"));
+    let v: Value = serde_json::from_str(&last.body).expect("json");
+    assert_eq!(v["error"]["code"], "rate_limit_exceeded");
+    // No key.
+    let r = post(
+        url,
+        "/v1/messages",
+        None,
+        json!({"model": "m", "messages": []}),
+    )
+    .await;
+    assert_eq!(r.status, 401);
+    assert!(r.body.contains("authentication_error"));
+}
+
+const CONFIG: &str = r#"
+[identity]
+secret = "e2e-secret"
+[tiers.default]
+requests_per_minute = 5
+tokens_per_minute = 100000
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_with_its_demo_upstream() {
+    let cfg = config_file(CONFIG);
+    let server = spawn(&["--config", cfg.path().to_str().expect("path")]);
+    exercise_both_dialects(&server.url).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_in_front_of_a_separate_upstream_process() {
+    // The upstream is another process: the demo model served bare.
+    let upstream = spawn(&["--passthrough"]);
+    let cfg = config_file(CONFIG);
+    let guard = spawn(&[
+        "--config",
+        cfg.path().to_str().expect("path"),
+        "--upstream",
+        &upstream.url,
+    ]);
+    exercise_both_dialects(&guard.url).await;
+    let r = post(
+        &guard.url,
+        "/v1/chat/completions",
+        Some("sk-other"),
+        json!({"model": "m", "messages": []}),
+    )
+    .await;
+    assert_eq!(
+        r.headers["x-distill-guard-demo"], "1",
+        "upstream headers are forwarded"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_down_is_a_502_in_dialect() {
+    // Bind and drop a port so nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let cfg = config_file(CONFIG);
+    let upstream = format!("http://127.0.0.1:{port}");
+    let guard = spawn(&[
+        "--config",
+        cfg.path().to_str().expect("path"),
+        "--upstream",
+        &upstream,
+    ]);
+    let r = post(
+        &guard.url,
+        "/v1/messages",
+        Some("k"),
+        json!({"model": "m", "max_tokens": 5, "messages": []}),
+    )
+    .await;
+    assert_eq!(r.status, 502);
+    let v: Value = serde_json::from_str(&r.body).expect("json");
+    assert_eq!(v["type"], "error");
+    assert_eq!(v["error"]["type"], "api_error");
+}
+
+#[test]
+fn check_config_lists_errors_and_exits_non_zero() {
+    let bad = config_file(
+        "[identity]\n[tiers.default]\nrequests_per_minute = 0\n[quota]\ncluster_exponent = 3.0\n",
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_distill-guard"))
+        .args(["check-config", bad.path().to_str().expect("path")])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for path in [
+        "identity.secret",
+        "tiers.default.requests_per_minute",
+        "quota.cluster_exponent",
+    ] {
+        assert!(err.contains(path), "{path} missing from {err}");
+    }
+    let good = config_file(CONFIG);
+    let out = Command::new(env!("CARGO_BIN_EXE_distill-guard"))
+        .args(["check-config", good.path().to_str().expect("path")])
+        .output()
+        .expect("run");
+    assert!(out.status.success());
+}
+
+#[cfg(unix)]
+#[test]
+fn sigterm_shuts_down_gracefully() {
+    let mut server = spawn(&[]);
+    let pid = server.child.id().to_string();
+    let status = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let mut child = std::mem::replace(
+        &mut server.child,
+        Command::new("true").spawn().expect("placeholder"),
+    );
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait());
+    });
+    let exit = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("exited after SIGTERM")
+        .expect("wait");
+    assert!(exit.success(), "exit status {exit:?}");
+}
