@@ -11,7 +11,9 @@ pub mod identity;
 pub mod network;
 pub mod proxy;
 pub mod quota;
+pub mod replay;
 pub mod request;
+pub mod simulate;
 pub mod store;
 
 pub use config::Config;
