@@ -75,14 +75,25 @@ impl Body for ChunkBody {
 pub struct DemoModel {
     /// Output length used when a request sets no cap.
     pub default_output_tokens: u64,
+    /// Words per streamed delta (4 looks like a real model; replay uses larger
+    /// deltas to spend its time in the guard rather than in framing).
+    pub words_per_delta: usize,
 }
 
 impl DemoModel {
-    /// The demo with a default answer length of 300 tokens.
+    /// The demo with a default answer length of 300 tokens, streamed four words at
+    /// a time.
     pub fn new() -> Self {
         Self {
             default_output_tokens: 300,
+            words_per_delta: 4,
         }
+    }
+
+    /// The same, streaming `words` words per delta.
+    pub fn with_words_per_delta(mut self, words: usize) -> Self {
+        self.words_per_delta = words.max(1);
+        self
     }
 }
 
@@ -194,10 +205,26 @@ fn respond(
     let u = (input_tokens, output_tokens);
     if info.stream {
         let events = match endpoint {
-            Endpoint::Messages => anthropic_stream(&id, &model, &text, u),
-            Endpoint::Responses => responses_stream(&id, &model, &text, u),
-            Endpoint::Completions => openai_stream(&id, &model, &text, u, include_usage, false),
-            _ => openai_stream(&id, &model, &text, u, include_usage, true),
+            Endpoint::Messages => anthropic_stream(&id, &model, &text, u, demo.words_per_delta),
+            Endpoint::Responses => responses_stream(&id, &model, &text, u, demo.words_per_delta),
+            Endpoint::Completions => openai_stream(
+                &id,
+                &model,
+                &text,
+                u,
+                include_usage,
+                false,
+                demo.words_per_delta,
+            ),
+            _ => openai_stream(
+                &id,
+                &model,
+                &text,
+                u,
+                include_usage,
+                true,
+                demo.words_per_delta,
+            ),
         };
         let mut res = Response::new(ChunkBody::new(events));
         res.headers_mut().insert(
@@ -261,14 +288,14 @@ fn sse(event: Option<&str>, data: &Value) -> Bytes {
 }
 
 /// Splits text into stream deltas of a few words each.
-fn deltas(text: &str) -> Vec<&str> {
+fn deltas(text: &str, n: usize) -> Vec<&str> {
     let mut out = Vec::new();
     let mut start = 0;
     let mut words = 0;
     for (i, ch) in text.char_indices() {
         if ch == ' ' {
             words += 1;
-            if words == 4 {
+            if words == n {
                 out.push(&text[start..=i]);
                 start = i + 1;
                 words = 0;
@@ -288,6 +315,7 @@ fn openai_stream(
     u: (u64, u64),
     include_usage: bool,
     chat: bool,
+    n: usize,
 ) -> Vec<Bytes> {
     let mut out = Vec::new();
     let (object, cid) = if chat {
@@ -306,7 +334,7 @@ fn openai_stream(
         usage_field(&mut first);
         out.push(sse(None, &first));
     }
-    for d in deltas(text) {
+    for d in deltas(text, n) {
         let mut v = if chat {
             json!({"id": cid, "object": object, "created": 0, "model": model,
                 "choices": [{"index": 0, "delta": {"content": d}, "finish_reason": null, "logprobs": null}]})
@@ -337,7 +365,7 @@ fn openai_stream(
     out
 }
 
-fn anthropic_stream(id: &str, model: &str, text: &str, u: (u64, u64)) -> Vec<Bytes> {
+fn anthropic_stream(id: &str, model: &str, text: &str, u: (u64, u64), n: usize) -> Vec<Bytes> {
     let mut out = vec![
         sse(
             Some("message_start"),
@@ -351,7 +379,7 @@ fn anthropic_stream(id: &str, model: &str, text: &str, u: (u64, u64)) -> Vec<Byt
         ),
         sse(Some("ping"), &json!({"type": "ping"})),
     ];
-    for d in deltas(text) {
+    for d in deltas(text, n) {
         out.push(sse(Some("content_block_delta"), &json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": d}})));
     }
     out.push(sse(
@@ -363,7 +391,7 @@ fn anthropic_stream(id: &str, model: &str, text: &str, u: (u64, u64)) -> Vec<Byt
     out
 }
 
-fn responses_stream(id: &str, model: &str, text: &str, u: (u64, u64)) -> Vec<Bytes> {
+fn responses_stream(id: &str, model: &str, text: &str, u: (u64, u64), n: usize) -> Vec<Bytes> {
     let rid = format!("resp_{id}");
     let mid = format!("msg_{id}");
     let base = |status: &str, output: Value, usage: Value| {
@@ -391,7 +419,7 @@ fn responses_stream(id: &str, model: &str, text: &str, u: (u64, u64)) -> Vec<Byt
             "part": {"type": "output_text", "text": "", "annotations": []}}),
         ),
     ];
-    for d in deltas(text) {
+    for d in deltas(text, n) {
         out.push(sse(Some("response.output_text.delta"), &json!({"type": "response.output_text.delta", "sequence_number": next(), "item_id": mid, "output_index": 0, "content_index": 0, "delta": d})));
     }
     let item = json!({"type": "message", "id": mid, "status": "completed", "role": "assistant",
@@ -476,10 +504,39 @@ const TAILS: &[&str] = &[
     "in plain words",
 ];
 
-/// Deterministic prose of about `tokens` tokens (4 bytes each).
+/// Deterministic prose of `tokens` tokens (4 bytes each) for `seed`: a window into
+/// one fixed text, generated once, so answers cost a copy rather than generation.
 pub fn prose(seed: u64, tokens: u64) -> String {
-    let target = (tokens.max(1) * 4) as usize;
-    let mut out = String::with_capacity(target + 64);
+    static BASE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let base = BASE.get_or_init(|| generate_prose(0x5eed, 64 * 1024));
+    let target = usize::try_from(tokens.max(1).saturating_mul(4)).unwrap_or(usize::MAX / 2);
+    // Start on a sentence boundary chosen by the seed.
+    let mut start = ((seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 20) as usize) % (base.len() / 2);
+    while start > 0 && base.as_bytes()[start - 1] != b' ' {
+        start -= 1;
+    }
+    let mut out = String::with_capacity(target);
+    let mut at = start;
+    while out.len() < target {
+        let take = (target - out.len()).min(base.len() - at);
+        out.push_str(&base[at..at + take]);
+        at = 0;
+        if out.len() < target {
+            out.push(' ');
+        }
+    }
+    out.truncate(target);
+    // Never end on a space: some clients trim, which would change the length.
+    if out.ends_with(' ') {
+        out.pop();
+        out.push('.');
+    }
+    out
+}
+
+/// Generates ASCII prose of at least `bytes` bytes.
+fn generate_prose(seed: u64, bytes: usize) -> String {
+    let mut out = String::with_capacity(bytes + 64);
     let mut x = seed | 1;
     let mut next = |n: usize| {
         // xorshift64*
@@ -489,40 +546,31 @@ pub fn prose(seed: u64, tokens: u64) -> String {
         (x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 33) as usize % n
     };
     let mut sentence = 0;
-    while out.len() < target {
+    while out.len() < bytes {
         if !out.is_empty() {
-            out.push(if sentence % 5 == 0 { '\n' } else { ' ' });
-            if sentence % 5 == 0 {
-                out.push('\n');
-            }
+            out.push_str(if sentence % 5 == 0 { "\n\n" } else { " " });
         }
-        let s = SUBJECTS[next(SUBJECTS.len())];
-        let mut first = true;
-        for word in [
-            s,
+        let words = [
+            SUBJECTS[next(SUBJECTS.len())],
             VERBS[next(VERBS.len())],
             OBJECTS[next(OBJECTS.len())],
             TAILS[next(TAILS.len())],
-        ] {
-            if !first {
-                out.push(' ');
-            }
-            if first {
+        ];
+        for (i, word) in words.iter().enumerate() {
+            if i == 0 {
                 let mut c = word.chars();
                 if let Some(f) = c.next() {
                     out.extend(f.to_uppercase());
                     out.push_str(c.as_str());
                 }
-                first = false;
             } else {
+                out.push(' ');
                 out.push_str(word);
             }
         }
         out.push('.');
         sentence += 1;
     }
-    // Trim to the target on a char boundary (prose is ASCII).
-    out.truncate(target);
     out
 }
 

@@ -8,7 +8,9 @@
 //! [`Scorer`](score::Scorer). The `label` field never influences a decision.
 
 pub mod format;
+pub mod run;
 pub mod score;
 
 pub use format::{parse_decision, parse_line, DecisionLine, Label, LineError, TrafficLine, Usage};
+pub use run::{replay, ReplayError, ReplayOptions, Replayer, Summary};
 pub use score::{score_streams, Report, ScoreError, Scorer};
