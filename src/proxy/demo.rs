@@ -238,7 +238,7 @@ fn respond(
     let body = match endpoint {
         Endpoint::Messages => json!({
             "id": format!("msg_{id}"), "type": "message", "role": "assistant", "model": model,
-            "content": [{"type": "text", "text": text}],
+            "content": [{"type": "text", "text": TEXT}],
             "stop_reason": "end_turn", "stop_sequence": null,
             "usage": {"input_tokens": u.0, "output_tokens": u.1}
         }),
@@ -246,21 +246,21 @@ fn respond(
             "id": format!("resp_{id}"), "object": "response", "created_at": 0, "status": "completed",
             "model": model,
             "output": [{"type": "message", "id": format!("msg_{id}"), "status": "completed", "role": "assistant",
-                        "content": [{"type": "output_text", "text": text, "annotations": []}]}],
+                        "content": [{"type": "output_text", "text": TEXT, "annotations": []}]}],
             "usage": {"input_tokens": u.0, "output_tokens": u.1, "total_tokens": u.0 + u.1}
         }),
         Endpoint::Completions => json!({
             "id": format!("cmpl-{id}"), "object": "text_completion", "created": 0, "model": model,
-            "choices": [{"index": 0, "text": text, "finish_reason": "stop", "logprobs": null}],
+            "choices": [{"index": 0, "text": TEXT, "finish_reason": "stop", "logprobs": null}],
             "usage": {"prompt_tokens": u.0, "completion_tokens": u.1, "total_tokens": u.0 + u.1}
         }),
         _ => json!({
             "id": format!("chatcmpl-{id}"), "object": "chat.completion", "created": 0, "model": model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop", "logprobs": null}],
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": TEXT}, "finish_reason": "stop", "logprobs": null}],
             "usage": {"prompt_tokens": u.0, "completion_tokens": u.1, "total_tokens": u.0 + u.1}
         }),
     };
-    json_response(StatusCode::OK, &body)
+    json_text_response(StatusCode::OK, &body, &text)
 }
 
 fn label<B>(mut res: Response<B>) -> Response<B> {
@@ -269,8 +269,48 @@ fn label<B>(mut res: Response<B>) -> Response<B> {
     res
 }
 
+/// Stands in for the generated text inside a `json!` value; [`render`] splices the
+/// text in, so long answers are copied rather than escaped byte by byte.
+const TEXT: &str = "\u{1}";
+
+/// Serialises `v`, replacing the first [`TEXT`] placeholder with `text`.
+///
+/// `text` is the demo's own prose (ASCII letters, spaces, punctuation and
+/// newlines), so only newlines need escaping; anything else is escaped in full.
+fn render(v: &Value, text: &str) -> String {
+    let body = v.to_string();
+    let Some(at) = memchr::memmem::find(body.as_bytes(), b"\"\\u0001\"") else {
+        return body;
+    };
+    let mut out = String::with_capacity(body.len() + text.len() + 16);
+    out.push_str(&body[..at]);
+    // Only the demo's own prose comes here; keep that promise checked in tests.
+    debug_assert!(
+        text.bytes()
+            .all(|b| (0x20..0x7f).contains(&b) || b == b'\n')
+            && !text.contains(['"', '\\'])
+    );
+    {
+        out.push('"');
+        let mut from = 0;
+        for nl in memchr::memchr_iter(b'\n', text.as_bytes()) {
+            out.push_str(&text[from..nl]);
+            out.push_str("\\n");
+            from = nl + 1;
+        }
+        out.push_str(&text[from..]);
+        out.push('"');
+    }
+    out.push_str(&body[at + 8..]);
+    out
+}
+
 fn json_response(status: StatusCode, body: &Value) -> Response<ChunkBody> {
-    let bytes = Bytes::from(body.to_string());
+    json_text_response(status, body, "")
+}
+
+fn json_text_response(status: StatusCode, body: &Value, text: &str) -> Response<ChunkBody> {
+    let bytes = Bytes::from(render(body, text));
     let mut res = Response::new(ChunkBody::new([bytes]));
     *res.status_mut() = status;
     res.headers_mut().insert(
@@ -281,6 +321,11 @@ fn json_response(status: StatusCode, body: &Value) -> Response<ChunkBody> {
 }
 
 fn sse(event: Option<&str>, data: &Value) -> Bytes {
+    sse_text(event, data, "")
+}
+
+fn sse_text(event: Option<&str>, data: &Value, text: &str) -> Bytes {
+    let data = render(data, text);
     match event {
         Some(e) => Bytes::from(format!("event: {e}\ndata: {data}\n\n")),
         None => Bytes::from(format!("data: {data}\n\n")),
@@ -337,13 +382,13 @@ fn openai_stream(
     for d in deltas(text, n) {
         let mut v = if chat {
             json!({"id": cid, "object": object, "created": 0, "model": model,
-                "choices": [{"index": 0, "delta": {"content": d}, "finish_reason": null, "logprobs": null}]})
+                "choices": [{"index": 0, "delta": {"content": TEXT}, "finish_reason": null, "logprobs": null}]})
         } else {
             json!({"id": cid, "object": object, "created": 0, "model": model,
-                "choices": [{"index": 0, "text": d, "finish_reason": null, "logprobs": null}]})
+                "choices": [{"index": 0, "text": TEXT, "finish_reason": null, "logprobs": null}]})
         };
         usage_field(&mut v);
-        out.push(sse(None, &v));
+        out.push(sse_text(None, &v, d));
     }
     let mut last = if chat {
         json!({"id": cid, "object": object, "created": 0, "model": model,
@@ -380,7 +425,7 @@ fn anthropic_stream(id: &str, model: &str, text: &str, u: (u64, u64), n: usize) 
         sse(Some("ping"), &json!({"type": "ping"})),
     ];
     for d in deltas(text, n) {
-        out.push(sse(Some("content_block_delta"), &json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": d}})));
+        out.push(sse_text(Some("content_block_delta"), &json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": TEXT}}), d));
     }
     out.push(sse(
         Some("content_block_stop"),
@@ -420,7 +465,7 @@ fn responses_stream(id: &str, model: &str, text: &str, u: (u64, u64), n: usize) 
         ),
     ];
     for d in deltas(text, n) {
-        out.push(sse(Some("response.output_text.delta"), &json!({"type": "response.output_text.delta", "sequence_number": next(), "item_id": mid, "output_index": 0, "content_index": 0, "delta": d})));
+        out.push(sse_text(Some("response.output_text.delta"), &json!({"type": "response.output_text.delta", "sequence_number": next(), "item_id": mid, "output_index": 0, "content_index": 0, "delta": TEXT}), d));
     }
     let item = json!({"type": "message", "id": mid, "status": "completed", "role": "assistant",
         "content": [{"type": "output_text", "text": text, "annotations": []}]});
@@ -670,6 +715,16 @@ mod tests {
         let (res, body) = call("/v1/messages", "not json", None).await;
         assert_eq!(res.status(), 400);
         assert!(body.contains("invalid_request_error"));
+    }
+
+    #[test]
+    fn spliced_text_is_valid_json_whatever_it_holds() {
+        for text in ["plain prose", "two\n\nparagraphs", &prose(3, 500), ""] {
+            let out = render(&json!({"a": TEXT, "b": "\u{1}x"}), text);
+            let v: Value = serde_json::from_str(&out).expect("valid json");
+            assert_eq!(v["a"], text);
+            assert_eq!(v["b"], "\u{1}x", "only the exact placeholder is replaced");
+        }
     }
 
     #[test]
