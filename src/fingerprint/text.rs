@@ -410,7 +410,7 @@ fn is_hex_id(s: &str) -> bool {
 }
 
 /// Exact hash of normalised text (NFKC, lowercase, whitespace collapsed) over
-/// `pieces` joined by whitespace, reading at most `max_bytes` of each piece.
+/// `pieces` joined by whitespace, reading at most `max_bytes` in total.
 /// Returns the hash and the number of words, or `None` when there are no words.
 ///
 /// The normalised bytes are streamed into the hasher eight at a time, without
@@ -422,8 +422,13 @@ pub(crate) fn normalized_hash(pieces: &[&str], max_bytes: usize) -> Option<(u64,
         len: 0,
     };
     let mut words = 0usize;
+    let mut left = max_bytes;
     for piece in pieces {
-        let cut = &piece[..floor_boundary(piece, max_bytes)];
+        if left == 0 {
+            break;
+        }
+        let cut = &piece[..floor_boundary(piece, left)];
+        left -= cut.len().min(left);
         let mut in_word = false;
         if cut.is_ascii() {
             for &b in cut.as_bytes() {
@@ -576,9 +581,23 @@ mod tests {
         assert_ne!(a, c);
         assert_eq!(a.map(|x| x.1), Some(5));
         assert_eq!(normalized_hash(&["  \n "], 100), None);
+        // The byte cap is over all pieces together.
+        assert_eq!(normalized_hash(&["abc", "def"], 3).map(|x| x.1), Some(1));
     }
 
     proptest::proptest! {
+        #[test]
+        fn the_ascii_fast_path_matches_the_general_one(s in "[A-Za-z0-9 ,;!?()]{0,80}") {
+            let mut fast = Vec::new();
+            tokenize(&s, &mut fast, usize::MAX);
+            let mut slow = Vec::new();
+            let mut scratch = String::new();
+            for w in s.split_whitespace() {
+                chunk(w, &mut slow, &mut scratch, usize::MAX);
+            }
+            proptest::prop_assert_eq!(fast, slow);
+        }
+
         #[test]
         fn tokenize_never_panics(s in ".{0,400}", cap in 0usize..50) {
             let mut out = Vec::new();
