@@ -460,6 +460,20 @@ fn inconsistencies_are_flagged() {
         )),
         vec![StainlessRuntimeMismatch]
     );
+    let chrome = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36";
+    assert_eq!(
+        flags(with(OPENAI_NODE, &[("user-agent", Some(chrome))])),
+        vec![StainlessWithNonSdkAgent]
+    );
+    // The SDK in a browser cannot set User-Agent and says so in its runtime.
+    assert!(flags(with(
+        OPENAI_NODE,
+        &[
+            ("user-agent", Some(chrome)),
+            ("x-stainless-runtime", Some("browser:chrome"))
+        ]
+    ))
+    .is_empty());
     // Agents built on an SDK keep its headers under their own user-agent.
     assert!(flags(with(
         ANTHROPIC_NODE,
@@ -845,4 +859,35 @@ fn a_slightly_edited_template_stays_near() {
         shared.push(ah.shared_bands(&bh) + at.shared_bands(&bt));
     }
     assert!(shared.iter().all(|s| *s >= 1), "{shared:?}");
+}
+
+#[test]
+fn of_request_reads_the_peer_and_the_parsed_body() {
+    use std::sync::Arc;
+    let cfg = FingerprintSettings::default();
+    let info = chat("Write a haiku about the sea.");
+    let mut req = http::Request::builder()
+        .uri("/v1/chat/completions")
+        .header("user-agent", "curl/8.5.0")
+        .body(())
+        .expect("request");
+    req.extensions_mut().insert(crate::network::PeerAddr(
+        "203.0.113.7:5000".parse().expect("addr"),
+    ));
+    req.extensions_mut().insert(Arc::new(info.clone()));
+    let fp = Fingerprint::of_request(&req, &cfg);
+    assert_eq!(
+        fp,
+        Fingerprint::compute(req.headers(), ip("203.0.113.7"), &info, &cfg)
+    );
+    assert!(fp.template.is_some() && fp.network.prefix.is_some());
+    // Without a parsed body: headers and peer only.
+    let bare = http::Request::builder()
+        .uri("/v1/chat/completions")
+        .header("user-agent", "curl/8.5.0")
+        .body(())
+        .expect("request");
+    let fp = Fingerprint::of_request(&bare, &cfg);
+    assert!(fp.template.is_none() && fp.network.prefix.is_none());
+    assert_eq!(fp.client.user_agent.expect("ua").family, "curl");
 }
