@@ -2,6 +2,9 @@
 //! SDK's headers, and the same with an Anthropic body with tools and a long system
 //! prompt.
 
+// `criterion_group!` generates an undocumented public function.
+#![allow(missing_docs)]
+
 use std::hint::black_box;
 
 use bytes::Bytes;
