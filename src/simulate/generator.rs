@@ -21,8 +21,8 @@ const DAY_MS: u64 = 24 * HOUR_MS;
 
 /// Relative request intensity of people by local hour (mean 1 after scaling).
 const HUMAN_DAY: [f64; 24] = [
-    0.15, 0.1, 0.08, 0.07, 0.08, 0.15, 0.35, 0.7, 1.2, 1.6, 1.8, 1.8, 1.5, 1.7, 1.8, 1.7, 1.5,
-    1.2, 1.0, 0.95, 0.9, 0.75, 0.5, 0.3,
+    0.15, 0.1, 0.08, 0.07, 0.08, 0.15, 0.35, 0.7, 1.2, 1.6, 1.8, 1.8, 1.5, 1.7, 1.8, 1.7, 1.5, 1.2,
+    1.0, 0.95, 0.9, 0.75, 0.5, 0.3,
 ];
 
 fn human_day(local_hour: i64) -> f64 {
@@ -121,7 +121,14 @@ struct Event {
     turn: u16,
 }
 
-const OPENAI_MODELS: &[&str] = &["gpt-4o", "gpt-4o", "gpt-4o-mini", "gpt-4o-mini", "gpt-4.1", "o4-mini"];
+const OPENAI_MODELS: &[&str] = &[
+    "gpt-4o",
+    "gpt-4o",
+    "gpt-4o-mini",
+    "gpt-4o-mini",
+    "gpt-4.1",
+    "o4-mini",
+];
 const ANTHROPIC_MODELS: &[&str] = &[
     "claude-sonnet-4-20250514",
     "claude-sonnet-4-20250514",
@@ -132,11 +139,16 @@ const ANTHROPIC_MODELS: &[&str] = &[
 fn residential_v4<R: Rng + ?Sized>(rng: &mut R) -> IpAddr {
     const FIRST: &[u8] = &[
         24, 50, 66, 67, 68, 69, 70, 71, 72, 73, 75, 76, 81, 82, 84, 86, 88, 90, 92, 95, 98, 99,
-        101, 106, 110, 112, 114, 118, 121, 124, 174, 175, 177, 179, 181, 186, 187, 189, 190,
-        191, 201,
+        101, 106, 110, 112, 114, 118, 121, 124, 174, 175, 177, 179, 181, 186, 187, 189, 190, 191,
+        201,
     ];
     let a = FIRST[rng.random_range(0..FIRST.len())];
-    IpAddr::V4(Ipv4Addr::new(a, rng.random(), rng.random(), rng.random_range(1..255)))
+    IpAddr::V4(Ipv4Addr::new(
+        a,
+        rng.random(),
+        rng.random(),
+        rng.random_range(1..255),
+    ))
 }
 
 fn residential<R: Rng + ?Sized>(rng: &mut R) -> IpAddr {
@@ -159,10 +171,14 @@ fn residential<R: Rng + ?Sized>(rng: &mut R) -> IpAddr {
 
 fn datacenter_24<R: Rng + ?Sized>(rng: &mut R) -> [u8; 3] {
     const FIRST: &[u8] = &[
-        3, 13, 18, 34, 35, 44, 52, 54, 104, 137, 138, 139, 143, 146, 147, 157, 159, 164, 165,
-        167, 178, 185, 188, 193, 194, 195, 204, 206, 207, 209,
+        3, 13, 18, 34, 35, 44, 52, 54, 104, 137, 138, 139, 143, 146, 147, 157, 159, 164, 165, 167,
+        178, 185, 188, 193, 194, 195, 204, 206, 207, 209,
     ];
-    [FIRST[rng.random_range(0..FIRST.len())], rng.random(), rng.random()]
+    [
+        FIRST[rng.random_range(0..FIRST.len())],
+        rng.random(),
+        rng.random(),
+    ]
 }
 
 fn pool_in<R: Rng + ?Sized>(rng: &mut R, prefixes: usize, per_prefix: usize) -> Vec<IpAddr> {
@@ -171,7 +187,12 @@ fn pool_in<R: Rng + ?Sized>(rng: &mut R, prefixes: usize, per_prefix: usize) -> 
         let p = datacenter_24(rng);
         let base: u8 = rng.random_range(2..200);
         for i in 0..per_prefix {
-            out.push(IpAddr::V4(Ipv4Addr::new(p[0], p[1], p[2], base.wrapping_add(i as u8).max(1))));
+            out.push(IpAddr::V4(Ipv4Addr::new(
+                p[0],
+                p[1],
+                p[2],
+                base.wrapping_add(i as u8).max(1),
+            )));
         }
     }
     out
@@ -191,7 +212,13 @@ fn key<R: Rng + ?Sized>(rng: &mut R, dialect: Dialect) -> Box<str> {
     s.into()
 }
 
-fn label(actor: &str, campaign: bool, scenario: Scenario, org: Option<&str>, cohort: &str) -> Box<str> {
+fn label(
+    actor: &str,
+    campaign: bool,
+    scenario: Scenario,
+    org: Option<&str>,
+    cohort: &str,
+) -> Box<str> {
     let mut s = String::new();
     let mut o = Obj::new(&mut s);
     o.str("actor", actor)
@@ -220,9 +247,14 @@ fn client_mix<R: Rng + ?Sized>(rng: &mut R) -> ClientKind {
 }
 
 fn tz_of<R: Rng + ?Sized>(rng: &mut R) -> i64 {
-    pick(rng, &["-8", "-7", "-6", "-5", "-5", "-3", "0", "1", "1", "2", "3", "5", "8", "8", "9", "10"])
-        .parse()
-        .unwrap_or(0)
+    pick(
+        rng,
+        &[
+            "-8", "-7", "-6", "-5", "-5", "-3", "0", "1", "1", "2", "3", "5", "8", "8", "9", "10",
+        ],
+    )
+    .parse()
+    .unwrap_or(0)
 }
 
 /// Typical organic parameters: mostly defaults, some large caps.
@@ -233,19 +265,36 @@ fn organic_params<R: Rng + ?Sized>(rng: &mut R, a: &mut Account) {
     };
     a.max_tokens = match rng.random_range(0..100) {
         0..55 => None,
-        55..80 => Some(*[256u32, 500, 512, 1000, 1024, 2048].get(rng.random_range(0..6)).unwrap_or(&1024)),
-        _ => Some(*[4096u32, 8000, 8192, 16384, 32000].get(rng.random_range(0..5)).unwrap_or(&4096)),
+        55..80 => Some(
+            *[256u32, 500, 512, 1000, 1024, 2048]
+                .get(rng.random_range(0..6))
+                .unwrap_or(&1024),
+        ),
+        _ => Some(
+            *[4096u32, 8000, 8192, 16384, 32000]
+                .get(rng.random_range(0..5))
+                .unwrap_or(&4096),
+        ),
     };
     a.temperature = if rng.random_bool(0.5) {
         None
     } else {
-        Some(*[0.0f32, 0.2, 0.3, 0.5, 0.7, 0.7, 0.8, 1.0, 1.2].get(rng.random_range(0..9)).unwrap_or(&0.7))
+        Some(
+            *[0.0f32, 0.2, 0.3, 0.5, 0.7, 0.7, 0.8, 1.0, 1.2]
+                .get(rng.random_range(0..9))
+                .unwrap_or(&0.7),
+        )
     };
-    a.reasoning = a.model.starts_with('o') && rng.random_bool(0.3) || a.model.contains("opus") && rng.random_bool(0.2);
+    a.reasoning = a.model.starts_with('o') && rng.random_bool(0.3)
+        || a.model.contains("opus") && rng.random_bool(0.2);
     a.endpoint = match (a.client.dialect, a.client.kind) {
         (Dialect::Anthropic, _) => Endpoint::Messages,
-        (_, ClientKind::OpenAiPython | ClientKind::OpenAiNode) if rng.random_bool(0.15) => Endpoint::Responses,
-        (_, ClientKind::Curl | ClientKind::PyRequests) if rng.random_bool(0.05) => Endpoint::Completions,
+        (_, ClientKind::OpenAiPython | ClientKind::OpenAiNode) if rng.random_bool(0.15) => {
+            Endpoint::Responses
+        }
+        (_, ClientKind::Curl | ClientKind::PyRequests) if rng.random_bool(0.05) => {
+            Endpoint::Completions
+        }
         _ => Endpoint::Chat,
     };
     a.stream = match a.client.kind {
@@ -298,7 +347,16 @@ impl Population {
         p
     }
 
-    fn push(&mut self, rng: &mut ChaCha8Rng, actor: &str, org: Option<&str>, cohort: &str, client: Client, net: Net, behaviour: Behaviour) -> usize {
+    fn push(
+        &mut self,
+        rng: &mut ChaCha8Rng,
+        actor: &str,
+        org: Option<&str>,
+        cohort: &str,
+        client: Client,
+        net: Net,
+        behaviour: Behaviour,
+    ) -> usize {
         let campaign = actor.starts_with("campaign");
         let a = Account {
             key: key(rng, client.dialect),
@@ -336,7 +394,9 @@ impl Population {
         let org_users = (0.05 * nf) as usize;
         let batch_users = ((0.005 * nf) as usize).max(1);
         let agent_users = (0.15 * nf) as usize;
-        let individuals = n.saturating_sub(nat_users + app_users + hydra_users + org_users + batch_users + agent_users);
+        let individuals = n.saturating_sub(
+            nat_users + app_users + hydra_users + org_users + batch_users + agent_users,
+        );
         let mut next_user = 0u32;
         let mut user = || {
             next_user += 1;
@@ -371,7 +431,15 @@ impl Population {
                 } else {
                     let kind = client_mix(rng);
                     let client = Client::random(rng, kind);
-                    let i = self.push(rng, &user(), None, "nat", client, Net::Pool(pool), Behaviour::Chat);
+                    let i = self.push(
+                        rng,
+                        &user(),
+                        None,
+                        "nat",
+                        client,
+                        Net::Pool(pool),
+                        Behaviour::Chat,
+                    );
                     organic_params(rng, &mut self.accounts[i]);
                     self.accounts[i].rate = log_normal(rng, 1.5, 0.8);
                     i
@@ -389,7 +457,15 @@ impl Population {
         app_client.arm = false;
         app_client.variant = 0;
         for _ in 0..app_users {
-            let i = self.push(rng, &user(), None, "hosted-app", app_client.clone(), Net::Pool(app_pool), Behaviour::Chat);
+            let i = self.push(
+                rng,
+                &user(),
+                None,
+                "hosted-app",
+                app_client.clone(),
+                Net::Pool(app_pool),
+                Behaviour::Chat,
+            );
             let a = &mut self.accounts[i];
             a.model = "gpt-4o";
             a.max_tokens = Some(2048);
@@ -403,7 +479,15 @@ impl Population {
         self.pools.push(pool_in(rng, 3, 8));
         let gateway = Client::random(rng, ClientKind::Gateway);
         for _ in 0..hydra_users {
-            let i = self.push(rng, &user(), None, "hydra-customer", gateway.clone(), Net::Pool(hydra_pool), Behaviour::Chat);
+            let i = self.push(
+                rng,
+                &user(),
+                None,
+                "hydra-customer",
+                gateway.clone(),
+                Net::Pool(hydra_pool),
+                Behaviour::Chat,
+            );
             organic_params(rng, &mut self.accounts[i]);
             let a = &mut self.accounts[i];
             a.endpoint = Endpoint::Chat;
@@ -431,25 +515,61 @@ impl Population {
                 Dialect::OpenAi => pick(rng, OPENAI_MODELS),
                 Dialect::Anthropic => pick(rng, ANTHROPIC_MODELS),
             };
-            let max_tokens = Some(*[512u32, 1024, 2048, 4096].get(rng.random_range(0..4)).unwrap_or(&1024));
-            let temperature = Some(*[0.0f32, 0.2, 0.3].get(rng.random_range(0..3)).unwrap_or(&0.0));
+            let max_tokens = Some(
+                *[512u32, 1024, 2048, 4096]
+                    .get(rng.random_range(0..4))
+                    .unwrap_or(&1024),
+            );
+            let temperature = Some(
+                *[0.0f32, 0.2, 0.3]
+                    .get(rng.random_range(0..3))
+                    .unwrap_or(&0.0),
+            );
             for _ in 0..size {
-                let i = self.push(rng, &name, Some(&name), "org", client.clone(), Net::Pool(pool), Behaviour::Service);
+                let i = self.push(
+                    rng,
+                    &name,
+                    Some(&name),
+                    "org",
+                    client.clone(),
+                    Net::Pool(pool),
+                    Behaviour::Service,
+                );
                 let a = &mut self.accounts[i];
                 a.model = model;
                 a.max_tokens = max_tokens;
                 a.temperature = temperature;
-                a.endpoint = if client.dialect == Dialect::Anthropic { Endpoint::Messages } else { Endpoint::Chat };
+                a.endpoint = if client.dialect == Dialect::Anthropic {
+                    Endpoint::Messages
+                } else {
+                    Endpoint::Chat
+                };
                 a.system = System::Org(org);
                 a.rate = log_normal(rng, 15.0, 0.7);
             }
         }
         // Batch/eval jobs: one account looping over a dataset (hard negatives).
         for _ in 0..batch_users {
-            let kind = if rng.random_bool(0.7) { ClientKind::OpenAiPython } else { ClientKind::AnthropicPython };
+            let kind = if rng.random_bool(0.7) {
+                ClientKind::OpenAiPython
+            } else {
+                ClientKind::AnthropicPython
+            };
             let client = Client::random(rng, kind);
-            let ip = if rng.random_bool(0.5) { residential_v4(rng) } else { pool_in(rng, 1, 1)[0] };
-            let i = self.push(rng, &user(), None, "batch", client, Net::Home(ip, ip), Behaviour::Batch);
+            let ip = if rng.random_bool(0.5) {
+                residential_v4(rng)
+            } else {
+                pool_in(rng, 1, 1)[0]
+            };
+            let i = self.push(
+                rng,
+                &user(),
+                None,
+                "batch",
+                client,
+                Net::Home(ip, ip),
+                Behaviour::Batch,
+            );
             organic_params(rng, &mut self.accounts[i]);
             let a = &mut self.accounts[i];
             a.cot = rng.random_bool(0.5);
@@ -462,14 +582,26 @@ impl Population {
     }
 
     fn agent_user(&mut self, rng: &mut ChaCha8Rng, actor: &str, net: Net, cohort: &str) -> usize {
-        let kind = if rng.random_bool(0.6) { ClientKind::AnthropicNode } else { ClientKind::OpenAiNode };
+        let kind = if rng.random_bool(0.6) {
+            ClientKind::AnthropicNode
+        } else {
+            ClientKind::OpenAiNode
+        };
         let mut client = Client::random(rng, kind);
         client.extra = Some(("x-title", "Cadence"));
         client.variant = 0;
         let i = self.push(rng, actor, None, cohort, client, net, Behaviour::Agent);
         let a = &mut self.accounts[i];
-        a.model = if kind == ClientKind::AnthropicNode { "claude-sonnet-4-20250514" } else { "gpt-4.1" };
-        a.endpoint = if kind == ClientKind::AnthropicNode { Endpoint::Messages } else { Endpoint::Chat };
+        a.model = if kind == ClientKind::AnthropicNode {
+            "claude-sonnet-4-20250514"
+        } else {
+            "gpt-4.1"
+        };
+        a.endpoint = if kind == ClientKind::AnthropicNode {
+            Endpoint::Messages
+        } else {
+            Endpoint::Chat
+        };
         a.max_tokens = Some(8192);
         a.temperature = Some(0.0);
         a.stream = Some(true);
@@ -493,7 +625,15 @@ impl Population {
         let burst = n.div_ceil(20).max(1);
         let interval = DAY_MS as f64 / CAMPAIGN_DAILY_REQUESTS;
         for k in 0..n {
-            let i = self.push(rng, "campaign-naive", None, "naive", client.clone(), Net::Pool(pool), Behaviour::Regular);
+            let i = self.push(
+                rng,
+                "campaign-naive",
+                None,
+                "naive",
+                client.clone(),
+                Net::Pool(pool),
+                Behaviour::Regular,
+            );
             let a = &mut self.accounts[i];
             a.operator = Operator::Naive;
             a.model = "gpt-4.1";
@@ -511,20 +651,51 @@ impl Population {
             let kind = client_mix(rng);
             let mut client = Client::random(rng, kind);
             client.mismatched = rng.random_bool(0.15);
-            let i = self.push(rng, "campaign-spoofed", None, "spoofed", client, Net::Churn, Behaviour::Poisson);
+            let i = self.push(
+                rng,
+                "campaign-spoofed",
+                None,
+                "spoofed",
+                client,
+                Net::Churn,
+                Behaviour::Poisson,
+            );
             let a = &mut self.accounts[i];
             a.operator = Operator::Spoofed;
             a.model = match a.client.dialect {
                 Dialect::OpenAi => pick(rng, &["gpt-4.1", "o4-mini", "gpt-4o"]),
-                Dialect::Anthropic => pick(rng, &["claude-sonnet-4-20250514", "claude-opus-4-20250514"]),
+                Dialect::Anthropic => {
+                    pick(rng, &["claude-sonnet-4-20250514", "claude-opus-4-20250514"])
+                }
             };
-            a.endpoint = if a.client.dialect == Dialect::Anthropic { Endpoint::Messages } else { Endpoint::Chat };
-            a.max_tokens = Some(*[4096u32, 8000, 8192, 12000, 16000, 32000].get(rng.random_range(0..6)).unwrap_or(&8192));
-            a.temperature = if rng.random_bool(0.3) { None } else { Some(*[0.6f32, 0.7, 0.8, 1.0].get(rng.random_range(0..4)).unwrap_or(&0.7)) };
+            a.endpoint = if a.client.dialect == Dialect::Anthropic {
+                Endpoint::Messages
+            } else {
+                Endpoint::Chat
+            };
+            a.max_tokens = Some(
+                *[4096u32, 8000, 8192, 12000, 16000, 32000]
+                    .get(rng.random_range(0..6))
+                    .unwrap_or(&8192),
+            );
+            a.temperature = if rng.random_bool(0.3) {
+                None
+            } else {
+                Some(
+                    *[0.6f32, 0.7, 0.8, 1.0]
+                        .get(rng.random_range(0..4))
+                        .unwrap_or(&0.7),
+                )
+            };
             a.reasoning = rng.random_bool(0.4);
-            a.stream = if rng.random_bool(0.4) { Some(true) } else { None };
+            a.stream = if rng.random_bool(0.4) {
+                Some(true)
+            } else {
+                None
+            };
             // Lognormal spread around the reported per-account mean.
-            a.rate = CAMPAIGN_DAILY_REQUESTS * log_normal(rng, 1.0, 0.25) / (0.25f64 * 0.25 / 2.0).exp();
+            a.rate =
+                CAMPAIGN_DAILY_REQUESTS * log_normal(rng, 1.0, 0.25) / (0.25f64 * 0.25 / 2.0).exp();
             a.active_from = start + rng.random_range(0..12 * HOUR_MS);
             a.tz = tz_of(rng);
             for t in a.templates.iter_mut() {
@@ -551,14 +722,27 @@ impl Population {
             .map(|a| a.client.clone())
             .unwrap_or_else(|| Client::random(rng, ClientKind::Gateway));
         for _ in 0..n {
-            let i = self.push(rng, "campaign-hydra", None, "hydra", gateway.clone(), Net::Pool(pool), Behaviour::Poisson);
+            let i = self.push(
+                rng,
+                "campaign-hydra",
+                None,
+                "hydra",
+                gateway.clone(),
+                Net::Pool(pool),
+                Behaviour::Poisson,
+            );
             let a = &mut self.accounts[i];
             a.operator = Operator::Hydra;
             a.model = pick(rng, &["gpt-4.1", "o4-mini"]);
-            a.max_tokens = Some(*[8192u32, 16_384].get(rng.random_range(0..2)).unwrap_or(&8192));
+            a.max_tokens = Some(
+                *[8192u32, 16_384]
+                    .get(rng.random_range(0..2))
+                    .unwrap_or(&8192),
+            );
             a.temperature = Some(0.6);
             a.reasoning = a.model == "o4-mini";
-            a.rate = CAMPAIGN_DAILY_REQUESTS * log_normal(rng, 1.0, 0.2) / (0.2f64 * 0.2 / 2.0).exp();
+            a.rate =
+                CAMPAIGN_DAILY_REQUESTS * log_normal(rng, 1.0, 0.2) / (0.2f64 * 0.2 / 2.0).exp();
             a.active_from = start + rng.random_range(0..6 * HOUR_MS);
             for t in a.templates.iter_mut() {
                 *t = rng.random_range(0..templates::HYDRA_TEMPLATES.len() as u8);
@@ -581,7 +765,10 @@ impl Population {
         let account = idx as u32;
         match a.behaviour {
             Behaviour::Chat | Behaviour::Agent => {
-                let sessions = poisson(&mut rng, a.rate / 24.0 * human_day(local) * span as f64 / HOUR_MS as f64);
+                let sessions = poisson(
+                    &mut rng,
+                    a.rate / 24.0 * human_day(local) * span as f64 / HOUR_MS as f64,
+                );
                 for _ in 0..sessions {
                     let mut t = from + rng.random_range(0..span);
                     let session: u64 = rng.random();
@@ -591,7 +778,12 @@ impl Population {
                         1 + geometric(&mut rng, 1.8).min(11)
                     };
                     for turn in 0..turns {
-                        out.push(Event { ts: t, account, session, turn: turn as u16 });
+                        out.push(Event {
+                            ts: t,
+                            account,
+                            session,
+                            turn: turn as u16,
+                        });
                         let gap = if a.behaviour == Behaviour::Agent {
                             log_normal(&mut rng, 9_000.0, 0.6)
                         } else {
@@ -607,10 +799,18 @@ impl Population {
                 } else {
                     0.75 + 0.25 * human_day(local)
                 };
-                let k = poisson(&mut rng, a.rate / 24.0 * shape * span as f64 / HOUR_MS as f64);
+                let k = poisson(
+                    &mut rng,
+                    a.rate / 24.0 * shape * span as f64 / HOUR_MS as f64,
+                );
                 for _ in 0..k {
                     let ts = from + rng.random_range(0..span);
-                    out.push(Event { ts, account, session: rng.random(), turn: 0 });
+                    out.push(Event {
+                        ts,
+                        account,
+                        session: rng.random(),
+                        turn: 0,
+                    });
                 }
             }
             Behaviour::Regular => {
@@ -619,7 +819,12 @@ impl Population {
                 let mut k = first;
                 while a.active_from + k * i < he {
                     let ts = a.active_from + k * i + rng.random_range(0..(i / 25).max(1));
-                    out.push(Event { ts, account, session: rng.random(), turn: 0 });
+                    out.push(Event {
+                        ts,
+                        account,
+                        session: rng.random(),
+                        turn: 0,
+                    });
                     k += 1;
                 }
             }
@@ -637,7 +842,12 @@ impl Population {
                 let mut t = hs + drng.random_range(0..HOUR_MS / 2);
                 let job: u64 = drng.random();
                 for j in 0..n {
-                    out.push(Event { ts: t, account, session: mix(job, u64::from(j)), turn: 0 });
+                    out.push(Event {
+                        ts: t,
+                        account,
+                        session: mix(job, u64::from(j)),
+                        turn: 0,
+                    });
                     t += (a.interval_ms as f64 * drng.random_range(0.9..1.1)) as u64;
                 }
             }
@@ -721,7 +931,10 @@ impl Population {
                     let mut r = rng_of(ev.session, u64::from(step));
                     let (tool, _, _) = templates::AGENT_TOOLS[r.random_range(0..6)];
                     let id = format!("toolu_{:016x}", r.random::<u64>());
-                    let args = format!("{{\"path\":\"src/{}.py\"}}", pick(&mut r, super::prose::IDENTS));
+                    let args = format!(
+                        "{{\"path\":\"src/{}.py\"}}",
+                        pick(&mut r, super::prose::IDENTS)
+                    );
                     let mut result = String::new();
                     templates::tool_result(&mut r, tool, &mut result);
                     spec.messages.push(Msg::ToolCall(id.clone(), tool, args));
@@ -736,7 +949,11 @@ impl Population {
             Behaviour::Batch => {
                 templates::eval_prompt(&mut rng, a.cot, &mut user);
                 spec.messages.push(Msg::User(std::mem::take(&mut user)));
-                output = if a.cot { log_normal(&mut rng, 350.0, 0.5) } else { log_normal(&mut rng, 2.0, 0.4) };
+                output = if a.cot {
+                    log_normal(&mut rng, 350.0, 0.5)
+                } else {
+                    log_normal(&mut rng, 2.0, 0.4)
+                };
             }
             Behaviour::Service => {
                 let org = match a.system {
@@ -748,7 +965,18 @@ impl Population {
                 spec.messages.push(Msg::User(std::mem::take(&mut user)));
                 output = log_normal(&mut rng, 250.0, 0.7);
                 spec.system = None;
-                return self.finish(ev, a, &client, endpoint, spec, Some(&system), output, &mut rng, line, body);
+                return self.finish(
+                    ev,
+                    a,
+                    &client,
+                    endpoint,
+                    spec,
+                    Some(&system),
+                    output,
+                    &mut rng,
+                    line,
+                    body,
+                );
             }
             Behaviour::Regular | Behaviour::Poisson => {
                 let short = rng.random_bool(0.2);
@@ -756,13 +984,33 @@ impl Population {
                 templates::campaign_payload(&mut rng, short, &mut payload);
                 match a.operator {
                     Operator::Naive => {
-                        let t = if short { 3 } else { [0usize, 1, 2, 4][rng.random_range(0..4)] };
-                        templates::fill_template(&mut rng, templates::NAIVE_TEMPLATES[t], &payload, false, &mut user);
+                        let t = if short {
+                            3
+                        } else {
+                            [0usize, 1, 2, 4][rng.random_range(0..4)]
+                        };
+                        templates::fill_template(
+                            &mut rng,
+                            templates::NAIVE_TEMPLATES[t],
+                            &payload,
+                            false,
+                            &mut user,
+                        );
                         spec.system = Some(templates::NAIVE_SYSTEM);
                     }
                     Operator::Spoofed => {
-                        let t = if short { 6 } else { a.templates[rng.random_range(0..4)] as usize };
-                        templates::fill_template(&mut rng, templates::SPOOFED_TEMPLATES[t], &payload, true, &mut user);
+                        let t = if short {
+                            6
+                        } else {
+                            a.templates[rng.random_range(0..4)] as usize
+                        };
+                        templates::fill_template(
+                            &mut rng,
+                            templates::SPOOFED_TEMPLATES[t],
+                            &payload,
+                            true,
+                            &mut user,
+                        );
                         if rng.random_bool(0.7) {
                             spec.system = Some(pick(&mut rng, templates::SPOOFED_SYSTEMS));
                         }
@@ -786,16 +1034,34 @@ impl Population {
                         client = Client::random(&mut crng, kind);
                         client.dialect = dialect;
                         client.mismatched = a.client.mismatched;
-                        endpoint = if dialect == Dialect::Anthropic { Endpoint::Messages } else { Endpoint::Chat };
+                        endpoint = if dialect == Dialect::Anthropic {
+                            Endpoint::Messages
+                        } else {
+                            Endpoint::Chat
+                        };
                     }
                     _ => {
-                        let t = if short { 3 } else { a.templates[rng.random_range(0..4)] as usize };
-                        templates::fill_template(&mut rng, templates::HYDRA_TEMPLATES[t], &payload, true, &mut user);
+                        let t = if short {
+                            3
+                        } else {
+                            a.templates[rng.random_range(0..4)] as usize
+                        };
+                        templates::fill_template(
+                            &mut rng,
+                            templates::HYDRA_TEMPLATES[t],
+                            &payload,
+                            true,
+                            &mut user,
+                        );
                     }
                 }
                 spec.messages.push(Msg::User(std::mem::take(&mut user)));
                 if short {
-                    spec.max_tokens = if rng.random_bool(0.5) { None } else { Some(1024) };
+                    spec.max_tokens = if rng.random_bool(0.5) {
+                        None
+                    } else {
+                        Some(1024)
+                    };
                     output = log_normal(&mut rng, 150.0, 0.6);
                 } else {
                     output = log_normal(&mut rng, 1_800.0, 0.45);
@@ -808,10 +1074,16 @@ impl Population {
                 }
             }
         }
-        if a.reasoning && endpoint == Endpoint::Messages && spec.thinking_budget.is_none() && spec.max_tokens.unwrap_or(0) > 2048 {
+        if a.reasoning
+            && endpoint == Endpoint::Messages
+            && spec.thinking_budget.is_none()
+            && spec.max_tokens.unwrap_or(0) > 2048
+        {
             spec.thinking_budget = Some(1024);
         }
-        self.finish(ev, a, &client, endpoint, spec, None, output, &mut rng, line, body)
+        self.finish(
+            ev, a, &client, endpoint, spec, None, output, &mut rng, line, body,
+        )
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -846,13 +1118,16 @@ impl Population {
         let mut o = Obj::new(line);
         o.num("ts_ms", ev.ts);
         let ip = ip.to_string();
-        o.str("ip", &ip).str("method", "POST").str("path", endpoint.path());
+        o.str("ip", &ip)
+            .str("method", "POST")
+            .str("path", endpoint.path());
         client.headers(&a.key, body.len(), o.key("headers"));
         o.raw("body", body);
         {
             let u = o.key("usage");
             let mut uo = Obj::new(u);
-            uo.num("input_tokens", input_tokens).num("output_tokens", output_tokens);
+            uo.num("input_tokens", input_tokens)
+                .num("output_tokens", output_tokens);
             uo.end();
         }
         o.raw("label", &a.label);
@@ -882,7 +1157,11 @@ fn hours_ms(hours: f64) -> u64 {
 }
 
 /// Runs the simulation, writing sorted JSON lines to `out`.
-pub(crate) fn run<W: Write>(scenario: Scenario, params: &SimParams, out: W) -> Result<Stats, SimulateError> {
+pub(crate) fn run<W: Write>(
+    scenario: Scenario,
+    params: &SimParams,
+    out: W,
+) -> Result<Stats, SimulateError> {
     params.validate()?;
     let pop = Population::new(scenario, *params);
     let mut out = std::io::BufWriter::with_capacity(1 << 20, out);

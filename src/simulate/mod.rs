@@ -46,6 +46,8 @@ mod profile;
 mod prose;
 mod scenario;
 mod templates;
+#[cfg(test)]
+mod tests;
 
 use std::io::Write;
 

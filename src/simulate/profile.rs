@@ -14,8 +14,8 @@ use super::json::{self, Obj};
 use super::prose::pick;
 
 const OPENAI_PY: &[&str] = &[
-    "1.35.10", "1.40.0", "1.43.0", "1.51.2", "1.54.4", "1.58.1", "1.61.0", "1.66.3",
-    "1.70.0", "1.75.0",
+    "1.35.10", "1.40.0", "1.43.0", "1.51.2", "1.54.4", "1.58.1", "1.61.0", "1.66.3", "1.70.0",
+    "1.75.0",
 ];
 const OPENAI_JS: &[&str] = &[
     "4.47.1", "4.56.0", "4.67.3", "4.73.1", "4.77.0", "4.85.1", "4.89.0",
@@ -94,24 +94,40 @@ impl Client {
                 (Dialect::OpenAi, pick(rng, OPENAI_PY), pick(rng, PYTHONS))
             }
             ClientKind::OpenAiNode => (Dialect::OpenAi, pick(rng, OPENAI_JS), pick(rng, NODES)),
-            ClientKind::AnthropicPython => {
-                (Dialect::Anthropic, pick(rng, ANTHROPIC_PY), pick(rng, PYTHONS))
-            }
-            ClientKind::AnthropicNode => {
-                (Dialect::Anthropic, pick(rng, ANTHROPIC_JS), pick(rng, NODES))
-            }
+            ClientKind::AnthropicPython => (
+                Dialect::Anthropic,
+                pick(rng, ANTHROPIC_PY),
+                pick(rng, PYTHONS),
+            ),
+            ClientKind::AnthropicNode => (
+                Dialect::Anthropic,
+                pick(rng, ANTHROPIC_JS),
+                pick(rng, NODES),
+            ),
             ClientKind::Curl => (
-                if rng.random_bool(0.7) { Dialect::OpenAi } else { Dialect::Anthropic },
+                if rng.random_bool(0.7) {
+                    Dialect::OpenAi
+                } else {
+                    Dialect::Anthropic
+                },
                 pick(rng, CURLS),
                 "",
             ),
             ClientKind::PyRequests => (
-                if rng.random_bool(0.75) { Dialect::OpenAi } else { Dialect::Anthropic },
+                if rng.random_bool(0.75) {
+                    Dialect::OpenAi
+                } else {
+                    Dialect::Anthropic
+                },
                 pick(rng, REQUESTS),
                 pick(rng, PYTHONS),
             ),
             ClientKind::Browser => (
-                if rng.random_bool(0.5) { Dialect::OpenAi } else { Dialect::Anthropic },
+                if rng.random_bool(0.5) {
+                    Dialect::OpenAi
+                } else {
+                    Dialect::Anthropic
+                },
                 pick(rng, OPENAI_JS),
                 pick(rng, BROWSERS),
             ),
@@ -150,12 +166,23 @@ impl Client {
         let len = content_length.to_string();
         let arch = if self.arm { "arm64" } else { "x64" };
         let mut h: Vec<(&str, &str)> = Vec::with_capacity(20);
-        let stainless_version = if self.mismatched { "1.12.0" } else { self.version };
+        let stainless_version = if self.mismatched {
+            "1.12.0"
+        } else {
+            self.version
+        };
         match self.kind {
             ClientKind::OpenAiPython | ClientKind::LangChain | ClientKind::AnthropicPython => {
                 let anthropic = self.kind == ClientKind::AnthropicPython;
                 h.push(("host", host));
-                h.push(("accept-encoding", if self.variant == 2 { "gzip, deflate, br, zstd" } else { "gzip, deflate" }));
+                h.push((
+                    "accept-encoding",
+                    if self.variant == 2 {
+                        "gzip, deflate, br, zstd"
+                    } else {
+                        "gzip, deflate"
+                    },
+                ));
                 h.push(("connection", "keep-alive"));
                 h.push(("accept", "application/json"));
                 h.push(("content-type", "application/json"));
@@ -177,7 +204,14 @@ impl Client {
                 } else {
                     h.push(("authorization", &auth));
                 }
-                h.push(("x-stainless-async", if self.async_client { "async:asyncio" } else { "false" }));
+                h.push((
+                    "x-stainless-async",
+                    if self.async_client {
+                        "async:asyncio"
+                    } else {
+                        "false"
+                    },
+                ));
                 if let Some((n, v)) = self.extra {
                     h.push((n, v));
                 }
@@ -301,7 +335,14 @@ impl Client {
                         h.push(("x-stainless-package-version", self.version));
                         h.push(("x-stainless-os", "Unknown"));
                         h.push(("x-stainless-arch", "unknown"));
-                        h.push(("x-stainless-runtime", if chrome { "browser:chrome" } else { "browser:safari" }));
+                        h.push((
+                            "x-stainless-runtime",
+                            if chrome {
+                                "browser:chrome"
+                            } else {
+                                "browser:safari"
+                            },
+                        ));
                         h.push(("x-stainless-retry-count", "0"));
                     }
                     Dialect::Anthropic => {
@@ -311,7 +352,10 @@ impl Client {
                     }
                 }
                 if chrome {
-                    h.push(("sec-ch-ua", "\"Chromium\";v=\"131\", \"Not_A Brand\";v=\"24\""));
+                    h.push((
+                        "sec-ch-ua",
+                        "\"Chromium\";v=\"131\", \"Not_A Brand\";v=\"24\"",
+                    ));
                     h.push(("sec-ch-ua-mobile", "?0"));
                 }
                 h.push(("user-agent", self.runtime));
@@ -346,35 +390,85 @@ impl Client {
         }
         Some(match (self.kind, endpoint, self.variant) {
             (ClientKind::Gateway, ..) => &[
-                "model", "messages", "prompt", "input", "max_tokens", "temperature", "top_p",
-                "stream", "tools", "reasoning_effort",
+                "model",
+                "messages",
+                "prompt",
+                "input",
+                "max_tokens",
+                "temperature",
+                "top_p",
+                "stream",
+                "tools",
+                "reasoning_effort",
             ],
             (_, Endpoint::Messages, 0) => &[
-                "model", "max_tokens", "system", "messages", "temperature", "stream", "thinking",
+                "model",
+                "max_tokens",
+                "system",
+                "messages",
+                "temperature",
+                "stream",
+                "thinking",
                 "tools",
             ],
             (_, Endpoint::Messages, 1) => &[
-                "model", "system", "messages", "max_tokens", "temperature", "tools", "stream",
+                "model",
+                "system",
+                "messages",
+                "max_tokens",
+                "temperature",
+                "tools",
+                "stream",
                 "thinking",
             ],
             (_, Endpoint::Messages, _) => &[
-                "model", "messages", "system", "max_tokens", "stream", "temperature", "tools",
+                "model",
+                "messages",
+                "system",
+                "max_tokens",
+                "stream",
+                "temperature",
+                "tools",
                 "thinking",
             ],
             (_, Endpoint::Responses, _) => &[
-                "model", "instructions", "input", "max_output_tokens", "reasoning",
-                "temperature", "tools", "stream",
+                "model",
+                "instructions",
+                "input",
+                "max_output_tokens",
+                "reasoning",
+                "temperature",
+                "tools",
+                "stream",
             ],
             (_, _, 0) => &[
-                "model", "messages", "prompt", "temperature", "max_tokens", "stream", "tools",
+                "model",
+                "messages",
+                "prompt",
+                "temperature",
+                "max_tokens",
+                "stream",
+                "tools",
                 "reasoning_effort",
             ],
             (_, _, 1) => &[
-                "messages", "model", "prompt", "stream", "max_tokens", "temperature", "top_p",
+                "messages",
+                "model",
+                "prompt",
+                "stream",
+                "max_tokens",
+                "temperature",
+                "top_p",
                 "tools",
             ],
             _ => &[
-                "model", "max_tokens", "messages", "prompt", "stream", "temperature", "tools",
+                "model",
+                "max_tokens",
+                "messages",
+                "prompt",
+                "stream",
+                "temperature",
+                "tools",
                 "reasoning_effort",
             ],
         })
@@ -509,7 +603,9 @@ fn openai_messages(spec: &Spec<'_>, out: &mut String) {
                 o.push(']');
             }
             Msg::ToolResult(id, t) => {
-                o.str("role", "tool").str("tool_call_id", id).str("content", t);
+                o.str("role", "tool")
+                    .str("tool_call_id", id)
+                    .str("content", t);
             }
         }
         o.end();
@@ -536,7 +632,10 @@ fn anthropic_messages(spec: &Spec<'_>, out: &mut String) {
                 let buf = o.key("content");
                 buf.push('[');
                 let mut c = Obj::new(buf);
-                c.str("type", "tool_use").str("id", id).str("name", name).raw("input", args);
+                c.str("type", "tool_use")
+                    .str("id", id)
+                    .str("name", name)
+                    .raw("input", args);
                 c.end();
                 o.push(']');
             }
@@ -545,7 +644,9 @@ fn anthropic_messages(spec: &Spec<'_>, out: &mut String) {
                 let buf = o.key("content");
                 buf.push('[');
                 let mut c = Obj::new(buf);
-                c.str("type", "tool_result").str("tool_use_id", id).str("content", t);
+                c.str("type", "tool_result")
+                    .str("tool_use_id", id)
+                    .str("content", t);
                 c.end();
                 o.push(']');
             }
@@ -641,14 +742,19 @@ pub(crate) fn body(client: &Client, endpoint: Endpoint, spec: &Spec<'_>, out: &m
         }
     }
     if let (Some(b), Endpoint::Messages) = (spec.thinking_budget, endpoint) {
-        members.push(("thinking", format!("{{\"type\":\"enabled\",\"budget_tokens\":{b}}}")));
+        members.push((
+            "thinking",
+            format!("{{\"type\":\"enabled\",\"budget_tokens\":{b}}}"),
+        ));
     }
     if let Some(t) = spec.tools {
         members.push(("tools", t.to_owned()));
     }
     match client.key_order(endpoint) {
         None => members.sort_by(|a, b| a.0.cmp(b.0)),
-        Some(order) => members.sort_by_key(|(k, _)| order.iter().position(|o| o == k).unwrap_or(usize::MAX)),
+        Some(order) => {
+            members.sort_by_key(|(k, _)| order.iter().position(|o| o == k).unwrap_or(usize::MAX))
+        }
     }
     let mut o = Obj::new(out);
     for (k, v) in &members {

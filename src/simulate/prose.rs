@@ -12,62 +12,213 @@ pub(crate) fn pick<'a, R: Rng + ?Sized>(rng: &mut R, items: &'a [&'a str]) -> &'
 }
 
 pub(crate) const NOUNS: &[&str] = &[
-    "report", "budget", "meeting", "customer", "invoice", "project", "deadline", "team",
-    "schedule", "proposal", "dataset", "pipeline", "server", "database", "dashboard",
-    "feature", "release", "contract", "garden", "recipe", "trip", "apartment", "lecture",
-    "essay", "presentation", "interview", "policy", "warehouse", "shipment", "campaign",
-    "newsletter", "workshop", "survey", "forecast", "inventory", "migration", "backlog",
-    "roadmap", "experiment", "spreadsheet", "playlist", "novel", "museum", "bicycle",
-    "kitchen", "neighbourhood", "festival", "library", "hospital", "school", "market",
-    "portfolio", "mortgage", "insurance claim", "training plan", "onboarding guide",
+    "report",
+    "budget",
+    "meeting",
+    "customer",
+    "invoice",
+    "project",
+    "deadline",
+    "team",
+    "schedule",
+    "proposal",
+    "dataset",
+    "pipeline",
+    "server",
+    "database",
+    "dashboard",
+    "feature",
+    "release",
+    "contract",
+    "garden",
+    "recipe",
+    "trip",
+    "apartment",
+    "lecture",
+    "essay",
+    "presentation",
+    "interview",
+    "policy",
+    "warehouse",
+    "shipment",
+    "campaign",
+    "newsletter",
+    "workshop",
+    "survey",
+    "forecast",
+    "inventory",
+    "migration",
+    "backlog",
+    "roadmap",
+    "experiment",
+    "spreadsheet",
+    "playlist",
+    "novel",
+    "museum",
+    "bicycle",
+    "kitchen",
+    "neighbourhood",
+    "festival",
+    "library",
+    "hospital",
+    "school",
+    "market",
+    "portfolio",
+    "mortgage",
+    "insurance claim",
+    "training plan",
+    "onboarding guide",
 ];
 
 pub(crate) const ADJECTIVES: &[&str] = &[
-    "quick", "detailed", "simple", "robust", "friendly", "formal", "concise", "clear",
-    "practical", "reliable", "efficient", "careful", "modern", "flexible", "secure",
-    "accurate", "readable", "thorough", "small", "large", "recent", "typical", "better",
-    "cheaper", "faster", "older", "complex", "common", "useful", "important",
+    "quick",
+    "detailed",
+    "simple",
+    "robust",
+    "friendly",
+    "formal",
+    "concise",
+    "clear",
+    "practical",
+    "reliable",
+    "efficient",
+    "careful",
+    "modern",
+    "flexible",
+    "secure",
+    "accurate",
+    "readable",
+    "thorough",
+    "small",
+    "large",
+    "recent",
+    "typical",
+    "better",
+    "cheaper",
+    "faster",
+    "older",
+    "complex",
+    "common",
+    "useful",
+    "important",
 ];
 
 pub(crate) const VERBS: &[&str] = &[
-    "improves", "reduces", "explains", "handles", "supports", "requires", "changes",
-    "affects", "depends on", "replaces", "extends", "simplifies", "describes", "covers",
-    "includes", "avoids", "measures", "tracks", "limits", "protects",
+    "improves",
+    "reduces",
+    "explains",
+    "handles",
+    "supports",
+    "requires",
+    "changes",
+    "affects",
+    "depends on",
+    "replaces",
+    "extends",
+    "simplifies",
+    "describes",
+    "covers",
+    "includes",
+    "avoids",
+    "measures",
+    "tracks",
+    "limits",
+    "protects",
 ];
 
 pub(crate) const TOPICS: &[&str] = &[
-    "compound interest", "photosynthesis", "the French Revolution", "TCP congestion control",
-    "vector databases", "the Krebs cycle", "supply and demand", "black holes",
-    "the Roman Empire", "machine learning overfitting", "climate feedback loops",
-    "inflation", "DNS resolution", "garbage collection", "plate tectonics",
-    "the immune system", "public key cryptography", "the stock market",
-    "sourdough fermentation", "quantum entanglement", "the water cycle",
-    "container orchestration", "Bayesian statistics", "the printing press",
-    "sleep cycles", "electric car batteries", "index funds", "CRISPR", "jazz harmony",
-    "the Silk Road", "OAuth flows", "database indexing", "the placebo effect",
+    "compound interest",
+    "photosynthesis",
+    "the French Revolution",
+    "TCP congestion control",
+    "vector databases",
+    "the Krebs cycle",
+    "supply and demand",
+    "black holes",
+    "the Roman Empire",
+    "machine learning overfitting",
+    "climate feedback loops",
+    "inflation",
+    "DNS resolution",
+    "garbage collection",
+    "plate tectonics",
+    "the immune system",
+    "public key cryptography",
+    "the stock market",
+    "sourdough fermentation",
+    "quantum entanglement",
+    "the water cycle",
+    "container orchestration",
+    "Bayesian statistics",
+    "the printing press",
+    "sleep cycles",
+    "electric car batteries",
+    "index funds",
+    "CRISPR",
+    "jazz harmony",
+    "the Silk Road",
+    "OAuth flows",
+    "database indexing",
+    "the placebo effect",
 ];
 
 pub(crate) const LANGS: &[&str] = &[
-    "Python", "JavaScript", "TypeScript", "Rust", "Go", "Java", "C#", "SQL", "Bash", "C++",
-    "Kotlin", "Ruby", "PHP",
+    "Python",
+    "JavaScript",
+    "TypeScript",
+    "Rust",
+    "Go",
+    "Java",
+    "C#",
+    "SQL",
+    "Bash",
+    "C++",
+    "Kotlin",
+    "Ruby",
+    "PHP",
 ];
 
 pub(crate) const IDENTS: &[&str] = &[
-    "items", "user", "orders", "total", "config", "result", "data", "payload", "records",
-    "cache", "index", "buffer", "queue", "scores", "matrix", "nodes", "edges", "prices",
-    "events", "tokens", "rows", "path", "name", "count", "limit", "offset", "session",
+    "items", "user", "orders", "total", "config", "result", "data", "payload", "records", "cache",
+    "index", "buffer", "queue", "scores", "matrix", "nodes", "edges", "prices", "events", "tokens",
+    "rows", "path", "name", "count", "limit", "offset", "session",
 ];
 
 pub(crate) const FUNCS: &[&str] = &[
-    "parse_orders", "merge_intervals", "load_config", "compute_total", "find_duplicates",
-    "group_by_day", "normalize_scores", "fetch_users", "retry_request", "build_index",
-    "flatten_tree", "validate_email", "top_k", "rolling_mean", "dedupe_events",
-    "paginate", "serialize_row", "shortest_path", "count_words", "resize_image",
+    "parse_orders",
+    "merge_intervals",
+    "load_config",
+    "compute_total",
+    "find_duplicates",
+    "group_by_day",
+    "normalize_scores",
+    "fetch_users",
+    "retry_request",
+    "build_index",
+    "flatten_tree",
+    "validate_email",
+    "top_k",
+    "rolling_mean",
+    "dedupe_events",
+    "paginate",
+    "serialize_row",
+    "shortest_path",
+    "count_words",
+    "resize_image",
 ];
 
 const PEOPLE: &[&str] = &[
-    "my manager", "the client", "our team", "a colleague", "my landlord", "the customer",
-    "my professor", "the vendor", "our investors", "the support team", "my neighbour",
+    "my manager",
+    "the client",
+    "our team",
+    "a colleague",
+    "my landlord",
+    "the customer",
+    "my professor",
+    "the vendor",
+    "our investors",
+    "the support team",
+    "my neighbour",
 ];
 
 const SENTENCES: &[&str] = &[
@@ -147,7 +298,10 @@ pub(crate) fn prose<R: Rng + ?Sized>(rng: &mut R, words: usize, out: &mut String
         let before = out.len();
         let frame = pick(rng, SENTENCES);
         fill(rng, frame, out);
-        written += 1 + out.as_bytes()[before..].iter().filter(|&&b| b == b' ').count();
+        written += 1 + out.as_bytes()[before..]
+            .iter()
+            .filter(|&&b| b == b' ')
+            .count();
         in_paragraph += 1;
     }
 }
@@ -266,11 +420,20 @@ mod tests {
     fn distributions_have_their_means() {
         let mut rng = ChaCha8Rng::seed_from_u64(2);
         let n = 20_000;
-        let p: f64 = (0..n).map(|_| f64::from(poisson(&mut rng, 3.5))).sum::<f64>() / n as f64;
+        let p: f64 = (0..n)
+            .map(|_| f64::from(poisson(&mut rng, 3.5)))
+            .sum::<f64>()
+            / n as f64;
         assert!((p - 3.5).abs() < 0.1, "{p}");
-        let p: f64 = (0..n).map(|_| f64::from(poisson(&mut rng, 80.0))).sum::<f64>() / n as f64;
+        let p: f64 = (0..n)
+            .map(|_| f64::from(poisson(&mut rng, 80.0)))
+            .sum::<f64>()
+            / n as f64;
         assert!((p - 80.0).abs() < 1.0, "{p}");
-        let g: f64 = (0..n).map(|_| f64::from(geometric(&mut rng, 2.0))).sum::<f64>() / n as f64;
+        let g: f64 = (0..n)
+            .map(|_| f64::from(geometric(&mut rng, 2.0)))
+            .sum::<f64>()
+            / n as f64;
         assert!((g - 2.0).abs() < 0.1, "{g}");
         let mut ln: Vec<f64> = (0..n).map(|_| log_normal(&mut rng, 10.0, 1.0)).collect();
         ln.sort_by(f64::total_cmp);

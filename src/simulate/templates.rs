@@ -8,13 +8,33 @@ use rand_chacha::ChaCha8Rng;
 use super::prose::{code, fence, pick, prose, ADJECTIVES, FUNCS, IDENTS, LANGS, NOUNS, TOPICS};
 
 const OPENERS: &[&str] = &[
-    "", "", "", "Hey, ", "Hi! ", "Quick question: ", "Please ", "Can you help me? ",
-    "I need some help. ", "ok so ", "Hello. ", "So ", "Urgent: ",
+    "",
+    "",
+    "",
+    "Hey, ",
+    "Hi! ",
+    "Quick question: ",
+    "Please ",
+    "Can you help me? ",
+    "I need some help. ",
+    "ok so ",
+    "Hello. ",
+    "So ",
+    "Urgent: ",
 ];
 
 const CLOSERS: &[&str] = &[
-    "", "", "", " Thanks!", " Thank you.", " Keep it short please.", " Be specific.",
-    " thx", " Explain briefly.", " Use simple language.", " Show an example if you can.",
+    "",
+    "",
+    "",
+    " Thanks!",
+    " Thank you.",
+    " Keep it short please.",
+    " Be specific.",
+    " thx",
+    " Explain briefly.",
+    " Use simple language.",
+    " Show an example if you can.",
 ];
 
 const ERRORS: &[&str] = &[
@@ -33,12 +53,23 @@ const ERRORS: &[&str] = &[
 ];
 
 const LANGUAGES: &[&str] = &[
-    "Spanish", "French", "German", "Japanese", "Portuguese", "Italian", "Korean", "Dutch",
+    "Spanish",
+    "French",
+    "German",
+    "Japanese",
+    "Portuguese",
+    "Italian",
+    "Korean",
+    "Dutch",
 ];
 
 const AUDIENCES: &[&str] = &[
-    "I'm five", "a high school student", "a new engineer on my team", "my grandmother",
-    "a product manager", "someone with no maths background",
+    "I'm five",
+    "a high school student",
+    "a new engineer on my team",
+    "my grandmother",
+    "a product manager",
+    "someone with no maths background",
 ];
 
 const FOLLOW_UPS: &[&str] = &[
@@ -72,15 +103,26 @@ pub(crate) fn organic_prompt<R: Rng + ?Sized>(rng: &mut R, coder: bool, out: &mu
     let start = out.len();
     out.push_str(pick(rng, OPENERS));
     let lang = pick(rng, LANGS);
-    let kind = if coder { rng.random_range(0..6) } else { rng.random_range(0..14) };
+    let kind = if coder {
+        rng.random_range(0..6)
+    } else {
+        rng.random_range(0..14)
+    };
     match kind {
         0 => {
-            out.push_str(&format!("Why does this {lang} code return the wrong result?\n\n```{}\n", fence(lang)));
+            out.push_str(&format!(
+                "Why does this {lang} code return the wrong result?\n\n```{}\n",
+                fence(lang)
+            ));
             code(rng, lang, out);
             out.push_str("\n```\n\nIt should skip the empty ones but it doesn't.");
         }
         1 => {
-            out.push_str(&format!("I'm getting `{}` when I run this:\n\n```{}\n", pick(rng, ERRORS), fence(lang)));
+            out.push_str(&format!(
+                "I'm getting `{}` when I run this:\n\n```{}\n",
+                pick(rng, ERRORS),
+                fence(lang)
+            ));
             code(rng, lang, out);
             out.push_str("\n```\nWhat am I doing wrong?");
         }
@@ -96,23 +138,77 @@ pub(crate) fn organic_prompt<R: Rng + ?Sized>(rng: &mut R, coder: bool, out: &mu
         }
         4 => out.push_str(&format!(
             "How do I {} in {lang}? I tried `{}()` but it feels wrong.",
-            pick(rng, &["read a large CSV file without running out of memory", "parse dates with time zones", "retry a failing HTTP request with backoff", "run two tasks in parallel", "deduplicate a list while keeping the order", "write unit tests for a function that calls an API", "connect to Postgres", "format a number with thousands separators"]),
+            pick(
+                rng,
+                &[
+                    "read a large CSV file without running out of memory",
+                    "parse dates with time zones",
+                    "retry a failing HTTP request with backoff",
+                    "run two tasks in parallel",
+                    "deduplicate a list while keeping the order",
+                    "write unit tests for a function that calls an API",
+                    "connect to Postgres",
+                    "format a number with thousands separators"
+                ]
+            ),
             pick(rng, FUNCS)
         )),
         5 => out.push_str(&format!(
             "What's the difference between {} and {} in {lang}, and when should I use which?",
-            pick(rng, &["a list", "an array", "a map", "a set", "a class", "a struct", "an interface", "a trait", "async", "threads"]),
-            pick(rng, &["a tuple", "a slice", "a dict", "a vector", "an enum", "a closure", "a generator", "a promise", "processes"])
+            pick(
+                rng,
+                &[
+                    "a list",
+                    "an array",
+                    "a map",
+                    "a set",
+                    "a class",
+                    "a struct",
+                    "an interface",
+                    "a trait",
+                    "async",
+                    "threads"
+                ]
+            ),
+            pick(
+                rng,
+                &[
+                    "a tuple",
+                    "a slice",
+                    "a dict",
+                    "a vector",
+                    "an enum",
+                    "a closure",
+                    "a generator",
+                    "a promise",
+                    "processes"
+                ]
+            )
         )),
         6 => out.push_str(&format!(
             "write a short email to {} about the {} — it's going to be {} days late. {} tone.",
-            pick(rng, &["my manager", "the client", "our landlord", "the team", "a supplier"]),
+            pick(
+                rng,
+                &[
+                    "my manager",
+                    "the client",
+                    "our landlord",
+                    "the team",
+                    "a supplier"
+                ]
+            ),
             pick(rng, NOUNS),
             rng.random_range(2..15),
-            pick(rng, &["Polite", "Friendly", "Formal", "Apologetic but firm"])
+            pick(
+                rng,
+                &["Polite", "Friendly", "Formal", "Apologetic but firm"]
+            )
         )),
         7 => {
-            out.push_str(&format!("Summarize this in {} bullet points:\n\n", rng.random_range(3..6)));
+            out.push_str(&format!(
+                "Summarize this in {} bullet points:\n\n",
+                rng.random_range(3..6)
+            ));
             let words = rng.random_range(80..400);
             prose(rng, words, out);
         }
@@ -125,11 +221,35 @@ pub(crate) fn organic_prompt<R: Rng + ?Sized>(rng: &mut R, coder: bool, out: &mu
             "Give me {} ideas for a {} {} for {}",
             rng.random_range(3..12),
             pick(rng, ADJECTIVES),
-            pick(rng, &["birthday party", "team offsite", "blog post", "side project", "weekend trip", "podcast episode", "science fair project"]),
-            pick(rng, &["my kids", "a small team", "beginners", "a tight budget", "this spring"])
+            pick(
+                rng,
+                &[
+                    "birthday party",
+                    "team offsite",
+                    "blog post",
+                    "side project",
+                    "weekend trip",
+                    "podcast episode",
+                    "science fair project"
+                ]
+            ),
+            pick(
+                rng,
+                &[
+                    "my kids",
+                    "a small team",
+                    "beginners",
+                    "a tight budget",
+                    "this spring"
+                ]
+            )
         )),
         10 => {
-            let (a, b, c) = (rng.random_range(12..90), rng.random_range(2..9), rng.random_range(3..40));
+            let (a, b, c) = (
+                rng.random_range(12..90),
+                rng.random_range(2..9),
+                rng.random_range(3..40),
+            );
             out.push_str(&format!(
                 "A shop sells notebooks for ${a} each and gives a {b}% discount on orders over {c}. How much do {} notebooks cost? Please show the steps.",
                 c + rng.random_range(1..20)
@@ -190,14 +310,46 @@ pub(crate) fn answer<R: Rng + ?Sized>(rng: &mut R, words: usize, out: &mut Strin
 
 /// The tools of the popular coding agent.
 pub(crate) const AGENT_TOOLS: &[(&str, &str, &str)] = &[
-    ("read_file", "Read the contents of a file at the given path relative to the workspace root.", r#"{"type":"object","properties":{"path":{"type":"string","description":"File path"}},"required":["path"]}"#),
-    ("write_to_file", "Write content to a file, creating it if needed and overwriting it otherwise.", r#"{"type":"object","properties":{"path":{"type":"string"},"content":{"type":"string"}},"required":["path","content"]}"#),
-    ("replace_in_file", "Replace exact blocks of text in an existing file.", r#"{"type":"object","properties":{"path":{"type":"string"},"diff":{"type":"string","description":"SEARCH/REPLACE blocks"}},"required":["path","diff"]}"#),
-    ("execute_command", "Run a shell command in the workspace and return its output.", r#"{"type":"object","properties":{"command":{"type":"string"},"requires_approval":{"type":"boolean"}},"required":["command"]}"#),
-    ("search_files", "Regex search across files in a directory.", r#"{"type":"object","properties":{"path":{"type":"string"},"regex":{"type":"string"},"file_pattern":{"type":"string"}},"required":["path","regex"]}"#),
-    ("list_files", "List files and directories.", r#"{"type":"object","properties":{"path":{"type":"string"},"recursive":{"type":"boolean"}},"required":["path"]}"#),
-    ("ask_followup_question", "Ask the user a question to gather missing information.", r#"{"type":"object","properties":{"question":{"type":"string"}},"required":["question"]}"#),
-    ("attempt_completion", "Present the result of the task to the user.", r#"{"type":"object","properties":{"result":{"type":"string"}},"required":["result"]}"#),
+    (
+        "read_file",
+        "Read the contents of a file at the given path relative to the workspace root.",
+        r#"{"type":"object","properties":{"path":{"type":"string","description":"File path"}},"required":["path"]}"#,
+    ),
+    (
+        "write_to_file",
+        "Write content to a file, creating it if needed and overwriting it otherwise.",
+        r#"{"type":"object","properties":{"path":{"type":"string"},"content":{"type":"string"}},"required":["path","content"]}"#,
+    ),
+    (
+        "replace_in_file",
+        "Replace exact blocks of text in an existing file.",
+        r#"{"type":"object","properties":{"path":{"type":"string"},"diff":{"type":"string","description":"SEARCH/REPLACE blocks"}},"required":["path","diff"]}"#,
+    ),
+    (
+        "execute_command",
+        "Run a shell command in the workspace and return its output.",
+        r#"{"type":"object","properties":{"command":{"type":"string"},"requires_approval":{"type":"boolean"}},"required":["command"]}"#,
+    ),
+    (
+        "search_files",
+        "Regex search across files in a directory.",
+        r#"{"type":"object","properties":{"path":{"type":"string"},"regex":{"type":"string"},"file_pattern":{"type":"string"}},"required":["path","regex"]}"#,
+    ),
+    (
+        "list_files",
+        "List files and directories.",
+        r#"{"type":"object","properties":{"path":{"type":"string"},"recursive":{"type":"boolean"}},"required":["path"]}"#,
+    ),
+    (
+        "ask_followup_question",
+        "Ask the user a question to gather missing information.",
+        r#"{"type":"object","properties":{"question":{"type":"string"}},"required":["question"]}"#,
+    ),
+    (
+        "attempt_completion",
+        "Present the result of the task to the user.",
+        r#"{"type":"object","properties":{"result":{"type":"string"}},"required":["result"]}"#,
+    ),
 ];
 
 /// Shared texts built once per run.
@@ -221,7 +373,9 @@ impl Assets {
         for (name, desc, _) in AGENT_TOOLS {
             s.push_str(&format!("## {name}\nDescription: {desc} "));
             prose(&mut rng, 60, &mut s);
-            s.push_str(&format!("\nUsage:\n<{name}>\n<path>File path here</path>\n</{name}>\n\n"));
+            s.push_str(&format!(
+                "\nUsage:\n<{name}>\n<path>File path here</path>\n</{name}>\n\n"
+            ));
         }
         s.push_str("====\n\nRULES\n\n");
         let rules = [
@@ -279,12 +433,40 @@ pub(crate) fn agent_task<R: Rng + ?Sized>(rng: &mut R, out: &mut String) {
     out.push_str("<task>\n");
     out.push_str(&format!(
         "{} the {} in `src/{}.{}` so that {}. {}",
-        pick(rng, &["Fix", "Refactor", "Add tests for", "Add logging to", "Speed up", "Document", "Add a CLI flag to"]),
+        pick(
+            rng,
+            &[
+                "Fix",
+                "Refactor",
+                "Add tests for",
+                "Add logging to",
+                "Speed up",
+                "Document",
+                "Add a CLI flag to"
+            ]
+        ),
         pick(rng, FUNCS),
         pick(rng, IDENTS),
         pick(rng, &["py", "ts", "rs", "go", "js"]),
-        pick(rng, &["it handles empty input", "it no longer blocks the event loop", "the failing test passes", "it reads the limit from the config", "errors are reported with the line number"]),
-        pick(rng, &["", "Keep the public API unchanged.", "Run the tests when you are done.", "Don't touch the migrations."])
+        pick(
+            rng,
+            &[
+                "it handles empty input",
+                "it no longer blocks the event loop",
+                "the failing test passes",
+                "it reads the limit from the config",
+                "errors are reported with the line number"
+            ]
+        ),
+        pick(
+            rng,
+            &[
+                "",
+                "Keep the public API unchanged.",
+                "Run the tests when you are done.",
+                "Don't touch the migrations."
+            ]
+        )
     ));
     let _ = lang;
     out.push_str("\n</task>\n<environment_details>\n# Current Working Directory\n/home/dev/");
@@ -346,7 +528,10 @@ pub(crate) fn org_prompt<R: Rng + ?Sized>(rng: &mut R, org: u32, out: &mut Strin
             out.push_str(pick(rng, ADJECTIVES));
             out.push(' ');
             out.push_str(pick(rng, NOUNS));
-            out.push_str(&format!("\nPrice: ${}\nKey points: ", rng.random_range(5..500)));
+            out.push_str(&format!(
+                "\nPrice: ${}\nKey points: ",
+                rng.random_range(5..500)
+            ));
             let words = rng.random_range(15..40);
             prose(rng, words, out);
         }
@@ -369,7 +554,21 @@ pub(crate) fn org_system(org: u32) -> String {
     let mut rng = ChaCha8Rng::seed_from_u64(0x0_4960 ^ u64::from(org));
     let mut s = format!(
         "You are the assistant of {} Ltd. Follow the company style guide: ",
-        pick(&mut rng, &["Northwind", "Globex", "Initech", "Umbrella", "Hooli", "Vandelay", "Acme", "Stark", "Wayne", "Tyrell"])
+        pick(
+            &mut rng,
+            &[
+                "Northwind",
+                "Globex",
+                "Initech",
+                "Umbrella",
+                "Hooli",
+                "Vandelay",
+                "Acme",
+                "Stark",
+                "Wayne",
+                "Tyrell"
+            ]
+        )
     );
     prose(&mut rng, 60, &mut s);
     s
@@ -383,9 +582,18 @@ pub(crate) fn campaign_payload<R: Rng + ?Sized>(rng: &mut R, short: bool, out: &
     let lang = pick(rng, LANGS);
     if short {
         match rng.random_range(0..3) {
-            0 => out.push_str(&format!("What does `{}` return for an empty input in {lang}?", pick(rng, FUNCS))),
-            1 => out.push_str(&format!("Convert {} degrees Fahrenheit to Celsius.", rng.random_range(-40..120))),
-            _ => out.push_str(&format!("Name the time complexity of binary search over {} items.", rng.random_range(10..100_000))),
+            0 => out.push_str(&format!(
+                "What does `{}` return for an empty input in {lang}?",
+                pick(rng, FUNCS)
+            )),
+            1 => out.push_str(&format!(
+                "Convert {} degrees Fahrenheit to Celsius.",
+                rng.random_range(-40..120)
+            )),
+            _ => out.push_str(&format!(
+                "Name the time complexity of binary search over {} items.",
+                rng.random_range(10..100_000)
+            )),
         }
         return;
     }
@@ -486,7 +694,13 @@ const SYNONYMS: &[(&str, &str)] = &[
 
 /// Fills `template` with the payload, lightly editing the template text itself
 /// when `edit` is set: synonyms, line breaks, a dropped courtesy, casing.
-pub(crate) fn fill_template<R: Rng + ?Sized>(rng: &mut R, template: &str, payload: &str, edit: bool, out: &mut String) {
+pub(crate) fn fill_template<R: Rng + ?Sized>(
+    rng: &mut R,
+    template: &str,
+    payload: &str,
+    edit: bool,
+    out: &mut String,
+) {
     if !edit {
         out.push_str(&template.replace("{P}", payload));
         return;
@@ -501,7 +715,9 @@ pub(crate) fn fill_template<R: Rng + ?Sized>(rng: &mut R, template: &str, payloa
         t = t.replacen("\n\n", "\n", 1);
     }
     if rng.random_bool(0.15) {
-        t = t.replacen("Please ", "", 1).replacen("Can you ", "Could you ", 1);
+        t = t
+            .replacen("Please ", "", 1)
+            .replacen("Can you ", "Could you ", 1);
     }
     if rng.random_bool(0.2) {
         t.push_str(pick(rng, &[" Thanks.", " Thank you!", "", " (important)"]));
@@ -522,7 +738,8 @@ mod tests {
         assert_eq!(a.agent_system, b.agent_system);
         let tools: serde_json::Value = serde_json::from_str(&a.agent_tools_openai).expect("json");
         assert_eq!(tools.as_array().map(Vec::len), Some(AGENT_TOOLS.len()));
-        let tools: serde_json::Value = serde_json::from_str(&a.agent_tools_anthropic).expect("json");
+        let tools: serde_json::Value =
+            serde_json::from_str(&a.agent_tools_anthropic).expect("json");
         assert_eq!(tools[0]["name"], "read_file");
     }
 
