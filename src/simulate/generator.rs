@@ -350,9 +350,7 @@ impl Population {
     fn push(
         &mut self,
         rng: &mut ChaCha8Rng,
-        actor: &str,
-        org: Option<&str>,
-        cohort: &str,
+        (actor, org, cohort): (&str, Option<&str>, &str),
         client: Client,
         net: Net,
         behaviour: Behaviour,
@@ -409,7 +407,7 @@ impl Population {
             let client = Client::random(rng, kind);
             let net = Net::Home(residential(rng), residential(rng));
             let cohort = cohort_name(kind);
-            let i = self.push(rng, &user(), None, cohort, client, net, Behaviour::Chat);
+            let i = self.push(rng, (&user(), None, cohort), client, net, Behaviour::Chat);
             organic_params(rng, &mut self.accounts[i]);
             self.accounts[i].rate = log_normal(rng, 1.2, 1.0);
         }
@@ -433,9 +431,7 @@ impl Population {
                     let client = Client::random(rng, kind);
                     let i = self.push(
                         rng,
-                        &user(),
-                        None,
-                        "nat",
+                        (&user(), None, "nat"),
                         client,
                         Net::Pool(pool),
                         Behaviour::Chat,
@@ -459,9 +455,7 @@ impl Population {
         for _ in 0..app_users {
             let i = self.push(
                 rng,
-                &user(),
-                None,
-                "hosted-app",
+                (&user(), None, "hosted-app"),
                 app_client.clone(),
                 Net::Pool(app_pool),
                 Behaviour::Chat,
@@ -481,9 +475,7 @@ impl Population {
         for _ in 0..hydra_users {
             let i = self.push(
                 rng,
-                &user(),
-                None,
-                "hydra-customer",
+                (&user(), None, "hydra-customer"),
                 gateway.clone(),
                 Net::Pool(hydra_pool),
                 Behaviour::Chat,
@@ -528,9 +520,7 @@ impl Population {
             for _ in 0..size {
                 let i = self.push(
                     rng,
-                    &name,
-                    Some(&name),
-                    "org",
+                    (&name, Some(&name), "org"),
                     client.clone(),
                     Net::Pool(pool),
                     Behaviour::Service,
@@ -563,9 +553,7 @@ impl Population {
             };
             let i = self.push(
                 rng,
-                &user(),
-                None,
-                "batch",
+                (&user(), None, "batch"),
                 client,
                 Net::Home(ip, ip),
                 Behaviour::Batch,
@@ -590,7 +578,7 @@ impl Population {
         let mut client = Client::random(rng, kind);
         client.extra = Some(("x-title", "Cadence"));
         client.variant = 0;
-        let i = self.push(rng, actor, None, cohort, client, net, Behaviour::Agent);
+        let i = self.push(rng, (actor, None, cohort), client, net, Behaviour::Agent);
         let a = &mut self.accounts[i];
         a.model = if kind == ClientKind::AnthropicNode {
             "claude-sonnet-4-20250514"
@@ -627,9 +615,7 @@ impl Population {
         for k in 0..n {
             let i = self.push(
                 rng,
-                "campaign-naive",
-                None,
-                "naive",
+                ("campaign-naive", None, "naive"),
                 client.clone(),
                 Net::Pool(pool),
                 Behaviour::Regular,
@@ -653,9 +639,7 @@ impl Population {
             client.mismatched = rng.random_bool(0.15);
             let i = self.push(
                 rng,
-                "campaign-spoofed",
-                None,
-                "spoofed",
+                ("campaign-spoofed", None, "spoofed"),
                 client,
                 Net::Churn,
                 Behaviour::Poisson,
@@ -724,9 +708,7 @@ impl Population {
         for _ in 0..n {
             let i = self.push(
                 rng,
-                "campaign-hydra",
-                None,
-                "hydra",
+                ("campaign-hydra", None, "hydra"),
                 gateway.clone(),
                 Net::Pool(pool),
                 Behaviour::Poisson,
@@ -871,7 +853,7 @@ impl Population {
         }
     }
 
-    /// Renders one event as a JSON line into `line` (cleared first); returns
+    /// Appends one event as a JSON line to `line`; returns
     /// whether it is campaign traffic.
     fn render(&self, ev: &Event, line: &mut String, body: &mut String) -> bool {
         let a = &self.accounts[ev.account as usize];
@@ -920,6 +902,7 @@ impl Population {
             }
             Behaviour::Agent => {
                 spec.system = Some(self.assets.agent_system.as_str());
+                spec.system_json = Some(self.assets.agent_system_json.as_str());
                 spec.tools = Some(match a.client.dialect {
                     Dialect::OpenAi => self.assets.agent_tools_openai.as_str(),
                     Dialect::Anthropic => self.assets.agent_tools_anthropic.as_str(),
@@ -1114,7 +1097,6 @@ impl Population {
         body.clear();
         profile::body(client, endpoint, &spec, body);
         let ip = self.ip(a, rng);
-        line.clear();
         let mut o = Obj::new(line);
         o.num("ts_ms", ev.ts);
         let ip = ip.to_string();
@@ -1151,6 +1133,35 @@ fn cohort_name(kind: ClientKind) -> &'static str {
     }
 }
 
+/// Events rendered per thread at a time (bounds the memory of rendered text).
+const RENDER_CHUNK: usize = 2048;
+
+/// Rendered lines of a run of events.
+#[derive(Debug)]
+struct Rendered {
+    text: String,
+    lines: u64,
+    campaign_lines: u64,
+}
+
+impl Population {
+    fn render_all(&self, events: &[Event]) -> Rendered {
+        let mut text = String::with_capacity(events.len() * 6 * 1024);
+        let mut body = String::with_capacity(32 * 1024);
+        let mut campaign_lines = 0;
+        for ev in events {
+            if self.render(ev, &mut text, &mut body) {
+                campaign_lines += 1;
+            }
+        }
+        Rendered {
+            text,
+            lines: events.len() as u64,
+            campaign_lines,
+        }
+    }
+}
+
 /// Hours as milliseconds.
 fn hours_ms(hours: f64) -> u64 {
     (hours * HOUR_MS as f64) as u64
@@ -1173,8 +1184,9 @@ pub(crate) fn run<W: Write>(
     let end = params.start_ms + hours_ms(params.hours);
     let hours = params.hours.ceil() as u64;
     let mut batch: Vec<Event> = Vec::new();
-    let mut line = String::with_capacity(16 * 1024);
-    let mut body = String::with_capacity(16 * 1024);
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 4);
     for hour in 0..hours {
         let he = (params.start_ms + (hour + 1) * HOUR_MS).min(end);
         for idx in 0..pop.accounts.len() {
@@ -1183,15 +1195,30 @@ pub(crate) fn run<W: Write>(
         batch.sort_unstable();
         let last = hour + 1 == hours;
         let cut = batch.partition_point(|e| e.ts < he);
-        for ev in &batch[..cut] {
-            let campaign = pop.render(ev, &mut line, &mut body);
-            out.write_all(line.as_bytes())?;
-            stats.lines += 1;
-            stats.bytes += line.len() as u64;
-            if campaign {
-                stats.campaign_lines += 1;
+        // Render in bounded chunks, split across threads, written in order.
+        for chunk in batch[..cut].chunks(RENDER_CHUNK * workers) {
+            let parts = if workers == 1 || chunk.len() < 512 {
+                vec![pop.render_all(chunk)]
             } else {
-                stats.organic_lines += 1;
+                let per = chunk.len().div_ceil(workers);
+                std::thread::scope(|s| {
+                    let handles: Vec<_> = chunk
+                        .chunks(per)
+                        .map(|part| s.spawn(|| pop.render_all(part)))
+                        .collect();
+                    handles
+                        .into_iter()
+                        .map(|h| h.join())
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .map_err(|_| std::io::Error::other("a render thread panicked"))?
+            };
+            for part in parts {
+                out.write_all(part.text.as_bytes())?;
+                stats.lines += part.lines;
+                stats.bytes += part.text.len() as u64;
+                stats.campaign_lines += part.campaign_lines;
+                stats.organic_lines += part.lines - part.campaign_lines;
             }
         }
         if last {

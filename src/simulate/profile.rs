@@ -526,6 +526,9 @@ pub(crate) enum Msg {
 pub(crate) struct Spec<'a> {
     pub(crate) model: &'a str,
     pub(crate) system: Option<&'a str>,
+    /// `system` already rendered as a JSON string literal (for long shared
+    /// prompts, escaped once per run).
+    pub(crate) system_json: Option<&'a str>,
     pub(crate) messages: Vec<Msg>,
     pub(crate) max_tokens: Option<u32>,
     pub(crate) temperature: Option<f32>,
@@ -564,6 +567,14 @@ fn num_f32(v: f32) -> String {
     }
 }
 
+/// Appends `text` as a JSON string, or its pre-rendered literal when given.
+fn push_text(out: &mut String, text: &str, rendered: Option<&str>) {
+    match rendered {
+        Some(r) => out.push_str(r),
+        None => json::string(out, text),
+    }
+}
+
 fn openai_messages(spec: &Spec<'_>, out: &mut String) {
     out.push('[');
     let mut first = true;
@@ -576,7 +587,8 @@ fn openai_messages(spec: &Spec<'_>, out: &mut String) {
     if let Some(system) = spec.system {
         sep(out);
         let mut o = Obj::new(out);
-        o.str("role", "system").str("content", system);
+        o.str("role", "system");
+        push_text(o.key("content"), system, spec.system_json);
         o.end();
     }
     for m in &spec.messages {
@@ -656,15 +668,23 @@ fn anthropic_messages(spec: &Spec<'_>, out: &mut String) {
     out.push(']');
 }
 
+/// A body member's value: small ones rendered up front, large ones written
+/// straight into the output when their turn in the key order comes.
+#[derive(Debug)]
+enum Val {
+    Small(String),
+    Messages,
+    Input,
+    System,
+    Tools,
+    Prompt(String),
+}
+
 /// Renders the body of `spec` for `endpoint` as `client` would, into `out`.
 pub(crate) fn body(client: &Client, endpoint: Endpoint, spec: &Spec<'_>, out: &mut String) {
-    let mut members: Vec<(&'static str, String)> = Vec::with_capacity(10);
-    let mut v = String::with_capacity(256);
+    let mut members: Vec<(&'static str, Val)> = Vec::with_capacity(12);
     match endpoint {
-        Endpoint::Chat => {
-            openai_messages(spec, &mut v);
-            members.push(("messages", std::mem::take(&mut v)));
-        }
+        Endpoint::Chat => members.push(("messages", Val::Messages)),
         Endpoint::Completions => {
             let mut prompt = String::new();
             if let Some(s) = spec.system {
@@ -677,39 +697,25 @@ pub(crate) fn body(client: &Client, endpoint: Endpoint, spec: &Spec<'_>, out: &m
                     prompt.push_str("\n\n");
                 }
             }
-            json::string(&mut v, prompt.trim_end());
-            members.push(("prompt", std::mem::take(&mut v)));
+            prompt.truncate(prompt.trim_end().len());
+            members.push(("prompt", Val::Prompt(prompt)));
         }
         Endpoint::Responses => {
-            if let Some(s) = spec.system {
-                json::string(&mut v, s);
-                members.push(("instructions", std::mem::take(&mut v)));
+            if spec.system.is_some() {
+                members.push(("instructions", Val::System));
             }
-            match spec.messages.as_slice() {
-                [Msg::User(t)] => json::string(&mut v, t),
-                _ => {
-                    let plain = Spec {
-                        system: None,
-                        messages: spec.messages.clone(),
-                        ..Spec::default()
-                    };
-                    openai_messages(&plain, &mut v);
-                }
-            }
-            members.push(("input", std::mem::take(&mut v)));
+            members.push(("input", Val::Input));
         }
         Endpoint::Messages => {
-            anthropic_messages(spec, &mut v);
-            members.push(("messages", std::mem::take(&mut v)));
-            if let Some(s) = spec.system {
-                json::string(&mut v, s);
-                members.push(("system", std::mem::take(&mut v)));
+            members.push(("messages", Val::Messages));
+            if spec.system.is_some() {
+                members.push(("system", Val::System));
             }
         }
     }
     let mut model = String::new();
     json::string(&mut model, spec.model);
-    members.push(("model", model));
+    members.push(("model", Val::Small(model)));
     if let Some(m) = spec.max_tokens {
         let name = match endpoint {
             Endpoint::Responses => "max_output_tokens",
@@ -718,37 +724,39 @@ pub(crate) fn body(client: &Client, endpoint: Endpoint, spec: &Spec<'_>, out: &m
             }
             _ => "max_tokens",
         };
-        members.push((name, m.to_string()));
+        members.push((name, Val::Small(m.to_string())));
     } else if endpoint == Endpoint::Messages {
-        members.push(("max_tokens", "4096".to_owned()));
+        members.push(("max_tokens", Val::Small("4096".to_owned())));
     }
     if let Some(n) = spec.n {
-        members.push(("n", n.to_string()));
+        members.push(("n", Val::Small(n.to_string())));
     }
     if let Some(t) = spec.temperature {
-        members.push(("temperature", num_f32(t)));
+        members.push(("temperature", Val::Small(num_f32(t))));
     }
     if let Some(p) = spec.top_p {
-        members.push(("top_p", num_f32(p)));
+        members.push(("top_p", Val::Small(num_f32(p))));
     }
     if let Some(s) = spec.stream {
-        members.push(("stream", s.to_string()));
+        members.push(("stream", Val::Small(s.to_string())));
     }
     if let Some(e) = spec.reasoning_effort {
         match endpoint {
-            Endpoint::Responses => members.push(("reasoning", format!("{{\"effort\":\"{e}\"}}"))),
+            Endpoint::Responses => {
+                members.push(("reasoning", Val::Small(format!("{{\"effort\":\"{e}\"}}"))))
+            }
             Endpoint::Messages => {}
-            _ => members.push(("reasoning_effort", format!("\"{e}\""))),
+            _ => members.push(("reasoning_effort", Val::Small(format!("\"{e}\"")))),
         }
     }
     if let (Some(b), Endpoint::Messages) = (spec.thinking_budget, endpoint) {
         members.push((
             "thinking",
-            format!("{{\"type\":\"enabled\",\"budget_tokens\":{b}}}"),
+            Val::Small(format!("{{\"type\":\"enabled\",\"budget_tokens\":{b}}}")),
         ));
     }
-    if let Some(t) = spec.tools {
-        members.push(("tools", t.to_owned()));
+    if spec.tools.is_some() {
+        members.push(("tools", Val::Tools));
     }
     match client.key_order(endpoint) {
         None => members.sort_by(|a, b| a.0.cmp(b.0)),
@@ -758,7 +766,27 @@ pub(crate) fn body(client: &Client, endpoint: Endpoint, spec: &Spec<'_>, out: &m
     }
     let mut o = Obj::new(out);
     for (k, v) in &members {
-        o.raw(k, v);
+        let out = o.key(k);
+        match v {
+            Val::Small(s) => out.push_str(s),
+            Val::Prompt(p) => json::string(out, p),
+            Val::System => push_text(out, spec.system.unwrap_or(""), spec.system_json),
+            Val::Tools => out.push_str(spec.tools.unwrap_or("[]")),
+            Val::Messages if endpoint == Endpoint::Messages => anthropic_messages(spec, out),
+            Val::Messages => openai_messages(spec, out),
+            Val::Input => match spec.messages.as_slice() {
+                [Msg::User(t)] => json::string(out, t),
+                _ => {
+                    let plain = Spec {
+                        system: None,
+                        system_json: None,
+                        messages: spec.messages.clone(),
+                        ..Spec::default()
+                    };
+                    openai_messages(&plain, out);
+                }
+            },
+        }
     }
     o.end();
 }

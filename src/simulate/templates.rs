@@ -357,6 +357,8 @@ pub(crate) const AGENT_TOOLS: &[(&str, &str, &str)] = &[
 pub(crate) struct Assets {
     /// The coding agent's ~2,000-word system prompt, identical for all its users.
     pub(crate) agent_system: String,
+    /// The same, as a JSON string literal.
+    pub(crate) agent_system_json: String,
     /// The agent's tools in OpenAI and Anthropic form.
     pub(crate) agent_tools_openai: String,
     pub(crate) agent_tools_anthropic: String,
@@ -418,7 +420,10 @@ impl Assets {
         }
         openai.push(']');
         anthropic.push(']');
+        let mut agent_system_json = String::with_capacity(s.len() + 64);
+        super::json::string(&mut agent_system_json, &s);
         Self {
+            agent_system_json,
             agent_system: s,
             agent_tools_openai: openai,
             agent_tools_anthropic: anthropic,
