@@ -148,7 +148,8 @@ impl Client {
         }
     }
 
-    /// True for the clients whose bodies follow SDK signature (alphabetical) order.
+    /// True for the clients whose bodies follow SDK signature order (mostly
+    /// alphabetical).
     fn alphabetical(&self) -> bool {
         matches!(
             self.kind,
@@ -759,7 +760,18 @@ pub(crate) fn body(client: &Client, endpoint: Endpoint, spec: &Spec<'_>, out: &m
         members.push(("tools", Val::Tools));
     }
     match client.key_order(endpoint) {
-        None => members.sort_by(|a, b| a.0.cmp(b.0)),
+        // The SDKs' signature order: OpenAI's starts with `messages`/`input`
+        // and `model`, then the optional parameters alphabetically; Anthropic's
+        // is alphabetical throughout.
+        None => {
+            let lead = |k: &str| match (endpoint, k) {
+                (Endpoint::Messages, _) => 2,
+                (_, "messages" | "input" | "prompt") => 0,
+                (_, "model") => 1,
+                _ => 2,
+            };
+            members.sort_by(|a, b| (lead(a.0), a.0).cmp(&(lead(b.0), b.0)))
+        }
         Some(order) => {
             members.sort_by_key(|(k, _)| order.iter().position(|o| o == k).unwrap_or(usize::MAX))
         }

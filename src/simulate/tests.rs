@@ -384,3 +384,42 @@ fn write_errors_are_reported() {
     let e = generate(Scenario::Organic, &params, Broken).expect_err("io");
     assert!(matches!(e, SimulateError::Io(_)), "{e}");
 }
+
+#[test]
+fn sdk_bodies_keep_their_signature_order() {
+    let lines = mixed_day();
+    let keys = |l: &TrafficLine| -> Vec<String> {
+        l.body
+            .as_object()
+            .map(|o| o.keys().cloned().collect())
+            .unwrap_or_default()
+    };
+    let py = lines
+        .iter()
+        .find(|l| {
+            cohort(l) == "openai-python"
+                && l.path == "/v1/chat/completions"
+                && l.body.get("max_tokens").is_some()
+        })
+        .expect("an OpenAI Python request with a cap");
+    let k = keys(py);
+    assert_eq!(&k[..2], ["messages", "model"], "{k:?}");
+    let mut rest = k[2..].to_vec();
+    rest.sort();
+    assert_eq!(rest, k[2..], "then alphabetical");
+    let anth = lines
+        .iter()
+        .find(|l| cohort(l) == "anthropic-python")
+        .expect("an Anthropic Python request");
+    let k = keys(anth);
+    let mut sorted = k.clone();
+    sorted.sort();
+    assert_eq!(k, sorted, "alphabetical");
+    let node = lines
+        .iter()
+        .find(|l| cohort(l) == "hosted-app")
+        .expect("a hosted app request");
+    assert_eq!(keys(node)[0], "model", "object literal order");
+    assert_eq!(node.headers[0].0, "accept", "node header order");
+    assert_eq!(py.headers[0].0, "host", "httpx header order");
+}
