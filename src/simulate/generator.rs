@@ -310,6 +310,8 @@ fn organic_params<R: Rng + ?Sized>(rng: &mut R, a: &mut Account) {
 pub(crate) struct Population {
     accounts: Vec<Account>,
     pools: Vec<Vec<IpAddr>>,
+    /// The reseller gateway: its address pool and its relay client.
+    gateway: Option<(usize, Client)>,
     assets: Assets,
     scenario: Scenario,
     params: SimParams,
@@ -324,6 +326,7 @@ impl Population {
         let mut p = Population {
             accounts: Vec::new(),
             pools: Vec::new(),
+            gateway: None,
             assets: Assets::new(),
             scenario,
             params,
@@ -472,6 +475,7 @@ impl Population {
         let hydra_pool = self.pools.len();
         self.pools.push(pool_in(rng, 3, 8));
         let gateway = Client::random(rng, ClientKind::Gateway);
+        self.gateway = Some((hydra_pool, gateway.clone()));
         for _ in 0..hydra_users {
             let i = self.push(
                 rng,
@@ -690,21 +694,15 @@ impl Population {
 
     fn hydra(&mut self, rng: &mut ChaCha8Rng, start: u64) {
         let n = count(self.params.scale, HYDRA_ACCOUNTS);
-        // The reseller's gateway pool is the one its innocent customers use.
-        let pool = self
-            .accounts
-            .iter()
-            .find_map(|a| match (a.client.kind, a.net) {
-                (ClientKind::Gateway, Net::Pool(p)) => Some(p),
-                _ => None,
-            })
-            .unwrap_or(0);
-        let gateway = self
-            .accounts
-            .iter()
-            .find(|a| a.client.kind == ClientKind::Gateway)
-            .map(|a| a.client.clone())
-            .unwrap_or_else(|| Client::random(rng, ClientKind::Gateway));
+        // The reseller's gateway is the one its innocent customers use.
+        let (pool, gateway) = match self.gateway.clone() {
+            Some(g) => g,
+            None => {
+                let pool = self.pools.len();
+                self.pools.push(pool_in(rng, 3, 8));
+                (pool, Client::random(rng, ClientKind::Gateway))
+            }
+        };
         for _ in 0..n {
             let i = self.push(
                 rng,

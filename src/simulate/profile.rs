@@ -802,3 +802,156 @@ pub(crate) fn body(client: &Client, endpoint: Endpoint, spec: &Spec<'_>, out: &m
     }
     o.end();
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    fn headers(client: &Client, key: &str, len: usize) -> Vec<(String, String)> {
+        let mut s = String::new();
+        client.headers(key, len, &mut s);
+        serde_json::from_str(&s).expect("a JSON array of pairs")
+    }
+
+    fn names(h: &[(String, String)]) -> Vec<&str> {
+        h.iter().map(|(n, _)| n.as_str()).collect()
+    }
+
+    fn client(kind: ClientKind, seed: u64) -> Client {
+        Client::random(&mut ChaCha8Rng::seed_from_u64(seed), kind)
+    }
+
+    #[test]
+    fn openai_python_sends_httpx_then_stainless_headers() {
+        let c = client(ClientKind::OpenAiPython, 1);
+        let h = headers(&c, "sk-1", 42);
+        let n = names(&h);
+        assert_eq!(
+            &n[..6],
+            [
+                "host",
+                "accept-encoding",
+                "connection",
+                "accept",
+                "content-type",
+                "user-agent"
+            ]
+        );
+        assert_eq!(h[5].1, format!("OpenAI/Python {}", c.version));
+        let lang = n
+            .iter()
+            .position(|x| *x == "x-stainless-lang")
+            .expect("lang");
+        let auth = n.iter().position(|x| *x == "authorization").expect("auth");
+        assert!(lang < auth);
+        assert_eq!(h[auth].1, "Bearer sk-1");
+        assert_eq!(
+            h.last().map(|(n, v)| (n.as_str(), v.as_str())),
+            Some(("content-length", "42"))
+        );
+        assert!(!n.contains(&"anthropic-version"));
+    }
+
+    #[test]
+    fn anthropic_clients_send_version_and_api_key() {
+        for kind in [ClientKind::AnthropicPython, ClientKind::AnthropicNode] {
+            let c = client(kind, 2);
+            let h = headers(&c, "sk-ant-1", 7);
+            let get = |name: &str| h.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
+            assert_eq!(get("anthropic-version"), Some("2023-06-01"));
+            assert_eq!(get("x-api-key"), Some("sk-ant-1"));
+            assert!(get("authorization").is_none());
+            assert!(get("user-agent").is_some_and(|u| u.starts_with("Anthropic/")));
+            assert_eq!(c.dialect, Dialect::Anthropic);
+        }
+    }
+
+    #[test]
+    fn node_curl_gateway_and_browser_orders_differ() {
+        let node = names(&headers(&client(ClientKind::OpenAiNode, 3), "k", 1))
+            .into_iter()
+            .map(str::to_owned)
+            .collect::<Vec<_>>();
+        assert_eq!(node[0], "accept");
+        assert_eq!(node.last().map(String::as_str), Some("connection"));
+        let curl = headers(&client(ClientKind::Curl, 4), "k", 1);
+        assert_eq!(names(&curl)[..3], ["host", "user-agent", "accept"]);
+        assert!(curl[1].1.starts_with("curl/"));
+        assert_eq!(curl[2].1, "*/*");
+        let gw = headers(&client(ClientKind::Gateway, 5), "k", 1);
+        assert_eq!(gw[1].1, "Go-http-client/1.1");
+        let browser = headers(&client(ClientKind::Browser, 6), "k", 1);
+        assert!(browser.iter().any(|(n, _)| n == "origin"));
+        assert!(browser.iter().any(|(n, _)| n == "accept-language"));
+    }
+
+    #[test]
+    fn spoofing_slip_shows_in_the_package_version() {
+        let mut c = client(ClientKind::OpenAiPython, 7);
+        c.mismatched = true;
+        let h = headers(&c, "k", 1);
+        let get = |name: &str| h.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
+        let ua = get("user-agent").expect("ua");
+        let pkg = get("x-stainless-package-version").expect("pkg");
+        assert!(!ua.ends_with(&pkg), "{ua} vs {pkg}");
+    }
+
+    #[test]
+    fn bodies_are_valid_json_in_every_dialect() {
+        let spec = Spec {
+            model: "m",
+            system: Some("sys \"quoted\""),
+            messages: vec![
+                Msg::User("hi\nthere".into()),
+                Msg::ToolCall("call_1".into(), "read_file", r#"{"path":"a.py"}"#.into()),
+                Msg::ToolResult("call_1".into(), "print(1)".into()),
+            ],
+            max_tokens: Some(100),
+            temperature: Some(0.7),
+            stream: Some(true),
+            reasoning_effort: Some("high"),
+            thinking_budget: Some(50),
+            tools: Some("[]"),
+            ..Spec::default()
+        };
+        for kind in [
+            ClientKind::OpenAiPython,
+            ClientKind::OpenAiNode,
+            ClientKind::AnthropicPython,
+            ClientKind::Gateway,
+            ClientKind::Curl,
+        ] {
+            let c = client(kind, 8);
+            for endpoint in [
+                Endpoint::Chat,
+                Endpoint::Responses,
+                Endpoint::Completions,
+                Endpoint::Messages,
+            ] {
+                let mut s = String::new();
+                body(&c, endpoint, &spec, &mut s);
+                let v: serde_json::Value = serde_json::from_str(&s).expect("valid body");
+                assert_eq!(v["model"], "m");
+                if endpoint == Endpoint::Messages {
+                    assert_eq!(v["system"], "sys \"quoted\"");
+                    assert_eq!(v["thinking"]["budget_tokens"], 50);
+                    assert_eq!(v["messages"][1]["content"][0]["type"], "tool_use");
+                }
+                if endpoint == Endpoint::Chat {
+                    assert_eq!(v["messages"][0]["role"], "system");
+                    assert_eq!(
+                        v["messages"][2]["tool_calls"][0]["function"]["name"],
+                        "read_file"
+                    );
+                    assert_eq!(v["temperature"], 0.7);
+                }
+                if endpoint == Endpoint::Responses {
+                    assert_eq!(v["max_output_tokens"], 100);
+                    assert_eq!(v["reasoning"]["effort"], "high");
+                }
+            }
+        }
+    }
+}
