@@ -602,6 +602,25 @@ pub(crate) fn campaign_payload<R: Rng + ?Sized>(rng: &mut R, short: bool, out: &
         }
         return;
     }
+    task(rng, lang, out);
+    // Many tasks carry context: existing code, a spec, logs. It makes the
+    // payload long, so the template is only the head and tail of the prompt.
+    match rng.random_range(0..10) {
+        0..3 => {
+            out.push_str(&format!("\n\nExisting code:\n```{}\n", fence(lang)));
+            code(rng, lang, out);
+            out.push_str("\n```");
+        }
+        3..5 => {
+            out.push_str("\n\nBackground:\n");
+            let words = rng.random_range(80..350);
+            prose(rng, words, out);
+        }
+        _ => {}
+    }
+}
+
+fn task<R: Rng + ?Sized>(rng: &mut R, lang: &str, out: &mut String) {
     match rng.random_range(0..5) {
         0 => out.push_str(&format!(
             "Implement a {} in {lang} that supports {}, {} and {} in {} time. The input has up to {} operations and values up to 10^{}.",
