@@ -59,27 +59,10 @@ fn word_hash(w: &[u8]) -> u64 {
 /// that is not a letter or digit; each word hashed to 64 bits.
 pub fn normalized_words(text: &str) -> Vec<u64> {
     let mut out = Vec::with_capacity(text.len() / 5);
-    if text.chars().all(|c| c.is_ascii() || is_mark_char(c)) {
-        // NFKC is a no-op on ASCII and marks are dropped: the common case, done
-        // without allocating.
-        let mut word = [0u8; 64];
-        let mut n = 0usize;
-        for c in text.chars() {
-            if c.is_ascii_alphanumeric() {
-                if n < word.len() {
-                    word[n] = c.to_ascii_lowercase() as u8;
-                    n += 1;
-                }
-            } else if !is_mark_char(c) && n > 0 {
-                out.push(word_hash(&word[..n]));
-                n = 0;
-            }
-        }
-        if n > 0 {
-            out.push(word_hash(&word[..n]));
-        }
+    if ascii_words(text.as_bytes(), &mut out) {
         return out;
     }
+    out.clear();
     let clean: String = text
         .chars()
         .filter(|c| !is_mark_char(*c))
@@ -95,6 +78,43 @@ pub fn normalized_words(text: &str) -> Vec<u64> {
     out
 }
 
+/// The fast path of [`normalized_words`] for ASCII text with marks: one pass over
+/// the bytes, no allocation. Returns false (leaving `out` partly filled) at the
+/// first other non-ASCII character.
+fn ascii_words(b: &[u8], out: &mut Vec<u64>) -> bool {
+    let mut word = [0u8; 64];
+    let mut n = 0usize;
+    let mut i = 0usize;
+    while i < b.len() {
+        let c = b[i];
+        if c < 0x80 {
+            if c.is_ascii_alphanumeric() {
+                if n < word.len() {
+                    word[n] = c.to_ascii_lowercase();
+                    n += 1;
+                }
+            } else if n > 0 {
+                out.push(word_hash(&word[..n]));
+                n = 0;
+            }
+            i += 1;
+        } else if c == 0xE2
+            && i + 2 < b.len()
+            && ((b[i + 1] == 0x80 && (0x8B..=0x8D).contains(&b[i + 2]))
+                || (b[i + 1] == 0x81 && (0xA0..=0xA4).contains(&b[i + 2])))
+        {
+            // A mark character (U+200B..U+200D, U+2060..U+2064): ignored.
+            i += 3;
+        } else {
+            return false;
+        }
+    }
+    if n > 0 {
+        out.push(word_hash(&word[..n]));
+    }
+    true
+}
+
 fn shingles(words: &[u64]) -> Vec<u64> {
     if words.len() < 3 {
         return words.iter().map(|&w| mix(w)).collect();
@@ -106,15 +126,18 @@ fn shingles(words: &[u64]) -> Vec<u64> {
 }
 
 fn simhash(shingles: &[u64]) -> u64 {
-    let mut counts = [0i32; 64];
+    // Count the set bits per position (branch-free, vectorises), then keep the
+    // positions set in more than half of the shingles.
+    let mut ones = [0u32; 64];
     for &s in shingles {
-        for (bit, c) in counts.iter_mut().enumerate() {
-            *c += if s >> bit & 1 == 1 { 1 } else { -1 };
+        for (bit, c) in ones.iter_mut().enumerate() {
+            *c += ((s >> bit) & 1) as u32;
         }
     }
-    counts.iter().enumerate().fold(
+    let half = shingles.len() as u32;
+    ones.iter().enumerate().fold(
         0u64,
-        |acc, (bit, &c)| if c > 0 { acc | 1 << bit } else { acc },
+        |acc, (bit, &c)| if 2 * c > half { acc | 1 << bit } else { acc },
     )
 }
 
