@@ -16,6 +16,7 @@ pub mod replay;
 pub mod request;
 pub mod simulate;
 pub mod store;
+pub mod watermark;
 
 pub use config::Config;
 pub use guard::{Guard, GuardBuilder, GuardLayer};

@@ -39,6 +39,9 @@ pub struct Config {
     /// Request fingerprinting (see `distill_guard::fingerprint`).
     #[serde(default)]
     pub fingerprint: crate::fingerprint::FingerprintSection,
+    /// Provenance tags, text marks and the trace-back index.
+    #[serde(default)]
+    pub watermark: crate::watermark::WatermarkConfig,
 }
 
 /// `[network]`: where client addresses come from (see the spoofing model in
@@ -273,6 +276,7 @@ impl Config {
             network: NetworkSection::default(),
             server: ServerSection::default(),
             fingerprint: crate::fingerprint::FingerprintSection::default(),
+            watermark: crate::watermark::WatermarkConfig::default(),
         }
     }
 
