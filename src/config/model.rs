@@ -36,6 +36,9 @@ pub struct Config {
     /// The `serve` reverse proxy.
     #[serde(default)]
     pub server: ServerSection,
+    /// Where quota state lives (in-process or Redis).
+    #[serde(default)]
+    pub store: crate::store::StoreConfig,
 }
 
 /// `[network]`: where client addresses come from (see the spoofing model in
@@ -269,6 +272,7 @@ impl Config {
             accounts: BTreeMap::new(),
             network: NetworkSection::default(),
             server: ServerSection::default(),
+            store: crate::store::StoreConfig::default(),
         }
     }
 

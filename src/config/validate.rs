@@ -73,6 +73,11 @@ pub(super) fn validate(cfg: &Config, errors: &mut Errors) {
         }
     }
 
+    cfg.store
+        .problems()
+        .into_iter()
+        .for_each(|(f, m)| errors.push(format!("store.{f}"), m));
+
     let s = &cfg.server;
     if let Some(up) = &s.upstream {
         if let Err(msg) = crate::proxy::parse_upstream(up) {
