@@ -26,6 +26,11 @@ pub(super) struct Entry {
 
 impl Entry {
     pub(super) fn bring_to(&mut self, now_ms: u64, limits: &Limits) {
+        // An idle entry is forgotten whether or not a sweep has dropped it yet, so
+        // that what a subject may do never depends on when sweeps ran.
+        if self.idle_at_ms <= now_ms {
+            *self = Entry::default();
+        }
         for (level, limit) in self.levels.iter_mut().zip(limits) {
             *level = match limit {
                 Some(l) => gcra::drained(*level, self.last_ms, now_ms, l),

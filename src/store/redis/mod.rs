@@ -263,6 +263,22 @@ impl RedisStore {
         self.inner.local_denials.load(Ordering::Relaxed)
     }
 
+    /// The in-process store that answers while Redis is down (`fail_open`) and
+    /// takes settlements Redis could not.
+    pub fn fallback_store(&self) -> &MemoryStore {
+        &self.inner.local
+    }
+
+    /// Applies a settlement in Redis now and waits for it, without the fallback
+    /// that [`Store::settle`] adds. For shutdown paths and tests.
+    pub async fn settle_in_redis(&self, settlement: &Settlement) -> Result<(), StoreError> {
+        let inner = &self.inner;
+        if inner.deny_cache {
+            inner.forget(settlement);
+        }
+        inner.settle_redis(settlement).await
+    }
+
     /// The Redis key of a subject.
     pub fn key_of(&self, subject: &Subject) -> String {
         self.inner.key(subject)
@@ -328,6 +344,7 @@ impl Inner {
         match tokio::time::timeout(self.timeout, invocation.invoke_async::<Value>(&mut conn)).await
         {
             Err(_) => Err(StoreError::Timeout),
+            Ok(Err(e)) if e.is_timeout() => Err(StoreError::Timeout),
             Ok(Err(e)) => Err(StoreError::Unavailable(e.to_string())),
             Ok(Ok(v)) => Ok(v),
         }
@@ -348,11 +365,12 @@ impl Inner {
             let s = reply.states.get(i).copied().unwrap_or(script::State {
                 levels: [0.0; 4],
                 last_ms: a.now_ms,
+                idle_at_ms: 0,
             });
             Entry {
                 levels: s.levels,
                 last_ms: s.last_ms,
-                idle_at_ms: 0,
+                idle_at_ms: s.idle_at_ms,
             }
         };
         let acct = entry(0);
@@ -405,6 +423,14 @@ impl Inner {
         Outcome {
             denied: Some(denial),
             views,
+        }
+    }
+
+    /// Drops the cached copies a settlement makes stale.
+    fn forget(&self, s: &Settlement) {
+        self.cache.remove(&cache_key(&s.account));
+        if let Some(c) = &s.cluster {
+            self.cache.remove(&cache_key(c));
         }
     }
 
@@ -538,10 +564,7 @@ impl Store for RedisStore {
     fn settle(&self, settlement: Settlement) {
         let inner = &self.inner;
         if inner.deny_cache {
-            inner.cache.remove(&cache_key(&settlement.account));
-            if let Some(c) = &settlement.cluster {
-                inner.cache.remove(&cache_key(c));
-            }
+            inner.forget(&settlement);
         }
         if inner.health.down.load(Ordering::Acquire) {
             // The admission was most likely answered locally too.

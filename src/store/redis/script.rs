@@ -11,9 +11,10 @@
 //!
 //! Layout: one hash per subject, `{prefix}a:{hex id}` (account) or
 //! `{prefix}c:{hex id}` (cluster), with fields `l1`…`l4` (levels, in
-//! [`Window`](crate::store::Window) order) and `t` (last update, Unix ms). Each key
-//! expires when all its buckets have drained (plus a second of slack), and at the
-//! latest two days after its last charge, like the embedded store's idle eviction.
+//! [`Window`](crate::store::Window) order), `t` (last update, Unix ms) and `i`
+//! (when all its buckets will have drained, at most two days after its last
+//! charge). A subject read at or after `i` is forgotten, exactly like an idle entry
+//! of the embedded store; the key itself expires in Redis' time a second later.
 //!
 //! Arguments: `ARGV[1]` now (ms), `ARGV[2]` cost or token delta, `ARGV[3]` longest
 //! idle time (ms), `ARGV[4]` TTL slack (ms), then per key 8 values: capacity and
@@ -46,10 +47,17 @@ local function limits_of(s)
   return out
 end
 
--- Loads a subject and brings its levels to `now` (Entry::bring_to).
+-- Loads a subject and brings its levels to `now` (Entry::bring_to). A subject
+-- whose idle time has passed is forgotten. Returns levels, last, idle.
 local function load(key, lim)
-  local v = redis.call('HMGET', key, 'l1', 'l2', 'l3', 'l4', 't')
+  local v = redis.call('HMGET', key, 'l1', 'l2', 'l3', 'l4', 't', 'i')
   local last = tonumber(v[5]) or 0
+  local idle = tonumber(v[6]) or 0
+  if not (idle > now) then
+    v = {}
+    last = 0
+    idle = 0
+  end
   local elapsed = now - last
   if elapsed < 0 then elapsed = 0 end
   local lv = {}
@@ -62,7 +70,7 @@ local function load(key, lim)
     lv[i] = level
   end
   if now > last then last = now end
-  return lv, last
+  return lv, last, idle
 end
 
 local function fits(level, cost, l)
@@ -84,10 +92,8 @@ local function fmt(x)
   return string.format('%.17g', x)
 end
 
--- Writes a subject back and sets its TTL to when it will have drained.
-local function save(key, lv, last, lim)
-  redis.call('HSET', key, 'l1', fmt(lv[1]), 'l2', fmt(lv[2]), 'l3', fmt(lv[3]),
-    'l4', fmt(lv[4]), 't', fmt(last))
+-- Entry::touch: when every bucket will have drained, at most `max_idle` away.
+local function idle_after(lv, lim)
   local ttl = 0
   for i = 1, 4 do
     if lim[i] and lv[i] > 0 then
@@ -97,7 +103,26 @@ local function save(key, lv, last, lim)
     end
   end
   if ttl > max_idle then ttl = max_idle end
-  redis.call('PEXPIRE', key, ttl + slack)
+  return ttl
+end
+
+-- Writes a subject back. After a charge its idle time moves and the key expires
+-- (in Redis' own time) a little after it; otherwise both stay as they were.
+local function save(key, lv, last, idle, lim, charged)
+  if not charged and not (idle > now) then
+    return idle
+  end
+  local ttl = 0
+  if charged then
+    ttl = idle_after(lv, lim)
+    idle = now + ttl
+  end
+  redis.call('HSET', key, 'l1', fmt(lv[1]), 'l2', fmt(lv[2]), 'l3', fmt(lv[3]),
+    'l4', fmt(lv[4]), 't', fmt(last), 'i', fmt(idle))
+  if charged then
+    redis.call('PEXPIRE', key, ttl + slack)
+  end
+  return idle
 end
 "#
     };
@@ -105,8 +130,8 @@ end
 
 /// Checks every bucket of every key and charges them all, or none.
 ///
-/// Reply: `[admitted (1/0), then per key: l1, l2, l3, l4, t]`, the levels after the
-/// charge (admitted) or brought to now (refused), as `%.17g` strings.
+/// Reply: `[admitted (1/0), then per key: l1, l2, l3, l4, t, i]`, the levels after
+/// the charge (admitted) or brought to now (refused), as `%.17g` strings.
 pub(super) const ADMIT: &str = concat!(
     prelude!(),
     r#"
@@ -115,8 +140,8 @@ local subjects = {}
 local ok = true
 for s = 1, #KEYS do
   local lim = limits_of(s)
-  local lv, last = load(KEYS[s], lim)
-  subjects[s] = { lim = lim, lv = lv, last = last }
+  local lv, last, idle = load(KEYS[s], lim)
+  subjects[s] = { lim = lim, lv = lv, last = last, idle = idle }
   for i = 1, 4 do
     if lim[i] and not fits(lv[i], costs[i], lim[i]) then ok = false end
   end
@@ -125,9 +150,10 @@ local reply = { ok and 1 or 0 }
 for s = 1, #KEYS do
   local sub = subjects[s]
   if ok then charge(sub.lv, sub.lim, costs) end
-  save(KEYS[s], sub.lv, sub.last, sub.lim)
+  local idle = save(KEYS[s], sub.lv, sub.last, sub.idle, sub.lim, ok)
   for i = 1, 4 do reply[#reply + 1] = fmt(sub.lv[i]) end
   reply[#reply + 1] = fmt(sub.last)
+  reply[#reply + 1] = fmt(idle)
 end
 return reply
 "#
@@ -140,9 +166,9 @@ pub(super) const SETTLE: &str = concat!(
 local costs = { 0, 0, amount, amount }
 for s = 1, #KEYS do
   local lim = limits_of(s)
-  local lv, last = load(KEYS[s], lim)
+  local lv, last, idle = load(KEYS[s], lim)
   charge(lv, lim, costs)
-  save(KEYS[s], lv, last, lim)
+  save(KEYS[s], lv, last, idle, lim, true)
 end
 return #KEYS
 "#
@@ -181,6 +207,7 @@ pub(super) fn limit_args(limits: &Limits, out: &mut Vec<String>) {
 pub(super) struct State {
     pub(super) levels: [f64; 4],
     pub(super) last_ms: u64,
+    pub(super) idle_at_ms: u64,
 }
 
 /// The admit script's reply, decoded.
@@ -196,10 +223,10 @@ pub(super) fn parse_admit(value: &Value, keys: usize) -> Result<AdmitReply, Stri
     let Value::Array(items) = value else {
         return Err(format!("admit script: expected an array, got {value:?}"));
     };
-    if items.len() != 1 + 5 * keys {
+    if items.len() != 1 + 6 * keys {
         return Err(format!(
             "admit script: expected {} values, got {}",
-            1 + 5 * keys,
+            1 + 6 * keys,
             items.len()
         ));
     }
@@ -209,7 +236,7 @@ pub(super) fn parse_admit(value: &Value, keys: usize) -> Result<AdmitReply, Stri
         other => return Err(format!("admit script: bad flag {other:?}")),
     };
     let mut states = Vec::with_capacity(keys);
-    for chunk in items[1..].chunks_exact(5) {
+    for chunk in items[1..].chunks_exact(6) {
         let mut levels = [0.0; 4];
         for (level, v) in levels.iter_mut().zip(chunk) {
             let x = float(v)?;
@@ -218,13 +245,17 @@ pub(super) fn parse_admit(value: &Value, keys: usize) -> Result<AdmitReply, Stri
             }
             *level = x;
         }
-        let t = float(&chunk[4])?;
-        if !t.is_finite() || t < 0.0 {
-            return Err(format!("admit script: bad time {t}"));
-        }
+        let time = |v: &Value| -> Result<u64, String> {
+            let t = float(v)?;
+            if !t.is_finite() || t < 0.0 {
+                return Err(format!("admit script: bad time {t}"));
+            }
+            Ok(t as u64)
+        };
         states.push(State {
             levels,
-            last_ms: t as u64,
+            last_ms: time(&chunk[4])?,
+            idle_at_ms: time(&chunk[5])?,
         });
     }
     Ok(AdmitReply { admitted, states })
@@ -270,7 +301,7 @@ mod tests {
         let good = Value::Array(
             std::iter::once(Value::Int(1))
                 .chain(
-                    ["1", "0", "2.5", "0", "1700000000000"]
+                    ["1", "0", "2.5", "0", "1700000000000", "1700000001000"]
                         .into_iter()
                         .map(|s| Value::BulkString(s.as_bytes().to_vec())),
                 )
@@ -280,6 +311,7 @@ mod tests {
         assert!(r.admitted);
         assert_eq!(r.states[0].levels, [1.0, 0.0, 2.5, 0.0]);
         assert_eq!(r.states[0].last_ms, 1_700_000_000_000);
+        assert_eq!(r.states[0].idle_at_ms, 1_700_000_001_000);
 
         assert!(parse_admit(&good, 2).is_err());
         for bad in [
@@ -287,9 +319,10 @@ mod tests {
             Value::Int(3),
             Value::Okay,
             Value::Array(vec![]),
-            Value::Array(vec![Value::Nil; 6]),
+            Value::Array(vec![Value::Nil; 7]),
             Value::Array(vec![
                 Value::Int(2),
+                Value::Int(0),
                 Value::Int(0),
                 Value::Int(0),
                 Value::Int(0),
@@ -299,7 +332,7 @@ mod tests {
             Value::Array(
                 std::iter::once(Value::Int(0))
                     .chain(
-                        ["nan", "x", "-1", "0", "0"]
+                        ["nan", "x", "-1", "0", "0", "0"]
                             .into_iter()
                             .map(|s| Value::BulkString(s.as_bytes().to_vec())),
                     )
