@@ -553,8 +553,8 @@ async fn settlement_during_an_outage_lands_locally() {
     assert!(store.is_down());
 }
 
-/// Hostile or corrupt state never panics: garbage in a bucket hash reads as an
-/// empty bucket, a key of the wrong type is a store error (503 / fallback).
+/// Hostile or corrupt state never panics: a value of the wrong length, with NaNs,
+/// or of another type reads as a fresh subject.
 #[tokio::test]
 async fn corrupt_state_is_an_error_not_a_panic() {
     let Some(server) = RedisServer::start() else {
@@ -562,31 +562,40 @@ async fn corrupt_state_is_an_error_not_a_panic() {
     };
     let store = RedisStore::new(&store_config(&server, OnError::FailClosed, 2_000)).expect("s");
     let mut con = raw(&server).await;
-    let key = store.key_of(&subject(5, 10.0));
+    let nan48: Vec<u8> = std::iter::repeat_n(f64::NAN.to_le_bytes(), 6)
+        .flatten()
+        .collect();
+    for (key, value) in [(5u8, b"garbage".to_vec()), (8, nan48), (9, vec![0xff; 48])] {
+        let _: () = redis::cmd("SET")
+            .arg(store.key_of(&subject(key, 10.0)))
+            .arg(value)
+            .query_async(&mut con)
+            .await
+            .expect("set");
+        let out = store
+            .admit(&admission(T0, key))
+            .await
+            .expect("garbage reads as fresh");
+        assert_eq!(out.views[0][0].expect("rpm").remaining, 9.0);
+    }
+
+    // A key of another type under the prefix reads as fresh and is replaced.
+    let key = store.key_of(&subject(6, 10.0));
     let _: () = redis::cmd("HSET")
         .arg(&key)
-        .arg(&["l1", "garbage", "l3", "nan", "t", "-inf"])
+        .arg(&["l1", "1"])
         .query_async(&mut con)
         .await
         .expect("hset");
-    let out = store
-        .admit(&admission(T0, 5))
-        .await
-        .expect("garbage reads as 0");
+    let out = store.admit(&admission(T0, 6)).await.expect("replaced");
     assert_eq!(out.views[0][0].expect("rpm").remaining, 9.0);
-
-    let key = store.key_of(&subject(6, 10.0));
-    let _: () = redis::cmd("SET")
+    let kind: String = redis::cmd("TYPE")
         .arg(&key)
-        .arg("a string")
         .query_async(&mut con)
         .await
-        .expect("set");
-    let err = store
-        .admit(&admission(T0, 6))
-        .await
-        .expect_err("wrong type");
-    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+        .expect("type");
+    assert_eq!(kind, "string");
+    assert_eq!(store.fallback_count(), 0);
 }
 
 /// A server that answers every command with nonsense: errors, no panic.

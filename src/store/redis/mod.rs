@@ -312,18 +312,14 @@ impl Inner {
         amount: f64,
         account: &Subject,
         cluster: Option<&Subject>,
-    ) -> (Vec<String>, Vec<String>) {
+    ) -> (Vec<String>, Vec<u8>) {
         let mut keys = vec![self.key(account)];
-        let mut args = Vec::with_capacity(4 + 16);
-        args.push(now_ms.to_string());
-        args.push(script::num(amount));
-        args.push(MAX_IDLE_MS.to_string());
-        args.push(TTL_SLACK_MS.to_string());
-        script::limit_args(&account.limits, &mut args);
+        let mut limits = vec![&account.limits];
         if let Some(c) = cluster {
             keys.push(self.key(c));
-            script::limit_args(&c.limits, &mut args);
+            limits.push(&c.limits);
         }
+        let args = script::pack_args(now_ms, amount, MAX_IDLE_MS, TTL_SLACK_MS, &limits);
         (keys, args)
     }
 
@@ -331,15 +327,13 @@ impl Inner {
         &self,
         script: &Script,
         keys: &[String],
-        args: &[String],
+        args: &[u8],
     ) -> Result<Value, StoreError> {
         let mut invocation = script.prepare_invoke();
         for k in keys {
             invocation.key(k);
         }
-        for a in args {
-            invocation.arg(a);
-        }
+        invocation.arg(args);
         let mut conn = self.conn.clone();
         match tokio::time::timeout(self.timeout, invocation.invoke_async::<Value>(&mut conn)).await
         {
