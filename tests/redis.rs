@@ -73,7 +73,7 @@ fn limits_from(rng: &mut ChaCha8Rng) -> [Option<BucketLimit>; 4] {
 /// An account and maybe a cluster; with `stable` each key always has the same
 /// limits, otherwise they change from call to call (tiers, suspicion bands).
 fn random_subjects(rng: &mut ChaCha8Rng, stable: bool) -> (Subject, Option<Subject>) {
-    let mut limits = |rng: &mut ChaCha8Rng, key: u8| {
+    let limits = |rng: &mut ChaCha8Rng, key: u8| {
         if stable {
             limits_from(&mut ChaCha8Rng::seed_from_u64(u64::from(key)))
         } else {
