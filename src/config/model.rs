@@ -42,6 +42,9 @@ pub struct Config {
     /// Provenance tags, text marks and the trace-back index.
     #[serde(default)]
     pub watermark: crate::watermark::WatermarkConfig,
+    /// Where quota state lives (in-process or Redis).
+    #[serde(default)]
+    pub store: crate::store::StoreConfig,
 }
 
 /// `[network]`: where client addresses come from (see the spoofing model in
@@ -277,6 +280,7 @@ impl Config {
             server: ServerSection::default(),
             fingerprint: crate::fingerprint::FingerprintSection::default(),
             watermark: crate::watermark::WatermarkConfig::default(),
+            store: crate::store::StoreConfig::default(),
         }
     }
 

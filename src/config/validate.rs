@@ -79,6 +79,10 @@ pub(super) fn validate(cfg: &Config, errors: &mut Errors) {
     errors
         .0
         .extend(crate::watermark::config::validate(&cfg.watermark));
+    cfg.store
+        .problems()
+        .into_iter()
+        .for_each(|(f, m)| errors.push(format!("store.{f}"), m));
 
     let s = &cfg.server;
     if let Some(up) = &s.upstream {
