@@ -71,13 +71,14 @@ async fn serve(config: distill_guard::Config, passthrough: bool) -> Result<ExitC
     if passthrough {
         tracing::warn!("--passthrough: the guard is OFF, requests are forwarded unchecked");
     }
+    let shutdown = shutdown_signal()?;
     // The first line on stdout is machine-readable, for scripts and tests.
     println!("listening on http://{addr}");
     tracing::info!(%addr, "distill-guard serving");
     server::run(
         listener,
         server::app(service),
-        shutdown_signal(),
+        shutdown,
         server_cfg.shutdown_timeout,
     )
     .await
@@ -86,24 +87,29 @@ async fn serve(config: distill_guard::Config, passthrough: bool) -> Result<ExitC
     Ok(ExitCode::SUCCESS)
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Registers the shutdown signals now (so a signal sent right after the
+/// "listening" line is not lost) and resolves when one arrives.
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>, String> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate())
+            .map_err(|e| format!("cannot install the SIGTERM handler: {e}"))?;
+        let mut int = signal(SignalKind::interrupt())
+            .map_err(|e| format!("cannot install the SIGINT handler: {e}"))?;
+        Ok(async move {
+            tokio::select! {
+                _ = term.recv() => {},
+                _ = int.recv() => {},
             }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
+            tracing::info!("shutdown signal received; finishing in-flight requests");
+        })
     }
-    tracing::info!("shutdown signal received; finishing in-flight requests");
+    #[cfg(not(unix))]
+    {
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+            tracing::info!("shutdown signal received; finishing in-flight requests");
+        })
+    }
 }

@@ -24,6 +24,7 @@ use crate::config::{Config, ConfigError};
 use crate::identity::KeyExtractor;
 use crate::quota::{Enforce, EnforceLayer};
 use crate::store::{MemoryStore, Store};
+use crate::watermark::{Watermark, WatermarkLayer};
 use shared::ExtractorHandle;
 
 /// The guard: build it once, then add `guard.layer()` to your stack.
@@ -53,6 +54,11 @@ impl Guard {
         GuardLayer {
             shared: self.shared.clone(),
         }
+    }
+
+    /// The watermark stage alone.
+    pub fn watermark_layer(&self) -> WatermarkLayer {
+        WatermarkLayer::new(self.shared.watermark.clone())
     }
 
     /// The enforce stage alone.
@@ -104,8 +110,12 @@ impl GuardBuilder {
 
     /// Validates the config and builds the guard.
     pub fn build(self) -> Result<Guard, ConfigError> {
+        let watermark = Arc::new(crate::watermark::Watermarker::from_config(
+            &self.config.watermark,
+        )?);
         let settings = Settings::build(self.config, self.extractor.as_ref().map(|x| x.0.clone()))?;
         let shared = Shared {
+            watermark,
             settings: ArcSwap::from_pointee(settings),
             store: self.store.unwrap_or_else(|| Arc::new(MemoryStore::new())),
             clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
@@ -124,12 +134,13 @@ pub struct GuardLayer {
 }
 
 /// The service [`GuardLayer`] produces around `S`.
-pub type GuardService<S> = Enforce<S>;
+pub type GuardService<S> = Enforce<Watermark<S>>;
 
 impl<S> Layer<S> for GuardLayer {
     type Service = GuardService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
+        let inner = WatermarkLayer::new(self.shared.watermark.clone()).layer(inner);
         EnforceLayer {
             shared: self.shared.clone(),
         }

@@ -18,6 +18,7 @@ pub struct Shared {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) extractor: Option<ExtractorHandle>,
+    pub(crate) watermark: Arc<crate::watermark::Watermarker>,
 }
 
 /// A key extractor kept across reloads.
@@ -44,6 +45,11 @@ impl Shared {
     /// The clock.
     pub fn clock(&self) -> &Arc<dyn Clock> {
         &self.clock
+    }
+
+    /// The watermark stage's state: signing keys, text marks, trace-back index.
+    pub fn watermarker(&self) -> &Arc<crate::watermark::Watermarker> {
+        &self.watermark
     }
 
     /// Validates `config` and swaps it in. On error the old settings stay. Bucket
