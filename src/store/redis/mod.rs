@@ -1,42 +1,4 @@
-//! The Redis backend: one set of quotas for every replica pointing at one Redis.
-//!
-//! [`RedisStore`] implements [`Store`] with the same bucket arithmetic as the
-//! embedded [`MemoryStore`], run inside Redis by two Lua scripts (see
-//! `script.rs`): an admission checks and charges the account's and the cluster's
-//! buckets atomically in one round trip (`EVALSHA`; the script is loaded on first
-//! use and reloaded transparently after a `NOSCRIPT`, e.g. a `SCRIPT FLUSH` or a
-//! failover), and a settlement applies a token delta with the second script.
-//!
-//! * **Time** is the caller's: the admission's `now_ms`, not Redis' `TIME`.
-//!   Replicas must keep their clocks in sync (NTP); a replica whose clock is behind
-//!   drains nothing until it catches up (levels never go back in time), one that is
-//!   ahead drains buckets early by its skew.
-//! * **Keys** expire when all their buckets have drained (plus one second), and at
-//!   the latest two days after their last charge.
-//! * **Refused subjects are answered locally** (`deny_cache`): after Redis refuses a
-//!   request, the subject's buckets are kept in process and later requests that
-//!   they still refuse are answered without a round trip, exactly as Redis would
-//!   have, until they would fit again. Anything they admit goes to Redis.
-//! * **Faults**: every call is bounded by `timeout`. On an error or a timeout the
-//!   store goes *down*: with `fail_open` requests are checked against an in-process
-//!   [`MemoryStore`] (per-replica limits; [`RedisStore::fallback_count`] counts
-//!   them, and one warning is logged per outage), with `fail_closed` they fail with
-//!   [`StoreError`], which the enforce stage answers with 503. While down, one
-//!   request at a time (at most every 100 ms) probes Redis; the first success ends
-//!   the outage. Settlements are spawned, retried once, and applied to the
-//!   in-process store if Redis still fails.
-//!
-//! ```no_run
-//! # async fn run() -> Result<(), distill_guard::config::ConfigError> {
-//! use distill_guard::store::{build_store, Backend, StoreConfig};
-//!
-//! let store = build_store(&StoreConfig {
-//!     backend: Backend::Redis,
-//!     url: Some("redis://127.0.0.1:6379".into()),
-//!     ..StoreConfig::default()
-//! })?;
-//! # let _ = store; Ok(()) }
-//! ```
+//! The Redis backend: see [`RedisStore`].
 
 mod script;
 
@@ -77,8 +39,46 @@ pub(crate) fn check_url(url: &str) -> Result<(), String> {
         .map_err(|e| format!("not a usable Redis URL: {e}"))
 }
 
-/// Quota state in Redis, shared by every replica that uses the same Redis and key
-/// prefix. See the [module docs](self).
+/// Quota state in Redis: one set of quotas for every replica that uses the same
+/// Redis and key prefix.
+///
+/// It implements [`Store`] with the same bucket arithmetic as the
+/// embedded [`MemoryStore`], run inside Redis by two Lua scripts (see
+/// `script.rs`): an admission checks and charges the account's and the cluster's
+/// buckets atomically in one round trip (`EVALSHA`; the script is loaded on first
+/// use and reloaded transparently after a `NOSCRIPT`, e.g. a `SCRIPT FLUSH` or a
+/// failover), and a settlement applies a token delta with the second script.
+///
+/// * **Time** is the caller's: the admission's `now_ms`, not Redis' `TIME`.
+///   Replicas must keep their clocks in sync (NTP); a replica whose clock is behind
+///   drains nothing until it catches up (levels never go back in time), one that is
+///   ahead drains buckets early by its skew.
+/// * **Keys** expire when all their buckets have drained (plus one second), and at
+///   the latest two days after their last charge.
+/// * **Refused subjects are answered locally** (`deny_cache`): after Redis refuses a
+///   request, the subject's buckets are kept in process and later requests that
+///   they still refuse are answered without a round trip, exactly as Redis would
+///   have, until they would fit again. Anything they admit goes to Redis.
+/// * **Faults**: every call is bounded by `timeout`. On an error or a timeout the
+///   store goes *down*: with `fail_open` requests are checked against an in-process
+///   [`MemoryStore`] (per-replica limits; [`RedisStore::fallback_count`] counts
+///   them, and one warning is logged per outage), with `fail_closed` they fail with
+///   [`StoreError`], which the enforce stage answers with 503. While down, one
+///   request at a time (at most every 100 ms) probes Redis; the first success ends
+///   the outage. Settlements are spawned, retried once, and applied to the
+///   in-process store if Redis still fails.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), distill_guard::config::ConfigError> {
+/// use distill_guard::store::{build_store, Backend, StoreConfig};
+///
+/// let store = build_store(&StoreConfig {
+///     backend: Backend::Redis,
+///     url: Some("redis://127.0.0.1:6379".into()),
+///     ..StoreConfig::default()
+/// })?;
+/// # let _ = store; Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct RedisStore {
     inner: Arc<Inner>,
