@@ -4,12 +4,13 @@ mod script;
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use ::redis::{Client, Script, Value};
 use dashmap::DashMap;
+use tokio::sync::mpsc;
 
 use super::config::{OnError, StoreConfig};
 use super::memory::{Entry, MAX_IDLE_MS};
@@ -100,7 +101,8 @@ struct Inner {
     health: Health,
     fallbacks: AtomicU64,
     local_denials: AtomicU64,
-    handle: tokio::runtime::Handle,
+    /// Settlements waiting for the sending task.
+    settlements: mpsc::UnboundedSender<Settlement>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -216,30 +218,31 @@ impl RedisStore {
             .set_max_delay(Duration::from_millis(100));
         let conn = ConnectionManager::new_lazy_with_config(client, manager_config)
             .map_err(|e| ConfigError::single("store.url", e.to_string()))?;
-        Ok(Self {
-            inner: Arc::new(Inner {
-                conn,
-                admit: Script::new(script::ADMIT),
-                settle: Script::new(script::SETTLE),
-                prefix: config.key_prefix.clone(),
-                timeout: config.timeout,
-                on_error: config.on_error,
-                deny_cache: config.deny_cache,
-                local: MemoryStore::new(),
-                cache: DashMap::new(),
-                last_sweep_ms: AtomicU64::new(0),
-                health: Health {
-                    epoch: Instant::now(),
-                    down: AtomicBool::new(false),
-                    probing: AtomicBool::new(false),
-                    next_probe_ms: AtomicU64::new(0),
-                    outages: AtomicU64::new(0),
-                },
-                fallbacks: AtomicU64::new(0),
-                local_denials: AtomicU64::new(0),
-                handle,
-            }),
-        })
+        let (settlements, queue) = mpsc::unbounded_channel();
+        let inner = Arc::new(Inner {
+            conn,
+            admit: Script::new(script::ADMIT),
+            settle: Script::new(script::SETTLE),
+            prefix: config.key_prefix.clone(),
+            timeout: config.timeout,
+            on_error: config.on_error,
+            deny_cache: config.deny_cache,
+            local: MemoryStore::new(),
+            cache: DashMap::new(),
+            last_sweep_ms: AtomicU64::new(0),
+            health: Health {
+                epoch: Instant::now(),
+                down: AtomicBool::new(false),
+                probing: AtomicBool::new(false),
+                next_probe_ms: AtomicU64::new(0),
+                outages: AtomicU64::new(0),
+            },
+            fallbacks: AtomicU64::new(0),
+            local_denials: AtomicU64::new(0),
+            settlements,
+        });
+        handle.spawn(settle_loop(Arc::downgrade(&inner), queue));
+        Ok(Self { inner })
     }
 
     /// Admissions and settlements handled by the in-process store because Redis
@@ -276,7 +279,7 @@ impl RedisStore {
         if inner.deny_cache {
             inner.forget(settlement);
         }
-        inner.settle_redis(settlement).await
+        inner.settle_redis(std::slice::from_ref(settlement)).await
     }
 
     /// The Redis key of a subject.
@@ -518,21 +521,45 @@ impl Inner {
         }
     }
 
-    async fn settle_redis(&self, s: &Settlement) -> Result<(), StoreError> {
-        let (keys, args) =
-            self.script_call(s.now_ms, s.token_delta, &s.account, s.cluster.as_ref());
-        match self.eval(&self.settle, &keys, &args).await? {
-            Value::Int(n) if usize::try_from(n).ok() == Some(keys.len()) => Ok(()),
+    /// Applies `batch` in Redis, in order, with one script call.
+    async fn settle_redis(&self, batch: &[Settlement]) -> Result<(), StoreError> {
+        let mut keys = Vec::with_capacity(batch.len() * 2);
+        let mut args = Vec::with_capacity(batch.len());
+        for s in batch {
+            let (k, a) = self.script_call(s.now_ms, s.token_delta, &s.account, s.cluster.as_ref());
+            keys.extend(k);
+            args.push(a);
+        }
+        let mut invocation = self.settle.prepare_invoke();
+        for k in &keys {
+            invocation.key(k);
+        }
+        for a in &args {
+            invocation.arg(a.as_slice());
+        }
+        let mut conn = self.conn.clone();
+        let value =
+            match tokio::time::timeout(self.timeout, invocation.invoke_async::<Value>(&mut conn))
+                .await
+            {
+                Err(_) => return Err(StoreError::Timeout),
+                Ok(Err(e)) if e.is_timeout() => return Err(StoreError::Timeout),
+                Ok(Err(e)) => return Err(StoreError::Unavailable(e.to_string())),
+                Ok(Ok(v)) => v,
+            };
+        match value {
+            Value::Int(n) if usize::try_from(n).ok() == Some(batch.len()) => Ok(()),
             other => Err(StoreError::Unavailable(format!(
                 "settle script: unexpected reply {other:?}"
             ))),
         }
     }
 
-    async fn settle(&self, s: Settlement) {
+    /// Applies `batch` in Redis, retrying once, else in the in-process store.
+    async fn settle_or_fall_back(&self, batch: &[Settlement]) {
         let mut error = None;
         for _ in 0..2 {
-            match self.settle_redis(&s).await {
+            match self.settle_redis(batch).await {
                 Ok(()) => {
                     self.health.succeeded();
                     return;
@@ -543,8 +570,41 @@ impl Inner {
         if let Some(e) = error {
             self.health.failed(&e, self.on_error);
         }
-        self.fallbacks.fetch_add(1, Ordering::Relaxed);
-        self.local.settle_now(&s);
+        self.settle_locally(batch);
+    }
+
+    fn settle_locally(&self, batch: &[Settlement]) {
+        for s in batch {
+            self.fallbacks.fetch_add(1, Ordering::Relaxed);
+            self.local.settle_now(s);
+        }
+    }
+}
+
+/// Most settlements sent in one script call.
+const SETTLE_BATCH: usize = 128;
+
+/// Sends queued settlements to Redis, as many per call as have queued up while
+/// the previous call was in flight. Ends when the store is dropped.
+async fn settle_loop(inner: Weak<Inner>, mut queue: mpsc::UnboundedReceiver<Settlement>) {
+    let mut batch = Vec::with_capacity(SETTLE_BATCH);
+    while let Some(first) = queue.recv().await {
+        batch.push(first);
+        while batch.len() < SETTLE_BATCH {
+            match queue.try_recv() {
+                Ok(s) => batch.push(s),
+                Err(_) => break,
+            }
+        }
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        if inner.health.down.load(Ordering::Acquire) {
+            inner.settle_locally(&batch);
+        } else {
+            inner.settle_or_fall_back(&batch).await;
+        }
+        batch.clear();
     }
 }
 
@@ -562,14 +622,13 @@ impl Store for RedisStore {
         }
         if inner.health.down.load(Ordering::Acquire) {
             // The admission was most likely answered locally too.
-            inner.fallbacks.fetch_add(1, Ordering::Relaxed);
-            inner.local.settle_now(&settlement);
+            inner.settle_locally(std::slice::from_ref(&settlement));
             return;
         }
-        let task = self.inner.clone();
-        inner
-            .handle
-            .spawn(async move { task.settle(settlement).await });
+        if let Err(unsent) = inner.settlements.send(settlement) {
+            // The sending task is gone (the runtime is shutting down).
+            inner.settle_locally(std::slice::from_ref(&unsent.0));
+        }
     }
 
     /// Subjects held in this process: the fallback store's and the cache of refused
