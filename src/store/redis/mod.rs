@@ -66,7 +66,10 @@ pub(crate) fn check_url(url: &str) -> Result<(), String> {
 ///   them, and one warning is logged per outage), with `fail_closed` they fail with
 ///   [`StoreError`], which the enforce stage answers with 503. While down, one
 ///   request at a time (at most every 100 ms) probes Redis; the first success ends
-///   the outage. Settlements are spawned, retried once, and applied to the
+///   the outage.
+/// * **Settlements** never block: they are queued to a task that sends all those
+///   that queued up while its previous call was in flight (up to 256, in order)
+///   with one script call, retries a failed batch once, and applies it to the
 ///   in-process store if Redis still fails.
 ///
 /// ```no_run
@@ -582,7 +585,7 @@ impl Inner {
 }
 
 /// Most settlements sent in one script call.
-const SETTLE_BATCH: usize = 128;
+const SETTLE_BATCH: usize = 256;
 
 /// Sends queued settlements to Redis, as many per call as have queued up while
 /// the previous call was in flight. Ends when the store is dropped.
