@@ -640,3 +640,79 @@ impl Store for RedisStore {
         self.inner.local.tracked() + self.inner.cache.len()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn health() -> Health {
+        Health {
+            epoch: Instant::now(),
+            down: AtomicBool::new(false),
+            probing: AtomicBool::new(false),
+            next_probe_ms: AtomicU64::new(0),
+            outages: AtomicU64::new(0),
+        }
+    }
+
+    #[test]
+    fn while_down_one_request_at_a_time_probes() {
+        let h = health();
+        assert!(
+            matches!(h.route(), Some(None)),
+            "up: every call goes to Redis"
+        );
+        h.failed(&StoreError::Timeout, OnError::FailOpen);
+        h.failed(&StoreError::Timeout, OnError::FailOpen);
+        assert_eq!(h.outages.load(Ordering::Relaxed), 1, "one outage, not two");
+        assert!(h.route().is_none(), "no probe before the interval");
+        h.next_probe_ms.store(0, Ordering::Release);
+        let probe = h.route().expect("probe allowed");
+        assert!(probe.is_some());
+        assert!(h.route().is_none(), "a second concurrent probe is refused");
+        drop(probe);
+        assert!(matches!(h.route(), Some(Some(_))), "slot released on drop");
+        h.succeeded();
+        assert!(matches!(h.route(), Some(None)));
+        assert!(!h.down.load(Ordering::Acquire));
+    }
+
+    #[test]
+    fn urls_are_checked_without_connecting() {
+        assert!(check_url("redis://127.0.0.1:6379/0").is_ok());
+        assert!(check_url("redis://user:pw@host:1").is_ok());
+        assert!(check_url("rediss://host").is_err());
+        assert!(check_url("http://host").is_err());
+        assert!(check_url("").is_err());
+    }
+
+    #[test]
+    fn keys_are_prefixed_hex_ids() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        let _guard = rt.enter();
+        let store = RedisStore::new(&StoreConfig {
+            url: Some("redis://127.0.0.1:1".into()),
+            key_prefix: "p:".into(),
+            ..StoreConfig::default()
+        })
+        .expect("store");
+        let mut key = [0u8; 16];
+        key[0] = 0xab;
+        key[15] = 0x01;
+        let subject = |scope| Subject {
+            scope,
+            key,
+            limits: [None; 4],
+        };
+        assert_eq!(
+            store.key_of(&subject(Scope::Account)),
+            "p:a:ab000000000000000000000000000001"
+        );
+        assert_eq!(
+            store.key_of(&subject(Scope::Cluster)),
+            "p:c:ab000000000000000000000000000001"
+        );
+    }
+}
