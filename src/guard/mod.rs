@@ -23,7 +23,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConfigError};
 use crate::identity::KeyExtractor;
 use crate::quota::{Enforce, EnforceLayer};
-use crate::store::{MemoryStore, Store};
+use crate::store::Store;
 use crate::watermark::{Watermark, WatermarkLayer};
 use shared::ExtractorHandle;
 
@@ -108,16 +108,22 @@ impl GuardBuilder {
         self
     }
 
-    /// Validates the config and builds the guard.
+    /// Validates the config and builds the guard. With `[store] backend = "redis"`
+    /// this must run inside a Tokio runtime.
     pub fn build(self) -> Result<Guard, ConfigError> {
         let watermark = Arc::new(crate::watermark::Watermarker::from_config(
             &self.config.watermark,
         )?);
+        // The store named by `[store]` unless the builder was given one.
+        let store = match self.store {
+            Some(s) => s,
+            None => crate::store::build_store(&self.config.store)?,
+        };
         let settings = Settings::build(self.config, self.extractor.as_ref().map(|x| x.0.clone()))?;
         let shared = Shared {
             watermark,
             settings: ArcSwap::from_pointee(settings),
-            store: self.store.unwrap_or_else(|| Arc::new(MemoryStore::new())),
+            store,
             clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
             extractor: self.extractor,
         };
