@@ -865,7 +865,7 @@ impl Population {
         };
         let mut client = a.client.clone();
         let mut endpoint = a.endpoint;
-        let mut user = String::new();
+        let mut user = String::with_capacity(1024);
         let output: f64;
         match a.behaviour {
             Behaviour::Chat => {
@@ -876,7 +876,7 @@ impl Population {
                 let coder = a.client.kind != ClientKind::Browser && a.seed % 3 != 0;
                 for turn in 0..=ev.turn {
                     let mut r = rng_of(ev.session, u64::from(turn));
-                    let mut text = String::new();
+                    let mut text = String::with_capacity(1024);
                     if turn == 0 {
                         templates::organic_prompt(&mut r, coder, &mut text);
                     } else {
@@ -885,7 +885,7 @@ impl Population {
                     let out_tokens = log_normal(&mut r, 280.0, 0.9);
                     if turn < ev.turn {
                         spec.messages.push(Msg::User(text));
-                        let mut ans = String::new();
+                        let mut ans = String::with_capacity(1024);
                         templates::answer(&mut r, (out_tokens * 0.7).min(150.0) as usize, &mut ans);
                         spec.messages.push(Msg::Assistant(ans));
                     } else {
@@ -916,7 +916,7 @@ impl Population {
                         "{{\"path\":\"src/{}.py\"}}",
                         pick(&mut r, super::prose::IDENTS)
                     );
-                    let mut result = String::new();
+                    let mut result = String::with_capacity(1024);
                     templates::tool_result(&mut r, tool, &mut result);
                     spec.messages.push(Msg::ToolCall(id.clone(), tool, args));
                     spec.messages.push(Msg::ToolResult(id, result));
@@ -961,7 +961,7 @@ impl Population {
             }
             Behaviour::Regular | Behaviour::Poisson => {
                 let short = rng.random_bool(0.2);
-                let mut payload = String::new();
+                let mut payload = String::with_capacity(1024);
                 templates::campaign_payload(&mut rng, short, &mut payload);
                 match a.operator {
                     Operator::Naive => {
@@ -1097,10 +1097,12 @@ impl Population {
         let ip = self.ip(a, rng);
         let mut o = Obj::new(line);
         o.num("ts_ms", ev.ts);
-        let ip = ip.to_string();
-        o.str("ip", &ip)
-            .str("method", "POST")
-            .str("path", endpoint.path());
+        {
+            use std::fmt::Write as _;
+            let out = o.key("ip");
+            let _ = write!(out, "\"{ip}\"");
+        }
+        o.str("method", "POST").str("path", endpoint.path());
         client.headers(&a.key, body.len(), o.key("headers"));
         o.raw("body", body);
         {
