@@ -82,7 +82,17 @@ enum System {
     Agent,
     App,
     Org(u32),
+    /// One of the stock prompts thousands of strangers paste ([`GENERIC_SYSTEMS`]).
+    Generic(u8),
 }
+
+/// System prompts copied from quickstarts by many unrelated users (one of
+/// them is also a spoofing campaign's).
+const GENERIC_SYSTEMS: &[&str] = &[
+    "You are a helpful assistant.",
+    "You are a helpful assistant. Answer concisely.",
+    "You are an expert Python developer.",
+];
 
 #[derive(Debug)]
 struct Account {
@@ -297,6 +307,9 @@ fn organic_params<R: Rng + ?Sized>(rng: &mut R, a: &mut Account) {
         }
         _ => Endpoint::Chat,
     };
+    if a.client.kind != ClientKind::Browser && rng.random_bool(0.25) {
+        a.system = System::Generic(rng.random_range(0..GENERIC_SYSTEMS.len() as u8));
+    }
     a.stream = match a.client.kind {
         ClientKind::Browser => Some(true),
         ClientKind::LangChain => Some(false),
@@ -871,6 +884,7 @@ impl Population {
             Behaviour::Chat => {
                 spec.system = match a.system {
                     System::App => Some(self.assets.app_system.as_str()),
+                    System::Generic(g) => GENERIC_SYSTEMS.get(usize::from(g)).copied(),
                     _ => None,
                 };
                 let coder = a.client.kind != ClientKind::Browser && a.seed % 3 != 0;

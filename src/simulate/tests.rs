@@ -479,3 +479,21 @@ fn simulated_traffic_scores_end_to_end() {
     assert!(r.clustering.pairwise.precision < 0.9, "{r}");
     assert!(r.clustering.pairwise.recall < 0.9, "{r}");
 }
+
+#[test]
+fn stock_system_prompts_are_shared_by_strangers_and_the_spoofed_campaign() {
+    let lines = mixed_day();
+    let mut organic: HashSet<String> = HashSet::new();
+    let mut campaign = false;
+    for l in lines {
+        if system_prompt(l) == Some("You are a helpful assistant.") {
+            if l.label.as_ref().is_some_and(|x| x.is_campaign()) {
+                campaign = true;
+            } else {
+                organic.insert(actor(l).to_owned());
+            }
+        }
+    }
+    assert!(campaign);
+    assert!(organic.len() >= 50, "{} organic operators", organic.len());
+}
