@@ -925,7 +925,10 @@ impl Population {
                 for step in 1..=ev.turn {
                     let mut r = rng_of(ev.session, u64::from(step));
                     let (tool, _, _) = templates::AGENT_TOOLS[r.random_range(0..6)];
-                    let id = format!("toolu_{:016x}", r.random::<u64>());
+                    let id = match a.client.dialect {
+                        Dialect::Anthropic => format!("toolu_{:016x}", r.random::<u64>()),
+                        Dialect::OpenAi => format!("call_{:016x}", r.random::<u64>()),
+                    };
                     let args = format!(
                         "{{\"path\":\"src/{}.py\"}}",
                         pick(&mut r, super::prose::IDENTS)
