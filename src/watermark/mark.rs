@@ -633,11 +633,9 @@ pub fn marked_strings(v: &serde_json::Value) -> String {
             return;
         }
         match v {
-            serde_json::Value::String(s) => {
-                if s.chars().any(is_mark_char) {
-                    out.push_str(s);
-                    out.push_str("\n\n");
-                }
+            serde_json::Value::String(s) if s.chars().any(is_mark_char) => {
+                out.push_str(s);
+                out.push_str("\n\n");
             }
             serde_json::Value::Array(a) => a.iter().for_each(|x| walk(x, depth + 1, out)),
             serde_json::Value::Object(o) => o.values().for_each(|x| walk(x, depth + 1, out)),
