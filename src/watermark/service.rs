@@ -11,7 +11,7 @@ use super::future::WatermarkFuture;
 use super::mark::{marked_strings, strip_marks_json, MarkEchoes};
 use super::state::{Subject, Watermarker};
 use crate::dialect::Dialect;
-use crate::request::RequestInfo;
+use crate::request::{Endpoint, RequestInfo};
 
 /// The watermark stage: tags (and optionally marks) the responses that policy
 /// selects. See [`crate::watermark`].
@@ -90,7 +90,11 @@ where
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         let (req, echoes) = clean_request(req, &self.marker);
-        let issue = self.marker.issue_for(req.extensions());
+        // Only generated text is worth tagging: not model lists, token counts, ….
+        let issue = Endpoint::from_path(req.uri().path())
+            .generates()
+            .then(|| self.marker.issue_for(req.extensions()))
+            .flatten();
         let dialect = Dialect::from_path(req.uri().path());
         let future = self.inner.call(req);
         let future = match issue {

@@ -307,6 +307,15 @@ async fn policy_decides_who_is_tagged() {
         // text_mark defaults to off.
         assert_eq!(v["choices"][0]["message"]["content"], PROSE);
     }
+    let (parts, _) = call(
+        &suspicious,
+        request("/v1/models", Some(decision(Action::Tag, 1.0))),
+    )
+    .await;
+    assert!(
+        header_tag(&parts).is_none(),
+        "only generating endpoints are tagged"
+    );
     let never = marker(&format!("tag = \"never\"\n{keys}"));
     let (parts, _) = call(
         &never,
