@@ -286,3 +286,88 @@ fn sigterm_shuts_down_gracefully() {
         .expect("wait");
     assert!(exit.success(), "exit status {exit:?}");
 }
+
+const TAGGING: &str = r#"
+[identity]
+secret = "e2e-secret"
+[watermark]
+tag = "always"
+text_mark = true
+[[watermark.keys]]
+id = "k1"
+secret = "a long random secret for the e2e test"
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tagged_responses_verify_and_trace_with_the_cli() {
+    let cfg = config_file(TAGGING);
+    let path = cfg.path().to_str().expect("path").to_owned();
+    let server = spawn(&["--config", &path]);
+    let r = post(
+        &server.url,
+        "/v1/chat/completions",
+        Some("sk-tagged"),
+        json!({"model": "m", "max_tokens": 300,
+        "messages": [{"role": "user", "content": "Tell me a story"}]}),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let tag = r.headers["x-distill-guard-tag"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    let v: Value = serde_json::from_str(&r.body).expect("json");
+    assert_eq!(
+        v["distill_guard"]["tag"],
+        tag.as_str(),
+        "the body carries the same tag"
+    );
+    let text = v["choices"][0]["message"]["content"]
+        .as_str()
+        .expect("text")
+        .to_owned();
+
+    let bin = env!("CARGO_BIN_EXE_distill-guard");
+    let out = Command::new(bin)
+        .args(["verify", "--config", &path, "--json", &tag])
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let fields: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert!(fields.to_string().contains("k1"), "{fields}");
+    // A tampered tag fails.
+    let mut bad = tag.clone();
+    bad.pop();
+    bad.push(if tag.ends_with('A') { 'B' } else { 'A' });
+    let out = Command::new(bin)
+        .args(["verify", "--config", &path, &bad])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+
+    // A 60-word excerpt of the marked answer traces back to the account's hash prefix.
+    let excerpt: Vec<&str> = text.split(' ').skip(20).take(60).collect();
+    let leaked = config_file(&excerpt.join(" "));
+    let out = Command::new(bin)
+        .args([
+            "trace",
+            "--config",
+            &path,
+            "--json",
+            leaked.path().to_str().expect("path"),
+        ])
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let found: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(found["method"], "mark");
+    assert!(found["account"].as_str().expect("account").len() >= 14);
+}

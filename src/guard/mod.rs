@@ -111,9 +111,11 @@ impl GuardBuilder {
     /// Validates the config and builds the guard. With `[store] backend = "redis"`
     /// this must run inside a Tokio runtime.
     pub fn build(self) -> Result<Guard, ConfigError> {
-        let watermark = Arc::new(crate::watermark::Watermarker::from_config(
-            &self.config.watermark,
-        )?);
+        let clock: Arc<dyn Clock> = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
+        let watermark = Arc::new(
+            crate::watermark::Watermarker::from_config(&self.config.watermark)?
+                .with_clock(clock.clone()),
+        );
         // The store named by `[store]` unless the builder was given one.
         let store = match self.store {
             Some(s) => s,
@@ -124,7 +126,7 @@ impl GuardBuilder {
             watermark,
             settings: ArcSwap::from_pointee(settings),
             store,
-            clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
+            clock,
             extractor: self.extractor,
         };
         Ok(Guard {
