@@ -36,6 +36,12 @@ pub struct Config {
     /// The `serve` reverse proxy.
     #[serde(default)]
     pub server: ServerSection,
+    /// The admin API, metrics and dashboard listener.
+    #[serde(default)]
+    pub admin: crate::admin::AdminConfig,
+    /// The audit log.
+    #[serde(default)]
+    pub audit: crate::audit::AuditConfig,
 }
 
 /// `[network]`: where client addresses come from (see the spoofing model in
@@ -269,6 +275,8 @@ impl Config {
             accounts: BTreeMap::new(),
             network: NetworkSection::default(),
             server: ServerSection::default(),
+            admin: crate::admin::AdminConfig::default(),
+            audit: crate::audit::AuditConfig::default(),
         }
     }
 

@@ -73,6 +73,9 @@ pub(super) fn validate(cfg: &Config, errors: &mut Errors) {
         }
     }
 
+    cfg.admin.validate(errors);
+    cfg.audit.validate(errors);
+
     let s = &cfg.server;
     if let Some(up) = &s.upstream {
         if let Err(msg) = crate::proxy::parse_upstream(up) {

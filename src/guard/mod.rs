@@ -104,12 +104,15 @@ impl GuardBuilder {
 
     /// Validates the config and builds the guard.
     pub fn build(self) -> Result<Guard, ConfigError> {
+        let recent = self.config.admin.recent_decisions;
         let settings = Settings::build(self.config, self.extractor.as_ref().map(|x| x.0.clone()))?;
         let shared = Shared {
             settings: ArcSwap::from_pointee(settings),
             store: self.store.unwrap_or_else(|| Arc::new(MemoryStore::new())),
             clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
             extractor: self.extractor,
+            telemetry: crate::telemetry::Telemetry::new(recent),
+            overrides: crate::admin::Overrides::new(),
         };
         Ok(Guard {
             shared: Arc::new(shared),
