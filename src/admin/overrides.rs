@@ -153,7 +153,7 @@ impl Overrides {
             .iter()
             .map(|e| (*e.key(), e.value().clone()))
             .collect();
-        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v.sort_by_key(|e| e.0);
         v
     }
 
