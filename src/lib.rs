@@ -17,6 +17,7 @@ pub mod reload;
 pub mod request;
 pub mod store;
 pub mod telemetry;
+pub mod watermark;
 
 pub use config::Config;
 pub use guard::{Guard, GuardBuilder, GuardLayer};

@@ -40,6 +40,7 @@
 //! # let _ = app;
 //! ```
 
+mod adapters;
 mod auth;
 mod config;
 mod dashboard;

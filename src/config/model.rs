@@ -42,6 +42,9 @@ pub struct Config {
     /// The audit log.
     #[serde(default)]
     pub audit: crate::audit::AuditConfig,
+    /// Provenance tags, text marks and the trace-back index.
+    #[serde(default)]
+    pub watermark: crate::watermark::WatermarkConfig,
 }
 
 /// `[network]`: where client addresses come from (see the spoofing model in
@@ -277,6 +280,7 @@ impl Config {
             server: ServerSection::default(),
             admin: crate::admin::AdminConfig::default(),
             audit: crate::audit::AuditConfig::default(),
+            watermark: crate::watermark::WatermarkConfig::default(),
         }
     }
 

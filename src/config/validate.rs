@@ -75,6 +75,9 @@ pub(super) fn validate(cfg: &Config, errors: &mut Errors) {
 
     cfg.admin.validate(errors);
     cfg.audit.validate(errors);
+    errors
+        .0
+        .extend(crate::watermark::config::validate(&cfg.watermark));
 
     let s = &cfg.server;
     if let Some(up) = &s.upstream {
