@@ -44,6 +44,13 @@
     return s < 60 ? s + " s ago" : s < 3600 ? Math.round(s / 60) + " min ago" : Math.round(s / 3600) + " h ago";
   }
 
+  function outcome(action, status) {
+    if (status === 429) return "rate limited";
+    if (status === 403) return "blocked";
+    if (status >= 400) return "refused";
+    return action;
+  }
+
   function setNotice(text) {
     var n = document.getElementById("notice");
     n.hidden = !text;
@@ -161,7 +168,7 @@
         ? (c.evidence || []).map(function (e) { return e.family + ": " + e.feature + " (" + e.accounts + " accounts)"; }).join("; ")
         : (c.accounts_seen || []).length + " account(s) seen";
       var signals = (c.top_signals || []).map(function (r) { return r.signal + " " + fmt(r.weight); }).join(", ");
-      return [{ text: id, cls: "mono", title: id }, c.size, fmt(engine ? c.suspicion : c.max_suspicion),
+      return [{ text: short(id), cls: "mono", title: id }, c.size, fmt(engine ? c.suspicion : c.max_suspicion),
         evidence || "-", signals || "-"];
     });
   }
@@ -179,7 +186,7 @@
     table("accounts", ["account", "tier", "requests", "refused", "last action", "suspicion", "cluster", "last seen"],
       (a.accounts || []).map(function (x) {
         return [{ text: x.account, cls: "mono", title: x.account }, x.tier, x.requests, x.refused,
-          { text: x.last_action + " (" + x.last_status + ")", cls: "a-" + x.last_action },
+          { text: outcome(x.last_action, x.last_status) + " (" + x.last_status + ")", cls: "a-" + (x.last_status >= 400 ? "block" : x.last_action) },
           fmt(x.max_suspicion), { text: short(x.cluster) + (x.cluster_size > 1 ? " ×" + x.cluster_size : ""), cls: "mono", title: x.cluster },
           ago(x.last_at_ms, now)];
       }));
