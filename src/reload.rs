@@ -84,7 +84,7 @@ type Adjust = dyn Fn(&mut Config) + Send + Sync;
 struct Inner {
     guard: Guard,
     path: Option<PathBuf>,
-    adjust: Box<Adjust>,
+    adjust: Mutex<Arc<Adjust>>,
     status: Mutex<ReloadStatus>,
     /// Digest of the file content last tried, so an unchanged (or still broken)
     /// file is not reloaded every poll.
@@ -136,7 +136,7 @@ impl Reloader {
             inner: Arc::new(Inner {
                 guard,
                 path,
-                adjust: Box::new(|_| {}),
+                adjust: Mutex::new(Arc::new(|_: &mut Config| {})),
                 status: Mutex::new(status),
                 last_digest: Mutex::new(last),
                 lock: tokio::sync::Mutex::new(()),
@@ -145,17 +145,15 @@ impl Reloader {
     }
 
     /// Applies `f` to every newly read config before validation (the command
-    /// line's overrides, for instance). Call before cloning.
+    /// line's overrides, for instance). Replaces an earlier one; applies to every
+    /// clone.
     pub fn with_adjust(self, f: impl Fn(&mut Config) + Send + Sync + 'static) -> Self {
-        match Arc::try_unwrap(self.inner) {
-            Ok(mut inner) => {
-                inner.adjust = Box::new(f);
-                Self {
-                    inner: Arc::new(inner),
-                }
-            }
-            Err(inner) => Self { inner },
-        }
+        *self
+            .inner
+            .adjust
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Arc::new(f);
+        self
     }
 
     /// The reload state.
@@ -206,7 +204,13 @@ impl Reloader {
 
     async fn apply_text(&self, text: &str) -> Result<Vec<String>, ConfigError> {
         let mut config = Config::from_toml_str(text)?;
-        (self.inner.adjust)(&mut config);
+        let adjust = self
+            .inner
+            .adjust
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        adjust(&mut config);
         config.validate()?;
         let guard = &self.inner.guard;
         let old = guard.shared().settings().config.clone();

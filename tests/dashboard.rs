@@ -224,7 +224,10 @@ async fn dashboard_shows_test_traffic_in_chromium() {
     assert!(dom.contains(&busy), "busy account shown");
     assert!(dom.contains(&quiet), "quiet account shown");
     assert!(dom.contains(&format!("c_{busy}")), "its cluster shown");
-    assert!(dom.contains("rate limited (429)"), "the refusals are visible");
+    assert!(
+        dom.contains("rate limited (429)"),
+        "the refusals are visible"
+    );
     assert!(
         dom.contains("rate limited: 2"),
         "the chart legend counts refusals"

@@ -161,6 +161,62 @@ pub(crate) fn unix_ms() -> u64 {
 mod tests {
     use super::*;
 
+    fn decision(action: Action, status: u16) -> Decision {
+        let account = crate::extensions::AccountId([1; 16]);
+        Decision {
+            request_id: None,
+            account,
+            cluster: crate::extensions::Cluster::singleton(account),
+            suspicion: 0.0,
+            action,
+            status,
+            limited_by: None,
+            shadowed: false,
+            reserved_tokens: 0,
+            tier: "default".into(),
+            reasons: vec![],
+        }
+    }
+
+    #[tokio::test]
+    async fn audit_records_are_dropped_and_counted_when_the_writer_lags() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = crate::audit::AuditConfig {
+            path: Some(dir.path().join("a.jsonl").to_string_lossy().into_owned()),
+            queue: 2,
+            ..Default::default()
+        };
+        let t = Telemetry::new(100);
+        let (sink, task) = crate::audit::start(&cfg, &t)
+            .await
+            .expect("open")
+            .expect("enabled");
+        t.set_audit(Some(sink));
+        // The writer cannot run before this task yields: the queue holds two.
+        t.record(&decision(Action::Allow, 200), Dialect::OpenAi, 1);
+        for _ in 0..5 {
+            t.record(&decision(Action::Throttle, 429), Dialect::OpenAi, 1);
+        }
+        t.set_audit(None);
+        task.await.expect("writer");
+        let text = t.render_metrics(0);
+        assert!(
+            text.contains("distill_guard_audit_dropped_total 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("distill_guard_audit_records_total 2"),
+            "{text}"
+        );
+        let lines = std::fs::read_to_string(dir.path().join("a.jsonl")).expect("file");
+        assert_eq!(lines.lines().count(), 2, "plain allows are not audited");
+        assert_eq!(
+            t.recent().latest(10).len(),
+            6,
+            "every decision is remembered"
+        );
+    }
+
     #[test]
     fn request_ids_are_sanitised() {
         let mut h = HeaderMap::new();
