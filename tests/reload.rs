@@ -292,3 +292,37 @@ async fn serve_reloads_on_file_change_and_on_sighup() {
         .expect("message")
         .contains("tiers.default.requests_per_minute"));
 }
+
+#[test]
+fn serve_without_an_admin_token_keeps_the_admin_listener_disabled() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("guard.toml");
+    std::fs::write(&path, config_text(5, "")).expect("write");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_distill-guard"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--config",
+        ])
+        .arg(&path)
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the binary");
+    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    out.read_line(&mut line).expect("first line");
+    assert!(line.starts_with("listening on "), "{line:?}");
+    line.clear();
+    out.read_line(&mut line).expect("second line");
+    assert_eq!(line.trim(), "admin disabled: no token configured");
+    let _ = child.kill();
+    let output = child.wait_with_output().expect("exit");
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(log.contains("admin listener disabled"), "{log}");
+}

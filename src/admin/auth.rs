@@ -27,8 +27,10 @@ fn digest(token: &[u8]) -> [u8; 32] {
 }
 
 impl TokenDigest {
+    /// Surrounding whitespace (a trailing newline from a secret file, say) is
+    /// not part of the token.
     pub(crate) fn new(token: &str) -> Self {
-        Self(digest(token.as_bytes()))
+        Self(digest(token.trim().as_bytes()))
     }
 
     /// True when `headers` carry `Authorization: Bearer <the token>`.
@@ -65,5 +67,37 @@ mod tests {
         assert!(!t.admits(&headers("Basic correct horse battery staple")));
         assert!(!t.admits(&headers("correct horse battery staple")));
         assert!(!t.admits(&http::HeaderMap::new()));
+    }
+}
+
+#[cfg(test)]
+mod proptests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #[test]
+        fn arbitrary_headers_never_panic_and_only_the_token_passes(
+            token in "[ -~]{16,40}",
+            presented in proptest::collection::vec(any::<u8>(), 0..80),
+        ) {
+            prop_assume!(!token.trim().is_empty());
+            let t = TokenDigest::new(&token);
+            let mut h = http::HeaderMap::new();
+            if let Ok(v) = http::HeaderValue::from_bytes(&presented) {
+                h.insert(http::header::AUTHORIZATION, v);
+                let admitted = t.admits(&h);
+                let exact = presented.len() > 7
+                    && presented[..7].eq_ignore_ascii_case(b"bearer ")
+                    && presented[7..].trim_ascii() == token.trim().as_bytes();
+                prop_assert_eq!(admitted, exact);
+            }
+            let good = format!("Bearer {token}");
+            if let Ok(v) = http::HeaderValue::from_str(&good) {
+                h.insert(http::header::AUTHORIZATION, v);
+                prop_assert!(t.admits(&h));
+            }
+        }
     }
 }

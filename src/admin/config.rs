@@ -54,8 +54,11 @@ impl AdminConfig {
     /// set (or the variable is unset or empty).
     pub fn resolve_token(&self) -> Option<String> {
         match (&self.token, &self.token_env) {
-            (Some(t), _) if !t.is_empty() => Some(t.clone()),
-            (None, Some(var)) => std::env::var(var).ok().filter(|v| !v.is_empty()),
+            (Some(t), _) if !t.trim().is_empty() => Some(t.trim().to_owned()),
+            (None, Some(var)) => std::env::var(var)
+                .ok()
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty()),
             _ => None,
         }
     }
@@ -66,13 +69,13 @@ impl AdminConfig {
             (Some(_), Some(_)) => {
                 errors.push("admin.token", "set only one of `token` and `token_env`")
             }
-            (Some(t), None) if t.chars().count() < MIN_TOKEN_LEN => errors.push(
+            (Some(t), None) if t.trim().chars().count() < MIN_TOKEN_LEN => errors.push(
                 "admin.token",
                 format!("must be at least {MIN_TOKEN_LEN} characters (use a long random value)"),
             ),
             (None, Some(var)) => match std::env::var(var) {
-                Ok(v) if v.chars().count() >= MIN_TOKEN_LEN => {}
-                Ok(v) if !v.is_empty() => errors.push(
+                Ok(v) if v.trim().chars().count() >= MIN_TOKEN_LEN => {}
+                Ok(v) if !v.trim().is_empty() => errors.push(
                     "admin.token_env",
                     format!("the token in `{var}` must be at least {MIN_TOKEN_LEN} characters"),
                 ),

@@ -229,3 +229,31 @@ mod tests {
         assert!(request_id(&h).is_none());
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #[test]
+        fn request_ids_are_either_clean_or_ignored(raw in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let mut h = HeaderMap::new();
+            if let Ok(v) = http::HeaderValue::from_bytes(&raw) {
+                h.insert("x-request-id", v);
+                match request_id(&h) {
+                    Some(id) => {
+                        prop_assert!(id.len() <= 128 && !id.is_empty());
+                        prop_assert!(id.bytes().all(|b| b.is_ascii_alphanumeric() || b".-_:".contains(&b)));
+                        prop_assert_eq!(id.as_bytes(), &raw[..]);
+                    }
+                    None => prop_assert!(
+                        raw.is_empty() || raw.len() > 128
+                            || raw.iter().any(|b| !(b.is_ascii_alphanumeric() || b".-_:".contains(b)))
+                    ),
+                }
+            }
+        }
+    }
+}
