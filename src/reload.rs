@@ -229,7 +229,7 @@ impl Reloader {
         let telemetry = guard.shared().telemetry();
         let new_audit = if config.audit != old.audit {
             match crate::audit::start(&config.audit, telemetry).await {
-                Ok(sink) => Some(sink.map(|(s, _task)| s)),
+                Ok(sink) => Some(sink),
                 Err(e) => {
                     return Err(ConfigError::single(
                         "audit.path",
@@ -241,8 +241,10 @@ impl Reloader {
             None
         };
         guard.reload(config)?;
-        if let Some(sink) = new_audit {
-            telemetry.set_audit(sink);
+        match new_audit {
+            Some(Some((sink, task))) => telemetry.install_audit(sink, task),
+            Some(None) => telemetry.set_audit(None),
+            None => {}
         }
         Ok(warnings)
     }

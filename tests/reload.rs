@@ -174,6 +174,7 @@ async fn a_bad_config_is_rejected_and_the_old_one_keeps_serving() {
 /// A running `serve` with an admin listener, killed on drop.
 struct Served {
     child: std::process::Child,
+    url: String,
     admin: String,
 }
 
@@ -202,7 +203,11 @@ fn serve(config: &std::path::Path) -> Served {
     let mut out = BufReader::new(child.stdout.take().expect("stdout"));
     let mut line = String::new();
     out.read_line(&mut line).expect("first line");
-    assert!(line.starts_with("listening on "), "{line:?}");
+    let url = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected line {line:?}"))
+        .to_owned();
     line.clear();
     out.read_line(&mut line).expect("second line");
     let admin = line
@@ -210,7 +215,7 @@ fn serve(config: &std::path::Path) -> Served {
         .strip_prefix("admin on ")
         .unwrap_or_else(|| panic!("unexpected line {line:?}"))
         .to_owned();
-    Served { child, admin }
+    Served { child, url, admin }
 }
 
 async fn admin_status(admin: &str, token: &str) -> serde_json::Value {
@@ -325,4 +330,67 @@ fn serve_without_an_admin_token_keeps_the_admin_listener_disabled() {
     let output = child.wait_with_output().expect("exit");
     let log = String::from_utf8_lossy(&output.stderr);
     assert!(log.contains("admin listener disabled"), "{log}");
+}
+
+#[tokio::test]
+async fn serve_writes_the_audit_log_and_flushes_it_on_shutdown() {
+    const RAW: &str = "sk-audit-RAW-0123456789";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let audit = dir.path().join("audit.jsonl");
+    let path = dir.path().join("guard.toml");
+    let extra = format!(
+        "[admin]\ntoken = \"audit test admin token\"\n[audit]\npath = \"{}\"\n",
+        audit.display()
+    );
+    std::fs::write(&path, config_text(1, &extra)).expect("write");
+    let mut s = serve(&path);
+    let client: hyper_util::client::legacy::Client<_, Body> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build_http();
+    let mut statuses = Vec::new();
+    for i in 0..3 {
+        let req = Request::post(format!("{}/v1/chat/completions", s.url))
+            .header("content-type", "application/json")
+            .header("authorization", format!("Bearer {RAW}"))
+            .header("x-request-id", format!("audit-{i}"))
+            .body(Body::from(
+                json!({"model": "m", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]})
+                    .to_string(),
+            ))
+            .expect("request");
+        let res = tokio::time::timeout(Duration::from_secs(10), client.request(req))
+            .await
+            .expect("no timeout")
+            .expect("response");
+        statuses.push(res.status().as_u16());
+        res.into_body().collect().await.expect("body");
+    }
+    assert_eq!(statuses, [200, 429, 429]);
+    // SIGTERM: graceful shutdown drains the audit queue before exiting.
+    let pid = s.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill")
+        .success());
+    let exit = tokio::task::spawn_blocking(move || {
+        let status = s.child.wait();
+        (s, status)
+    })
+    .await
+    .expect("wait");
+    assert!(exit.1.expect("exit status").success());
+    let text = std::fs::read_to_string(&audit).expect("audit file");
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    assert_eq!(lines.len(), 2, "only the two refusals are notable:\n{text}");
+    assert_eq!(lines[0]["request_id"], "audit-1");
+    assert_eq!(lines[1]["status"], 429);
+    assert_eq!(lines[1]["limited_by"], "account");
+    assert!(
+        !text.contains(RAW) && !text.contains("RAW-0123"),
+        "no raw key"
+    );
 }

@@ -100,12 +100,12 @@ async fn serve(
     let admin_cfg = config.admin.clone();
     let audit_cfg = config.audit.clone();
     let guard = Guard::from_config(config).map_err(|e| e.to_string())?;
-    if let Some((sink, _writer)) = audit::start(&audit_cfg, guard.shared().telemetry())
+    if let Some((sink, writer)) = audit::start(&audit_cfg, guard.shared().telemetry())
         .await
         .map_err(|e| format!("cannot open the audit log: {e}"))?
     {
         tracing::info!(target = sink.target(), all = sink.all(), "audit log on");
-        guard.shared().telemetry().set_audit(Some(sink));
+        guard.shared().telemetry().install_audit(sink, writer);
     }
     let reloader = Reloader::new(guard.clone(), path.clone()).with_adjust({
         let o = overrides.clone();
@@ -157,6 +157,11 @@ async fn serve(
     )
     .await
     .map_err(|e| format!("server error: {e}"))?;
+    if let Some(writer) = guard.shared().telemetry().close_audit() {
+        // Requests still in flight after the grace period may add a last record;
+        // what is queued is written, within a bound.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), writer).await;
+    }
     tracing::info!("shut down");
     Ok(ExitCode::SUCCESS)
 }

@@ -18,7 +18,7 @@
 mod metrics;
 mod recent;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwapOption;
@@ -62,6 +62,7 @@ pub struct Telemetry {
     metrics: Metrics,
     recent: Recent,
     audit: ArcSwapOption<AuditSink>,
+    audit_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
     started: Instant,
     started_unix_ms: u64,
 }
@@ -73,6 +74,7 @@ impl Telemetry {
             metrics: Metrics::new(),
             recent: Recent::new(recent),
             audit: ArcSwapOption::empty(),
+            audit_task: Mutex::new(None),
             started: Instant::now(),
             started_unix_ms: unix_ms(),
         }
@@ -102,6 +104,27 @@ impl Telemetry {
     /// previous sink's writer finishes what it has queued.
     pub fn set_audit(&self, sink: Option<AuditSink>) {
         self.audit.store(sink.map(Arc::new));
+    }
+
+    /// Like [`set_audit`](Self::set_audit), also keeping the writer task so that
+    /// [`close_audit`](Self::close_audit) can wait for it to drain.
+    pub fn install_audit(&self, sink: AuditSink, task: tokio::task::JoinHandle<()>) {
+        self.set_audit(Some(sink));
+        // The previous writer drains on its own once its sink is gone.
+        *self
+            .audit_task
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(task);
+    }
+
+    /// Stops auditing and returns the writer task of the last installed sink; it
+    /// ends once every queued record is written. Call at shutdown.
+    pub fn close_audit(&self) -> Option<tokio::task::JoinHandle<()>> {
+        self.set_audit(None);
+        self.audit_task
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
     }
 
     /// The audit sink in use, if any.
