@@ -1,6 +1,7 @@
 //! Command-line interface.
 
 mod check;
+mod replay;
 mod serve;
 
 use std::path::PathBuf;
@@ -31,6 +32,9 @@ enum Command {
         /// The config file.
         file: PathBuf,
     },
+    /// Run recorded traffic (JSON Lines) through the same stack as `serve`, with a
+    /// virtual clock, and write one decision per line plus a summary.
+    Replay(replay::ReplayArgs),
 }
 
 pub(crate) fn init_tracing(verbose: u8) {
@@ -51,6 +55,7 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode, String> {
     match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::CheckConfig { file } => Ok(check::run(&file)),
+        Command::Replay(args) => replay::run(args),
     }
 }
 

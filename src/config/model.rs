@@ -42,9 +42,15 @@ pub struct Config {
     /// The audit log.
     #[serde(default)]
     pub audit: crate::audit::AuditConfig,
+    /// Request fingerprinting (see `distill_guard::fingerprint`).
+    #[serde(default)]
+    pub fingerprint: crate::fingerprint::FingerprintSection,
     /// Provenance tags, text marks and the trace-back index.
     #[serde(default)]
     pub watermark: crate::watermark::WatermarkConfig,
+    /// Where quota state lives (in-process or Redis).
+    #[serde(default)]
+    pub store: crate::store::StoreConfig,
 }
 
 /// `[network]`: where client addresses come from (see the spoofing model in
@@ -280,7 +286,9 @@ impl Config {
             server: ServerSection::default(),
             admin: crate::admin::AdminConfig::default(),
             audit: crate::audit::AuditConfig::default(),
+            fingerprint: crate::fingerprint::FingerprintSection::default(),
             watermark: crate::watermark::WatermarkConfig::default(),
+            store: crate::store::StoreConfig::default(),
         }
     }
 

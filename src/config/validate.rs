@@ -6,6 +6,9 @@ use crate::extensions::AccountId;
 
 pub(super) fn validate(cfg: &Config, errors: &mut Errors) {
     validate_identity(cfg, errors);
+    errors
+        .0
+        .extend(crate::fingerprint::config::validate(&cfg.fingerprint));
 
     if cfg.guard.max_body_bytes == 0 {
         errors.push("guard.max_body_bytes", "must be greater than 0");
@@ -78,6 +81,10 @@ pub(super) fn validate(cfg: &Config, errors: &mut Errors) {
     errors
         .0
         .extend(crate::watermark::config::validate(&cfg.watermark));
+    cfg.store
+        .problems()
+        .into_iter()
+        .for_each(|(f, m)| errors.push(format!("store.{f}"), m));
 
     let s = &cfg.server;
     if let Some(up) = &s.upstream {

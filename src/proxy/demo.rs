@@ -75,14 +75,25 @@ impl Body for ChunkBody {
 pub struct DemoModel {
     /// Output length used when a request sets no cap.
     pub default_output_tokens: u64,
+    /// Words per streamed delta (4 looks like a real model; replay uses larger
+    /// deltas to spend its time in the guard rather than in framing).
+    pub words_per_delta: usize,
 }
 
 impl DemoModel {
-    /// The demo with a default answer length of 300 tokens.
+    /// The demo with a default answer length of 300 tokens, streamed four words at
+    /// a time.
     pub fn new() -> Self {
         Self {
             default_output_tokens: 300,
+            words_per_delta: 4,
         }
+    }
+
+    /// The same, streaming `words` words per delta.
+    pub fn with_words_per_delta(mut self, words: usize) -> Self {
+        self.words_per_delta = words.max(1);
+        self
     }
 }
 
@@ -194,10 +205,26 @@ fn respond(
     let u = (input_tokens, output_tokens);
     if info.stream {
         let events = match endpoint {
-            Endpoint::Messages => anthropic_stream(&id, &model, &text, u),
-            Endpoint::Responses => responses_stream(&id, &model, &text, u),
-            Endpoint::Completions => openai_stream(&id, &model, &text, u, include_usage, false),
-            _ => openai_stream(&id, &model, &text, u, include_usage, true),
+            Endpoint::Messages => anthropic_stream(&id, &model, &text, u, demo.words_per_delta),
+            Endpoint::Responses => responses_stream(&id, &model, &text, u, demo.words_per_delta),
+            Endpoint::Completions => openai_stream(
+                &id,
+                &model,
+                &text,
+                u,
+                include_usage,
+                false,
+                demo.words_per_delta,
+            ),
+            _ => openai_stream(
+                &id,
+                &model,
+                &text,
+                u,
+                include_usage,
+                true,
+                demo.words_per_delta,
+            ),
         };
         let mut res = Response::new(ChunkBody::new(events));
         res.headers_mut().insert(
@@ -211,7 +238,7 @@ fn respond(
     let body = match endpoint {
         Endpoint::Messages => json!({
             "id": format!("msg_{id}"), "type": "message", "role": "assistant", "model": model,
-            "content": [{"type": "text", "text": text}],
+            "content": [{"type": "text", "text": TEXT}],
             "stop_reason": "end_turn", "stop_sequence": null,
             "usage": {"input_tokens": u.0, "output_tokens": u.1}
         }),
@@ -219,21 +246,21 @@ fn respond(
             "id": format!("resp_{id}"), "object": "response", "created_at": 0, "status": "completed",
             "model": model,
             "output": [{"type": "message", "id": format!("msg_{id}"), "status": "completed", "role": "assistant",
-                        "content": [{"type": "output_text", "text": text, "annotations": []}]}],
+                        "content": [{"type": "output_text", "text": TEXT, "annotations": []}]}],
             "usage": {"input_tokens": u.0, "output_tokens": u.1, "total_tokens": u.0 + u.1}
         }),
         Endpoint::Completions => json!({
             "id": format!("cmpl-{id}"), "object": "text_completion", "created": 0, "model": model,
-            "choices": [{"index": 0, "text": text, "finish_reason": "stop", "logprobs": null}],
+            "choices": [{"index": 0, "text": TEXT, "finish_reason": "stop", "logprobs": null}],
             "usage": {"prompt_tokens": u.0, "completion_tokens": u.1, "total_tokens": u.0 + u.1}
         }),
         _ => json!({
             "id": format!("chatcmpl-{id}"), "object": "chat.completion", "created": 0, "model": model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop", "logprobs": null}],
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": TEXT}, "finish_reason": "stop", "logprobs": null}],
             "usage": {"prompt_tokens": u.0, "completion_tokens": u.1, "total_tokens": u.0 + u.1}
         }),
     };
-    json_response(StatusCode::OK, &body)
+    json_text_response(StatusCode::OK, &body, &text)
 }
 
 fn label<B>(mut res: Response<B>) -> Response<B> {
@@ -242,8 +269,48 @@ fn label<B>(mut res: Response<B>) -> Response<B> {
     res
 }
 
+/// Stands in for the generated text inside a `json!` value; [`render`] splices the
+/// text in, so long answers are copied rather than escaped byte by byte.
+const TEXT: &str = "\u{1}";
+
+/// Serialises `v`, replacing the first [`TEXT`] placeholder with `text`.
+///
+/// `text` is the demo's own prose (ASCII letters, spaces, punctuation and
+/// newlines), so only newlines need escaping; anything else is escaped in full.
+fn render(v: &Value, text: &str) -> String {
+    let body = v.to_string();
+    let Some(at) = memchr::memmem::find(body.as_bytes(), b"\"\\u0001\"") else {
+        return body;
+    };
+    let mut out = String::with_capacity(body.len() + text.len() + 16);
+    out.push_str(&body[..at]);
+    // Only the demo's own prose comes here; keep that promise checked in tests.
+    debug_assert!(
+        text.bytes()
+            .all(|b| (0x20..0x7f).contains(&b) || b == b'\n')
+            && !text.contains(['"', '\\'])
+    );
+    {
+        out.push('"');
+        let mut from = 0;
+        for nl in memchr::memchr_iter(b'\n', text.as_bytes()) {
+            out.push_str(&text[from..nl]);
+            out.push_str("\\n");
+            from = nl + 1;
+        }
+        out.push_str(&text[from..]);
+        out.push('"');
+    }
+    out.push_str(&body[at + 8..]);
+    out
+}
+
 fn json_response(status: StatusCode, body: &Value) -> Response<ChunkBody> {
-    let bytes = Bytes::from(body.to_string());
+    json_text_response(status, body, "")
+}
+
+fn json_text_response(status: StatusCode, body: &Value, text: &str) -> Response<ChunkBody> {
+    let bytes = Bytes::from(render(body, text));
     let mut res = Response::new(ChunkBody::new([bytes]));
     *res.status_mut() = status;
     res.headers_mut().insert(
@@ -254,6 +321,11 @@ fn json_response(status: StatusCode, body: &Value) -> Response<ChunkBody> {
 }
 
 fn sse(event: Option<&str>, data: &Value) -> Bytes {
+    sse_text(event, data, "")
+}
+
+fn sse_text(event: Option<&str>, data: &Value, text: &str) -> Bytes {
+    let data = render(data, text);
     match event {
         Some(e) => Bytes::from(format!("event: {e}\ndata: {data}\n\n")),
         None => Bytes::from(format!("data: {data}\n\n")),
@@ -261,14 +333,14 @@ fn sse(event: Option<&str>, data: &Value) -> Bytes {
 }
 
 /// Splits text into stream deltas of a few words each.
-fn deltas(text: &str) -> Vec<&str> {
+fn deltas(text: &str, n: usize) -> Vec<&str> {
     let mut out = Vec::new();
     let mut start = 0;
     let mut words = 0;
     for (i, ch) in text.char_indices() {
         if ch == ' ' {
             words += 1;
-            if words == 4 {
+            if words == n {
                 out.push(&text[start..=i]);
                 start = i + 1;
                 words = 0;
@@ -288,6 +360,7 @@ fn openai_stream(
     u: (u64, u64),
     include_usage: bool,
     chat: bool,
+    n: usize,
 ) -> Vec<Bytes> {
     let mut out = Vec::new();
     let (object, cid) = if chat {
@@ -306,16 +379,16 @@ fn openai_stream(
         usage_field(&mut first);
         out.push(sse(None, &first));
     }
-    for d in deltas(text) {
+    for d in deltas(text, n) {
         let mut v = if chat {
             json!({"id": cid, "object": object, "created": 0, "model": model,
-                "choices": [{"index": 0, "delta": {"content": d}, "finish_reason": null, "logprobs": null}]})
+                "choices": [{"index": 0, "delta": {"content": TEXT}, "finish_reason": null, "logprobs": null}]})
         } else {
             json!({"id": cid, "object": object, "created": 0, "model": model,
-                "choices": [{"index": 0, "text": d, "finish_reason": null, "logprobs": null}]})
+                "choices": [{"index": 0, "text": TEXT, "finish_reason": null, "logprobs": null}]})
         };
         usage_field(&mut v);
-        out.push(sse(None, &v));
+        out.push(sse_text(None, &v, d));
     }
     let mut last = if chat {
         json!({"id": cid, "object": object, "created": 0, "model": model,
@@ -337,7 +410,7 @@ fn openai_stream(
     out
 }
 
-fn anthropic_stream(id: &str, model: &str, text: &str, u: (u64, u64)) -> Vec<Bytes> {
+fn anthropic_stream(id: &str, model: &str, text: &str, u: (u64, u64), n: usize) -> Vec<Bytes> {
     let mut out = vec![
         sse(
             Some("message_start"),
@@ -351,8 +424,8 @@ fn anthropic_stream(id: &str, model: &str, text: &str, u: (u64, u64)) -> Vec<Byt
         ),
         sse(Some("ping"), &json!({"type": "ping"})),
     ];
-    for d in deltas(text) {
-        out.push(sse(Some("content_block_delta"), &json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": d}})));
+    for d in deltas(text, n) {
+        out.push(sse_text(Some("content_block_delta"), &json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": TEXT}}), d));
     }
     out.push(sse(
         Some("content_block_stop"),
@@ -363,7 +436,7 @@ fn anthropic_stream(id: &str, model: &str, text: &str, u: (u64, u64)) -> Vec<Byt
     out
 }
 
-fn responses_stream(id: &str, model: &str, text: &str, u: (u64, u64)) -> Vec<Bytes> {
+fn responses_stream(id: &str, model: &str, text: &str, u: (u64, u64), n: usize) -> Vec<Bytes> {
     let rid = format!("resp_{id}");
     let mid = format!("msg_{id}");
     let base = |status: &str, output: Value, usage: Value| {
@@ -391,8 +464,8 @@ fn responses_stream(id: &str, model: &str, text: &str, u: (u64, u64)) -> Vec<Byt
             "part": {"type": "output_text", "text": "", "annotations": []}}),
         ),
     ];
-    for d in deltas(text) {
-        out.push(sse(Some("response.output_text.delta"), &json!({"type": "response.output_text.delta", "sequence_number": next(), "item_id": mid, "output_index": 0, "content_index": 0, "delta": d})));
+    for d in deltas(text, n) {
+        out.push(sse_text(Some("response.output_text.delta"), &json!({"type": "response.output_text.delta", "sequence_number": next(), "item_id": mid, "output_index": 0, "content_index": 0, "delta": TEXT}), d));
     }
     let item = json!({"type": "message", "id": mid, "status": "completed", "role": "assistant",
         "content": [{"type": "output_text", "text": text, "annotations": []}]});
@@ -476,10 +549,39 @@ const TAILS: &[&str] = &[
     "in plain words",
 ];
 
-/// Deterministic prose of about `tokens` tokens (4 bytes each).
+/// Deterministic prose of `tokens` tokens (4 bytes each) for `seed`: a window into
+/// one fixed text, generated once, so answers cost a copy rather than generation.
 pub fn prose(seed: u64, tokens: u64) -> String {
-    let target = (tokens.max(1) * 4) as usize;
-    let mut out = String::with_capacity(target + 64);
+    static BASE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let base = BASE.get_or_init(|| generate_prose(0x5eed, 64 * 1024));
+    let target = usize::try_from(tokens.max(1).saturating_mul(4)).unwrap_or(usize::MAX / 2);
+    // Start on a sentence boundary chosen by the seed.
+    let mut start = ((seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 20) as usize) % (base.len() / 2);
+    while start > 0 && base.as_bytes()[start - 1] != b' ' {
+        start -= 1;
+    }
+    let mut out = String::with_capacity(target);
+    let mut at = start;
+    while out.len() < target {
+        let take = (target - out.len()).min(base.len() - at);
+        out.push_str(&base[at..at + take]);
+        at = 0;
+        if out.len() < target {
+            out.push(' ');
+        }
+    }
+    out.truncate(target);
+    // Never end on a space: some clients trim, which would change the length.
+    if out.ends_with(' ') {
+        out.pop();
+        out.push('.');
+    }
+    out
+}
+
+/// Generates ASCII prose of at least `bytes` bytes.
+fn generate_prose(seed: u64, bytes: usize) -> String {
+    let mut out = String::with_capacity(bytes + 64);
     let mut x = seed | 1;
     let mut next = |n: usize| {
         // xorshift64*
@@ -489,40 +591,31 @@ pub fn prose(seed: u64, tokens: u64) -> String {
         (x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 33) as usize % n
     };
     let mut sentence = 0;
-    while out.len() < target {
+    while out.len() < bytes {
         if !out.is_empty() {
-            out.push(if sentence % 5 == 0 { '\n' } else { ' ' });
-            if sentence % 5 == 0 {
-                out.push('\n');
-            }
+            out.push_str(if sentence % 5 == 0 { "\n\n" } else { " " });
         }
-        let s = SUBJECTS[next(SUBJECTS.len())];
-        let mut first = true;
-        for word in [
-            s,
+        let words = [
+            SUBJECTS[next(SUBJECTS.len())],
             VERBS[next(VERBS.len())],
             OBJECTS[next(OBJECTS.len())],
             TAILS[next(TAILS.len())],
-        ] {
-            if !first {
-                out.push(' ');
-            }
-            if first {
+        ];
+        for (i, word) in words.iter().enumerate() {
+            if i == 0 {
                 let mut c = word.chars();
                 if let Some(f) = c.next() {
                     out.extend(f.to_uppercase());
                     out.push_str(c.as_str());
                 }
-                first = false;
             } else {
+                out.push(' ');
                 out.push_str(word);
             }
         }
         out.push('.');
         sentence += 1;
     }
-    // Trim to the target on a char boundary (prose is ASCII).
-    out.truncate(target);
     out
 }
 
@@ -622,6 +715,16 @@ mod tests {
         let (res, body) = call("/v1/messages", "not json", None).await;
         assert_eq!(res.status(), 400);
         assert!(body.contains("invalid_request_error"));
+    }
+
+    #[test]
+    fn spliced_text_is_valid_json_whatever_it_holds() {
+        for text in ["plain prose", "two\n\nparagraphs", &prose(3, 500), ""] {
+            let out = render(&json!({"a": TEXT, "b": "\u{1}x"}), text);
+            let v: Value = serde_json::from_str(&out).expect("valid json");
+            assert_eq!(v["a"], text);
+            assert_eq!(v["b"], "\u{1}x", "only the exact placeholder is replaced");
+        }
     }
 
     #[test]

@@ -62,6 +62,13 @@ fn set(headers: &mut HeaderMap, name: &'static str, value: String) {
     }
 }
 
+fn set_num(headers: &mut HeaderMap, name: &'static str, v: f64) {
+    headers.insert(
+        HeaderName::from_static(name),
+        HeaderValue::from(v.max(0.0).floor() as u64),
+    );
+}
+
 fn int(v: f64) -> String {
     format!("{}", v.max(0.0).floor() as u64)
 }
@@ -87,8 +94,8 @@ pub fn write(
     match dialect {
         Dialect::OpenAi => {
             if let Some(v) = req {
-                set(headers, "x-ratelimit-limit-requests", int(v.limit));
-                set(headers, "x-ratelimit-remaining-requests", int(v.remaining));
+                set_num(headers, "x-ratelimit-limit-requests", v.limit);
+                set_num(headers, "x-ratelimit-remaining-requests", v.remaining);
                 set(
                     headers,
                     "x-ratelimit-reset-requests",
@@ -96,14 +103,14 @@ pub fn write(
                 );
             }
             if let Some(v) = tok {
-                set(headers, "x-ratelimit-limit-tokens", int(v.limit));
-                set(headers, "x-ratelimit-remaining-tokens", int(v.remaining));
+                set_num(headers, "x-ratelimit-limit-tokens", v.limit);
+                set_num(headers, "x-ratelimit-remaining-tokens", v.remaining);
                 set(headers, "x-ratelimit-reset-tokens", go_duration(v.reset_ms));
             }
         }
         Dialect::Anthropic => {
             if let Some(v) = req {
-                set(headers, "anthropic-ratelimit-requests-limit", int(v.limit));
+                set_num(headers, "anthropic-ratelimit-requests-limit", v.limit);
                 set(
                     headers,
                     "anthropic-ratelimit-requests-remaining",
@@ -116,6 +123,7 @@ pub fn write(
                 );
             }
             if let Some(v) = tok {
+                let reset = rfc3339(now_ms, v.reset_ms);
                 for (l, r, t) in [
                     (
                         "anthropic-ratelimit-tokens-limit",
@@ -133,9 +141,9 @@ pub fn write(
                         "anthropic-ratelimit-output-tokens-reset",
                     ),
                 ] {
-                    set(headers, l, int(v.limit));
-                    set(headers, r, int(v.remaining));
-                    set(headers, t, rfc3339(now_ms, v.reset_ms));
+                    set_num(headers, l, v.limit);
+                    set_num(headers, r, v.remaining);
+                    set(headers, t, reset.clone());
                 }
             }
         }

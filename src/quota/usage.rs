@@ -116,7 +116,7 @@ impl UsageScanner {
             }
             Mode::Sse(carry) => {
                 let mut rest = chunk;
-                while let Some(pos) = rest.iter().position(|&b| b == b'\n') {
+                while let Some(pos) = memchr::memchr(b'\n', rest) {
                     let (line, tail) = rest.split_at(pos);
                     rest = &tail[1..];
                     if carry.is_empty() {
@@ -144,11 +144,14 @@ impl UsageScanner {
     pub fn finish(&mut self) -> Usage {
         match std::mem::replace(&mut self.mode, Mode::Skip) {
             Mode::Json(buf) => {
-                if let Ok(v) = serde_json::from_slice::<Value>(&buf) {
-                    if let Some(u) = usage_of(&v) {
-                        self.usage.merge(u);
+                // Most bodies carry usage: read just that, skipping the text.
+                if let Some(u) = typed_usage(&buf) {
+                    self.usage.merge(u);
+                }
+                if self.usage.output.is_none() {
+                    if let Ok(v) = serde_json::from_slice::<Value>(&buf) {
+                        self.text_bytes += generated_len(&v);
                     }
-                    self.text_bytes += generated_len(&v);
                 }
             }
             Mode::Sse(carry) => {
@@ -183,15 +186,86 @@ fn scan_line(line: &[u8], usage: &mut Usage) -> usize {
     if data.first() != Some(&b'{') {
         return 0;
     }
+    if !contains(data, b"\"usage\"") {
+        // The common case, a text delta: count its text without parsing it.
+        return text_bytes_in(data);
+    }
     let Ok(v) = serde_json::from_slice::<Value>(data) else {
         return 0;
     };
-    if contains(data, b"\"usage\"") {
-        if let Some(u) = usage_of(&v) {
-            usage.merge(u);
-        }
+    if let Some(u) = usage_of(&v) {
+        usage.merge(u);
     }
     generated_len(&v)
+}
+
+/// Parses only the `usage` objects of a JSON document.
+fn typed_usage(buf: &[u8]) -> Option<Usage> {
+    #[derive(serde::Deserialize)]
+    struct Nested {
+        usage: Option<Value>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Doc {
+        usage: Option<Value>,
+        message: Option<Nested>,
+        response: Option<Nested>,
+    }
+    let doc: Doc = serde_json::from_slice(buf).ok()?;
+    let u = doc
+        .usage
+        .or_else(|| doc.message.and_then(|m| m.usage))
+        .or_else(|| doc.response.and_then(|r| r.usage))?;
+    let mut wrapper = serde_json::Map::new();
+    wrapper.insert("usage".to_owned(), u);
+    usage_of(&Value::Object(wrapper))
+}
+
+/// Bytes inside the string values of the keys that carry generated text in stream
+/// deltas of either dialect, found by a byte scan (no parse). Escapes count as
+/// their raw length: this feeds an estimate.
+fn text_bytes_in(data: &[u8]) -> usize {
+    const KEYS: [&[u8]; 6] = [
+        b"\"content\"",
+        b"\"text\"",
+        b"\"delta\"",
+        b"\"thinking\"",
+        b"\"reasoning_content\"",
+        b"\"partial_json\"",
+    ];
+    let mut total = 0;
+    for key in KEYS {
+        let mut from = 0;
+        while let Some(pos) = find(&data[from..], key) {
+            let mut i = from + pos + key.len();
+            while i < data.len() && data[i].is_ascii_whitespace() {
+                i += 1;
+            }
+            if i < data.len() && data[i] == b':' {
+                i += 1;
+                while i < data.len() && data[i].is_ascii_whitespace() {
+                    i += 1;
+                }
+                if i < data.len() && data[i] == b'"' {
+                    i += 1;
+                    let start = i;
+                    while i < data.len() && data[i] != b'"' {
+                        i += if data[i] == b'\\' { 2 } else { 1 };
+                    }
+                    total += i.min(data.len()) - start;
+                }
+            }
+            from = i.min(data.len());
+            if from >= data.len() {
+                break;
+            }
+        }
+    }
+    total
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    memchr::memmem::find(hay, needle)
 }
 
 /// Bytes of generated text in a response body or stream event of either dialect.
@@ -231,7 +305,7 @@ fn generated_len(v: &Value) -> usize {
 }
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
+    memchr::memmem::find(hay, needle).is_some()
 }
 
 #[cfg(test)]
@@ -321,6 +395,33 @@ event: message_stop\r\ndata: {\"type\":\"message_stop\"}\r\n\r\n";
         s.feed(json.as_bytes());
         s.finish();
         assert_eq!(s.estimated_output(), 4);
+    }
+
+    #[test]
+    fn byte_scan_counts_delta_text() {
+        assert_eq!(
+            text_bytes_in(br#"{"choices":[{"delta":{"content":"abc\"d"}}]}"#),
+            6
+        );
+        assert_eq!(
+            text_bytes_in(
+                br#"{"type":"content_block_delta","delta":{"type":"text_delta","text": "hello"}}"#
+            ),
+            5
+        );
+        assert_eq!(
+            text_bytes_in(br#"{"type":"response.output_text.delta","delta":"hey"}"#),
+            3
+        );
+        assert_eq!(text_bytes_in(br#"{"content":"unterminated"#), 12);
+        assert_eq!(text_bytes_in(b"{}"), 0);
+    }
+
+    proptest! {
+        #[test]
+        fn byte_scan_never_panics(data in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let _ = text_bytes_in(&data);
+        }
     }
 
     #[test]

@@ -12,20 +12,25 @@ use crate::quota::gcra;
 
 /// An idle entry is forgotten once all its buckets have drained, or at the latest
 /// this long after its last use (a zero-rate bucket never drains).
-const MAX_IDLE_MS: u64 = 2 * 86_400_000;
+pub(super) const MAX_IDLE_MS: u64 = 2 * 86_400_000;
 /// How often (in store time) idle entries are swept.
 const SWEEP_EVERY_MS: u64 = 60_000;
 
 #[derive(Debug, Clone, Copy, Default)]
-struct Entry {
-    levels: [f64; 4],
-    last_ms: u64,
+pub(super) struct Entry {
+    pub(super) levels: [f64; 4],
+    pub(super) last_ms: u64,
     /// When every bucket will have drained; the entry can be dropped after that.
-    idle_at_ms: u64,
+    pub(super) idle_at_ms: u64,
 }
 
 impl Entry {
-    fn bring_to(&mut self, now_ms: u64, limits: &Limits) {
+    pub(super) fn bring_to(&mut self, now_ms: u64, limits: &Limits) {
+        // An idle entry is forgotten whether or not a sweep has dropped it yet, so
+        // that what a subject may do never depends on when sweeps ran.
+        if self.idle_at_ms <= now_ms {
+            *self = Entry::default();
+        }
         for (level, limit) in self.levels.iter_mut().zip(limits) {
             *level = match limit {
                 Some(l) => gcra::drained(*level, self.last_ms, now_ms, l),
@@ -35,7 +40,7 @@ impl Entry {
         self.last_ms = self.last_ms.max(now_ms);
     }
 
-    fn check(&self, costs: &[f64; 4], limits: &Limits, scope: Scope) -> Option<Denial> {
+    pub(super) fn check(&self, costs: &[f64; 4], limits: &Limits, scope: Scope) -> Option<Denial> {
         let mut worst: Option<Denial> = None;
         for w in super::Window::ALL {
             let i = w.index();
@@ -79,7 +84,7 @@ impl Entry {
         self.idle_at_ms = idle.min(now_ms.saturating_add(MAX_IDLE_MS));
     }
 
-    fn views(&self, limits: &Limits) -> [Option<BucketView>; 4] {
+    pub(super) fn views(&self, limits: &Limits) -> [Option<BucketView>; 4] {
         let mut out = [None; 4];
         for i in 0..4 {
             if let Some(l) = &limits[i] {

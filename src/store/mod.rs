@@ -7,12 +7,16 @@
 //! cluster scaling and suspicion bands are computed by the caller, so every backend
 //! enforces exactly the same policy.
 
+mod config;
 mod memory;
+mod redis;
 
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 
+pub use self::config::{build_store, Backend, OnError, StoreConfig};
+pub use self::redis::RedisStore;
 pub use memory::MemoryStore;
 
 use crate::extensions::Scope;

@@ -1,0 +1,205 @@
+//! Admissions per second of the Redis store against the embedded one, with 64
+//! admissions in flight (the way a busy replica uses it), at two levels:
+//!
+//! * `store/*`: `Store::admit` alone, 10,000 accounts in 100 clusters, all
+//!   admitted (every call is a Redis round trip, the cache of refused subjects
+//!   never helps);
+//! * `guard/*`: whole requests through the enforce stage (key hashing, body
+//!   parsing, admission, headers, settlement) to a mock model.
+//!
+//! Skips the Redis half cleanly when `redis-server` is not installed.
+
+#![allow(missing_docs)]
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use distill_guard::clock::{Clock, SystemClock};
+use distill_guard::extensions::Scope;
+use distill_guard::quota::gcra::BucketLimit;
+use distill_guard::store::{
+    Admission, Backend, MemoryStore, OnError, RedisStore, Store, StoreConfig, Subject,
+};
+use distill_guard::{Config, Guard};
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use tower::ServiceExt;
+
+const IN_FLIGHT: u64 = 64;
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+fn limits() -> [Option<BucketLimit>; 4] {
+    let big = 1e12;
+    [
+        Some(BucketLimit::new(big, 60_000.0, big)),
+        Some(BucketLimit::new(big, 86_400_000.0, big)),
+        Some(BucketLimit::new(big, 60_000.0, big)),
+        Some(BucketLimit::new(big, 86_400_000.0, big)),
+    ]
+}
+
+fn admission(i: u64) -> Admission {
+    let account = i % 10_000;
+    let mut key = [0u8; 16];
+    key[..8].copy_from_slice(&account.to_le_bytes());
+    let mut ckey = [1u8; 16];
+    ckey[..8].copy_from_slice(&(account % 100).to_le_bytes());
+    Admission {
+        now_ms: SystemClock.now_ms(),
+        account: Subject {
+            scope: Scope::Account,
+            key,
+            limits: limits(),
+        },
+        cluster: Some(Subject {
+            scope: Scope::Cluster,
+            key: ckey,
+            limits: limits(),
+        }),
+        tokens: 500.0,
+    }
+}
+
+/// Runs `iters` jobs on `IN_FLIGHT` tasks; the wall time they took.
+fn run<F, Fut>(rt: &tokio::runtime::Runtime, iters: u64, job: F) -> Duration
+where
+    F: Fn(u64) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    rt.block_on(async {
+        let start = Instant::now();
+        let mut tasks = Vec::new();
+        for t in 0..IN_FLIGHT {
+            let job = job.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut i = t;
+                while i < iters {
+                    job(i).await;
+                    i += IN_FLIGHT;
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.expect("task");
+        }
+        start.elapsed()
+    })
+}
+
+fn bench_store(c: &mut Criterion, name: &str, rt: &tokio::runtime::Runtime, store: Arc<dyn Store>) {
+    let mut group = c.benchmark_group("store");
+    group.throughput(Throughput::Elements(1));
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(5));
+    group.bench_function(name, |b| {
+        b.iter_custom(|iters| {
+            let store = store.clone();
+            run(rt, iters, move |i| {
+                let store = store.clone();
+                async move {
+                    let a = admission(i);
+                    let out = store.admit(&a).await.expect("admit");
+                    assert!(out.denied.is_none());
+                }
+            })
+        })
+    });
+    group.finish();
+}
+
+fn guard(store: Arc<dyn Store>) -> Guard {
+    let cfg = Config::from_toml_str(
+        r#"
+        [identity]
+        secret = "bench-secret"
+        [tiers.default]
+        requests_per_minute = 1000000000
+        requests_per_day = 1000000000
+        tokens_per_minute = 1000000000
+        tokens_per_day = 1000000000
+        "#,
+    )
+    .expect("config");
+    Guard::builder(cfg).store(store).build().expect("guard")
+}
+
+fn bench_guard(c: &mut Criterion, name: &str, rt: &tokio::runtime::Runtime, store: Arc<dyn Store>) {
+    let g = guard(store);
+    let keys: Arc<Vec<String>> = Arc::new((0..10_000).map(|i| format!("sk-bench-{i}")).collect());
+    let mut group = c.benchmark_group("guard");
+    group.throughput(Throughput::Elements(1));
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(5));
+    group.bench_function(name, |b| {
+        b.iter_custom(|iters| {
+            let g = g.clone();
+            let keys = keys.clone();
+            run(rt, iters, move |i| {
+                let g = g.clone();
+                let key = keys[(i % 10_000) as usize].clone();
+                async move {
+                    let handler = tower::service_fn(|_req: Request<Full<Bytes>>| async {
+                        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(
+                            br#"{"usage":{"prompt_tokens":12,"completion_tokens":40}}"#,
+                        ))))
+                    });
+                    let req = Request::post("/v1/chat/completions")
+                        .header("authorization", format!("Bearer {key}"))
+                        .header("content-type", "application/json")
+                        .body(Full::new(Bytes::from_static(
+                            br#"{"model":"m","messages":[{"role":"user","content":"Summarise the plot of Hamlet in three sentences."}],"max_tokens":256}"#,
+                        )))
+                        .expect("request");
+                    let res = tower::Layer::layer(&g.enforce_layer(), handler)
+                        .oneshot(req)
+                        .await
+                        .expect("infallible");
+                    assert_eq!(res.status(), StatusCode::OK);
+                    let _ = res.into_body().collect().await;
+                }
+            })
+        })
+    });
+    group.finish();
+}
+
+fn benches(c: &mut Criterion) {
+    let rt = runtime();
+    bench_store(c, "memory", &rt, Arc::new(MemoryStore::new()));
+    bench_guard(c, "memory", &rt, Arc::new(MemoryStore::new()));
+
+    let Some(server) = support::RedisServer::start() else {
+        return;
+    };
+    let redis = rt.block_on(async {
+        RedisStore::new(&StoreConfig {
+            backend: Backend::Redis,
+            url: Some(server.url()),
+            timeout: Duration::from_secs(1),
+            on_error: OnError::FailClosed,
+            key_prefix: "bench:".into(),
+            deny_cache: true,
+        })
+        .expect("redis store")
+    });
+    bench_store(c, "redis", &rt, Arc::new(redis.clone()));
+    bench_guard(c, "redis", &rt, Arc::new(redis.clone()));
+    assert_eq!(redis.fallback_count(), 0, "redis failed during the bench");
+    drop(server);
+}
+
+criterion_group!(store, benches);
+criterion_main!(store);

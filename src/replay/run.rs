@@ -1,0 +1,458 @@
+//! The replay runner: recorded traffic through the same layer stack as `serve`.
+//!
+//! Each [`TrafficLine`] becomes an HTTP request with the recorded method, path,
+//! headers (in order) and body, the recorded address as its peer, and a
+//! [`DemoUsage`] telling the mock upstream (the demo model) to answer with prose of
+//! exactly the recorded usage, JSON or SSE as the request asked. A [`ManualClock`]
+//! is set to the line's `ts_ms` before the request is sent, so every bucket, decay
+//! and window sees recorded time. The `label` field is never read here.
+//!
+//! Parsing runs on a reader thread and the stack on the calling thread, connected by
+//! a bounded channel: memory stays bounded however long the input, and both cores
+//! work.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{BufRead, Write};
+use std::net::SocketAddr;
+use std::sync::mpsc::sync_channel;
+use std::sync::Arc;
+
+use axum::body::Body;
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, Method, Request, Response};
+use http_body_util::BodyExt;
+use serde::Serialize;
+use tower::ServiceExt;
+
+use super::format::{parse_line, DecisionLine, LineError, TrafficLine};
+use super::score::{Report, Scorer};
+use crate::clock::ManualClock;
+use crate::config::{Config, ConfigError};
+use crate::extensions::{Action, Decision};
+use crate::network::PeerAddr;
+use crate::proxy::demo::{DemoModel, DemoUsage};
+use crate::proxy::server::{stack, Backend, HttpService};
+use crate::Guard;
+
+/// Lines parsed per batch handed from the reader thread to the stack.
+const BATCH: usize = 1024;
+/// Batches in flight between the threads.
+const IN_FLIGHT: usize = 8;
+/// The response header that carries a provenance tag.
+pub const TAG_HEADER: &str = "x-distill-guard-tag";
+
+/// How a replay behaves.
+#[derive(Debug, Clone, Default)]
+pub struct ReplayOptions {
+    /// Stop at the first malformed line instead of reporting and skipping it.
+    pub strict: bool,
+    /// Compute the scoring report from the lines' labels.
+    pub score: bool,
+    /// Show a progress bar (on a terminal).
+    pub progress: bool,
+}
+
+/// Why a replay stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    /// The config is invalid.
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    /// A malformed line in strict mode.
+    #[error("{0}")]
+    Line(LineError),
+    /// Reading the input or writing the output failed.
+    #[error("i/o error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The guard stack with a virtual clock and the demo model as the upstream.
+#[derive(Debug)]
+pub struct Replayer {
+    guard: Guard,
+    clock: ManualClock,
+    service: HttpService,
+}
+
+impl Replayer {
+    /// Builds the same stack as `serve` from `config`, with a virtual clock.
+    pub fn new(config: Config) -> Result<Self, ConfigError> {
+        let clock = ManualClock::new(0);
+        let guard = Guard::builder(config)
+            .clock(Arc::new(clock.clone()))
+            .build()?;
+        let backend = Backend::Demo(DemoModel::new().with_words_per_delta(256));
+        let service = stack(Some(&guard), backend.into_service());
+        Ok(Self {
+            guard,
+            clock,
+            service,
+        })
+    }
+
+    /// The guard (for inspection).
+    pub fn guard(&self) -> &Guard {
+        &self.guard
+    }
+
+    /// The virtual clock.
+    pub fn clock(&self) -> &ManualClock {
+        &self.clock
+    }
+
+    /// The stack (for sending the same requests over a socket in tests).
+    pub fn service(&self) -> &HttpService {
+        &self.service
+    }
+
+    /// Sends one line through the stack at its recorded time; returns the response
+    /// head and the decision line.
+    pub async fn decide(
+        &self,
+        line_no: u64,
+        line: &TrafficLine,
+    ) -> Result<(Response<()>, DecisionLine), LineError> {
+        let req = request_of(line_no, line)?;
+        self.clock.set_ms(line.ts_ms);
+        let res = match self.service.clone().oneshot(req).await {
+            Ok(r) => r,
+            Err(never) => match never {},
+        };
+        let (parts, body) = res.into_parts();
+        // Drain the body so streaming reconciliation runs, as a client would.
+        let _ = body.collect().await;
+        let head = Response::from_parts(parts, ());
+        let decision = decision_line(line_no, &head);
+        Ok((head, decision))
+    }
+}
+
+fn malformed(line: u64, message: impl Into<String>) -> LineError {
+    LineError {
+        line,
+        message: message.into(),
+    }
+}
+
+/// Builds the HTTP request a traffic line describes.
+pub fn request_of(line_no: u64, line: &TrafficLine) -> Result<Request<Body>, LineError> {
+    let method = Method::from_bytes(line.method.as_bytes())
+        .map_err(|_| malformed(line_no, format!("invalid method {:?}", line.method)))?;
+    let uri: http::Uri = line
+        .path
+        .parse()
+        .map_err(|e| malformed(line_no, format!("invalid path {:?}: {e}", line.path)))?;
+    let body = if line.body.is_null() {
+        Bytes::new()
+    } else {
+        Bytes::from(serde_json::to_vec(&line.body).map_err(|e| malformed(line_no, e.to_string()))?)
+    };
+    let mut req = Request::new(Body::from(body.clone()));
+    *req.method_mut() = method;
+    *req.uri_mut() = uri;
+    let headers = req.headers_mut();
+    for (name, value) in &line.headers {
+        let n = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| malformed(line_no, format!("invalid header name {name:?}")))?;
+        if n == http::header::CONTENT_LENGTH {
+            continue;
+        }
+        let v = HeaderValue::from_str(value)
+            .map_err(|_| malformed(line_no, format!("invalid value for header {name}")))?;
+        headers.append(n, v);
+    }
+    if !body.is_empty() {
+        headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    }
+    req.extensions_mut()
+        .insert(PeerAddr(SocketAddr::new(line.ip, 0)));
+    req.extensions_mut().insert(DemoUsage {
+        input_tokens: line.usage.input_tokens,
+        output_tokens: line.usage.output_tokens,
+    });
+    Ok(req)
+}
+
+fn decision_line(line_no: u64, head: &Response<()>) -> DecisionLine {
+    let status = head.status().as_u16();
+    let tagged = head.headers().contains_key(TAG_HEADER);
+    match head.extensions().get::<Decision>() {
+        Some(d) => DecisionLine {
+            line: line_no,
+            status,
+            account: d.account.to_string(),
+            cluster: d.cluster.id.to_string(),
+            cluster_size: d.cluster.size,
+            score: (d.suspicion * 1e4).round() / 1e4,
+            action: d.action.as_str().to_owned(),
+            tagged,
+            reasons: d.reasons.iter().take(5).cloned().collect(),
+        },
+        // Rejected before an account was known (401, 413): no decision.
+        None => DecisionLine {
+            line: line_no,
+            status,
+            account: String::new(),
+            cluster: String::new(),
+            cluster_size: 0,
+            score: 0.0,
+            action: Action::Allow.as_str().to_owned(),
+            tagged,
+            reasons: Vec::new(),
+        },
+    }
+}
+
+/// Per-account or per-cluster tallies for the summary.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Tally {
+    /// The account or cluster.
+    pub id: String,
+    /// Requests seen.
+    pub requests: u64,
+    /// Requests denied (status ≥ 400).
+    pub denied: u64,
+    /// Highest suspicion seen.
+    pub max_score: f64,
+    /// Largest cluster size seen (clusters only).
+    pub size: u32,
+}
+
+/// What a replay did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Summary {
+    /// Lines read.
+    pub lines: u64,
+    /// Lines skipped as malformed.
+    pub malformed: u64,
+    /// Requests per action.
+    pub by_action: BTreeMap<String, u64>,
+    /// Requests per HTTP status.
+    pub by_status: BTreeMap<u16, u64>,
+    /// Requests whose response carried a provenance tag.
+    pub tagged: u64,
+    /// Clusters of two or more accounts, by their largest size.
+    pub clusters: u64,
+    /// Histogram of those clusters' sizes (`2-9`, `10-99`, …).
+    pub cluster_sizes: BTreeMap<String, u64>,
+    /// Busiest accounts.
+    pub top_accounts: Vec<Tally>,
+    /// Busiest multi-account clusters.
+    pub top_clusters: Vec<Tally>,
+    /// Most suspicious multi-account clusters.
+    pub most_suspicious_clusters: Vec<Tally>,
+    /// Wall-clock seconds the replay took.
+    pub seconds: f64,
+    /// Lines per second.
+    pub lines_per_second: f64,
+    /// The scoring report, with `--score`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub score: Option<Report>,
+}
+
+#[derive(Default)]
+struct Aggregates {
+    summary: Summary,
+    accounts: HashMap<String, Tally>,
+    clusters: HashMap<String, Tally>,
+}
+
+impl Aggregates {
+    fn observe(&mut self, d: &DecisionLine) {
+        let s = &mut self.summary;
+        *s.by_action.entry(d.action.clone()).or_default() += 1;
+        *s.by_status.entry(d.status).or_default() += 1;
+        s.tagged += u64::from(d.tagged);
+        if d.account.is_empty() {
+            return;
+        }
+        let denied = u64::from(d.status >= 400);
+        let a = self
+            .accounts
+            .entry(d.account.clone())
+            .or_insert_with(|| Tally {
+                id: d.account.clone(),
+                ..Tally::default()
+            });
+        a.requests += 1;
+        a.denied += denied;
+        a.max_score = a.max_score.max(d.score);
+        if d.cluster_size >= 2 {
+            let c = self
+                .clusters
+                .entry(d.cluster.clone())
+                .or_insert_with(|| Tally {
+                    id: d.cluster.clone(),
+                    ..Tally::default()
+                });
+            c.requests += 1;
+            c.denied += denied;
+            c.max_score = c.max_score.max(d.score);
+            c.size = c.size.max(d.cluster_size);
+        }
+    }
+
+    fn finish(mut self) -> Summary {
+        let mut s = self.summary;
+        s.clusters = self.clusters.len() as u64;
+        for c in self.clusters.values() {
+            let bucket = match c.size {
+                0..=9 => "2-9",
+                10..=99 => "10-99",
+                100..=999 => "100-999",
+                1000..=9999 => "1000-9999",
+                _ => "10000+",
+            };
+            *s.cluster_sizes.entry(bucket.to_owned()).or_default() += 1;
+        }
+        let top = |v: &mut Vec<Tally>, by_score: bool| {
+            if by_score {
+                v.sort_by(|a, b| {
+                    b.max_score
+                        .total_cmp(&a.max_score)
+                        .then(b.requests.cmp(&a.requests))
+                });
+            } else {
+                v.sort_by(|a, b| b.requests.cmp(&a.requests).then(a.id.cmp(&b.id)));
+            }
+            v.truncate(10);
+        };
+        let mut accounts: Vec<Tally> = self.accounts.drain().map(|(_, t)| t).collect();
+        top(&mut accounts, false);
+        s.top_accounts = accounts;
+        let mut clusters: Vec<Tally> = self.clusters.values().cloned().collect();
+        top(&mut clusters, false);
+        s.top_clusters = clusters;
+        let mut suspicious: Vec<Tally> = self.clusters.drain().map(|(_, t)| t).collect();
+        top(&mut suspicious, true);
+        s.most_suspicious_clusters = suspicious;
+        s
+    }
+}
+
+type Parsed = Vec<(u64, Result<TrafficLine, LineError>)>;
+
+/// Replays `input` (JSON Lines) under `config`, writing one decision line per input
+/// line to `out` in input order. Malformed lines are reported on stderr with their
+/// line number and skipped, unless `strict`.
+pub fn replay(
+    config: Config,
+    input: impl BufRead + Send + 'static,
+    mut out: impl Write,
+    opts: &ReplayOptions,
+) -> Result<Summary, ReplayError> {
+    let replayer = Replayer::new(config)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (tx, rx) = sync_channel::<std::io::Result<Parsed>>(IN_FLIGHT);
+    let reader = std::thread::spawn(move || read_batches(input, tx));
+    let bar = opts.progress.then(|| {
+        let b = indicatif::ProgressBar::new_spinner();
+        b.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} {pos} lines ({per_sec}) {elapsed}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        );
+        b
+    });
+    let started = std::time::Instant::now();
+    let mut agg = Aggregates::default();
+    let mut scorer = opts.score.then(Scorer::new);
+    let mut result = Ok(());
+    let mut buf = Vec::with_capacity(256);
+    'outer: for batch in rx.iter() {
+        let batch = match batch {
+            Ok(b) => b,
+            Err(e) => {
+                result = Err(ReplayError::Io(e));
+                break;
+            }
+        };
+        for (n, parsed) in batch {
+            agg.summary.lines += 1;
+            let line = match parsed {
+                Ok(l) => l,
+                Err(e) => {
+                    if opts.strict {
+                        result = Err(ReplayError::Line(e));
+                        break 'outer;
+                    }
+                    agg.summary.malformed += 1;
+                    eprintln!("skipped {e}");
+                    continue;
+                }
+            };
+            let decided = rt.block_on(replayer.decide(n, &line));
+            let decision = match decided {
+                Ok((_, d)) => d,
+                Err(e) => {
+                    if opts.strict {
+                        result = Err(ReplayError::Line(e));
+                        break 'outer;
+                    }
+                    agg.summary.malformed += 1;
+                    eprintln!("skipped {e}");
+                    continue;
+                }
+            };
+            agg.observe(&decision);
+            if let Some(s) = scorer.as_mut() {
+                s.observe(&line, &decision);
+            }
+            buf.clear();
+            if serde_json::to_writer(&mut buf, &decision).is_ok() {
+                buf.push(b'\n');
+                if let Err(e) = out.write_all(&buf) {
+                    result = Err(ReplayError::Io(e));
+                    break 'outer;
+                }
+            }
+        }
+        if let Some(b) = &bar {
+            b.set_position(agg.summary.lines);
+        }
+    }
+    // Dropping the receiver stops the reader if we left early.
+    drop(rx);
+    let _ = reader.join();
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    result?;
+    out.flush()?;
+    let mut summary = agg.finish();
+    summary.seconds = started.elapsed().as_secs_f64();
+    summary.lines_per_second = summary.lines as f64 / summary.seconds.max(1e-9);
+    summary.score = scorer.map(Scorer::finish);
+    Ok(summary)
+}
+
+fn read_batches(mut input: impl BufRead, tx: std::sync::mpsc::SyncSender<std::io::Result<Parsed>>) {
+    let mut n = 0u64;
+    let mut batch: Parsed = Vec::with_capacity(BATCH);
+    let mut text = String::new();
+    loop {
+        text.clear();
+        match input.read_line(&mut text) {
+            Ok(0) => break,
+            Ok(_) => {
+                n += 1;
+                let trimmed = text.trim();
+                if trimmed.is_empty() {
+                    continue;
+                }
+                batch.push((n, parse_line(n, trimmed)));
+                if batch.len() == BATCH && tx.send(Ok(std::mem::take(&mut batch))).is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                let _ = tx.send(Err(e));
+                return;
+            }
+        }
+    }
+    if !batch.is_empty() {
+        let _ = tx.send(Ok(batch));
+    }
+}

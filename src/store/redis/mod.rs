@@ -1,0 +1,580 @@
+//! The Redis backend: one set of quotas for every replica pointing at one Redis.
+//!
+//! [`RedisStore`] implements [`Store`] with the same bucket arithmetic as the
+//! embedded [`MemoryStore`], run inside Redis by two Lua scripts (see
+//! `script.rs`): an admission checks and charges the account's and the cluster's
+//! buckets atomically in one round trip (`EVALSHA`; the script is loaded on first
+//! use and reloaded transparently after a `NOSCRIPT`, e.g. a `SCRIPT FLUSH` or a
+//! failover), and a settlement applies a token delta with the second script.
+//!
+//! * **Time** is the caller's: the admission's `now_ms`, not Redis' `TIME`.
+//!   Replicas must keep their clocks in sync (NTP); a replica whose clock is behind
+//!   drains nothing until it catches up (levels never go back in time), one that is
+//!   ahead drains buckets early by its skew.
+//! * **Keys** expire when all their buckets have drained (plus one second), and at
+//!   the latest two days after their last charge.
+//! * **Refused subjects are answered locally** (`deny_cache`): after Redis refuses a
+//!   request, the subject's buckets are kept in process and later requests that
+//!   they still refuse are answered without a round trip, exactly as Redis would
+//!   have, until they would fit again. Anything they admit goes to Redis.
+//! * **Faults**: every call is bounded by `timeout`. On an error or a timeout the
+//!   store goes *down*: with `fail_open` requests are checked against an in-process
+//!   [`MemoryStore`] (per-replica limits; [`RedisStore::fallback_count`] counts
+//!   them, and one warning is logged per outage), with `fail_closed` they fail with
+//!   [`StoreError`], which the enforce stage answers with 503. While down, one
+//!   request at a time (at most every 100 ms) probes Redis; the first success ends
+//!   the outage. Settlements are spawned, retried once, and applied to the
+//!   in-process store if Redis still fails.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), distill_guard::config::ConfigError> {
+//! use distill_guard::store::{build_store, Backend, StoreConfig};
+//!
+//! let store = build_store(&StoreConfig {
+//!     backend: Backend::Redis,
+//!     url: Some("redis://127.0.0.1:6379".into()),
+//!     ..StoreConfig::default()
+//! })?;
+//! # let _ = store; Ok(()) }
+//! ```
+
+mod script;
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use ::redis::{Client, Script, Value};
+use dashmap::DashMap;
+
+use super::config::{OnError, StoreConfig};
+use super::memory::{Entry, MAX_IDLE_MS};
+use super::{Admission, Denial, MemoryStore, Outcome, Settlement, Store, StoreError, StoreFuture};
+use super::{Subject, Window};
+use crate::config::ConfigError;
+use crate::extensions::Scope;
+
+/// Extra lifetime of a key after its buckets have drained.
+const TTL_SLACK_MS: u64 = 1_000;
+/// While Redis is down, how often a request may probe it.
+const PROBE_EVERY: Duration = Duration::from_millis(100);
+/// Most subjects kept in the local cache of refused subjects.
+const DENY_CACHE_MAX: usize = 100_000;
+/// How often (in store time) expired cache entries are swept.
+const SWEEP_EVERY_MS: u64 = 60_000;
+
+/// Checks that `url` is a Redis URL this build can connect to.
+pub(crate) fn check_url(url: &str) -> Result<(), String> {
+    if url.starts_with("rediss://") || url.starts_with("valkeys://") {
+        return Err(
+            "TLS (`rediss://`) is not supported by this build; use `redis://` over a trusted network or a TLS tunnel".into(),
+        );
+    }
+    Client::open(url)
+        .map(|_| ())
+        .map_err(|e| format!("not a usable Redis URL: {e}"))
+}
+
+/// Quota state in Redis, shared by every replica that uses the same Redis and key
+/// prefix. See the [module docs](self).
+#[derive(Clone)]
+pub struct RedisStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    conn: ConnectionManager,
+    admit: Script,
+    settle: Script,
+    prefix: String,
+    timeout: Duration,
+    on_error: OnError,
+    deny_cache: bool,
+    /// The fallback while Redis is down.
+    local: MemoryStore,
+    /// Refused subjects: their buckets as Redis last returned them.
+    cache: DashMap<(bool, [u8; 16]), Cached>,
+    last_sweep_ms: AtomicU64,
+    health: Health,
+    fallbacks: AtomicU64,
+    local_denials: AtomicU64,
+    handle: tokio::runtime::Handle,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Cached {
+    entry: Entry,
+    /// When the refusal that cached it would have lifted (store time).
+    until_ms: u64,
+}
+
+/// Whether Redis is up, and who may probe it while it is not.
+struct Health {
+    epoch: Instant,
+    down: AtomicBool,
+    probing: AtomicBool,
+    /// Milliseconds since `epoch` before which nobody probes.
+    next_probe_ms: AtomicU64,
+    outages: AtomicU64,
+}
+
+/// Releases the probe slot when the probing request ends, even if it is dropped.
+struct ProbeSlot<'a>(&'a Health);
+
+impl Drop for ProbeSlot<'_> {
+    fn drop(&mut self) {
+        self.0.probing.store(false, Ordering::Release);
+    }
+}
+
+impl Health {
+    fn elapsed_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// `Some` when this call should go to Redis (with the probe slot if Redis is
+    /// down), `None` when it should be answered without Redis.
+    fn route(&self) -> Option<Option<ProbeSlot<'_>>> {
+        if !self.down.load(Ordering::Acquire) {
+            return Some(None);
+        }
+        if self.elapsed_ms() < self.next_probe_ms.load(Ordering::Acquire) {
+            return None;
+        }
+        self.probing
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .ok()
+            .map(|_| Some(ProbeSlot(self)))
+    }
+
+    fn succeeded(&self) {
+        if self.down.swap(false, Ordering::AcqRel) {
+            tracing::info!("redis quota store is reachable again; shared limits are back");
+        }
+    }
+
+    fn failed(&self, error: &StoreError, on_error: OnError) {
+        self.next_probe_ms.store(
+            self.elapsed_ms() + PROBE_EVERY.as_millis() as u64,
+            Ordering::Release,
+        );
+        if !self.down.swap(true, Ordering::AcqRel) {
+            self.outages.fetch_add(1, Ordering::Relaxed);
+            let mode = match on_error {
+                OnError::FailOpen => "fail_open: enforcing per-replica limits in memory",
+                OnError::FailClosed => "fail_closed: refusing requests with 503",
+            };
+            tracing::warn!(%error, mode, "redis quota store unavailable");
+        }
+    }
+}
+
+impl fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let i = &self.inner;
+        f.debug_struct("RedisStore")
+            .field("prefix", &i.prefix)
+            .field("timeout", &i.timeout)
+            .field("on_error", &i.on_error)
+            .field("down", &i.health.down.load(Ordering::Relaxed))
+            .field("fallbacks", &i.fallbacks.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisStore {
+    /// A store for `config` (`backend` is not looked at). Does not connect: the
+    /// first call does, so a Redis that is down at start-up is an ordinary outage.
+    /// Must be called inside a Tokio runtime.
+    pub fn new(config: &StoreConfig) -> Result<Self, ConfigError> {
+        let url = config
+            .url
+            .as_deref()
+            .ok_or_else(|| ConfigError::single("store.url", "required for the Redis backend"))?;
+        check_url(url).map_err(|m| ConfigError::single("store.url", m))?;
+        if config.timeout.is_zero() {
+            return Err(ConfigError::single(
+                "store.timeout",
+                "must be greater than 0",
+            ));
+        }
+        let handle = tokio::runtime::Handle::try_current().map_err(|_| {
+            ConfigError::single(
+                "store",
+                "the Redis store must be built inside a Tokio runtime",
+            )
+        })?;
+        let client =
+            Client::open(url).map_err(|e| ConfigError::single("store.url", e.to_string()))?;
+        let manager_config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(config.timeout))
+            .set_response_timeout(Some(config.timeout))
+            .set_number_of_retries(1)
+            .set_min_delay(Duration::from_millis(10))
+            .set_max_delay(Duration::from_millis(100));
+        let conn = ConnectionManager::new_lazy_with_config(client, manager_config)
+            .map_err(|e| ConfigError::single("store.url", e.to_string()))?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                conn,
+                admit: Script::new(script::ADMIT),
+                settle: Script::new(script::SETTLE),
+                prefix: config.key_prefix.clone(),
+                timeout: config.timeout,
+                on_error: config.on_error,
+                deny_cache: config.deny_cache,
+                local: MemoryStore::new(),
+                cache: DashMap::new(),
+                last_sweep_ms: AtomicU64::new(0),
+                health: Health {
+                    epoch: Instant::now(),
+                    down: AtomicBool::new(false),
+                    probing: AtomicBool::new(false),
+                    next_probe_ms: AtomicU64::new(0),
+                    outages: AtomicU64::new(0),
+                },
+                fallbacks: AtomicU64::new(0),
+                local_denials: AtomicU64::new(0),
+                handle,
+            }),
+        })
+    }
+
+    /// Admissions and settlements handled by the in-process store because Redis
+    /// was down or too slow (`fail_open`).
+    pub fn fallback_count(&self) -> u64 {
+        self.inner.fallbacks.load(Ordering::Relaxed)
+    }
+
+    /// Outages seen: times Redis went from answering to failing.
+    pub fn outage_count(&self) -> u64 {
+        self.inner.health.outages.load(Ordering::Relaxed)
+    }
+
+    /// Whether the last call to Redis failed (an outage is in progress).
+    pub fn is_down(&self) -> bool {
+        self.inner.health.down.load(Ordering::Acquire)
+    }
+
+    /// Requests refused from the local cache of refused subjects, without Redis.
+    pub fn local_denial_count(&self) -> u64 {
+        self.inner.local_denials.load(Ordering::Relaxed)
+    }
+
+    /// The in-process store that answers while Redis is down (`fail_open`) and
+    /// takes settlements Redis could not.
+    pub fn fallback_store(&self) -> &MemoryStore {
+        &self.inner.local
+    }
+
+    /// Applies a settlement in Redis now and waits for it, without the fallback
+    /// that [`Store::settle`] adds. For shutdown paths and tests.
+    pub async fn settle_in_redis(&self, settlement: &Settlement) -> Result<(), StoreError> {
+        let inner = &self.inner;
+        if inner.deny_cache {
+            inner.forget(settlement);
+        }
+        inner.settle_redis(settlement).await
+    }
+
+    /// The Redis key of a subject.
+    pub fn key_of(&self, subject: &Subject) -> String {
+        self.inner.key(subject)
+    }
+}
+
+fn cache_key(subject: &Subject) -> (bool, [u8; 16]) {
+    (subject.scope == Scope::Cluster, subject.key)
+}
+
+impl Inner {
+    fn key(&self, subject: &Subject) -> String {
+        let tag = match subject.scope {
+            Scope::Account => "a",
+            Scope::Cluster => "c",
+        };
+        let mut key = String::with_capacity(self.prefix.len() + 2 + 32);
+        key.push_str(&self.prefix);
+        key.push_str(tag);
+        key.push(':');
+        for b in subject.key {
+            key.push(char::from(HEX[usize::from(b >> 4)]));
+            key.push(char::from(HEX[usize::from(b & 15)]));
+        }
+        key
+    }
+
+    fn script_call(
+        &self,
+        now_ms: u64,
+        amount: f64,
+        account: &Subject,
+        cluster: Option<&Subject>,
+    ) -> (Vec<String>, Vec<u8>) {
+        let mut keys = vec![self.key(account)];
+        let mut limits = vec![&account.limits];
+        if let Some(c) = cluster {
+            keys.push(self.key(c));
+            limits.push(&c.limits);
+        }
+        let args = script::pack_args(now_ms, amount, MAX_IDLE_MS, TTL_SLACK_MS, &limits);
+        (keys, args)
+    }
+
+    async fn eval(
+        &self,
+        script: &Script,
+        keys: &[String],
+        args: &[u8],
+    ) -> Result<Value, StoreError> {
+        let mut invocation = script.prepare_invoke();
+        for k in keys {
+            invocation.key(k);
+        }
+        invocation.arg(args);
+        let mut conn = self.conn.clone();
+        match tokio::time::timeout(self.timeout, invocation.invoke_async::<Value>(&mut conn)).await
+        {
+            Err(_) => Err(StoreError::Timeout),
+            Ok(Err(e)) if e.is_timeout() => Err(StoreError::Timeout),
+            Ok(Err(e)) => Err(StoreError::Unavailable(e.to_string())),
+            Ok(Ok(v)) => Ok(v),
+        }
+    }
+
+    async fn admit_redis(&self, a: &Admission) -> Result<Outcome, StoreError> {
+        let (keys, args) = self.script_call(a.now_ms, a.tokens, &a.account, a.cluster.as_ref());
+        let value = self.eval(&self.admit, &keys, &args).await?;
+        let reply = script::parse_admit(&value, keys.len()).map_err(StoreError::Unavailable)?;
+        Ok(self.outcome_of(a, &reply))
+    }
+
+    /// The outcome Redis' reply means, computed with the embedded store's code on
+    /// the levels Redis returned; refusals are remembered in the local cache.
+    fn outcome_of(&self, a: &Admission, reply: &script::AdmitReply) -> Outcome {
+        let costs = [1.0, 1.0, a.tokens, a.tokens];
+        let entry = |i: usize| {
+            let s = reply.states.get(i).copied().unwrap_or(script::State {
+                levels: [0.0; 4],
+                last_ms: a.now_ms,
+                idle_at_ms: 0,
+            });
+            Entry {
+                levels: s.levels,
+                last_ms: s.last_ms,
+                idle_at_ms: s.idle_at_ms,
+            }
+        };
+        let acct = entry(0);
+        let cluster = a.cluster.as_ref().map(|c| (c, entry(1)));
+        let mut views = [[None; 4]; 2];
+        views[0] = acct.views(&a.account.limits);
+        if let Some((c, e)) = &cluster {
+            views[1] = e.views(&c.limits);
+        }
+        if reply.admitted {
+            if self.deny_cache {
+                self.cache.remove(&cache_key(&a.account));
+                if let Some(c) = &a.cluster {
+                    self.cache.remove(&cache_key(c));
+                }
+            }
+            return Outcome {
+                denied: None,
+                views,
+            };
+        }
+        let denial = acct
+            .check(&costs, &a.account.limits, Scope::Account)
+            .or_else(|| {
+                cluster
+                    .as_ref()
+                    .and_then(|(c, e)| e.check(&costs, &c.limits, Scope::Cluster))
+            })
+            .unwrap_or_else(|| {
+                // Redis refused, yet the same arithmetic here admits: only possible if
+                // the stored state changed shape under us. Refuse briefly.
+                tracing::warn!("redis refused an admission the local arithmetic admits");
+                Denial {
+                    scope: Scope::Account,
+                    window: Window::RequestsPerMinute,
+                    retry_after_ms: Some(1),
+                }
+            });
+        if self.deny_cache {
+            let until_ms = a.now_ms.saturating_add(
+                denial
+                    .retry_after_ms
+                    .unwrap_or_else(|| denial.window.window_ms()),
+            );
+            self.remember(&a.account, acct, until_ms, a.now_ms);
+            if let Some((c, e)) = cluster {
+                self.remember(c, e, until_ms, a.now_ms);
+            }
+        }
+        Outcome {
+            denied: Some(denial),
+            views,
+        }
+    }
+
+    /// Drops the cached copies a settlement makes stale.
+    fn forget(&self, s: &Settlement) {
+        self.cache.remove(&cache_key(&s.account));
+        if let Some(c) = &s.cluster {
+            self.cache.remove(&cache_key(c));
+        }
+    }
+
+    fn remember(&self, subject: &Subject, entry: Entry, until_ms: u64, now_ms: u64) {
+        let last = self.last_sweep_ms.load(Ordering::Relaxed);
+        if now_ms.saturating_sub(last) >= SWEEP_EVERY_MS
+            && self
+                .last_sweep_ms
+                .compare_exchange(last, now_ms, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.cache.retain(|_, c| c.until_ms > now_ms);
+        }
+        if self.cache.len() < DENY_CACHE_MAX {
+            self.cache
+                .insert(cache_key(subject), Cached { entry, until_ms });
+        }
+    }
+
+    fn cached(&self, subject: &Subject, now_ms: u64) -> Option<Entry> {
+        let c = *self.cache.get(&cache_key(subject))?;
+        if c.until_ms <= now_ms {
+            self.cache.remove(&cache_key(subject));
+            return None;
+        }
+        let mut e = c.entry;
+        e.bring_to(now_ms, &subject.limits);
+        Some(e)
+    }
+
+    /// The refusal Redis would give, from the local copies of refused subjects;
+    /// `None` when Redis must be asked.
+    fn cached_refusal(&self, a: &Admission) -> Option<Outcome> {
+        if !self.deny_cache || self.cache.is_empty() {
+            return None;
+        }
+        let costs = [1.0, 1.0, a.tokens, a.tokens];
+        let acct = self.cached(&a.account, a.now_ms)?;
+        let cluster = match &a.cluster {
+            Some(c) => Some((c, self.cached(c, a.now_ms)?)),
+            None => None,
+        };
+        let denied = acct
+            .check(&costs, &a.account.limits, Scope::Account)
+            .or_else(|| {
+                cluster
+                    .as_ref()
+                    .and_then(|(c, e)| e.check(&costs, &c.limits, Scope::Cluster))
+            })?;
+        let mut views = [[None; 4]; 2];
+        views[0] = acct.views(&a.account.limits);
+        if let Some((c, e)) = &cluster {
+            views[1] = e.views(&c.limits);
+        }
+        self.local_denials.fetch_add(1, Ordering::Relaxed);
+        Some(Outcome {
+            denied: Some(denied),
+            views,
+        })
+    }
+
+    fn fallback_admit(&self, a: &Admission, error: StoreError) -> Result<Outcome, StoreError> {
+        match self.on_error {
+            OnError::FailOpen => {
+                self.fallbacks.fetch_add(1, Ordering::Relaxed);
+                Ok(self.local.admit_now(a))
+            }
+            OnError::FailClosed => Err(error),
+        }
+    }
+
+    async fn admit(&self, a: &Admission) -> Result<Outcome, StoreError> {
+        if let Some(outcome) = self.cached_refusal(a) {
+            return Ok(outcome);
+        }
+        let Some(_probe) = self.health.route() else {
+            return self.fallback_admit(
+                a,
+                StoreError::Unavailable("redis is down; waiting to probe it again".into()),
+            );
+        };
+        match self.admit_redis(a).await {
+            Ok(outcome) => {
+                self.health.succeeded();
+                Ok(outcome)
+            }
+            Err(e) => {
+                self.health.failed(&e, self.on_error);
+                self.fallback_admit(a, e)
+            }
+        }
+    }
+
+    async fn settle_redis(&self, s: &Settlement) -> Result<(), StoreError> {
+        let (keys, args) =
+            self.script_call(s.now_ms, s.token_delta, &s.account, s.cluster.as_ref());
+        match self.eval(&self.settle, &keys, &args).await? {
+            Value::Int(n) if usize::try_from(n).ok() == Some(keys.len()) => Ok(()),
+            other => Err(StoreError::Unavailable(format!(
+                "settle script: unexpected reply {other:?}"
+            ))),
+        }
+    }
+
+    async fn settle(&self, s: Settlement) {
+        let mut error = None;
+        for _ in 0..2 {
+            match self.settle_redis(&s).await {
+                Ok(()) => {
+                    self.health.succeeded();
+                    return;
+                }
+                Err(e) => error = Some(e),
+            }
+        }
+        if let Some(e) = error {
+            self.health.failed(&e, self.on_error);
+        }
+        self.fallbacks.fetch_add(1, Ordering::Relaxed);
+        self.local.settle_now(&s);
+    }
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+impl Store for RedisStore {
+    fn admit<'a>(&'a self, admission: &'a Admission) -> StoreFuture<'a, Outcome> {
+        Box::pin(self.inner.admit(admission))
+    }
+
+    fn settle(&self, settlement: Settlement) {
+        let inner = &self.inner;
+        if inner.deny_cache {
+            inner.forget(&settlement);
+        }
+        if inner.health.down.load(Ordering::Acquire) {
+            // The admission was most likely answered locally too.
+            inner.fallbacks.fetch_add(1, Ordering::Relaxed);
+            inner.local.settle_now(&settlement);
+            return;
+        }
+        let task = self.inner.clone();
+        inner
+            .handle
+            .spawn(async move { task.settle(settlement).await });
+    }
+
+    /// Subjects held in this process: the fallback store's and the cache of refused
+    /// subjects (Redis' own keys are not counted).
+    fn tracked(&self) -> usize {
+        self.inner.local.tracked() + self.inner.cache.len()
+    }
+}

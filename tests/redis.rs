@@ -1,0 +1,651 @@
+//! The Redis store against a real `redis-server` started on a free port.
+//!
+//! When `redis-server` is not on PATH every test prints
+//! `redis tests SKIPPED: redis-server not found` and returns; CI fails on that line.
+
+mod support;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use distill_guard::clock::ManualClock;
+use distill_guard::extensions::{Cluster, ClusterId, Scope};
+use distill_guard::quota::gcra::BucketLimit;
+use distill_guard::store::{
+    Admission, Backend, MemoryStore, OnError, Outcome, RedisStore, Settlement, Store, StoreConfig,
+    StoreError, Subject,
+};
+use distill_guard::{Config, Guard};
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use support::RedisServer;
+use tower::ServiceExt;
+
+fn store_config(server: &RedisServer, on_error: OnError, timeout_ms: u64) -> StoreConfig {
+    StoreConfig {
+        backend: Backend::Redis,
+        url: Some(server.url()),
+        timeout: Duration::from_millis(timeout_ms),
+        on_error,
+        key_prefix: "test:".into(),
+        deny_cache: true,
+    }
+}
+
+async fn raw(server: &RedisServer) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(server.url())
+        .expect("url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("raw connection")
+}
+
+const T0: u64 = 1_700_000_000_000;
+
+// ---------------------------------------------------------------------------
+// The Lua arithmetic against the embedded store.
+
+fn limits_from(rng: &mut ChaCha8Rng) -> [Option<BucketLimit>; 4] {
+    // A few tiers and suspicion multipliers, so limits change under a live key.
+    let m = [1.0, 1.0, 0.5, 0.1, 0.0, 2.0_f64.sqrt()][rng.random_range(0..6)];
+    let rpm = [5.0, 60.0, 7.0][rng.random_range(0..3)];
+    let tpm = [1_000.0, 150_000.0, 3_333.0][rng.random_range(0..3)];
+    [
+        Some(BucketLimit::new(rpm, 60_000.0, rpm).scaled(m)),
+        if rng.random_bool(0.5) {
+            Some(BucketLimit::new(200.0, 86_400_000.0, 200.0).scaled(m))
+        } else {
+            None
+        },
+        Some(BucketLimit::new(tpm, 60_000.0, tpm).scaled(m)),
+        if rng.random_bool(0.7) {
+            Some(BucketLimit::new(50_000.0, 86_400_000.0, 50_000.0).scaled(m))
+        } else {
+            None
+        },
+    ]
+}
+
+/// An account and maybe a cluster; with `stable` each key always has the same
+/// limits, otherwise they change from call to call (tiers, suspicion bands).
+fn random_subjects(rng: &mut ChaCha8Rng, stable: bool) -> (Subject, Option<Subject>) {
+    let limits = |rng: &mut ChaCha8Rng, key: u8| {
+        if stable {
+            limits_from(&mut ChaCha8Rng::seed_from_u64(u64::from(key)))
+        } else {
+            limits_from(rng)
+        }
+    };
+    let a = rng.random_range(0..4u8);
+    let account = Subject {
+        scope: Scope::Account,
+        key: [a; 16],
+        limits: limits(rng, a),
+    };
+    let cluster = rng.random_bool(0.6).then(|| {
+        let c = 100 + rng.random_range(0..2u8);
+        Subject {
+            scope: Scope::Cluster,
+            key: [c; 16],
+            limits: limits(rng, c),
+        }
+    });
+    (account, cluster)
+}
+
+fn assert_close(a: &Outcome, b: &Outcome, step: usize) {
+    match (a.denied, b.denied) {
+        (None, None) => {}
+        (Some(x), Some(y)) => {
+            assert_eq!((x.scope, x.window), (y.scope, y.window), "step {step}");
+            match (x.retry_after_ms, y.retry_after_ms) {
+                (Some(p), Some(q)) => assert!(p.abs_diff(q) <= 1, "step {step}: {p} vs {q}"),
+                (p, q) => assert_eq!(p, q, "step {step}"),
+            }
+        }
+        (x, y) => panic!("step {step}: {x:?} vs {y:?}"),
+    }
+    for (va, vb) in a.views.iter().flatten().zip(b.views.iter().flatten()) {
+        match (va, vb) {
+            (Some(p), Some(q)) => {
+                assert_eq!(p.limit, q.limit, "step {step}");
+                assert!(
+                    (p.remaining - q.remaining).abs() <= 1e-6 * p.limit.max(1.0),
+                    "step {step}: {p:?} vs {q:?}"
+                );
+                assert!(p.reset_ms.abs_diff(q.reset_ms) <= 1, "step {step}");
+            }
+            (p, q) => assert_eq!(p, q, "step {step}"),
+        }
+    }
+}
+
+/// Random admissions and settlements (changing limits, clusters coming and going,
+/// time jumping forward and sometimes slightly back) give the same outcomes from
+/// the Lua scripts as from `MemoryStore`: bit for bit without the deny cache,
+/// within float rounding with it. (A cached refusal leaves the state as Redis
+/// returned it, while the embedded store brings it up to date at each refusal;
+/// the two agree as long as time moves forward and the subject's limits stay the
+/// same, which is what this variant generates.)
+async fn lua_matches_memory(deny_cache: bool) {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    for seed in 0..4u64 {
+        let mut cfg = store_config(&server, OnError::FailClosed, 2_000);
+        cfg.key_prefix = format!("eq{seed}{deny_cache}:");
+        cfg.deny_cache = deny_cache;
+        let redis = RedisStore::new(&cfg).expect("store");
+        let memory = MemoryStore::new();
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut now = T0;
+        let (mut admitted, mut denied) = (0, 0);
+        for step in 0..600 {
+            now = match rng.random_range(0..10) {
+                0 => now,
+                // Replicas' clocks differ a little.
+                1 if !deny_cache => now - rng.random_range(0..500),
+                2 => now + rng.random_range(0..600_000),
+                _ => now + rng.random_range(0..3_000),
+            };
+            let (account, cluster) = random_subjects(&mut rng, deny_cache);
+            if rng.random_bool(0.2) {
+                let s = Settlement {
+                    now_ms: now,
+                    account,
+                    cluster,
+                    token_delta: rng.random_range(-2_000.0..1_000.0_f64).round(),
+                };
+                memory.settle_now(&s);
+                redis.settle_in_redis(&s).await.expect("settle");
+                continue;
+            }
+            let a = Admission {
+                now_ms: now,
+                account,
+                cluster,
+                tokens: [0.0, 1.0, 250.0, 999.0, 4_000.0][rng.random_range(0..5)],
+            };
+            let want = memory.admit_now(&a);
+            let got = redis.admit(&a).await.expect("redis answers");
+            if deny_cache {
+                assert_close(&got, &want, step);
+            } else {
+                assert_eq!(got, want, "seed {seed} step {step}: {a:?}");
+            }
+            if want.denied.is_some() {
+                denied += 1;
+            } else {
+                admitted += 1;
+            }
+        }
+        // The sequence exercised both paths.
+        assert!(admitted > 50 && denied > 50, "{admitted} / {denied}");
+        assert_eq!(redis.fallback_count(), 0);
+        if deny_cache {
+            assert!(redis.local_denial_count() > 0, "the cache answered nothing");
+        }
+    }
+}
+
+#[tokio::test]
+async fn lua_is_bit_identical_to_the_memory_store() {
+    lua_matches_memory(false).await;
+}
+
+#[tokio::test]
+async fn deny_cache_answers_like_redis() {
+    lua_matches_memory(true).await;
+}
+
+// ---------------------------------------------------------------------------
+// Guards over one Redis.
+
+fn guard_config(extra: &str) -> Config {
+    Config::from_toml_str(&format!(
+        r#"
+        [identity]
+        secret = "redis-test-secret"
+        [tiers.default]
+        requests_per_minute = 600
+        requests_per_day = "unlimited"
+        tokens_per_minute = "unlimited"
+        tokens_per_day = "unlimited"
+        {extra}
+        "#
+    ))
+    .expect("valid config")
+}
+
+fn guard(store: Arc<dyn Store>, clock: &ManualClock) -> Guard {
+    Guard::builder(guard_config(""))
+        .store(store)
+        .clock(Arc::new(clock.clone()))
+        .build()
+        .expect("guard")
+}
+
+fn request(key: &str, cluster: Option<Cluster>) -> Request<Full<Bytes>> {
+    let mut req = Request::post("/v1/chat/completions")
+        .header("authorization", format!("Bearer {key}"))
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from_static(
+            br#"{"model":"m","messages":[{"role":"user","content":"hello"}],"max_tokens":16}"#,
+        )))
+        .expect("request");
+    if let Some(c) = cluster {
+        req.extensions_mut().insert(c);
+    }
+    req
+}
+
+/// One request through the guard's enforce stage to a mock model; the status and
+/// the body text.
+async fn send(g: &Guard, key: &str, cluster: Option<Cluster>) -> (StatusCode, String) {
+    let handler = tower::service_fn(|_req: Request<Full<Bytes>>| async {
+        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(
+            br#"{"usage":{"prompt_tokens":5,"completion_tokens":3}}"#,
+        ))))
+    });
+    let res = tower::Layer::layer(&g.enforce_layer(), handler)
+        .oneshot(request(key, cluster))
+        .await
+        .expect("infallible");
+    let status = res.status();
+    let body = res.into_body().collect().await.expect("body").to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// Three replicas, each with its own connection, enforce one cluster limit
+/// together: what they admit over 30 s of virtual time is the cluster's burst plus
+/// its rate over that time, within 2%, although each replica alone sees a third of
+/// the traffic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_guards_enforce_one_global_limit() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let clock = ManualClock::new(T0);
+    let stores: Vec<RedisStore> = (0..3)
+        .map(|_| RedisStore::new(&store_config(&server, OnError::FailClosed, 2_000)).expect("s"))
+        .collect();
+    let guards: Vec<Guard> = stores
+        .iter()
+        .map(|s| guard(Arc::new(s.clone()), &clock))
+        .collect();
+    // Four accounts in one cluster of four: the cluster gets 600 × 4^0.5 = 1200
+    // per minute, less than the accounts' 4 × 600, so the cluster binds.
+    let cluster = Cluster {
+        id: ClusterId::from_name("ring"),
+        size: 4,
+    };
+    let keys = ["sk-a", "sk-b", "sk-c", "sk-d"];
+    let steps = 300u64;
+    let mut admitted = 0u64;
+    let mut refused = 0u64;
+    let mut per_guard = [0u64; 3];
+    for _ in 0..steps {
+        let mut tasks = Vec::new();
+        for (gi, g) in guards.iter().enumerate() {
+            for key in keys {
+                for _ in 0..2 {
+                    let g = g.clone();
+                    tasks.push(tokio::spawn(async move {
+                        (gi, send(&g, key, Some(cluster)).await)
+                    }));
+                }
+            }
+        }
+        for t in tasks {
+            let (gi, (status, body)) = t.await.expect("task");
+            match status {
+                StatusCode::OK => {
+                    admitted += 1;
+                    per_guard[gi] += 1;
+                }
+                StatusCode::TOO_MANY_REQUESTS => {
+                    assert!(body.contains("group of accounts"), "{body}");
+                    refused += 1;
+                }
+                other => panic!("unexpected {other}: {body}"),
+            }
+        }
+        clock.advance_ms(100);
+    }
+    let expected = 1_200.0 + 1_200.0 / 60_000.0 * ((steps - 1) * 100) as f64;
+    let err = (admitted as f64 - expected).abs() / expected;
+    println!(
+        "admitted {admitted} (expected {expected}), refused {refused}, per guard {per_guard:?}"
+    );
+    assert!(err <= 0.02, "admitted {admitted}, expected {expected} ±2%");
+    assert!(per_guard.iter().all(|&n| n > 100), "{per_guard:?}");
+    assert!(stores.iter().all(|s| s.fallback_count() == 0));
+    assert!(
+        stores.iter().map(|s| s.local_denial_count()).sum::<u64>() > 0,
+        "refusals were all round trips"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Faults.
+
+async fn wait_until_up(g: &Guard, store: &RedisStore, clock: &ManualClock) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while store.is_down() {
+        assert!(Instant::now() < deadline, "never recovered");
+        clock.advance_ms(1_000);
+        send(g, "sk-probe", None).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// `fail_open`: Redis killed mid-run → requests are still served, under the same
+/// limits kept per replica in memory, with one outage counted; Redis back →
+/// shared limits again.
+#[tokio::test]
+async fn fail_open_keeps_serving_and_recovers() {
+    let Some(mut server) = RedisServer::start() else {
+        return;
+    };
+    let clock = ManualClock::new(T0);
+    let store = RedisStore::new(&store_config(&server, OnError::FailOpen, 500)).expect("store");
+    let g = guard(Arc::new(store.clone()), &clock);
+    for _ in 0..10 {
+        assert_eq!(send(&g, "sk-open", None).await.0, StatusCode::OK);
+    }
+    let mut con = raw(&server).await;
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("test:a:*")
+        .query_async(&mut con)
+        .await
+        .expect("keys");
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg(&keys[0])
+        .query_async(&mut con)
+        .await
+        .expect("pttl");
+    // 10 of 600/min drain in 1 s, plus 1 s of slack.
+    assert!((1..=2_000).contains(&ttl), "ttl {ttl}");
+
+    server.kill();
+    // A fresh account: 600 at once are admitted locally, the 601st is refused.
+    let mut ok = 0;
+    let mut limited = 0;
+    for _ in 0..601 {
+        match send(&g, "sk-during", None).await.0 {
+            StatusCode::OK => ok += 1,
+            StatusCode::TOO_MANY_REQUESTS => limited += 1,
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert_eq!((ok, limited), (600, 1));
+    assert!(store.is_down());
+    assert_eq!(store.outage_count(), 1);
+    assert!(store.fallback_count() >= 601, "{}", store.fallback_count());
+
+    server.restart();
+    wait_until_up(&g, &store, &clock).await;
+    let before = store.fallback_count();
+    assert_eq!(send(&g, "sk-after", None).await.0, StatusCode::OK);
+    assert_eq!(store.fallback_count(), before);
+    let mut con = raw(&server).await;
+    let n: i64 = redis::cmd("EXISTS")
+        .arg(store.key_of(&Subject {
+            scope: Scope::Account,
+            key: g.shared().settings().identity.hash_key("sk-after").0,
+            limits: [None; 4],
+        }))
+        .query_async(&mut con)
+        .await
+        .expect("exists");
+    assert_eq!(n, 1, "the admission after recovery went to Redis");
+    assert_eq!(store.outage_count(), 1);
+}
+
+/// `fail_closed`: Redis killed → 503 in the path's dialect; Redis back → 200.
+#[tokio::test]
+async fn fail_closed_answers_503_and_recovers() {
+    let Some(mut server) = RedisServer::start() else {
+        return;
+    };
+    let clock = ManualClock::new(T0);
+    let store = RedisStore::new(&store_config(&server, OnError::FailClosed, 500)).expect("store");
+    let g = guard(Arc::new(store.clone()), &clock);
+    assert_eq!(send(&g, "sk-closed", None).await.0, StatusCode::OK);
+    server.kill();
+    for _ in 0..20 {
+        let (status, body) = send(&g, "sk-closed", None).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(body.contains("temporarily unavailable"), "{body}");
+    }
+    assert_eq!(store.fallback_count(), 0);
+    assert!(store.is_down());
+    server.restart();
+    wait_until_up(&g, &store, &clock).await;
+    assert_eq!(send(&g, "sk-closed", None).await.0, StatusCode::OK);
+}
+
+fn subject(key: u8, rpm: f64) -> Subject {
+    Subject {
+        scope: Scope::Account,
+        key: [key; 16],
+        limits: [
+            Some(BucketLimit::new(rpm, 60_000.0, rpm)),
+            None,
+            Some(BucketLimit::new(10_000.0, 60_000.0, 10_000.0)),
+            None,
+        ],
+    }
+}
+
+fn admission(now_ms: u64, key: u8) -> Admission {
+    Admission {
+        now_ms,
+        account: subject(key, 10.0),
+        cluster: None,
+        tokens: 100.0,
+    }
+}
+
+/// After `SCRIPT FLUSH` the next call reloads the script and goes on with the
+/// same state, without an error or a fallback.
+#[tokio::test]
+async fn noscript_after_script_flush_is_transparent() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let store = RedisStore::new(&store_config(&server, OnError::FailClosed, 2_000)).expect("s");
+    let first = store.admit(&admission(T0, 1)).await.expect("admit");
+    assert_eq!(first.views[0][0].expect("rpm").remaining, 9.0);
+    let mut con = raw(&server).await;
+    let _: () = redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async(&mut con)
+        .await
+        .expect("flush");
+    let second = store.admit(&admission(T0, 1)).await.expect("reloaded");
+    assert_eq!(second.views[0][0].expect("rpm").remaining, 8.0);
+    let exists: Vec<bool> = redis::cmd("SCRIPT")
+        .arg("EXISTS")
+        .arg(redis::Script::new("return 1").get_hash())
+        .query_async(&mut con)
+        .await
+        .expect("exists");
+    assert_eq!(exists, vec![false]);
+    assert!(!store.is_down());
+    assert_eq!(store.fallback_count(), 0);
+}
+
+/// A frozen Redis (SIGSTOP) costs a request no more than the configured timeout:
+/// `fail_closed` gets `Timeout`, `fail_open` an answer from memory; once it
+/// resumes, Redis answers again.
+#[tokio::test]
+async fn a_frozen_redis_is_bounded_by_the_timeout() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let timeout = Duration::from_millis(150);
+    let closed = RedisStore::new(&store_config(&server, OnError::FailClosed, 150)).expect("closed");
+    let open = RedisStore::new(&store_config(&server, OnError::FailOpen, 150)).expect("open");
+    // Connect both first.
+    closed.admit(&admission(T0, 2)).await.expect("up");
+    open.admit(&admission(T0, 3)).await.expect("up");
+
+    server.pause();
+    let started = Instant::now();
+    let err = closed.admit(&admission(T0, 2)).await.expect_err("frozen");
+    let took = started.elapsed();
+    assert!(matches!(err, StoreError::Timeout), "{err:?}");
+    assert!(took < timeout + Duration::from_secs(1), "waited {took:?}");
+
+    let started = Instant::now();
+    let out = open.admit(&admission(T0, 3)).await.expect("fails open");
+    assert!(started.elapsed() < timeout + Duration::from_secs(1));
+    assert!(out.denied.is_none());
+    assert_eq!(open.fallback_count(), 1);
+    // While down, requests do not wait at all: they go straight to memory.
+    let started = Instant::now();
+    for _ in 0..50 {
+        open.admit(&admission(T0, 3)).await.expect("local");
+    }
+    assert!(started.elapsed() < timeout, "{:?}", started.elapsed());
+
+    server.resume();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if closed.admit(&admission(T0 + 1, 2)).await.is_ok() && !closed.is_down() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never recovered");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A settlement while Redis is down is not lost: it lands in the in-process
+/// store after one retry.
+#[tokio::test]
+async fn settlement_during_an_outage_lands_locally() {
+    let Some(mut server) = RedisServer::start() else {
+        return;
+    };
+    let store = RedisStore::new(&store_config(&server, OnError::FailOpen, 300)).expect("s");
+    store.admit(&admission(T0, 4)).await.expect("up");
+    server.kill();
+    // The store does not know yet: the settlement is spawned, retried, then kept.
+    store.settle(Settlement {
+        now_ms: T0,
+        account: subject(4, 10.0),
+        cluster: None,
+        token_delta: 700.0,
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while store.fallback_count() == 0 {
+        assert!(Instant::now() < deadline, "settlement vanished");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let view = store.fallback_store().peek(&subject(4, 10.0), T0)[2].expect("tokens");
+    assert_eq!(view.remaining, 9_300.0);
+    assert!(store.is_down());
+}
+
+/// Hostile or corrupt state never panics: a value of the wrong length, with NaNs,
+/// or of another type reads as a fresh subject.
+#[tokio::test]
+async fn corrupt_state_is_an_error_not_a_panic() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let store = RedisStore::new(&store_config(&server, OnError::FailClosed, 2_000)).expect("s");
+    let mut con = raw(&server).await;
+    let nan48: Vec<u8> = std::iter::repeat_n(f64::NAN.to_le_bytes(), 6)
+        .flatten()
+        .collect();
+    for (key, value) in [(5u8, b"garbage".to_vec()), (8, nan48), (9, vec![0xff; 48])] {
+        let _: () = redis::cmd("SET")
+            .arg(store.key_of(&subject(key, 10.0)))
+            .arg(value)
+            .query_async(&mut con)
+            .await
+            .expect("set");
+        let out = store
+            .admit(&admission(T0, key))
+            .await
+            .expect("garbage reads as fresh");
+        assert_eq!(out.views[0][0].expect("rpm").remaining, 9.0);
+    }
+
+    // A key of another type under the prefix reads as fresh and is replaced.
+    let key = store.key_of(&subject(6, 10.0));
+    let _: () = redis::cmd("HSET")
+        .arg(&key)
+        .arg(&["l1", "1"])
+        .query_async(&mut con)
+        .await
+        .expect("hset");
+    let out = store.admit(&admission(T0, 6)).await.expect("replaced");
+    assert_eq!(out.views[0][0].expect("rpm").remaining, 9.0);
+    let kind: String = redis::cmd("TYPE")
+        .arg(&key)
+        .query_async(&mut con)
+        .await
+        .expect("type");
+    assert_eq!(kind, "string");
+    assert_eq!(store.fallback_count(), 0);
+}
+
+/// A server that answers every command with nonsense: errors, no panic.
+#[tokio::test]
+async fn a_nonsense_server_is_an_error_not_a_panic() {
+    if support::redis_server_binary().is_none() {
+        support::report_skip();
+        return;
+    }
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = sock.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                    if sock.write_all(b"*2\r\n:7\r\n$-1\r\n").await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    let cfg = StoreConfig {
+        backend: Backend::Redis,
+        url: Some(format!("redis://127.0.0.1:{port}")),
+        timeout: Duration::from_millis(300),
+        on_error: OnError::FailClosed,
+        key_prefix: "x:".into(),
+        deny_cache: true,
+    };
+    let store = RedisStore::new(&cfg).expect("store");
+    for _ in 0..3 {
+        assert!(store.admit(&admission(T0, 7)).await.is_err());
+    }
+    let open = RedisStore::new(&StoreConfig {
+        on_error: OnError::FailOpen,
+        ..cfg
+    })
+    .expect("store");
+    assert!(open
+        .admit(&admission(T0, 7))
+        .await
+        .expect("local")
+        .denied
+        .is_none());
+}
