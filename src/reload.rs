@@ -335,7 +335,9 @@ impl Reloader {
                 };
                 while hup.recv().await.is_some() {
                     tracing::info!("SIGHUP: reloading the config");
-                    let _ = me.reload(Trigger::Signal).await;
+                    if let Err(ReloadError::NoSource) = me.reload(Trigger::Signal).await {
+                        tracing::warn!("SIGHUP ignored: started without a config file");
+                    }
                 }
             });
         }

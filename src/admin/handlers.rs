@@ -144,7 +144,7 @@ pub(super) async fn status(State(st): St) -> Response {
                 "series": SERIES,
                 "window_seconds": timeline.len(),
                 "totals": SERIES.iter().zip(totals).map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
-                "remembered": t.recent().latest(usize::MAX).len(),
+                "remembered": t.recent().len(),
                 "capacity": t.recent().capacity(),
                 "timeline": timeline,
             },

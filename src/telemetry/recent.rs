@@ -127,6 +127,20 @@ impl Recent {
         }
     }
 
+    /// How many decisions are remembered now.
+    pub fn len(&self) -> usize {
+        self.inner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .ring
+            .len()
+    }
+
+    /// True when no decision is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// How many decisions are remembered at most.
     pub fn capacity(&self) -> usize {
         self.capacity
