@@ -8,8 +8,9 @@
 //! `/api/status`; the old config keeps serving.
 //!
 //! What a reload cannot change: listen addresses and the upstream (`[server]`,
-//! `[admin] listen`) and `admin.recent_decisions` need a restart (a warning is
-//! logged when they differ). An `[audit]` change restarts the audit writer.
+//! `[admin] listen`), `admin.recent_decisions` and `admin.watch_config` need a
+//! restart (a warning is logged when they differ). An `[audit]` change restarts
+//! the audit writer; an `[admin] token` change takes effect at once.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -220,9 +221,10 @@ impl Reloader {
         }
         if config.admin.listen != old.admin.listen
             || config.admin.recent_decisions != old.admin.recent_decisions
+            || config.admin.watch_config != old.admin.watch_config
         {
             warnings.push(
-                "admin.listen and admin.recent_decisions take effect only after a restart"
+                "admin.listen, admin.recent_decisions and admin.watch_config take effect only after a restart"
                     .to_owned(),
             );
         }

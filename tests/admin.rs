@@ -719,3 +719,47 @@ async fn raw_api_keys_never_appear_in_logs_metrics_audit_or_answers() {
         assert!(!text.contains("RAWKEY"), "part of the raw key in {what}");
     }
 }
+
+#[tokio::test]
+async fn a_reload_rotates_the_admin_token() {
+    let text = |token: &str| format!("[identity]\nsecret = \"s\"\n[admin]\ntoken = \"{token}\"\n");
+    let old = "the first admin token, long";
+    let new = "the second admin token, long";
+    let guard =
+        Guard::from_config(Config::from_toml_str(&text(old)).expect("valid")).expect("valid");
+    let reloader = distill_guard::reload::Reloader::new(guard.clone(), None);
+    let app = admin::router_from_config(&guard, Some(reloader.clone()), AdminHooks::default())
+        .expect("token configured");
+    assert_eq!(
+        call(&app, get("/api/status", Some(old))).await.status,
+        StatusCode::OK
+    );
+    reloader
+        .reload_text(&text(new), distill_guard::reload::Trigger::Manual)
+        .await
+        .expect("valid");
+    assert_eq!(
+        call(&app, get("/api/status", Some(old))).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    let st = call(&app, get("/api/status", Some(new))).await;
+    assert_eq!(st.status, StatusCode::OK);
+    assert_eq!(st.json()["config"]["generation"], 2);
+    assert!(!st.text.contains(new), "the token is never shown");
+    // Removing the token closes the admin API rather than opening it.
+    reloader
+        .reload_text(
+            "[identity]\nsecret = \"s\"\n",
+            distill_guard::reload::Trigger::Manual,
+        )
+        .await
+        .expect("valid");
+    assert_eq!(
+        call(&app, get("/api/status", Some(new))).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        call(&app, get("/api/status", Some(""))).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+}

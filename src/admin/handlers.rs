@@ -31,7 +31,18 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
 }
 
 pub(super) async fn require_token(State(st): St, req: Request, next: Next) -> Response {
-    if st.token.admits(req.headers()) {
+    let admitted = match &st.token {
+        super::TokenSource::Fixed(t) => t.admits(req.headers()),
+        super::TokenSource::Config => st
+            .guard
+            .shared()
+            .settings()
+            .config
+            .admin
+            .resolve_token()
+            .is_some_and(|t| super::auth::TokenDigest::new(&t).admits(req.headers())),
+    };
+    if admitted {
         return next.run(req).await;
     }
     st.guard.shared().telemetry().metrics().admin_unauthorized();

@@ -62,9 +62,18 @@ pub use overrides::{ListKind, Override, OverrideAction, OverrideRequest, Overrid
 use crate::guard::Guard;
 use crate::reload::Reloader;
 
+/// Where the admin token comes from.
+pub(crate) enum TokenSource {
+    /// Given to [`router`].
+    Fixed(auth::TokenDigest),
+    /// The config in force (`[admin] token` / `token_env`), so a reload can
+    /// rotate it; no token in force refuses everything.
+    Config,
+}
+
 pub(crate) struct AdminState {
     guard: Guard,
-    token: auth::TokenDigest,
+    token: TokenSource,
     reloader: Option<Reloader>,
     hooks: AdminHooks,
 }
@@ -73,9 +82,23 @@ pub(crate) struct AdminState {
 /// `POST /api/reload` and the reload status; `hooks` plug in the cluster engine
 /// and the trace index.
 pub fn router(guard: &Guard, token: &str, reloader: Option<Reloader>, hooks: AdminHooks) -> Router {
+    build(
+        guard,
+        TokenSource::Fixed(auth::TokenDigest::new(token)),
+        reloader,
+        hooks,
+    )
+}
+
+fn build(
+    guard: &Guard,
+    token: TokenSource,
+    reloader: Option<Reloader>,
+    hooks: AdminHooks,
+) -> Router {
     let state = Arc::new(AdminState {
         guard: guard.clone(),
-        token: auth::TokenDigest::new(token),
+        token,
         reloader,
         hooks,
     });
@@ -109,7 +132,9 @@ pub fn router(guard: &Guard, token: &str, reloader: Option<Reloader>, hooks: Adm
 
 /// The admin router if the guard's config has a token (`[admin] token` or
 /// `token_env`); otherwise `None`, with an error-level log line saying the admin
-/// listener stays disabled.
+/// listener stays disabled. The token is read from the config in force at each
+/// request, so a reload rotates it (and a reload that removes it refuses every
+/// admin request).
 pub fn router_from_config(
     guard: &Guard,
     reloader: Option<Reloader>,
@@ -117,7 +142,7 @@ pub fn router_from_config(
 ) -> Option<Router> {
     let settings = guard.shared().settings();
     match settings.config.admin.resolve_token() {
-        Some(token) => Some(router(guard, &token, reloader, hooks)),
+        Some(_) => Some(build(guard, TokenSource::Config, reloader, hooks)),
         None => {
             tracing::error!(
                 "admin listener disabled: no [admin] token or token_env configured \
