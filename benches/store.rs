@@ -5,7 +5,9 @@
 //!   admitted (every call is a Redis round trip, the cache of refused subjects
 //!   never helps);
 //! * `guard/*`: whole requests through the enforce stage (key hashing, body
-//!   parsing, admission, headers, settlement) to a mock model.
+//!   parsing, admission, headers, settlement) to a mock model;
+//! * `refused/*`: 1,000 accounts over their limit asking again (an attack): the
+//!   Redis store answers from its cache of refused subjects.
 //!
 //! Skips the Redis half cleanly when `redis-server` is not installed.
 
@@ -120,6 +122,45 @@ fn bench_store(c: &mut Criterion, name: &str, rt: &tokio::runtime::Runtime, stor
     group.finish();
 }
 
+/// Refused traffic: 1,000 accounts already over a 1-per-minute limit keep
+/// asking. With the deny cache the Redis store answers them without a round trip.
+fn bench_refused(
+    c: &mut Criterion,
+    name: &str,
+    rt: &tokio::runtime::Runtime,
+    store: Arc<dyn Store>,
+) {
+    let tight = |i: u64| {
+        let mut a = admission(i % 1_000);
+        a.account.key[15] = 0xee;
+        a.cluster = None;
+        a.account.limits[0] = Some(BucketLimit::new(1.0, 60_000.0, 1.0));
+        a
+    };
+    rt.block_on(async {
+        for i in 0..2_000 {
+            store.admit(&tight(i)).await.expect("admit");
+        }
+    });
+    let mut group = c.benchmark_group("refused");
+    group.throughput(Throughput::Elements(1));
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(5));
+    group.bench_function(name, |b| {
+        b.iter_custom(|iters| {
+            let store = store.clone();
+            run(rt, iters, move |i| {
+                let store = store.clone();
+                async move {
+                    let out = store.admit(&tight(i)).await.expect("admit");
+                    assert!(out.denied.is_some());
+                }
+            })
+        })
+    });
+    group.finish();
+}
+
 fn guard(store: Arc<dyn Store>) -> Guard {
     let cfg = Config::from_toml_str(
         r#"
@@ -180,6 +221,7 @@ fn benches(c: &mut Criterion) {
     let rt = runtime();
     bench_store(c, "memory", &rt, Arc::new(MemoryStore::new()));
     bench_guard(c, "memory", &rt, Arc::new(MemoryStore::new()));
+    bench_refused(c, "memory", &rt, Arc::new(MemoryStore::new()));
 
     let Some(server) = support::RedisServer::start() else {
         return;
@@ -197,6 +239,7 @@ fn benches(c: &mut Criterion) {
     });
     bench_store(c, "redis", &rt, Arc::new(redis.clone()));
     bench_guard(c, "redis", &rt, Arc::new(redis.clone()));
+    bench_refused(c, "redis", &rt, Arc::new(redis.clone()));
     assert_eq!(redis.fallback_count(), 0, "redis failed during the bench");
     drop(server);
 }

@@ -763,3 +763,53 @@ async fn a_reload_rotates_the_admin_token() {
         StatusCode::UNAUTHORIZED
     );
 }
+
+#[tokio::test]
+async fn trace_back_searches_the_watermark_index() {
+    let cfg = Config::from_toml_str(
+        "[identity]\nsecret = \"s\"\n[watermark]\ntag = \"always\"\n[[watermark.keys]]\nid = \"k1\"\nsecret = \"watermark test secret\"\n",
+    )
+    .expect("valid");
+    let guard = Guard::builder(cfg)
+        .clock(Arc::new(ManualClock::new(T0)))
+        .build()
+        .expect("valid");
+    let proxy = app(stack(
+        Some(&guard),
+        Backend::Demo(DemoModel::new()).into_service(),
+    ));
+    let hooks = AdminHooks {
+        cluster: None,
+        trace: Some(guard.shared().watermarker().clone()),
+    };
+    let admin = admin::router(&guard, TOKEN, None, hooks);
+    let mut req = chat_req("sk-harvester", Some("harvest-1"));
+    *req.body_mut() = Body::from(
+        json!({"model": "m", "max_tokens": 300, "messages": [{"role": "user", "content": "Explain how tides work in detail."}]})
+            .to_string(),
+    );
+    let r = call(&proxy, req).await;
+    assert_eq!(r.status, 200);
+    let account = r.decision.as_ref().expect("decision").account;
+    let content = r.json()["choices"][0]["message"]["content"]
+        .as_str()
+        .expect("content")
+        .to_owned();
+    let words: Vec<&str> = content.split_whitespace().collect();
+    assert!(words.len() > 30, "a long enough answer: {content}");
+    let excerpt = words[5..words.len() - 5].join(" ");
+    let q: String = excerpt
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    let t = call(&admin, get(&format!("/api/trace?text={q}"), Some(TOKEN))).await;
+    assert_eq!(t.status, StatusCode::OK, "{}", t.text);
+    let v = t.json();
+    assert_eq!(v["hits"][0]["account"], account.to_string(), "{v}");
+}

@@ -3,6 +3,8 @@
 mod check;
 mod replay;
 mod serve;
+mod simulate;
+mod watermark;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -35,6 +37,13 @@ enum Command {
     /// Run recorded traffic (JSON Lines) through the same stack as `serve`, with a
     /// virtual clock, and write one decision per line plus a summary.
     Replay(replay::ReplayArgs),
+    /// Generate realistic labelled traffic (organic users and distillation
+    /// campaigns) as JSON Lines, deterministic per seed.
+    Simulate(simulate::SimulateArgs),
+    /// Check a provenance tag; exit 0 if valid, 1 if not.
+    Verify(watermark::VerifyArgs),
+    /// Trace leaked text back to the account that received it.
+    Trace(watermark::TraceArgs),
 }
 
 pub(crate) fn init_tracing(verbose: u8) {
@@ -56,6 +65,9 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode, String> {
         Command::Serve(args) => serve::run(args),
         Command::CheckConfig { file } => Ok(check::run(&file)),
         Command::Replay(args) => replay::run(args),
+        Command::Simulate(args) => simulate::run(args),
+        Command::Verify(args) => watermark::verify(args),
+        Command::Trace(args) => watermark::trace(args),
     }
 }
 

@@ -124,11 +124,17 @@ async fn serve(
     if passthrough {
         tracing::warn!("--passthrough: the guard is OFF, requests are forwarded unchecked");
     }
+    let shutdown = shutdown_signal()?;
     // The first line on stdout is machine-readable, for scripts and tests.
     println!("listening on http://{addr}");
     tracing::info!(%addr, "distill-guard serving");
     if let Some(admin_addr) = admin_cfg.listen {
-        let hooks = AdminHooks::default();
+        // The watermark stage's index answers `/api/trace`; the cluster engine
+        // plugs in here once it is part of the guard.
+        let hooks = AdminHooks {
+            cluster: None,
+            trace: Some(guard.shared().watermarker().clone()),
+        };
         match admin::router_from_config(&guard, Some(reloader.clone()), hooks.clone()) {
             Some(app) => {
                 let l = tokio::net::TcpListener::bind(admin_addr)
@@ -140,8 +146,9 @@ async fn serve(
                 println!("admin on http://{a}");
                 tracing::info!(addr = %a, "admin API, metrics and dashboard");
                 let g = guard.clone();
+                let stop = shutdown_signal()?;
                 tokio::spawn(async move {
-                    if let Err(e) = admin::serve(l, app, g, hooks, shutdown_signal()).await {
+                    if let Err(e) = admin::serve(l, app, g, hooks, stop).await {
                         tracing::error!(error = %e, "admin listener failed");
                     }
                 });
@@ -152,7 +159,7 @@ async fn serve(
     server::run(
         listener,
         server::app(service),
-        shutdown_signal(),
+        shutdown,
         server_cfg.shutdown_timeout,
     )
     .await
@@ -166,24 +173,29 @@ async fn serve(
     Ok(ExitCode::SUCCESS)
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Registers the shutdown signals now (so a signal sent right after the
+/// "listening" line is not lost) and resolves when one arrives.
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>, String> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate())
+            .map_err(|e| format!("cannot install the SIGTERM handler: {e}"))?;
+        let mut int = signal(SignalKind::interrupt())
+            .map_err(|e| format!("cannot install the SIGINT handler: {e}"))?;
+        Ok(async move {
+            tokio::select! {
+                _ = term.recv() => {},
+                _ = int.recv() => {},
             }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
+            tracing::info!("shutdown signal received; finishing in-flight requests");
+        })
     }
-    tracing::info!("shutdown signal received; finishing in-flight requests");
+    #[cfg(not(unix))]
+    {
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+            tracing::info!("shutdown signal received; finishing in-flight requests");
+        })
+    }
 }

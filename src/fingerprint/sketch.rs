@@ -29,6 +29,20 @@ fn permutations() -> &'static [u64; MAX_HASHES] {
     })
 }
 
+/// For each byte value, the ±1 SimHash increments of its eight bits.
+fn simhash_table() -> &'static [[i32; 8]; 256] {
+    static TABLE: std::sync::OnceLock<[[i32; 8]; 256]> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| {
+        let mut t = [[0i32; 8]; 256];
+        for (v, row) in t.iter_mut().enumerate() {
+            for (bit, x) in row.iter_mut().enumerate() {
+                *x = if (v >> bit) & 1 == 1 { 1 } else { -1 };
+            }
+        }
+        t
+    })
+}
+
 /// The signature of one window of masked tokens.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WindowSketch {
@@ -63,8 +77,13 @@ impl WindowSketch {
                 h.write_u64(*t);
             }
             let sh = h.finish();
-            for (bit, c) in counts.iter_mut().enumerate() {
-                *c += ((sh >> bit) & 1) as i32 * 2 - 1;
+            // Eight bits at a time from a table of ±1 vectors.
+            let table = simhash_table();
+            for (byte, lanes) in counts.chunks_exact_mut(8).enumerate() {
+                let add = &table[((sh >> (8 * byte)) & 0xff) as usize];
+                for (c, a) in lanes.iter_mut().zip(add) {
+                    *c += *a;
+                }
             }
             for (m, p) in mins.iter_mut().zip(perms) {
                 let v = mum(sh ^ p, 0xe703_7ed1_a0b4_28db);

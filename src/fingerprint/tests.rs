@@ -891,3 +891,34 @@ fn of_request_reads_the_peer_and_the_parsed_body() {
     assert!(fp.template.is_none() && fp.network.prefix.is_none());
     assert_eq!(fp.client.user_agent.expect("ua").family, "curl");
 }
+
+#[test]
+fn template_features_are_shared_across_accounts_of_one_template() {
+    let cfg = FingerprintSettings::default();
+    let features = |text: &str, peer: &str| -> Vec<crate::features::Feature> {
+        Fingerprint::compute(&headers(OPENAI_PYTHON), ip(peer), &chat(text), &cfg)
+            .features()
+            .into_iter()
+            .filter(|f| f.family == Family::Template && f.kind != "system_prompt")
+            .collect()
+    };
+    let a = features(&templated(PAYLOADS[0]), "198.51.100.1");
+    let b = features(&templated(PAYLOADS[1]), "203.0.113.9");
+    let c = features(UNRELATED[0], "198.51.100.1");
+    let shared = |x: &[crate::features::Feature], y: &[crate::features::Feature]| {
+        x.iter().filter(|f| y.contains(f)).count()
+    };
+    assert_eq!(a.len(), 16);
+    assert_eq!(shared(&a, &b), 16);
+    assert_eq!(shared(&a, &c), 0);
+    // Head and tail bands never collide with each other.
+    let heads: Vec<u64> = a
+        .iter()
+        .filter(|f| f.kind == "head_lsh_band")
+        .map(|f| f.value)
+        .collect();
+    assert!(a
+        .iter()
+        .filter(|f| f.kind == "tail_lsh_band")
+        .all(|f| !heads.contains(&f.value)));
+}

@@ -124,12 +124,6 @@ fn short_token(buf: &[u8; 16]) -> u64 {
     fmix(mum(x, y) ^ seed::TOKEN)
 }
 
-/// `[A-Za-z0-9_]`.
-#[inline]
-fn is_word_byte(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || c == b'_'
-}
-
 /// The token hash of one lowercase ASCII word, as the tokenizer would produce it.
 pub(crate) fn token_of(word: &str) -> u64 {
     let mut scratch = String::new();
@@ -171,7 +165,7 @@ pub(crate) fn tokenize(text: &str, out: &mut Vec<u64>, max_tokens: usize) {
             }
             continue;
         }
-        if b[i..].starts_with(OPEN_QUOTE) {
+        if c == OPEN_QUOTE[0] && b[i..].starts_with(OPEN_QUOTE) {
             match find_within(b, i + OPEN_QUOTE.len(), CLOSE_QUOTE, MAX_QUOTED) {
                 Some(e) => {
                     push_mask(out, Mask::Quoted);
@@ -183,15 +177,22 @@ pub(crate) fn tokenize(text: &str, out: &mut Vec<u64>, max_tokens: usize) {
         }
         // A chunk: up to whitespace or the start of a masked span.
         let start = i;
+        let mut flags = 0u8;
+        while let Some(&c) = b.get(i) {
+            let f = CLASS[usize::from(c)];
+            if f & (WS | BREAK | HIGH) != 0 {
+                break;
+            }
+            flags |= f;
+            i += 1;
+        }
         let mut ascii = true;
-        let mut special = false;
         while i < b.len() {
             let c = b[i];
             if c.is_ascii_whitespace() || c == b'`' || c == b'"' {
                 break;
             }
             if c < 0x80 {
-                special |= matches!(c, b'@' | b'.' | b'/' | b':' | b'-' | b'_');
                 i += 1;
                 continue;
             }
@@ -207,7 +208,7 @@ pub(crate) fn tokenize(text: &str, out: &mut Vec<u64>, max_tokens: usize) {
             i += text[i..].chars().next().map_or(1, char::len_utf8);
             continue;
         }
-        if ascii && !special {
+        if ascii && flags & SPECIAL == 0 {
             ascii_runs(&text[start..i], out, max_tokens);
         } else {
             chunk(&text[start..i], out, &mut scratch, max_tokens);
@@ -222,16 +223,19 @@ fn ascii_runs(t: &str, out: &mut Vec<u64>, max_tokens: usize) {
     let b = t.as_bytes();
     let mut i = 0;
     while i < b.len() {
-        if !is_word_byte(b[i]) {
+        if CLASS[usize::from(b[i])] & WORD == 0 {
             i += 1;
             continue;
         }
         let start = i;
         let mut digits = 0usize;
         let mut buf = [0u8; 16];
-        while i < b.len() && is_word_byte(b[i]) {
-            let c = b[i];
-            digits += usize::from(c.is_ascii_digit());
+        while let Some(&c) = b.get(i) {
+            let f = CLASS[usize::from(c)];
+            if f & WORD == 0 {
+                break;
+            }
+            digits += usize::from(f & DIGIT != 0);
             if let Some(slot) = buf.get_mut(i - start) {
                 *slot = c.to_ascii_lowercase();
             }
@@ -253,6 +257,44 @@ fn ascii_runs(t: &str, out: &mut Vec<u64>, max_tokens: usize) {
         }
     }
 }
+
+// Byte classes for the tokenizer's hot loops.
+const WS: u8 = 1;
+const BREAK: u8 = 2;
+const SPECIAL: u8 = 4;
+const WORD: u8 = 8;
+const DIGIT: u8 = 16;
+const HIGH: u8 = 32;
+
+const CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let c = i as u8;
+        let mut f = 0;
+        if c.is_ascii_whitespace() {
+            f |= WS;
+        }
+        if c == b'`' || c == b'"' {
+            f |= BREAK;
+        }
+        if matches!(c, b'@' | b'.' | b'/' | b':' | b'-' | b'_') {
+            f |= SPECIAL;
+        }
+        if c.is_ascii_alphanumeric() || c == b'_' {
+            f |= WORD;
+        }
+        if c.is_ascii_digit() {
+            f |= DIGIT;
+        }
+        if c >= 0x80 {
+            f |= HIGH;
+        }
+        t[i] = f;
+        i += 1;
+    }
+    t
+};
 
 const OPEN_QUOTE: &[u8] = "\u{201c}".as_bytes();
 const CLOSE_QUOTE: &[u8] = "\u{201d}".as_bytes();

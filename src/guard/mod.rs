@@ -23,7 +23,8 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConfigError};
 use crate::identity::KeyExtractor;
 use crate::quota::{Enforce, EnforceLayer};
-use crate::store::{MemoryStore, Store};
+use crate::store::Store;
+use crate::watermark::{Watermark, WatermarkLayer};
 use shared::ExtractorHandle;
 
 /// The guard: build it once, then add `guard.layer()` to your stack.
@@ -53,6 +54,11 @@ impl Guard {
         GuardLayer {
             shared: self.shared.clone(),
         }
+    }
+
+    /// The watermark stage alone.
+    pub fn watermark_layer(&self) -> WatermarkLayer {
+        WatermarkLayer::new(self.shared.watermark.clone())
     }
 
     /// The enforce stage alone.
@@ -102,13 +108,23 @@ impl GuardBuilder {
         self
     }
 
-    /// Validates the config and builds the guard.
+    /// Validates the config and builds the guard. With `[store] backend = "redis"`
+    /// this must run inside a Tokio runtime.
     pub fn build(self) -> Result<Guard, ConfigError> {
         let recent = self.config.admin.recent_decisions;
+        let watermark = Arc::new(crate::watermark::Watermarker::from_config(
+            &self.config.watermark,
+        )?);
+        // The store named by `[store]` unless the builder was given one.
+        let store = match self.store {
+            Some(s) => s,
+            None => crate::store::build_store(&self.config.store)?,
+        };
         let settings = Settings::build(self.config, self.extractor.as_ref().map(|x| x.0.clone()))?;
         let shared = Shared {
+            watermark,
             settings: ArcSwap::from_pointee(settings),
-            store: self.store.unwrap_or_else(|| Arc::new(MemoryStore::new())),
+            store,
             clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
             extractor: self.extractor,
             telemetry: crate::telemetry::Telemetry::new(recent),
@@ -127,12 +143,13 @@ pub struct GuardLayer {
 }
 
 /// The service [`GuardLayer`] produces around `S`.
-pub type GuardService<S> = Enforce<S>;
+pub type GuardService<S> = Enforce<Watermark<S>>;
 
 impl<S> Layer<S> for GuardLayer {
     type Service = GuardService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
+        let inner = WatermarkLayer::new(self.shared.watermark.clone()).layer(inner);
         EnforceLayer {
             shared: self.shared.clone(),
         }

@@ -20,6 +20,7 @@ pub struct Shared {
     pub(crate) extractor: Option<ExtractorHandle>,
     pub(crate) telemetry: crate::telemetry::Telemetry,
     pub(crate) overrides: crate::admin::Overrides,
+    pub(crate) watermark: Arc<crate::watermark::Watermarker>,
 }
 
 /// A key extractor kept across reloads.
@@ -56,6 +57,11 @@ impl Shared {
     /// The clock.
     pub fn clock(&self) -> &Arc<dyn Clock> {
         &self.clock
+    }
+
+    /// The watermark stage's state: signing keys, text marks, trace-back index.
+    pub fn watermarker(&self) -> &Arc<crate::watermark::Watermarker> {
+        &self.watermark
     }
 
     /// Validates `config` and swaps it in. On error the old settings stay. Bucket

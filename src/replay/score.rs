@@ -461,8 +461,11 @@ impl Scorer {
         let (mut bp, mut br) = (0.0f64, 0.0f64);
         for (&(i, j), &k) in &cells {
             let k = k as f64;
-            bp += k * k / predicted_sizes[&j] as f64;
-            br += k * k / true_sizes[&i] as f64;
+            // Every cell's row and column are in the margins (built together).
+            let pj = predicted_sizes.get(&j).copied().unwrap_or(1).max(1) as f64;
+            let ti = true_sizes.get(&i).copied().unwrap_or(1).max(1) as f64;
+            bp += k * k / pj;
+            br += k * k / ti;
         }
         let bcubed = if n == 0 {
             PrecisionRecall {

@@ -82,7 +82,17 @@ enum System {
     Agent,
     App,
     Org(u32),
+    /// One of the stock prompts thousands of strangers paste ([`GENERIC_SYSTEMS`]).
+    Generic(u8),
 }
+
+/// System prompts copied from quickstarts by many unrelated users (one of
+/// them is also a spoofing campaign's).
+const GENERIC_SYSTEMS: &[&str] = &[
+    "You are a helpful assistant.",
+    "You are a helpful assistant. Answer concisely.",
+    "You are an expert Python developer.",
+];
 
 #[derive(Debug)]
 struct Account {
@@ -297,6 +307,9 @@ fn organic_params<R: Rng + ?Sized>(rng: &mut R, a: &mut Account) {
         }
         _ => Endpoint::Chat,
     };
+    if a.client.kind != ClientKind::Browser && rng.random_bool(0.25) {
+        a.system = System::Generic(rng.random_range(0..GENERIC_SYSTEMS.len() as u8));
+    }
     a.stream = match a.client.kind {
         ClientKind::Browser => Some(true),
         ClientKind::LangChain => Some(false),
@@ -865,18 +878,19 @@ impl Population {
         };
         let mut client = a.client.clone();
         let mut endpoint = a.endpoint;
-        let mut user = String::new();
+        let mut user = String::with_capacity(1024);
         let output: f64;
         match a.behaviour {
             Behaviour::Chat => {
                 spec.system = match a.system {
                     System::App => Some(self.assets.app_system.as_str()),
+                    System::Generic(g) => GENERIC_SYSTEMS.get(usize::from(g)).copied(),
                     _ => None,
                 };
                 let coder = a.client.kind != ClientKind::Browser && a.seed % 3 != 0;
                 for turn in 0..=ev.turn {
                     let mut r = rng_of(ev.session, u64::from(turn));
-                    let mut text = String::new();
+                    let mut text = String::with_capacity(1024);
                     if turn == 0 {
                         templates::organic_prompt(&mut r, coder, &mut text);
                     } else {
@@ -885,7 +899,7 @@ impl Population {
                     let out_tokens = log_normal(&mut r, 280.0, 0.9);
                     if turn < ev.turn {
                         spec.messages.push(Msg::User(text));
-                        let mut ans = String::new();
+                        let mut ans = String::with_capacity(1024);
                         templates::answer(&mut r, (out_tokens * 0.7).min(150.0) as usize, &mut ans);
                         spec.messages.push(Msg::Assistant(ans));
                     } else {
@@ -911,12 +925,15 @@ impl Population {
                 for step in 1..=ev.turn {
                     let mut r = rng_of(ev.session, u64::from(step));
                     let (tool, _, _) = templates::AGENT_TOOLS[r.random_range(0..6)];
-                    let id = format!("toolu_{:016x}", r.random::<u64>());
+                    let id = match a.client.dialect {
+                        Dialect::Anthropic => format!("toolu_{:016x}", r.random::<u64>()),
+                        Dialect::OpenAi => format!("call_{:016x}", r.random::<u64>()),
+                    };
                     let args = format!(
                         "{{\"path\":\"src/{}.py\"}}",
                         pick(&mut r, super::prose::IDENTS)
                     );
-                    let mut result = String::new();
+                    let mut result = String::with_capacity(1024);
                     templates::tool_result(&mut r, tool, &mut result);
                     spec.messages.push(Msg::ToolCall(id.clone(), tool, args));
                     spec.messages.push(Msg::ToolResult(id, result));
@@ -961,7 +978,7 @@ impl Population {
             }
             Behaviour::Regular | Behaviour::Poisson => {
                 let short = rng.random_bool(0.2);
-                let mut payload = String::new();
+                let mut payload = String::with_capacity(1024);
                 templates::campaign_payload(&mut rng, short, &mut payload);
                 match a.operator {
                     Operator::Naive => {
@@ -1097,10 +1114,12 @@ impl Population {
         let ip = self.ip(a, rng);
         let mut o = Obj::new(line);
         o.num("ts_ms", ev.ts);
-        let ip = ip.to_string();
-        o.str("ip", &ip)
-            .str("method", "POST")
-            .str("path", endpoint.path());
+        {
+            use std::fmt::Write as _;
+            let out = o.key("ip");
+            let _ = write!(out, "\"{ip}\"");
+        }
+        o.str("method", "POST").str("path", endpoint.path());
         client.headers(&a.key, body.len(), o.key("headers"));
         o.raw("body", body);
         {

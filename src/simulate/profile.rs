@@ -44,6 +44,9 @@ const LANGUAGES: &[&str] = &[
     "pt-BR,pt;q=0.9,en;q=0.8",
 ];
 
+/// The API host every simulated client talks to.
+const HOST: &str = "api.example.com";
+
 /// The software that sends a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ClientKind {
@@ -159,10 +162,7 @@ impl Client {
 
     /// Appends the JSON array of `[name, value]` header pairs.
     pub(crate) fn headers(&self, key: &str, content_length: usize, out: &mut String) {
-        let host = match self.dialect {
-            Dialect::OpenAi => "api.example.com",
-            Dialect::Anthropic => "api.example.com",
-        };
+        let host = HOST;
         let auth = format!("Bearer {key}");
         let len = content_length.to_string();
         let arch = if self.arm { "arm64" } else { "x64" };

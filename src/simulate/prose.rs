@@ -178,6 +178,19 @@ pub(crate) const LANGS: &[&str] = &[
     "PHP",
 ];
 
+/// The languages [`code`] writes snippets in (others fall back to Python).
+pub(crate) const CODE_LANGS: &[&str] = &[
+    "Python",
+    "Python",
+    "JavaScript",
+    "TypeScript",
+    "Rust",
+    "Go",
+    "SQL",
+    "Java",
+    "Bash",
+];
+
 pub(crate) const IDENTS: &[&str] = &[
     "items", "user", "orders", "total", "config", "result", "data", "payload", "records", "cache",
     "index", "buffer", "queue", "scores", "matrix", "nodes", "edges", "prices", "events", "tokens",

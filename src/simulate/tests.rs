@@ -479,3 +479,37 @@ fn simulated_traffic_scores_end_to_end() {
     assert!(r.clustering.pairwise.precision < 0.9, "{r}");
     assert!(r.clustering.pairwise.recall < 0.9, "{r}");
 }
+
+#[test]
+fn stock_system_prompts_are_shared_by_strangers_and_the_spoofed_campaign() {
+    let lines = mixed_day();
+    let mut organic: HashSet<String> = HashSet::new();
+    let mut campaign = false;
+    for l in lines {
+        if system_prompt(l) == Some("You are a helpful assistant.") {
+            if l.label.as_ref().is_some_and(|x| x.is_campaign()) {
+                campaign = true;
+            } else {
+                organic.insert(actor(l).to_owned());
+            }
+        }
+    }
+    assert!(campaign);
+    assert!(organic.len() >= 50, "{} organic operators", organic.len());
+}
+
+#[test]
+fn fractional_hours_end_on_time_and_stay_sorted() {
+    let (bytes, stats) = run(Scenario::Mixed, 1.5, 0.004, 3);
+    let lines = parse_all(&bytes);
+    assert_eq!(lines.len() as u64, stats.lines);
+    assert!(
+        stats.campaign_lines > 0 && stats.organic_lines > 0,
+        "{stats:?}"
+    );
+    let end = DEFAULT_START_MS + 90 * 60_000;
+    assert!(lines.iter().all(|l| l.ts_ms < end));
+    assert!(lines.windows(2).all(|w| w[0].ts_ms <= w[1].ts_ms));
+    // Something lands in the last half hour.
+    assert!(lines.iter().any(|l| l.ts_ms >= end - 30 * 60_000));
+}

@@ -1,9 +1,10 @@
 //! Where quota state lives.
 //!
 //! [`Store`] is the seam between the enforce stage and its state: the embedded
-//! [`MemoryStore`] (the default) keeps buckets in sharded in-memory maps; a Redis
-//! backend implements the same trait so that several replicas share one set of
-//! limits. A store only does bucket arithmetic on the limits it is handed: tiers,
+//! [`MemoryStore`] (the default) keeps buckets in sharded in-memory maps;
+//! [`RedisStore`] keeps them in Redis so that several replicas share one set of
+//! limits, with the same arithmetic. [`build_store`] builds the one a
+//! [`StoreConfig`] (`[store]`) describes. A store only does bucket arithmetic on the limits it is handed: tiers,
 //! cluster scaling and suspicion bands are computed by the caller, so every backend
 //! enforces exactly the same policy.
 

@@ -1,53 +1,16 @@
-//! The Redis backend: one set of quotas for every replica pointing at one Redis.
-//!
-//! [`RedisStore`] implements [`Store`] with the same bucket arithmetic as the
-//! embedded [`MemoryStore`], run inside Redis by two Lua scripts (see
-//! `script.rs`): an admission checks and charges the account's and the cluster's
-//! buckets atomically in one round trip (`EVALSHA`; the script is loaded on first
-//! use and reloaded transparently after a `NOSCRIPT`, e.g. a `SCRIPT FLUSH` or a
-//! failover), and a settlement applies a token delta with the second script.
-//!
-//! * **Time** is the caller's: the admission's `now_ms`, not Redis' `TIME`.
-//!   Replicas must keep their clocks in sync (NTP); a replica whose clock is behind
-//!   drains nothing until it catches up (levels never go back in time), one that is
-//!   ahead drains buckets early by its skew.
-//! * **Keys** expire when all their buckets have drained (plus one second), and at
-//!   the latest two days after their last charge.
-//! * **Refused subjects are answered locally** (`deny_cache`): after Redis refuses a
-//!   request, the subject's buckets are kept in process and later requests that
-//!   they still refuse are answered without a round trip, exactly as Redis would
-//!   have, until they would fit again. Anything they admit goes to Redis.
-//! * **Faults**: every call is bounded by `timeout`. On an error or a timeout the
-//!   store goes *down*: with `fail_open` requests are checked against an in-process
-//!   [`MemoryStore`] (per-replica limits; [`RedisStore::fallback_count`] counts
-//!   them, and one warning is logged per outage), with `fail_closed` they fail with
-//!   [`StoreError`], which the enforce stage answers with 503. While down, one
-//!   request at a time (at most every 100 ms) probes Redis; the first success ends
-//!   the outage. Settlements are spawned, retried once, and applied to the
-//!   in-process store if Redis still fails.
-//!
-//! ```no_run
-//! # async fn run() -> Result<(), distill_guard::config::ConfigError> {
-//! use distill_guard::store::{build_store, Backend, StoreConfig};
-//!
-//! let store = build_store(&StoreConfig {
-//!     backend: Backend::Redis,
-//!     url: Some("redis://127.0.0.1:6379".into()),
-//!     ..StoreConfig::default()
-//! })?;
-//! # let _ = store; Ok(()) }
-//! ```
+//! The Redis backend: see [`RedisStore`].
 
 mod script;
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use ::redis::{Client, Script, Value};
 use dashmap::DashMap;
+use tokio::sync::mpsc;
 
 use super::config::{OnError, StoreConfig};
 use super::memory::{Entry, MAX_IDLE_MS};
@@ -77,8 +40,49 @@ pub(crate) fn check_url(url: &str) -> Result<(), String> {
         .map_err(|e| format!("not a usable Redis URL: {e}"))
 }
 
-/// Quota state in Redis, shared by every replica that uses the same Redis and key
-/// prefix. See the [module docs](self).
+/// Quota state in Redis: one set of quotas for every replica that uses the same
+/// Redis and key prefix.
+///
+/// It implements [`Store`] with the same bucket arithmetic as the
+/// embedded [`MemoryStore`], run inside Redis by two Lua scripts (see
+/// `script.rs`): an admission checks and charges the account's and the cluster's
+/// buckets atomically in one round trip (`EVALSHA`; the script is loaded on first
+/// use and reloaded transparently after a `NOSCRIPT`, e.g. a `SCRIPT FLUSH` or a
+/// failover), and a settlement applies a token delta with the second script.
+///
+/// * **Time** is the caller's: the admission's `now_ms`, not Redis' `TIME`.
+///   Replicas must keep their clocks in sync (NTP); a replica whose clock is behind
+///   drains nothing until it catches up (levels never go back in time), one that is
+///   ahead drains buckets early by its skew.
+/// * **Keys** expire when all their buckets have drained (plus one second), and at
+///   the latest two days after their last charge.
+/// * **Refused subjects are answered locally** (`deny_cache`): after Redis refuses a
+///   request, the subject's buckets are kept in process and later requests that
+///   they still refuse are answered without a round trip, exactly as Redis would
+///   have, until they would fit again. Anything they admit goes to Redis.
+/// * **Faults**: every call is bounded by `timeout`. On an error or a timeout the
+///   store goes *down*: with `fail_open` requests are checked against an in-process
+///   [`MemoryStore`] (per-replica limits; [`RedisStore::fallback_count`] counts
+///   them, and one warning is logged per outage), with `fail_closed` they fail with
+///   [`StoreError`], which the enforce stage answers with 503. While down, one
+///   request at a time (at most every 100 ms) probes Redis; the first success ends
+///   the outage.
+/// * **Settlements** never block: they are queued to a task that sends all those
+///   that queued up while its previous call was in flight (up to 256, in order)
+///   with one script call, retries a failed batch once, and applies it to the
+///   in-process store if Redis still fails.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), distill_guard::config::ConfigError> {
+/// use distill_guard::store::{build_store, Backend, StoreConfig};
+///
+/// let store = build_store(&StoreConfig {
+///     backend: Backend::Redis,
+///     url: Some("redis://127.0.0.1:6379".into()),
+///     ..StoreConfig::default()
+/// })?;
+/// # let _ = store; Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct RedisStore {
     inner: Arc<Inner>,
@@ -100,7 +104,8 @@ struct Inner {
     health: Health,
     fallbacks: AtomicU64,
     local_denials: AtomicU64,
-    handle: tokio::runtime::Handle,
+    /// Settlements waiting for the sending task.
+    settlements: mpsc::UnboundedSender<Settlement>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -216,30 +221,31 @@ impl RedisStore {
             .set_max_delay(Duration::from_millis(100));
         let conn = ConnectionManager::new_lazy_with_config(client, manager_config)
             .map_err(|e| ConfigError::single("store.url", e.to_string()))?;
-        Ok(Self {
-            inner: Arc::new(Inner {
-                conn,
-                admit: Script::new(script::ADMIT),
-                settle: Script::new(script::SETTLE),
-                prefix: config.key_prefix.clone(),
-                timeout: config.timeout,
-                on_error: config.on_error,
-                deny_cache: config.deny_cache,
-                local: MemoryStore::new(),
-                cache: DashMap::new(),
-                last_sweep_ms: AtomicU64::new(0),
-                health: Health {
-                    epoch: Instant::now(),
-                    down: AtomicBool::new(false),
-                    probing: AtomicBool::new(false),
-                    next_probe_ms: AtomicU64::new(0),
-                    outages: AtomicU64::new(0),
-                },
-                fallbacks: AtomicU64::new(0),
-                local_denials: AtomicU64::new(0),
-                handle,
-            }),
-        })
+        let (settlements, queue) = mpsc::unbounded_channel();
+        let inner = Arc::new(Inner {
+            conn,
+            admit: Script::new(script::ADMIT),
+            settle: Script::new(script::SETTLE),
+            prefix: config.key_prefix.clone(),
+            timeout: config.timeout,
+            on_error: config.on_error,
+            deny_cache: config.deny_cache,
+            local: MemoryStore::new(),
+            cache: DashMap::new(),
+            last_sweep_ms: AtomicU64::new(0),
+            health: Health {
+                epoch: Instant::now(),
+                down: AtomicBool::new(false),
+                probing: AtomicBool::new(false),
+                next_probe_ms: AtomicU64::new(0),
+                outages: AtomicU64::new(0),
+            },
+            fallbacks: AtomicU64::new(0),
+            local_denials: AtomicU64::new(0),
+            settlements,
+        });
+        handle.spawn(settle_loop(Arc::downgrade(&inner), queue));
+        Ok(Self { inner })
     }
 
     /// Admissions and settlements handled by the in-process store because Redis
@@ -276,7 +282,7 @@ impl RedisStore {
         if inner.deny_cache {
             inner.forget(settlement);
         }
-        inner.settle_redis(settlement).await
+        inner.settle_redis(std::slice::from_ref(settlement)).await
     }
 
     /// The Redis key of a subject.
@@ -518,21 +524,45 @@ impl Inner {
         }
     }
 
-    async fn settle_redis(&self, s: &Settlement) -> Result<(), StoreError> {
-        let (keys, args) =
-            self.script_call(s.now_ms, s.token_delta, &s.account, s.cluster.as_ref());
-        match self.eval(&self.settle, &keys, &args).await? {
-            Value::Int(n) if usize::try_from(n).ok() == Some(keys.len()) => Ok(()),
+    /// Applies `batch` in Redis, in order, with one script call.
+    async fn settle_redis(&self, batch: &[Settlement]) -> Result<(), StoreError> {
+        let mut keys = Vec::with_capacity(batch.len() * 2);
+        let mut args = Vec::with_capacity(batch.len());
+        for s in batch {
+            let (k, a) = self.script_call(s.now_ms, s.token_delta, &s.account, s.cluster.as_ref());
+            keys.extend(k);
+            args.push(a);
+        }
+        let mut invocation = self.settle.prepare_invoke();
+        for k in &keys {
+            invocation.key(k);
+        }
+        for a in &args {
+            invocation.arg(a.as_slice());
+        }
+        let mut conn = self.conn.clone();
+        let value =
+            match tokio::time::timeout(self.timeout, invocation.invoke_async::<Value>(&mut conn))
+                .await
+            {
+                Err(_) => return Err(StoreError::Timeout),
+                Ok(Err(e)) if e.is_timeout() => return Err(StoreError::Timeout),
+                Ok(Err(e)) => return Err(StoreError::Unavailable(e.to_string())),
+                Ok(Ok(v)) => v,
+            };
+        match value {
+            Value::Int(n) if usize::try_from(n).ok() == Some(batch.len()) => Ok(()),
             other => Err(StoreError::Unavailable(format!(
                 "settle script: unexpected reply {other:?}"
             ))),
         }
     }
 
-    async fn settle(&self, s: Settlement) {
+    /// Applies `batch` in Redis, retrying once, else in the in-process store.
+    async fn settle_or_fall_back(&self, batch: &[Settlement]) {
         let mut error = None;
         for _ in 0..2 {
-            match self.settle_redis(&s).await {
+            match self.settle_redis(batch).await {
                 Ok(()) => {
                     self.health.succeeded();
                     return;
@@ -543,8 +573,41 @@ impl Inner {
         if let Some(e) = error {
             self.health.failed(&e, self.on_error);
         }
-        self.fallbacks.fetch_add(1, Ordering::Relaxed);
-        self.local.settle_now(&s);
+        self.settle_locally(batch);
+    }
+
+    fn settle_locally(&self, batch: &[Settlement]) {
+        for s in batch {
+            self.fallbacks.fetch_add(1, Ordering::Relaxed);
+            self.local.settle_now(s);
+        }
+    }
+}
+
+/// Most settlements sent in one script call.
+const SETTLE_BATCH: usize = 256;
+
+/// Sends queued settlements to Redis, as many per call as have queued up while
+/// the previous call was in flight. Ends when the store is dropped.
+async fn settle_loop(inner: Weak<Inner>, mut queue: mpsc::UnboundedReceiver<Settlement>) {
+    let mut batch = Vec::with_capacity(SETTLE_BATCH);
+    while let Some(first) = queue.recv().await {
+        batch.push(first);
+        while batch.len() < SETTLE_BATCH {
+            match queue.try_recv() {
+                Ok(s) => batch.push(s),
+                Err(_) => break,
+            }
+        }
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        if inner.health.down.load(Ordering::Acquire) {
+            inner.settle_locally(&batch);
+        } else {
+            inner.settle_or_fall_back(&batch).await;
+        }
+        batch.clear();
     }
 }
 
@@ -562,19 +625,94 @@ impl Store for RedisStore {
         }
         if inner.health.down.load(Ordering::Acquire) {
             // The admission was most likely answered locally too.
-            inner.fallbacks.fetch_add(1, Ordering::Relaxed);
-            inner.local.settle_now(&settlement);
+            inner.settle_locally(std::slice::from_ref(&settlement));
             return;
         }
-        let task = self.inner.clone();
-        inner
-            .handle
-            .spawn(async move { task.settle(settlement).await });
+        if let Err(unsent) = inner.settlements.send(settlement) {
+            // The sending task is gone (the runtime is shutting down).
+            inner.settle_locally(std::slice::from_ref(&unsent.0));
+        }
     }
 
     /// Subjects held in this process: the fallback store's and the cache of refused
     /// subjects (Redis' own keys are not counted).
     fn tracked(&self) -> usize {
         self.inner.local.tracked() + self.inner.cache.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn health() -> Health {
+        Health {
+            epoch: Instant::now(),
+            down: AtomicBool::new(false),
+            probing: AtomicBool::new(false),
+            next_probe_ms: AtomicU64::new(0),
+            outages: AtomicU64::new(0),
+        }
+    }
+
+    #[test]
+    fn while_down_one_request_at_a_time_probes() {
+        let h = health();
+        assert!(
+            matches!(h.route(), Some(None)),
+            "up: every call goes to Redis"
+        );
+        h.failed(&StoreError::Timeout, OnError::FailOpen);
+        h.failed(&StoreError::Timeout, OnError::FailOpen);
+        assert_eq!(h.outages.load(Ordering::Relaxed), 1, "one outage, not two");
+        assert!(h.route().is_none(), "no probe before the interval");
+        h.next_probe_ms.store(0, Ordering::Release);
+        let probe = h.route().expect("probe allowed");
+        assert!(probe.is_some());
+        assert!(h.route().is_none(), "a second concurrent probe is refused");
+        drop(probe);
+        assert!(matches!(h.route(), Some(Some(_))), "slot released on drop");
+        h.succeeded();
+        assert!(matches!(h.route(), Some(None)));
+        assert!(!h.down.load(Ordering::Acquire));
+    }
+
+    #[test]
+    fn urls_are_checked_without_connecting() {
+        assert!(check_url("redis://127.0.0.1:6379/0").is_ok());
+        assert!(check_url("redis://user:pw@host:1").is_ok());
+        assert!(check_url("rediss://host").is_err());
+        assert!(check_url("http://host").is_err());
+        assert!(check_url("").is_err());
+    }
+
+    #[test]
+    fn keys_are_prefixed_hex_ids() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        let _guard = rt.enter();
+        let store = RedisStore::new(&StoreConfig {
+            url: Some("redis://127.0.0.1:1".into()),
+            key_prefix: "p:".into(),
+            ..StoreConfig::default()
+        })
+        .expect("store");
+        let mut key = [0u8; 16];
+        key[0] = 0xab;
+        key[15] = 0x01;
+        let subject = |scope| Subject {
+            scope,
+            key,
+            limits: [None; 4],
+        };
+        assert_eq!(
+            store.key_of(&subject(Scope::Account)),
+            "p:a:ab000000000000000000000000000001"
+        );
+        assert_eq!(
+            store.key_of(&subject(Scope::Cluster)),
+            "p:c:ab000000000000000000000000000001"
+        );
     }
 }

@@ -18,10 +18,10 @@
 //! subject. After a charge the key expires in Redis' own time a second after it
 //! drains; a refusal keeps its TTL.
 //!
-//! Arguments: `KEYS` = the account's key, then the cluster's if any; `ARGV[1]` =
-//! packed doubles: now (ms), cost or token delta, longest idle time (ms), TTL slack
-//! (ms), then per key 4 × (capacity, rate per ms) with a NaN capacity for an
-//! unlimited window.
+//! Arguments of one call (an admission, or one settlement of a batch): the
+//! account's key, then the cluster's if any; and packed doubles: now (ms), cost or
+//! token delta, longest idle time (ms), TTL slack (ms), then per key
+//! 4 × (capacity, rate per ms) with a NaN capacity for an unlimited window.
 
 use redis::Value;
 
@@ -37,52 +37,61 @@ pub(super) const STATE_BYTES: usize = 6 * 8;
 macro_rules! prelude {
     () => {
         r#"
-local nkeys = #KEYS
-local argv = ARGV[1]
-if (nkeys ~= 1 and nkeys ~= 2) or #argv ~= 8 * (4 + 8 * nkeys) then
-  return redis.error_reply('distill-guard: bad quota script arguments')
-end
--- A[b + 2w - 1], A[b + 2w]: capacity and rate of window w of subject s, with
--- b = 4 + 8(s - 1); a NaN capacity is an unlimited window.
-local A
-if nkeys == 1 then
-  A = { struct.unpack('<dddddddddddd', argv) }
-else
-  A = { struct.unpack('<dddddddddddddddddddd', argv) }
-end
-local now, amount, max_idle, slack = A[1], A[2], A[3], A[4]
-local RAW = redis.call('MGET', unpack(KEYS))
 local HUGE = math.huge
+-- The call being worked on: its keys are KEYS[K0 + 1 .. K0 + nkeys];
+-- A[b + 2w - 1], A[b + 2w] are the capacity and rate of window w of subject s,
+-- with b = 4 + 8(s - 1), a NaN capacity meaning an unlimited window.
+local K0, nkeys, A, now, amount, max_idle, slack
+-- Its subjects brought to now: levels L[4(s - 1) + w], LAST[s], IDLE[s].
+local L, LAST, IDLE
 
--- Entry::bring_to for every subject: L[4(s - 1) + w] levels, LAST[s], IDLE[s].
--- A value that is not 6 sane doubles, or whose idle time has passed, is a fresh
--- subject.
-local L, LAST, IDLE = {}, {}, {}
-for s = 1, nkeys do
-  local raw = RAW[s]
-  local v1, v2, v3, v4, t, i = 0, 0, 0, 0, 0, 0
-  if raw and #raw == 48 then
-    v1, v2, v3, v4, t, i = struct.unpack('<dddddd', raw)
-    if not (v1 == v1 and v1 >= 0 and v1 < HUGE and v2 == v2 and v2 >= 0 and v2 < HUGE
-        and v3 == v3 and v3 >= 0 and v3 < HUGE and v4 == v4 and v4 >= 0 and v4 < HUGE
-        and t == t and t >= 0 and t < HUGE and i == i and i < HUGE and i > now) then
-      v1, v2, v3, v4, t, i = 0, 0, 0, 0, 0, 0
-    end
+-- Decodes one call's packed arguments and runs Entry::bring_to on each of its
+-- subjects. A value that is not 6 sane doubles, or whose idle time has passed,
+-- is a fresh subject. Returns false on malformed arguments.
+local function load(argv, k0)
+  local n = (#argv / 8 - 4) / 8
+  if (n ~= 1 and n ~= 2) or k0 + n > #KEYS then return false end
+  K0, nkeys = k0, n
+  if n == 1 then
+    A = { struct.unpack('<dddddddddddd', argv) }
+  else
+    A = { struct.unpack('<dddddddddddddddddddd', argv) }
   end
-  local elapsed = now - t
-  if elapsed < 0 then elapsed = 0 end
-  local v = { v1, v2, v3, v4 }
-  local b, o = 4 + (s - 1) * 8, (s - 1) * 4
-  for w = 1, 4 do
-    local level = 0
-    if A[b + 2 * w - 1] == A[b + 2 * w - 1] then
-      level = v[w] - elapsed * A[b + 2 * w]
-      if not (level > 0) then level = 0 end
-    end
-    L[o + w] = level
+  now, amount, max_idle, slack = A[1], A[2], A[3], A[4]
+  local raws
+  if n == 1 then
+    raws = redis.call('MGET', KEYS[k0 + 1])
+  else
+    raws = redis.call('MGET', KEYS[k0 + 1], KEYS[k0 + 2])
   end
-  if now > t then t = now end
-  LAST[s], IDLE[s] = t, i
+  L, LAST, IDLE = {}, {}, {}
+  for s = 1, n do
+    local raw = raws[s]
+    local v1, v2, v3, v4, t, i = 0, 0, 0, 0, 0, 0
+    if raw and #raw == 48 then
+      v1, v2, v3, v4, t, i = struct.unpack('<dddddd', raw)
+      if not (v1 == v1 and v1 >= 0 and v1 < HUGE and v2 == v2 and v2 >= 0 and v2 < HUGE
+          and v3 == v3 and v3 >= 0 and v3 < HUGE and v4 == v4 and v4 >= 0 and v4 < HUGE
+          and t == t and t >= 0 and t < HUGE and i == i and i < HUGE and i > now) then
+        v1, v2, v3, v4, t, i = 0, 0, 0, 0, 0, 0
+      end
+    end
+    local elapsed = now - t
+    if elapsed < 0 then elapsed = 0 end
+    local v = { v1, v2, v3, v4 }
+    local b, o = 4 + (s - 1) * 8, (s - 1) * 4
+    for w = 1, 4 do
+      local level = 0
+      if A[b + 2 * w - 1] == A[b + 2 * w - 1] then
+        level = v[w] - elapsed * A[b + 2 * w]
+        if not (level > 0) then level = 0 end
+      end
+      L[o + w] = level
+    end
+    if now > t then t = now end
+    LAST[s], IDLE[s] = t, i
+  end
+  return true
 end
 
 -- With `charged`: Entry::charge (costs added to every limited window, never
@@ -114,25 +123,32 @@ local function commit(costs, charged)
     end
     local p = struct.pack('<dddddd', L[o + 1], L[o + 2], L[o + 3], L[o + 4], LAST[s], idle)
     if charged then
-      redis.call('SET', KEYS[s], p, 'PX', ttl + slack)
+      redis.call('SET', KEYS[K0 + s], p, 'PX', ttl + slack)
     elseif idle > now then
-      redis.call('SET', KEYS[s], p, 'KEEPTTL')
+      redis.call('SET', KEYS[K0 + s], p, 'KEEPTTL')
     end
     packed[s] = p
   end
   return packed
 end
+
+local BAD = 'distill-guard: bad quota script arguments'
 "#
     };
 }
 
-/// Checks every bucket of every key and charges them all, or none.
+/// Checks every bucket of every key and charges them all, or none. One call:
+/// `KEYS` = the account's key and the cluster's if any, `ARGV[1]` = packed
+/// arguments.
 ///
 /// Reply: `[admitted (1/0), then per key its packed state]`: the levels after the
 /// charge (admitted) or brought to now (refused).
 pub(super) const ADMIT: &str = concat!(
     prelude!(),
     r#"
+if #ARGV ~= 1 or not load(ARGV[1], 0) or nkeys ~= #KEYS then
+  return redis.error_reply(BAD)
+end
 local costs = { 1, 1, amount, amount }
 local ok = true
 for s = 1, nkeys do
@@ -150,12 +166,21 @@ return reply
 "#
 );
 
-/// Adds a token delta to every key's token buckets. Reply: the number of keys.
+/// Applies a batch of settlements in order: `ARGV[j]` = the packed arguments of
+/// settlement `j` (its token delta as the amount), `KEYS` = their keys one
+/// settlement after the other. Each adds its delta to its keys' token buckets.
+/// Reply: the number of settlements applied.
 pub(super) const SETTLE: &str = concat!(
     prelude!(),
     r#"
-commit({ 0, 0, amount, amount }, true)
-return nkeys
+local k0 = 0
+for j = 1, #ARGV do
+  if not load(ARGV[j], k0) then return redis.error_reply(BAD) end
+  commit({ 0, 0, amount, amount }, true)
+  k0 = k0 + nkeys
+end
+if k0 ~= #KEYS then return redis.error_reply(BAD) end
+return #ARGV
 "#
 );
 
