@@ -643,7 +643,10 @@ async fn raw_api_keys_never_appear_in_logs_metrics_audit_or_answers() {
         .with_writer(move || writer.clone())
         .with_ansi(false)
         .finish();
-    let _default = tracing::subscriber::set_default(subscriber);
+    // Global, not thread-local: tracing caches per-callsite interest
+    // process-wide, and the other tests of this binary run on other threads.
+    // They log into the same buffer, which only makes the check below stricter.
+    tracing::subscriber::set_global_default(subscriber).expect("only this test sets a subscriber");
 
     let dir = tempfile::tempdir().expect("tempdir");
     let audit_path = dir.path().join("audit.jsonl");
