@@ -78,6 +78,7 @@ fn marker(tag: &str, text_mark: bool) -> Arc<Watermarker> {
 
 fn decision() -> Decision {
     Decision {
+        request_id: None,
         account: AccountId([1; 16]),
         cluster: Cluster {
             id: ClusterId([2; 16]),

@@ -272,6 +272,9 @@ impl Scope {
 /// and into the response.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Decision {
+    /// The request's `x-request-id`, when it carried a usable one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<Arc<str>>,
     /// The account charged.
     pub account: AccountId,
     /// Its cluster and the cluster's size.

@@ -1,6 +1,8 @@
 //! Tower layers that protect LLM model-serving APIs from large-scale distillation.
 #![doc = include_str!("../README.md")]
 
+pub mod admin;
+pub mod audit;
 pub mod clock;
 pub mod config;
 pub mod dialect;
@@ -12,10 +14,12 @@ pub mod identity;
 pub mod network;
 pub mod proxy;
 pub mod quota;
+pub mod reload;
 pub mod replay;
 pub mod request;
 pub mod simulate;
 pub mod store;
+pub mod telemetry;
 pub mod watermark;
 
 pub use config::Config;

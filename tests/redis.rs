@@ -699,3 +699,37 @@ async fn batched_settlements_arrive_complete_and_in_order() {
     }
     assert_eq!(store.fallback_count(), 0);
 }
+
+/// `Store::inspect` reads a subject's buckets from Redis without charging them.
+#[tokio::test]
+async fn inspect_reads_buckets_without_charging() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let store = RedisStore::new(&store_config(&server, OnError::FailClosed, 2_000)).expect("s");
+    store.admit(&admission(T0, 7)).await.expect("admit");
+    store.admit(&admission(T0, 7)).await.expect("admit");
+    for _ in 0..2 {
+        let views = store
+            .inspect(&subject(7, 10.0), T0)
+            .await
+            .expect("inspect")
+            .expect("supported");
+        assert_eq!(views[0].expect("rpm").remaining, 8.0);
+        assert_eq!(views[2].expect("tpm").remaining, 9_800.0);
+        assert!(views[1].is_none(), "unlimited window");
+    }
+    // Six seconds refill one request of ten per minute.
+    let later = store
+        .inspect(&subject(7, 10.0), T0 + 6_000)
+        .await
+        .expect("inspect")
+        .expect("supported");
+    assert_eq!(later[0].expect("rpm").remaining, 9.0);
+    let fresh = store
+        .inspect(&subject(8, 10.0), T0)
+        .await
+        .expect("inspect")
+        .expect("supported");
+    assert_eq!(fresh[0].expect("rpm").remaining, 10.0);
+}

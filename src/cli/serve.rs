@@ -3,9 +3,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
+use distill_guard::admin::{self, AdminHooks};
+use distill_guard::audit;
 use distill_guard::proxy::demo::DemoModel;
 use distill_guard::proxy::server::{self, Backend};
 use distill_guard::proxy::upstream::Upstream;
+use distill_guard::reload::Reloader;
 use distill_guard::Guard;
 
 #[derive(Debug, Args)]
@@ -24,28 +27,62 @@ pub(crate) struct ServeArgs {
     /// measuring overhead).
     #[arg(long)]
     passthrough: bool,
+    /// Also serve the admin API, metrics and dashboard here (overrides
+    /// `[admin] listen`; needs `[admin] token` or `token_env`).
+    #[arg(long)]
+    admin_listen: Option<SocketAddr>,
+}
+
+/// The command line's overrides, applied to the file's config at start and on
+/// every reload.
+#[derive(Debug, Clone)]
+struct Overrides {
+    listen: Option<SocketAddr>,
+    upstream: Option<String>,
+    passthrough: bool,
+    admin_listen: Option<SocketAddr>,
+}
+
+impl Overrides {
+    fn apply(&self, config: &mut distill_guard::Config) {
+        if let Some(l) = self.listen {
+            config.server.listen = l;
+        }
+        if let Some(u) = &self.upstream {
+            config.server.upstream = Some(u.clone());
+        }
+        if self.passthrough {
+            config.guard.enabled = false;
+        }
+        if let Some(a) = self.admin_listen {
+            config.admin.listen = Some(a);
+        }
+    }
 }
 
 pub(crate) fn run(args: ServeArgs) -> Result<ExitCode, String> {
     let mut config = super::load_config(args.config.as_ref())?;
-    if let Some(l) = args.listen {
-        config.server.listen = l;
-    }
-    if let Some(u) = args.upstream {
-        config.server.upstream = Some(u);
-    }
-    if args.passthrough {
-        config.guard.enabled = false;
-    }
+    let overrides = Overrides {
+        listen: args.listen,
+        upstream: args.upstream,
+        passthrough: args.passthrough,
+        admin_listen: args.admin_listen,
+    };
+    overrides.apply(&mut config);
     config.validate().map_err(|e| e.to_string())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
-    runtime.block_on(serve(config, args.passthrough))
+    runtime.block_on(serve(config, args.config, overrides))
 }
 
-async fn serve(config: distill_guard::Config, passthrough: bool) -> Result<ExitCode, String> {
+async fn serve(
+    config: distill_guard::Config,
+    path: Option<PathBuf>,
+    overrides: Overrides,
+) -> Result<ExitCode, String> {
+    let passthrough = overrides.passthrough;
     let server_cfg = config.server.clone();
     let backend = match &server_cfg.upstream {
         Some(url) => {
@@ -60,7 +97,23 @@ async fn serve(config: distill_guard::Config, passthrough: bool) -> Result<ExitC
             Backend::Demo(DemoModel::new())
         }
     };
+    let admin_cfg = config.admin.clone();
+    let audit_cfg = config.audit.clone();
     let guard = Guard::from_config(config).map_err(|e| e.to_string())?;
+    if let Some((sink, writer)) = audit::start(&audit_cfg, guard.shared().telemetry())
+        .await
+        .map_err(|e| format!("cannot open the audit log: {e}"))?
+    {
+        tracing::info!(target = sink.target(), all = sink.all(), "audit log on");
+        guard.shared().telemetry().install_audit(sink, writer);
+    }
+    let reloader = Reloader::new(guard.clone(), path.clone()).with_adjust({
+        let o = overrides.clone();
+        move |c| o.apply(c)
+    });
+    reloader.spawn_watchers(
+        (admin_cfg.watch_config && path.is_some()).then_some(std::time::Duration::from_secs(2)),
+    );
     let service = server::stack((!passthrough).then_some(&guard), backend.into_service());
     let listener = tokio::net::TcpListener::bind(server_cfg.listen)
         .await
@@ -75,6 +128,34 @@ async fn serve(config: distill_guard::Config, passthrough: bool) -> Result<ExitC
     // The first line on stdout is machine-readable, for scripts and tests.
     println!("listening on http://{addr}");
     tracing::info!(%addr, "distill-guard serving");
+    if let Some(admin_addr) = admin_cfg.listen {
+        // The watermark stage's index answers `/api/trace`; the cluster engine
+        // plugs in here once it is part of the guard.
+        let hooks = AdminHooks {
+            cluster: None,
+            trace: Some(guard.shared().watermarker().clone()),
+        };
+        match admin::router_from_config(&guard, Some(reloader.clone()), hooks.clone()) {
+            Some(app) => {
+                let l = tokio::net::TcpListener::bind(admin_addr)
+                    .await
+                    .map_err(|e| format!("cannot listen on {admin_addr} (admin): {e}"))?;
+                let a = l
+                    .local_addr()
+                    .map_err(|e| format!("cannot read the admin address: {e}"))?;
+                println!("admin on http://{a}");
+                tracing::info!(addr = %a, "admin API, metrics and dashboard");
+                let g = guard.clone();
+                let stop = shutdown_signal()?;
+                tokio::spawn(async move {
+                    if let Err(e) = admin::serve(l, app, g, hooks, stop).await {
+                        tracing::error!(error = %e, "admin listener failed");
+                    }
+                });
+            }
+            None => println!("admin disabled: no token configured"),
+        }
+    }
     server::run(
         listener,
         server::app(service),
@@ -83,6 +164,11 @@ async fn serve(config: distill_guard::Config, passthrough: bool) -> Result<ExitC
     )
     .await
     .map_err(|e| format!("server error: {e}"))?;
+    if let Some(writer) = guard.shared().telemetry().close_audit() {
+        // Requests still in flight after the grace period may add a last record;
+        // what is queued is written, within a bound.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), writer).await;
+    }
     tracing::info!("shut down");
     Ok(ExitCode::SUCCESS)
 }

@@ -30,5 +30,6 @@ mod error;
 mod model;
 mod validate;
 
+pub(crate) use error::Errors;
 pub use error::{ConfigError, FieldError};
 pub use model::*;

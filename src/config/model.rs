@@ -36,6 +36,12 @@ pub struct Config {
     /// The `serve` reverse proxy.
     #[serde(default)]
     pub server: ServerSection,
+    /// The admin API, metrics and dashboard listener.
+    #[serde(default)]
+    pub admin: crate::admin::AdminConfig,
+    /// The audit log.
+    #[serde(default)]
+    pub audit: crate::audit::AuditConfig,
     /// Request fingerprinting (see `distill_guard::fingerprint`).
     #[serde(default)]
     pub fingerprint: crate::fingerprint::FingerprintSection,
@@ -278,6 +284,8 @@ impl Config {
             accounts: BTreeMap::new(),
             network: NetworkSection::default(),
             server: ServerSection::default(),
+            admin: crate::admin::AdminConfig::default(),
+            audit: crate::audit::AuditConfig::default(),
             fingerprint: crate::fingerprint::FingerprintSection::default(),
             watermark: crate::watermark::WatermarkConfig::default(),
             store: crate::store::StoreConfig::default(),

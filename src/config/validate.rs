@@ -76,6 +76,8 @@ pub(super) fn validate(cfg: &Config, errors: &mut Errors) {
         }
     }
 
+    cfg.admin.validate(errors);
+    cfg.audit.validate(errors);
     errors
         .0
         .extend(crate::watermark::config::validate(&cfg.watermark));

@@ -116,6 +116,7 @@ impl GuardBuilder {
             crate::watermark::Watermarker::from_config(&self.config.watermark)?
                 .with_clock(clock.clone()),
         );
+        let recent = self.config.admin.recent_decisions;
         // The store named by `[store]` unless the builder was given one.
         let store = match self.store {
             Some(s) => s,
@@ -128,6 +129,8 @@ impl GuardBuilder {
             store,
             clock,
             extractor: self.extractor,
+            telemetry: crate::telemetry::Telemetry::new(recent),
+            overrides: crate::admin::Overrides::new(),
         };
         Ok(Guard {
             shared: Arc::new(shared),

@@ -18,6 +18,8 @@ pub struct Shared {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) extractor: Option<ExtractorHandle>,
+    pub(crate) telemetry: crate::telemetry::Telemetry,
+    pub(crate) overrides: crate::admin::Overrides,
     pub(crate) watermark: Arc<crate::watermark::Watermarker>,
 }
 
@@ -40,6 +42,16 @@ impl Shared {
     /// The quota store.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    /// Metrics, recent decisions and the audit sink.
+    pub fn telemetry(&self) -> &crate::telemetry::Telemetry {
+        &self.telemetry
+    }
+
+    /// Operator overrides (allowlist, blocklist, tier pins, unlinks).
+    pub fn overrides(&self) -> &crate::admin::Overrides {
+        &self.overrides
     }
 
     /// The clock.

@@ -45,6 +45,10 @@ impl SettleGuard {
                     .output
                     .unwrap_or_else(|| self.scanner.estimated_output())
         };
+        self.shared
+            .telemetry
+            .metrics()
+            .tokens_settled(actual, self.reserved);
         let delta = actual as f64 - self.reserved as f64;
         if delta != 0.0 {
             self.shared.store.settle(Settlement {

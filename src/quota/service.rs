@@ -7,12 +7,17 @@ use bytes::Bytes;
 use http::{HeaderValue, Request, Response};
 use http_body::Body;
 use tower::Service;
+use tracing::field::{display, Empty};
+use tracing::Instrument;
 
 use super::body::{EnforceBody, SettleGuard};
 use super::headers;
 use super::usage::UsageScanner;
+use crate::admin::ListKind;
 use crate::dialect::{error_response, Dialect, ErrorKind};
-use crate::extensions::{Account, Action, Cluster, Decision, Scope, Suspicion, TierName, Verdict};
+use crate::extensions::{
+    Account, Action, Cluster, Decision, Reason, Scope, Suspicion, TierName, Verdict,
+};
 use crate::guard::{prepare, Settings, Shared, Tier};
 use crate::request::RequestInfo;
 use crate::store::{Admission, Limits, Outcome, Subject, Window};
@@ -53,7 +58,15 @@ where
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
         let shared = self.shared.clone();
-        Box::pin(enforce(shared, inner, req))
+        let span = tracing::info_span!(
+            "guard",
+            request_id = Empty,
+            account = Empty,
+            cluster = Empty,
+            action = Empty,
+            status = Empty
+        );
+        Box::pin(enforce(shared, inner, req).instrument(span))
     }
 }
 
@@ -68,6 +81,25 @@ fn scaled(base: &Limits, m: f64) -> Limits {
 fn with_decision<B>(mut res: Response<B>, decision: Decision) -> Response<B> {
     res.extensions_mut().insert(decision);
     res
+}
+
+/// Reports a decision: metrics, the decision memory, the audit log and the
+/// request's tracing span.
+fn note(shared: &Shared, d: &Decision, dialect: Dialect, now_ms: u64) {
+    shared.telemetry.record(d, dialect, now_ms);
+    let span = tracing::Span::current();
+    span.record("account", display(&d.account));
+    span.record("cluster", display(&d.cluster.id));
+    span.record("action", d.action.as_str());
+    span.record("status", d.status);
+    tracing::debug!(
+        suspicion = d.suspicion,
+        cluster_size = d.cluster.size,
+        tier = &*d.tier,
+        limited_by = d.limited_by.map(|s| s.as_str()),
+        shadowed = d.shadowed,
+        "decision"
+    );
 }
 
 async fn enforce<S, ReqBody, ResBody>(
@@ -85,9 +117,19 @@ where
     if !settings.enabled {
         return Ok(inner.call(req).await?.map(EnforceBody::passthrough));
     }
+    let request_id = crate::telemetry::request_id(req.headers());
+    if let Some(id) = &request_id {
+        tracing::Span::current().record("request_id", &**id);
+    }
     let mut req = match prepare(&settings, req).await {
         Ok(r) => r,
-        Err(res) => return Ok(res.map(EnforceBody::full)),
+        Err(res) => {
+            shared
+                .telemetry
+                .metrics()
+                .unidentified(res.status().as_u16());
+            return Ok(res.map(EnforceBody::full));
+        }
     };
     let (Some(account), Some(info)) = (
         req.extensions().get::<Account>().copied(),
@@ -101,16 +143,18 @@ where
         );
         return Ok(res.map(EnforceBody::full));
     };
-    let plan = plan(&settings, &shared, &req, account, &info);
+    let plan = plan(&settings, &shared, &req, account, &info, request_id);
     let dialect = info.dialect;
+    let now_ms = plan.admission.now_ms;
 
-    if plan.action == Action::Block && !plan.shadow {
+    if plan.action == Action::Block && (!plan.shadow || plan.blocklisted) {
         let res = error_response(
             dialect,
             ErrorKind::Forbidden,
             "This account has been blocked for automated bulk extraction. Contact support if you believe this is a mistake.",
         );
         let d = plan.decision(403, None, false);
+        note(&shared, &d, dialect, now_ms);
         return Ok(with_decision(res, d).map(EnforceBody::full));
     }
 
@@ -118,11 +162,18 @@ where
         if !plan.shadow {
             let res = error_response(dialect, ErrorKind::InvalidRequest, &message);
             let d = plan.decision(400, None, false);
+            note(&shared, &d, dialect, now_ms);
             return Ok(with_decision(res, d).map(EnforceBody::full));
         }
     }
 
-    let outcome = match shared.store.admit(&plan.admission).await {
+    let started = std::time::Instant::now();
+    let admitted = shared.store.admit(&plan.admission).await;
+    shared
+        .telemetry
+        .metrics()
+        .store_call(started.elapsed().as_secs_f64(), admitted.is_ok());
+    let outcome = match admitted {
         Ok(o) => o,
         Err(e) => {
             tracing::warn!(error = %e, "quota store failed; refusing the request");
@@ -132,6 +183,7 @@ where
                 "Rate limiting is temporarily unavailable; please retry shortly.",
             );
             let d = plan.decision(503, None, false);
+            note(&shared, &d, dialect, now_ms);
             return Ok(with_decision(res, d).map(EnforceBody::full));
         }
     };
@@ -145,11 +197,16 @@ where
                 window = denial.window.describe(), "shadow mode: would have rejected"
             );
         } else {
-            return Ok(reject(&plan, &outcome, denial, views, dialect).map(EnforceBody::full));
+            let res = reject(&plan, &outcome, denial, views, dialect);
+            if let Some(d) = res.extensions().get::<Decision>() {
+                note(&shared, d, dialect, now_ms);
+            }
+            return Ok(res.map(EnforceBody::full));
         }
     }
 
     let decision = plan.decision(200, outcome.denied.map(|d| d.scope), shadowed);
+    note(&shared, &decision, dialect, now_ms);
     req.extensions_mut().insert(decision.clone());
     let res = inner.call(req).await?;
     let (mut parts, body) = res.into_parts();
@@ -175,6 +232,9 @@ where
 
 /// Everything decided before the store is asked.
 struct Plan {
+    request_id: Option<Arc<str>>,
+    /// An operator blocklisted the account: 403 even in shadow mode.
+    blocklisted: bool,
     account: Account,
     cluster: Cluster,
     suspicion: f64,
@@ -195,21 +255,53 @@ fn plan<B>(
     req: &Request<B>,
     account: Account,
     info: &RequestInfo,
+    request_id: Option<Arc<str>>,
 ) -> Plan {
     let ext = req.extensions();
-    let cluster = ext
-        .get::<Cluster>()
-        .copied()
-        .unwrap_or_else(|| Cluster::singleton(account.id));
+    let ov = shared.overrides.get(&account.id);
+    let ov = ov.as_ref();
+    let list = ov.and_then(|o| o.list);
+    let cluster = match ext.get::<Cluster>().copied() {
+        Some(c) if !ov.is_some_and(|o| o.unlinked) && list != Some(ListKind::Allow) => c,
+        _ => Cluster::singleton(account.id),
+    };
     let suspicion = ext.get::<Suspicion>().map_or(0.0, |s| s.value());
-    let verdict = ext.get::<Verdict>().cloned().unwrap_or_default();
-    let multiplier = settings.multiplier(suspicion);
+    let mut verdict = ext.get::<Verdict>().cloned().unwrap_or_default();
+    let mut multiplier = settings.multiplier(suspicion);
+    match list {
+        Some(ListKind::Allow) => {
+            multiplier = 1.0;
+            verdict = Verdict {
+                action: Action::Allow,
+                reasons: vec![Reason {
+                    signal: "operator_allowlist".into(),
+                    weight: 0.0,
+                }],
+            };
+        }
+        Some(ListKind::Block) => {
+            verdict = Verdict {
+                action: Action::Block,
+                reasons: vec![Reason {
+                    signal: "operator_blocklist".into(),
+                    weight: 1.0,
+                }],
+            };
+        }
+        None => {}
+    }
     let action = if verdict.action == Action::Allow && multiplier < 1.0 {
         Action::Throttle
     } else {
         verdict.action
     };
-    let tier = settings.tier_for(&account.id, ext.get::<TierName>().map(|t| &*t.0));
+    let pinned = ov
+        .and_then(|o| o.tier.as_deref())
+        .filter(|name| settings.tiers.contains_key(*name));
+    let tier = settings.tier_for(
+        &account.id,
+        pinned.or_else(|| ext.get::<TierName>().map(|t| &*t.0)),
+    );
     let shadow = settings.shadow || tier.shadow;
     let output_cap = info
         .max_output_tokens
@@ -234,6 +326,8 @@ fn plan<B>(
         ),
     });
     Plan {
+        request_id,
+        blocklisted: list == Some(ListKind::Block),
         account,
         cluster,
         suspicion,
@@ -257,6 +351,7 @@ fn plan<B>(
 impl Plan {
     fn decision(&self, status: u16, limited_by: Option<Scope>, shadowed: bool) -> Decision {
         Decision {
+            request_id: self.request_id.clone(),
             account: self.account.id,
             cluster: self.cluster,
             suspicion: self.suspicion,

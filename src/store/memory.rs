@@ -223,6 +223,14 @@ impl Store for MemoryStore {
     fn tracked(&self) -> usize {
         self.accounts.len() + self.clusters.len()
     }
+
+    fn inspect<'a>(
+        &'a self,
+        subject: &'a Subject,
+        now_ms: u64,
+    ) -> StoreFuture<'a, Option<[Option<BucketView>; 4]>> {
+        Box::pin(std::future::ready(Ok(Some(self.peek(subject, now_ms)))))
+    }
 }
 
 #[cfg(test)]

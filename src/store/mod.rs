@@ -186,4 +186,16 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
 
     /// Number of subjects currently tracked (for metrics and memory tests).
     fn tracked(&self) -> usize;
+
+    /// The current state of a subject's buckets under `subject.limits`, without
+    /// charging anything (for the admin API). `None` when the backend cannot
+    /// inspect (the default).
+    fn inspect<'a>(
+        &'a self,
+        subject: &'a Subject,
+        now_ms: u64,
+    ) -> StoreFuture<'a, Option<[Option<BucketView>; 4]>> {
+        let _ = (subject, now_ms);
+        Box::pin(std::future::ready(Ok(None)))
+    }
 }

@@ -58,6 +58,7 @@ const ALWAYS: &str =
 
 fn decision(action: Action, suspicion: f64) -> Decision {
     Decision {
+        request_id: None,
         account: AccountId([0x11; 16]),
         cluster: Cluster {
             id: ClusterId([0x22; 16]),

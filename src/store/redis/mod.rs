@@ -634,6 +634,39 @@ impl Store for RedisStore {
         }
     }
 
+    /// Reads the subject's state with one `GET` (no script, no charge). A missing
+    /// or malformed value reads as a fresh subject, as the scripts treat it.
+    fn inspect<'a>(
+        &'a self,
+        subject: &'a Subject,
+        now_ms: u64,
+    ) -> StoreFuture<'a, Option<[Option<super::BucketView>; 4]>> {
+        Box::pin(async move {
+            let inner = &self.inner;
+            let mut conn = inner.conn.clone();
+            let mut cmd = ::redis::cmd("GET");
+            cmd.arg(inner.key(subject));
+            let get = cmd.query_async::<Value>(&mut conn);
+            let value = match tokio::time::timeout(inner.timeout, get).await {
+                Err(_) => return Err(StoreError::Timeout),
+                Ok(Err(e)) => return Err(StoreError::Unavailable(e.to_string())),
+                Ok(Ok(v)) => v,
+            };
+            let mut entry = match &value {
+                Value::BulkString(_) => script::state(&value)
+                    .map(|s| Entry {
+                        levels: s.levels,
+                        last_ms: s.last_ms,
+                        idle_at_ms: s.idle_at_ms,
+                    })
+                    .unwrap_or_default(),
+                _ => Entry::default(),
+            };
+            entry.bring_to(now_ms, &subject.limits);
+            Ok(Some(entry.views(&subject.limits)))
+        })
+    }
+
     /// Subjects held in this process: the fallback store's and the cache of refused
     /// subjects (Redis' own keys are not counted).
     fn tracked(&self) -> usize {

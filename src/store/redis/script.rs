@@ -265,7 +265,7 @@ pub(super) fn parse_admit(value: &Value, keys: usize) -> Result<AdmitReply, Stri
     Ok(AdmitReply { admitted, states })
 }
 
-fn state(v: &Value) -> Result<State, String> {
+pub(super) fn state(v: &Value) -> Result<State, String> {
     let Value::BulkString(bytes) = v else {
         return Err(format!("admit script: expected a packed state, got {v:?}"));
     };

@@ -1,0 +1,530 @@
+//! Handlers of the admin API. Every answer is JSON (`{"error": "..."}` on
+//! failure) except `/metrics`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use http::{header, StatusCode};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::overrides::{ListKind, OverrideAction, OverrideRequest};
+use super::AdminState;
+use crate::extensions::{AccountId, ClusterId, Decision, Scope};
+use crate::guard::Settings;
+use crate::reload::{ReloadError, Trigger};
+use crate::store::{BucketView, Limits, Subject, Window};
+use crate::telemetry::SERIES;
+
+type St = State<Arc<AdminState>>;
+
+fn json_response(status: StatusCode, body: Value) -> Response {
+    (status, axum::Json(body)).into_response()
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    json_response(status, json!({ "error": message.into() }))
+}
+
+pub(super) async fn require_token(State(st): St, req: Request, next: Next) -> Response {
+    let admitted = match &st.token {
+        super::TokenSource::Fixed(t) => t.admits(req.headers()),
+        super::TokenSource::Config => st
+            .guard
+            .shared()
+            .settings()
+            .config
+            .admin
+            .resolve_token()
+            .is_some_and(|t| super::auth::TokenDigest::new(&t).admits(req.headers())),
+    };
+    if admitted {
+        return next.run(req).await;
+    }
+    st.guard.shared().telemetry().metrics().admin_unauthorized();
+    let mut res = error(
+        StatusCode::UNAUTHORIZED,
+        "missing or wrong admin token: send `Authorization: Bearer <token>`",
+    );
+    res.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        http::HeaderValue::from_static("Bearer realm=\"distill-guard admin\""),
+    );
+    res
+}
+
+pub(super) async fn not_found() -> Response {
+    error(StatusCode::NOT_FOUND, "no such admin endpoint")
+}
+
+pub(super) async fn metrics(State(st): St) -> Response {
+    let shared = st.guard.shared();
+    let t = shared.telemetry();
+    t.metrics().overrides(shared.overrides().counts());
+    if let Some(c) = &st.hooks.cluster {
+        t.metrics().set_clusters_by_size(c.cluster_sizes());
+    }
+    let body = t.render_metrics(shared.store().tracked());
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct Limit {
+    limit: Option<usize>,
+}
+
+impl Limit {
+    fn get(&self, default: usize) -> usize {
+        self.limit.unwrap_or(default).clamp(1, 1000)
+    }
+}
+
+fn tier_json(settings: &Settings) -> Value {
+    let mut names: Vec<&Arc<str>> = settings.tiers.keys().collect();
+    names.sort();
+    names
+        .into_iter()
+        .map(|name| {
+            let t = settings.config.tier(name).unwrap_or_default();
+            json!({
+                "name": &**name,
+                "default": **name == *settings.default_tier.name,
+                "limits": t,
+            })
+        })
+        .collect()
+}
+
+pub(super) async fn status(State(st): St) -> Response {
+    let shared = st.guard.shared();
+    let settings = shared.settings();
+    let t = shared.telemetry();
+    let reload = st.reloader.as_ref().map(|r| r.status());
+    let timeline = t.recent().timeline();
+    let mut totals = [0u64; SERIES.len()];
+    for tick in &timeline {
+        for (a, b) in totals.iter_mut().zip(tick.counts) {
+            *a += b;
+        }
+    }
+    let [allow, block, tier, unlink] = shared.overrides().counts();
+    let audit = t.audit();
+    json_response(
+        StatusCode::OK,
+        json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "uptime_seconds": t.uptime_seconds(),
+            "started_at_unix_ms": t.started_unix_ms(),
+            "now_ms": shared.clock().now_ms(),
+            "config": {
+                "generation": reload.as_ref().map_or(1, |r| r.generation),
+                "source": reload.as_ref().and_then(|r| r.source.clone()),
+                "loaded_at_unix_ms": reload.as_ref().map(|r| r.loaded_at_unix_ms),
+                "reloads_ok": reload.as_ref().map_or(0, |r| r.reloads_ok),
+                "reloads_failed": reload.as_ref().map_or(0, |r| r.reloads_failed),
+                "last_reload": reload.as_ref().and_then(|r| r.last_attempt.clone()),
+                "reload_available": st.reloader.is_some(),
+                "enabled": settings.enabled,
+                "shadow": settings.shadow,
+                "default_tier": &*settings.default_tier.name,
+                "tiers": tier_json(&settings),
+                "accounts_pinned": settings.account_tiers.len(),
+                "cluster_exponent": settings.cluster_exponent,
+                "bands": settings.bands,
+                "default_max_output_tokens": settings.default_max_output_tokens,
+            },
+            "audit": audit.map(|a| json!({"target": a.target(), "all": a.all()})),
+            "engines": {
+                "cluster": st.hooks.cluster.is_some(),
+                "trace": st.hooks.trace.is_some(),
+            },
+            "store": { "tracked": shared.store().tracked() },
+            "overrides": { "allow": allow, "block": block, "tier": tier, "unlink": unlink },
+            "decisions": {
+                "series": SERIES,
+                "window_seconds": timeline.len(),
+                "totals": SERIES.iter().zip(totals).map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
+                "remembered": t.recent().len(),
+                "capacity": t.recent().capacity(),
+                "timeline": timeline,
+            },
+        }),
+    )
+}
+
+pub(super) async fn accounts(State(st): St, Query(q): Query<Limit>) -> Response {
+    let (accounts, _) = st.guard.shared().telemetry().recent().top(q.get(20));
+    json_response(StatusCode::OK, json!({ "accounts": accounts }))
+}
+
+fn scaled(base: &Limits, m: f64) -> Limits {
+    let mut out = *base;
+    for l in out.iter_mut().flatten() {
+        *l = l.scaled(m);
+    }
+    out
+}
+
+fn views_json(views: Option<[Option<BucketView>; 4]>) -> Value {
+    let Some(views) = views else {
+        return Value::Null;
+    };
+    Window::ALL
+        .iter()
+        .map(|w| {
+            let v = views[w.index()];
+            (
+                w.field().to_string(),
+                match v {
+                    Some(v) => json!({
+                        "limit": v.limit,
+                        "remaining": v.remaining,
+                        "used": (v.limit - v.remaining).max(0.0),
+                        "reset_ms": v.reset_ms,
+                    }),
+                    None => json!("unlimited"),
+                },
+            )
+        })
+        .collect::<serde_json::Map<_, _>>()
+        .into()
+}
+
+pub(super) async fn account(State(st): St, Path(hash): Path<String>) -> Response {
+    let Some(id) = AccountId::parse(&hash) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "an account is its hash: 32 hex digits, as shown in logs and the audit log",
+        );
+    };
+    let shared = st.guard.shared();
+    let settings = shared.settings();
+    let ov = shared.overrides().get(&id);
+    let recent = shared.telemetry().recent().of_account(&id, 20);
+    let engine = st.hooks.cluster.as_ref().and_then(|c| c.account(&id));
+    let last = recent.first().map(|r| r.decision.clone());
+    let pinned = ov
+        .as_ref()
+        .and_then(|o| o.tier.clone())
+        .filter(|t| settings.tiers.contains_key(t));
+    let tier = settings.tier_for(
+        &id,
+        pinned
+            .as_deref()
+            .or_else(|| last.as_ref().map(|d| &*d.tier)),
+    );
+    let allowlisted = ov.as_ref().and_then(|o| o.list) == Some(ListKind::Allow);
+    let suspicion = last.as_ref().map_or(0.0, |d| d.suspicion);
+    let m = if allowlisted {
+        1.0
+    } else {
+        settings.multiplier(suspicion)
+    };
+    let now = shared.clock().now_ms();
+    let account_subject = Subject {
+        scope: Scope::Account,
+        key: id.0,
+        limits: scaled(&tier.base, m),
+    };
+    let account_views = shared
+        .store()
+        .inspect(&account_subject, now)
+        .await
+        .ok()
+        .flatten();
+    let cluster = engine
+        .as_ref()
+        .map(|e| crate::extensions::Cluster {
+            id: e.cluster.id,
+            size: e.cluster.size,
+        })
+        .or_else(|| last.as_ref().map(|d| d.cluster));
+    let cluster_views = match cluster {
+        Some(c) if c.size > 1 || c.id.0 != id.0 => {
+            let subject = Subject {
+                scope: Scope::Cluster,
+                key: c.id.0,
+                limits: scaled(&tier.base, m * settings.cluster_scale(c.size)),
+            };
+            shared.store().inspect(&subject, now).await.ok().flatten()
+        }
+        _ => None,
+    };
+    let used = account_views
+        .iter()
+        .flatten()
+        .flatten()
+        .any(|v| v.remaining < v.limit);
+    if recent.is_empty() && engine.is_none() && ov.is_none() && !used {
+        return error(
+            StatusCode::NOT_FOUND,
+            "account not seen: no recent decision, no bucket use, no override",
+        );
+    }
+    json_response(
+        StatusCode::OK,
+        json!({
+            "account": id,
+            "tier": &*tier.name,
+            "override": ov,
+            "suspicion": suspicion,
+            "rate_multiplier": m,
+            "cluster": cluster,
+            "buckets": {
+                "note": "limits as scaled by the latest decision's suspicion band (and cluster size for the cluster)",
+                "account": views_json(account_views),
+                "cluster": views_json(cluster_views),
+            },
+            "cluster_engine": engine,
+            "recent_decisions": recent,
+        }),
+    )
+}
+
+pub(super) async fn clusters(State(st): St, Query(q): Query<Limit>) -> Response {
+    let n = q.get(10);
+    if let Some(c) = &st.hooks.cluster {
+        let (largest, suspicious) = c.top_clusters(n);
+        return json_response(
+            StatusCode::OK,
+            json!({ "source": "engine", "largest": largest, "most_suspicious": suspicious }),
+        );
+    }
+    let (_, mut observed) = st.guard.shared().telemetry().recent().top(usize::MAX);
+    let mut suspicious = observed.clone();
+    suspicious.sort_by(|a, b| {
+        b.max_suspicion
+            .total_cmp(&a.max_suspicion)
+            .then(b.size.cmp(&a.size))
+            .then(a.cluster.cmp(&b.cluster))
+    });
+    suspicious.truncate(n);
+    observed.truncate(n);
+    json_response(
+        StatusCode::OK,
+        json!({
+            "source": "observed",
+            "note": "no cluster engine: clusters as carried by recent decisions (singletons included)",
+            "largest": observed,
+            "most_suspicious": suspicious,
+        }),
+    )
+}
+
+pub(super) async fn cluster(State(st): St, Path(id): Path<String>) -> Response {
+    let Some(id) = ClusterId::parse(&id) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "a cluster id is `c_` and 32 hex digits",
+        );
+    };
+    let Some(engine) = &st.hooks.cluster else {
+        return error(
+            StatusCode::NOT_IMPLEMENTED,
+            "no cluster engine is running; see /api/clusters for clusters seen in recent decisions",
+        );
+    };
+    match engine.cluster(&id) {
+        Some(c) => json_response(StatusCode::OK, json!(c)),
+        None => error(StatusCode::NOT_FOUND, "unknown cluster"),
+    }
+}
+
+pub(super) async fn decisions(State(st): St, Query(q): Query<Limit>) -> Response {
+    let latest = st.guard.shared().telemetry().recent().latest(q.get(50));
+    json_response(StatusCode::OK, json!({ "decisions": latest }))
+}
+
+/// A sentence an operator can paste into a reply to a customer.
+pub(crate) fn explain(d: &Decision) -> String {
+    let mut s = match d.status {
+        403 => "Refused with 403: the account is blocked".to_owned(),
+        429 => format!(
+            "Refused with 429: the {} request or token budget was exhausted",
+            match d.limited_by {
+                Some(Scope::Cluster) => "shared cluster's",
+                _ => "account's own",
+            }
+        ),
+        400 => {
+            "Refused with 400: the request reserves more tokens than the whole budget of its tier"
+                .to_owned()
+        }
+        503 => "Refused with 503: the quota store was unavailable".to_owned(),
+        _ if d.shadowed => format!(
+            "Admitted in shadow mode, but would have been refused with 429 by the {} limit",
+            d.limited_by.map_or("account", |s| s.as_str())
+        ),
+        _ => "Admitted".to_owned(),
+    };
+    s.push_str(&format!(
+        " (action `{}`, tier `{}`, suspicion {:.2}",
+        d.action, d.tier, d.suspicion
+    ));
+    if d.cluster.size > 1 {
+        s.push_str(&format!(
+            ", cluster {} of {} accounts",
+            d.cluster.id, d.cluster.size
+        ));
+    }
+    s.push(')');
+    if !d.reasons.is_empty() {
+        let r: Vec<String> = d
+            .reasons
+            .iter()
+            .map(|r| format!("{} ({:.2})", r.signal, r.weight))
+            .collect();
+        s.push_str(&format!(". Signals: {}", r.join(", ")));
+    }
+    s.push('.');
+    s
+}
+
+pub(super) async fn decision(State(st): St, Path(request_id): Path<String>) -> Response {
+    match st.guard.shared().telemetry().recent().find(&request_id) {
+        Some(rec) => {
+            let explanation = explain(&rec.decision);
+            json_response(
+                StatusCode::OK,
+                json!({ "decision": rec, "explanation": explanation }),
+            )
+        }
+        None => error(
+            StatusCode::NOT_FOUND,
+            "no remembered decision with this request id (it may be older than the last admin.recent_decisions decisions)",
+        ),
+    }
+}
+
+pub(super) async fn list_overrides(State(st): St) -> Response {
+    let list: Vec<Value> = st
+        .guard
+        .shared()
+        .overrides()
+        .list()
+        .into_iter()
+        .map(|(a, o)| json!({ "account": a, "override": o }))
+        .collect();
+    json_response(StatusCode::OK, json!({ "overrides": list }))
+}
+
+pub(super) async fn post_override(State(st): St, body: Bytes) -> Response {
+    let req: OverrideRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("expected {{\"account\": \"<hash>\", \"action\": \"allow|block|unlist|pin_tier|unpin_tier|unlink|relink|clear\", \"tier\"?, \"note\"?}}: {e}"),
+            )
+        }
+    };
+    let Some(account) = AccountId::parse(&req.account) else {
+        return error(StatusCode::BAD_REQUEST, "account must be 32 hex digits");
+    };
+    if req.note.as_ref().is_some_and(|n| n.len() > 1000) {
+        return error(StatusCode::BAD_REQUEST, "note is limited to 1000 bytes");
+    }
+    let shared = st.guard.shared();
+    let tier = match (req.action, &req.tier) {
+        (OverrideAction::PinTier, Some(name)) => match shared.settings().tiers.get(name.as_str()) {
+            Some(t) => Some(t.name.clone()),
+            None => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!("tier `{name}` is not defined in the config"),
+                )
+            }
+        },
+        (OverrideAction::PinTier, None) => {
+            return error(StatusCode::BAD_REQUEST, "pin_tier needs `tier`")
+        }
+        _ => None,
+    };
+    let mut engine = Value::Null;
+    if req.action == OverrideAction::Unlink {
+        if let Some(c) = &st.hooks.cluster {
+            engine = match c.unlink(&account) {
+                Ok(()) => json!("unlinked in the cluster engine"),
+                Err(e) => {
+                    return error(
+                        StatusCode::CONFLICT,
+                        format!("the cluster engine refused: {e}"),
+                    )
+                }
+            };
+        }
+    }
+    let now = crate::telemetry::unix_ms();
+    let o = shared
+        .overrides()
+        .apply(account, req.action, tier, req.note.clone(), now);
+    shared
+        .telemetry()
+        .metrics()
+        .overrides(shared.overrides().counts());
+    tracing::info!(account = %account, action = ?req.action, "admin override");
+    json_response(
+        StatusCode::OK,
+        json!({ "account": account, "override": o, "cluster_engine": engine }),
+    )
+}
+
+pub(super) async fn reload(State(st): St) -> Response {
+    let Some(r) = &st.reloader else {
+        return error(
+            StatusCode::CONFLICT,
+            "this guard has no config file to reload from",
+        );
+    };
+    match r.reload(Trigger::Api).await {
+        Ok(status) => json_response(StatusCode::OK, json!({ "ok": true, "status": status })),
+        Err(ReloadError::NoSource) => error(
+            StatusCode::CONFLICT,
+            "this guard was started without a config file",
+        ),
+        Err(ReloadError::Invalid(e)) => json_response(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            json!({
+                "ok": false,
+                "error": "the new config is invalid; the previous one stays in force",
+                "errors": e.errors.iter().map(|f| json!({"path": f.path, "message": f.message})).collect::<Vec<_>>(),
+                "status": r.status(),
+            }),
+        ),
+    }
+}
+
+pub(super) async fn trace(State(st): St, Query(q): Query<HashMap<String, String>>) -> Response {
+    let Some(index) = &st.hooks.trace else {
+        return error(
+            StatusCode::NOT_IMPLEMENTED,
+            "no watermark trace index is running",
+        );
+    };
+    let Some(text) = q.get("text").filter(|t| !t.trim().is_empty()) else {
+        return error(StatusCode::BAD_REQUEST, "give the text to trace as ?text=");
+    };
+    if text.len() > 100_000 {
+        return error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "text is limited to 100000 bytes",
+        );
+    }
+    let limit = q
+        .get("limit")
+        .and_then(|l| l.parse::<usize>().ok())
+        .unwrap_or(10)
+        .clamp(1, 100);
+    json_response(StatusCode::OK, json!({ "hits": index.trace(text, limit) }))
+}

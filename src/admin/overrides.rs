@@ -1,0 +1,197 @@
+//! Operator overrides per account, honoured by the enforce stage.
+//!
+//! * **allow**: the account's requests get `Action::Allow` and are never blocked,
+//!   throttled by suspicion or charged to a cluster; its tier's own limits still
+//!   apply (pin a larger tier to lift them).
+//! * **block**: every request answers 403, even in shadow mode.
+//! * **tier**: the account is charged under this tier, whatever the config or the
+//!   host application says.
+//! * **unlink**: the account is charged alone, as its own singleton cluster (and
+//!   the cluster engine, when present, is told to unlink it).
+//!
+//! Overrides live in memory: they survive config reloads but not a restart; make a
+//! lasting change in the config (`[accounts]`) or the host application.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use dashmap::DashMap;
+use serde::{Deserialize, Serialize};
+
+use crate::extensions::AccountId;
+
+/// Allowlisted or blocklisted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ListKind {
+    /// Never blocked or throttled by suspicion.
+    Allow,
+    /// Always 403.
+    Block,
+}
+
+/// Every override in force for one account.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Override {
+    /// Allowlisted or blocklisted.
+    pub list: Option<ListKind>,
+    /// The tier the account is pinned to.
+    pub tier: Option<Arc<str>>,
+    /// Charged alone, outside any cluster.
+    pub unlinked: bool,
+    /// The operator's note (a ticket number, say).
+    pub note: Option<String>,
+    /// When it was last changed (Unix milliseconds).
+    pub updated_at_ms: u64,
+}
+
+impl Override {
+    fn is_empty(&self) -> bool {
+        self.list.is_none() && self.tier.is_none() && !self.unlinked
+    }
+}
+
+/// One change, as posted to `POST /api/overrides`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OverrideRequest {
+    /// The account hash (32 hex digits).
+    pub account: String,
+    /// `allow`, `block`, `unlist`, `pin_tier` (needs `tier`), `unpin_tier`,
+    /// `unlink`, `relink` or `clear` (everything).
+    pub action: OverrideAction,
+    /// The tier for `pin_tier`.
+    #[serde(default)]
+    pub tier: Option<String>,
+    /// A note kept with the override.
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+/// What an [`OverrideRequest`] does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OverrideAction {
+    /// Allowlist.
+    Allow,
+    /// Blocklist.
+    Block,
+    /// Remove from the allow- or blocklist.
+    Unlist,
+    /// Pin to `tier`.
+    PinTier,
+    /// Remove the tier pin.
+    UnpinTier,
+    /// Charge alone, outside its cluster.
+    Unlink,
+    /// Undo `unlink`.
+    Relink,
+    /// Remove every override of the account.
+    Clear,
+}
+
+/// The overrides in force.
+#[derive(Debug, Default)]
+pub struct Overrides {
+    map: DashMap<AccountId, Override>,
+    len: AtomicUsize,
+}
+
+impl Overrides {
+    /// No overrides.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The override of `account`, if any (a cheap check when there are none).
+    pub fn get(&self, account: &AccountId) -> Option<Override> {
+        if self.len.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
+        self.map.get(account).map(|o| o.clone())
+    }
+
+    /// Applies `action` to `account`; `tier` must already be checked to exist.
+    /// Returns what is in force afterwards.
+    pub fn apply(
+        &self,
+        account: AccountId,
+        action: OverrideAction,
+        tier: Option<Arc<str>>,
+        note: Option<String>,
+        now_ms: u64,
+    ) -> Override {
+        let mut entry = self.map.entry(account).or_default();
+        let o = entry.value_mut();
+        match action {
+            OverrideAction::Allow => o.list = Some(ListKind::Allow),
+            OverrideAction::Block => o.list = Some(ListKind::Block),
+            OverrideAction::Unlist => o.list = None,
+            OverrideAction::PinTier => o.tier = tier,
+            OverrideAction::UnpinTier => o.tier = None,
+            OverrideAction::Unlink => o.unlinked = true,
+            OverrideAction::Relink => o.unlinked = false,
+            OverrideAction::Clear => *o = Override::default(),
+        }
+        if note.is_some() {
+            o.note = note;
+        }
+        o.updated_at_ms = now_ms;
+        let out = o.clone();
+        drop(entry);
+        if out.is_empty() {
+            self.map.remove_if(&account, |_, v| v.is_empty());
+        }
+        self.len.store(self.map.len(), Ordering::Relaxed);
+        out
+    }
+
+    /// Every override, sorted by account.
+    pub fn list(&self) -> Vec<(AccountId, Override)> {
+        let mut v: Vec<_> = self
+            .map
+            .iter()
+            .map(|e| (*e.key(), e.value().clone()))
+            .collect();
+        v.sort_by_key(|e| e.0);
+        v
+    }
+
+    /// Counts: allowlisted, blocklisted, tier-pinned, unlinked.
+    pub fn counts(&self) -> [usize; 4] {
+        let mut c = [0; 4];
+        for e in self.map.iter() {
+            match e.list {
+                Some(ListKind::Allow) => c[0] += 1,
+                Some(ListKind::Block) => c[1] += 1,
+                None => {}
+            }
+            c[2] += usize::from(e.tier.is_some());
+            c[3] += usize::from(e.unlinked);
+        }
+        c
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn apply_and_clear() {
+        let o = Overrides::new();
+        let a = AccountId([1; 16]);
+        assert!(o.get(&a).is_none());
+        o.apply(a, OverrideAction::Block, None, Some("T-1".into()), 5);
+        o.apply(a, OverrideAction::PinTier, Some("gold".into()), None, 6);
+        let got = o.get(&a).expect("set");
+        assert_eq!(got.list, Some(ListKind::Block));
+        assert_eq!(got.tier.as_deref(), Some("gold"));
+        assert_eq!(got.note.as_deref(), Some("T-1"));
+        assert_eq!(o.counts(), [0, 1, 1, 0]);
+        o.apply(a, OverrideAction::Unlist, None, None, 7);
+        o.apply(a, OverrideAction::UnpinTier, None, None, 8);
+        assert!(o.get(&a).is_none(), "empty overrides are removed");
+        assert!(o.list().is_empty());
+    }
+}

@@ -1,0 +1,818 @@
+//! The admin API in process: authentication, metrics format, explanations by
+//! request id, overrides honoured by the enforce stage, account inspection, engine
+//! hooks, and raw API keys never leaking into logs, metrics, audit lines or API
+//! answers.
+
+use std::sync::{Arc, Mutex};
+
+use axum::body::Body;
+use axum::Router;
+use distill_guard::admin::{
+    self, AccountView, AdminHooks, ClusterInspector, ClusterView, LinkEvidence, TraceHit,
+    TraceIndex,
+};
+use distill_guard::clock::ManualClock;
+use distill_guard::config::{Config, Limit, TierConfig};
+use distill_guard::extensions::{AccountId, Action, Cluster, ClusterId, Decision, Reason, Verdict};
+use distill_guard::proxy::demo::DemoModel;
+use distill_guard::proxy::server::{app, stack, Backend};
+use distill_guard::Guard;
+use http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+const TOKEN: &str = "test admin token, long enough";
+const T0: u64 = 1_714_000_000_000;
+
+struct Env {
+    guard: Guard,
+    proxy: Router,
+    admin: Router,
+}
+
+fn env_with(edit: impl FnOnce(&mut Config), hooks: AdminHooks) -> Env {
+    let mut cfg = Config::with_secret("test-secret");
+    cfg.tiers.insert(
+        "default".into(),
+        TierConfig {
+            requests_per_minute: Limit::Count(5),
+            ..TierConfig::default()
+        },
+    );
+    cfg.tiers.insert(
+        "gold".into(),
+        TierConfig {
+            requests_per_minute: Limit::Count(50),
+            ..TierConfig::default()
+        },
+    );
+    edit(&mut cfg);
+    let guard = Guard::builder(cfg)
+        .clock(Arc::new(ManualClock::new(T0)))
+        .build()
+        .expect("valid");
+    let proxy = app(stack(
+        Some(&guard),
+        Backend::Demo(DemoModel::new()).into_service(),
+    ));
+    let admin = admin::router(&guard, TOKEN, None, hooks);
+    Env {
+        guard,
+        proxy,
+        admin,
+    }
+}
+
+fn env() -> Env {
+    env_with(|_| {}, AdminHooks::default())
+}
+
+struct Reply {
+    status: StatusCode,
+    headers: http::HeaderMap,
+    text: String,
+    decision: Option<Decision>,
+}
+
+impl Reply {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text))
+    }
+}
+
+async fn call(router: &Router, req: Request<Body>) -> Reply {
+    let res = router.clone().oneshot(req).await.expect("infallible");
+    let status = res.status();
+    let headers = res.headers().clone();
+    let decision = res.extensions().get::<Decision>().cloned();
+    let bytes = res.into_body().collect().await.expect("body").to_bytes();
+    Reply {
+        status,
+        headers,
+        text: String::from_utf8_lossy(&bytes).into_owned(),
+        decision,
+    }
+}
+
+fn chat_req(key: &str, request_id: Option<&str>) -> Request<Body> {
+    let mut b = Request::post("/v1/chat/completions")
+        .header("content-type", "application/json")
+        .header("authorization", format!("Bearer {key}"));
+    if let Some(id) = request_id {
+        b = b.header("x-request-id", id);
+    }
+    b.body(Body::from(
+        json!({"model": "m", "max_tokens": 20, "messages": [{"role": "user", "content": "hello"}]})
+            .to_string(),
+    ))
+    .expect("request")
+}
+
+async fn chat(e: &Env, key: &str, request_id: Option<&str>) -> Reply {
+    call(&e.proxy, chat_req(key, request_id)).await
+}
+
+fn get(path: &str, token: Option<&str>) -> Request<Body> {
+    let mut b = Request::get(path);
+    if let Some(t) = token {
+        b = b.header("authorization", format!("Bearer {t}"));
+    }
+    b.body(Body::empty()).expect("request")
+}
+
+fn post(path: &str, token: Option<&str>, body: Value) -> Request<Body> {
+    let mut b = Request::post(path).header("content-type", "application/json");
+    if let Some(t) = token {
+        b = b.header("authorization", format!("Bearer {t}"));
+    }
+    b.body(Body::from(body.to_string())).expect("request")
+}
+
+async fn admin_get(e: &Env, path: &str) -> Reply {
+    call(&e.admin, get(path, Some(TOKEN))).await
+}
+
+async fn account_of(e: &Env, key: &str) -> AccountId {
+    chat(e, key, None).await.decision.expect("decision").account
+}
+
+#[tokio::test]
+async fn admin_endpoints_refuse_a_missing_or_wrong_token() {
+    let e = env();
+    let endpoints: [(&str, bool); 11] = [
+        ("/metrics", false),
+        ("/api/status", false),
+        ("/api/accounts", false),
+        ("/api/accounts/00112233445566778899aabbccddeeff", false),
+        ("/api/clusters", false),
+        ("/api/clusters/c_00112233445566778899aabbccddeeff", false),
+        ("/api/decisions", false),
+        ("/api/decisions/some-id", false),
+        ("/api/overrides", true),
+        ("/api/reload", true),
+        ("/api/trace?text=hello", false),
+    ];
+    for (path, is_post) in endpoints {
+        for token in [None, Some("wrong token, long enough too"), Some("")] {
+            let req = if is_post {
+                post(path, token, json!({}))
+            } else {
+                get(path, token)
+            };
+            let r = call(&e.admin, req).await;
+            assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{path} with {token:?}");
+            assert!(r.headers.contains_key("www-authenticate"), "{path}");
+            assert!(r.json()["error"].is_string());
+        }
+    }
+    // Basic auth with the right secret is still refused.
+    let r = call(
+        &e.admin,
+        Request::get("/api/status")
+            .header("authorization", format!("Basic {TOKEN}"))
+            .body(Body::empty())
+            .expect("request"),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(admin_get(&e, "/api/status").await.status, StatusCode::OK);
+    assert_eq!(admin_get(&e, "/metrics").await.status, StatusCode::OK);
+    // The dashboard page itself is static and carries no data.
+    let page = call(&e.admin, get("/", None)).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.text.contains("<canvas id=\"chart\""));
+    assert!(!page.text.contains(TOKEN));
+    let refused = e.guard.shared().telemetry().render_metrics(0);
+    assert!(
+        refused.contains("distill_guard_admin_unauthorized_total 34"),
+        "{refused}"
+    );
+}
+
+#[test]
+fn admin_is_disabled_without_a_token() {
+    let guard = Guard::from_config(Config::with_secret("s")).expect("valid");
+    assert!(admin::router_from_config(&guard, None, AdminHooks::default()).is_none());
+    let mut cfg = Config::with_secret("s");
+    cfg.admin.token = Some(TOKEN.into());
+    let guard = Guard::from_config(cfg).expect("valid");
+    assert!(admin::router_from_config(&guard, None, AdminHooks::default()).is_some());
+}
+
+/// A strict reading of the Prometheus text exposition format (0.0.4).
+fn check_prometheus_text(text: &str) -> usize {
+    fn is_name(s: &str) -> bool {
+        let mut c = s.chars();
+        matches!(c.next(), Some(ch) if ch.is_ascii_alphabetic() || ch == '_' || ch == ':')
+            && c.all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == ':')
+    }
+    fn is_value(s: &str) -> bool {
+        s.parse::<f64>().is_ok() || matches!(s, "+Inf" | "-Inf" | "NaN")
+    }
+    let mut samples = 0;
+    let mut typed = std::collections::HashMap::new();
+    for (n, line) in text.lines().enumerate() {
+        let at = format!("line {}: {line:?}", n + 1);
+        if line.is_empty() {
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# ") {
+            let mut parts = rest.splitn(3, ' ');
+            let kind = parts.next().expect("kind");
+            let name = parts
+                .next()
+                .unwrap_or_else(|| panic!("{at}: no metric name"));
+            assert!(is_name(name), "{at}: bad name");
+            let tail = parts.next().unwrap_or_else(|| panic!("{at}: empty"));
+            match kind {
+                "HELP" => assert!(!tail.is_empty(), "{at}"),
+                "TYPE" => {
+                    assert!(
+                        ["counter", "gauge", "histogram", "summary", "untyped"].contains(&tail),
+                        "{at}: bad type"
+                    );
+                    assert!(
+                        typed.insert(name.to_owned(), tail.to_owned()).is_none(),
+                        "{at}: TYPE twice"
+                    );
+                }
+                _ => panic!("{at}: unknown comment"),
+            }
+            continue;
+        }
+        assert!(!line.starts_with('#'), "{at}");
+        let (series, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("{at}: no value"));
+        assert!(is_value(value), "{at}: bad value");
+        let name = match series.split_once('{') {
+            Some((name, labels)) => {
+                let labels = labels
+                    .strip_suffix('}')
+                    .unwrap_or_else(|| panic!("{at}: unclosed labels"));
+                for pair in labels.split("\",").filter(|p| !p.is_empty()) {
+                    let (k, v) = pair
+                        .split_once("=\"")
+                        .unwrap_or_else(|| panic!("{at}: bad label"));
+                    assert!(is_name(k), "{at}: bad label name {k}");
+                    assert!(
+                        !v.trim_end_matches('"').contains('"'),
+                        "{at}: unescaped quote"
+                    );
+                }
+                assert!(labels.ends_with('"'), "{at}");
+                name
+            }
+            None => series,
+        };
+        assert!(is_name(name), "{at}: bad metric name");
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| {
+                name.strip_suffix(s)
+                    .filter(|f| typed.get(*f).map(String::as_str) == Some("histogram"))
+            })
+            .unwrap_or(name);
+        assert!(
+            typed.contains_key(family),
+            "{at}: sample before its TYPE line"
+        );
+        samples += 1;
+    }
+    samples
+}
+
+#[tokio::test]
+async fn metrics_parse_as_prometheus_text() {
+    let e = env();
+    for i in 0..7 {
+        chat(&e, "sk-metrics", Some(&format!("m-{i}"))).await;
+    }
+    let r = admin_get(&e, "/metrics").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.headers["content-type"]
+        .to_str()
+        .expect("ascii")
+        .starts_with("text/plain; version=0.0.4"));
+    let samples = check_prometheus_text(&r.text);
+    assert!(samples > 20, "{}", r.text);
+    for want in [
+        "distill_guard_decisions_total{action=\"allow\",dialect=\"openai\",status=\"200\",scope=\"none\"} 5",
+        "distill_guard_decisions_total{action=\"allow\",dialect=\"openai\",status=\"429\",scope=\"account\"} 2",
+        "# TYPE distill_guard_store_latency_seconds histogram",
+        "# TYPE distill_guard_reconciliation_error_tokens histogram",
+        "distill_guard_reconciliation_error_tokens_count 5",
+        "distill_guard_suspicion_count 7",
+        "distill_guard_store_tracked_subjects 1",
+    ] {
+        assert!(r.text.contains(want), "missing {want} in\n{}", r.text);
+    }
+}
+
+#[tokio::test]
+async fn past_decisions_are_explained_by_request_id() {
+    let e = env();
+    let mut generated = Vec::new();
+    for _ in 0..5 {
+        let r = chat(&e, "sk-explain", None).await;
+        assert_eq!(r.status, 200);
+        let id = r.headers["x-request-id"]
+            .to_str()
+            .expect("ascii")
+            .to_owned();
+        assert_eq!(
+            r.decision.as_ref().and_then(|d| d.request_id.as_deref()),
+            Some(id.as_str())
+        );
+        generated.push(id);
+    }
+    let r = chat(&e, "sk-explain", Some("client-chosen-id-1")).await;
+    assert_eq!(r.status, 429);
+    let x = admin_get(&e, "/api/decisions/client-chosen-id-1").await;
+    assert_eq!(x.status, StatusCode::OK, "{}", x.text);
+    let v = x.json();
+    assert_eq!(v["decision"]["status"], 429);
+    assert_eq!(v["decision"]["limited_by"], "account");
+    assert_eq!(v["decision"]["request_id"], "client-chosen-id-1");
+    assert!(
+        v["explanation"]
+            .as_str()
+            .expect("text")
+            .starts_with("Refused with 429"),
+        "{v}"
+    );
+    let first = admin_get(&e, &format!("/api/decisions/{}", generated[0]))
+        .await
+        .json();
+    assert_eq!(first["decision"]["status"], 200);
+    assert_eq!(
+        first["explanation"]
+            .as_str()
+            .map(|s| s.starts_with("Admitted")),
+        Some(true)
+    );
+    assert_eq!(
+        admin_get(&e, "/api/decisions/never-seen").await.status,
+        StatusCode::NOT_FOUND
+    );
+    let latest = admin_get(&e, "/api/decisions?limit=2").await.json();
+    assert_eq!(latest["decisions"].as_array().map(Vec::len), Some(2));
+    assert_eq!(latest["decisions"][0]["request_id"], "client-chosen-id-1");
+}
+
+#[tokio::test]
+async fn overrides_are_honoured_by_the_enforce_stage() {
+    let e = env_with(|c| c.guard.shadow = true, AdminHooks::default());
+    let blocked = account_of(&e, "sk-bad").await;
+    let r = call(
+        &e.admin,
+        post(
+            "/api/overrides",
+            Some(TOKEN),
+            json!({"account": blocked.to_string(), "action": "block", "note": "T-42"}),
+        ),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    // Blocked even in shadow mode, in the path's dialect.
+    let r = chat(&e, "sk-bad", None).await;
+    assert_eq!(r.status, 403);
+    let d = r.decision.expect("decision");
+    assert_eq!(d.action, Action::Block);
+    assert_eq!(&*d.reasons[0].signal, "operator_blocklist");
+
+    // Allowlisted: a host verdict of `block` and a cluster are ignored.
+    let e = env();
+    let good = account_of(&e, "sk-good").await;
+    let r = call(
+        &e.admin,
+        post(
+            "/api/overrides",
+            Some(TOKEN),
+            json!({"account": good.to_string(), "action": "allow"}),
+        ),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let mut req = chat_req("sk-good", None);
+    req.extensions_mut().insert(Verdict {
+        action: Action::Block,
+        reasons: vec![Reason {
+            signal: "x".into(),
+            weight: 1.0,
+        }],
+    });
+    req.extensions_mut().insert(Cluster {
+        id: ClusterId::from_name("ring"),
+        size: 40,
+    });
+    let r = call(&e.proxy, req).await;
+    assert_eq!(r.status, 200);
+    let d = r.decision.expect("decision");
+    assert_eq!(d.action, Action::Allow);
+    assert_eq!(d.cluster.size, 1);
+
+    // Pinned tier and unlink.
+    let other = account_of(&e, "sk-other").await;
+    let pin = json!({"account": other.to_string(), "action": "pin_tier", "tier": "gold"});
+    assert_eq!(
+        call(&e.admin, post("/api/overrides", Some(TOKEN), pin))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let unlink = json!({"account": other.to_string(), "action": "unlink"});
+    assert_eq!(
+        call(&e.admin, post("/api/overrides", Some(TOKEN), unlink))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let mut req = chat_req("sk-other", None);
+    req.extensions_mut().insert(Cluster {
+        id: ClusterId::from_name("ring"),
+        size: 40,
+    });
+    let d = call(&e.proxy, req).await.decision.expect("decision");
+    assert_eq!(&*d.tier, "gold");
+    assert_eq!(d.cluster, Cluster::singleton(other));
+
+    // Bad requests are refused with a reason.
+    for body in [
+        json!({"account": "nothex", "action": "block"}),
+        json!({"account": other.to_string(), "action": "pin_tier", "tier": "platinum"}),
+        json!({"account": other.to_string(), "action": "pin_tier"}),
+        json!({"account": other.to_string(), "action": "explode"}),
+    ] {
+        let r = call(&e.admin, post("/api/overrides", Some(TOKEN), body.clone())).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{body}");
+        assert!(r.json()["error"].is_string());
+    }
+    let list = admin_get(&e, "/api/overrides").await.json();
+    assert_eq!(list["overrides"].as_array().map(Vec::len), Some(2));
+    // Clearing restores normal treatment.
+    let clear = json!({"account": other.to_string(), "action": "clear"});
+    call(&e.admin, post("/api/overrides", Some(TOKEN), clear)).await;
+    let d = chat(&e, "sk-other", None).await.decision.expect("decision");
+    assert_eq!(&*d.tier, "default");
+}
+
+#[tokio::test]
+async fn an_account_shows_its_buckets_and_recent_decisions() {
+    let e = env();
+    let id = account_of(&e, "sk-inspect").await;
+    chat(&e, "sk-inspect", None).await;
+    let v = admin_get(&e, &format!("/api/accounts/{id}")).await.json();
+    assert_eq!(v["account"], id.to_string());
+    assert_eq!(v["tier"], "default");
+    let rpm = &v["buckets"]["account"]["requests_per_minute"];
+    assert_eq!(rpm["limit"], 5.0);
+    assert_eq!(rpm["remaining"], 3.0);
+    assert_eq!(v["buckets"]["account"]["requests_per_day"]["used"], 2.0);
+    assert_eq!(v["recent_decisions"].as_array().map(Vec::len), Some(2));
+    assert!(v["cluster_engine"].is_null());
+    assert_eq!(
+        admin_get(&e, "/api/accounts/00112233445566778899aabbccddeeff")
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        admin_get(&e, "/api/accounts/xyz").await.status,
+        StatusCode::BAD_REQUEST
+    );
+    let top = admin_get(&e, "/api/accounts").await.json();
+    assert_eq!(top["accounts"][0]["account"], id.to_string());
+    assert_eq!(top["accounts"][0]["requests"], 2);
+    let status = admin_get(&e, "/api/status").await.json();
+    assert_eq!(status["decisions"]["totals"]["allow"], 2);
+    assert_eq!(status["config"]["generation"], 1);
+    assert_eq!(status["engines"]["cluster"], false);
+    assert!(
+        !status.to_string().contains("test-secret"),
+        "no secrets in status"
+    );
+}
+
+struct FakeEngine {
+    unlinked: Mutex<Vec<AccountId>>,
+}
+
+fn fake_cluster() -> ClusterView {
+    ClusterView {
+        id: ClusterId::from_name("ring"),
+        size: 40,
+        suspicion: 0.9,
+        members: vec![AccountId([7; 16])],
+        evidence: vec![LinkEvidence {
+            family: "template".into(),
+            feature: "simhash 9f3a…".into(),
+            accounts: 40,
+            weight: 3.2,
+        }],
+        top_signals: vec![Reason {
+            signal: "template_reuse".into(),
+            weight: 0.6,
+        }],
+    }
+}
+
+impl ClusterInspector for FakeEngine {
+    fn account(&self, account: &AccountId) -> Option<AccountView> {
+        (*account == AccountId([7; 16])).then(|| AccountView {
+            account: *account,
+            suspicion: 0.8,
+            cluster: fake_cluster(),
+            top_signals: vec![],
+        })
+    }
+    fn cluster(&self, id: &ClusterId) -> Option<ClusterView> {
+        (*id == ClusterId::from_name("ring")).then(fake_cluster)
+    }
+    fn top_clusters(&self, _n: usize) -> (Vec<ClusterView>, Vec<ClusterView>) {
+        (vec![fake_cluster()], vec![fake_cluster()])
+    }
+    fn unlink(&self, account: &AccountId) -> Result<(), String> {
+        self.unlinked.lock().expect("lock").push(*account);
+        Ok(())
+    }
+    fn cluster_sizes(&self) -> Vec<u64> {
+        vec![40, 1, 1]
+    }
+}
+
+struct FakeIndex;
+
+impl TraceIndex for FakeIndex {
+    fn trace(&self, text: &str, _limit: usize) -> Vec<TraceHit> {
+        vec![TraceHit {
+            score: 0.97,
+            request_id: Some("r-1".into()),
+            account: None,
+            cluster: Some(ClusterId::from_name("ring")),
+            at_ms: Some(T0),
+            detail: json!({"len": text.len()}),
+        }]
+    }
+}
+
+#[tokio::test]
+async fn engines_plug_in_through_hooks() {
+    let plain = env();
+    assert_eq!(
+        admin_get(&plain, "/api/trace?text=abc").await.status,
+        StatusCode::NOT_IMPLEMENTED
+    );
+    let observed = admin_get(&plain, "/api/clusters").await.json();
+    assert_eq!(observed["source"], "observed");
+
+    let engine = Arc::new(FakeEngine {
+        unlinked: Mutex::new(Vec::new()),
+    });
+    let hooks = AdminHooks {
+        cluster: Some(engine.clone()),
+        trace: Some(Arc::new(FakeIndex)),
+    };
+    let e = env_with(|_| {}, hooks);
+    let c = admin_get(&e, "/api/clusters").await.json();
+    assert_eq!(c["source"], "engine");
+    assert_eq!(c["largest"][0]["evidence"][0]["family"], "template");
+    let one = admin_get(
+        &e,
+        &format!("/api/clusters/{}", ClusterId::from_name("ring")),
+    )
+    .await;
+    assert_eq!(one.json()["size"], 40);
+    let a = admin_get(&e, &format!("/api/accounts/{}", AccountId([7; 16])))
+        .await
+        .json();
+    assert_eq!(a["cluster_engine"]["cluster"]["size"], 40);
+    assert_eq!(a["cluster"]["size"], 40);
+    let r = call(
+        &e.admin,
+        post(
+            "/api/overrides",
+            Some(TOKEN),
+            json!({"account": AccountId([7; 16]).to_string(), "action": "unlink"}),
+        ),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(
+        *engine.unlinked.lock().expect("lock"),
+        vec![AccountId([7; 16])]
+    );
+    let t = admin_get(&e, "/api/trace?text=some%20harvested%20text")
+        .await
+        .json();
+    assert_eq!(t["hits"][0]["detail"]["len"], 19);
+    assert_eq!(
+        admin_get(&e, "/api/trace").await.status,
+        StatusCode::BAD_REQUEST
+    );
+    let m = admin_get(&e, "/metrics").await.text;
+    assert!(m.contains("distill_guard_clusters{size=\"1\"} 2"), "{m}");
+    assert!(
+        m.contains("distill_guard_clusters{size=\"10-99\"} 1"),
+        "{m}"
+    );
+}
+
+/// Collects everything `tracing` emits on this thread.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("lock").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn raw_api_keys_never_appear_in_logs_metrics_audit_or_answers() {
+    const RAW: &str = "sk-live-RAWKEY-0123456789abcdef";
+    let logs = Captured::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    // Global, not thread-local: tracing caches per-callsite interest
+    // process-wide, and the other tests of this binary run on other threads.
+    // They log into the same buffer, which only makes the check below stricter.
+    tracing::subscriber::set_global_default(subscriber).expect("only this test sets a subscriber");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let audit_path = dir.path().join("audit.jsonl");
+    let e = env_with(
+        |c| {
+            c.audit.path = Some(audit_path.to_string_lossy().into_owned());
+            c.audit.all = true;
+        },
+        AdminHooks::default(),
+    );
+    let cfg = e.guard.shared().settings().config.audit.clone();
+    let (sink, writer_task) = distill_guard::audit::start(&cfg, e.guard.shared().telemetry())
+        .await
+        .expect("open")
+        .expect("enabled");
+    e.guard.shared().telemetry().set_audit(Some(sink));
+
+    let mut bodies = Vec::new();
+    for i in 0..8 {
+        let r = chat(&e, RAW, Some(&format!("leak-{i}"))).await;
+        bodies.push(r.text);
+    }
+    let mut anthropic = Request::post("/v1/messages")
+        .header("x-api-key", RAW)
+        .header("content-type", "application/json")
+        .body(Body::from(
+            json!({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]})
+                .to_string(),
+        ))
+        .expect("request");
+    anthropic.extensions_mut().insert(Verdict {
+        action: Action::Tag,
+        reasons: vec![],
+    });
+    bodies.push(call(&e.proxy, anthropic).await.text);
+    let id = account_of(&e, RAW).await;
+    for path in [
+        "/metrics".to_owned(),
+        "/api/status".to_owned(),
+        "/api/accounts".to_owned(),
+        format!("/api/accounts/{id}"),
+        "/api/clusters".to_owned(),
+        "/api/decisions?limit=100".to_owned(),
+        "/api/decisions/leak-7".to_owned(),
+    ] {
+        let r = admin_get(&e, &path).await;
+        assert_eq!(r.status, StatusCode::OK, "{path}");
+        bodies.push(r.text);
+    }
+    e.guard.shared().telemetry().set_audit(None);
+    writer_task.await.expect("audit writer");
+    let audit = std::fs::read_to_string(&audit_path).expect("audit file");
+    let lines: Vec<Value> = audit
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("valid JSON line"))
+        .collect();
+    assert_eq!(lines.len(), 10, "all = true audits every decision");
+    assert!(lines
+        .iter()
+        .any(|l| l["status"] == 429 && l["request_id"] == "leak-7"));
+    assert!(lines.iter().all(|l| l["account"] == id.to_string()));
+    let logs = String::from_utf8(logs.0.lock().expect("lock").clone()).expect("utf8");
+    assert!(
+        logs.contains(&id.to_string()),
+        "spans carry the account hash:\n{logs}"
+    );
+    assert!(logs.contains("leak-3"), "spans carry the request id");
+    for (what, text) in [("logs", &logs), ("audit", &audit)]
+        .into_iter()
+        .chain(bodies.iter().map(|b| ("answer", b)))
+    {
+        assert!(!text.contains(RAW), "raw key in {what}");
+        assert!(!text.contains("RAWKEY"), "part of the raw key in {what}");
+    }
+}
+
+#[tokio::test]
+async fn a_reload_rotates_the_admin_token() {
+    let text = |token: &str| format!("[identity]\nsecret = \"s\"\n[admin]\ntoken = \"{token}\"\n");
+    let old = "the first admin token, long";
+    let new = "the second admin token, long";
+    let guard =
+        Guard::from_config(Config::from_toml_str(&text(old)).expect("valid")).expect("valid");
+    let reloader = distill_guard::reload::Reloader::new(guard.clone(), None);
+    let app = admin::router_from_config(&guard, Some(reloader.clone()), AdminHooks::default())
+        .expect("token configured");
+    assert_eq!(
+        call(&app, get("/api/status", Some(old))).await.status,
+        StatusCode::OK
+    );
+    reloader
+        .reload_text(&text(new), distill_guard::reload::Trigger::Manual)
+        .await
+        .expect("valid");
+    assert_eq!(
+        call(&app, get("/api/status", Some(old))).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    let st = call(&app, get("/api/status", Some(new))).await;
+    assert_eq!(st.status, StatusCode::OK);
+    assert_eq!(st.json()["config"]["generation"], 2);
+    assert!(!st.text.contains(new), "the token is never shown");
+    // Removing the token closes the admin API rather than opening it.
+    reloader
+        .reload_text(
+            "[identity]\nsecret = \"s\"\n",
+            distill_guard::reload::Trigger::Manual,
+        )
+        .await
+        .expect("valid");
+    assert_eq!(
+        call(&app, get("/api/status", Some(new))).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        call(&app, get("/api/status", Some(""))).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn trace_back_searches_the_watermark_index() {
+    let cfg = Config::from_toml_str(
+        "[identity]\nsecret = \"s\"\n[watermark]\ntag = \"always\"\n[[watermark.keys]]\nid = \"k1\"\nsecret = \"watermark test secret\"\n",
+    )
+    .expect("valid");
+    let guard = Guard::builder(cfg)
+        .clock(Arc::new(ManualClock::new(T0)))
+        .build()
+        .expect("valid");
+    let proxy = app(stack(
+        Some(&guard),
+        Backend::Demo(DemoModel::new()).into_service(),
+    ));
+    let hooks = AdminHooks {
+        cluster: None,
+        trace: Some(guard.shared().watermarker().clone()),
+    };
+    let admin = admin::router(&guard, TOKEN, None, hooks);
+    let mut req = chat_req("sk-harvester", Some("harvest-1"));
+    *req.body_mut() = Body::from(
+        json!({"model": "m", "max_tokens": 300, "messages": [{"role": "user", "content": "Explain how tides work in detail."}]})
+            .to_string(),
+    );
+    let r = call(&proxy, req).await;
+    assert_eq!(r.status, 200);
+    let account = r.decision.as_ref().expect("decision").account;
+    let content = r.json()["choices"][0]["message"]["content"]
+        .as_str()
+        .expect("content")
+        .to_owned();
+    let words: Vec<&str> = content.split_whitespace().collect();
+    assert!(words.len() > 30, "a long enough answer: {content}");
+    let excerpt = words[5..words.len() - 5].join(" ");
+    let q: String = excerpt
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    let t = call(&admin, get(&format!("/api/trace?text={q}"), Some(TOKEN))).await;
+    assert_eq!(t.status, StatusCode::OK, "{}", t.text);
+    let v = t.json();
+    assert_eq!(v["hits"][0]["account"], account.to_string(), "{v}");
+}
