@@ -371,3 +371,91 @@ async fn tagged_responses_verify_and_trace_with_the_cli() {
     assert_eq!(found["method"], "mark");
     assert!(found["account"].as_str().expect("account").len() >= 14);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trace_finds_stripped_text_in_a_live_servers_index() {
+    let text_cfg = format!("{TAGGING}\n[admin]\ntoken = \"an admin token for the e2e test\"\n");
+    let cfg = config_file(&text_cfg);
+    let path = cfg.path().to_str().expect("path").to_owned();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_distill-guard"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--config",
+            &path,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut first = String::new();
+    let mut second = String::new();
+    lines.read_line(&mut first).expect("line");
+    lines.read_line(&mut second).expect("line");
+    let server = Server {
+        child,
+        url: first.trim().trim_start_matches("listening on ").to_owned(),
+    };
+    let admin = second.trim().trim_start_matches("admin on ").to_owned();
+    assert!(admin.starts_with("http://"), "{second:?}");
+
+    let r = post(
+        &server.url,
+        "/v1/messages",
+        Some("sk-leaker"),
+        json!({"model": "m", "max_tokens": 400,
+        "messages": [{"role": "user", "content": "Write an essay"}]}),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let v: Value = serde_json::from_str(&r.body).expect("json");
+    let marked = v["content"][0]["text"].as_str().expect("text");
+    let stripped = distill_guard::watermark::strip_marks(marked);
+    assert!(stripped.len() < marked.len(), "the answer was marked");
+    let excerpt: String = stripped
+        .split(' ')
+        .skip(10)
+        .take(120)
+        .collect::<Vec<_>>()
+        .join(" ");
+    let leaked = config_file(&excerpt);
+    let bin = env!("CARGO_BIN_EXE_distill-guard");
+    // Offline, without marks, nothing is found.
+    let out = Command::new(bin)
+        .args([
+            "trace",
+            "--config",
+            &path,
+            "--json",
+            leaked.path().to_str().expect("path"),
+        ])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    // The live server's index finds it.
+    let out = Command::new(bin)
+        .args([
+            "trace",
+            "--config",
+            &path,
+            "--json",
+            "--server",
+            &admin,
+            leaked.path().to_str().expect("path"),
+        ])
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let found: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(found["method"], "index", "{found}");
+    assert_eq!(found["account"].as_str().map(str::len), Some(32), "{found}");
+    drop(server);
+}

@@ -89,7 +89,10 @@ pub(crate) fn trace(args: TraceArgs) -> Result<ExitCode, String> {
             std::fs::read_to_string(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?
         }
     };
-    let mut result = marker.trace(&text);
+    let mut result = match marker.trace(&text) {
+        Some(r) => Some(serde_json::to_value(&r).map_err(|e| e.to_string())?),
+        None => None,
+    };
     if result.is_none() {
         if let Some(server) = &args.server {
             result = remote_trace(&args.config, server, &text)?;
@@ -118,13 +121,88 @@ pub(crate) fn trace(args: TraceArgs) -> Result<ExitCode, String> {
     }
 }
 
-/// Asks a live server's admin listener to search its trace-back index.
+/// Longest excerpt sent to a live server (the query string carries it).
+const REMOTE_TEXT_BYTES: usize = 8_000;
+
+/// Percent-encodes a query value (everything but RFC 3986 unreserved bytes).
+fn encode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() * 3);
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Asks a live server's admin listener (`GET /api/trace`) to search its
+/// trace-back index, with the config's admin token.
 fn remote_trace(
-    _config: &PathBuf,
+    config: &PathBuf,
     server: &str,
-    _text: &str,
-) -> Result<Option<distill_guard::watermark::TraceResult>, String> {
-    Err(format!(
-        "searching a live server's index needs its admin listener ({server}); not available in this build"
-    ))
+    text: &str,
+) -> Result<Option<serde_json::Value>, String> {
+    let cfg = Config::load(config).map_err(|e| e.to_string())?;
+    let token = cfg
+        .admin
+        .resolve_token()
+        .ok_or("the config has no [admin] token (token or token_env) to query a server with")?;
+    let mut cut = text.len().min(REMOTE_TEXT_BYTES);
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let url = format!(
+        "{}/api/trace?limit=1&text={}",
+        server.trim_end_matches('/'),
+        encode(&text[..cut])
+    );
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|e| format!("bad --server URL {server}: {e}"))?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let body = rt.block_on(async {
+        use http_body_util::BodyExt;
+        let client: hyper_util::client::legacy::Client<_, http_body_util::Empty<bytes::Bytes>> =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http();
+        let req = http::Request::get(uri)
+            .header("authorization", format!("Bearer {token}"))
+            .body(http_body_util::Empty::new())
+            .map_err(|e| e.to_string())?;
+        let res = tokio::time::timeout(std::time::Duration::from_secs(30), client.request(req))
+            .await
+            .map_err(|_| format!("{server} did not answer within 30 s"))?
+            .map_err(|e| format!("cannot reach {server}: {e}"))?;
+        let status = res.status();
+        let bytes = res
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| format!("reading the answer from {server}: {e}"))?
+            .to_bytes();
+        if !status.is_success() {
+            return Err(format!(
+                "{server} answered {status}: {}",
+                String::from_utf8_lossy(&bytes)
+            ));
+        }
+        Ok(bytes)
+    })?;
+    let v: serde_json::Value =
+        serde_json::from_slice(&body).map_err(|e| format!("{server} answered non-JSON: {e}"))?;
+    let first = v
+        .get("hits")
+        .and_then(|h| h.get(0))
+        .and_then(|h| h.get("detail"))
+        .cloned();
+    match first {
+        Some(detail) if detail.get("account").is_some() => Ok(Some(detail)),
+        Some(_) => Err(format!("{server} answered an unexpected trace result")),
+        None => Ok(None),
+    }
 }
