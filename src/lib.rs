@@ -2,6 +2,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod dialect;
 pub mod extensions;
@@ -12,6 +13,7 @@ pub mod network;
 pub mod proxy;
 pub mod quota;
 pub mod request;
+pub mod score;
 pub mod store;
 
 pub use config::Config;
