@@ -7,6 +7,7 @@ pub mod config;
 pub mod dialect;
 pub mod extensions;
 pub mod features;
+pub mod fingerprint;
 pub mod guard;
 pub mod identity;
 pub mod network;

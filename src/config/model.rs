@@ -36,6 +36,9 @@ pub struct Config {
     /// The `serve` reverse proxy.
     #[serde(default)]
     pub server: ServerSection,
+    /// Request fingerprinting (see `distill_guard::fingerprint`).
+    #[serde(default)]
+    pub fingerprint: crate::fingerprint::FingerprintSection,
 }
 
 /// `[network]`: where client addresses come from (see the spoofing model in
@@ -269,6 +272,7 @@ impl Config {
             accounts: BTreeMap::new(),
             network: NetworkSection::default(),
             server: ServerSection::default(),
+            fingerprint: crate::fingerprint::FingerprintSection::default(),
         }
     }
 

@@ -6,6 +6,7 @@ use crate::extensions::AccountId;
 
 pub(super) fn validate(cfg: &Config, errors: &mut Errors) {
     validate_identity(cfg, errors);
+    errors.0.extend(crate::fingerprint::config::validate(&cfg.fingerprint));
 
     if cfg.guard.max_body_bytes == 0 {
         errors.push("guard.max_body_bytes", "must be greater than 0");

@@ -1,0 +1,275 @@
+//! `[fingerprint]`: the config section and its runtime form.
+
+use std::net::IpAddr;
+
+use http::HeaderName;
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Config, ConfigError, FieldError};
+
+/// `[fingerprint]`: what the fingerprint stage reads beyond the request itself.
+/// Every field has a working default, so a config with only `[identity]` works.
+/// Trusted proxies are shared with address resolution: `[network] trusted_proxies`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FingerprintSection {
+    /// Header in which a trusted TLS-terminating proxy passes the client's TLS
+    /// fingerprint (for example `x-ja4`). Read only when the TCP peer is in
+    /// `[network] trusted_proxies`; from any other peer it is ignored, since a
+    /// client can send whatever it likes. Unset (the default): no TLS fingerprint.
+    pub tls_fingerprint_header: Option<String>,
+    /// Header in which a trusted proxy passes the client's autonomous system
+    /// number or name (for example `x-client-asn`). Trusted peers only.
+    pub asn_header: Option<String>,
+    /// Header in which a trusted proxy tags clients from hosting/datacenter ranges
+    /// (for example `x-datacenter`; any value but empty, `0`, `false` or `no`
+    /// counts as a datacenter, and the value itself becomes a feature). Trusted
+    /// peers only.
+    pub datacenter_header: Option<String>,
+    /// Masked tokens in the head window of the last user turn (1..=1024). Shorter
+    /// windows catch templates with a short fixed preamble; longer ones are more
+    /// specific.
+    pub head_tokens: usize,
+    /// Masked tokens in the tail window of the last user turn (1..=1024).
+    pub tail_tokens: usize,
+    /// Tokens per shingle for SimHash and MinHash (1..=8).
+    pub shingle_tokens: usize,
+    /// MinHash values per window (1..=256); must be a multiple of `lsh_bands`.
+    pub minhash_hashes: usize,
+    /// LSH bands per window: each band of `minhash_hashes / lsh_bands` rows becomes
+    /// one feature (1..=64).
+    pub lsh_bands: usize,
+    /// Bytes of any one text (system prompt, last user turn) that are read; a longer
+    /// text is read in its first and last halves of this size (1 KiB..=16 MiB).
+    pub max_text_bytes: usize,
+    /// Messages, content parts and tools looked at per request (1..=100000).
+    pub max_items: usize,
+}
+
+impl Default for FingerprintSection {
+    fn default() -> Self {
+        Self {
+            tls_fingerprint_header: None,
+            asn_header: None,
+            datacenter_header: None,
+            head_tokens: 32,
+            tail_tokens: 32,
+            shingle_tokens: 3,
+            minhash_hashes: 32,
+            lsh_bands: 8,
+            max_text_bytes: 64 * 1024,
+            max_items: 512,
+        }
+    }
+}
+
+/// Checks the section and returns every problem with its path.
+pub(crate) fn validate(s: &FingerprintSection) -> Vec<FieldError> {
+    let mut errors = Problems(Vec::new());
+    for (field, value) in [
+        ("tls_fingerprint_header", &s.tls_fingerprint_header),
+        ("asn_header", &s.asn_header),
+        ("datacenter_header", &s.datacenter_header),
+    ] {
+        if let Some(name) = value {
+            if HeaderName::from_bytes(name.as_bytes()).is_err() {
+                errors.push(
+                    format!("fingerprint.{field}"),
+                    format!("`{name}` is not a valid HTTP header name"),
+                );
+            }
+        }
+    }
+    for (field, value, lo, hi) in [
+        ("head_tokens", s.head_tokens, 1, 1024),
+        ("tail_tokens", s.tail_tokens, 1, 1024),
+        ("shingle_tokens", s.shingle_tokens, 1, 8),
+        ("minhash_hashes", s.minhash_hashes, 1, 256),
+        ("lsh_bands", s.lsh_bands, 1, 64),
+        ("max_text_bytes", s.max_text_bytes, 1024, 16 * 1024 * 1024),
+        ("max_items", s.max_items, 1, 100_000),
+    ] {
+        if !(lo..=hi).contains(&value) {
+            errors.push(
+                format!("fingerprint.{field}"),
+                format!("must be between {lo} and {hi}, got {value}"),
+            );
+        }
+    }
+    if s.lsh_bands > 0 && s.minhash_hashes % s.lsh_bands != 0 {
+        errors.push(
+            "fingerprint.minhash_hashes",
+            format!(
+                "must be a multiple of lsh_bands ({}), got {}",
+                s.lsh_bands, s.minhash_hashes
+            ),
+        );
+    }
+    errors.0
+}
+
+struct Problems(Vec<FieldError>);
+
+impl Problems {
+    fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.0.push(FieldError {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+}
+
+/// The runtime form of `[fingerprint]` plus `[network] trusted_proxies`: what
+/// [`Fingerprint::compute`](super::Fingerprint::compute) reads.
+#[derive(Debug, Clone)]
+pub struct FingerprintSettings {
+    pub(crate) trusted_proxies: Vec<IpNet>,
+    pub(crate) tls_header: Option<HeaderName>,
+    pub(crate) asn_header: Option<HeaderName>,
+    pub(crate) datacenter_header: Option<HeaderName>,
+    pub(crate) head_tokens: usize,
+    pub(crate) tail_tokens: usize,
+    pub(crate) shingle_tokens: usize,
+    pub(crate) minhash_hashes: usize,
+    pub(crate) lsh_bands: usize,
+    pub(crate) max_text_bytes: usize,
+    pub(crate) max_items: usize,
+}
+
+impl Default for FingerprintSettings {
+    /// The defaults of `[fingerprint]` with no trusted proxies.
+    fn default() -> Self {
+        Self::from_section(&FingerprintSection::default(), Vec::new())
+            .unwrap_or_else(|_| unreachable_defaults())
+    }
+}
+
+/// The defaults always validate (tested); this keeps `Default` free of panics.
+fn unreachable_defaults() -> FingerprintSettings {
+    FingerprintSettings {
+        trusted_proxies: Vec::new(),
+        tls_header: None,
+        asn_header: None,
+        datacenter_header: None,
+        head_tokens: 32,
+        tail_tokens: 32,
+        shingle_tokens: 3,
+        minhash_hashes: 32,
+        lsh_bands: 8,
+        max_text_bytes: 64 * 1024,
+        max_items: 512,
+    }
+}
+
+impl FingerprintSettings {
+    /// Builds the settings from a whole (validated or not) config.
+    pub fn from_config(cfg: &Config) -> Result<Self, ConfigError> {
+        Self::from_section(&cfg.fingerprint, cfg.network.trusted_proxies.clone())
+    }
+
+    /// Builds the settings from the section and the trusted proxy CIDRs.
+    pub fn from_section(s: &FingerprintSection, trusted: Vec<IpNet>) -> Result<Self, ConfigError> {
+        let errors = validate(s);
+        if !errors.is_empty() {
+            return Err(ConfigError { errors });
+        }
+        let header = |v: &Option<String>| {
+            v.as_deref()
+                .and_then(|n| HeaderName::from_bytes(n.as_bytes()).ok())
+        };
+        Ok(Self {
+            trusted_proxies: trusted,
+            tls_header: header(&s.tls_fingerprint_header),
+            asn_header: header(&s.asn_header),
+            datacenter_header: header(&s.datacenter_header),
+            head_tokens: s.head_tokens,
+            tail_tokens: s.tail_tokens,
+            shingle_tokens: s.shingle_tokens,
+            minhash_hashes: s.minhash_hashes,
+            lsh_bands: s.lsh_bands,
+            max_text_bytes: s.max_text_bytes,
+            max_items: s.max_items,
+        })
+    }
+
+    /// True when `peer` is one of the trusted proxies, whose headers are believed.
+    pub fn is_trusted_peer(&self, peer: Option<IpAddr>) -> bool {
+        match peer {
+            Some(ip) => {
+                let ip = crate::network::canonical(ip);
+                self.trusted_proxies.iter().any(|n| n.contains(&ip))
+            }
+            None => false,
+        }
+    }
+
+    /// The names of the proxy-supplied headers, which are not part of the client's
+    /// header order.
+    pub(crate) fn proxy_headers(&self) -> impl Iterator<Item = &HeaderName> {
+        [&self.tls_header, &self.asn_header, &self.datacenter_header]
+            .into_iter()
+            .flatten()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_validate_and_identity_only_config_works() {
+        let cfg = Config::from_toml_str("[identity]\nsecret = \"s\"\n").expect("valid");
+        assert_eq!(cfg.fingerprint, FingerprintSection::default());
+        let s = FingerprintSettings::from_config(&cfg).expect("settings");
+        assert_eq!(s.minhash_hashes % s.lsh_bands, 0);
+        assert!(s.tls_header.is_none());
+    }
+
+    #[test]
+    fn every_bad_field_is_reported() {
+        let err = Config::from_toml_str(
+            r#"
+            [identity]
+            secret = "s"
+            [fingerprint]
+            tls_fingerprint_header = "bad header"
+            head_tokens = 0
+            minhash_hashes = 30
+            lsh_bands = 8
+            "#,
+        )
+        .expect_err("invalid");
+        let paths: Vec<&str> = err.errors.iter().map(|e| e.path.as_str()).collect();
+        for want in [
+            "fingerprint.tls_fingerprint_header",
+            "fingerprint.head_tokens",
+            "fingerprint.minhash_hashes",
+        ] {
+            assert!(paths.contains(&want), "missing {want} in {paths:?}");
+        }
+        assert!(Config::from_toml_str("[identity]\nsecret = \"s\"\n[fingerprint]\nja4 = \"x\"\n").is_err());
+    }
+
+    #[test]
+    fn configured_headers_are_parsed() {
+        let cfg = Config::from_toml_str(
+            r#"
+            [identity]
+            secret = "s"
+            [network]
+            trusted_proxies = ["10.0.0.0/8"]
+            [fingerprint]
+            tls_fingerprint_header = "X-JA4"
+            asn_header = "x-asn"
+            "#,
+        )
+        .expect("valid");
+        let s = FingerprintSettings::from_config(&cfg).expect("settings");
+        assert_eq!(s.tls_header.as_ref().map(HeaderName::as_str), Some("x-ja4"));
+        assert!(s.is_trusted_peer(Some("10.1.2.3".parse().expect("ip"))));
+        assert!(s.is_trusted_peer(Some("::ffff:10.1.2.3".parse().expect("ip"))));
+        assert!(!s.is_trusted_peer(Some("11.1.2.3".parse().expect("ip"))));
+        assert!(!s.is_trusted_peer(None));
+    }
+}
