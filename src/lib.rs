@@ -4,6 +4,7 @@
 pub mod clock;
 pub mod cluster;
 pub mod config;
+pub mod detect;
 pub mod dialect;
 pub mod extensions;
 pub mod features;

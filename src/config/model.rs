@@ -39,6 +39,12 @@ pub struct Config {
     /// Request fingerprinting (see `distill_guard::fingerprint`).
     #[serde(default)]
     pub fingerprint: crate::fingerprint::FingerprintSection,
+    /// Account linking (see `distill_guard::cluster`).
+    #[serde(default)]
+    pub cluster: crate::cluster::ClusterConfig,
+    /// Suspicion and the action ladder (see `distill_guard::score`).
+    #[serde(default)]
+    pub score: crate::score::ScoreConfig,
 }
 
 /// `[network]`: where client addresses come from (see the spoofing model in
@@ -273,6 +279,8 @@ impl Config {
             network: NetworkSection::default(),
             server: ServerSection::default(),
             fingerprint: crate::fingerprint::FingerprintSection::default(),
+            cluster: crate::cluster::ClusterConfig::default(),
+            score: crate::score::ScoreConfig::default(),
         }
     }
 

@@ -250,7 +250,13 @@ mod tests {
         assert_eq!(c.last_user, vec!["a", "b"]);
         assert_eq!(
             c.roles,
-            vec![Role::System, Role::User, Role::Assistant, Role::Tool, Role::User]
+            vec![
+                Role::System,
+                Role::User,
+                Role::Assistant,
+                Role::Tool,
+                Role::User
+            ]
         );
         assert!(c.tool_traffic);
         assert_eq!(c.tools.len(), 1);
@@ -260,12 +266,12 @@ mod tests {
     #[test]
     fn anthropic_messages() {
         let v = json!({"model": "m", "max_tokens": 10,
-            "system": [{"type": "text", "text": "You are Claude Code."}],
-            "messages": [
-                {"role": "user", "content": "do it"},
-                {"role": "assistant", "content": [{"type": "tool_use", "id": "t", "name": "bash", "input": {}}]},
-                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t", "content": [{"type": "text", "text": "ok"}]}]}
-            ]});
+        "system": [{"type": "text", "text": "You are Claude Code."}],
+        "messages": [
+            {"role": "user", "content": "do it"},
+            {"role": "assistant", "content": [{"type": "tool_use", "id": "t", "name": "bash", "input": {}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t", "content": [{"type": "text", "text": "ok"}]}]}
+        ]});
         let c = conv(&v);
         assert_eq!(c.system, vec!["You are Claude Code."]);
         // The tool-result turn is a tool turn; the last user text is "do it".
@@ -290,7 +296,10 @@ mod tests {
         let c = conv(&v);
         assert_eq!(c.system, vec!["dev"]);
         assert_eq!(c.last_user, vec!["q"]);
-        assert_eq!(c.roles, vec![Role::System, Role::User, Role::Assistant, Role::Tool]);
+        assert_eq!(
+            c.roles,
+            vec![Role::System, Role::User, Role::Assistant, Role::Tool]
+        );
         let v = json!({"prompt": ["first", [1, 2], "second"]});
         assert_eq!(conv(&v).last_user, vec!["second"]);
         let v = json!({"prompt": "p"});

@@ -177,8 +177,11 @@ impl ClientFingerprint {
         } else {
             None
         };
-        let inconsistencies =
-            inconsistencies(user_agent.as_ref(), stainless.as_ref(), anthropic_version.is_some());
+        let inconsistencies = inconsistencies(
+            user_agent.as_ref(),
+            stainless.as_ref(),
+            anthropic_version.is_some(),
+        );
         Self {
             header_order: order.finish(),
             header_count: count,
@@ -283,7 +286,11 @@ fn inconsistencies(
             match st {
                 None => out.push(Inconsistency::SdkWithoutStainless),
                 Some(st) => {
-                    if st.lang.as_deref().is_none_or(|l| !l.eq_ignore_ascii_case(lang)) {
+                    if st
+                        .lang
+                        .as_deref()
+                        .is_none_or(|l| !l.eq_ignore_ascii_case(lang))
+                    {
                         out.push(Inconsistency::StainlessLangMismatch);
                     }
                     if let (Some(pv), Some(v)) = (&st.package_version, &ua.version) {

@@ -103,7 +103,12 @@ impl Fingerprint {
     pub fn features(&self) -> Vec<Feature> {
         let mut out = Vec::with_capacity(32);
         let c = &self.client;
-        push(&mut out, Family::Client, "header_order", Some(c.header_order));
+        push(
+            &mut out,
+            Family::Client,
+            "header_order",
+            Some(c.header_order),
+        );
         push(&mut out, Family::Client, "user_agent", c.user_agent_hash());
         push(
             &mut out,
@@ -111,7 +116,12 @@ impl Fingerprint {
             "stainless",
             c.stainless.as_ref().map(|s| s.set_hash),
         );
-        push(&mut out, Family::Client, "accept_values", c.accept_values_hash());
+        push(
+            &mut out,
+            Family::Client,
+            "accept_values",
+            c.accept_values_hash(),
+        );
         push(&mut out, Family::Client, "tls", c.tls);
         let n = &self.network;
         push(&mut out, Family::Network, "ip_prefix", n.prefix);

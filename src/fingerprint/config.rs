@@ -248,7 +248,10 @@ mod tests {
         ] {
             assert!(paths.contains(&want), "missing {want} in {paths:?}");
         }
-        assert!(Config::from_toml_str("[identity]\nsecret = \"s\"\n[fingerprint]\nja4 = \"x\"\n").is_err());
+        assert!(
+            Config::from_toml_str("[identity]\nsecret = \"s\"\n[fingerprint]\nja4 = \"x\"\n")
+                .is_err()
+        );
     }
 
     #[test]

@@ -142,7 +142,10 @@ mod tests {
         // These constants are the contract: clustering state and replay outputs
         // depend on them. If this test fails, the hash changed.
         assert_eq!(hash_str(seed::FIELD, ""), 0x7bd6_e9ab_d238_e537);
-        assert_eq!(hash_str(seed::FIELD, "OpenAI/Python"), 0x3337_7706_3bfa_b7a0);
+        assert_eq!(
+            hash_str(seed::FIELD, "OpenAI/Python"),
+            0x3337_7706_3bfa_b7a0
+        );
         assert_eq!(hash_words(seed::FEATURE, &[1, 2, 3]), 0x148e_ccf8_d240_8d7c);
     }
 

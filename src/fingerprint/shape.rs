@@ -338,13 +338,21 @@ mod tests {
 
     #[test]
     fn key_order_and_params() {
-        let a = shape(&json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "temperature": 0.7}));
-        let b = shape(&json!({"messages": [{"role": "user", "content": "x"}], "model": "m", "temperature": 0.7}));
-        let c = shape(&json!({"model": "m", "messages": [{"content": "x", "role": "user"}], "temperature": 0.7}));
+        let a = shape(
+            &json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "temperature": 0.7}),
+        );
+        let b = shape(
+            &json!({"messages": [{"role": "user", "content": "x"}], "model": "m", "temperature": 0.7}),
+        );
+        let c = shape(
+            &json!({"model": "m", "messages": [{"content": "x", "role": "user"}], "temperature": 0.7}),
+        );
         assert_ne!(a.key_order, b.key_order);
         assert_ne!(a.key_order, c.key_order);
         assert_eq!(a.params_hash, b.params_hash);
-        let d = shape(&json!({"model": "m", "messages": [{"role": "user", "content": "other text"}], "temperature": 0.7}));
+        let d = shape(
+            &json!({"model": "m", "messages": [{"role": "user", "content": "other text"}], "temperature": 0.7}),
+        );
         assert_eq!(a.key_order, d.key_order);
         assert_eq!(a.params_hash, d.params_hash);
         let e = shape(&json!({"model": "m", "messages": [], "temperature": 0.2}));
@@ -369,7 +377,9 @@ mod tests {
         assert_eq!(a.params.thinking_budget_bucket, Some(14));
         assert!(a.params.reasoning_requested());
         assert!(!a.params.probes_distribution());
-        let r = shape(&json!({"model": "m", "reasoning": {"effort": "low"}, "text": {"format": {"type": "json_object"}}, "input": "x"}));
+        let r = shape(
+            &json!({"model": "m", "reasoning": {"effort": "low"}, "text": {"format": {"type": "json_object"}}, "input": "x"}),
+        );
         assert_eq!(r.params.reasoning_effort.as_deref(), Some("low"));
         assert_eq!(r.params.response_format.as_deref(), Some("json_object"));
         assert!(!r.params.reasoning_requested());
@@ -386,7 +396,10 @@ mod tests {
         let anthropic = shape(&json!({"tools": [
             {"name": "get_weather", "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}}
         ]}));
-        let (o, a) = (openai.tools.expect("tools"), anthropic.tools.expect("tools"));
+        let (o, a) = (
+            openai.tools.expect("tools"),
+            anthropic.tools.expect("tools"),
+        );
         assert_eq!(o.names_hash, a.names_hash);
         assert_ne!(o.schema_hash, a.schema_hash);
         let changed = shape(&json!({"tools": [

@@ -56,10 +56,11 @@ impl WindowSketch {
                 }
             }
         }
-        let simhash = counts
-            .iter()
-            .enumerate()
-            .fold(0u64, |acc, (bit, c)| if *c > 0 { acc | (1 << bit) } else { acc });
+        let simhash =
+            counts.iter().enumerate().fold(
+                0u64,
+                |acc, (bit, c)| if *c > 0 { acc | (1 << bit) } else { acc },
+            );
         let rows = hashes / bands;
         let band_hashes = mins
             .chunks_exact(rows)
@@ -140,7 +141,11 @@ mod tests {
         // 29 of 30 shingles are shared: true Jaccard 29/31.
         assert!(sa.jaccard(&sb) > 0.7, "{}", sa.jaccard(&sb));
         assert!(sa.shared_bands(&sb) >= 2);
-        assert!(sa.simhash_distance(&sb) <= 12, "{}", sa.simhash_distance(&sb));
+        assert!(
+            sa.simhash_distance(&sb) <= 12,
+            "{}",
+            sa.simhash_distance(&sb)
+        );
     }
 
     #[test]

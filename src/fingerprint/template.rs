@@ -13,7 +13,9 @@ use serde::{Deserialize, Serialize};
 use super::body::Conversation;
 use super::config::FingerprintSettings;
 use super::sketch::WindowSketch;
-use super::text::{ceil_boundary, floor_boundary, is_mask, nfkc, normalized_hash, token_of, tokenize, Mask};
+use super::text::{
+    ceil_boundary, floor_boundary, is_mask, nfkc, normalized_hash, token_of, tokenize, Mask,
+};
 use std::sync::OnceLock;
 
 /// Tokens of the last user turn and of the system prompt scanned for content
@@ -80,7 +82,11 @@ pub struct TemplateFingerprint {
 /// Tokenizes text pieces into head and tail token lists; when the pieces are
 /// longer than `max_bytes` together, the head reads the first half and the tail
 /// the last half.
-fn turn_tokens(pieces: &[&str], max_bytes: usize, max_tokens: usize) -> (Vec<u64>, Option<Vec<u64>>) {
+fn turn_tokens(
+    pieces: &[&str],
+    max_bytes: usize,
+    max_tokens: usize,
+) -> (Vec<u64>, Option<Vec<u64>>) {
     let total: usize = pieces.iter().map(|p| p.len()).sum();
     let mut head = Vec::new();
     if total <= max_bytes {
@@ -130,11 +136,11 @@ impl TemplateFingerprint {
             None => (None, 0),
         };
         let max_tokens = cfg.max_text_bytes; // a token is at least one byte
-        let (head_tokens, tail_tokens) = turn_tokens(&conv.last_user, cfg.max_text_bytes, max_tokens);
+        let (head_tokens, tail_tokens) =
+            turn_tokens(&conv.last_user, cfg.max_text_bytes, max_tokens);
         let tail_src = tail_tokens.as_deref().unwrap_or(&head_tokens);
-        let sketch = |w: &[u64]| {
-            WindowSketch::of(w, cfg.shingle_tokens, cfg.minhash_hashes, cfg.lsh_bands)
-        };
+        let sketch =
+            |w: &[u64]| WindowSketch::of(w, cfg.shingle_tokens, cfg.minhash_hashes, cfg.lsh_bands);
         let head = sketch(&head_tokens[..head_tokens.len().min(cfg.head_tokens)]);
         let tail = sketch(&tail_src[tail_src.len().saturating_sub(cfg.tail_tokens)..]);
 
@@ -150,7 +156,9 @@ impl TemplateFingerprint {
         let user = &head_tokens[..head_tokens.len().min(MAX_SIGNAL_TOKENS)];
         let lex = lexicon();
         let phrase = lex.has_cot_phrase(user)
-            || tail_tokens.as_deref().is_some_and(|t| lex.has_cot_phrase(t))
+            || tail_tokens
+                .as_deref()
+                .is_some_and(|t| lex.has_cot_phrase(t))
             || lex.has_cot_phrase(&system_tokens);
         let task = if !conv.tools.is_empty() || conv.tool_traffic {
             TaskCategory::AgenticTools
@@ -201,18 +209,78 @@ const COT_PHRASES: &[&str] = &[
 ];
 
 const CODING_WORDS: &[&str] = &[
-    "code", "function", "functions", "python", "javascript", "typescript", "rust", "java",
-    "golang", "sql", "bug", "bugs", "debug", "compile", "compiler", "implement", "refactor",
-    "class", "method", "regex", "script", "program", "programming", "api", "unit", "test",
-    "tests", "stack", "exception", "repository", "def", "const", "struct", "html", "css",
-    "algorithm", "leetcode", "runtime", "snippet",
+    "code",
+    "function",
+    "functions",
+    "python",
+    "javascript",
+    "typescript",
+    "rust",
+    "java",
+    "golang",
+    "sql",
+    "bug",
+    "bugs",
+    "debug",
+    "compile",
+    "compiler",
+    "implement",
+    "refactor",
+    "class",
+    "method",
+    "regex",
+    "script",
+    "program",
+    "programming",
+    "api",
+    "unit",
+    "test",
+    "tests",
+    "stack",
+    "exception",
+    "repository",
+    "def",
+    "const",
+    "struct",
+    "html",
+    "css",
+    "algorithm",
+    "leetcode",
+    "runtime",
+    "snippet",
 ];
 
 const MATH_WORDS: &[&str] = &[
-    "prove", "proof", "theorem", "lemma", "equation", "equations", "integral", "derivative",
-    "solve", "calculate", "compute", "probability", "matrix", "polynomial", "boxed", "frac",
-    "sqrt", "prime", "integer", "integers", "geometry", "triangle", "algebra", "limit",
-    "sum", "math", "mathematical", "olympiad", "amc", "aime",
+    "prove",
+    "proof",
+    "theorem",
+    "lemma",
+    "equation",
+    "equations",
+    "integral",
+    "derivative",
+    "solve",
+    "calculate",
+    "compute",
+    "probability",
+    "matrix",
+    "polynomial",
+    "boxed",
+    "frac",
+    "sqrt",
+    "prime",
+    "integer",
+    "integers",
+    "geometry",
+    "triangle",
+    "algebra",
+    "limit",
+    "sum",
+    "math",
+    "mathematical",
+    "olympiad",
+    "amc",
+    "aime",
 ];
 
 struct Lexicon {

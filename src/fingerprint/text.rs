@@ -252,8 +252,7 @@ fn chunk(s: &str, out: &mut Vec<u64>, scratch: &mut String, max_tokens: usize) {
 }
 
 fn starts_with_ci(s: &str, prefix: &str) -> bool {
-    s.len() >= prefix.len()
-        && s.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
+    s.len() >= prefix.len() && s.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
 }
 
 fn is_url(s: &str) -> bool {
@@ -344,7 +343,13 @@ mod tests {
         );
         assert_eq!(
             toks("fix ```python\nprint(1)\n``` and `x = 2` please"),
-            vec![token_of("fix"), m(Mask::Code), token_of("and"), m(Mask::Code), token_of("please")]
+            vec![
+                token_of("fix"),
+                m(Mask::Code),
+                token_of("and"),
+                m(Mask::Code),
+                token_of("please")
+            ]
         );
         assert_eq!(
             toks("see https://example.com/a?b=1, mail bob@example.org id 550e8400-e29b-41d4-a716-446655440000 or 3.14 and 1,000"),

@@ -123,7 +123,11 @@ pub fn parse(ua: &str) -> Option<UserAgent> {
         if bare.eq_ignore_ascii_case("openai") || bare.eq_ignore_ascii_case("anthropic") {
             let lang = clean(lang, 16, true);
             if !lang.is_empty() && !lang.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
-                let lang = if lang == "js" { "node".to_owned() } else { lang };
+                let lang = if lang == "js" {
+                    "node".to_owned()
+                } else {
+                    lang
+                };
                 return Some(UserAgent {
                     family: format!("{}-{}", bare.to_ascii_lowercase(), lang),
                     version: words.next().and_then(version_of),
@@ -223,7 +227,11 @@ mod tests {
     fn official_sdks() {
         assert_eq!(
             fv("OpenAI/Python 1.54.3"),
-            (s("openai-python"), Some(s("1.54.3")), ClientKind::OfficialSdk)
+            (
+                s("openai-python"),
+                Some(s("1.54.3")),
+                ClientKind::OfficialSdk
+            )
         );
         let a = parse("AsyncOpenAI/Python 1.40.0").expect("parsed");
         assert_eq!((a.family.as_str(), a.async_client), ("openai-python", true));
@@ -233,14 +241,28 @@ mod tests {
         );
         assert_eq!(
             fv("Anthropic/Python 0.39.0"),
-            (s("anthropic-python"), Some(s("0.39.0")), ClientKind::OfficialSdk)
+            (
+                s("anthropic-python"),
+                Some(s("0.39.0")),
+                ClientKind::OfficialSdk
+            )
         );
         assert_eq!(
             fv("Anthropic/JS 0.32.1"),
-            (s("anthropic-node"), Some(s("0.32.1")), ClientKind::OfficialSdk)
+            (
+                s("anthropic-node"),
+                Some(s("0.32.1")),
+                ClientKind::OfficialSdk
+            )
         );
-        assert_eq!(parse("Anthropic/JS 0.32.1").and_then(|u| u.sdk_lang()), Some("js"));
-        assert_eq!(parse("OpenAI/Python 1.5").and_then(|u| u.sdk_lang()), Some("python"));
+        assert_eq!(
+            parse("Anthropic/JS 0.32.1").and_then(|u| u.sdk_lang()),
+            Some("js")
+        );
+        assert_eq!(
+            parse("OpenAI/Python 1.5").and_then(|u| u.sdk_lang()),
+            Some("python")
+        );
         // A product called OpenAI with a numeric version is not the SDK.
         assert_eq!(fv("OpenAI/1.0").2, ClientKind::Other);
     }
@@ -253,7 +275,11 @@ mod tests {
         );
         assert_eq!(
             fv("python-requests/2.31.0"),
-            (s("python-requests"), Some(s("2.31.0")), ClientKind::HttpLibrary)
+            (
+                s("python-requests"),
+                Some(s("2.31.0")),
+                ClientKind::HttpLibrary
+            )
         );
         assert_eq!(
             fv("Python/3.11 aiohttp/3.9.1"),

@@ -21,6 +21,7 @@ pub(crate) use prepare::prepare;
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConfigError};
+use crate::detect::{Detect, DetectLayer, Detector};
 use crate::identity::KeyExtractor;
 use crate::quota::{Enforce, EnforceLayer};
 use crate::store::{MemoryStore, Store};
@@ -51,6 +52,13 @@ impl Guard {
     /// All stages, composed: the layer to add to an Axum `Router` or a Tower stack.
     pub fn layer(&self) -> GuardLayer {
         GuardLayer {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// The detect stage alone (fingerprint, link, score).
+    pub fn detect_layer(&self) -> DetectLayer {
+        DetectLayer {
             shared: self.shared.clone(),
         }
     }
@@ -104,12 +112,14 @@ impl GuardBuilder {
 
     /// Validates the config and builds the guard.
     pub fn build(self) -> Result<Guard, ConfigError> {
+        let detector = Arc::new(Detector::from_config(&self.config)?);
         let settings = Settings::build(self.config, self.extractor.as_ref().map(|x| x.0.clone()))?;
         let shared = Shared {
             settings: ArcSwap::from_pointee(settings),
             store: self.store.unwrap_or_else(|| Arc::new(MemoryStore::new())),
             clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
             extractor: self.extractor,
+            detector,
         };
         Ok(Guard {
             shared: Arc::new(shared),
@@ -123,16 +133,20 @@ pub struct GuardLayer {
     shared: Arc<Shared>,
 }
 
-/// The service [`GuardLayer`] produces around `S`.
-pub type GuardService<S> = Enforce<S>;
+/// The service [`GuardLayer`] produces around `S`: detect, then enforce.
+pub type GuardService<S> = Detect<Enforce<S>>;
 
 impl<S> Layer<S> for GuardLayer {
     type Service = GuardService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        EnforceLayer {
+        let enforce = EnforceLayer {
             shared: self.shared.clone(),
         }
-        .layer(inner)
+        .layer(inner);
+        DetectLayer {
+            shared: self.shared.clone(),
+        }
+        .layer(enforce)
     }
 }

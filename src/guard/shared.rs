@@ -18,6 +18,7 @@ pub struct Shared {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) extractor: Option<ExtractorHandle>,
+    pub(crate) detector: Arc<crate::detect::Detector>,
 }
 
 /// A key extractor kept across reloads.
@@ -44,6 +45,13 @@ impl Shared {
     /// The clock.
     pub fn clock(&self) -> &Arc<dyn Clock> {
         &self.clock
+    }
+
+    /// The detection state: fingerprint settings, linking engine, scorer. Built
+    /// once; `[cluster]`, `[score]` and `[fingerprint]` changes take effect on
+    /// restart (a reload keeps the learned clusters).
+    pub fn detector(&self) -> &Arc<crate::detect::Detector> {
+        &self.detector
     }
 
     /// Validates `config` and swaps it in. On error the old settings stay. Bucket

@@ -202,3 +202,99 @@ impl Scorer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::ClusterConfig;
+    use crate::config::Config;
+    use crate::detect::{hard_link_feature, Detector};
+    use crate::extensions::{AccountId, HardLink};
+    use crate::score::Signals;
+
+    const T0: u64 = 1_714_000_000_000;
+
+    fn account(i: u32) -> AccountId {
+        let mut b = [7u8; 16];
+        b[..4].copy_from_slice(&i.to_le_bytes());
+        AccountId(b)
+    }
+
+    #[test]
+    fn levels_rise_at_once_and_fall_with_the_half_life() {
+        let s = Scorer::new(ScoreConfig::default());
+        let h = ScoreConfig::default().deescalate_half_life.as_millis() as u64;
+        let at = (T0 / 1000) as u32;
+        assert_eq!(s.settle(0.1, at, 0.8, T0), 0.8);
+        let half = s.settle(0.9, at, 0.1, T0 + h);
+        assert!((half - 0.5).abs() < 0.01, "{half}");
+        assert!(s.settle(0.9, at, 0.1, T0 + 20 * h) < 0.11);
+        assert_eq!(s.action(0.0), Action::Allow);
+        assert_eq!(s.action(0.3), Action::Tag);
+        assert_eq!(s.action(0.55), Action::Throttle);
+        assert_eq!(s.action(0.75), Action::Degrade);
+        assert_eq!(s.action(0.95), Action::Block);
+    }
+
+    #[test]
+    fn a_shrinking_cluster_de_escalates_slowly() {
+        let mut cfg = Config::with_secret("s");
+        cfg.cluster = ClusterConfig {
+            warmup_accounts: 0,
+            ..ClusterConfig::default()
+        };
+        let d = Detector::from_config(&cfg).expect("valid");
+        let link = [hard_link_feature(&HardLink("card".into()))];
+        let cot = Signals {
+            cot: 1.0,
+            focus: 1.0,
+            ..Signals::default()
+        };
+        let mut t = T0;
+        let mut last = None;
+        for _round in 0..4 {
+            for i in 0..20 {
+                t += 60_000;
+                last = Some(d.observe(account(i), &link, cot, t));
+            }
+        }
+        let (cluster, high, verdict) = last.expect("observed");
+        assert_eq!(cluster.size, 20);
+        assert!(high.value() >= 0.7, "{high:?}");
+        assert!(verdict.action >= Action::Degrade);
+        // An administrator splits most of it off; the two left keep their
+        // cluster's level for a while, then calm down.
+        for i in 2..20 {
+            assert!(d.engine().unlink(&account(i), t, 0));
+        }
+        let (cluster, soon, _) = d.observe(account(0), &[], Signals::default(), t + 60_000);
+        assert_eq!(cluster.size, 2);
+        assert!(soon.value() >= 0.6, "de-escalated at once: {soon:?}");
+        let (_, later, v) = d.observe(account(0), &[], Signals::default(), t + 5 * 86_400_000);
+        assert!(later.value() < 0.3, "{later:?}");
+        assert!(v.action <= Action::Tag);
+    }
+
+    #[test]
+    fn unlinked_content_is_capped_below_throttle() {
+        let mut cfg = Config::with_secret("s");
+        cfg.cluster.warmup_accounts = 0;
+        let d = Detector::from_config(&cfg).expect("valid");
+        let all = Signals {
+            cot: 1.0,
+            focus: 1.0,
+            probing: 1.0,
+            inconsistency: 1.0,
+        };
+        let mut worst = 0.0f64;
+        for i in 0..500u64 {
+            // Perfectly regular, every content signal on.
+            let (c, s, v) = d.observe(account(1), &[], all, T0 + i * 600_000);
+            assert_eq!(c.size, 1);
+            assert!(v.action < Action::Throttle, "{v:?}");
+            worst = worst.max(s.value());
+        }
+        assert!(worst > 0.2, "content signals do count: {worst}");
+        assert!(worst <= ScoreConfig::default().unlinked_cap + 1e-6);
+    }
+}
