@@ -14,8 +14,10 @@ pub mod identity;
 pub mod network;
 pub mod proxy;
 pub mod quota;
+pub mod replay;
 pub mod request;
 pub mod score;
+pub mod simulate;
 pub mod store;
 
 pub use config::Config;

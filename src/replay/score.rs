@@ -1,0 +1,1035 @@
+//! Scoring a replay against the ground-truth labels of its input.
+//!
+//! Feed each labelled [`TrafficLine`] with its [`DecisionLine`] to a [`Scorer`]
+//! (in input order), then [`Scorer::finish`] gives a [`Report`]:
+//!
+//! - **clustering** precision and recall, pairwise and B-cubed, over accounts. An
+//!   account's predicted cluster is the cluster of its *last* decision (clusters
+//!   merge over time; earlier ids can be stale). Its true cluster is the label's
+//!   `actor` for campaign accounts, the label's `org` for organic accounts of an
+//!   organisation, and the account alone for every other organic account. An
+//!   account keeps the label of its first line.
+//! - for campaign traffic, the share of requests and of output tokens
+//!   **denied** (status ≥ 400), **degraded** (delivered with action `degrade`),
+//!   **tagged**, and **harvested** (delivered and not degraded: a tagged answer
+//!   is still harvested), over the whole run, over the first 24 simulated hours
+//!   (counted from the first line's timestamp), and after each campaign's first
+//!   denial; and per campaign the time from its first request to its first
+//!   denial or degradation.
+//! - for organic traffic, the accounts and requests **harmed**: denied or
+//!   degraded. (A mock upstream never fails, so in a replay every status ≥ 400 is
+//!   the guard's own 429, 403, 400 or 413.)
+//!
+//! Memory is one small record per account plus one per predicted cluster: pair
+//! counts come from the contingency table (Σ C(n_ij, 2)), never from enumerating
+//! pairs.
+//!
+//! ```
+//! use distill_guard::replay::format::{parse_decision, parse_line};
+//! use distill_guard::replay::score::Scorer;
+//!
+//! let mut scorer = Scorer::new();
+//! let traffic = r#"{"ts_ms": 0, "ip": "192.0.2.1", "method": "POST", "path": "/v1/messages",
+//!   "usage": {"input_tokens": 10, "output_tokens": 100}, "label": {"actor": "campaign-1"}}"#;
+//! let decision = r#"{"line": 1, "status": 429, "account": "a1", "cluster": "c1",
+//!   "cluster_size": 1, "score": 0.9, "action": "throttle", "tagged": false}"#;
+//! scorer.observe(&parse_line(1, traffic)?, &parse_decision(1, decision)?);
+//! let report = scorer.finish();
+//! assert_eq!(report.campaign.output_tokens.denied, 100);
+//! assert_eq!(report.campaign.output_tokens.harvested_share, Some(0.0));
+//! # Ok::<(), distill_guard::replay::format::LineError>(())
+//! ```
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::io::BufRead;
+
+use serde::Serialize;
+
+use super::format::{parse_decision, parse_line, DecisionLine, LineError, TrafficLine};
+
+const DAY_MS: u64 = 24 * 3_600_000;
+
+/// Precision and recall of a clustering.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct PrecisionRecall {
+    /// Of what was put together, the share that belongs together.
+    pub precision: f64,
+    /// Of what belongs together, the share that was put together.
+    pub recall: f64,
+}
+
+impl PrecisionRecall {
+    /// The harmonic mean of precision and recall (0 when both are 0).
+    pub fn f1(&self) -> f64 {
+        let s = self.precision + self.recall;
+        if s > 0.0 {
+            2.0 * self.precision * self.recall / s
+        } else {
+            0.0
+        }
+    }
+}
+
+/// How well the predicted clusters match the true operators.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Clustering {
+    /// Accounts scored.
+    pub accounts: u64,
+    /// Distinct true clusters (operators).
+    pub true_clusters: u64,
+    /// Distinct predicted clusters.
+    pub predicted_clusters: u64,
+    /// Pairs of accounts put in one predicted cluster.
+    pub predicted_pairs: u128,
+    /// Pairs of accounts with one true operator.
+    pub true_pairs: u128,
+    /// Pairs that are both.
+    pub correct_pairs: u128,
+    /// Pairwise precision and recall (1.0 when there are no pairs to get wrong).
+    pub pairwise: PrecisionRecall,
+    /// B-cubed precision and recall, averaged over accounts.
+    pub bcubed: PrecisionRecall,
+}
+
+/// Counts of a class of requests (or of their output tokens) by outcome.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Outcomes {
+    /// All of them.
+    pub total: u64,
+    /// Status 400 or above.
+    pub denied: u64,
+    /// Delivered with action `degrade`.
+    pub degraded: u64,
+    /// Delivered with a provenance tag.
+    pub tagged: u64,
+    /// Delivered and not degraded (tagged or not).
+    pub harvested: u64,
+    /// `denied / total`, `None` when `total` is 0.
+    pub denied_share: Option<f64>,
+    /// `degraded / total`.
+    pub degraded_share: Option<f64>,
+    /// `tagged / total`.
+    pub tagged_share: Option<f64>,
+    /// `harvested / total`.
+    pub harvested_share: Option<f64>,
+}
+
+fn share(part: u64, total: u64) -> Option<f64> {
+    (total > 0).then(|| part as f64 / total as f64)
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Tally {
+    total: u64,
+    denied: u64,
+    degraded: u64,
+    tagged: u64,
+    harvested: u64,
+}
+
+impl Tally {
+    fn add(&mut self, d: &DecisionLine, amount: u64) {
+        self.total += amount;
+        if d.denied() {
+            self.denied += amount;
+        }
+        if d.degraded() {
+            self.degraded += amount;
+        }
+        if d.tagged && !d.denied() {
+            self.tagged += amount;
+        }
+        if d.harvested() {
+            self.harvested += amount;
+        }
+    }
+
+    fn outcomes(&self) -> Outcomes {
+        Outcomes {
+            total: self.total,
+            denied: self.denied,
+            degraded: self.degraded,
+            tagged: self.tagged,
+            harvested: self.harvested,
+            denied_share: share(self.denied, self.total),
+            degraded_share: share(self.degraded, self.total),
+            tagged_share: share(self.tagged, self.total),
+            harvested_share: share(self.harvested, self.total),
+        }
+    }
+}
+
+/// One campaign (true operator) in the report.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ActorReport {
+    /// The label's actor.
+    pub actor: String,
+    /// Its accounts.
+    pub accounts: u64,
+    /// Its requests by outcome.
+    pub requests: Outcomes,
+    /// Its output tokens by outcome.
+    pub output_tokens: Outcomes,
+    /// Timestamp of its first request.
+    pub first_ms: u64,
+    /// Milliseconds from its first request to its first denial, if any.
+    pub time_to_first_denial_ms: Option<u64>,
+    /// Milliseconds from its first request to its first denial or degradation.
+    pub time_to_first_enforcement_ms: Option<u64>,
+    /// The share of its accounts in the predicted cluster holding most of them.
+    pub largest_cluster_share: f64,
+}
+
+/// What happened to campaign traffic.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CampaignReport {
+    /// Campaign accounts.
+    pub accounts: u64,
+    /// Requests by outcome.
+    pub requests: Outcomes,
+    /// Output tokens by outcome.
+    pub output_tokens: Outcomes,
+    /// Harvested share of campaign output tokens in the first 24 hours.
+    pub harvest_first_24h: Option<f64>,
+    /// Harvested share of campaign output tokens requested after each campaign's
+    /// first denial (`None` if no campaign was ever denied).
+    pub harvest_after_first_denial: Option<f64>,
+    /// The slowest campaign's time from first request to first denial or
+    /// degradation (`None` if some campaign was never enforced on, or there is
+    /// no campaign).
+    pub worst_time_to_first_enforcement_ms: Option<u64>,
+    /// Each campaign.
+    pub actors: Vec<ActorReport>,
+}
+
+/// What happened to organic traffic.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OrganicReport {
+    /// Organic accounts.
+    pub accounts: u64,
+    /// Organic accounts with at least one request denied or degraded.
+    pub accounts_harmed: u64,
+    /// `accounts_harmed / accounts`.
+    pub accounts_harmed_share: Option<f64>,
+    /// Requests by outcome.
+    pub requests: Outcomes,
+    /// Requests denied or degraded.
+    pub requests_harmed: u64,
+    /// `requests_harmed / requests`.
+    pub requests_harmed_share: Option<f64>,
+}
+
+/// The scores of one replay.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Report {
+    /// Lines scored (labelled).
+    pub lines: u64,
+    /// Lines without a label, not scored.
+    pub unlabelled: u64,
+    /// Clustering quality.
+    pub clustering: Clustering,
+    /// Campaign traffic.
+    pub campaign: CampaignReport,
+    /// Organic traffic.
+    pub organic: OrganicReport,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct AccountAgg {
+    truth: u32,
+    predicted: u32,
+    campaign: bool,
+    harmed: bool,
+}
+
+#[derive(Debug, Default)]
+struct ActorAgg {
+    requests: Tally,
+    tokens: Tally,
+    first_ms: u64,
+    first_denial_ms: Option<u64>,
+    first_enforcement_ms: Option<u64>,
+}
+
+/// Accumulates per-account and per-campaign aggregates, line by line.
+#[derive(Debug, Default)]
+pub struct Scorer {
+    accounts: HashMap<Box<str>, AccountAgg>,
+    truth_names: HashMap<Box<str>, u32>,
+    next_truth: u32,
+    predicted: HashMap<Box<str>, u32>,
+    campaign_truths: BTreeMap<u32, ActorAgg>,
+    start_ms: Option<u64>,
+    lines: u64,
+    unlabelled: u64,
+    campaign_requests: Tally,
+    campaign_tokens: Tally,
+    first_day_tokens: Tally,
+    after_denial_tokens: Tally,
+    organic_requests: Tally,
+    organic_harmed: u64,
+}
+
+impl Scorer {
+    /// An empty scorer.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn truth_of(&mut self, traffic: &TrafficLine) -> Option<(u32, bool)> {
+        let label = traffic.label.as_ref()?;
+        let campaign = label.is_campaign();
+        let name = if campaign {
+            Some(label.actor.as_str())
+        } else {
+            label.org.as_deref()
+        };
+        let id = match name {
+            Some(name) => match self.truth_names.get(name) {
+                Some(&id) => id,
+                None => {
+                    let id = self.next_truth;
+                    self.next_truth += 1;
+                    self.truth_names.insert(name.into(), id);
+                    id
+                }
+            },
+            None => {
+                let id = self.next_truth;
+                self.next_truth += 1;
+                id
+            }
+        };
+        Some((id, campaign))
+    }
+
+    fn predicted_of(&mut self, cluster: &str) -> u32 {
+        if let Some(&id) = self.predicted.get(cluster) {
+            return id;
+        }
+        let id = self.predicted.len() as u32;
+        self.predicted.insert(cluster.into(), id);
+        id
+    }
+
+    /// Adds one input line and the decision replay made for it. Lines should
+    /// come in input (time) order; unlabelled lines are only counted.
+    pub fn observe(&mut self, traffic: &TrafficLine, decision: &DecisionLine) {
+        if traffic.label.is_none() {
+            self.unlabelled += 1;
+            return;
+        }
+        self.lines += 1;
+        let start = *self.start_ms.get_or_insert(traffic.ts_ms);
+        let predicted = self.predicted_of(&decision.cluster);
+        let harm = decision.denied() || decision.degraded();
+        let agg = match self.accounts.get_mut(decision.account.as_str()) {
+            Some(agg) => {
+                agg.predicted = predicted;
+                agg.harmed |= harm;
+                *agg
+            }
+            None => {
+                let Some((truth, campaign)) = self.truth_of(traffic) else {
+                    return;
+                };
+                let agg = AccountAgg {
+                    truth,
+                    predicted,
+                    campaign,
+                    harmed: harm,
+                };
+                self.accounts.insert(decision.account.as_str().into(), agg);
+                agg
+            }
+        };
+        let tokens = traffic.usage.output_tokens;
+        if !agg.campaign {
+            self.organic_requests.add(decision, 1);
+            if harm {
+                self.organic_harmed += 1;
+            }
+            return;
+        }
+        self.campaign_requests.add(decision, 1);
+        self.campaign_tokens.add(decision, tokens);
+        if traffic.ts_ms.saturating_sub(start) < DAY_MS {
+            self.first_day_tokens.add(decision, tokens);
+        }
+        let actor = self
+            .campaign_truths
+            .entry(agg.truth)
+            .or_insert_with(|| ActorAgg {
+                first_ms: traffic.ts_ms,
+                ..ActorAgg::default()
+            });
+        if actor.first_denial_ms.is_some() {
+            self.after_denial_tokens.add(decision, tokens);
+        }
+        actor.requests.add(decision, 1);
+        actor.tokens.add(decision, tokens);
+        let elapsed = traffic.ts_ms.saturating_sub(actor.first_ms);
+        if decision.denied() && actor.first_denial_ms.is_none() {
+            actor.first_denial_ms = Some(elapsed);
+        }
+        if harm && actor.first_enforcement_ms.is_none() {
+            actor.first_enforcement_ms = Some(elapsed);
+        }
+    }
+
+    /// Computes the report.
+    pub fn finish(self) -> Report {
+        // Contingency table n_ij (true i, predicted j) and its margins.
+        let mut cells: HashMap<(u32, u32), u64> = HashMap::new();
+        let mut true_sizes: HashMap<u32, u64> = HashMap::new();
+        let mut predicted_sizes: HashMap<u32, u64> = HashMap::new();
+        let mut campaign_accounts = 0u64;
+        let mut organic_accounts = 0u64;
+        let mut organic_accounts_harmed = 0u64;
+        for agg in self.accounts.values() {
+            *cells.entry((agg.truth, agg.predicted)).or_default() += 1;
+            *true_sizes.entry(agg.truth).or_default() += 1;
+            *predicted_sizes.entry(agg.predicted).or_default() += 1;
+            if agg.campaign {
+                campaign_accounts += 1;
+            } else {
+                organic_accounts += 1;
+                organic_accounts_harmed += u64::from(agg.harmed);
+            }
+        }
+        let n = self.accounts.len() as u64;
+        let pairs = |k: u64| u128::from(k) * u128::from(k.saturating_sub(1)) / 2;
+        let correct_pairs: u128 = cells.values().map(|&k| pairs(k)).sum();
+        let true_pairs: u128 = true_sizes.values().map(|&k| pairs(k)).sum();
+        let predicted_pairs: u128 = predicted_sizes.values().map(|&k| pairs(k)).sum();
+        let ratio = |a: u128, b: u128| if b == 0 { 1.0 } else { a as f64 / b as f64 };
+        // B-cubed: each account e in cell (i, j) has precision n_ij / |pred_j| and
+        // recall n_ij / |true_i|; the cell contributes n_ij times that.
+        let (mut bp, mut br) = (0.0f64, 0.0f64);
+        for (&(i, j), &k) in &cells {
+            let k = k as f64;
+            bp += k * k / predicted_sizes[&j] as f64;
+            br += k * k / true_sizes[&i] as f64;
+        }
+        let bcubed = if n == 0 {
+            PrecisionRecall {
+                precision: 1.0,
+                recall: 1.0,
+            }
+        } else {
+            PrecisionRecall {
+                precision: bp / n as f64,
+                recall: br / n as f64,
+            }
+        };
+        let clustering = Clustering {
+            accounts: n,
+            true_clusters: true_sizes.len() as u64,
+            predicted_clusters: predicted_sizes.len() as u64,
+            predicted_pairs,
+            true_pairs,
+            correct_pairs,
+            pairwise: PrecisionRecall {
+                precision: ratio(correct_pairs, predicted_pairs),
+                recall: ratio(correct_pairs, true_pairs),
+            },
+            bcubed,
+        };
+
+        let truth_name: HashMap<u32, &str> = self
+            .truth_names
+            .iter()
+            .map(|(name, &id)| (id, &**name))
+            .collect();
+        let mut actors = Vec::new();
+        for (&truth, agg) in &self.campaign_truths {
+            let members = true_sizes.get(&truth).copied().unwrap_or(0);
+            let largest = cells
+                .iter()
+                .filter(|((i, _), _)| *i == truth)
+                .map(|(_, &k)| k)
+                .max()
+                .unwrap_or(0);
+            actors.push(ActorReport {
+                actor: truth_name.get(&truth).copied().unwrap_or("").to_owned(),
+                accounts: members,
+                requests: agg.requests.outcomes(),
+                output_tokens: agg.tokens.outcomes(),
+                first_ms: agg.first_ms,
+                time_to_first_denial_ms: agg.first_denial_ms,
+                time_to_first_enforcement_ms: agg.first_enforcement_ms,
+                largest_cluster_share: if members == 0 {
+                    0.0
+                } else {
+                    largest as f64 / members as f64
+                },
+            });
+        }
+        let worst = if actors.is_empty() {
+            None
+        } else {
+            actors
+                .iter()
+                .map(|a| a.time_to_first_enforcement_ms)
+                .try_fold(0u64, |acc, t| t.map(|t| acc.max(t)))
+        };
+        let campaign = CampaignReport {
+            accounts: campaign_accounts,
+            requests: self.campaign_requests.outcomes(),
+            output_tokens: self.campaign_tokens.outcomes(),
+            harvest_first_24h: share(self.first_day_tokens.harvested, self.first_day_tokens.total),
+            harvest_after_first_denial: share(
+                self.after_denial_tokens.harvested,
+                self.after_denial_tokens.total,
+            ),
+            worst_time_to_first_enforcement_ms: worst,
+            actors,
+        };
+        let organic_requests = self.organic_requests.outcomes();
+        let organic = OrganicReport {
+            accounts: organic_accounts,
+            accounts_harmed: organic_accounts_harmed,
+            accounts_harmed_share: share(organic_accounts_harmed, organic_accounts),
+            requests_harmed: self.organic_harmed,
+            requests_harmed_share: share(self.organic_harmed, organic_requests.total),
+            requests: organic_requests,
+        };
+        Report {
+            lines: self.lines,
+            unlabelled: self.unlabelled,
+            clustering,
+            campaign,
+            organic,
+        }
+    }
+}
+
+/// Why a pair of streams could not be scored.
+#[derive(Debug, thiserror::Error)]
+pub enum ScoreError {
+    /// Reading failed.
+    #[error("reading {what}: {source}")]
+    Io {
+        /// `traffic` or `decisions`.
+        what: &'static str,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A traffic line a decision refers to is malformed.
+    #[error("traffic {0}")]
+    Traffic(LineError),
+    /// A decision line is malformed.
+    #[error("decisions {0}")]
+    Decision(LineError),
+    /// A decision refers to a traffic line that is missing or out of order.
+    #[error("decisions line {decision_line}: refers to traffic line {line}, {problem}")]
+    Pairing {
+        /// The decision's own line number.
+        decision_line: u64,
+        /// The traffic line it names.
+        line: u64,
+        /// What is wrong.
+        problem: &'static str,
+    },
+}
+
+/// Scores a traffic file against replay's decisions for it. Decisions are paired
+/// with traffic lines by their `line` field (they must be in increasing order;
+/// lines replay skipped may have no decision). Memory is bounded by the number of
+/// accounts and clusters, not lines.
+pub fn score_streams(traffic: impl BufRead, decisions: impl BufRead) -> Result<Report, ScoreError> {
+    let mut scorer = Scorer::new();
+    let mut traffic_lines = traffic.lines();
+    let mut traffic_no = 0u64;
+    for (i, text) in decisions.lines().enumerate() {
+        let decision_no = i as u64 + 1;
+        let text = text.map_err(|source| ScoreError::Io {
+            what: "decisions",
+            source,
+        })?;
+        if text.trim().is_empty() {
+            continue;
+        }
+        let decision = parse_decision(decision_no, &text).map_err(ScoreError::Decision)?;
+        if decision.line <= traffic_no {
+            return Err(ScoreError::Pairing {
+                decision_line: decision_no,
+                line: decision.line,
+                problem: "which is not after the previous decision's line",
+            });
+        }
+        let mut found = None;
+        while traffic_no < decision.line {
+            let Some(t) = traffic_lines.next() else {
+                break;
+            };
+            traffic_no += 1;
+            let t = t.map_err(|source| ScoreError::Io {
+                what: "traffic",
+                source,
+            })?;
+            if traffic_no == decision.line {
+                found = Some(t);
+            }
+        }
+        let Some(t) = found else {
+            return Err(ScoreError::Pairing {
+                decision_line: decision_no,
+                line: decision.line,
+                problem: "past the end of the traffic",
+            });
+        };
+        let traffic = parse_line(decision.line, &t).map_err(ScoreError::Traffic)?;
+        scorer.observe(&traffic, &decision);
+    }
+    Ok(scorer.finish())
+}
+
+fn pct(x: Option<f64>) -> String {
+    match x {
+        Some(x) => format!("{:.2}%", x * 100.0),
+        None => "n/a".to_owned(),
+    }
+}
+
+fn minutes(ms: Option<u64>) -> String {
+    match ms {
+        Some(ms) => format!("{:.1} min", ms as f64 / 60_000.0),
+        None => "never".to_owned(),
+    }
+}
+
+impl fmt::Display for Outcomes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} total: denied {}, degraded {}, tagged {}, harvested {}",
+            self.total,
+            pct(self.denied_share),
+            pct(self.degraded_share),
+            pct(self.tagged_share),
+            pct(self.harvested_share)
+        )
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = &self.clustering;
+        writeln!(
+            f,
+            "scored {} lines ({} unlabelled)",
+            self.lines, self.unlabelled
+        )?;
+        writeln!(
+            f,
+            "clustering: {} accounts, {} true operators, {} predicted clusters",
+            c.accounts, c.true_clusters, c.predicted_clusters
+        )?;
+        writeln!(
+            f,
+            "  pairwise  precision {:.4}  recall {:.4}  ({} correct of {} predicted, {} true pairs)",
+            c.pairwise.precision, c.pairwise.recall, c.correct_pairs, c.predicted_pairs, c.true_pairs
+        )?;
+        writeln!(
+            f,
+            "  b-cubed   precision {:.4}  recall {:.4}",
+            c.bcubed.precision, c.bcubed.recall
+        )?;
+        let k = &self.campaign;
+        writeln!(f, "campaign: {} accounts", k.accounts)?;
+        writeln!(f, "  requests       {}", k.requests)?;
+        writeln!(f, "  output tokens  {}", k.output_tokens)?;
+        writeln!(
+            f,
+            "  harvested: first 24 h {}, after first denial {}; slowest first enforcement {}",
+            pct(k.harvest_first_24h),
+            pct(k.harvest_after_first_denial),
+            minutes(k.worst_time_to_first_enforcement_ms)
+        )?;
+        for a in &k.actors {
+            writeln!(
+                f,
+                "  {}: {} accounts, largest cluster {:.1}%, harvested {} of tokens, first denial {}, first enforcement {}",
+                a.actor,
+                a.accounts,
+                a.largest_cluster_share * 100.0,
+                pct(a.output_tokens.harvested_share),
+                minutes(a.time_to_first_denial_ms),
+                minutes(a.time_to_first_enforcement_ms)
+            )?;
+        }
+        let o = &self.organic;
+        writeln!(
+            f,
+            "organic: {} accounts, {} harmed ({}); requests {}, {} harmed ({})",
+            o.accounts,
+            o.accounts_harmed,
+            pct(o.accounts_harmed_share),
+            o.requests.total,
+            o.requests_harmed,
+            pct(o.requests_harmed_share)
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::replay::format::{Label, Usage};
+
+    fn traffic(ts_ms: u64, actor: &str, org: Option<&str>, out: u64) -> TrafficLine {
+        TrafficLine {
+            ts_ms,
+            ip: [192, 0, 2, 1].into(),
+            method: "POST".into(),
+            path: "/v1/chat/completions".into(),
+            headers: Vec::new(),
+            body: serde_json::Value::Null,
+            usage: Usage {
+                input_tokens: 10,
+                output_tokens: out,
+            },
+            label: Some(Label {
+                actor: actor.into(),
+                kind: Some(
+                    if actor.starts_with("campaign") {
+                        "campaign"
+                    } else {
+                        "organic"
+                    }
+                    .into(),
+                ),
+                org: org.map(Into::into),
+                ..Label::default()
+            }),
+        }
+    }
+
+    fn decision(
+        account: &str,
+        cluster: &str,
+        status: u16,
+        action: &str,
+        tagged: bool,
+    ) -> DecisionLine {
+        DecisionLine {
+            line: 0,
+            status,
+            account: account.into(),
+            cluster: cluster.into(),
+            cluster_size: 1,
+            score: 0.0,
+            action: action.into(),
+            tagged,
+            reasons: Vec::new(),
+        }
+    }
+
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() < 1e-12
+    }
+
+    /// Truth: campaign A = {a1, a2, a3}, organic singletons u1, u2.
+    /// Predicted: X = {a1, a2, u1}, Y = {a3}, Z = {u2}.
+    ///
+    /// Pairwise: predicted pairs C(3,2) = 3 (a1a2, a1u1, a2u1); true pairs
+    /// C(3,2) = 3 (a1a2, a1a3, a2a3); correct = {a1a2} = 1 → P = 1/3, R = 1/3.
+    ///
+    /// B-cubed precision per account: a1 2/3, a2 2/3, u1 1/3, a3 1, u2 1
+    /// → (2/3 + 2/3 + 1/3 + 1 + 1) / 5 = (11/3) / 5 = 11/15.
+    /// B-cubed recall: a1 2/3, a2 2/3, a3 1/3, u1 1, u2 1 → 11/15 as well.
+    #[test]
+    fn clustering_by_hand() {
+        let mut s = Scorer::new();
+        let rows = [
+            ("a1", "campaign-A", "X"),
+            ("a2", "campaign-A", "X"),
+            ("a3", "campaign-A", "Y"),
+            ("u1", "user-1", "X"),
+            ("u2", "user-2", "Z"),
+        ];
+        for (acct, actor, cluster) in rows {
+            s.observe(
+                &traffic(0, actor, None, 1),
+                &decision(acct, cluster, 200, "allow", false),
+            );
+        }
+        let r = s.finish();
+        let c = &r.clustering;
+        assert_eq!(
+            (c.predicted_pairs, c.true_pairs, c.correct_pairs),
+            (3, 3, 1)
+        );
+        assert!(close(c.pairwise.precision, 1.0 / 3.0));
+        assert!(close(c.pairwise.recall, 1.0 / 3.0));
+        assert!(
+            close(c.bcubed.precision, 11.0 / 15.0),
+            "{}",
+            c.bcubed.precision
+        );
+        assert!(close(c.bcubed.recall, 11.0 / 15.0), "{}", c.bcubed.recall);
+        assert_eq!(c.true_clusters, 3);
+        assert_eq!(c.predicted_clusters, 3);
+        assert_eq!(r.campaign.accounts, 3);
+        assert_eq!(r.organic.accounts, 2);
+        assert!(close(r.campaign.actors[0].largest_cluster_share, 2.0 / 3.0));
+    }
+
+    /// Asymmetric case: truth A = {a1, a2}, org O = {o1, o2} (organic, one org),
+    /// singleton u1. Predicted: everything in one cluster P = {a1, a2, o1, o2, u1}.
+    ///
+    /// Pairwise: predicted pairs C(5,2) = 10; true pairs 1 + 1 = 2; correct 2
+    /// → P = 2/10 = 0.2, R = 1.
+    /// B-cubed precision: a1, a2: 2/5; o1, o2: 2/5; u1: 1/5 → (8/5 + 1/5) / 5 = 9/25.
+    /// B-cubed recall: all 1.
+    #[test]
+    fn one_big_cluster_by_hand() {
+        let mut s = Scorer::new();
+        let rows = [
+            ("a1", "campaign-A", None),
+            ("a2", "campaign-A", None),
+            ("o1", "org-1", Some("org-1")),
+            ("o2", "org-1", Some("org-1")),
+            ("u1", "user-1", None),
+        ];
+        for (acct, actor, org) in rows {
+            s.observe(
+                &traffic(0, actor, org, 1),
+                &decision(acct, "P", 200, "allow", false),
+            );
+        }
+        let c = s.finish().clustering;
+        assert_eq!(
+            (c.predicted_pairs, c.true_pairs, c.correct_pairs),
+            (10, 2, 2)
+        );
+        assert!(close(c.pairwise.precision, 0.2));
+        assert!(close(c.pairwise.recall, 1.0));
+        assert!(
+            close(c.bcubed.precision, 9.0 / 25.0),
+            "{}",
+            c.bcubed.precision
+        );
+        assert!(close(c.bcubed.recall, 1.0));
+    }
+
+    /// Organic accounts without an org are each their own operator even when
+    /// their labels share an actor name.
+    #[test]
+    fn organic_without_org_are_singletons() {
+        let mut s = Scorer::new();
+        s.observe(
+            &traffic(0, "organic", None, 1),
+            &decision("u1", "u1", 200, "allow", false),
+        );
+        s.observe(
+            &traffic(0, "organic", None, 1),
+            &decision("u2", "u2", 200, "allow", false),
+        );
+        let c = s.finish().clustering;
+        assert_eq!(c.true_clusters, 2);
+        assert_eq!(c.true_pairs, 0);
+        assert!(close(c.pairwise.recall, 1.0) && close(c.pairwise.precision, 1.0));
+    }
+
+    /// The last decision's cluster counts: a1 first alone, then merged with a2.
+    #[test]
+    fn last_cluster_wins() {
+        let mut s = Scorer::new();
+        s.observe(
+            &traffic(0, "campaign-A", None, 1),
+            &decision("a1", "a1", 200, "allow", false),
+        );
+        s.observe(
+            &traffic(1, "campaign-A", None, 1),
+            &decision("a2", "K", 200, "allow", false),
+        );
+        s.observe(
+            &traffic(2, "campaign-A", None, 1),
+            &decision("a1", "K", 200, "allow", false),
+        );
+        let c = s.finish().clustering;
+        assert_eq!(c.correct_pairs, 1);
+        assert!(close(c.pairwise.recall, 1.0));
+    }
+
+    /// Campaign outcomes over time. Start at t = 0, one campaign, output tokens:
+    ///
+    /// | t (h) | status | action   | tagged | tokens | class                   |
+    /// |-------|--------|----------|--------|--------|-------------------------|
+    /// | 0     | 200    | allow    | no     | 100    | harvested               |
+    /// | 0.25  | 200    | tag      | yes    | 200    | harvested (tagged)      |
+    /// | 0.5   | 200    | degrade  | yes    | 300    | degraded, tagged        |
+    /// | 1     | 429    | throttle | no     | 400    | denied (first denial)   |
+    /// | 2     | 200    | tag      | yes    | 500    | harvested, after denial |
+    /// | 25    | 403    | block    | no     | 600    | denied, after, day 2    |
+    ///
+    /// Tokens total 2100; harvested 100 + 200 + 500 = 800; denied 1000; degraded
+    /// 300; tagged (delivered) 200 + 300 + 500 = 1000.
+    /// First 24 h: total 1500, harvested 800 → 8/15.
+    /// After first denial (lines strictly after it): 500 + 600 = 1100, harvested
+    /// 500 → 5/11.
+    /// First enforcement (degrade) at 0.5 h = 1,800,000 ms; first denial at 1 h.
+    #[test]
+    fn campaign_outcomes_by_hand() {
+        let h = 3_600_000u64;
+        let rows = [
+            (0, 200, "allow", false, 100),
+            (h / 4, 200, "tag", true, 200),
+            (h / 2, 200, "degrade", true, 300),
+            (h, 429, "throttle", false, 400),
+            (2 * h, 200, "tag", true, 500),
+            (25 * h, 403, "block", false, 600),
+        ];
+        let mut s = Scorer::new();
+        // An organic line first: it starts the clock at t = 0 too.
+        s.observe(
+            &traffic(0, "user-9", None, 50),
+            &decision("u9", "u9", 200, "allow", false),
+        );
+        for (i, (ts, status, action, tagged, out)) in rows.into_iter().enumerate() {
+            let acct = format!("a{}", i % 2);
+            s.observe(
+                &traffic(ts, "campaign-A", None, out),
+                &decision(&acct, "K", status, action, tagged),
+            );
+        }
+        let r = s.finish();
+        let t = r.campaign.output_tokens;
+        assert_eq!(
+            (t.total, t.harvested, t.denied, t.degraded, t.tagged),
+            (2100, 800, 1000, 300, 1000)
+        );
+        let q = r.campaign.requests;
+        assert_eq!(
+            (q.total, q.harvested, q.denied, q.degraded, q.tagged),
+            (6, 3, 2, 1, 3)
+        );
+        assert!(close(
+            r.campaign.harvest_first_24h.expect("some"),
+            8.0 / 15.0
+        ));
+        assert!(close(
+            r.campaign.harvest_after_first_denial.expect("some"),
+            5.0 / 11.0
+        ));
+        let a = &r.campaign.actors[0];
+        assert_eq!(a.actor, "campaign-A");
+        assert_eq!(a.accounts, 2);
+        assert_eq!(a.time_to_first_enforcement_ms, Some(h / 2));
+        assert_eq!(a.time_to_first_denial_ms, Some(h));
+        assert_eq!(r.campaign.worst_time_to_first_enforcement_ms, Some(h / 2));
+        assert_eq!(r.organic.accounts, 1);
+        assert_eq!(r.organic.accounts_harmed, 0);
+        assert_eq!(r.organic.requests_harmed_share, Some(0.0));
+    }
+
+    /// Organic harm: u1 has 3 requests, one degraded; u2 has 1 request, 429;
+    /// u3 has 2 requests, tagged only. Accounts harmed 2/3, requests harmed 2/6.
+    #[test]
+    fn organic_harm_by_hand() {
+        let mut s = Scorer::new();
+        let rows = [
+            ("u1", "user-1", 200, "allow", false),
+            ("u1", "user-1", 200, "degrade", false),
+            ("u1", "user-1", 200, "allow", false),
+            ("u2", "user-2", 429, "throttle", false),
+            ("u3", "user-3", 200, "tag", true),
+            ("u3", "user-3", 200, "tag", true),
+        ];
+        for (acct, actor, status, action, tagged) in rows {
+            s.observe(
+                &traffic(0, actor, None, 10),
+                &decision(acct, acct, status, action, tagged),
+            );
+        }
+        let r = s.finish();
+        assert_eq!(r.organic.accounts, 3);
+        assert_eq!(r.organic.accounts_harmed, 2);
+        assert!(close(
+            r.organic.accounts_harmed_share.expect("some"),
+            2.0 / 3.0
+        ));
+        assert_eq!(r.organic.requests_harmed, 2);
+        assert!(close(
+            r.organic.requests_harmed_share.expect("some"),
+            2.0 / 6.0
+        ));
+        assert_eq!(r.organic.requests.tagged, 2);
+        // No campaign: no shares, no enforcement time.
+        assert_eq!(r.campaign.accounts, 0);
+        assert_eq!(r.campaign.output_tokens.harvested_share, None);
+        assert_eq!(r.campaign.harvest_first_24h, None);
+        assert_eq!(r.campaign.worst_time_to_first_enforcement_ms, None);
+        let text = r.to_string();
+        assert!(text.contains("3 accounts, 2 harmed (66.67%)"), "{text}");
+    }
+
+    #[test]
+    fn empty_and_single_account() {
+        let r = Scorer::new().finish();
+        assert_eq!(r.clustering.accounts, 0);
+        assert!(close(r.clustering.bcubed.precision, 1.0));
+        assert!(close(r.clustering.pairwise.recall, 1.0));
+
+        let mut s = Scorer::new();
+        s.observe(
+            &traffic(0, "campaign-A", None, 7),
+            &decision("a1", "a1", 200, "allow", false),
+        );
+        let r = s.finish();
+        assert_eq!(r.clustering.true_pairs, 0);
+        assert!(close(r.clustering.bcubed.recall, 1.0));
+        // A campaign never enforced on: the slowest time is unknown.
+        assert_eq!(r.campaign.worst_time_to_first_enforcement_ms, None);
+        assert_eq!(r.campaign.harvest_after_first_denial, None);
+        assert_eq!(r.campaign.output_tokens.harvested_share, Some(1.0));
+    }
+
+    #[test]
+    fn unlabelled_lines_are_counted_not_scored() {
+        let mut s = Scorer::new();
+        let mut t = traffic(0, "user-1", None, 1);
+        t.label = None;
+        s.observe(&t, &decision("x", "x", 429, "block", false));
+        let r = s.finish();
+        assert_eq!((r.lines, r.unlabelled, r.clustering.accounts), (0, 1, 0));
+    }
+
+    #[test]
+    fn streams_pair_by_line_number() {
+        let t = |ts: u64, actor: &str| {
+            format!(
+                r#"{{"ts_ms": {ts}, "ip": "192.0.2.1", "method": "POST", "path": "/v1/messages", "usage": {{"input_tokens": 1, "output_tokens": 10}}, "label": {{"actor": "{actor}"}}}}"#
+            )
+        };
+        let d = |line: u64, acct: &str, status: u16| {
+            format!(
+                r#"{{"line": {line}, "status": {status}, "account": "{acct}", "cluster": "{acct}", "cluster_size": 1, "score": 0.1, "action": "allow", "tagged": false}}"#
+            )
+        };
+        // Traffic line 2 is malformed and has no decision: skipped.
+        let traffic = format!("{}\nnot json\n{}\n", t(0, "campaign-A"), t(5, "user-1"));
+        let decisions = format!("{}\n{}\n", d(1, "a1", 429), d(3, "u1", 200));
+        let r = score_streams(traffic.as_bytes(), decisions.as_bytes()).expect("score");
+        assert_eq!(r.lines, 2);
+        assert_eq!(r.campaign.requests.denied, 1);
+        assert_eq!(r.organic.requests.total, 1);
+
+        // A decision that points at the malformed line reports its number.
+        let bad = format!("{}\n", d(2, "a1", 200));
+        let e = score_streams(traffic.as_bytes(), bad.as_bytes()).expect_err("malformed");
+        assert!(e.to_string().starts_with("traffic line 2:"), "{e}");
+        // Out of order and past the end.
+        let bad = format!("{}\n{}\n", d(3, "a1", 200), d(1, "a1", 200));
+        let e = score_streams(traffic.as_bytes(), bad.as_bytes()).expect_err("order");
+        assert!(e.to_string().contains("decisions line 2"), "{e}");
+        let bad = format!("{}\n", d(9, "a1", 200));
+        let e = score_streams(traffic.as_bytes(), bad.as_bytes()).expect_err("past end");
+        assert!(e.to_string().contains("past the end"), "{e}");
+        let e = score_streams(traffic.as_bytes(), "{".as_bytes()).expect_err("bad decision");
+        assert!(e.to_string().starts_with("decisions line 1:"), "{e}");
+    }
+}
