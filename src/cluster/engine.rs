@@ -2,6 +2,7 @@
 //! one lock.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
 use std::sync::{Mutex, MutexGuard};
 
 use super::config::ClusterConfig;
@@ -24,6 +25,60 @@ const JOIN_TAU_S: f32 = 3600.0;
 const SWEEP_PER_CALL: usize = 4;
 /// Accounts sampled when one must be evicted to make room.
 const EVICT_SAMPLE: usize = 8;
+/// Seconds for which a posting's commonness is reused before it is measured
+/// again (measuring touches every entry's account).
+const RECHECK_S: u32 = 30;
+
+/// A fast multiply-rotate hasher with a random per-engine seed. The keys are
+/// already keyed or seeded hashes (account ids, feature values) or small
+/// integers, so SipHash's strength buys nothing here, and the seed keeps bucket
+/// placement unpredictable.
+#[derive(Debug, Clone, Copy)]
+struct SeededHasher(u64);
+
+impl SeededHasher {
+    fn random() -> Self {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(0x6a09_e667_f3bc_c908);
+        Self(h.finish() | 1)
+    }
+}
+
+impl BuildHasher for SeededHasher {
+    type Hasher = FastHasher;
+    fn build_hasher(&self) -> FastHasher {
+        FastHasher(self.0)
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct FastHasher(u64);
+
+const MUL: u64 = 0x9E37_79B9_7F4A_7C15;
+
+impl Hasher for FastHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut b = [0u8; 8];
+            b[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(b));
+        }
+    }
+    fn write_u64(&mut self, x: u64) {
+        self.0 = (self.0.rotate_left(23) ^ x).wrapping_mul(MUL);
+    }
+    fn write_u32(&mut self, x: u32) {
+        self.write_u64(u64::from(x));
+    }
+    fn write_usize(&mut self, x: usize) {
+        self.write_u64(x as u64);
+    }
+    fn finish(&self) -> u64 {
+        self.0 ^ (self.0 >> 31)
+    }
+}
+
+type FastMap<K, V> = HashMap<K, V, SeededHasher>;
 
 fn family_index(f: Family) -> usize {
     match f {
@@ -214,6 +269,10 @@ struct Entry {
 #[derive(Debug, Clone)]
 struct Posting {
     last: u32,
+    /// When `roots` was last measured (0: never).
+    checked: u32,
+    /// Distinct clusters among the entries (and the last requester), saturating.
+    roots: u8,
     entries: Vec<Entry>,
 }
 
@@ -242,20 +301,24 @@ struct Counters {
 struct State {
     slots: Vec<Slot>,
     free_slots: Vec<u32>,
-    ids: HashMap<AccountId, u32>,
+    ids: FastMap<AccountId, u32>,
     live: u32,
     clusters: Vec<ClusterRec>,
     free_clusters: Vec<u32>,
     door: Vec<Door>,
-    postings: HashMap<u64, Posting>,
-    bridges: HashMap<(u64, u64), Bridge>,
+    postings: FastMap<u64, Posting>,
+    bridges: FastMap<(u64, u64), Bridge>,
     seen_accounts: u64,
     sweep_cursor: usize,
     next_gc: u32,
     rng: u64,
     counters: Counters,
-    scratch: HashMap<u32, usize>,
+    scratch: FastMap<u32, usize>,
     candidates: Vec<Candidate>,
+    gathered: Vec<(u32, f32)>,
+    /// Weights by feature kind, keyed by the kind's address and length (kinds
+    /// are `&'static str`s, so this skips the config's string map).
+    kind_weights: Vec<(usize, usize, Family, f32)>,
 }
 
 fn secs(ms: u64) -> u32 {
@@ -275,23 +338,26 @@ impl ClusterEngine {
     /// An engine for a validated config.
     pub fn new(cfg: ClusterConfig) -> Self {
         let door_len = (cfg.max_features as usize).next_power_of_two().max(1024);
+        let hasher = SeededHasher::random();
         let state = State {
             slots: Vec::new(),
             free_slots: Vec::new(),
-            ids: HashMap::new(),
+            ids: FastMap::with_hasher(hasher),
             live: 0,
             clusters: Vec::new(),
             free_clusters: Vec::new(),
             door: vec![Door::default(); door_len],
-            postings: HashMap::new(),
-            bridges: HashMap::new(),
+            postings: FastMap::with_hasher(hasher),
+            bridges: FastMap::with_hasher(hasher),
             seen_accounts: 0,
             sweep_cursor: 0,
             next_gc: 0,
             rng: 0x9E37_79B9_7F4A_7C15,
             counters: Counters::default(),
-            scratch: HashMap::new(),
+            scratch: FastMap::with_hasher(hasher),
             candidates: Vec::new(),
+            gathered: Vec::new(),
+            kind_weights: Vec::new(),
         };
         Self {
             cfg,
@@ -308,10 +374,6 @@ impl ClusterEngine {
         // A panic while holding the lock cannot leave the state inconsistent in
         // a way that matters more than losing detection; keep serving.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn weight(&self, f: &Feature) -> f64 {
-        self.cfg.weight_of(f.family, f.kind)
     }
 
     /// Records a request, links its account where the evidence is strong enough,
@@ -420,7 +482,7 @@ impl ClusterEngine {
         let mut seen_values: [u64; 64] = [0; 64];
         let mut n_seen = 0usize;
         for f in obs.features {
-            let w = self.weight(f) as f32;
+            let w = st.weight(cfg, f);
             if w <= 0.0 {
                 continue;
             }
@@ -458,6 +520,8 @@ impl ClusterEngine {
                         key,
                         Posting {
                             last: now_s,
+                            checked: 0,
+                            roots: 0,
                             entries: vec![
                                 Entry {
                                     slot: other,
@@ -481,54 +545,57 @@ impl ClusterEngine {
                 }
                 continue;
             }
-            // Known value: prune stale entries, measure commonness, gather candidates.
+            // Known value: measure commonness (cached for a while), gather
+            // candidates, record this account.
             let State {
-                postings, slots, ..
+                postings,
+                slots,
+                gathered,
+                ..
             } = &mut *st;
             let Some(p) = postings.get_mut(&key) else {
                 continue;
             };
             p.last = now_s;
-            p.entries.retain(|e| {
-                e.slot == slot
-                    || (now_s.saturating_sub(e.at) <= ttl
-                        && slots
-                            .get(e.slot as usize)
-                            .is_some_and(|s| s.live && s.first_seen <= e.at))
-            });
-            let mut roots: [u64; 64] = [0; 64];
-            let mut n_roots = 0usize;
-            let mut me_present = false;
-            for e in &p.entries {
-                if e.slot == slot {
-                    me_present = true;
-                }
-                let r = root_key(slots, e.slot);
-                if !roots[..n_roots].contains(&r) && n_roots < roots.len() {
-                    roots[n_roots] = r;
-                    n_roots += 1;
-                }
-            }
             let mine = root_key(slots, slot);
-            if !me_present && !roots[..n_roots].contains(&mine) {
-                n_roots += 1;
+            let fresh = |e: &Entry| {
+                now_s.saturating_sub(e.at) <= ttl
+                    && slots
+                        .get(e.slot as usize)
+                        .is_some_and(|s| s.live && s.first_seen <= e.at)
+            };
+            if p.checked == 0
+                || p.entries.len() <= 4
+                || now_s.saturating_sub(p.checked) >= RECHECK_S
+            {
+                p.entries.retain(|e| e.slot == slot || fresh(e));
+                let mut roots: [u64; 64] = [0; 64];
+                let mut n_roots = 0usize;
+                for r in p
+                    .entries
+                    .iter()
+                    .map(|e| root_key(slots, e.slot))
+                    .chain(std::iter::once(mine))
+                {
+                    if n_roots < roots.len() && !roots[..n_roots].contains(&r) {
+                        roots[n_roots] = r;
+                        n_roots += 1;
+                    }
+                }
+                p.roots = u8::try_from(n_roots).unwrap_or(u8::MAX);
+                p.checked = now_s.max(1);
             }
-            let common = !hard && n_roots > cfg.common_clusters as usize;
-            let mut gathered: [(u32, f32); 256] = [(0, 0.0); 256];
-            let mut n_gathered = 0usize;
+            let common = !hard && u32::from(p.roots) > cfg.common_clusters;
+            gathered.clear();
             if active && !common {
                 for e in &p.entries {
-                    if e.slot == slot || root_key(slots, e.slot) == mine {
+                    if e.slot == slot || !fresh(e) || root_key(slots, e.slot) == mine {
                         continue;
                     }
                     let decay = 0.5f32.powf(now_s.saturating_sub(e.at) as f32 / half_life);
-                    if n_gathered < gathered.len() {
-                        gathered[n_gathered] = (e.slot, w * decay);
-                        n_gathered += 1;
-                    }
+                    gathered.push((e.slot, w * decay));
                 }
             }
-            // Record this account in the posting.
             if let Some(e) = p.entries.iter_mut().find(|e| e.slot == slot) {
                 e.at = now_s;
             } else {
@@ -539,9 +606,11 @@ impl ClusterEngine {
                 }
                 p.entries.push(Entry { slot, at: now_s });
             }
-            for &(other, weight) in &gathered[..n_gathered] {
+            let g = std::mem::take(&mut st.gathered);
+            for &(other, weight) in &g {
                 st.add_candidate(other, fam, weight);
             }
+            st.gathered = g;
         }
         if !active || st.candidates.is_empty() {
             return;
@@ -604,6 +673,20 @@ impl State {
         x ^= x >> 27;
         self.rng = x;
         x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn weight(&mut self, cfg: &ClusterConfig, f: &Feature) -> f32 {
+        let key = (f.kind.as_ptr() as usize, f.kind.len());
+        for &(p, l, fam, w) in &self.kind_weights {
+            if (p, l) == key && fam == f.family {
+                return w;
+            }
+        }
+        let w = cfg.weight_of(f.family, f.kind) as f32;
+        if self.kind_weights.len() < 64 {
+            self.kind_weights.push((key.0, key.1, f.family, w));
+        }
+        w
     }
 
     fn same_cluster(&self, a: u32, b: u32) -> bool {
