@@ -38,19 +38,55 @@ fn mix(x: u64) -> u64 {
 /// template (system prompt and 8 + 8 bands), mostly popular or unique values.
 fn features(i: u64, r: u64) -> Vec<Feature> {
     let mut f = vec![
-        Feature { family: Family::Client, kind: "header_order", value: mix(i % 7) },
-        Feature { family: Family::Client, kind: "user_agent", value: mix(100 + i % 5) },
-        Feature { family: Family::Client, kind: "stainless", value: mix(200 + i % 5) },
-        Feature { family: Family::Client, kind: "accept_values", value: mix(300 + i % 3) },
-        Feature { family: Family::Network, kind: "ip_prefix", value: mix(1_000 + i % 50_000) },
-        Feature { family: Family::Shape, kind: "key_order", value: mix(400 + i % 11) },
-        Feature { family: Family::Shape, kind: "params", value: mix(500 + i % 40) },
-        Feature { family: Family::Template, kind: "system_prompt", value: mix(600 + i % 1000) },
+        Feature {
+            family: Family::Client,
+            kind: "header_order",
+            value: mix(i % 7),
+        },
+        Feature {
+            family: Family::Client,
+            kind: "user_agent",
+            value: mix(100 + i % 5),
+        },
+        Feature {
+            family: Family::Client,
+            kind: "stainless",
+            value: mix(200 + i % 5),
+        },
+        Feature {
+            family: Family::Client,
+            kind: "accept_values",
+            value: mix(300 + i % 3),
+        },
+        Feature {
+            family: Family::Network,
+            kind: "ip_prefix",
+            value: mix(1_000 + i % 50_000),
+        },
+        Feature {
+            family: Family::Shape,
+            kind: "key_order",
+            value: mix(400 + i % 11),
+        },
+        Feature {
+            family: Family::Shape,
+            kind: "params",
+            value: mix(500 + i % 40),
+        },
+        Feature {
+            family: Family::Template,
+            kind: "system_prompt",
+            value: mix(600 + i % 1000),
+        },
     ];
     for band in 0..16 {
         f.push(Feature {
             family: Family::Template,
-            kind: if band < 8 { "head_lsh_band" } else { "tail_lsh_band" },
+            kind: if band < 8 {
+                "head_lsh_band"
+            } else {
+                "tail_lsh_band"
+            },
             value: mix(i << 20 ^ r << 5 ^ band),
         });
     }
@@ -83,7 +119,12 @@ fn bench(c: &mut Criterion) {
             i += 1;
             let a = i % 100_000;
             let f = features(a, 10 + i / 100_000);
-            black_box(d.observe(account(a), black_box(&f), Signals::default(), T0 + 4 * 3_600_000 + i))
+            black_box(d.observe(
+                account(a),
+                black_box(&f),
+                Signals::default(),
+                T0 + 4 * 3_600_000 + i,
+            ))
         })
     });
 
@@ -125,7 +166,13 @@ fn bench(c: &mut Criterion) {
 
     let json = info.json.clone().expect("json");
     c.bench_function("degrade_rewrite_4kb", |b| {
-        b.iter(|| black_box(degrade_body(Endpoint::ChatCompletions, black_box(&json), 1024)))
+        b.iter(|| {
+            black_box(degrade_body(
+                Endpoint::ChatCompletions,
+                black_box(&json),
+                1024,
+            ))
+        })
     });
 }
 

@@ -37,6 +37,7 @@ struct Args {
     config: Option<String>,
     sets: Vec<(String, String)>,
     json: bool,
+    explain: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -48,6 +49,7 @@ fn parse_args() -> Result<Args, String> {
         config: None,
         sets: Vec::new(),
         json: false,
+        explain: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -62,7 +64,11 @@ fn parse_args() -> Result<Args, String> {
             "--seeds" => {
                 a.seeds = value()?
                     .split(',')
-                    .map(|s| s.trim().parse::<u64>().map_err(|e| format!("seed {s}: {e}")))
+                    .map(|s| {
+                        s.trim()
+                            .parse::<u64>()
+                            .map_err(|e| format!("seed {s}: {e}"))
+                    })
                     .collect::<Result<_, _>>()?
             }
             "--hours" => a.hours = value()?.parse().map_err(|e| format!("--hours: {e}"))?,
@@ -76,6 +82,7 @@ fn parse_args() -> Result<Args, String> {
                 a.sets.push((k.trim().to_owned(), v.trim().to_owned()));
             }
             "--json" => a.json = true,
+            "--explain" => a.explain = true,
             other => return Err(format!("unknown argument {other}")),
         }
     }
@@ -139,14 +146,24 @@ struct Run {
 fn headers_of(line: &TrafficLine) -> HeaderMap {
     let mut h = HeaderMap::with_capacity(line.headers.len());
     for (n, v) in &line.headers {
-        if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(n.as_bytes()), HeaderValue::from_str(v)) {
+        if let (Ok(n), Ok(v)) = (
+            HeaderName::from_bytes(n.as_bytes()),
+            HeaderValue::from_str(v),
+        ) {
             h.append(n, v);
         }
     }
     h
 }
 
-fn run_one(config: &Config, scenario: Scenario, seed: u64, hours: f64, scale: f64) -> Result<Run, String> {
+fn run_one(
+    config: &Config,
+    scenario: Scenario,
+    seed: u64,
+    hours: f64,
+    scale: f64,
+    explain: bool,
+) -> Result<Run, String> {
     let params = SimParams {
         hours,
         scale,
@@ -157,8 +174,16 @@ fn run_one(config: &Config, scenario: Scenario, seed: u64, hours: f64, scale: f6
     generate(scenario, &params, &mut traffic).map_err(|e| e.to_string())?;
     let text = String::from_utf8(traffic).map_err(|e| e.to_string())?;
     let detector = Detector::from_config(config).map_err(|e| e.to_string())?;
-    let identity = Identity::new(config.identity_secret().map_err(|e| e.to_string())?.as_bytes());
+    let identity = Identity::new(
+        config
+            .identity_secret()
+            .map_err(|e| e.to_string())?
+            .as_bytes(),
+    );
     let mut scorer = Scorer::new();
+    if explain {
+        detector.engine().enable_link_log(1_000_000);
+    }
     let mut accounts: HashMap<String, AccountMax> = HashMap::new();
     let mut last_cluster: HashMap<String, (String, String, bool, String)> = HashMap::new();
     let mut detect_ns: u128 = 0;
@@ -202,11 +227,13 @@ fn run_one(config: &Config, scenario: Scenario, seed: u64, hours: f64, scale: f6
                 first_throttle_ms = Some(line.ts_ms - s);
             }
         }
-        let acc = accounts.entry(decision.account.clone()).or_insert(AccountMax {
-            campaign,
-            first_ms: line.ts_ms,
-            ..AccountMax::default()
-        });
+        let acc = accounts
+            .entry(decision.account.clone())
+            .or_insert(AccountMax {
+                campaign,
+                first_ms: line.ts_ms,
+                ..AccountMax::default()
+            });
         acc.worst = acc.worst.max(action);
         if action >= Action::Throttle && acc.throttle_ms.is_none() {
             acc.throttle_ms = Some(line.ts_ms - acc.first_ms);
@@ -215,7 +242,10 @@ fn run_one(config: &Config, scenario: Scenario, seed: u64, hours: f64, scale: f6
             let truth = if campaign {
                 label.actor.clone()
             } else {
-                label.org.clone().unwrap_or_else(|| format!("self:{}", decision.account))
+                label
+                    .org
+                    .clone()
+                    .unwrap_or_else(|| format!("self:{}", decision.account))
             };
             last_cluster.insert(
                 decision.account.clone(),
@@ -240,6 +270,68 @@ fn run_one(config: &Config, scenario: Scenario, seed: u64, hours: f64, scale: f6
         }
         if by_cluster[cluster.as_str()].iter().any(|t| t != truth) {
             *false_links.entry(cohort.clone()).or_default() += 1;
+        }
+    }
+    if explain {
+        // Wrong links by the cohorts they joined and the evidence they rested on.
+        let mut patterns: HashMap<String, u64> = HashMap::new();
+        let mut missed: HashMap<String, u64> = HashMap::new();
+        for e in detector.engine().take_link_log() {
+            use distill_guard::cluster::LinkOutcome;
+            if e.outcome == LinkOutcome::Rejected {
+                if let (Some(a), Some(b)) = (
+                    last_cluster.get(&e.account.to_string()),
+                    last_cluster.get(&e.other.to_string()),
+                ) {
+                    if a.1 == b.1 && a.2 {
+                        let ev: Vec<String> = e
+                            .evidence
+                            .iter()
+                            .map(|(f, k, w)| format!("{}/{k}={:.1}", f.as_str(), w))
+                            .collect();
+                        *missed.entry(ev.join(" ")).or_default() += 1;
+                    }
+                }
+                continue;
+            }
+            if e.outcome != LinkOutcome::Joined && e.outcome != LinkOutcome::Merged {
+                continue;
+            }
+            let (Some(a), Some(b)) = (
+                last_cluster.get(&e.account.to_string()),
+                last_cluster.get(&e.other.to_string()),
+            ) else {
+                continue;
+            };
+            if a.1 == b.1 {
+                continue;
+            }
+            let ev: Vec<String> = e
+                .evidence
+                .iter()
+                .map(|(f, k, w)| format!("{}/{k}={w:.2}", f.as_str()))
+                .collect();
+            let mut cohorts = [a.3.as_str(), b.3.as_str()];
+            cohorts.sort();
+            *patterns
+                .entry(format!(
+                    "{}+{} {:?}: {}",
+                    cohorts[0],
+                    cohorts[1],
+                    e.outcome,
+                    ev.join(" ")
+                ))
+                .or_default() += 1;
+        }
+        let mut patterns: Vec<(String, u64)> = patterns.into_iter().collect();
+        patterns.sort_by(|x, y| y.1.cmp(&x.1));
+        for (p, n) in patterns.iter().take(15) {
+            eprintln!("  wrong link x{n}: {p}");
+        }
+        let mut missed: Vec<(String, u64)> = missed.into_iter().collect();
+        missed.sort_by(|x, y| y.1.cmp(&x.1));
+        for (p, n) in missed.iter().take(15) {
+            eprintln!("  missed campaign pair x{n}: {p}");
         }
     }
     let mut false_links: Vec<(String, u64)> = false_links.into_iter().collect();
@@ -310,11 +402,21 @@ fn main() {
     let mut failures = 0;
     for scenario in &args.scenarios {
         for seed in &args.seeds {
-            match run_one(&config, *scenario, *seed, args.hours, args.scale) {
+            match run_one(
+                &config,
+                *scenario,
+                *seed,
+                args.hours,
+                args.scale,
+                args.explain,
+            ) {
                 Ok(r) => {
                     let c = &r.report.clustering;
-                    let links: Vec<String> =
-                        r.false_links.iter().map(|(k, n)| format!("{k}:{n}")).collect();
+                    let links: Vec<String> = r
+                        .false_links
+                        .iter()
+                        .map(|(k, n)| format!("{k}:{n}"))
+                        .collect();
                     println!(
                         "| {} | {} | {} | {:.4} | {:.4} | {:.4} | {:.4} | {} | {} | {} | {} | {} | {} | {} | {} | {:.1} |",
                         scenario,

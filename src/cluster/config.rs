@@ -57,6 +57,19 @@ pub struct ClusterConfig {
     /// is specific to an operator (templates, hard links) rather than to
     /// software or infrastructure that bystanders share. Empty: no requirement.
     pub anchor_families: Vec<Family>,
+    /// Smallest weight an anchor family must contribute (after
+    /// `matches_for_full_weight` scaling). Above the system-prompt weight, so
+    /// that an app's shared system prompt cannot anchor a link.
+    pub min_anchor_weight: f64,
+    /// Distinct shared values a family needs for its full weight; with fewer,
+    /// its weight scales down in proportion. One identical template matches
+    /// most of its LSH bands; two unrelated prompts that open alike match one.
+    pub matches_for_full_weight: FamilyCounts,
+    /// An unlinked account joins a cluster of two or more only when one request
+    /// matches at least this many of its members (or all of a smaller one):
+    /// evidence in proportion to the cluster, so that one accidental match
+    /// cannot snowball a cluster of strangers.
+    pub join_min_members: u32,
     /// Two clusters of at least two accounts merge only after this many distinct
     /// bridging account pairs (the merge guard)...
     pub min_bridges: u32,
@@ -115,6 +128,51 @@ impl FamilyWeights {
     }
 }
 
+/// A count per family.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FamilyCounts {
+    /// Client.
+    pub client: u32,
+    /// Network.
+    pub network: u32,
+    /// Shape.
+    pub shape: u32,
+    /// Template.
+    pub template: u32,
+    /// Timing.
+    pub timing: u32,
+    /// Hard links.
+    pub hard_link: u32,
+}
+
+impl Default for FamilyCounts {
+    fn default() -> Self {
+        Self {
+            client: 1,
+            network: 1,
+            shape: 1,
+            template: 2,
+            timing: 1,
+            hard_link: 1,
+        }
+    }
+}
+
+impl FamilyCounts {
+    /// In the order of [`Family::ALL`].
+    pub fn as_array(&self) -> [u32; 6] {
+        [
+            self.client,
+            self.network,
+            self.shape,
+            self.template,
+            self.timing,
+            self.hard_link,
+        ]
+    }
+}
+
 impl Default for ClusterConfig {
     fn default() -> Self {
         Self {
@@ -122,7 +180,7 @@ impl Default for ClusterConfig {
             max_accounts: 1_000_000,
             max_features: 2_000_000,
             posting_cap: 24,
-            common_clusters: 6,
+            common_clusters: 8,
             half_life: Duration::from_secs(6 * 3600),
             ttl: Duration::from_secs(3 * 86_400),
             warmup_accounts: 50,
@@ -132,6 +190,9 @@ impl Default for ClusterConfig {
             min_families: 2,
             min_family_weight: 0.25,
             anchor_families: vec![Family::Template, Family::HardLink],
+            min_anchor_weight: 0.5,
+            matches_for_full_weight: FamilyCounts::default(),
+            join_min_members: 2,
             min_bridges: 3,
             bridge_fraction: 0.1,
             max_bridges: 16,
@@ -215,6 +276,23 @@ impl ClusterConfig {
         }
         if !finite_in(self.min_family_weight, 0.0, 100.0) {
             push("min_family_weight", "must be between 0 and 100".into());
+        }
+        if !finite_in(self.min_anchor_weight, 0.0, 100.0) {
+            push("min_anchor_weight", "must be between 0 and 100".into());
+        }
+        for (family, n) in Family::ALL
+            .iter()
+            .zip(self.matches_for_full_weight.as_array())
+        {
+            if !(1..=64).contains(&n) {
+                push(
+                    &format!("matches_for_full_weight.{}", family.as_str()),
+                    format!("must be between 1 and 64, got {n}"),
+                );
+            }
+        }
+        if !(1..=64).contains(&self.join_min_members) {
+            push("join_min_members", "must be between 1 and 64".into());
         }
         if self.min_bridges < 1 {
             push("min_bridges", "must be at least 1".into());

@@ -287,6 +287,41 @@ struct Bridge {
 struct Candidate {
     slot: u32,
     fam: [f32; FAMILIES],
+    kinds: [&'static str; FAMILIES],
+    /// Distinct shared values per family.
+    count: [u16; FAMILIES],
+}
+
+/// What became of a passing pair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkOutcome {
+    /// A singleton joined a cluster (or two singletons formed one).
+    Joined,
+    /// Two clusters merged.
+    Merged,
+    /// The merge guard held a merge back.
+    Guarded,
+    /// Already in one cluster, or held apart by an administrator.
+    Skipped,
+    /// Evidence at least half the threshold that failed the rule (logged only,
+    /// for tuning).
+    Rejected,
+}
+
+/// One pair whose evidence passed the linking rule: for explanations, audits and
+/// tuning (see [`ClusterEngine::enable_link_log`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LinkEvent {
+    /// When, Unix milliseconds.
+    pub at_ms: u64,
+    /// The requesting account.
+    pub account: AccountId,
+    /// The account it matched.
+    pub other: AccountId,
+    /// The evidence per family: the strongest shared kind and its decayed weight.
+    pub evidence: Vec<(Family, &'static str, f32)>,
+    /// What happened.
+    pub outcome: LinkOutcome,
 }
 
 #[derive(Debug, Default)]
@@ -316,6 +351,8 @@ struct State {
     scratch: FastMap<u32, usize>,
     candidates: Vec<Candidate>,
     gathered: Vec<(u32, f32)>,
+    log: std::collections::VecDeque<LinkEvent>,
+    log_cap: usize,
     /// Weights by feature kind, keyed by the kind's address and length (kinds
     /// are `&'static str`s, so this skips the config's string map).
     kind_weights: Vec<(usize, usize, Family, f32)>,
@@ -357,6 +394,8 @@ impl ClusterEngine {
             scratch: FastMap::with_hasher(hasher),
             candidates: Vec::new(),
             gathered: Vec::new(),
+            log: std::collections::VecDeque::new(),
+            log_cap: 0,
             kind_weights: Vec::new(),
         };
         Self {
@@ -467,6 +506,22 @@ impl ClusterEngine {
         members.len() as u32
     }
 
+    /// Keeps the last `capacity` passing pairs with their evidence (0 turns the
+    /// log off, the default). For audits, explanations and tuning.
+    pub fn enable_link_log(&self, capacity: usize) {
+        let mut st = self.lock();
+        st.log_cap = capacity;
+        while st.log.len() > capacity {
+            st.log.pop_front();
+        }
+    }
+
+    /// Takes the logged link events, oldest first.
+    pub fn take_link_log(&self) -> Vec<LinkEvent> {
+        let mut st = self.lock();
+        st.log.drain(..).collect()
+    }
+
     /// Sizes and counters.
     pub fn stats(&self) -> EngineStats {
         let st = self.lock();
@@ -534,7 +589,7 @@ impl ClusterEngine {
                     st.door[d] = Door::default();
                     if active && !st.same_cluster(slot, other) {
                         let decay = 0.5f32.powf(now_s.saturating_sub(door.at) as f32 / half_life);
-                        st.add_candidate(other, fam, w * decay);
+                        st.add_candidate(other, fam, f.kind, w * decay);
                     }
                 } else {
                     st.door[d] = Door {
@@ -608,7 +663,7 @@ impl ClusterEngine {
             }
             let g = std::mem::take(&mut st.gathered);
             for &(other, weight) in &g {
-                st.add_candidate(other, fam, weight);
+                st.add_candidate(other, fam, f.kind, weight);
             }
             st.gathered = g;
         }
@@ -621,7 +676,8 @@ impl ClusterEngine {
         }
         // Evaluate every candidate; strongest first so that the best evidence
         // decides which cluster a new account joins.
-        let mut passing: Vec<(f32, u32, bool, bool)> = Vec::new();
+        let mut passing: Vec<(f32, usize, bool, bool)> = Vec::new();
+        let mut rejected: Vec<usize> = Vec::new();
         let anchor_idx: Vec<usize> = cfg
             .anchor_families
             .iter()
@@ -630,7 +686,15 @@ impl ClusterEngine {
         let hard_idx = family_index(Family::HardLink);
         let tpl_idx = family_index(Family::Template);
         let threshold = cfg.link_threshold as f32;
-        for c in &st.candidates {
+        let full = cfg.matches_for_full_weight.as_array();
+        let min_anchor = cfg.min_anchor_weight as f32;
+        for c in st.candidates.iter_mut() {
+            for (i, w) in c.fam.iter_mut().enumerate() {
+                let need = full[i].max(1) as f32;
+                *w *= (f32::from(c.count[i]) / need).min(1.0);
+            }
+        }
+        for (ci, c) in st.candidates.iter().enumerate() {
             let total: f32 = c.fam.iter().sum();
             let hard = c.fam[hard_idx] >= threshold;
             let families = c
@@ -641,17 +705,65 @@ impl ClusterEngine {
             let anchored = anchor_idx.is_empty()
                 || anchor_idx
                     .iter()
-                    .any(|i| c.fam[*i] >= cfg.min_family_weight as f32 && c.fam[*i] > 0.0);
+                    .any(|i| c.fam[*i] >= min_anchor && c.fam[*i] > 0.0);
             if hard || (total >= threshold && families >= cfg.min_families as usize && anchored) {
-                passing.push((total, c.slot, hard, c.fam[tpl_idx] > 0.0));
+                passing.push((total, ci, hard, c.fam[tpl_idx] > 0.0));
+            } else if st.log_cap > 0 && total >= threshold / 2.0 {
+                rejected.push(ci);
             }
         }
         passing.sort_by(|a, b| b.0.total_cmp(&a.0));
-        for (_, other, hard, template) in passing {
-            if st.slots[other as usize].hold_until > now_s {
-                continue;
+        let logged_src: Vec<(usize, Option<(bool, bool)>)> = rejected
+            .into_iter()
+            .map(|ci| (ci, None))
+            .chain(
+                passing
+                    .into_iter()
+                    .map(|(_, ci, hard, template)| (ci, Some((hard, template)))),
+            )
+            .collect();
+        // Evidence proportional to the cluster joined: a multi-account cluster
+        // is joined only through several of its members at once.
+        let mut support: Vec<(u64, u32)> = Vec::new();
+        for (ci, pass) in &logged_src {
+            if pass.is_some() {
+                let r = root_key(&st.slots, st.candidates[*ci].slot);
+                match support.iter_mut().find(|(k, _)| *k == r) {
+                    Some((_, n)) => *n += 1,
+                    None => support.push((r, 1)),
+                }
             }
-            st.connect(cfg, slot, other, hard, template, now_s);
+        }
+        for (ci, pass) in logged_src {
+            let Some((hard, template)) = pass else {
+                st.log_event(obs, ci, LinkOutcome::Rejected);
+                continue;
+            };
+            let other = st.candidates[ci].slot;
+            let their = st.slots[other as usize].cluster;
+            let size = st
+                .clusters
+                .get(their as usize)
+                .map_or(1, |c| c.members.len() as u32);
+            let backing = support
+                .iter()
+                .find(|(k, _)| *k == root_key(&st.slots, other))
+                .map_or(1, |(_, n)| *n);
+            let mine = st.slots[slot as usize].cluster;
+            let outcome = if st.slots[other as usize].hold_until > now_s {
+                LinkOutcome::Skipped
+            } else if !hard
+                && their != NONE
+                && their != mine
+                && mine == NONE
+                && backing < cfg.join_min_members.min(size)
+            {
+                st.counters.guarded += 1;
+                LinkOutcome::Guarded
+            } else {
+                st.connect(cfg, slot, other, hard, template, now_s)
+            };
+            st.log_event(obs, ci, outcome);
         }
     }
 }
@@ -689,17 +801,41 @@ impl State {
         w
     }
 
+    fn log_event(&mut self, obs: &Observation<'_>, ci: usize, outcome: LinkOutcome) {
+        if self.log_cap == 0 {
+            return;
+        }
+        let c = self.candidates[ci];
+        let event = LinkEvent {
+            at_ms: obs.now_ms,
+            account: obs.account,
+            other: self.slots[c.slot as usize].id,
+            evidence: Family::ALL
+                .iter()
+                .map(|f| (*f, c.kinds[family_index(*f)], c.fam[family_index(*f)]))
+                .filter(|e| e.2 > 0.0)
+                .collect(),
+            outcome,
+        };
+        if self.log.len() >= self.log_cap {
+            self.log.pop_front();
+        }
+        self.log.push_back(event);
+    }
+
     fn same_cluster(&self, a: u32, b: u32) -> bool {
         root_key(&self.slots, a) == root_key(&self.slots, b)
     }
 
-    fn add_candidate(&mut self, other: u32, fam: usize, w: f32) {
+    fn add_candidate(&mut self, other: u32, fam: usize, kind: &'static str, w: f32) {
         let i = match self.scratch.get(&other) {
             Some(i) => *i,
             None => {
                 self.candidates.push(Candidate {
                     slot: other,
                     fam: [0.0; FAMILIES],
+                    kinds: [""; FAMILIES],
+                    count: [0; FAMILIES],
                 });
                 let i = self.candidates.len() - 1;
                 self.scratch.insert(other, i);
@@ -707,8 +843,10 @@ impl State {
             }
         };
         let c = &mut self.candidates[i];
+        c.count[fam] = c.count[fam].saturating_add(1);
         if w > c.fam[fam] {
             c.fam[fam] = w;
+            c.kinds[fam] = kind;
         }
     }
 
@@ -913,12 +1051,13 @@ impl State {
         hard: bool,
         template: bool,
         now_s: u32,
-    ) {
+    ) -> LinkOutcome {
         let ca = self.slots[a as usize].cluster;
         let cb = self.slots[b as usize].cluster;
         if ca != NONE && ca == cb {
-            return;
+            return LinkOutcome::Skipped;
         }
+        let mut outcome = LinkOutcome::Joined;
         let target = match (ca, cb) {
             (NONE, NONE) => {
                 let (sa, sb) = (&self.slots[a as usize], &self.slots[b as usize]);
@@ -943,9 +1082,10 @@ impl State {
             (x, y) => {
                 if !hard && !self.bridge_allows(cfg, x, y, a, b, now_s) {
                     self.counters.guarded += 1;
-                    return;
+                    return LinkOutcome::Guarded;
                 }
                 self.counters.merges += 1;
+                outcome = LinkOutcome::Merged;
                 self.merge(x, y)
             }
         };
@@ -955,6 +1095,7 @@ impl State {
             rec.template_links += 1;
         }
         self.counters.links += 1;
+        outcome
     }
 
     /// The merge guard: two multi-account clusters merge only after enough
@@ -971,9 +1112,12 @@ impl State {
     ) -> bool {
         let (rx, ry) = (&self.clusters[x as usize], &self.clusters[y as usize]);
         let smaller = rx.members.len().min(ry.members.len()) as f64;
+        // Never more bridges than the smaller cluster has accounts.
         let need = ((cfg.bridge_fraction * smaller).ceil() as u32)
             .max(cfg.min_bridges)
-            .min(cfg.max_bridges) as usize;
+            .min(cfg.max_bridges)
+            .min(smaller as u32)
+            .max(1) as usize;
         let (kx, ky) = (rx.id.low_u64(), ry.id.low_u64());
         let (ia, ib) = (
             self.slots[a as usize].id.low_u64(),

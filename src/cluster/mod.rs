@@ -38,9 +38,10 @@
 mod config;
 mod engine;
 
-pub use config::{ClusterConfig, FamilyWeights};
+pub use config::{ClusterConfig, FamilyCounts, FamilyWeights};
 pub use engine::{
-    AccountStats, ClusterEngine, ClusterStats, EngineStats, Handle, Linked, Observation, SIGNALS,
+    AccountStats, ClusterEngine, ClusterStats, EngineStats, Handle, LinkEvent, LinkOutcome, Linked,
+    Observation, SIGNALS,
 };
 
 #[cfg(test)]

@@ -109,7 +109,7 @@ impl Default for ScoreConfig {
         Self {
             enabled: true,
             weights: SignalWeights::default(),
-            size_scale: 4.0,
+            size_scale: 8.0,
             unlinked_cap: 0.3,
             min_requests_for_timing: 6,
             deescalate_half_life: Duration::from_secs(12 * 3600),
