@@ -264,6 +264,23 @@ fn run_one(
         by_cluster.entry(cluster).or_default().push(truth);
     }
     let mut false_links: HashMap<String, u64> = HashMap::new();
+    if explain {
+        let mut harmed: HashMap<String, u64> = HashMap::new();
+        for (account, acc) in &accounts {
+            if !acc.campaign && acc.worst >= Action::Degrade {
+                let cohort = last_cluster.get(account).map_or("?", |c| c.3.as_str());
+                let size = by_cluster
+                    .get(last_cluster.get(account).map_or("", |c| c.0.as_str()))
+                    .map_or(0, Vec::len);
+                *harmed
+                    .entry(format!("{cohort} (final cluster size {size})"))
+                    .or_default() += 1;
+            }
+        }
+        for (k, n) in harmed {
+            eprintln!("  harmed organic: {k} x{n}");
+        }
+    }
     for (cluster, truth, campaign, cohort) in last_cluster.values() {
         if *campaign {
             continue;

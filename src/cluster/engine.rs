@@ -674,81 +674,96 @@ impl ClusterEngine {
         if hold > now_s {
             return;
         }
-        // Evaluate every candidate; strongest first so that the best evidence
-        // decides which cluster a new account joins.
-        let mut passing: Vec<(f32, usize, bool, bool)> = Vec::new();
-        let mut rejected: Vec<usize> = Vec::new();
+        // Evidence per account *and cluster*: candidates in one cluster pool
+        // their evidence (the largest weight per family, the shared values
+        // counted together), so that a large campaign whose recent users of one
+        // value are not the recent users of another still adds up.
         let anchor_idx: Vec<usize> = cfg
             .anchor_families
             .iter()
             .map(|f| family_index(*f))
             .collect();
+        let mut groups: Vec<Candidate> = Vec::new();
+        // Per group: root, backing members, best candidate index, best total.
+        let mut members: Vec<(u64, u32, usize, f32)> = Vec::new();
+        for c in &st.candidates {
+            let root = root_key(&st.slots, c.slot);
+            let total: f32 = c.fam.iter().sum();
+            let gi = match members.iter().position(|m| m.0 == root) {
+                Some(gi) => gi,
+                None => {
+                    groups.push(Candidate {
+                        slot: c.slot,
+                        fam: [0.0; FAMILIES],
+                        kinds: [""; FAMILIES],
+                        count: [0; FAMILIES],
+                    });
+                    members.push((root, 0, groups.len() - 1, f32::MIN));
+                    members.len() - 1
+                }
+            };
+            let g = &mut groups[gi];
+            for i in 0..FAMILIES {
+                if c.fam[i] > g.fam[i] {
+                    g.fam[i] = c.fam[i];
+                    g.kinds[i] = c.kinds[i];
+                }
+                g.count[i] = g.count[i].max(c.count[i]);
+            }
+            let m = &mut members[gi];
+            // Backing: members matched on an anchor family (a template), not on
+            // the software or network a cluster may share with bystanders.
+            if anchor_idx.is_empty() || anchor_idx.iter().any(|i| c.fam[*i] > 0.0) {
+                m.1 += 1;
+            }
+            if total > m.3 {
+                m.3 = total;
+                g.slot = c.slot;
+            }
+        }
+        let full = cfg.matches_for_full_weight.as_array();
+        for g in &mut groups {
+            for (i, w) in g.fam.iter_mut().enumerate() {
+                let need = full[i].max(1) as f32;
+                *w *= (f32::from(g.count[i]) / need).min(1.0);
+            }
+        }
         let hard_idx = family_index(Family::HardLink);
         let tpl_idx = family_index(Family::Template);
         let threshold = cfg.link_threshold as f32;
-        let full = cfg.matches_for_full_weight.as_array();
         let min_anchor = cfg.min_anchor_weight as f32;
-        for c in st.candidates.iter_mut() {
-            for (i, w) in c.fam.iter_mut().enumerate() {
-                let need = full[i].max(1) as f32;
-                *w *= (f32::from(c.count[i]) / need).min(1.0);
-            }
-        }
-        for (ci, c) in st.candidates.iter().enumerate() {
-            let total: f32 = c.fam.iter().sum();
-            let hard = c.fam[hard_idx] >= threshold;
-            let families = c
+        let min_family = cfg.min_family_weight as f32;
+        // (total, group, hard, template) for the groups that pass.
+        let mut passing: Vec<(f32, usize, bool, bool)> = Vec::new();
+        for (gi, g) in groups.iter().enumerate() {
+            let total: f32 = g.fam.iter().sum();
+            let hard = g.fam[hard_idx] >= threshold;
+            let families = g
                 .fam
                 .iter()
-                .filter(|w| **w >= cfg.min_family_weight as f32 && **w > 0.0)
+                .filter(|w| **w >= min_family && **w > 0.0)
                 .count();
             let anchored = anchor_idx.is_empty()
                 || anchor_idx
                     .iter()
-                    .any(|i| c.fam[*i] >= min_anchor && c.fam[*i] > 0.0);
+                    .any(|i| g.fam[*i] >= min_anchor && g.fam[*i] > 0.0);
             if hard || (total >= threshold && families >= cfg.min_families as usize && anchored) {
-                passing.push((total, ci, hard, c.fam[tpl_idx] > 0.0));
+                passing.push((total, gi, hard, g.fam[tpl_idx] > 0.0));
             } else if st.log_cap > 0 && total >= threshold / 2.0 {
-                rejected.push(ci);
+                st.log_event(obs, &groups[gi], LinkOutcome::Rejected);
             }
         }
+        // Strongest first, so the best evidence decides which cluster a new
+        // account joins.
         passing.sort_by(|a, b| b.0.total_cmp(&a.0));
-        let logged_src: Vec<(usize, Option<(bool, bool)>)> = rejected
-            .into_iter()
-            .map(|ci| (ci, None))
-            .chain(
-                passing
-                    .into_iter()
-                    .map(|(_, ci, hard, template)| (ci, Some((hard, template)))),
-            )
-            .collect();
-        // Evidence proportional to the cluster joined: a multi-account cluster
-        // is joined only through several of its members at once.
-        let mut support: Vec<(u64, u32)> = Vec::new();
-        for (ci, pass) in &logged_src {
-            if pass.is_some() {
-                let r = root_key(&st.slots, st.candidates[*ci].slot);
-                match support.iter_mut().find(|(k, _)| *k == r) {
-                    Some((_, n)) => *n += 1,
-                    None => support.push((r, 1)),
-                }
-            }
-        }
-        for (ci, pass) in logged_src {
-            let Some((hard, template)) = pass else {
-                st.log_event(obs, ci, LinkOutcome::Rejected);
-                continue;
-            };
-            let other = st.candidates[ci].slot;
+        for (_, gi, hard, template) in passing {
+            let other = groups[gi].slot;
+            let backing = members[gi].1;
             let their = st.slots[other as usize].cluster;
             let size = st
                 .clusters
                 .get(their as usize)
                 .map_or(1, |c| c.members.len() as u32);
-            let backing = support
-                .iter()
-                .find(|(k, _)| *k == root_key(&st.slots, other))
-                .map_or(1, |(_, n)| *n);
             let mine = st.slots[slot as usize].cluster;
             let outcome = if st.slots[other as usize].hold_until > now_s {
                 LinkOutcome::Skipped
@@ -758,12 +773,14 @@ impl ClusterEngine {
                 && mine == NONE
                 && backing < cfg.join_min_members.min(size)
             {
+                // Evidence in proportion to the cluster joined: one request
+                // must match several of its members.
                 st.counters.guarded += 1;
                 LinkOutcome::Guarded
             } else {
                 st.connect(cfg, slot, other, hard, template, now_s)
             };
-            st.log_event(obs, ci, outcome);
+            st.log_event(obs, &groups[gi], outcome);
         }
     }
 }
@@ -801,11 +818,10 @@ impl State {
         w
     }
 
-    fn log_event(&mut self, obs: &Observation<'_>, ci: usize, outcome: LinkOutcome) {
+    fn log_event(&mut self, obs: &Observation<'_>, c: &Candidate, outcome: LinkOutcome) {
         if self.log_cap == 0 {
             return;
         }
-        let c = self.candidates[ci];
         let event = LinkEvent {
             at_ms: obs.now_ms,
             account: obs.account,
@@ -1112,12 +1128,12 @@ impl State {
     ) -> bool {
         let (rx, ry) = (&self.clusters[x as usize], &self.clusters[y as usize]);
         let smaller = rx.members.len().min(ry.members.len()) as f64;
-        // Never more bridges than the smaller cluster has accounts.
+        // A cluster smaller than `min_bridges` needs every member to bridge.
         let need = ((cfg.bridge_fraction * smaller).ceil() as u32)
             .max(cfg.min_bridges)
             .min(cfg.max_bridges)
             .min(smaller as u32)
-            .max(1) as usize;
+            .max(2) as usize;
         let (kx, ky) = (rx.id.low_u64(), ry.id.low_u64());
         let (ia, ib) = (
             self.slots[a as usize].id.low_u64(),

@@ -245,12 +245,20 @@ fn two_large_clusters_joined_by_one_weak_edge_stay_apart() {
         engine.stats().guarded > guarded_before,
         "the edge was not strong enough to test the guard"
     );
-    // Many distinct bridging accounts do merge them: the guard is not a wall.
-    for i in 0..20 {
+    // Many distinct bridging accounts on both sides do merge them: the guard
+    // is not a wall.
+    let mine = campaign(&mut Rng(98), 2, 1, 1, 1, 1);
+    for i in 0..10 {
         engine.observe(&Observation {
             account: acct(2, i),
             now_ms: bridge_t + 1000 + u64::from(i),
             features: &other[0].2,
+            signals: [0.0; SIGNALS],
+        });
+        engine.observe(&Observation {
+            account: acct(3, i),
+            now_ms: bridge_t + 1000 + u64::from(i),
+            features: &mine[0].2,
             signals: [0.0; SIGNALS],
         });
     }
@@ -418,4 +426,66 @@ fn evicted_slots_are_not_confused_with_their_new_owner() {
         0,
         "linked to a forgotten account's slot"
     );
+}
+
+#[test]
+fn config_sections_default_and_report_every_bad_field() {
+    use crate::config::Config;
+    let cfg = Config::from_toml_str("[identity]\nsecret = \"s\"\n").expect("identity alone");
+    assert_eq!(cfg.cluster, ClusterConfig::default());
+    assert_eq!(cfg.score, crate::score::ScoreConfig::default());
+    let err = Config::from_toml_str(
+        r#"
+        [identity]
+        secret = "s"
+        [cluster]
+        posting_cap = 1
+        common_clusters = 0
+        half_life = "0s"
+        link_threshold = -1.0
+        min_families = 9
+        join_min_members = 0
+        bridge_fraction = 2.0
+        [cluster.family_weights]
+        template = nan
+        [cluster.kind_weights]
+        system_prompt = -0.5
+        [cluster.matches_for_full_weight]
+        template = 0
+        [score]
+        size_scale = 0.0
+        unlinked_cap = 0.6
+        degrade_max_output_tokens = 0
+        [score.weights]
+        cluster_size = 1.5
+        [score.ladder]
+        tag = 0.8
+        throttle = 0.5
+        "#,
+    )
+    .expect_err("invalid");
+    let paths: Vec<&str> = err.errors.iter().map(|e| e.path.as_str()).collect();
+    for want in [
+        "cluster.posting_cap",
+        "cluster.common_clusters",
+        "cluster.half_life",
+        "cluster.link_threshold",
+        "cluster.min_families",
+        "cluster.join_min_members",
+        "cluster.bridge_fraction",
+        "cluster.family_weights.template",
+        "cluster.kind_weights.system_prompt",
+        "cluster.matches_for_full_weight.template",
+        "score.size_scale",
+        "score.unlinked_cap",
+        "score.degrade_max_output_tokens",
+        "score.weights.cluster_size",
+        "score.ladder.throttle",
+    ] {
+        assert!(paths.contains(&want), "missing {want} in {paths:?}");
+    }
+    let unknown =
+        Config::from_toml_str("[identity]\nsecret = \"s\"\n[cluster]\nlink_treshold = 1\n")
+            .expect_err("unknown field");
+    assert!(unknown.to_string().contains("link_treshold"));
 }
