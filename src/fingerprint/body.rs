@@ -144,8 +144,18 @@ impl<'a> Walker<'a> {
     }
 
     fn message(&mut self, m: &'a Map<String, Value>) {
-        let ty = m.get("type").and_then(Value::as_str).unwrap_or("");
-        let role = match m.get("role").and_then(Value::as_str) {
+        // One pass over the (few) keys instead of a hashed lookup per key.
+        let (mut role, mut ty, mut content) = (None, "", None);
+        for (k, v) in m {
+            match k.as_str() {
+                "role" => role = v.as_str(),
+                "type" => ty = v.as_str().unwrap_or(""),
+                "content" => content = Some(v),
+                "tool_calls" | "function_call" => self.conv.tool_traffic = true,
+                _ => {}
+            }
+        }
+        let role = match role {
             Some(r) => Role::parse(r),
             None => match ty {
                 "function_call" | "custom_tool_call" | "computer_call" => {
@@ -160,12 +170,9 @@ impl<'a> Walker<'a> {
                 _ => return,
             },
         };
-        if m.contains_key("tool_calls") || m.contains_key("function_call") {
-            self.conv.tool_traffic = true;
-        }
         let mut pieces = Vec::new();
         let mut only_tool_results = false;
-        if let Some(content) = m.get("content") {
+        if let Some(content) = content {
             if let Value::Array(parts) = content {
                 let mut results = 0;
                 for p in parts {

@@ -64,7 +64,8 @@ pub enum Inconsistency {
     /// `x-stainless-package-version` differs from the user-agent's version.
     StainlessVersionMismatch,
     /// `x-stainless-*` headers with a user-agent of software that never sends
-    /// them (curl, python-requests, a browser, …).
+    /// them (curl, python-requests, …, or a browser without the SDKs' `browser:…`
+    /// runtime).
     StainlessWithNonSdkAgent,
     /// `x-stainless-runtime` of another language than `x-stainless-lang`.
     StainlessRuntimeMismatch,
@@ -303,13 +304,21 @@ fn inconsistencies(
             if ua.is_anthropic_sdk() && !has_anthropic_version {
                 out.push(Inconsistency::AnthropicSdkWithoutVersion);
             }
-        } else if st.is_some()
-            && matches!(
-                ua.kind,
-                ClientKind::CommandLine | ClientKind::HttpLibrary | ClientKind::Browser
-            )
-        {
-            out.push(Inconsistency::StainlessWithNonSdkAgent);
+        } else if let Some(st) = st {
+            // In a browser the SDKs cannot set `User-Agent`; they report a
+            // `browser:…` runtime instead.
+            let browser_runtime = st
+                .runtime
+                .as_deref()
+                .is_some_and(|r| r.to_ascii_lowercase().starts_with("browser"));
+            let foreign = match ua.kind {
+                ClientKind::CommandLine | ClientKind::HttpLibrary => true,
+                ClientKind::Browser => !browser_runtime,
+                ClientKind::OfficialSdk | ClientKind::Other => false,
+            };
+            if foreign {
+                out.push(Inconsistency::StainlessWithNonSdkAgent);
+            }
         }
     }
     if let Some(st) = st {

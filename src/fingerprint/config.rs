@@ -27,11 +27,15 @@ pub struct FingerprintSection {
     /// counts as a datacenter, and the value itself becomes a feature). Trusted
     /// peers only.
     pub datacenter_header: Option<String>,
-    /// Masked tokens in the head window of the last user turn (1..=1024). Shorter
-    /// windows catch templates with a short fixed preamble; longer ones are more
-    /// specific.
+    /// Masked tokens in the head window of the last user turn (1..=1024, default
+    /// 16). The window should hold template, not payload: two prompts whose fixed
+    /// preamble fills the window share every LSH band, while with a 17-token
+    /// preamble and a 24-token window they shared at most one band of eight in
+    /// tests. Longer windows are more specific, shorter ones catch shorter
+    /// preambles.
     pub head_tokens: usize,
-    /// Masked tokens in the tail window of the last user turn (1..=1024).
+    /// Masked tokens in the tail window of the last user turn (1..=1024, default
+    /// 16).
     pub tail_tokens: usize,
     /// Tokens per shingle for SimHash and MinHash (1..=8).
     pub shingle_tokens: usize,
@@ -53,8 +57,8 @@ impl Default for FingerprintSection {
             tls_fingerprint_header: None,
             asn_header: None,
             datacenter_header: None,
-            head_tokens: 32,
-            tail_tokens: 32,
+            head_tokens: 16,
+            tail_tokens: 16,
             shingle_tokens: 3,
             minhash_hashes: 32,
             lsh_bands: 8,
@@ -152,8 +156,8 @@ fn unreachable_defaults() -> FingerprintSettings {
         tls_header: None,
         asn_header: None,
         datacenter_header: None,
-        head_tokens: 32,
-        tail_tokens: 32,
+        head_tokens: 16,
+        tail_tokens: 16,
         shingle_tokens: 3,
         minhash_hashes: 32,
         lsh_bands: 8,

@@ -62,3 +62,6 @@ pub use shape::{log2_bucket, Params, ShapeFingerprint, Tools};
 pub use sketch::WindowSketch;
 pub use template::{CotSignals, TaskCategory, TemplateFingerprint};
 pub use useragent::{parse as parse_user_agent, ClientKind, UserAgent};
+
+#[cfg(test)]
+mod tests;

@@ -59,54 +59,50 @@ pub struct Params {
 
 impl Params {
     fn read(body: &Map<String, Value>) -> Self {
-        let s = |v: &Value| v.as_str().map(|s| short(s, 64));
-        let max_tokens = ["max_tokens", "max_completion_tokens", "max_output_tokens"]
-            .iter()
-            .find_map(|k| body.get(*k).and_then(Value::as_u64));
-        let thinking = body.get("thinking").and_then(|t| {
-            let on = match t.get("type").and_then(Value::as_str) {
-                Some("disabled") => false,
-                Some(_) => true,
-                None => t.is_object(),
-            };
-            on.then(|| {
-                t.get("budget_tokens")
-                    .and_then(Value::as_u64)
-                    .map_or(0, log2_bucket)
-            })
-        });
-        let effort = body
-            .get("reasoning_effort")
-            .or_else(|| body.get("reasoning").and_then(|r| r.get("effort")))
+        // One pass over the top-level keys instead of a hashed lookup per key.
+        let mut p = Params::default();
+        let (mut max_tokens, mut effort, mut reasoning, mut text) = (None, None, None, None);
+        for (k, v) in body {
+            match k.as_str() {
+                "model" => p.model = v.as_str().map(|s| short(s, 64)),
+                "temperature" => p.temperature = v.as_f64(),
+                "top_p" => p.top_p = v.as_f64(),
+                "max_tokens" | "max_completion_tokens" | "max_output_tokens" => {
+                    max_tokens = max_tokens.or(v.as_u64());
+                }
+                "stream" => p.stream = v.as_bool(),
+                "n" => p.n = v.as_u64(),
+                "reasoning_effort" => effort = Some(v),
+                "reasoning" => reasoning = Some(v),
+                "thinking" => p.thinking_budget_bucket = thinking(v),
+                "response_format" => {
+                    p.response_format = v.get("type").unwrap_or(v).as_str().map(|f| short(f, 32));
+                }
+                "text" => text = Some(v),
+                "logprobs" => {
+                    p.logprobs = match v {
+                        Value::Bool(b) => *b,
+                        Value::Number(_) => true,
+                        _ => false,
+                    };
+                }
+                "top_logprobs" => p.top_logprobs = v.as_u64(),
+                "logit_bias" => p.logit_bias = v.as_object().is_some_and(|m| !m.is_empty()),
+                _ => {}
+            }
+        }
+        p.max_tokens_bucket = max_tokens.map(log2_bucket);
+        p.reasoning_effort = effort
+            .or_else(|| reasoning.and_then(|r| r.get("effort")))
             .and_then(Value::as_str)
             .map(|e| short(e, 16).to_ascii_lowercase());
-        let response_format = body
-            .get("response_format")
-            .and_then(|f| f.get("type").or(Some(f)))
-            .or_else(|| body.get("text").and_then(|t| t.get("format")?.get("type")))
-            .and_then(Value::as_str)
-            .map(|f| short(f, 32));
-        Self {
-            model: body.get("model").and_then(s),
-            temperature: body.get("temperature").and_then(Value::as_f64),
-            top_p: body.get("top_p").and_then(Value::as_f64),
-            max_tokens_bucket: max_tokens.map(log2_bucket),
-            stream: body.get("stream").and_then(Value::as_bool),
-            n: body.get("n").and_then(Value::as_u64),
-            reasoning_effort: effort,
-            thinking_budget_bucket: thinking,
-            response_format,
-            logprobs: match body.get("logprobs") {
-                Some(Value::Bool(b)) => *b,
-                Some(Value::Number(_)) => true,
-                _ => false,
-            },
-            top_logprobs: body.get("top_logprobs").and_then(Value::as_u64),
-            logit_bias: body
-                .get("logit_bias")
-                .and_then(Value::as_object)
-                .is_some_and(|m| !m.is_empty()),
+        if p.response_format.is_none() {
+            p.response_format = text
+                .and_then(|t| t.get("format")?.get("type"))
+                .and_then(Value::as_str)
+                .map(|f| short(f, 32));
         }
+        p
     }
 
     /// True when the request asks for high reasoning effort or a thinking budget.
@@ -192,6 +188,21 @@ impl ShapeFingerprint {
             messages: u32::try_from(conv.messages).unwrap_or(u32::MAX),
         }
     }
+}
+
+/// The thinking bucket of Anthropic `thinking`: `None` when absent or disabled,
+/// 0 when on without a budget.
+fn thinking(t: &Value) -> Option<u8> {
+    let on = match t.get("type").and_then(Value::as_str) {
+        Some("disabled") => false,
+        Some(_) => true,
+        None => t.is_object(),
+    };
+    on.then(|| {
+        t.get("budget_tokens")
+            .and_then(Value::as_u64)
+            .map_or(0, log2_bucket)
+    })
 }
 
 fn short(s: &str, max: usize) -> String {

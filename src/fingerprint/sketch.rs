@@ -14,6 +14,35 @@ use serde::{Deserialize, Serialize};
 
 use super::hash::{hash_words, mum, seed, StableHasher};
 
+/// Most MinHash values a window can have (`fingerprint.minhash_hashes` ≤ 256).
+const MAX_HASHES: usize = 256;
+
+/// The MinHash permutation keys, computed once.
+fn permutations() -> &'static [u64; MAX_HASHES] {
+    static PERMS: std::sync::OnceLock<[u64; MAX_HASHES]> = std::sync::OnceLock::new();
+    PERMS.get_or_init(|| {
+        let mut p = [0u64; MAX_HASHES];
+        for (i, x) in p.iter_mut().enumerate() {
+            *x = super::hash::fmix(seed::MINHASH ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        }
+        p
+    })
+}
+
+/// For each byte value, the ±1 SimHash increments of its eight bits.
+fn simhash_table() -> &'static [[i32; 8]; 256] {
+    static TABLE: std::sync::OnceLock<[[i32; 8]; 256]> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| {
+        let mut t = [[0i32; 8]; 256];
+        for (v, row) in t.iter_mut().enumerate() {
+            for (bit, x) in row.iter_mut().enumerate() {
+                *x = if (v >> bit) & 1 == 1 { 1 } else { -1 };
+            }
+        }
+        t
+    })
+}
+
 /// The signature of one window of masked tokens.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WindowSketch {
@@ -35,9 +64,11 @@ impl WindowSketch {
             return None;
         }
         let k = shingle.clamp(1, tokens.len());
-        let perms: Vec<u64> = (0..hashes as u64)
-            .map(|i| super::hash::fmix(seed::MINHASH ^ i.wrapping_mul(0x9e37_79b9_7f4a_7c15)))
-            .collect();
+        let perms = &permutations()[..hashes.min(MAX_HASHES)];
+        let hashes = perms.len();
+        if hashes % bands != 0 {
+            return None;
+        }
         let mut mins = vec![u64::MAX; hashes];
         let mut counts = [0i32; 64];
         for w in tokens.windows(k) {
@@ -46,10 +77,15 @@ impl WindowSketch {
                 h.write_u64(*t);
             }
             let sh = h.finish();
-            for (bit, c) in counts.iter_mut().enumerate() {
-                *c += if (sh >> bit) & 1 == 1 { 1 } else { -1 };
+            // Eight bits at a time from a table of ±1 vectors.
+            let table = simhash_table();
+            for (byte, lanes) in counts.chunks_exact_mut(8).enumerate() {
+                let add = &table[((sh >> (8 * byte)) & 0xff) as usize];
+                for (c, a) in lanes.iter_mut().zip(add) {
+                    *c += *a;
+                }
             }
-            for (m, p) in mins.iter_mut().zip(&perms) {
+            for (m, p) in mins.iter_mut().zip(perms) {
                 let v = mum(sh ^ p, 0xe703_7ed1_a0b4_28db);
                 if v < *m {
                     *m = v;

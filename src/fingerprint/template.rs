@@ -22,7 +22,7 @@ use std::sync::OnceLock;
 /// signals.
 const MAX_SIGNAL_TOKENS: usize = 4096;
 /// Bytes of the system prompt scanned for content signals.
-const MAX_SIGNAL_SYSTEM_BYTES: usize = 8 * 1024;
+const MAX_SIGNAL_SYSTEM_BYTES: usize = 2 * 1024;
 
 /// A coarse guess of what the request is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -289,6 +289,18 @@ struct Lexicon {
     starts: [u64; 16],
     coding: Vec<u64>,
     math: Vec<u64>,
+    /// Bitmap over the low 10 bits of the coding and math words.
+    words: [u64; 16],
+}
+
+fn set_bit(map: &mut [u64; 16], token: u64) {
+    let b = (token & 1023) as usize;
+    map[b / 64] |= 1 << (b % 64);
+}
+
+fn has_bit(map: &[u64; 16], token: u64) -> bool {
+    let b = (token & 1023) as usize;
+    map[b / 64] & (1 << (b % 64)) != 0
 }
 
 fn lexicon() -> &'static Lexicon {
@@ -305,19 +317,25 @@ fn lexicon() -> &'static Lexicon {
             .collect();
         let mut starts = [0u64; 16];
         for p in &phrases {
-            let b = (p[0] & 1023) as usize;
-            starts[b / 64] |= 1 << (b % 64);
+            set_bit(&mut starts, p[0]);
         }
         let sorted = |words: &[&str]| {
             let mut v: Vec<u64> = words.iter().map(|w| token_of(w)).collect();
             v.sort_unstable();
             v
         };
+        let coding = sorted(CODING_WORDS);
+        let math = sorted(MATH_WORDS);
+        let mut words = [0u64; 16];
+        for t in coding.iter().chain(&math) {
+            set_bit(&mut words, *t);
+        }
         Lexicon {
             phrases,
             starts,
-            coding: sorted(CODING_WORDS),
-            math: sorted(MATH_WORDS),
+            coding,
+            math,
+            words,
         }
     })
 }
@@ -325,8 +343,7 @@ fn lexicon() -> &'static Lexicon {
 impl Lexicon {
     fn has_cot_phrase(&self, tokens: &[u64]) -> bool {
         for i in 0..tokens.len() {
-            let b = (tokens[i] & 1023) as usize;
-            if self.starts[b / 64] & (1 << (b % 64)) == 0 {
+            if !has_bit(&self.starts, tokens[i]) {
                 continue;
             }
             if self.phrases.iter().any(|p| tokens[i..].starts_with(p)) {
@@ -341,7 +358,7 @@ impl Lexicon {
         for t in user.iter().chain(system) {
             if *t == Mask::Code.token() {
                 coding += 2;
-            } else if is_mask(*t) {
+            } else if is_mask(*t) || !has_bit(&self.words, *t) {
                 continue;
             } else if self.coding.binary_search(t).is_ok() {
                 coding += 1;

@@ -13,7 +13,7 @@ use std::borrow::Cow;
 
 use unicode_normalization::{is_nfkc_quick, IsNormalized, UnicodeNormalization};
 
-use super::hash::{hash_str, seed, StableHasher};
+use super::hash::{fmix, hash_str, mum, seed, StableHasher};
 
 /// Longest inline code span (`` `…` ``) that is masked, in bytes.
 const MAX_INLINE_CODE: usize = 256;
@@ -84,11 +84,23 @@ pub(crate) fn ceil_boundary(s: &str, mut i: usize) -> usize {
 }
 
 /// Hash of a lowercased word, with a reusable scratch buffer.
+///
+/// Words of up to 16 ASCII bytes (nearly all of them) take a fast path: the
+/// lowercased bytes are loaded as two little-endian words and mixed with one
+/// folded multiply and the finaliser. Such words never contain NUL, so the zero
+/// padding is unambiguous, and the mixing constants have bytes ≥ 0x80, so neither
+/// factor can be zero.
+#[inline]
 fn word_token(word: &str, scratch: &mut String) -> u64 {
-    if word.is_ascii() {
-        if !word.bytes().any(|b| b.is_ascii_uppercase()) {
-            return hash_str(seed::TOKEN, word);
+    let b = word.as_bytes();
+    if b.len() <= 16 && word.is_ascii() {
+        let mut buf = [0u8; 16];
+        for (d, s) in buf.iter_mut().zip(b) {
+            *d = s.to_ascii_lowercase();
         }
+        return short_token(&buf);
+    }
+    if word.is_ascii() {
         scratch.clear();
         scratch.extend(word.chars().map(|c| c.to_ascii_lowercase()));
     } else {
@@ -98,6 +110,18 @@ fn word_token(word: &str, scratch: &mut String) -> u64 {
         }
     }
     hash_str(seed::TOKEN, scratch)
+}
+
+/// The fast-path hash of a lowercased ASCII word of at most 16 bytes, zero-padded.
+#[inline]
+fn short_token(buf: &[u8; 16]) -> u64 {
+    let mut lo = [0u8; 8];
+    let mut hi = [0u8; 8];
+    lo.copy_from_slice(&buf[..8]);
+    hi.copy_from_slice(&buf[8..]);
+    let x = u64::from_le_bytes(lo) ^ 0xa076_1d64_78bd_642f;
+    let y = u64::from_le_bytes(hi) ^ 0xe703_7ed1_a0b4_28db;
+    fmix(mum(x, y) ^ seed::TOKEN)
 }
 
 /// The token hash of one lowercase ASCII word, as the tokenizer would produce it.
@@ -141,7 +165,7 @@ pub(crate) fn tokenize(text: &str, out: &mut Vec<u64>, max_tokens: usize) {
             }
             continue;
         }
-        if b[i..].starts_with(OPEN_QUOTE) {
+        if c == OPEN_QUOTE[0] && b[i..].starts_with(OPEN_QUOTE) {
             match find_within(b, i + OPEN_QUOTE.len(), CLOSE_QUOTE, MAX_QUOTED) {
                 Some(e) => {
                     push_mask(out, Mask::Quoted);
@@ -153,6 +177,16 @@ pub(crate) fn tokenize(text: &str, out: &mut Vec<u64>, max_tokens: usize) {
         }
         // A chunk: up to whitespace or the start of a masked span.
         let start = i;
+        let mut flags = 0u8;
+        while let Some(&c) = b.get(i) {
+            let f = CLASS[usize::from(c)];
+            if f & (WS | BREAK | HIGH) != 0 {
+                break;
+            }
+            flags |= f;
+            i += 1;
+        }
+        let mut ascii = true;
         while i < b.len() {
             let c = b[i];
             if c.is_ascii_whitespace() || c == b'`' || c == b'"' {
@@ -162,6 +196,7 @@ pub(crate) fn tokenize(text: &str, out: &mut Vec<u64>, max_tokens: usize) {
                 i += 1;
                 continue;
             }
+            ascii = false;
             let ch = text[i..].chars().next().unwrap_or(' ');
             if ch.is_whitespace() || ch == '\u{201c}' {
                 break;
@@ -173,9 +208,93 @@ pub(crate) fn tokenize(text: &str, out: &mut Vec<u64>, max_tokens: usize) {
             i += text[i..].chars().next().map_or(1, char::len_utf8);
             continue;
         }
-        chunk(&text[start..i], out, &mut scratch, max_tokens);
+        if ascii && flags & SPECIAL == 0 {
+            ascii_runs(&text[start..i], out, max_tokens);
+        } else {
+            chunk(&text[start..i], out, &mut scratch, max_tokens);
+        }
     }
 }
+
+/// The words of an ASCII chunk that cannot be a URL, e-mail or id and has no
+/// underscore (no `@`, `.`, `/`, `:`, `-`, `_`): one pass that lowercases, counts
+/// digits and hashes, with the same result as [`chunk`].
+fn ascii_runs(t: &str, out: &mut Vec<u64>, max_tokens: usize) {
+    let b = t.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if CLASS[usize::from(b[i])] & WORD == 0 {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        let mut digits = 0usize;
+        let mut buf = [0u8; 16];
+        while let Some(&c) = b.get(i) {
+            let f = CLASS[usize::from(c)];
+            if f & WORD == 0 {
+                break;
+            }
+            digits += usize::from(f & DIGIT != 0);
+            if let Some(slot) = buf.get_mut(i - start) {
+                *slot = c.to_ascii_lowercase();
+            }
+            i += 1;
+        }
+        if out.len() >= max_tokens {
+            return;
+        }
+        let len = i - start;
+        if digits * 2 >= len {
+            push_mask(out, Mask::Number);
+        } else if len >= 12 && digits >= 3 {
+            push_mask(out, Mask::Id);
+        } else if len <= 16 {
+            out.push(short_token(&buf));
+        } else {
+            let mut scratch = String::new();
+            out.push(word_token(&t[start..i], &mut scratch));
+        }
+    }
+}
+
+// Byte classes for the tokenizer's hot loops.
+const WS: u8 = 1;
+const BREAK: u8 = 2;
+const SPECIAL: u8 = 4;
+const WORD: u8 = 8;
+const DIGIT: u8 = 16;
+const HIGH: u8 = 32;
+
+const CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let c = i as u8;
+        let mut f = 0;
+        if c.is_ascii_whitespace() {
+            f |= WS;
+        }
+        if c == b'`' || c == b'"' {
+            f |= BREAK;
+        }
+        if matches!(c, b'@' | b'.' | b'/' | b':' | b'-' | b'_') {
+            f |= SPECIAL;
+        }
+        if c.is_ascii_alphanumeric() || c == b'_' {
+            f |= WORD;
+        }
+        if c.is_ascii_digit() {
+            f |= DIGIT;
+        }
+        if c >= 0x80 {
+            f |= HIGH;
+        }
+        t[i] = f;
+        i += 1;
+    }
+    t
+};
 
 const OPEN_QUOTE: &[u8] = "\u{201c}".as_bytes();
 const CLOSE_QUOTE: &[u8] = "\u{201d}".as_bytes();
@@ -220,34 +339,71 @@ fn find_inline(hay: &[u8], from: usize, close: u8, limit: usize) -> Option<usize
 }
 
 fn chunk(s: &str, out: &mut Vec<u64>, scratch: &mut String, max_tokens: usize) {
-    let t = s.trim_matches(|c: char| !c.is_alphanumeric());
+    let t = if s.is_ascii() {
+        let b = s.as_bytes();
+        let start = b.iter().position(u8::is_ascii_alphanumeric);
+        let end = b.iter().rposition(u8::is_ascii_alphanumeric);
+        match (start, end) {
+            (Some(a), Some(z)) => &s[a..=z],
+            _ => return,
+        }
+    } else {
+        s.trim_matches(|c: char| !c.is_alphanumeric())
+    };
     if t.is_empty() {
         return;
     }
-    if is_url(t) {
-        return push_mask(out, Mask::Url);
+    if t.len() >= 4 {
+        if is_url(t) {
+            return push_mask(out, Mask::Url);
+        }
+        if t.contains('@') && is_email(t) {
+            return push_mask(out, Mask::Email);
+        }
+        if t.len() >= 8 && is_hex_id(t) {
+            return push_mask(out, Mask::Id);
+        }
     }
-    if is_email(t) {
-        return push_mask(out, Mask::Email);
+    if t.is_ascii() {
+        let b = t.as_bytes();
+        let mut i = 0;
+        while i < b.len() {
+            if !(b[i].is_ascii_alphanumeric() || b[i] == b'_') {
+                i += 1;
+                continue;
+            }
+            let start = i;
+            while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_') {
+                i += 1;
+            }
+            if out.len() >= max_tokens {
+                return;
+            }
+            run(&t[start..i], out, scratch);
+        }
+        return;
     }
-    if is_hex_id(t) {
-        return push_mask(out, Mask::Id);
-    }
-    for run in t.split(|c: char| !(c.is_alphanumeric() || c == '_')) {
-        if run.is_empty() {
+    for r in t.split(|c: char| !(c.is_alphanumeric() || c == '_')) {
+        if r.is_empty() {
             continue;
         }
         if out.len() >= max_tokens {
             return;
         }
-        let digits = run.bytes().filter(u8::is_ascii_digit).count();
-        if run.chars().all(char::is_numeric) || digits * 2 >= run.len() {
-            push_mask(out, Mask::Number);
-        } else if run.len() >= 12 && digits >= 3 {
-            push_mask(out, Mask::Id);
-        } else {
-            out.push(word_token(run, scratch));
-        }
+        run(r, out, scratch);
+    }
+}
+
+fn run(run: &str, out: &mut Vec<u64>, scratch: &mut String) {
+    let digits = run.bytes().filter(u8::is_ascii_digit).count();
+    if digits * 2 >= run.len()
+        || (digits == 0 && !run.is_ascii() && run.chars().all(char::is_numeric))
+    {
+        push_mask(out, Mask::Number);
+    } else if run.len() >= 12 && digits >= 3 {
+        push_mask(out, Mask::Id);
+    } else {
+        out.push(word_token(run, scratch));
     }
 }
 
@@ -296,24 +452,95 @@ fn is_hex_id(s: &str) -> bool {
 }
 
 /// Exact hash of normalised text (NFKC, lowercase, whitespace collapsed) over
-/// `pieces` joined by whitespace, reading at most `max_bytes` of each piece.
+/// `pieces` joined by whitespace, reading at most `max_bytes` in total.
 /// Returns the hash and the number of words, or `None` when there are no words.
+///
+/// The normalised bytes are streamed into the hasher eight at a time, without
+/// building the normalised text.
 pub(crate) fn normalized_hash(pieces: &[&str], max_bytes: usize) -> Option<(u64, usize)> {
-    let mut h = StableHasher::new(seed::FIELD);
+    let mut sink = Sink {
+        h: StableHasher::new(seed::FIELD),
+        buf: [0; 64],
+        len: 0,
+    };
     let mut words = 0usize;
-    let mut scratch = String::new();
+    let mut left = max_bytes;
     for piece in pieces {
-        let cut = &piece[..floor_boundary(piece, max_bytes)];
-        let text = nfkc(cut);
-        for w in text.split_whitespace() {
-            h.write_u64(word_token(w, &mut scratch));
-            words += 1;
+        if left == 0 {
+            break;
+        }
+        let cut = &piece[..floor_boundary(piece, left)];
+        left -= cut.len().min(left);
+        let mut in_word = false;
+        if cut.is_ascii() {
+            for &b in cut.as_bytes() {
+                if b.is_ascii_whitespace() {
+                    in_word = false;
+                } else {
+                    if !in_word {
+                        if words > 0 {
+                            sink.push(b' ');
+                        }
+                        words += 1;
+                        in_word = true;
+                    }
+                    sink.push(b.to_ascii_lowercase());
+                }
+            }
+        } else {
+            let text = nfkc(cut);
+            let mut utf8 = [0u8; 4];
+            for c in text.chars() {
+                if c.is_whitespace() {
+                    in_word = false;
+                    continue;
+                }
+                if !in_word {
+                    if words > 0 {
+                        sink.push(b' ');
+                    }
+                    words += 1;
+                    in_word = true;
+                }
+                for l in c.to_lowercase() {
+                    for &b in l.encode_utf8(&mut utf8).as_bytes() {
+                        sink.push(b);
+                    }
+                }
+            }
         }
     }
     (words > 0).then(|| {
-        h.write_u64(words as u64);
-        (h.finish(), words)
+        sink.flush();
+        sink.h.write_u64(words as u64);
+        (sink.h.finish(), words)
     })
+}
+
+/// Buffers bytes and feeds them to the hasher 64 at a time.
+struct Sink {
+    h: StableHasher,
+    buf: [u8; 64],
+    len: usize,
+}
+
+impl Sink {
+    #[inline]
+    fn push(&mut self, b: u8) {
+        self.buf[self.len] = b;
+        self.len += 1;
+        if self.len == self.buf.len() {
+            self.h.write_raw(&self.buf);
+            self.len = 0;
+        }
+    }
+
+    fn flush(&mut self) {
+        if self.len > 0 {
+            self.h.write_raw(&self.buf[..self.len]);
+            self.len = 0;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -396,9 +623,23 @@ mod tests {
         assert_ne!(a, c);
         assert_eq!(a.map(|x| x.1), Some(5));
         assert_eq!(normalized_hash(&["  \n "], 100), None);
+        // The byte cap is over all pieces together.
+        assert_eq!(normalized_hash(&["abc", "def"], 3).map(|x| x.1), Some(1));
     }
 
     proptest::proptest! {
+        #[test]
+        fn the_ascii_fast_path_matches_the_general_one(s in "[A-Za-z0-9 ,;!?()]{0,80}") {
+            let mut fast = Vec::new();
+            tokenize(&s, &mut fast, usize::MAX);
+            let mut slow = Vec::new();
+            let mut scratch = String::new();
+            for w in s.split_whitespace() {
+                chunk(w, &mut slow, &mut scratch, usize::MAX);
+            }
+            proptest::prop_assert_eq!(fast, slow);
+        }
+
         #[test]
         fn tokenize_never_panics(s in ".{0,400}", cap in 0usize..50) {
             let mut out = Vec::new();
