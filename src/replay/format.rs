@@ -89,7 +89,9 @@ pub struct TrafficLine {
     /// The request headers as `[name, value]` pairs, in the order received.
     #[serde(default)]
     pub headers: Vec<(String, String)>,
-    /// The request body: any JSON value (`null` when there was none).
+    /// The request body: any JSON value, sent as compact JSON in its key order;
+    /// `null` for no body; a JSON *string* stands for a raw body that was not
+    /// JSON (sent as its bytes).
     #[serde(default)]
     pub body: Value,
     /// What the upstream answered with.
@@ -101,6 +103,44 @@ pub struct TrafficLine {
 }
 
 impl TrafficLine {
+    /// The body as bytes: compact JSON (key order kept), or nothing for `null`.
+    pub fn body_bytes(&self) -> bytes::Bytes {
+        match &self.body {
+            Value::Null => bytes::Bytes::new(),
+            // A JSON string body stands for a raw, non-JSON body.
+            Value::String(raw) => bytes::Bytes::copy_from_slice(raw.as_bytes()),
+            v => bytes::Bytes::from(serde_json::to_vec(v).unwrap_or_default()),
+        }
+    }
+
+    /// Rebuilds the HTTP request (`line` is its number, for errors). The
+    /// recorded `content-length` and `transfer-encoding` are replaced by the
+    /// length of [`body_bytes`](Self::body_bytes); the label is not part of it.
+    pub fn to_request(&self, line: u64) -> Result<http::Request<bytes::Bytes>, LineError> {
+        let err = |message: String| LineError { line, message };
+        let method = http::Method::from_bytes(self.method.as_bytes())
+            .map_err(|_| err(format!("invalid method {:?}", self.method)))?;
+        let uri: http::Uri = self
+            .path
+            .parse()
+            .map_err(|e| err(format!("invalid path {:?}: {e}", self.path)))?;
+        let body = self.body_bytes();
+        let mut req = http::Request::builder().method(method).uri(uri);
+        for (name, value) in &self.headers {
+            let name = http::HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| err(format!("invalid header name {name:?}")))?;
+            if name == http::header::CONTENT_LENGTH || name == http::header::TRANSFER_ENCODING {
+                continue;
+            }
+            let value = http::HeaderValue::from_str(value)
+                .map_err(|_| err(format!("invalid value for header {name}")))?;
+            req = req.header(name, value);
+        }
+        req.header(http::header::CONTENT_LENGTH, body.len())
+            .body(body)
+            .map_err(|e| err(e.to_string()))
+    }
+
     /// The first header named `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
@@ -301,6 +341,62 @@ mod tests {
         assert!(d.degraded() && !d.harvested() && !d.denied());
         let e = parse_decision(2, r#"{"line": 1}"#).expect_err("incomplete");
         assert_eq!(e.line, 2);
+    }
+
+    #[test]
+    fn rebuilds_the_request() {
+        let l = parse_line(1, GOOD).expect("valid");
+        let req = l.to_request(1).expect("request");
+        assert_eq!(req.method(), http::Method::POST);
+        assert_eq!(req.uri().path(), "/v1/messages");
+        assert_eq!(req.headers()["x-api-key"], "k");
+        let body = req.body();
+        assert_eq!(
+            req.headers()["content-length"],
+            body.len().to_string().as_str()
+        );
+        let v: Value = serde_json::from_slice(body).expect("json body");
+        assert_eq!(v, l.body);
+        // Key order survives.
+        assert!(std::str::from_utf8(body)
+            .expect("utf-8")
+            .starts_with("{\"model\""));
+
+        let mut bad = l.clone();
+        bad.headers.push(("bad name".into(), "v".into()));
+        let e = bad.to_request(9).expect_err("bad header");
+        assert_eq!(e.line, 9);
+        assert!(e.message.contains("header name"), "{e}");
+        let mut bad = l.clone();
+        bad.headers.push(("x".into(), "line\nbreak".into()));
+        assert!(bad.to_request(3).is_err());
+        let mut bad = l.clone();
+        bad.method = "P OST".into();
+        assert!(bad
+            .to_request(3)
+            .expect_err("method")
+            .message
+            .contains("method"));
+        let mut bad = l;
+        bad.path = "not a path".into();
+        assert!(bad
+            .to_request(3)
+            .expect_err("path")
+            .message
+            .contains("path"));
+    }
+
+    #[test]
+    fn raw_and_empty_bodies() {
+        let mut l = parse_line(1, GOOD).expect("valid");
+        l.body = Value::Null;
+        assert!(l.body_bytes().is_empty());
+        l.body = Value::String("not json".into());
+        assert_eq!(&l.body_bytes()[..], b"not json");
+        assert_eq!(
+            l.to_request(1).expect("request").headers()["content-length"],
+            "8"
+        );
     }
 
     proptest! {

@@ -1,11 +1,11 @@
 //! Replay support: the line formats of recorded traffic and decisions, and the
 //! scorer that measures a replay against the traffic's ground-truth labels.
 //!
-//! `distill-guard replay` pushes each [`TrafficLine`](format::TrafficLine)
+//! `distill-guard replay` pushes each [`TrafficLine`]
 //! through the same layer stack as `serve`, with a virtual clock driven by
-//! `ts_ms`, and writes one [`DecisionLine`](format::DecisionLine) per input line.
+//! `ts_ms`, and writes one [`DecisionLine`] per input line.
 //! With `--score`, the labels of the input and the decisions go through a
-//! [`Scorer`](score::Scorer). The `label` field never influences a decision.
+//! [`Scorer`]. The `label` field never influences a decision.
 
 pub mod format;
 pub mod score;

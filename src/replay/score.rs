@@ -218,6 +218,23 @@ pub struct OrganicReport {
     pub requests_harmed: u64,
     /// `requests_harmed / requests`.
     pub requests_harmed_share: Option<f64>,
+    /// The same by the label's `cohort` (`-` when absent), sorted by name.
+    pub cohorts: Vec<CohortReport>,
+}
+
+/// Organic harm within one cohort of the labels.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CohortReport {
+    /// The label's `cohort`.
+    pub cohort: String,
+    /// Accounts.
+    pub accounts: u64,
+    /// Accounts with a request denied or degraded.
+    pub accounts_harmed: u64,
+    /// Requests.
+    pub requests: u64,
+    /// Requests denied or degraded.
+    pub requests_harmed: u64,
 }
 
 /// The scores of one replay.
@@ -239,8 +256,15 @@ pub struct Report {
 struct AccountAgg {
     truth: u32,
     predicted: u32,
+    cohort: u32,
     campaign: bool,
     harmed: bool,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct CohortAgg {
+    requests: u64,
+    requests_harmed: u64,
 }
 
 #[derive(Debug, Default)]
@@ -259,6 +283,8 @@ pub struct Scorer {
     truth_names: HashMap<Box<str>, u32>,
     next_truth: u32,
     predicted: HashMap<Box<str>, u32>,
+    cohort_names: HashMap<Box<str>, u32>,
+    cohorts: Vec<CohortAgg>,
     campaign_truths: BTreeMap<u32, ActorAgg>,
     start_ms: Option<u64>,
     lines: u64,
@@ -313,6 +339,21 @@ impl Scorer {
         id
     }
 
+    fn cohort_of(&mut self, traffic: &TrafficLine) -> u32 {
+        let name = traffic
+            .label
+            .as_ref()
+            .and_then(|l| l.cohort.as_deref())
+            .unwrap_or("-");
+        if let Some(&id) = self.cohort_names.get(name) {
+            return id;
+        }
+        let id = self.cohorts.len() as u32;
+        self.cohort_names.insert(name.into(), id);
+        self.cohorts.push(CohortAgg::default());
+        id
+    }
+
     /// Adds one input line and the decision replay made for it. Lines should
     /// come in input (time) order; unlabelled lines are only counted.
     pub fn observe(&mut self, traffic: &TrafficLine, decision: &DecisionLine) {
@@ -334,9 +375,11 @@ impl Scorer {
                 let Some((truth, campaign)) = self.truth_of(traffic) else {
                     return;
                 };
+                let cohort = self.cohort_of(traffic);
                 let agg = AccountAgg {
                     truth,
                     predicted,
+                    cohort,
                     campaign,
                     harmed: harm,
                 };
@@ -349,6 +392,10 @@ impl Scorer {
             self.organic_requests.add(decision, 1);
             if harm {
                 self.organic_harmed += 1;
+            }
+            if let Some(c) = self.cohorts.get_mut(agg.cohort as usize) {
+                c.requests += 1;
+                c.requests_harmed += u64::from(harm);
             }
             return;
         }
@@ -387,6 +434,7 @@ impl Scorer {
         let mut campaign_accounts = 0u64;
         let mut organic_accounts = 0u64;
         let mut organic_accounts_harmed = 0u64;
+        let mut cohort_accounts = vec![(0u64, 0u64); self.cohorts.len()];
         for agg in self.accounts.values() {
             *cells.entry((agg.truth, agg.predicted)).or_default() += 1;
             *true_sizes.entry(agg.truth).or_default() += 1;
@@ -396,6 +444,10 @@ impl Scorer {
             } else {
                 organic_accounts += 1;
                 organic_accounts_harmed += u64::from(agg.harmed);
+                if let Some(c) = cohort_accounts.get_mut(agg.cohort as usize) {
+                    c.0 += 1;
+                    c.1 += u64::from(agg.harmed);
+                }
             }
         }
         let n = self.accounts.len() as u64;
@@ -409,8 +461,11 @@ impl Scorer {
         let (mut bp, mut br) = (0.0f64, 0.0f64);
         for (&(i, j), &k) in &cells {
             let k = k as f64;
-            bp += k * k / predicted_sizes[&j] as f64;
-            br += k * k / true_sizes[&i] as f64;
+            // Every cell's row and column are in the margins (built together).
+            let pj = predicted_sizes.get(&j).copied().unwrap_or(1).max(1) as f64;
+            let ti = true_sizes.get(&i).copied().unwrap_or(1).max(1) as f64;
+            bp += k * k / pj;
+            br += k * k / ti;
         }
         let bcubed = if n == 0 {
             PrecisionRecall {
@@ -487,7 +542,24 @@ impl Scorer {
             actors,
         };
         let organic_requests = self.organic_requests.outcomes();
+        let mut cohorts: Vec<CohortReport> = self
+            .cohort_names
+            .iter()
+            .filter_map(|(name, &id)| {
+                let (accounts, accounts_harmed) = cohort_accounts.get(id as usize).copied()?;
+                let agg = self.cohorts.get(id as usize).copied()?;
+                (accounts > 0).then(|| CohortReport {
+                    cohort: name.to_string(),
+                    accounts,
+                    accounts_harmed,
+                    requests: agg.requests,
+                    requests_harmed: agg.requests_harmed,
+                })
+            })
+            .collect();
+        cohorts.sort_by(|a, b| a.cohort.cmp(&b.cohort));
         let organic = OrganicReport {
+            cohorts,
             accounts: organic_accounts,
             accounts_harmed: organic_accounts_harmed,
             accounts_harmed_share: share(organic_accounts_harmed, organic_accounts),
@@ -670,7 +742,15 @@ impl fmt::Display for Report {
             o.requests.total,
             o.requests_harmed,
             pct(o.requests_harmed_share)
-        )
+        )?;
+        for c in &o.cohorts {
+            writeln!(
+                f,
+                "  {}: {} of {} accounts harmed, {} of {} requests",
+                c.cohort, c.accounts_harmed, c.accounts, c.requests_harmed, c.requests
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -963,8 +1043,57 @@ mod tests {
         assert_eq!(r.campaign.output_tokens.harvested_share, None);
         assert_eq!(r.campaign.harvest_first_24h, None);
         assert_eq!(r.campaign.worst_time_to_first_enforcement_ms, None);
+        // No cohort in these labels: one `-` cohort holding everything.
+        assert_eq!(r.organic.cohorts.len(), 1);
+        let c = &r.organic.cohorts[0];
+        assert_eq!(
+            (
+                c.cohort.as_str(),
+                c.accounts,
+                c.accounts_harmed,
+                c.requests,
+                c.requests_harmed
+            ),
+            ("-", 3, 2, 6, 2)
+        );
         let text = r.to_string();
         assert!(text.contains("3 accounts, 2 harmed (66.67%)"), "{text}");
+    }
+
+    /// Cohorts: nat has n1 (harmed once in 2 requests) and n2 (1 request, fine):
+    /// 2 accounts, 1 harmed, 3 requests, 1 harmed. app has a1 (fine). Campaign
+    /// lines never count in organic cohorts.
+    #[test]
+    fn organic_harm_by_cohort() {
+        let mut s = Scorer::new();
+        let mut line = |acct: &str, actor: &str, cohort: &str, status: u16| {
+            let mut t = traffic(0, actor, None, 1);
+            if let Some(l) = t.label.as_mut() {
+                l.cohort = Some(cohort.into());
+            }
+            s.observe(&t, &decision(acct, acct, status, "allow", false));
+        };
+        line("n1", "user-1", "nat", 429);
+        line("n1", "user-1", "nat", 200);
+        line("n2", "user-2", "nat", 200);
+        line("a1", "user-3", "app", 200);
+        line("c1", "campaign-A", "naive", 429);
+        let r = s.finish();
+        let got: Vec<(&str, u64, u64, u64, u64)> = r
+            .organic
+            .cohorts
+            .iter()
+            .map(|c| {
+                (
+                    c.cohort.as_str(),
+                    c.accounts,
+                    c.accounts_harmed,
+                    c.requests,
+                    c.requests_harmed,
+                )
+            })
+            .collect();
+        assert_eq!(got, [("app", 1, 0, 1, 0), ("nat", 2, 1, 3, 1)]);
     }
 
     #[test]

@@ -82,7 +82,17 @@ enum System {
     Agent,
     App,
     Org(u32),
+    /// One of the stock prompts thousands of strangers paste ([`GENERIC_SYSTEMS`]).
+    Generic(u8),
 }
+
+/// System prompts copied from quickstarts by many unrelated users (one of
+/// them is also a spoofing campaign's).
+const GENERIC_SYSTEMS: &[&str] = &[
+    "You are a helpful assistant.",
+    "You are a helpful assistant. Answer concisely.",
+    "You are an expert Python developer.",
+];
 
 #[derive(Debug)]
 struct Account {
@@ -297,6 +307,9 @@ fn organic_params<R: Rng + ?Sized>(rng: &mut R, a: &mut Account) {
         }
         _ => Endpoint::Chat,
     };
+    if a.client.kind != ClientKind::Browser && rng.random_bool(0.25) {
+        a.system = System::Generic(rng.random_range(0..GENERIC_SYSTEMS.len() as u8));
+    }
     a.stream = match a.client.kind {
         ClientKind::Browser => Some(true),
         ClientKind::LangChain => Some(false),
@@ -310,6 +323,8 @@ fn organic_params<R: Rng + ?Sized>(rng: &mut R, a: &mut Account) {
 pub(crate) struct Population {
     accounts: Vec<Account>,
     pools: Vec<Vec<IpAddr>>,
+    /// The reseller gateway: its address pool and its relay client.
+    gateway: Option<(usize, Client)>,
     assets: Assets,
     scenario: Scenario,
     params: SimParams,
@@ -324,6 +339,7 @@ impl Population {
         let mut p = Population {
             accounts: Vec::new(),
             pools: Vec::new(),
+            gateway: None,
             assets: Assets::new(),
             scenario,
             params,
@@ -350,9 +366,7 @@ impl Population {
     fn push(
         &mut self,
         rng: &mut ChaCha8Rng,
-        actor: &str,
-        org: Option<&str>,
-        cohort: &str,
+        (actor, org, cohort): (&str, Option<&str>, &str),
         client: Client,
         net: Net,
         behaviour: Behaviour,
@@ -409,7 +423,7 @@ impl Population {
             let client = Client::random(rng, kind);
             let net = Net::Home(residential(rng), residential(rng));
             let cohort = cohort_name(kind);
-            let i = self.push(rng, &user(), None, cohort, client, net, Behaviour::Chat);
+            let i = self.push(rng, (&user(), None, cohort), client, net, Behaviour::Chat);
             organic_params(rng, &mut self.accounts[i]);
             self.accounts[i].rate = log_normal(rng, 1.2, 1.0);
         }
@@ -433,9 +447,7 @@ impl Population {
                     let client = Client::random(rng, kind);
                     let i = self.push(
                         rng,
-                        &user(),
-                        None,
-                        "nat",
+                        (&user(), None, "nat"),
                         client,
                         Net::Pool(pool),
                         Behaviour::Chat,
@@ -459,9 +471,7 @@ impl Population {
         for _ in 0..app_users {
             let i = self.push(
                 rng,
-                &user(),
-                None,
-                "hosted-app",
+                (&user(), None, "hosted-app"),
                 app_client.clone(),
                 Net::Pool(app_pool),
                 Behaviour::Chat,
@@ -478,12 +488,11 @@ impl Population {
         let hydra_pool = self.pools.len();
         self.pools.push(pool_in(rng, 3, 8));
         let gateway = Client::random(rng, ClientKind::Gateway);
+        self.gateway = Some((hydra_pool, gateway.clone()));
         for _ in 0..hydra_users {
             let i = self.push(
                 rng,
-                &user(),
-                None,
-                "hydra-customer",
+                (&user(), None, "hydra-customer"),
                 gateway.clone(),
                 Net::Pool(hydra_pool),
                 Behaviour::Chat,
@@ -528,9 +537,7 @@ impl Population {
             for _ in 0..size {
                 let i = self.push(
                     rng,
-                    &name,
-                    Some(&name),
-                    "org",
+                    (&name, Some(&name), "org"),
                     client.clone(),
                     Net::Pool(pool),
                     Behaviour::Service,
@@ -563,9 +570,7 @@ impl Population {
             };
             let i = self.push(
                 rng,
-                &user(),
-                None,
-                "batch",
+                (&user(), None, "batch"),
                 client,
                 Net::Home(ip, ip),
                 Behaviour::Batch,
@@ -590,7 +595,7 @@ impl Population {
         let mut client = Client::random(rng, kind);
         client.extra = Some(("x-title", "Cadence"));
         client.variant = 0;
-        let i = self.push(rng, actor, None, cohort, client, net, Behaviour::Agent);
+        let i = self.push(rng, (actor, None, cohort), client, net, Behaviour::Agent);
         let a = &mut self.accounts[i];
         a.model = if kind == ClientKind::AnthropicNode {
             "claude-sonnet-4-20250514"
@@ -627,9 +632,7 @@ impl Population {
         for k in 0..n {
             let i = self.push(
                 rng,
-                "campaign-naive",
-                None,
-                "naive",
+                ("campaign-naive", None, "naive"),
                 client.clone(),
                 Net::Pool(pool),
                 Behaviour::Regular,
@@ -653,9 +656,7 @@ impl Population {
             client.mismatched = rng.random_bool(0.15);
             let i = self.push(
                 rng,
-                "campaign-spoofed",
-                None,
-                "spoofed",
+                ("campaign-spoofed", None, "spoofed"),
                 client,
                 Net::Churn,
                 Behaviour::Poisson,
@@ -706,27 +707,19 @@ impl Population {
 
     fn hydra(&mut self, rng: &mut ChaCha8Rng, start: u64) {
         let n = count(self.params.scale, HYDRA_ACCOUNTS);
-        // The reseller's gateway pool is the one its innocent customers use.
-        let pool = self
-            .accounts
-            .iter()
-            .find_map(|a| match (a.client.kind, a.net) {
-                (ClientKind::Gateway, Net::Pool(p)) => Some(p),
-                _ => None,
-            })
-            .unwrap_or(0);
-        let gateway = self
-            .accounts
-            .iter()
-            .find(|a| a.client.kind == ClientKind::Gateway)
-            .map(|a| a.client.clone())
-            .unwrap_or_else(|| Client::random(rng, ClientKind::Gateway));
+        // The reseller's gateway is the one its innocent customers use.
+        let (pool, gateway) = match self.gateway.clone() {
+            Some(g) => g,
+            None => {
+                let pool = self.pools.len();
+                self.pools.push(pool_in(rng, 3, 8));
+                (pool, Client::random(rng, ClientKind::Gateway))
+            }
+        };
         for _ in 0..n {
             let i = self.push(
                 rng,
-                "campaign-hydra",
-                None,
-                "hydra",
+                ("campaign-hydra", None, "hydra"),
                 gateway.clone(),
                 Net::Pool(pool),
                 Behaviour::Poisson,
@@ -871,7 +864,7 @@ impl Population {
         }
     }
 
-    /// Renders one event as a JSON line into `line` (cleared first); returns
+    /// Appends one event as a JSON line to `line`; returns
     /// whether it is campaign traffic.
     fn render(&self, ev: &Event, line: &mut String, body: &mut String) -> bool {
         let a = &self.accounts[ev.account as usize];
@@ -885,18 +878,19 @@ impl Population {
         };
         let mut client = a.client.clone();
         let mut endpoint = a.endpoint;
-        let mut user = String::new();
+        let mut user = String::with_capacity(1024);
         let output: f64;
         match a.behaviour {
             Behaviour::Chat => {
                 spec.system = match a.system {
                     System::App => Some(self.assets.app_system.as_str()),
+                    System::Generic(g) => GENERIC_SYSTEMS.get(usize::from(g)).copied(),
                     _ => None,
                 };
                 let coder = a.client.kind != ClientKind::Browser && a.seed % 3 != 0;
                 for turn in 0..=ev.turn {
                     let mut r = rng_of(ev.session, u64::from(turn));
-                    let mut text = String::new();
+                    let mut text = String::with_capacity(1024);
                     if turn == 0 {
                         templates::organic_prompt(&mut r, coder, &mut text);
                     } else {
@@ -905,7 +899,7 @@ impl Population {
                     let out_tokens = log_normal(&mut r, 280.0, 0.9);
                     if turn < ev.turn {
                         spec.messages.push(Msg::User(text));
-                        let mut ans = String::new();
+                        let mut ans = String::with_capacity(1024);
                         templates::answer(&mut r, (out_tokens * 0.7).min(150.0) as usize, &mut ans);
                         spec.messages.push(Msg::Assistant(ans));
                     } else {
@@ -920,6 +914,7 @@ impl Population {
             }
             Behaviour::Agent => {
                 spec.system = Some(self.assets.agent_system.as_str());
+                spec.system_json = Some(self.assets.agent_system_json.as_str());
                 spec.tools = Some(match a.client.dialect {
                     Dialect::OpenAi => self.assets.agent_tools_openai.as_str(),
                     Dialect::Anthropic => self.assets.agent_tools_anthropic.as_str(),
@@ -930,12 +925,15 @@ impl Population {
                 for step in 1..=ev.turn {
                     let mut r = rng_of(ev.session, u64::from(step));
                     let (tool, _, _) = templates::AGENT_TOOLS[r.random_range(0..6)];
-                    let id = format!("toolu_{:016x}", r.random::<u64>());
+                    let id = match a.client.dialect {
+                        Dialect::Anthropic => format!("toolu_{:016x}", r.random::<u64>()),
+                        Dialect::OpenAi => format!("call_{:016x}", r.random::<u64>()),
+                    };
                     let args = format!(
                         "{{\"path\":\"src/{}.py\"}}",
                         pick(&mut r, super::prose::IDENTS)
                     );
-                    let mut result = String::new();
+                    let mut result = String::with_capacity(1024);
                     templates::tool_result(&mut r, tool, &mut result);
                     spec.messages.push(Msg::ToolCall(id.clone(), tool, args));
                     spec.messages.push(Msg::ToolResult(id, result));
@@ -980,7 +978,7 @@ impl Population {
             }
             Behaviour::Regular | Behaviour::Poisson => {
                 let short = rng.random_bool(0.2);
-                let mut payload = String::new();
+                let mut payload = String::with_capacity(1024);
                 templates::campaign_payload(&mut rng, short, &mut payload);
                 match a.operator {
                     Operator::Naive => {
@@ -1114,13 +1112,14 @@ impl Population {
         body.clear();
         profile::body(client, endpoint, &spec, body);
         let ip = self.ip(a, rng);
-        line.clear();
         let mut o = Obj::new(line);
         o.num("ts_ms", ev.ts);
-        let ip = ip.to_string();
-        o.str("ip", &ip)
-            .str("method", "POST")
-            .str("path", endpoint.path());
+        {
+            use std::fmt::Write as _;
+            let out = o.key("ip");
+            let _ = write!(out, "\"{ip}\"");
+        }
+        o.str("method", "POST").str("path", endpoint.path());
         client.headers(&a.key, body.len(), o.key("headers"));
         o.raw("body", body);
         {
@@ -1151,6 +1150,35 @@ fn cohort_name(kind: ClientKind) -> &'static str {
     }
 }
 
+/// Events rendered per thread at a time (bounds the memory of rendered text).
+const RENDER_CHUNK: usize = 2048;
+
+/// Rendered lines of a run of events.
+#[derive(Debug)]
+struct Rendered {
+    text: String,
+    lines: u64,
+    campaign_lines: u64,
+}
+
+impl Population {
+    fn render_all(&self, events: &[Event]) -> Rendered {
+        let mut text = String::with_capacity(events.len() * 6 * 1024);
+        let mut body = String::with_capacity(32 * 1024);
+        let mut campaign_lines = 0;
+        for ev in events {
+            if self.render(ev, &mut text, &mut body) {
+                campaign_lines += 1;
+            }
+        }
+        Rendered {
+            text,
+            lines: events.len() as u64,
+            campaign_lines,
+        }
+    }
+}
+
 /// Hours as milliseconds.
 fn hours_ms(hours: f64) -> u64 {
     (hours * HOUR_MS as f64) as u64
@@ -1173,8 +1201,9 @@ pub(crate) fn run<W: Write>(
     let end = params.start_ms + hours_ms(params.hours);
     let hours = params.hours.ceil() as u64;
     let mut batch: Vec<Event> = Vec::new();
-    let mut line = String::with_capacity(16 * 1024);
-    let mut body = String::with_capacity(16 * 1024);
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 4);
     for hour in 0..hours {
         let he = (params.start_ms + (hour + 1) * HOUR_MS).min(end);
         for idx in 0..pop.accounts.len() {
@@ -1183,15 +1212,30 @@ pub(crate) fn run<W: Write>(
         batch.sort_unstable();
         let last = hour + 1 == hours;
         let cut = batch.partition_point(|e| e.ts < he);
-        for ev in &batch[..cut] {
-            let campaign = pop.render(ev, &mut line, &mut body);
-            out.write_all(line.as_bytes())?;
-            stats.lines += 1;
-            stats.bytes += line.len() as u64;
-            if campaign {
-                stats.campaign_lines += 1;
+        // Render in bounded chunks, split across threads, written in order.
+        for chunk in batch[..cut].chunks(RENDER_CHUNK * workers) {
+            let parts = if workers == 1 || chunk.len() < 512 {
+                vec![pop.render_all(chunk)]
             } else {
-                stats.organic_lines += 1;
+                let per = chunk.len().div_ceil(workers);
+                std::thread::scope(|s| {
+                    let handles: Vec<_> = chunk
+                        .chunks(per)
+                        .map(|part| s.spawn(|| pop.render_all(part)))
+                        .collect();
+                    handles
+                        .into_iter()
+                        .map(|h| h.join())
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .map_err(|_| std::io::Error::other("a render thread panicked"))?
+            };
+            for part in parts {
+                out.write_all(part.text.as_bytes())?;
+                stats.lines += part.lines;
+                stats.bytes += part.text.len() as u64;
+                stats.campaign_lines += part.campaign_lines;
+                stats.organic_lines += part.lines - part.campaign_lines;
             }
         }
         if last {

@@ -44,6 +44,9 @@ const LANGUAGES: &[&str] = &[
     "pt-BR,pt;q=0.9,en;q=0.8",
 ];
 
+/// The API host every simulated client talks to.
+const HOST: &str = "api.example.com";
+
 /// The software that sends a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ClientKind {
@@ -148,7 +151,8 @@ impl Client {
         }
     }
 
-    /// True for the clients whose bodies follow SDK signature (alphabetical) order.
+    /// True for the clients whose bodies follow SDK signature order (mostly
+    /// alphabetical).
     fn alphabetical(&self) -> bool {
         matches!(
             self.kind,
@@ -158,10 +162,7 @@ impl Client {
 
     /// Appends the JSON array of `[name, value]` header pairs.
     pub(crate) fn headers(&self, key: &str, content_length: usize, out: &mut String) {
-        let host = match self.dialect {
-            Dialect::OpenAi => "api.example.com",
-            Dialect::Anthropic => "api.example.com",
-        };
+        let host = HOST;
         let auth = format!("Bearer {key}");
         let len = content_length.to_string();
         let arch = if self.arm { "arm64" } else { "x64" };
@@ -526,6 +527,9 @@ pub(crate) enum Msg {
 pub(crate) struct Spec<'a> {
     pub(crate) model: &'a str,
     pub(crate) system: Option<&'a str>,
+    /// `system` already rendered as a JSON string literal (for long shared
+    /// prompts, escaped once per run).
+    pub(crate) system_json: Option<&'a str>,
     pub(crate) messages: Vec<Msg>,
     pub(crate) max_tokens: Option<u32>,
     pub(crate) temperature: Option<f32>,
@@ -564,6 +568,14 @@ fn num_f32(v: f32) -> String {
     }
 }
 
+/// Appends `text` as a JSON string, or its pre-rendered literal when given.
+fn push_text(out: &mut String, text: &str, rendered: Option<&str>) {
+    match rendered {
+        Some(r) => out.push_str(r),
+        None => json::string(out, text),
+    }
+}
+
 fn openai_messages(spec: &Spec<'_>, out: &mut String) {
     out.push('[');
     let mut first = true;
@@ -576,7 +588,8 @@ fn openai_messages(spec: &Spec<'_>, out: &mut String) {
     if let Some(system) = spec.system {
         sep(out);
         let mut o = Obj::new(out);
-        o.str("role", "system").str("content", system);
+        o.str("role", "system");
+        push_text(o.key("content"), system, spec.system_json);
         o.end();
     }
     for m in &spec.messages {
@@ -656,15 +669,23 @@ fn anthropic_messages(spec: &Spec<'_>, out: &mut String) {
     out.push(']');
 }
 
+/// A body member's value: small ones rendered up front, large ones written
+/// straight into the output when their turn in the key order comes.
+#[derive(Debug)]
+enum Val {
+    Small(String),
+    Messages,
+    Input,
+    System,
+    Tools,
+    Prompt(String),
+}
+
 /// Renders the body of `spec` for `endpoint` as `client` would, into `out`.
 pub(crate) fn body(client: &Client, endpoint: Endpoint, spec: &Spec<'_>, out: &mut String) {
-    let mut members: Vec<(&'static str, String)> = Vec::with_capacity(10);
-    let mut v = String::with_capacity(256);
+    let mut members: Vec<(&'static str, Val)> = Vec::with_capacity(12);
     match endpoint {
-        Endpoint::Chat => {
-            openai_messages(spec, &mut v);
-            members.push(("messages", std::mem::take(&mut v)));
-        }
+        Endpoint::Chat => members.push(("messages", Val::Messages)),
         Endpoint::Completions => {
             let mut prompt = String::new();
             if let Some(s) = spec.system {
@@ -677,39 +698,25 @@ pub(crate) fn body(client: &Client, endpoint: Endpoint, spec: &Spec<'_>, out: &m
                     prompt.push_str("\n\n");
                 }
             }
-            json::string(&mut v, prompt.trim_end());
-            members.push(("prompt", std::mem::take(&mut v)));
+            prompt.truncate(prompt.trim_end().len());
+            members.push(("prompt", Val::Prompt(prompt)));
         }
         Endpoint::Responses => {
-            if let Some(s) = spec.system {
-                json::string(&mut v, s);
-                members.push(("instructions", std::mem::take(&mut v)));
+            if spec.system.is_some() {
+                members.push(("instructions", Val::System));
             }
-            match spec.messages.as_slice() {
-                [Msg::User(t)] => json::string(&mut v, t),
-                _ => {
-                    let plain = Spec {
-                        system: None,
-                        messages: spec.messages.clone(),
-                        ..Spec::default()
-                    };
-                    openai_messages(&plain, &mut v);
-                }
-            }
-            members.push(("input", std::mem::take(&mut v)));
+            members.push(("input", Val::Input));
         }
         Endpoint::Messages => {
-            anthropic_messages(spec, &mut v);
-            members.push(("messages", std::mem::take(&mut v)));
-            if let Some(s) = spec.system {
-                json::string(&mut v, s);
-                members.push(("system", std::mem::take(&mut v)));
+            members.push(("messages", Val::Messages));
+            if spec.system.is_some() {
+                members.push(("system", Val::System));
             }
         }
     }
     let mut model = String::new();
     json::string(&mut model, spec.model);
-    members.push(("model", model));
+    members.push(("model", Val::Small(model)));
     if let Some(m) = spec.max_tokens {
         let name = match endpoint {
             Endpoint::Responses => "max_output_tokens",
@@ -718,47 +725,233 @@ pub(crate) fn body(client: &Client, endpoint: Endpoint, spec: &Spec<'_>, out: &m
             }
             _ => "max_tokens",
         };
-        members.push((name, m.to_string()));
+        members.push((name, Val::Small(m.to_string())));
     } else if endpoint == Endpoint::Messages {
-        members.push(("max_tokens", "4096".to_owned()));
+        members.push(("max_tokens", Val::Small("4096".to_owned())));
     }
     if let Some(n) = spec.n {
-        members.push(("n", n.to_string()));
+        members.push(("n", Val::Small(n.to_string())));
     }
     if let Some(t) = spec.temperature {
-        members.push(("temperature", num_f32(t)));
+        members.push(("temperature", Val::Small(num_f32(t))));
     }
     if let Some(p) = spec.top_p {
-        members.push(("top_p", num_f32(p)));
+        members.push(("top_p", Val::Small(num_f32(p))));
     }
     if let Some(s) = spec.stream {
-        members.push(("stream", s.to_string()));
+        members.push(("stream", Val::Small(s.to_string())));
     }
     if let Some(e) = spec.reasoning_effort {
         match endpoint {
-            Endpoint::Responses => members.push(("reasoning", format!("{{\"effort\":\"{e}\"}}"))),
+            Endpoint::Responses => {
+                members.push(("reasoning", Val::Small(format!("{{\"effort\":\"{e}\"}}"))))
+            }
             Endpoint::Messages => {}
-            _ => members.push(("reasoning_effort", format!("\"{e}\""))),
+            _ => members.push(("reasoning_effort", Val::Small(format!("\"{e}\"")))),
         }
     }
     if let (Some(b), Endpoint::Messages) = (spec.thinking_budget, endpoint) {
         members.push((
             "thinking",
-            format!("{{\"type\":\"enabled\",\"budget_tokens\":{b}}}"),
+            Val::Small(format!("{{\"type\":\"enabled\",\"budget_tokens\":{b}}}")),
         ));
     }
-    if let Some(t) = spec.tools {
-        members.push(("tools", t.to_owned()));
+    if spec.tools.is_some() {
+        members.push(("tools", Val::Tools));
     }
     match client.key_order(endpoint) {
-        None => members.sort_by(|a, b| a.0.cmp(b.0)),
+        // The SDKs' signature order: OpenAI's starts with `messages`/`input`
+        // and `model`, then the optional parameters alphabetically; Anthropic's
+        // is alphabetical throughout.
+        None => {
+            let lead = |k: &str| match (endpoint, k) {
+                (Endpoint::Messages, _) => 2,
+                (_, "messages" | "input" | "prompt") => 0,
+                (_, "model") => 1,
+                _ => 2,
+            };
+            members.sort_by(|a, b| (lead(a.0), a.0).cmp(&(lead(b.0), b.0)))
+        }
         Some(order) => {
             members.sort_by_key(|(k, _)| order.iter().position(|o| o == k).unwrap_or(usize::MAX))
         }
     }
     let mut o = Obj::new(out);
     for (k, v) in &members {
-        o.raw(k, v);
+        let out = o.key(k);
+        match v {
+            Val::Small(s) => out.push_str(s),
+            Val::Prompt(p) => json::string(out, p),
+            Val::System => push_text(out, spec.system.unwrap_or(""), spec.system_json),
+            Val::Tools => out.push_str(spec.tools.unwrap_or("[]")),
+            Val::Messages if endpoint == Endpoint::Messages => anthropic_messages(spec, out),
+            Val::Messages => openai_messages(spec, out),
+            Val::Input => match spec.messages.as_slice() {
+                [Msg::User(t)] => json::string(out, t),
+                _ => {
+                    let plain = Spec {
+                        system: None,
+                        system_json: None,
+                        messages: spec.messages.clone(),
+                        ..Spec::default()
+                    };
+                    openai_messages(&plain, out);
+                }
+            },
+        }
     }
     o.end();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    fn headers(client: &Client, key: &str, len: usize) -> Vec<(String, String)> {
+        let mut s = String::new();
+        client.headers(key, len, &mut s);
+        serde_json::from_str(&s).expect("a JSON array of pairs")
+    }
+
+    fn names(h: &[(String, String)]) -> Vec<&str> {
+        h.iter().map(|(n, _)| n.as_str()).collect()
+    }
+
+    fn client(kind: ClientKind, seed: u64) -> Client {
+        Client::random(&mut ChaCha8Rng::seed_from_u64(seed), kind)
+    }
+
+    #[test]
+    fn openai_python_sends_httpx_then_stainless_headers() {
+        let c = client(ClientKind::OpenAiPython, 1);
+        let h = headers(&c, "sk-1", 42);
+        let n = names(&h);
+        assert_eq!(
+            &n[..6],
+            [
+                "host",
+                "accept-encoding",
+                "connection",
+                "accept",
+                "content-type",
+                "user-agent"
+            ]
+        );
+        assert_eq!(h[5].1, format!("OpenAI/Python {}", c.version));
+        let lang = n
+            .iter()
+            .position(|x| *x == "x-stainless-lang")
+            .expect("lang");
+        let auth = n.iter().position(|x| *x == "authorization").expect("auth");
+        assert!(lang < auth);
+        assert_eq!(h[auth].1, "Bearer sk-1");
+        assert_eq!(
+            h.last().map(|(n, v)| (n.as_str(), v.as_str())),
+            Some(("content-length", "42"))
+        );
+        assert!(!n.contains(&"anthropic-version"));
+    }
+
+    #[test]
+    fn anthropic_clients_send_version_and_api_key() {
+        for kind in [ClientKind::AnthropicPython, ClientKind::AnthropicNode] {
+            let c = client(kind, 2);
+            let h = headers(&c, "sk-ant-1", 7);
+            let get = |name: &str| h.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
+            assert_eq!(get("anthropic-version"), Some("2023-06-01"));
+            assert_eq!(get("x-api-key"), Some("sk-ant-1"));
+            assert!(get("authorization").is_none());
+            assert!(get("user-agent").is_some_and(|u| u.starts_with("Anthropic/")));
+            assert_eq!(c.dialect, Dialect::Anthropic);
+        }
+    }
+
+    #[test]
+    fn node_curl_gateway_and_browser_orders_differ() {
+        let node = names(&headers(&client(ClientKind::OpenAiNode, 3), "k", 1))
+            .into_iter()
+            .map(str::to_owned)
+            .collect::<Vec<_>>();
+        assert_eq!(node[0], "accept");
+        assert_eq!(node.last().map(String::as_str), Some("connection"));
+        let curl = headers(&client(ClientKind::Curl, 4), "k", 1);
+        assert_eq!(names(&curl)[..3], ["host", "user-agent", "accept"]);
+        assert!(curl[1].1.starts_with("curl/"));
+        assert_eq!(curl[2].1, "*/*");
+        let gw = headers(&client(ClientKind::Gateway, 5), "k", 1);
+        assert_eq!(gw[1].1, "Go-http-client/1.1");
+        let browser = headers(&client(ClientKind::Browser, 6), "k", 1);
+        assert!(browser.iter().any(|(n, _)| n == "origin"));
+        assert!(browser.iter().any(|(n, _)| n == "accept-language"));
+    }
+
+    #[test]
+    fn spoofing_slip_shows_in_the_package_version() {
+        let mut c = client(ClientKind::OpenAiPython, 7);
+        c.mismatched = true;
+        let h = headers(&c, "k", 1);
+        let get = |name: &str| h.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
+        let ua = get("user-agent").expect("ua");
+        let pkg = get("x-stainless-package-version").expect("pkg");
+        assert!(!ua.ends_with(&pkg), "{ua} vs {pkg}");
+    }
+
+    #[test]
+    fn bodies_are_valid_json_in_every_dialect() {
+        let spec = Spec {
+            model: "m",
+            system: Some("sys \"quoted\""),
+            messages: vec![
+                Msg::User("hi\nthere".into()),
+                Msg::ToolCall("call_1".into(), "read_file", r#"{"path":"a.py"}"#.into()),
+                Msg::ToolResult("call_1".into(), "print(1)".into()),
+            ],
+            max_tokens: Some(100),
+            temperature: Some(0.7),
+            stream: Some(true),
+            reasoning_effort: Some("high"),
+            thinking_budget: Some(50),
+            tools: Some("[]"),
+            ..Spec::default()
+        };
+        for kind in [
+            ClientKind::OpenAiPython,
+            ClientKind::OpenAiNode,
+            ClientKind::AnthropicPython,
+            ClientKind::Gateway,
+            ClientKind::Curl,
+        ] {
+            let c = client(kind, 8);
+            for endpoint in [
+                Endpoint::Chat,
+                Endpoint::Responses,
+                Endpoint::Completions,
+                Endpoint::Messages,
+            ] {
+                let mut s = String::new();
+                body(&c, endpoint, &spec, &mut s);
+                let v: serde_json::Value = serde_json::from_str(&s).expect("valid body");
+                assert_eq!(v["model"], "m");
+                if endpoint == Endpoint::Messages {
+                    assert_eq!(v["system"], "sys \"quoted\"");
+                    assert_eq!(v["thinking"]["budget_tokens"], 50);
+                    assert_eq!(v["messages"][1]["content"][0]["type"], "tool_use");
+                }
+                if endpoint == Endpoint::Chat {
+                    assert_eq!(v["messages"][0]["role"], "system");
+                    assert_eq!(
+                        v["messages"][2]["tool_calls"][0]["function"]["name"],
+                        "read_file"
+                    );
+                    assert_eq!(v["temperature"], 0.7);
+                }
+                if endpoint == Endpoint::Responses {
+                    assert_eq!(v["max_output_tokens"], 100);
+                    assert_eq!(v["reasoning"]["effort"], "high");
+                }
+            }
+        }
+    }
 }

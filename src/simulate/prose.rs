@@ -178,6 +178,19 @@ pub(crate) const LANGS: &[&str] = &[
     "PHP",
 ];
 
+/// The languages [`code`] writes snippets in (others fall back to Python).
+pub(crate) const CODE_LANGS: &[&str] = &[
+    "Python",
+    "Python",
+    "JavaScript",
+    "TypeScript",
+    "Rust",
+    "Go",
+    "SQL",
+    "Java",
+    "Bash",
+];
+
 pub(crate) const IDENTS: &[&str] = &[
     "items", "user", "orders", "total", "config", "result", "data", "payload", "records", "cache",
     "index", "buffer", "queue", "scores", "matrix", "nodes", "edges", "prices", "events", "tokens",
@@ -371,7 +384,7 @@ pub(crate) fn log_normal<R: Rng + ?Sized>(rng: &mut R, median: f64, sigma: f64) 
 
 /// A Poisson deviate (Knuth's method for small means, normal approximation above).
 pub(crate) fn poisson<R: Rng + ?Sized>(rng: &mut R, mean: f64) -> u32 {
-    if !(mean > 0.0) {
+    if mean.is_nan() || mean <= 0.0 {
         return 0;
     }
     if mean > 30.0 {

@@ -5,7 +5,9 @@ use rand::Rng;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use super::prose::{code, fence, pick, prose, ADJECTIVES, FUNCS, IDENTS, LANGS, NOUNS, TOPICS};
+use super::prose::{
+    code, fence, pick, prose, ADJECTIVES, CODE_LANGS, FUNCS, IDENTS, LANGS, NOUNS, TOPICS,
+};
 
 const OPENERS: &[&str] = &[
     "",
@@ -102,11 +104,16 @@ fn cap_first(s: &mut String, start: usize) {
 pub(crate) fn organic_prompt<R: Rng + ?Sized>(rng: &mut R, coder: bool, out: &mut String) {
     let start = out.len();
     out.push_str(pick(rng, OPENERS));
-    let lang = pick(rng, LANGS);
     let kind = if coder {
         rng.random_range(0..6)
     } else {
         rng.random_range(0..14)
+    };
+    // Prompts that paste code name a language the snippet is written in.
+    let lang = if matches!(kind, 0 | 1 | 3) {
+        pick(rng, CODE_LANGS)
+    } else {
+        pick(rng, LANGS)
     };
     match kind {
         0 => {
@@ -298,7 +305,7 @@ pub(crate) fn follow_up<R: Rng + ?Sized>(rng: &mut R, out: &mut String) {
 /// An assistant answer as it appears in a later turn's history.
 pub(crate) fn answer<R: Rng + ?Sized>(rng: &mut R, words: usize, out: &mut String) {
     if rng.random_bool(0.3) {
-        let lang = pick(rng, LANGS);
+        let lang = pick(rng, CODE_LANGS);
         out.push_str("Here is a version that should work:\n\n```");
         out.push_str(fence(lang));
         out.push('\n');
@@ -357,6 +364,8 @@ pub(crate) const AGENT_TOOLS: &[(&str, &str, &str)] = &[
 pub(crate) struct Assets {
     /// The coding agent's ~2,000-word system prompt, identical for all its users.
     pub(crate) agent_system: String,
+    /// The same, as a JSON string literal.
+    pub(crate) agent_system_json: String,
     /// The agent's tools in OpenAI and Anthropic form.
     pub(crate) agent_tools_openai: String,
     pub(crate) agent_tools_anthropic: String,
@@ -418,7 +427,10 @@ impl Assets {
         }
         openai.push(']');
         anthropic.push(']');
+        let mut agent_system_json = String::with_capacity(s.len() + 64);
+        super::json::string(&mut agent_system_json, &s);
         Self {
+            agent_system_json,
             agent_system: s,
             agent_tools_openai: openai,
             agent_tools_anthropic: anthropic,
@@ -429,7 +441,7 @@ impl Assets {
 
 /// A coding task given to the agent.
 pub(crate) fn agent_task<R: Rng + ?Sized>(rng: &mut R, out: &mut String) {
-    let lang = pick(rng, LANGS);
+    let lang = pick(rng, CODE_LANGS);
     out.push_str("<task>\n");
     out.push_str(&format!(
         "{} the {} in `src/{}.{}` so that {}. {}",
@@ -478,7 +490,7 @@ pub(crate) fn agent_task<R: Rng + ?Sized>(rng: &mut R, out: &mut String) {
 pub(crate) fn tool_result<R: Rng + ?Sized>(rng: &mut R, tool: &str, out: &mut String) {
     match tool {
         "read_file" | "search_files" => {
-            let lang = pick(rng, LANGS);
+            let lang = pick(rng, CODE_LANGS);
             code(rng, lang, out);
         }
         "execute_command" => {
@@ -542,7 +554,7 @@ pub(crate) fn org_prompt<R: Rng + ?Sized>(rng: &mut R, org: u32, out: &mut Strin
         }
         _ => {
             out.push_str("Review this pull request diff and point out bugs, security issues and style problems.\n\n```diff\n");
-            let lang = pick(rng, LANGS);
+            let lang = pick(rng, CODE_LANGS);
             code(rng, lang, out);
             out.push_str("\n```");
         }
@@ -579,7 +591,7 @@ pub(crate) fn org_system(org: u32) -> String {
 /// A payload a campaign wraps in its templates: a coding, agentic or reasoning
 /// task with varying details. `short` gives an ordinary small task.
 pub(crate) fn campaign_payload<R: Rng + ?Sized>(rng: &mut R, short: bool, out: &mut String) {
-    let lang = pick(rng, LANGS);
+    let lang = pick(rng, CODE_LANGS);
     if short {
         match rng.random_range(0..3) {
             0 => out.push_str(&format!(
@@ -597,6 +609,25 @@ pub(crate) fn campaign_payload<R: Rng + ?Sized>(rng: &mut R, short: bool, out: &
         }
         return;
     }
+    task(rng, lang, out);
+    // Many tasks carry context: existing code, a spec, logs. It makes the
+    // payload long, so the template is only the head and tail of the prompt.
+    match rng.random_range(0..10) {
+        0..3 => {
+            out.push_str(&format!("\n\nExisting code:\n```{}\n", fence(lang)));
+            code(rng, lang, out);
+            out.push_str("\n```");
+        }
+        3..5 => {
+            out.push_str("\n\nBackground:\n");
+            let words = rng.random_range(80..350);
+            prose(rng, words, out);
+        }
+        _ => {}
+    }
+}
+
+fn task<R: Rng + ?Sized>(rng: &mut R, lang: &str, out: &mut String) {
     match rng.random_range(0..5) {
         0 => out.push_str(&format!(
             "Implement a {} in {lang} that supports {}, {} and {} in {} time. The input has up to {} operations and values up to 10^{}.",

@@ -384,3 +384,132 @@ fn write_errors_are_reported() {
     let e = generate(Scenario::Organic, &params, Broken).expect_err("io");
     assert!(matches!(e, SimulateError::Io(_)), "{e}");
 }
+
+#[test]
+fn sdk_bodies_keep_their_signature_order() {
+    let lines = mixed_day();
+    let keys = |l: &TrafficLine| -> Vec<String> {
+        l.body
+            .as_object()
+            .map(|o| o.keys().cloned().collect())
+            .unwrap_or_default()
+    };
+    let py = lines
+        .iter()
+        .find(|l| {
+            cohort(l) == "openai-python"
+                && l.path == "/v1/chat/completions"
+                && l.body.get("max_tokens").is_some()
+        })
+        .expect("an OpenAI Python request with a cap");
+    let k = keys(py);
+    assert_eq!(&k[..2], ["messages", "model"], "{k:?}");
+    let mut rest = k[2..].to_vec();
+    rest.sort();
+    assert_eq!(rest, k[2..], "then alphabetical");
+    let anth = lines
+        .iter()
+        .find(|l| cohort(l) == "anthropic-python")
+        .expect("an Anthropic Python request");
+    let k = keys(anth);
+    let mut sorted = k.clone();
+    sorted.sort();
+    assert_eq!(k, sorted, "alphabetical");
+    let node = lines
+        .iter()
+        .find(|l| cohort(l) == "hosted-app")
+        .expect("a hosted app request");
+    assert_eq!(keys(node)[0], "model", "object literal order");
+    assert_eq!(node.headers[0].0, "accept", "node header order");
+    assert_eq!(py.headers[0].0, "host", "httpx header order");
+}
+
+/// Simulated traffic scored against hand-built decisions: a perfect oracle
+/// scores 1.0 everywhere; clustering by /24 alone merges NAT colleagues and the
+/// hydra gateway's customers with the campaign and loses precision.
+#[test]
+fn simulated_traffic_scores_end_to_end() {
+    use crate::replay::score::score_streams;
+
+    let lines = mixed_day();
+    let traffic: String = lines
+        .iter()
+        .map(|l| serde_json::to_string(l).expect("serialize") + "\n")
+        .collect();
+    let decisions = |cluster_of: &dyn Fn(&TrafficLine) -> String| -> String {
+        lines
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                serde_json::json!({
+                    "line": i + 1, "status": 200, "account": key_of(l),
+                    "cluster": cluster_of(l), "cluster_size": 1, "score": 0.0,
+                    "action": "allow", "tagged": false,
+                })
+                .to_string()
+                    + "\n"
+            })
+            .collect()
+    };
+    let oracle = decisions(&|l| {
+        let label = l.label.as_ref().expect("label");
+        if label.is_campaign() {
+            label.actor.clone()
+        } else {
+            label.org.clone().unwrap_or_else(|| key_of(l))
+        }
+    });
+    let r = score_streams(traffic.as_bytes(), oracle.as_bytes()).expect("score");
+    assert_eq!(r.lines, lines.len() as u64);
+    assert_eq!(r.clustering.pairwise.precision, 1.0);
+    assert_eq!(r.clustering.pairwise.recall, 1.0);
+    assert_eq!(r.clustering.bcubed.precision, 1.0);
+    assert_eq!(r.clustering.bcubed.recall, 1.0);
+    assert_eq!(r.campaign.output_tokens.harvested_share, Some(1.0));
+    assert_eq!(r.campaign.actors.len(), 3);
+    assert_eq!(r.organic.accounts_harmed, 0);
+
+    // The last address's /24 as the cluster (the spoofed campaign's churn puts
+    // each of its accounts somewhere random).
+    let by_prefix = decisions(&|l| match prefix24(&l.ip) {
+        Some(p) => format!("{p:?}"),
+        None => key_of(l),
+    });
+    let r = score_streams(traffic.as_bytes(), by_prefix.as_bytes()).expect("score");
+    assert!(r.clustering.pairwise.precision < 0.9, "{r}");
+    assert!(r.clustering.pairwise.recall < 0.9, "{r}");
+}
+
+#[test]
+fn stock_system_prompts_are_shared_by_strangers_and_the_spoofed_campaign() {
+    let lines = mixed_day();
+    let mut organic: HashSet<String> = HashSet::new();
+    let mut campaign = false;
+    for l in lines {
+        if system_prompt(l) == Some("You are a helpful assistant.") {
+            if l.label.as_ref().is_some_and(|x| x.is_campaign()) {
+                campaign = true;
+            } else {
+                organic.insert(actor(l).to_owned());
+            }
+        }
+    }
+    assert!(campaign);
+    assert!(organic.len() >= 50, "{} organic operators", organic.len());
+}
+
+#[test]
+fn fractional_hours_end_on_time_and_stay_sorted() {
+    let (bytes, stats) = run(Scenario::Mixed, 1.5, 0.004, 3);
+    let lines = parse_all(&bytes);
+    assert_eq!(lines.len() as u64, stats.lines);
+    assert!(
+        stats.campaign_lines > 0 && stats.organic_lines > 0,
+        "{stats:?}"
+    );
+    let end = DEFAULT_START_MS + 90 * 60_000;
+    assert!(lines.iter().all(|l| l.ts_ms < end));
+    assert!(lines.windows(2).all(|w| w[0].ts_ms <= w[1].ts_ms));
+    // Something lands in the last half hour.
+    assert!(lines.iter().any(|l| l.ts_ms >= end - 30 * 60_000));
+}
