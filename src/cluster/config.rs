@@ -152,7 +152,7 @@ impl Default for FamilyCounts {
             client: 1,
             network: 1,
             shape: 1,
-            template: 2,
+            template: 3,
             timing: 1,
             hard_link: 1,
         }

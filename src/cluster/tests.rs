@@ -95,8 +95,12 @@ fn campaign(
                         salt * 1000 + 50 + rng.below(4),
                     ),
                     feat(Family::Shape, "params", salt * 1000 + 9),
+                    // A template shares several LSH bands of its head and
+                    // tail windows; the payload adds unique ones.
                     feat(Family::Template, "head_band", tpl),
+                    feat(Family::Template, "head_band", tpl + 20),
                     feat(Family::Template, "tail_band", tpl + 50),
+                    feat(Family::Template, "tail_band", tpl + 70),
                     feat(Family::Template, "head_band", rng.next()),
                 ],
             ));
