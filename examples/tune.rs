@@ -341,12 +341,12 @@ fn run_one(
                 .or_default() += 1;
         }
         let mut patterns: Vec<(String, u64)> = patterns.into_iter().collect();
-        patterns.sort_by(|x, y| y.1.cmp(&x.1));
+        patterns.sort_by_key(|x| std::cmp::Reverse(x.1));
         for (p, n) in patterns.iter().take(15) {
             eprintln!("  wrong link x{n}: {p}");
         }
         let mut missed: Vec<(String, u64)> = missed.into_iter().collect();
-        missed.sort_by(|x, y| y.1.cmp(&x.1));
+        missed.sort_by_key(|x| std::cmp::Reverse(x.1));
         for (p, n) in missed.iter().take(15) {
             eprintln!("  missed campaign pair x{n}: {p}");
         }

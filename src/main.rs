@@ -1,1 +1,3 @@
+//! The `distill-guard` binary (the commands are wired by the integration).
+
 fn main() {}
