@@ -66,10 +66,10 @@ pub struct SignalWeights {
 impl Default for SignalWeights {
     fn default() -> Self {
         Self {
-            cluster_size: 0.5,
-            template_reuse: 0.15,
+            cluster_size: 0.4,
+            template_reuse: 0.1,
             volume_uniformity: 0.15,
-            new_account_burst: 0.1,
+            new_account_burst: 0.2,
             cot_elicitation: 0.15,
             narrow_focus: 0.1,
             logprob_probing: 0.15,
