@@ -349,6 +349,8 @@ struct State {
     rng: u64,
     counters: Counters,
     scratch: FastMap<u32, usize>,
+    /// Candidate groups by cluster key, per request.
+    groups: FastMap<u64, usize>,
     candidates: Vec<Candidate>,
     gathered: Vec<(u32, f32)>,
     log: std::collections::VecDeque<LinkEvent>,
@@ -392,6 +394,7 @@ impl ClusterEngine {
             rng: 0x9E37_79B9_7F4A_7C15,
             counters: Counters::default(),
             scratch: FastMap::with_hasher(hasher),
+            groups: FastMap::with_hasher(hasher),
             candidates: Vec::new(),
             gathered: Vec::new(),
             log: std::collections::VecDeque::new(),
@@ -684,13 +687,20 @@ impl ClusterEngine {
             .map(|f| family_index(*f))
             .collect();
         let mut groups: Vec<Candidate> = Vec::new();
+        st.groups.clear();
         // Per group: root, backing members, best candidate index, best total.
         let mut members: Vec<(u64, u32, usize, f32)> = Vec::new();
-        for c in &st.candidates {
-            let root = root_key(&st.slots, c.slot);
+        let State {
+            candidates,
+            groups: index,
+            slots,
+            ..
+        } = &mut *st;
+        for c in candidates.iter() {
+            let root = root_key(slots, c.slot);
             let total: f32 = c.fam.iter().sum();
-            let gi = match members.iter().position(|m| m.0 == root) {
-                Some(gi) => gi,
+            let gi = match index.get(&root) {
+                Some(gi) => *gi,
                 None => {
                     groups.push(Candidate {
                         slot: c.slot,
@@ -699,6 +709,7 @@ impl ClusterEngine {
                         count: [0; FAMILIES],
                     });
                     members.push((root, 0, groups.len() - 1, f32::MIN));
+                    index.insert(root, members.len() - 1);
                     members.len() - 1
                 }
             };
