@@ -4,7 +4,9 @@
 pub mod admin;
 pub mod audit;
 pub mod clock;
+pub mod cluster;
 pub mod config;
+pub mod detect;
 pub mod dialect;
 pub mod extensions;
 pub mod features;
@@ -17,6 +19,7 @@ pub mod quota;
 pub mod reload;
 pub mod replay;
 pub mod request;
+pub mod score;
 pub mod simulate;
 pub mod store;
 pub mod telemetry;

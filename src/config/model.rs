@@ -51,6 +51,12 @@ pub struct Config {
     /// Where quota state lives (in-process or Redis).
     #[serde(default)]
     pub store: crate::store::StoreConfig,
+    /// Account linking (see `distill_guard::cluster`).
+    #[serde(default)]
+    pub cluster: crate::cluster::ClusterConfig,
+    /// Suspicion and the action ladder (see `distill_guard::score`).
+    #[serde(default)]
+    pub score: crate::score::ScoreConfig,
 }
 
 /// `[network]`: where client addresses come from (see the spoofing model in
@@ -289,6 +295,8 @@ impl Config {
             fingerprint: crate::fingerprint::FingerprintSection::default(),
             watermark: crate::watermark::WatermarkConfig::default(),
             store: crate::store::StoreConfig::default(),
+            cluster: crate::cluster::ClusterConfig::default(),
+            score: crate::score::ScoreConfig::default(),
         }
     }
 

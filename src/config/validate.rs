@@ -9,6 +9,8 @@ pub(super) fn validate(cfg: &Config, errors: &mut Errors) {
     errors
         .0
         .extend(crate::fingerprint::config::validate(&cfg.fingerprint));
+    errors.0.extend(cfg.cluster.validate("cluster"));
+    errors.0.extend(cfg.score.validate("score"));
 
     if cfg.guard.max_body_bytes == 0 {
         errors.push("guard.max_body_bytes", "must be greater than 0");

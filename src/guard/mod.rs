@@ -21,6 +21,7 @@ pub(crate) use prepare::prepare;
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConfigError};
+use crate::detect::{Detect, DetectLayer, Detector};
 use crate::identity::KeyExtractor;
 use crate::quota::{Enforce, EnforceLayer};
 use crate::store::Store;
@@ -59,6 +60,13 @@ impl Guard {
     /// The watermark stage alone.
     pub fn watermark_layer(&self) -> WatermarkLayer {
         WatermarkLayer::new(self.shared.watermark.clone())
+    }
+
+    /// The detect stage alone (fingerprint, link, score).
+    pub fn detect_layer(&self) -> DetectLayer {
+        DetectLayer {
+            shared: self.shared.clone(),
+        }
     }
 
     /// The enforce stage alone.
@@ -122,6 +130,7 @@ impl GuardBuilder {
             Some(s) => s,
             None => crate::store::build_store(&self.config.store)?,
         };
+        let detector = Arc::new(Detector::from_config(&self.config)?);
         let settings = Settings::build(self.config, self.extractor.as_ref().map(|x| x.0.clone()))?;
         let shared = Shared {
             watermark,
@@ -131,6 +140,7 @@ impl GuardBuilder {
             extractor: self.extractor,
             telemetry: crate::telemetry::Telemetry::new(recent),
             overrides: crate::admin::Overrides::new(),
+            detector,
         };
         Ok(Guard {
             shared: Arc::new(shared),
@@ -144,17 +154,22 @@ pub struct GuardLayer {
     shared: Arc<Shared>,
 }
 
-/// The service [`GuardLayer`] produces around `S`.
-pub type GuardService<S> = Enforce<Watermark<S>>;
+/// The service [`GuardLayer`] produces around `S`: detect, then enforce, then
+/// watermark.
+pub type GuardService<S> = Detect<Enforce<Watermark<S>>>;
 
 impl<S> Layer<S> for GuardLayer {
     type Service = GuardService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
         let inner = WatermarkLayer::new(self.shared.watermark.clone()).layer(inner);
-        EnforceLayer {
+        let enforce = EnforceLayer {
             shared: self.shared.clone(),
         }
-        .layer(inner)
+        .layer(inner);
+        DetectLayer {
+            shared: self.shared.clone(),
+        }
+        .layer(enforce)
     }
 }

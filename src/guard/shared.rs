@@ -21,6 +21,7 @@ pub struct Shared {
     pub(crate) telemetry: crate::telemetry::Telemetry,
     pub(crate) overrides: crate::admin::Overrides,
     pub(crate) watermark: Arc<crate::watermark::Watermarker>,
+    pub(crate) detector: Arc<crate::detect::Detector>,
 }
 
 /// A key extractor kept across reloads.
@@ -62,6 +63,13 @@ impl Shared {
     /// The watermark stage's state: signing keys, text marks, trace-back index.
     pub fn watermarker(&self) -> &Arc<crate::watermark::Watermarker> {
         &self.watermark
+    }
+
+    /// The detection state: fingerprint settings, linking engine, scorer. Built
+    /// once; `[cluster]`, `[score]` and `[fingerprint]` changes take effect on
+    /// restart (a reload keeps the learned clusters).
+    pub fn detector(&self) -> &Arc<crate::detect::Detector> {
+        &self.detector
     }
 
     /// Validates `config` and swaps it in. On error the old settings stay. Bucket

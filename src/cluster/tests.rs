@@ -1,0 +1,495 @@
+use std::collections::{HashMap, HashSet};
+
+use super::*;
+use crate::extensions::{AccountId, ClusterId};
+use crate::features::{Family, Feature};
+
+const T0: u64 = 1_714_000_000_000;
+const DAY: u64 = 86_400_000;
+
+fn acct(group: u8, i: u32) -> AccountId {
+    let mut b = [0u8; 16];
+    b[0] = group;
+    b[1..5].copy_from_slice(&i.to_le_bytes());
+    b[15] = 0x5a;
+    AccountId(b)
+}
+
+fn feat(family: Family, kind: &'static str, value: u64) -> Feature {
+    Feature {
+        family,
+        kind,
+        value: value.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (kind.len() as u64),
+    }
+}
+
+/// A deterministic generator for test traffic.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+/// One request: time, account, features.
+type Req = (u64, AccountId, Vec<Feature>);
+
+/// Organic users with their own networks, prompts and mostly the stock client.
+fn organic(rng: &mut Rng, users: u32, per_day: u64, days: u64) -> Vec<Req> {
+    let mut out = Vec::new();
+    for u in 0..users {
+        let id = acct(1, u);
+        let n = per_day * days / 2 + rng.below(per_day * days);
+        for _ in 0..n {
+            let t = T0 + rng.below(days * DAY);
+            let unique = rng.next();
+            out.push((
+                t,
+                id,
+                vec![
+                    feat(Family::Client, "user_agent", 1 + rng.below(3)),
+                    feat(Family::Client, "header_order", 10 + rng.below(3)),
+                    feat(Family::Network, "ip_prefix", 1_000_000 + u as u64),
+                    feat(Family::Shape, "params", 20 + rng.below(4)),
+                    feat(Family::Template, "head_band", unique),
+                    feat(Family::Template, "tail_band", unique ^ 1),
+                ],
+            ));
+        }
+    }
+    out
+}
+
+/// A campaign: one client, a few templates and prefixes, one parameter vector,
+/// `per_day` requests per account spread over the day.
+fn campaign(
+    rng: &mut Rng,
+    group: u8,
+    accounts: u32,
+    per_day: u64,
+    days: u64,
+    salt: u64,
+) -> Vec<Req> {
+    let mut out = Vec::new();
+    for a in 0..accounts {
+        let id = acct(group, a);
+        let start = T0 + rng.below(DAY / 4);
+        for k in 0..per_day * days {
+            let t = start + k * (DAY / per_day) + rng.below(DAY / per_day / 4);
+            let tpl = salt * 100 + rng.below(3);
+            out.push((
+                t,
+                id,
+                vec![
+                    feat(Family::Client, "user_agent", salt * 1000 + 7),
+                    feat(Family::Client, "header_order", salt * 1000 + 8),
+                    feat(
+                        Family::Network,
+                        "ip_prefix",
+                        salt * 1000 + 50 + rng.below(4),
+                    ),
+                    feat(Family::Shape, "params", salt * 1000 + 9),
+                    // A template shares several LSH bands of its head and
+                    // tail windows; the payload adds unique ones.
+                    feat(Family::Template, "head_band", tpl),
+                    feat(Family::Template, "head_band", tpl + 20),
+                    feat(Family::Template, "tail_band", tpl + 50),
+                    feat(Family::Template, "tail_band", tpl + 70),
+                    feat(Family::Template, "head_band", rng.next()),
+                ],
+            ));
+        }
+    }
+    out
+}
+
+fn run(engine: &ClusterEngine, mut reqs: Vec<Req>) -> HashMap<AccountId, ClusterId> {
+    reqs.sort_by_key(|r| r.0);
+    for (t, id, features) in &reqs {
+        engine.observe(&Observation {
+            account: *id,
+            now_ms: *t,
+            features,
+            signals: [0.0; SIGNALS],
+        });
+    }
+    let ids: HashSet<AccountId> = reqs.iter().map(|r| r.1).collect();
+    ids.into_iter()
+        .filter_map(|a| engine.cluster_of(&a).map(|c| (a, c.id)))
+        .collect()
+}
+
+fn cluster_sizes(map: &HashMap<AccountId, ClusterId>, group: u8) -> Vec<usize> {
+    let mut sizes: HashMap<ClusterId, usize> = HashMap::new();
+    for (a, c) in map {
+        if a.0[0] == group {
+            *sizes.entry(*c).or_default() += 1;
+        }
+    }
+    let mut v: Vec<usize> = sizes.into_values().collect();
+    v.sort_unstable_by(|a, b| b.cmp(a));
+    v
+}
+
+fn linked_organic(map: &HashMap<AccountId, ClusterId>) -> usize {
+    map.iter()
+        .filter(|(a, c)| a.0[0] == 1 && c.0 != a.0)
+        .count()
+}
+
+#[test]
+fn slow_campaign_is_linked_and_organic_users_are_not() {
+    let mut rng = Rng(7);
+    let engine = ClusterEngine::new(ClusterConfig::default());
+    let mut reqs = organic(&mut rng, 300, 20, 2);
+    reqs.extend(campaign(&mut rng, 2, 60, 26, 2, 1));
+    let map = run(&engine, reqs);
+    let sizes = cluster_sizes(&map, 2);
+    assert_eq!(sizes, vec![60], "campaign split into {sizes:?}");
+    assert_eq!(linked_organic(&map), 0);
+    let campaign_cluster = map[&acct(2, 0)];
+    assert!(map
+        .iter()
+        .all(|(a, c)| a.0[0] != 1 || *c != campaign_cluster));
+}
+
+#[test]
+fn popular_agent_prompt_and_stock_sdk_link_nobody() {
+    // Hundreds of unrelated users of one agent: same system prompt, same client,
+    // same request shape; their own networks and tasks.
+    let mut rng = Rng(11);
+    let engine = ClusterEngine::new(ClusterConfig::default());
+    let mut reqs = Vec::new();
+    for u in 0..400u32 {
+        for _ in 0..15 {
+            let t = T0 + rng.below(DAY);
+            let unique = rng.next();
+            reqs.push((
+                t,
+                acct(1, u),
+                vec![
+                    feat(Family::Client, "user_agent", 1),
+                    feat(Family::Client, "header_order", 2),
+                    feat(Family::Shape, "params", 3),
+                    feat(Family::Shape, "tools", 4),
+                    feat(Family::Template, "system_prompt", 5),
+                    feat(Family::Network, "ip_prefix", 10_000 + u as u64),
+                    feat(Family::Template, "head_band", unique),
+                ],
+            ));
+        }
+    }
+    let map = run(&engine, reqs);
+    assert_eq!(linked_organic(&map), 0);
+    assert_eq!(engine.stats().clusters, 0);
+}
+
+#[test]
+fn a_large_nat_and_a_hosted_relay_link_nobody() {
+    let mut rng = Rng(13);
+    let engine = ClusterEngine::new(ClusterConfig::default());
+    let mut reqs = Vec::new();
+    for u in 0..500u32 {
+        let relay = u < 250;
+        for _ in 0..10 {
+            let t = T0 + rng.below(DAY);
+            let unique = rng.next();
+            let mut f = vec![
+                feat(Family::Network, "ip_prefix", if relay { 77 } else { 88 }),
+                feat(Family::Template, "head_band", unique),
+                feat(Family::Template, "tail_band", unique ^ 3),
+            ];
+            if relay {
+                // The hosted app: identical headers, shape and system prompt.
+                f.push(feat(Family::Client, "header_order", 500));
+                f.push(feat(Family::Shape, "params", 501));
+                f.push(feat(Family::Template, "system_prompt", 502));
+            } else {
+                f.push(feat(Family::Client, "user_agent", 1 + rng.below(5)));
+                f.push(feat(Family::Shape, "params", 20 + rng.below(5)));
+            }
+            reqs.push((t, acct(1, u), f));
+        }
+    }
+    let map = run(&engine, reqs);
+    assert_eq!(linked_organic(&map), 0, "{:?}", engine.stats());
+}
+
+#[test]
+fn two_large_clusters_joined_by_one_weak_edge_stay_apart() {
+    let mut rng = Rng(17);
+    let engine = ClusterEngine::new(ClusterConfig::default());
+    let mut reqs = organic(&mut rng, 100, 10, 1);
+    reqs.extend(campaign(&mut rng, 2, 40, 26, 1, 1));
+    reqs.extend(campaign(&mut rng, 3, 40, 26, 1, 2));
+    let last = reqs.iter().map(|r| r.0).max().unwrap_or(T0);
+    let map = run(&engine, reqs);
+    let guarded_before = engine.stats().guarded;
+    assert_eq!(cluster_sizes(&map, 2), vec![40]);
+    assert_eq!(cluster_sizes(&map, 3), vec![40]);
+    // One account of the first campaign sends, once, what the second sends.
+    let bridge_t = last + 1_000;
+    let other = campaign(&mut Rng(99), 3, 1, 1, 1, 2);
+    engine.observe(&Observation {
+        account: acct(2, 0),
+        now_ms: bridge_t,
+        features: &other[0].2,
+        signals: [0.0; SIGNALS],
+    });
+    let a = engine.cluster_of(&acct(2, 1)).expect("tracked");
+    let b = engine.cluster_of(&acct(3, 1)).expect("tracked");
+    assert_ne!(a.id, b.id, "one weak edge merged two clusters");
+    assert!(
+        engine.stats().guarded > guarded_before,
+        "the edge was not strong enough to test the guard"
+    );
+    // Many distinct bridging accounts on both sides do merge them: the guard
+    // is not a wall.
+    let mine = campaign(&mut Rng(98), 2, 1, 1, 1, 1);
+    for i in 0..10 {
+        engine.observe(&Observation {
+            account: acct(2, i),
+            now_ms: bridge_t + 1000 + u64::from(i),
+            features: &other[0].2,
+            signals: [0.0; SIGNALS],
+        });
+        engine.observe(&Observation {
+            account: acct(3, i),
+            now_ms: bridge_t + 1000 + u64::from(i),
+            features: &mine[0].2,
+            signals: [0.0; SIGNALS],
+        });
+    }
+    let a = engine.cluster_of(&acct(2, 1)).expect("tracked");
+    let b = engine.cluster_of(&acct(3, 1)).expect("tracked");
+    assert_eq!(a.id, b.id);
+    assert_eq!(a.size, 80);
+}
+
+#[test]
+fn memory_stays_bounded_as_accounts_churn() {
+    let cfg = ClusterConfig {
+        max_accounts: 2_000,
+        max_features: 4_000,
+        warmup_accounts: 0,
+        ..ClusterConfig::default()
+    };
+    let engine = ClusterEngine::new(cfg);
+    let mut rng = Rng(23);
+    let mut peak_bytes = 0;
+    for i in 0..60_000u32 {
+        let t = T0 + u64::from(i) * 1_000;
+        let features = [
+            feat(Family::Client, "user_agent", rng.below(50)),
+            feat(Family::Network, "ip_prefix", rng.below(5_000)),
+            feat(Family::Template, "head_band", rng.below(20_000)),
+            feat(Family::Shape, "params", rng.below(200)),
+        ];
+        engine.observe(&Observation {
+            account: acct(4, i),
+            now_ms: t,
+            features: &features,
+            signals: [0.0; SIGNALS],
+        });
+        if i % 500 != 0 {
+            continue;
+        }
+        let s = engine.stats();
+        assert!(s.accounts <= 2_000, "{s:?}");
+        assert!(s.postings <= 4_000, "{s:?}");
+        if i > 10_000 {
+            peak_bytes = peak_bytes.max(s.bytes);
+        }
+    }
+    let s = engine.stats();
+    assert!(s.evicted >= 58_000, "{s:?}");
+    assert!(s.posting_entries <= 4_000 * 24);
+    // Memory after churn is what it was once full: nothing leaks per account.
+    assert!(s.bytes <= peak_bytes, "{s:?} peak {peak_bytes}");
+}
+
+#[test]
+fn hard_link_alone_links_and_unlink_holds() {
+    let engine = ClusterEngine::new(ClusterConfig {
+        warmup_accounts: 0,
+        ..ClusterConfig::default()
+    });
+    let card = [feat(Family::HardLink, "hard_link", 4242)];
+    for (i, t) in [(0u32, T0), (1, T0 + 60_000)] {
+        engine.observe(&Observation {
+            account: acct(5, i),
+            now_ms: t,
+            features: &card,
+            signals: [0.0; SIGNALS],
+        });
+    }
+    let c = engine.cluster_of(&acct(5, 1)).expect("tracked");
+    assert_eq!(c.size, 2);
+    // The older account names the cluster.
+    assert_eq!(c.id, ClusterId::of_account(acct(5, 0)));
+    assert!(engine.unlink(&acct(5, 1), T0 + 120_000, 3_600_000));
+    assert_eq!(engine.cluster_of(&acct(5, 1)).expect("tracked").size, 1);
+    engine.observe(&Observation {
+        account: acct(5, 1),
+        now_ms: T0 + 180_000,
+        features: &card,
+        signals: [0.0; SIGNALS],
+    });
+    assert_eq!(
+        engine.cluster_of(&acct(5, 1)).expect("tracked").size,
+        1,
+        "held apart"
+    );
+    engine.observe(&Observation {
+        account: acct(5, 1),
+        now_ms: T0 + 2 * 3_600_000,
+        features: &card,
+        signals: [0.0; SIGNALS],
+    });
+    assert_eq!(
+        engine.cluster_of(&acct(5, 1)).expect("tracked").size,
+        2,
+        "hold expired"
+    );
+    assert_eq!(engine.dissolve(&acct(5, 0), T0 + 3 * 3_600_000, 0), 2);
+    assert_eq!(engine.stats().clusters, 0);
+}
+
+#[test]
+fn the_first_accounts_cluster_id_is_stable_as_the_campaign_grows() {
+    let mut rng = Rng(29);
+    let engine = ClusterEngine::new(ClusterConfig::default());
+    let mut reqs = organic(&mut rng, 80, 10, 1);
+    reqs.extend(campaign(&mut rng, 2, 30, 26, 1, 3));
+    reqs.sort_by_key(|r| r.0);
+    let mut ids_seen: HashMap<AccountId, Vec<ClusterId>> = HashMap::new();
+    for (t, id, features) in &reqs {
+        let l = engine.observe(&Observation {
+            account: *id,
+            now_ms: *t,
+            features,
+            signals: [0.0; SIGNALS],
+        });
+        let v = ids_seen.entry(*id).or_default();
+        if v.last() != Some(&l.cluster.id) {
+            v.push(l.cluster.id);
+        }
+    }
+    for (a, ids) in ids_seen {
+        // An id may change when its cluster merges into a larger one, but never
+        // back: no id comes back once left.
+        let mut seen = HashSet::new();
+        for id in &ids {
+            assert!(seen.insert(*id), "{a} flip-flopped through {ids:?}");
+        }
+        assert!(ids.len() <= 4, "{a} went through {ids:?}");
+    }
+}
+
+#[test]
+fn evicted_slots_are_not_confused_with_their_new_owner() {
+    let engine = ClusterEngine::new(ClusterConfig {
+        max_accounts: 3,
+        warmup_accounts: 0,
+        ..ClusterConfig::default()
+    });
+    let shared = [
+        feat(Family::Template, "head_band", 1),
+        feat(Family::Shape, "params", 2),
+    ];
+    engine.observe(&Observation {
+        account: acct(6, 0),
+        now_ms: T0,
+        features: &shared,
+        signals: [0.0; SIGNALS],
+    });
+    // Three other accounts push the first out; the slot is reused.
+    for i in 1..4 {
+        engine.observe(&Observation {
+            account: acct(6, i),
+            now_ms: T0 + u64::from(i) * 1000,
+            features: &[feat(Family::Network, "ip_prefix", u64::from(i))],
+            signals: [0.0; SIGNALS],
+        });
+    }
+    assert!(engine.cluster_of(&acct(6, 0)).is_none());
+    engine.observe(&Observation {
+        account: acct(6, 9),
+        now_ms: T0 + 9000,
+        features: &shared,
+        signals: [0.0; SIGNALS],
+    });
+    assert_eq!(
+        engine.stats().clusters,
+        0,
+        "linked to a forgotten account's slot"
+    );
+}
+
+#[test]
+fn config_sections_default_and_report_every_bad_field() {
+    use crate::config::Config;
+    let cfg = Config::from_toml_str("[identity]\nsecret = \"s\"\n").expect("identity alone");
+    assert_eq!(cfg.cluster, ClusterConfig::default());
+    assert_eq!(cfg.score, crate::score::ScoreConfig::default());
+    let err = Config::from_toml_str(
+        r#"
+        [identity]
+        secret = "s"
+        [cluster]
+        posting_cap = 1
+        common_clusters = 0
+        half_life = "0s"
+        link_threshold = -1.0
+        min_families = 9
+        join_min_members = 0
+        bridge_fraction = 2.0
+        [cluster.family_weights]
+        template = nan
+        [cluster.kind_weights]
+        system_prompt = -0.5
+        [cluster.matches_for_full_weight]
+        template = 0
+        [score]
+        size_scale = 0.0
+        unlinked_cap = 0.6
+        degrade_max_output_tokens = 0
+        [score.weights]
+        cluster_size = 1.5
+        [score.ladder]
+        tag = 0.8
+        throttle = 0.5
+        "#,
+    )
+    .expect_err("invalid");
+    let paths: Vec<&str> = err.errors.iter().map(|e| e.path.as_str()).collect();
+    for want in [
+        "cluster.posting_cap",
+        "cluster.common_clusters",
+        "cluster.half_life",
+        "cluster.link_threshold",
+        "cluster.min_families",
+        "cluster.join_min_members",
+        "cluster.bridge_fraction",
+        "cluster.family_weights.template",
+        "cluster.kind_weights.system_prompt",
+        "cluster.matches_for_full_weight.template",
+        "score.size_scale",
+        "score.unlinked_cap",
+        "score.degrade_max_output_tokens",
+        "score.weights.cluster_size",
+        "score.ladder.throttle",
+    ] {
+        assert!(paths.contains(&want), "missing {want} in {paths:?}");
+    }
+    let unknown =
+        Config::from_toml_str("[identity]\nsecret = \"s\"\n[cluster]\nlink_treshold = 1\n")
+            .expect_err("unknown field");
+    assert!(unknown.to_string().contains("link_treshold"));
+}

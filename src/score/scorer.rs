@@ -1,0 +1,300 @@
+//! Combining signals into suspicion, hysteresis, and the action ladder.
+
+use std::sync::Arc;
+
+use super::config::ScoreConfig;
+use crate::cluster::{AccountStats, ClusterStats, Linked};
+use crate::extensions::{Action, Reason, Suspicion, Verdict};
+
+/// Standard deviation of log inter-arrival times at or above which timing looks
+/// human (Poisson arrivals give about 1.28).
+const HUMAN_LOG_STD: f32 = 1.2;
+/// Spread of members' mean log inter-arrival times at or above which volumes
+/// look independent.
+const INDEPENDENT_SPREAD: f32 = 1.0;
+/// New members per hour at which the burst signal is about 0.63.
+const BURST_SCALE: f32 = 10.0;
+
+/// The scorer's result for one request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Assessment {
+    /// Suspicion of the request: the larger of the account's and the cluster's
+    /// levels after hysteresis.
+    pub suspicion: Suspicion,
+    /// The action and its reasons.
+    pub verdict: Verdict,
+    /// The account's new level.
+    pub account_level: f32,
+    /// The cluster's new level, for accounts in a cluster.
+    pub cluster_level: Option<f32>,
+}
+
+/// Computes suspicion from the engine's statistics. Stateless: the levels live in
+/// the engine.
+#[derive(Debug, Clone)]
+pub struct Scorer {
+    cfg: ScoreConfig,
+    names: [Arc<str>; 9],
+}
+
+/// Signal indices into [`Scorer::names`].
+const SIZE: usize = 0;
+const TEMPLATE: usize = 1;
+const UNIFORM: usize = 2;
+const BURST: usize = 3;
+const COT: usize = 4;
+const FOCUS: usize = 5;
+const PROBE: usize = 6;
+const INCONS: usize = 7;
+const TIMING: usize = 8;
+
+impl Scorer {
+    /// A scorer for a validated config.
+    pub fn new(cfg: ScoreConfig) -> Self {
+        let names = cfg.weights.named().map(|(n, _)| Arc::<str>::from(n));
+        Self { cfg, names }
+    }
+
+    /// The config in force.
+    pub fn config(&self) -> &ScoreConfig {
+        &self.cfg
+    }
+
+    fn content(&self, signals: [f32; 4], regularity: f32, out: &mut [f64; 9]) {
+        let w = &self.cfg.weights;
+        out[COT] += w.cot_elicitation * f64::from(signals[0]);
+        out[FOCUS] += w.narrow_focus * f64::from(signals[1]);
+        out[PROBE] += w.logprob_probing * f64::from(signals[2]);
+        out[INCONS] += w.fingerprint_inconsistency * f64::from(signals[3]);
+        out[TIMING] += w.timing_regularity * f64::from(regularity);
+    }
+
+    fn regularity(&self, a: &AccountStats) -> f32 {
+        match a.interval_log_std {
+            Some(std) if a.requests >= self.cfg.min_requests_for_timing => {
+                ((HUMAN_LOG_STD - std) / HUMAN_LOG_STD).clamp(0.0, 1.0)
+            }
+            _ => 0.0,
+        }
+    }
+
+    /// The raw (pre-hysteresis) account score and its parts.
+    fn account_raw(&self, a: &AccountStats) -> (f64, [f64; 9]) {
+        let mut parts = [0.0; 9];
+        self.content(a.signals, self.regularity(a), &mut parts);
+        let total: f64 = parts.iter().sum();
+        let capped = total.min(self.cfg.unlinked_cap);
+        if total > 0.0 && capped < total {
+            let k = capped / total;
+            for p in &mut parts {
+                *p *= k;
+            }
+        }
+        (capped, parts)
+    }
+
+    /// The raw cluster score and its parts.
+    fn cluster_raw(&self, a: &AccountStats, c: &ClusterStats) -> (f64, [f64; 9]) {
+        let w = &self.cfg.weights;
+        let n = f64::from(c.size.max(1));
+        let factor = 1.0 - (-(n - 1.0) / self.cfg.size_scale).exp();
+        let mut parts = [0.0; 9];
+        parts[SIZE] = w.cluster_size;
+        parts[TEMPLATE] = w.template_reuse * f64::from(c.template_share);
+        if let Some(spread) = c.volume_spread {
+            parts[UNIFORM] = w.volume_uniformity
+                * f64::from(((INDEPENDENT_SPREAD - spread) / INDEPENDENT_SPREAD).clamp(0.0, 1.0));
+        }
+        parts[BURST] =
+            w.new_account_burst * f64::from(1.0 - (-c.join_rate_per_hour / BURST_SCALE).exp());
+        // The cluster's own averages of the content signals; the requesting
+        // account's timing.
+        self.content(c.signals, self.regularity(a), &mut parts);
+        for p in &mut parts {
+            *p *= factor;
+        }
+        let total: f64 = parts.iter().sum();
+        (total.min(1.0), parts)
+    }
+
+    /// Hysteresis: rise at once, fall towards `raw` with the configured half-life.
+    fn settle(&self, level: f32, level_at: u32, raw: f64, now_ms: u64) -> f32 {
+        let raw = raw as f32;
+        if raw >= level {
+            return raw;
+        }
+        let now_s = (now_ms / 1000) as f64;
+        let dt = (now_s - f64::from(level_at)).max(0.0);
+        let h = self.cfg.deescalate_half_life.as_secs_f64().max(1.0);
+        let keep = 0.5f64.powf(dt / h) as f32;
+        raw + (level - raw) * keep
+    }
+
+    /// The rung of the ladder for a suspicion value.
+    pub fn action(&self, suspicion: f64) -> Action {
+        let l = &self.cfg.ladder;
+        if suspicion >= l.block {
+            Action::Block
+        } else if suspicion >= l.degrade {
+            Action::Degrade
+        } else if suspicion >= l.throttle {
+            Action::Throttle
+        } else if suspicion >= l.tag {
+            Action::Tag
+        } else {
+            Action::Allow
+        }
+    }
+
+    /// Scores one request from the engine's view of its account and cluster.
+    pub fn assess(&self, linked: &Linked, now_ms: u64) -> Assessment {
+        if !self.cfg.enabled {
+            return Assessment {
+                suspicion: Suspicion(0.0),
+                verdict: Verdict::default(),
+                account_level: 0.0,
+                cluster_level: linked.cluster_stats.map(|_| 0.0),
+            };
+        }
+        let a = &linked.account;
+        let (a_raw, a_parts) = self.account_raw(a);
+        let account_level = self.settle(a.level, a.level_at, a_raw, now_ms);
+        let (cluster_level, c_parts) = match &linked.cluster_stats {
+            Some(c) => {
+                let (raw, parts) = self.cluster_raw(a, c);
+                (
+                    Some(self.settle(c.level, c.level_at, raw, now_ms)),
+                    Some(parts),
+                )
+            }
+            None => (None, None),
+        };
+        let from_cluster = cluster_level.is_some_and(|c| c > account_level);
+        let level = if from_cluster {
+            cluster_level.unwrap_or(account_level)
+        } else {
+            account_level
+        };
+        let parts = match (from_cluster, c_parts) {
+            (true, Some(p)) => p,
+            _ => a_parts,
+        };
+        let suspicion = Suspicion::new(f64::from(level));
+        let mut reasons: Vec<Reason> = parts
+            .iter()
+            .enumerate()
+            .filter(|(_, w)| **w > 0.005)
+            .map(|(i, w)| Reason {
+                signal: self.names[i].clone(),
+                weight: (w * 1000.0).round() / 1000.0,
+            })
+            .collect();
+        reasons.sort_by(|x, y| y.weight.total_cmp(&x.weight));
+        reasons.truncate(self.cfg.max_reasons);
+        Assessment {
+            suspicion,
+            verdict: Verdict {
+                action: self.action(suspicion.value()),
+                reasons,
+            },
+            account_level,
+            cluster_level,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::ClusterConfig;
+    use crate::config::Config;
+    use crate::detect::{hard_link_feature, Detector};
+    use crate::extensions::{AccountId, HardLink};
+    use crate::score::Signals;
+
+    const T0: u64 = 1_714_000_000_000;
+
+    fn account(i: u32) -> AccountId {
+        let mut b = [7u8; 16];
+        b[..4].copy_from_slice(&i.to_le_bytes());
+        AccountId(b)
+    }
+
+    #[test]
+    fn levels_rise_at_once_and_fall_with_the_half_life() {
+        let s = Scorer::new(ScoreConfig::default());
+        let h = ScoreConfig::default().deescalate_half_life.as_millis() as u64;
+        let at = (T0 / 1000) as u32;
+        assert_eq!(s.settle(0.1, at, 0.8, T0), 0.8);
+        let half = s.settle(0.9, at, 0.1, T0 + h);
+        assert!((half - 0.5).abs() < 0.01, "{half}");
+        assert!(s.settle(0.9, at, 0.1, T0 + 20 * h) < 0.11);
+        assert_eq!(s.action(0.0), Action::Allow);
+        assert_eq!(s.action(0.3), Action::Tag);
+        assert_eq!(s.action(0.55), Action::Throttle);
+        assert_eq!(s.action(0.75), Action::Degrade);
+        assert_eq!(s.action(0.95), Action::Block);
+    }
+
+    #[test]
+    fn a_shrinking_cluster_de_escalates_slowly() {
+        let mut cfg = Config::with_secret("s");
+        cfg.cluster = ClusterConfig {
+            warmup_accounts: 0,
+            ..ClusterConfig::default()
+        };
+        let d = Detector::from_config(&cfg).expect("valid");
+        let link = [hard_link_feature(&HardLink("card".into()))];
+        let cot = Signals {
+            cot: 1.0,
+            focus: 1.0,
+            ..Signals::default()
+        };
+        let mut t = T0;
+        let mut last = None;
+        for _round in 0..4 {
+            for i in 0..20 {
+                t += 60_000;
+                last = Some(d.observe(account(i), &link, cot, t));
+            }
+        }
+        let (cluster, high, verdict) = last.expect("observed");
+        assert_eq!(cluster.size, 20);
+        assert!(high.value() >= 0.7, "{high:?}");
+        assert!(verdict.action >= Action::Degrade);
+        // An administrator splits most of it off; the two left keep their
+        // cluster's level for a while, then calm down.
+        for i in 2..20 {
+            assert!(d.engine().unlink(&account(i), t, 0));
+        }
+        let (cluster, soon, _) = d.observe(account(0), &[], Signals::default(), t + 60_000);
+        assert_eq!(cluster.size, 2);
+        assert!(soon.value() >= 0.6, "de-escalated at once: {soon:?}");
+        let (_, later, v) = d.observe(account(0), &[], Signals::default(), t + 5 * 86_400_000);
+        assert!(later.value() < 0.3, "{later:?}");
+        assert!(v.action <= Action::Tag);
+    }
+
+    #[test]
+    fn unlinked_content_is_capped_below_throttle() {
+        let mut cfg = Config::with_secret("s");
+        cfg.cluster.warmup_accounts = 0;
+        let d = Detector::from_config(&cfg).expect("valid");
+        let all = Signals {
+            cot: 1.0,
+            focus: 1.0,
+            probing: 1.0,
+            inconsistency: 1.0,
+        };
+        let mut worst = 0.0f64;
+        for i in 0..500u64 {
+            // Perfectly regular, every content signal on.
+            let (c, s, v) = d.observe(account(1), &[], all, T0 + i * 600_000);
+            assert_eq!(c.size, 1);
+            assert!(v.action < Action::Throttle, "{v:?}");
+            worst = worst.max(s.value());
+        }
+        assert!(worst > 0.2, "content signals do count: {worst}");
+        assert!(worst <= ScoreConfig::default().unlinked_cap + 1e-6);
+    }
+}
