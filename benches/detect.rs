@@ -146,7 +146,7 @@ fn bench(c: &mut Criterion) {
                 &headers,
                 Some(IpAddr::V4(Ipv4Addr::new(203, 0, (a % 250) as u8, 7))),
                 black_box(&info),
-                None,
+                &[],
                 T0 + 5 * 3_600_000 + j,
             ))
         })

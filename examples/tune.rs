@@ -204,7 +204,7 @@ fn run_one(
         };
         let start = Instant::now();
         let info = RequestInfo::parse(&line.path, body);
-        let d = detector.detect(account, &headers, Some(line.ip), &info, None, line.ts_ms);
+        let d = detector.detect(account, &headers, Some(line.ip), &info, &[], line.ts_ms);
         detect_ns += start.elapsed().as_nanos();
         lines += 1;
         let action = d.verdict.action;

@@ -89,14 +89,12 @@ impl Detector {
         headers: &HeaderMap,
         peer: Option<std::net::IpAddr>,
         info: &RequestInfo,
-        hard_link: Option<&HardLink>,
+        hard_links: &[HardLink],
         now_ms: u64,
     ) -> Detection {
         let fingerprint = Fingerprint::compute(headers, peer, info, &self.fingerprint);
         let mut features = fingerprint.features();
-        if let Some(link) = hard_link {
-            features.push(hard_link_feature(link));
-        }
+        features.extend(hard_links.iter().map(hard_link_feature));
         let signals = Signals::of(&fingerprint);
         let (cluster, suspicion, verdict) = self.observe(account, &features, signals, now_ms);
         Detection {

@@ -11,7 +11,9 @@ use tower::Service;
 use super::body::DetectBody;
 use super::degrade::degrade_body;
 use crate::dialect::{error_response, Dialect, ErrorKind};
-use crate::extensions::{Account, Action, Cluster, HardLink, Suspicion, TierName, Verdict};
+use crate::extensions::{
+    Account, AccountId, Action, Cluster, HardLink, Suspicion, TierName, Verdict,
+};
 use crate::guard::{prepare, Shared};
 use crate::network;
 use crate::request::RequestInfo;
@@ -88,12 +90,13 @@ where
     };
     let detector = shared.detector();
     let now_ms = shared.clock.now_ms();
+    let links = hard_links(&shared, &req, account.id, &info);
     let d = detector.detect(
         account.id,
         req.headers(),
         network::peer_of(req.extensions()),
         &info,
-        req.extensions().get::<HardLink>(),
+        &links,
         now_ms,
     );
     let ext = req.extensions_mut();
@@ -135,4 +138,39 @@ where
         }
     }
     Ok(inner.call(req).await?.map(DetectBody::inner))
+}
+
+/// The hard links of a request: the host application's, and those our own text
+/// marks give. When text marks are on, every account carries the link value its
+/// marked answers would be traced by; a prompt that echoes marks issued to
+/// *another* account carries that account's value too, so the two are linked
+/// outright (an operator feeding one account's harvested answers to another).
+fn hard_links<B>(
+    shared: &Shared,
+    req: &Request<B>,
+    account: AccountId,
+    info: &RequestInfo,
+) -> Vec<HardLink> {
+    let mut links: Vec<HardLink> = req
+        .extensions()
+        .get::<HardLink>()
+        .cloned()
+        .into_iter()
+        .collect();
+    let marker = shared.watermarker();
+    if marker.keys().is_none() {
+        return links;
+    }
+    links.push(crate::watermark::mark::source_link(&account));
+    if crate::watermark::mark::contains_mark_bytes(&info.body) {
+        if let Some(json) = &info.json {
+            let text = crate::watermark::mark::marked_strings(json);
+            for echo in marker.echoes(&text, &account) {
+                if !links.contains(&echo.link) {
+                    links.push(echo.link);
+                }
+            }
+        }
+    }
+    links
 }

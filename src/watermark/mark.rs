@@ -625,6 +625,24 @@ pub struct MarkEcho {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MarkEchoes(pub Vec<MarkEcho>);
 
+/// True when `bytes` contains the UTF-8 encoding of a mark character: a cheap
+/// test before looking for marks in a request body.
+pub fn contains_mark_bytes(bytes: &[u8]) -> bool {
+    let mut from = 0;
+    while let Some(i) = memchr::memchr(0xE2, &bytes[from..]) {
+        let at = from + i;
+        if let (Some(&b1), Some(&b2)) = (bytes.get(at + 1), bytes.get(at + 2)) {
+            if (b1 == 0x80 && (0x8B..=0x8D).contains(&b2))
+                || (b1 == 0x81 && (0xA0..=0xA4).contains(&b2))
+            {
+                return true;
+            }
+        }
+        from = at + 1;
+    }
+    false
+}
+
 /// Every string of a JSON value that contains a mark character, joined by blank
 /// lines (bounded depth).
 pub fn marked_strings(v: &serde_json::Value) -> String {
