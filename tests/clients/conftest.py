@@ -110,9 +110,14 @@ class GuardProcess:
             pytest.fail(f"{name}: no `listening on` line within {START_TIMEOUT_S}s", pytrace=False)
         prefix = "listening on "
         if not first.startswith(prefix):
+            try:
+                code = self.proc.wait(timeout=1)
+            except subprocess.TimeoutExpired:
+                code = None
             self.stop()
             pytest.fail(
-                f"{name}: unexpected first stdout line {first!r}; stderr:\n{self.stderr()}",
+                f"{name}: {binary()} printed {first!r} instead of `listening on ...` "
+                f"(exit code {code}); stderr:\n{self.stderr()}",
                 pytrace=False,
             )
         self.url = first[len(prefix) :]

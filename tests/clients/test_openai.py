@@ -50,6 +50,8 @@ def test_chat_json(roomy):
     assert c.usage.prompt_tokens >= 1
     assert c.usage.total_tokens == c.usage.prompt_tokens + c.usage.completion_tokens
     assert seen.statuses() == [200]
+    # serve's request id reaches the SDK's `_request_id`.
+    assert c._request_id == raw.headers["x-request-id"] and len(c._request_id) == 36
 
 
 def test_chat_stream_with_usage(roomy):
@@ -223,6 +225,9 @@ def test_automatic_retry_honours_retry_after_ms(tight):
     assert raw.retries_taken == 1
     wait_ms = int(seen.responses[1][1]["retry-after-ms"])
     assert wait_ms > 0
+    # Two distinct attempts reached the server.
+    ids = [h["x-request-id"] for _, h in seen.responses[1:]]
+    assert ids[0] != ids[1]
     # The SDK slept what the guard asked for (it prefers retry-after-ms).
     assert elapsed >= wait_ms / 1000
 
