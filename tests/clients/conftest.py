@@ -65,6 +65,23 @@ tokens_per_minute = 1000000
 tokens_per_day = 100000000
 """
 
+# Request bodies over 8 KiB get 413.
+SMALL_BODIES = f"""
+[identity]
+{SECRET}
+[guard]
+max_body_bytes = 8192
+"""
+
+# An upstream nobody listens on (the discard port on loopback): every admitted
+# request gets 502.
+NO_UPSTREAM = f"""
+[identity]
+{SECRET}
+[server]
+upstream = "http://127.0.0.1:9"
+connect_timeout = "2s"
+"""
 
 def binary() -> pathlib.Path:
     """The binary under test: `DISTILL_GUARD_BIN` (set by the cargo wrapper), else
@@ -172,6 +189,16 @@ def tight(_workdir):
 @pytest.fixture(scope="session")
 def daily(_workdir):
     yield from _guard("daily", DAILY, _workdir)
+
+
+@pytest.fixture(scope="session")
+def small_bodies(_workdir):
+    yield from _guard("small_bodies", SMALL_BODIES, _workdir)
+
+
+@pytest.fixture(scope="session")
+def no_upstream(_workdir):
+    yield from _guard("no_upstream", NO_UPSTREAM, _workdir)
 
 
 @dataclass
