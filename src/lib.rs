@@ -13,6 +13,7 @@ pub mod proxy;
 pub mod quota;
 pub mod request;
 pub mod store;
+pub mod watermark;
 
 pub use config::Config;
 pub use guard::{Guard, GuardBuilder, GuardLayer};

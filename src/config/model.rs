@@ -36,6 +36,9 @@ pub struct Config {
     /// The `serve` reverse proxy.
     #[serde(default)]
     pub server: ServerSection,
+    /// Provenance tags, text marks and the trace-back index.
+    #[serde(default)]
+    pub watermark: crate::watermark::WatermarkConfig,
 }
 
 /// `[network]`: where client addresses come from (see the spoofing model in
@@ -269,6 +272,7 @@ impl Config {
             accounts: BTreeMap::new(),
             network: NetworkSection::default(),
             server: ServerSection::default(),
+            watermark: crate::watermark::WatermarkConfig::default(),
         }
     }
 

@@ -73,6 +73,10 @@ pub(super) fn validate(cfg: &Config, errors: &mut Errors) {
         }
     }
 
+    errors
+        .0
+        .extend(crate::watermark::config::validate(&cfg.watermark));
+
     let s = &cfg.server;
     if let Some(up) = &s.upstream {
         if let Err(msg) = crate::proxy::parse_upstream(up) {

@@ -1,0 +1,458 @@
+//! The trace-back index: compact fingerprints of tagged responses, so that text
+//! whose marks were stripped can still be traced to the account that received it.
+//!
+//! For each tagged response the index keeps a 64-slot MinHash of its word
+//! 3-shingles (for excerpts and lightly edited copies), one 64-bit SimHash per
+//! paragraph of at least [`MIN_PARAGRAPH_WORDS`] words (for whole paragraphs,
+//! re-wrapped or not), the shingle count, and the account, cluster, request id and
+//! time: about 400 bytes per response. Text is normalised first (marks removed,
+//! NFKC, lowercase, words of letters and digits), so formatting does not matter.
+//!
+//! The index is bounded: past `max_entries` the oldest entry is evicted. Lookup is
+//! a linear scan, meant for the occasional `trace` (a few milliseconds per 50 000
+//! entries), never for the request path.
+//!
+//! Confidence is a heuristic in `0..=1`: the larger of the share of the query's
+//! paragraphs found (SimHash within [`SIMHASH_DISTANCE`] bits) and the estimated
+//! share of the query's shingles contained in the response (from the MinHash
+//! Jaccard estimate and both shingle counts, discounted when few slots agree).
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+
+use serde::Serialize;
+use unicode_normalization::UnicodeNormalization;
+
+use super::mark::is_mark_char;
+use super::tag::RequestId;
+use crate::extensions::{AccountId, ClusterId};
+
+/// MinHash slots per response.
+pub const MINHASH_SLOTS: usize = 64;
+/// Paragraphs shorter than this are not fingerprinted on their own.
+pub const MIN_PARAGRAPH_WORDS: usize = 8;
+/// Largest SimHash distance (of 64 bits) that counts as the same paragraph.
+pub const SIMHASH_DISTANCE: u32 = 10;
+/// Paragraph fingerprints kept per response.
+const MAX_PARAGRAPHS: usize = 64;
+/// Matches below this confidence are not reported.
+pub const MIN_CONFIDENCE: f64 = 0.3;
+
+fn mix(mut x: u64) -> u64 {
+    // splitmix64 finaliser
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+fn word_hash(w: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in w.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    mix(h)
+}
+
+/// Normalised words of a text: marks removed, NFKC, lowercased, split at anything
+/// that is not a letter or digit.
+pub fn normalized_words(text: &str) -> Vec<u64> {
+    let clean: String = text
+        .chars()
+        .filter(|c| !is_mark_char(*c))
+        .nfkc()
+        .flat_map(char::to_lowercase)
+        .collect();
+    clean
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(word_hash)
+        .collect()
+}
+
+fn shingles(words: &[u64]) -> Vec<u64> {
+    if words.len() < 3 {
+        return words.iter().map(|&w| mix(w)).collect();
+    }
+    words
+        .windows(3)
+        .map(|w| mix(w[0] ^ w[1].rotate_left(21) ^ w[2].rotate_left(42)))
+        .collect()
+}
+
+fn simhash(shingles: &[u64]) -> u64 {
+    let mut counts = [0i32; 64];
+    for &s in shingles {
+        for (bit, c) in counts.iter_mut().enumerate() {
+            *c += if s >> bit & 1 == 1 { 1 } else { -1 };
+        }
+    }
+    counts.iter().enumerate().fold(
+        0u64,
+        |acc, (bit, &c)| if c > 0 { acc | 1 << bit } else { acc },
+    )
+}
+
+fn minhash(shingles: &[u64]) -> [u32; MINHASH_SLOTS] {
+    let mut out = [u32::MAX; MINHASH_SLOTS];
+    for &s in shingles {
+        for (i, slot) in out.iter_mut().enumerate() {
+            let h = (mix(s ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)) >> 32) as u32;
+            if h < *slot {
+                *slot = h;
+            }
+        }
+    }
+    out
+}
+
+/// The fingerprints of one text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TextPrint {
+    minhash: [u32; MINHASH_SLOTS],
+    paragraphs: Vec<u64>,
+    shingles: u32,
+}
+
+impl TextPrint {
+    /// Fingerprints `text`; `None` when it has no words.
+    pub fn of(text: &str) -> Option<Self> {
+        let words = normalized_words(text);
+        if words.is_empty() {
+            return None;
+        }
+        let all = shingles(&words);
+        let mut paragraphs = Vec::new();
+        for para in split_paragraphs(text) {
+            let w = normalized_words(para);
+            if w.len() >= MIN_PARAGRAPH_WORDS && paragraphs.len() < MAX_PARAGRAPHS {
+                paragraphs.push(simhash(&shingles(&w)));
+            }
+        }
+        Some(Self {
+            minhash: minhash(&all),
+            paragraphs,
+            shingles: u32::try_from(all.len()).unwrap_or(u32::MAX),
+        })
+    }
+
+    /// How much of `query` this text contains, `0..=1` (see the module docs).
+    pub fn containment_of(&self, query: &TextPrint) -> f64 {
+        let para = if query.paragraphs.is_empty() {
+            0.0
+        } else {
+            let mut sum = 0.0;
+            for q in &query.paragraphs {
+                let best = self
+                    .paragraphs
+                    .iter()
+                    .map(|p| (p ^ q).count_ones())
+                    .min()
+                    .unwrap_or(64);
+                if best <= SIMHASH_DISTANCE {
+                    sum += 1.0 - f64::from(best) / 64.0;
+                }
+            }
+            sum / query.paragraphs.len() as f64
+        };
+        let agree = self
+            .minhash
+            .iter()
+            .zip(query.minhash.iter())
+            .filter(|(a, b)| a == b)
+            .count();
+        let j = agree as f64 / MINHASH_SLOTS as f64;
+        // |Q ∩ R| = J / (1 + J) × (|Q| + |R|); containment = |Q ∩ R| / |Q|.
+        let q = f64::from(query.shingles.max(1));
+        let r = f64::from(self.shingles);
+        let contained = (j / (1.0 + j) * (q + r) / q).min(1.0);
+        // Few agreeing slots are noise: scale up to full trust at 8 slots.
+        let trust = (agree as f64 / 8.0).min(1.0);
+        para.max(contained * trust)
+    }
+}
+
+/// Paragraphs: runs of text separated by blank lines.
+fn split_paragraphs(text: &str) -> impl Iterator<Item = &str> {
+    let mut rest = text;
+    std::iter::from_fn(move || {
+        while !rest.is_empty() {
+            let (para, tail) = match find_blank_line(rest) {
+                Some((start, end)) => (&rest[..start], &rest[end..]),
+                None => (rest, ""),
+            };
+            rest = tail;
+            if !para.trim().is_empty() {
+                return Some(para);
+            }
+        }
+        None
+    })
+}
+
+fn find_blank_line(s: &str) -> Option<(usize, usize)> {
+    let bytes = s.as_bytes();
+    let mut i = 0;
+    while let Some(off) = bytes[i..].iter().position(|&b| b == b'\n') {
+        let nl = i + off;
+        let mut j = nl + 1;
+        while j < bytes.len() && matches!(bytes[j], b' ' | b'\t' | b'\r') {
+            j += 1;
+        }
+        if j < bytes.len() && bytes[j] == b'\n' {
+            return Some((nl, j + 1));
+        }
+        i = nl + 1;
+    }
+    None
+}
+
+/// One indexed response.
+#[derive(Debug, Clone)]
+struct Entry {
+    account: AccountId,
+    cluster: ClusterId,
+    request_id: RequestId,
+    issued_at_ms: u64,
+    print: TextPrint,
+}
+
+/// A response the index attributes a text to.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct IndexMatch {
+    /// The account that received it.
+    pub account: AccountId,
+    /// Its cluster then.
+    pub cluster: ClusterId,
+    /// The response's request id (as in its tag).
+    pub request_id: RequestId,
+    /// When it was served, Unix milliseconds.
+    pub issued_at_ms: u64,
+    /// How much of the text the response contains, `0..=1`.
+    pub confidence: f64,
+}
+
+/// The bounded index of tagged responses. Cheap to share behind an `Arc`.
+#[derive(Debug)]
+pub struct TraceIndex {
+    max_entries: usize,
+    entries: Mutex<VecDeque<Entry>>,
+}
+
+impl TraceIndex {
+    /// An index of at most `max_entries` responses (0: keeps nothing).
+    pub fn new(max_entries: usize) -> Self {
+        Self {
+            max_entries,
+            entries: Mutex::new(VecDeque::with_capacity(max_entries.min(4096))),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Entry>> {
+        // A panic while holding the lock leaves the deque consistent.
+        self.entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Records a tagged response's text. Evicts the oldest entry when full.
+    pub fn insert(
+        &self,
+        account: AccountId,
+        cluster: ClusterId,
+        request_id: RequestId,
+        issued_at_ms: u64,
+        text: &str,
+    ) {
+        if self.max_entries == 0 {
+            return;
+        }
+        let Some(print) = TextPrint::of(text) else {
+            return;
+        };
+        let mut entries = self.lock();
+        while entries.len() >= self.max_entries {
+            entries.pop_front();
+        }
+        entries.push_back(Entry {
+            account,
+            cluster,
+            request_id,
+            issued_at_ms,
+            print,
+        });
+    }
+
+    /// How many responses are indexed.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// True when nothing is indexed.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The response that best contains `text`, if any reaches [`MIN_CONFIDENCE`].
+    pub fn lookup(&self, text: &str) -> Option<IndexMatch> {
+        let query = TextPrint::of(text)?;
+        let entries = self.lock();
+        let mut best: Option<(f64, &Entry)> = None;
+        for e in entries.iter() {
+            let c = e.print.containment_of(&query);
+            // Later entries win ties: the most recent copy of a repeated answer.
+            if c >= MIN_CONFIDENCE && best.is_none_or(|(b, _)| c >= b) {
+                best = Some((c, e));
+            }
+        }
+        best.map(|(confidence, e)| IndexMatch {
+            account: e.account,
+            cluster: e.cluster,
+            request_id: e.request_id,
+            issued_at_ms: e.issued_at_ms,
+            confidence,
+        })
+    }
+
+    /// The most recent indexed response whose account and cluster start with these
+    /// prefixes, issued within `[from_ms, to_ms)`: resolves a text mark's prefixes
+    /// to full ids.
+    pub fn resolve_prefix(
+        &self,
+        account_prefix: &[u8],
+        cluster_prefix: &[u8],
+        from_ms: u64,
+        to_ms: u64,
+    ) -> Option<(AccountId, ClusterId)> {
+        self.lock()
+            .iter()
+            .rev()
+            .find(|e| {
+                e.account.0.starts_with(account_prefix)
+                    && e.cluster.0.starts_with(cluster_prefix)
+                    && (from_ms..to_ms).contains(&e.issued_at_ms)
+            })
+            .map(|e| (e.account, e.cluster))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: &str = "Photosynthesis converts light energy into chemical energy stored in glucose. \
+        Chlorophyll in the chloroplasts absorbs mostly red and blue light and reflects green.\n\n\
+        The light reactions split water, release oxygen and produce ATP and NADPH, which the \
+        Calvin cycle then uses to fix carbon dioxide into sugars over several enzymatic steps.\n\n\
+        Plants in hot, dry climates often use C4 or CAM pathways to limit water loss while still \
+        capturing enough carbon dioxide during the cooler hours of the night.";
+    const B: &str = "The French Revolution began in 1789 with the storming of the Bastille and \
+        transformed the political landscape of Europe.\n\nIt abolished feudal privileges, \
+        proclaimed the rights of man and eventually led to the rise of Napoleon Bonaparte, \
+        whose campaigns spread its ideas across the continent.";
+
+    fn index() -> TraceIndex {
+        let idx = TraceIndex::new(10);
+        idx.insert(
+            AccountId([1; 16]),
+            ClusterId([11; 16]),
+            RequestId([1; 16]),
+            1_000,
+            A,
+        );
+        idx.insert(
+            AccountId([2; 16]),
+            ClusterId([22; 16]),
+            RequestId([2; 16]),
+            2_000,
+            B,
+        );
+        idx
+    }
+
+    #[test]
+    fn finds_whole_text_and_rewrapped_paragraphs() {
+        let idx = index();
+        let m = idx.lookup(A).expect("found");
+        assert_eq!(m.account, AccountId([1; 16]));
+        assert!(m.confidence > 0.9, "{m:?}");
+        // Second paragraph only, re-wrapped, different case and quotes.
+        let para = A.split("\n\n").nth(1).expect("para");
+        let rewrapped = para
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .chunks(6)
+            .map(|c| c.join(" "))
+            .collect::<Vec<_>>()
+            .join("\n")
+            .to_uppercase();
+        let m = idx.lookup(&rewrapped).expect("found");
+        assert_eq!(m.account, AccountId([1; 16]));
+        assert!(m.confidence > 0.8, "{m:?}");
+    }
+
+    #[test]
+    fn finds_an_excerpt_inside_a_paragraph() {
+        let idx = index();
+        let words: Vec<&str> = A.split_whitespace().collect();
+        let excerpt = words[10..45].join(" ");
+        let m = idx.lookup(&excerpt).expect("found");
+        assert_eq!(m.account, AccountId([1; 16]));
+    }
+
+    #[test]
+    fn unrelated_text_is_not_attributed() {
+        let idx = index();
+        assert!(idx.lookup("A completely different sentence about cooking pasta with garlic, olive oil and a little chilli for dinner tonight.").is_none());
+        assert!(idx.lookup("").is_none());
+    }
+
+    #[test]
+    fn bounded_and_oldest_evicted() {
+        let idx = TraceIndex::new(2);
+        idx.insert(
+            AccountId([1; 16]),
+            ClusterId([1; 16]),
+            RequestId([1; 16]),
+            1,
+            A,
+        );
+        idx.insert(
+            AccountId([2; 16]),
+            ClusterId([2; 16]),
+            RequestId([2; 16]),
+            2,
+            B,
+        );
+        idx.insert(
+            AccountId([3; 16]),
+            ClusterId([3; 16]),
+            RequestId([3; 16]),
+            3,
+            "Something else entirely, with enough words to make a paragraph here.",
+        );
+        assert_eq!(idx.len(), 2);
+        assert!(idx.lookup(A).is_none(), "oldest evicted");
+        assert_eq!(idx.lookup(B).expect("kept").account, AccountId([2; 16]));
+        let none = TraceIndex::new(0);
+        none.insert(
+            AccountId([1; 16]),
+            ClusterId([1; 16]),
+            RequestId([1; 16]),
+            1,
+            A,
+        );
+        assert!(none.is_empty());
+    }
+
+    #[test]
+    fn prefixes_resolve_to_full_ids() {
+        let idx = index();
+        assert_eq!(
+            idx.resolve_prefix(&[2; 7], &[22; 3], 0, 10_000),
+            Some((AccountId([2; 16]), ClusterId([22; 16])))
+        );
+        assert_eq!(idx.resolve_prefix(&[2; 7], &[22; 3], 3_000, 10_000), None);
+    }
+}
