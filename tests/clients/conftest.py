@@ -108,6 +108,7 @@ class GuardProcess:
         self.name = name
         cfg = workdir / f"{name}.toml"
         cfg.write_text(config)
+        self.config_path = cfg
         self.log_path = workdir / f"{name}.log"
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
