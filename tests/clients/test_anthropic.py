@@ -199,3 +199,16 @@ def test_rate_limit_headers_across_calls(roomy):
     # Each call takes one more request from a bucket refilling at one a minute,
     # so the time it is full again moves later.
     assert all(b >= a for a, b in zip(resets, resets[1:])), resets
+
+
+def test_async_retry_honours_retry_after_ms(tight):
+    async def run():
+        client, seen = async_anthropic_client(tight, max_retries=2)
+        async with client:
+            await client.messages.create(model=MODEL, max_tokens=20, messages=MESSAGES)
+            m = await client.messages.create(model=MODEL, max_tokens=20, messages=MESSAGES)
+        return m, seen
+
+    m, seen = asyncio.run(run())
+    assert_prose(m.content[0].text, 20)
+    assert seen.statuses() == [200, 429, 200], seen.statuses()

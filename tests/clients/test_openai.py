@@ -277,3 +277,16 @@ def test_rate_limit_headers_across_calls(roomy):
         assert "requests-minute" in h["ratelimit-policy"]
         assert '"requests-minute";r=' in h["ratelimit"]
     assert remaining == [49, 48, 47, 46], remaining
+
+
+def test_async_retry_honours_retry_after_ms(tight):
+    async def run():
+        client, seen = async_openai_client(tight, max_retries=2)
+        async with client:
+            await client.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=20)
+            c = await client.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=20)
+        return c, seen
+
+    c, seen = asyncio.run(run())
+    assert_prose(c.choices[0].message.content, 20)
+    assert seen.statuses() == [200, 429, 200], seen.statuses()
