@@ -2,6 +2,7 @@
 
 mod check;
 mod serve;
+mod verify;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -31,6 +32,9 @@ enum Command {
         /// The config file.
         file: PathBuf,
     },
+    /// Check a watermark tag (a header value, an SSE record line or the bare tag)
+    /// against the config's `[watermark]` keys: exit 0 if it verifies, 1 if not.
+    Verify(verify::VerifyArgs),
 }
 
 pub(crate) fn init_tracing(verbose: u8) {
@@ -51,6 +55,7 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode, String> {
     match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::CheckConfig { file } => Ok(check::run(&file)),
+        Command::Verify(args) => verify::run(args),
     }
 }
 

@@ -1,11 +1,13 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::Args;
 use distill_guard::proxy::demo::DemoModel;
 use distill_guard::proxy::server::{self, Backend};
 use distill_guard::proxy::upstream::Upstream;
+use distill_guard::watermark::Watermarker;
 use distill_guard::Guard;
 
 #[derive(Debug, Args)]
@@ -60,8 +62,15 @@ async fn serve(config: distill_guard::Config, passthrough: bool) -> Result<ExitC
             Backend::Demo(DemoModel::new())
         }
     };
+    // The watermark stage sits between the guard's stages and the backend; without
+    // a signing key it could tag nothing, so it is left out.
+    let mut backend = backend.into_service();
+    if !passthrough && !config.watermark.keys.is_empty() {
+        let marker = Watermarker::from_config(&config.watermark).map_err(|e| e.to_string())?;
+        backend = server::watermarked(Arc::new(marker), backend);
+    }
     let guard = Guard::from_config(config).map_err(|e| e.to_string())?;
-    let service = server::stack((!passthrough).then_some(&guard), backend.into_service());
+    let service = server::stack((!passthrough).then_some(&guard), backend);
     let listener = tokio::net::TcpListener::bind(server_cfg.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", server_cfg.listen))?;

@@ -3,6 +3,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -17,6 +18,7 @@ use super::demo::DemoModel;
 use super::upstream::Upstream;
 use crate::guard::Guard;
 use crate::network::PeerAddr;
+use crate::watermark::{WatermarkLayer, Watermarker};
 
 /// What `serve` forwards to.
 #[derive(Debug, Clone)]
@@ -42,6 +44,16 @@ impl Backend {
             Backend::Upstream(u) => BoxCloneSyncService::new(*u),
         }
     }
+}
+
+/// `backend` behind the watermark stage: the innermost guard stage, so it reads
+/// the enforce stage's decision from the request.
+pub fn watermarked(marker: Arc<Watermarker>, backend: HttpService) -> HttpService {
+    BoxCloneSyncService::new(
+        WatermarkLayer::new(marker)
+            .layer(backend)
+            .map_response(|r| r.map(Body::new)),
+    )
 }
 
 /// The guarded stack exactly as `serve` and `replay` run it: the guard's layers

@@ -82,6 +82,17 @@ NO_UPSTREAM = f"""
 upstream = "http://127.0.0.1:9"
 connect_timeout = "2s"
 """
+# Every response tagged, with the invisible text mark in the prose.
+TAGGED = f"""
+[identity]
+{SECRET}
+[watermark]
+tag = "always"
+text_mark = true
+[[watermark.keys]]
+id = "k1"
+secret = "sdk-suite-watermark-key-not-for-production"
+"""
 
 def binary() -> pathlib.Path:
     """The binary under test: `DISTILL_GUARD_BIN` (set by the cargo wrapper), else
@@ -200,6 +211,11 @@ def small_bodies(_workdir):
 @pytest.fixture(scope="session")
 def no_upstream(_workdir):
     yield from _guard("no_upstream", NO_UPSTREAM, _workdir)
+
+
+@pytest.fixture(scope="session")
+def tagged(_workdir):
+    yield from _guard("tagged", TAGGED, _workdir)
 
 
 @dataclass
