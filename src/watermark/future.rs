@@ -98,12 +98,13 @@ fn route(res: &http::response::Parts, max_json: u64) -> Route {
         return Route::Pass;
     }
     let h = &res.headers;
-    if h.get(CONTENT_ENCODING)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| !v.trim().eq_ignore_ascii_case("identity"))
-        || h.contains_key(CONTENT_ENCODING) && h[CONTENT_ENCODING].to_str().is_err()
-    {
-        return Route::HeaderOnly;
+    if let Some(enc) = h.get(CONTENT_ENCODING) {
+        let identity = enc
+            .to_str()
+            .is_ok_and(|v| v.trim().eq_ignore_ascii_case("identity"));
+        if !identity {
+            return Route::HeaderOnly;
+        }
     }
     let ct = h
         .get(CONTENT_TYPE)

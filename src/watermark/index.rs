@@ -46,9 +46,9 @@ fn mix(mut x: u64) -> u64 {
     x ^ (x >> 31)
 }
 
-fn word_hash(w: &str) -> u64 {
+fn word_hash(w: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in w.bytes() {
+    for &b in w {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
@@ -56,19 +56,63 @@ fn word_hash(w: &str) -> u64 {
 }
 
 /// Normalised words of a text: marks removed, NFKC, lowercased, split at anything
-/// that is not a letter or digit.
+/// that is not a letter or digit; each word hashed to 64 bits.
 pub fn normalized_words(text: &str) -> Vec<u64> {
+    let mut out = Vec::with_capacity(text.len() / 5);
+    if ascii_words(text.as_bytes(), &mut out) {
+        return out;
+    }
+    out.clear();
     let clean: String = text
         .chars()
         .filter(|c| !is_mark_char(*c))
         .nfkc()
         .flat_map(char::to_lowercase)
         .collect();
-    clean
-        .split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .map(word_hash)
-        .collect()
+    out.extend(
+        clean
+            .split(|c: char| !c.is_alphanumeric())
+            .filter(|w| !w.is_empty())
+            .map(|w| word_hash(&w.as_bytes()[..w.len().min(64)])),
+    );
+    out
+}
+
+/// The fast path of [`normalized_words`] for ASCII text with marks: one pass over
+/// the bytes, no allocation. Returns false (leaving `out` partly filled) at the
+/// first other non-ASCII character.
+fn ascii_words(b: &[u8], out: &mut Vec<u64>) -> bool {
+    let mut word = [0u8; 64];
+    let mut n = 0usize;
+    let mut i = 0usize;
+    while i < b.len() {
+        let c = b[i];
+        if c < 0x80 {
+            if c.is_ascii_alphanumeric() {
+                if n < word.len() {
+                    word[n] = c.to_ascii_lowercase();
+                    n += 1;
+                }
+            } else if n > 0 {
+                out.push(word_hash(&word[..n]));
+                n = 0;
+            }
+            i += 1;
+        } else if c == 0xE2
+            && i + 2 < b.len()
+            && ((b[i + 1] == 0x80 && (0x8B..=0x8D).contains(&b[i + 2]))
+                || (b[i + 1] == 0x81 && (0xA0..=0xA4).contains(&b[i + 2])))
+        {
+            // A mark character (U+200B..U+200D, U+2060..U+2064): ignored.
+            i += 3;
+        } else {
+            return false;
+        }
+    }
+    if n > 0 {
+        out.push(word_hash(&word[..n]));
+    }
+    true
 }
 
 fn shingles(words: &[u64]) -> Vec<u64> {
@@ -82,26 +126,31 @@ fn shingles(words: &[u64]) -> Vec<u64> {
 }
 
 fn simhash(shingles: &[u64]) -> u64 {
-    let mut counts = [0i32; 64];
+    // Count the set bits per position (branch-free, vectorises), then keep the
+    // positions set in more than half of the shingles.
+    let mut ones = [0u32; 64];
     for &s in shingles {
-        for (bit, c) in counts.iter_mut().enumerate() {
-            *c += if s >> bit & 1 == 1 { 1 } else { -1 };
+        for (bit, c) in ones.iter_mut().enumerate() {
+            *c += ((s >> bit) & 1) as u32;
         }
     }
-    counts.iter().enumerate().fold(
+    let half = shingles.len() as u32;
+    ones.iter().enumerate().fold(
         0u64,
-        |acc, (bit, &c)| if c > 0 { acc | 1 << bit } else { acc },
+        |acc, (bit, &c)| if 2 * c > half { acc | 1 << bit } else { acc },
     )
 }
 
+/// One-permutation MinHash: each shingle's hash picks a slot by its top bits and
+/// competes for that slot's minimum with its low bits. One hash per shingle.
 fn minhash(shingles: &[u64]) -> [u32; MINHASH_SLOTS] {
     let mut out = [u32::MAX; MINHASH_SLOTS];
     for &s in shingles {
-        for (i, slot) in out.iter_mut().enumerate() {
-            let h = (mix(s ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)) >> 32) as u32;
-            if h < *slot {
-                *slot = h;
-            }
+        let h = mix(s);
+        let slot = (h >> 58) as usize % MINHASH_SLOTS;
+        let v = h as u32;
+        if v < out[slot] {
+            out[slot] = v;
         }
     }
     out
@@ -118,18 +167,19 @@ pub struct TextPrint {
 impl TextPrint {
     /// Fingerprints `text`; `None` when it has no words.
     pub fn of(text: &str) -> Option<Self> {
-        let words = normalized_words(text);
-        if words.is_empty() {
-            return None;
-        }
-        let all = shingles(&words);
+        let mut words = Vec::new();
         let mut paragraphs = Vec::new();
         for para in split_paragraphs(text) {
             let w = normalized_words(para);
             if w.len() >= MIN_PARAGRAPH_WORDS && paragraphs.len() < MAX_PARAGRAPHS {
                 paragraphs.push(simhash(&shingles(&w)));
             }
+            words.extend(w);
         }
+        if words.is_empty() {
+            return None;
+        }
+        let all = shingles(&words);
         Some(Self {
             minhash: minhash(&all),
             paragraphs,
@@ -156,13 +206,16 @@ impl TextPrint {
             }
             sum / query.paragraphs.len() as f64
         };
-        let agree = self
-            .minhash
-            .iter()
-            .zip(query.minhash.iter())
-            .filter(|(a, b)| a == b)
-            .count();
-        let j = agree as f64 / MINHASH_SLOTS as f64;
+        let (mut agree, mut used) = (0usize, 0usize);
+        for (a, b) in self.minhash.iter().zip(query.minhash.iter()) {
+            if *a != u32::MAX || *b != u32::MAX {
+                used += 1;
+                if a == b {
+                    agree += 1;
+                }
+            }
+        }
+        let j = agree as f64 / used.max(1) as f64;
         // |Q ∩ R| = J / (1 + J) × (|Q| + |R|); containment = |Q ∩ R| / |Q|.
         let q = f64::from(query.shingles.max(1));
         let r = f64::from(self.shingles);
@@ -284,6 +337,11 @@ impl TraceIndex {
         });
     }
 
+    /// The most responses kept.
+    pub fn capacity(&self) -> usize {
+        self.max_entries
+    }
+
     /// How many responses are indexed.
     pub fn len(&self) -> usize {
         self.lock().len()
@@ -399,6 +457,17 @@ mod tests {
         let excerpt = words[10..45].join(" ");
         let m = idx.lookup(&excerpt).expect("found");
         assert_eq!(m.account, AccountId([1; 16]));
+    }
+
+    #[test]
+    fn normalisation_ignores_marks_case_and_width() {
+        let plain = normalized_words("Hello, World of rivers");
+        assert_eq!(
+            normalized_words("hello world\u{200B}\u{2063} OF Rivers!"),
+            plain
+        );
+        // Fullwidth letters fold under NFKC.
+        assert_eq!(normalized_words("\u{FF28}ello World of rivers"), plain);
     }
 
     #[test]

@@ -573,7 +573,7 @@ pub fn detect_marks(text: &str, keys: &Keys) -> Vec<DetectedMark> {
             m
         })
         .collect();
-    found.sort_by(|a, b| (b.copies, b.groups).cmp(&(a.copies, a.groups)));
+    found.sort_by_key(|m| std::cmp::Reverse((m.copies, m.groups)));
     found
 }
 

@@ -224,7 +224,7 @@ impl Watermarker {
             request_id: self.next_request_id(issued_at_ms),
             issued_at_ms,
             mark,
-            index: Some(self.index.clone()),
+            index: (self.index.capacity() > 0).then(|| self.index.clone()),
             index_text_bytes: self.index_text_bytes,
         })
     }

@@ -441,3 +441,12 @@ async fn prompts_are_cleaned_of_marks_before_the_handler() {
     assert_eq!(echoes.len(), 1);
     assert_eq!(echoes[0].link, mark::source_link(&AccountId([0x11; 16])));
 }
+
+#[test]
+fn futures_and_bodies_are_send() {
+    fn send<T: Send>(_: &T) {}
+    let m = marker(ALWAYS);
+    let mut svc = WatermarkLayer::new(m).layer(service_fn(upstream));
+    let fut = tower::Service::call(&mut svc, request("/v1/chat/completions", None));
+    send(&fut);
+}
