@@ -18,7 +18,7 @@ import pytest
 NODE_DIR = pathlib.Path(__file__).resolve().parent / "node"
 
 
-def test_node_sdks(roomy, tight, daily):
+def test_node_sdks(roomy, tight, daily, tagged):
     node = shutil.which("node")
     if node is None:
         pytest.skip("node is not installed")
@@ -27,7 +27,9 @@ def test_node_sdks(roomy, tight, daily):
     ).is_dir():
         pytest.skip("tests/clients/node/node_modules missing: run `npm ci` there")
     env = dict(os.environ)
-    env.update(GUARD_ROOMY=roomy.url, GUARD_TIGHT=tight.url, GUARD_DAILY=daily.url)
+    env.update(
+        GUARD_ROOMY=roomy.url, GUARD_TIGHT=tight.url, GUARD_DAILY=daily.url, GUARD_TAGGED=tagged.url
+    )
     proc = subprocess.run(
         [node, "check.mjs"],
         cwd=NODE_DIR,

@@ -1,6 +1,6 @@
 // The official Node SDKs (openai, @anthropic-ai/sdk) against distill-guard serve.
 // Run by tests/clients/test_node.py with the servers' base URLs in
-// GUARD_ROOMY, GUARD_TIGHT and GUARD_DAILY. Exits non-zero on the first failure.
+// GUARD_ROOMY, GUARD_TIGHT, GUARD_DAILY and GUARD_TAGGED. Exits non-zero on the first failure.
 
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
@@ -16,6 +16,7 @@ const env = (name) => {
 const ROOMY = env('GUARD_ROOMY');
 const TIGHT = env('GUARD_TIGHT');
 const DAILY = env('GUARD_DAILY');
+const TAGGED = env('GUARD_TAGGED');
 const MODEL = 'demo-model';
 const MESSAGES = [{ role: 'user', content: 'Write a few words about caches.' }];
 
@@ -199,6 +200,44 @@ const checks = {
     assert.ok(e instanceof Anthropic.RateLimitError, String(e));
     assert.equal(e.headers.get('x-should-retry'), 'false');
     assert.deepEqual(r.statuses, [200, 429]);
+  },
+  async taggedResponsesParse() {
+    const tag = /^dg1\.k1\./;
+    const [o] = openai(TAGGED);
+    const { data, response } = await o.chat.completions
+      .create({ model: MODEL, messages: MESSAGES, max_tokens: 40 })
+      .withResponse();
+    prose(data.choices[0].message.content);
+    assert.match(response.headers.get('x-distill-guard-tag'), tag);
+    assert.equal(data.distill_guard.tag, response.headers.get('x-distill-guard-tag'));
+    const stream = await o.chat.completions.create({
+      model: MODEL,
+      messages: MESSAGES,
+      max_tokens: 40,
+      stream: true,
+      stream_options: { include_usage: true },
+    });
+    let text = '';
+    let usage = null;
+    for await (const chunk of stream) {
+      if (chunk.usage) usage = chunk.usage;
+      for (const ch of chunk.choices) text += ch.delta.content ?? '';
+    }
+    prose(text);
+    assert.ok(usage.completion_tokens > 0);
+    const r = await o.responses.create({ model: MODEL, input: 'Parsers?', max_output_tokens: 40 });
+    prose(r.output_text);
+    const [a] = anthropic(TAGGED);
+    const m = await a.messages.create({ model: MODEL, max_tokens: 40, messages: MESSAGES });
+    prose(m.content[0].text);
+    const s = a.messages.stream({ model: MODEL, max_tokens: 40, messages: MESSAGES });
+    let streamed = '';
+    s.on('text', (t) => {
+      streamed += t;
+    });
+    const final = await s.finalMessage();
+    prose(streamed);
+    assert.equal(final.content[0].text, streamed);
   },
 };
 
