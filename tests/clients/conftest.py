@@ -41,13 +41,27 @@ tokens_per_minute = 1000000
 tokens_per_day = 100000000
 """
 
-# One request a second (bucket of one), and a token bucket of 3000 so that a
-# request reserving more can never fit.
+# One request every two seconds (a bucket of one): short enough for the SDKs'
+# automatic retry to wait for, long enough that a slow machine still gets its
+# second request refused.
 TIGHT = f"""
 [identity]
 {SECRET}
 [tiers.default]
-requests_per_minute = 60
+requests_per_minute = 30
+burst_requests = 1
+requests_per_day = 10000
+tokens_per_minute = 1000000
+tokens_per_day = 100000000
+"""
+
+# One request a minute (a bucket of one), and a token bucket of 3000 so that a
+# request reserving more can never fit.
+SLOW = f"""
+[identity]
+{SECRET}
+[tiers.default]
+requests_per_minute = 1
 burst_requests = 1
 requests_per_day = 10000
 tokens_per_minute = 3000
@@ -196,6 +210,11 @@ def roomy(_workdir):
 @pytest.fixture(scope="session")
 def tight(_workdir):
     yield from _guard("tight", TIGHT, _workdir)
+
+
+@pytest.fixture(scope="session")
+def slow(_workdir):
+    yield from _guard("slow", SLOW, _workdir)
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,7 @@ import pytest
 NODE_DIR = pathlib.Path(__file__).resolve().parent / "node"
 
 
-def test_node_sdks(roomy, tight, daily, tagged):
+def test_node_sdks(roomy, tight, slow, daily, tagged):
     node = shutil.which("node")
     if node is None:
         pytest.skip("node is not installed")
@@ -28,7 +28,11 @@ def test_node_sdks(roomy, tight, daily, tagged):
         pytest.skip("tests/clients/node/node_modules missing: run `npm ci` there")
     env = dict(os.environ)
     env.update(
-        GUARD_ROOMY=roomy.url, GUARD_TIGHT=tight.url, GUARD_DAILY=daily.url, GUARD_TAGGED=tagged.url
+        GUARD_ROOMY=roomy.url,
+        GUARD_TIGHT=tight.url,
+        GUARD_SLOW=slow.url,
+        GUARD_DAILY=daily.url,
+        GUARD_TAGGED=tagged.url,
     )
     proc = subprocess.run(
         [node, "check.mjs"],

@@ -1,6 +1,6 @@
 // The official Node SDKs (openai, @anthropic-ai/sdk) against distill-guard serve.
 // Run by tests/clients/test_node.py with the servers' base URLs in
-// GUARD_ROOMY, GUARD_TIGHT, GUARD_DAILY and GUARD_TAGGED. Exits non-zero on the first failure.
+// GUARD_ROOMY, GUARD_TIGHT, GUARD_SLOW, GUARD_DAILY and GUARD_TAGGED. Exits non-zero on the first failure.
 
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
@@ -15,6 +15,7 @@ const env = (name) => {
 };
 const ROOMY = env('GUARD_ROOMY');
 const TIGHT = env('GUARD_TIGHT');
+const SLOW = env('GUARD_SLOW');
 const DAILY = env('GUARD_DAILY');
 const TAGGED = env('GUARD_TAGGED');
 const MODEL = 'demo-model';
@@ -109,7 +110,7 @@ const checks = {
     assert.equal(done.usage.output_tokens, tokens(text));
   },
   async openaiRateLimitError() {
-    const [c, r] = openai(TIGHT);
+    const [c, r] = openai(SLOW);
     await c.chat.completions.create({ model: MODEL, messages: MESSAGES, max_tokens: 20 });
     const e = await c.chat.completions
       .create({ model: MODEL, messages: MESSAGES, max_tokens: 20 })
@@ -129,7 +130,7 @@ const checks = {
     assert.deepEqual(r.statuses, [200, 429, 200]);
   },
   async openaiBadRequestNotRetried() {
-    const [c, r] = openai(TIGHT, 2);
+    const [c, r] = openai(SLOW, 2);
     const e = await c.chat.completions
       .create({ model: MODEL, messages: MESSAGES, max_tokens: 100000 })
       .then(() => null, (err) => err);
@@ -172,7 +173,7 @@ const checks = {
     assert.equal(final.usage.output_tokens, tokens(text));
   },
   async anthropicRateLimitError() {
-    const [c, r] = anthropic(TIGHT);
+    const [c, r] = anthropic(SLOW);
     await c.messages.create({ model: MODEL, max_tokens: 20, messages: MESSAGES });
     const e = await c.messages
       .create({ model: MODEL, max_tokens: 20, messages: MESSAGES })
