@@ -39,6 +39,7 @@
 //! assert!(marker.verify("dg1.k1.AAAA.AAAA").is_err());
 //! ```
 
+pub mod admin;
 mod body;
 pub mod config;
 mod future;
