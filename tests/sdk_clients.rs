@@ -41,6 +41,11 @@ fn official_sdks_against_serve() {
         let _ = out.flush();
         return;
     };
+    // A private copy of the binary: the suite runs for a while, and a target dir
+    // shared with other checkouts may see `debug/distill-guard` rebuilt meanwhile.
+    let bin_dir = tempfile::tempdir().expect("temp dir");
+    let bin = bin_dir.path().join("distill-guard");
+    std::fs::copy(env!("CARGO_BIN_EXE_distill-guard"), &bin).expect("copy the binary");
     // Output goes to files, not pipes, so a chatty run cannot block on a full pipe
     // while this test waits for it.
     let stdout = tempfile::tempfile().expect("temp file");
@@ -56,7 +61,7 @@ fn official_sdks_against_serve() {
             "no:cacheprovider",
             "tests/clients",
         ])
-        .env("DISTILL_GUARD_BIN", env!("CARGO_BIN_EXE_distill-guard"))
+        .env("DISTILL_GUARD_BIN", &bin)
         .env("PYTHONDONTWRITEBYTECODE", "1")
         .stdin(Stdio::null())
         .stdout(stdout.try_clone().expect("clone"))
