@@ -12,6 +12,7 @@ use pin_project_lite::pin_project;
 use super::body::WatermarkBody;
 use super::issue::Issue;
 use super::json;
+use super::mark::MarkEchoes;
 use super::sse::SseRewriter;
 use super::state::Watermarker;
 use super::tag::TagKind;
@@ -53,6 +54,7 @@ pin_project! {
     {
         #[pin]
         state: State<F, B>,
+        echoes: Option<MarkEchoes>,
     }
 }
 
@@ -66,7 +68,14 @@ impl<F, B: Body> WatermarkFuture<F, B> {
     pub(crate) fn passthrough(future: F) -> Self {
         Self {
             state: State::Passthrough { future },
+            echoes: None,
         }
+    }
+
+    /// Puts `echoes` into the response's extensions.
+    pub(crate) fn with_echoes(mut self, echoes: Option<MarkEchoes>) -> Self {
+        self.echoes = echoes;
+        self
     }
 
     pub(crate) fn tagging(
@@ -82,6 +91,7 @@ impl<F, B: Body> WatermarkFuture<F, B> {
                 marker,
                 dialect,
             },
+            echoes: None,
         }
     }
 }
@@ -145,6 +155,26 @@ where
     type Output = Result<Response<WatermarkBody<B>>, E>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let res = ready!(self.as_mut().poll_response(cx));
+        Poll::Ready(res.map(|mut res| {
+            if let Some(e) = self.project().echoes.take() {
+                res.extensions_mut().insert(e);
+            }
+            res
+        }))
+    }
+}
+
+impl<F, B, E> WatermarkFuture<F, B>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+    B: Body,
+    B::Data: Buf,
+{
+    fn poll_response(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Response<WatermarkBody<B>>, E>> {
         loop {
             let mut state = self.as_mut().project().state;
             match state.as_mut().project() {

@@ -216,6 +216,26 @@ pub(crate) mod tests {
         assert_ne!(v["output"][0]["content"][0]["text"], PROSE);
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_text_survives_marking_and_reserialisation(text in "\\PC{0,300}", extra in "x_[a-z]{1,8}") {
+            let body = serde_json::json!({
+                "id": "x", extra.clone(): 1.5,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": text.clone()}}],
+            });
+            let iss = issue(true);
+            let out = rewrite(body.to_string().as_bytes(), &iss, true).expect("object");
+            let v: Value = serde_json::from_slice(&out.body).expect("valid JSON");
+            let content = v["choices"][0]["message"]["content"].as_str().expect("content");
+            // Marks are only ever added: removing the mark characters gives the text
+            // back (apart from mark characters the text itself contained).
+            let visible = |s: &str| s.chars().filter(|c| !crate::watermark::mark::is_mark_char(*c)).collect::<String>();
+            proptest::prop_assert_eq!(visible(content), visible(&text));
+            proptest::prop_assert_eq!(&v[extra.as_str()], &serde_json::json!(1.5));
+            proptest::prop_assert!(verify(&out.tag, &iss.keys).is_ok());
+        }
+    }
+
     #[test]
     fn non_objects_are_left_alone() {
         assert!(rewrite(b"[1,2]", &issue(false), true).is_none());

@@ -619,6 +619,34 @@ pub struct MarkEcho {
     pub link: HardLink,
 }
 
+/// Response extension set by the watermark stage when the request's prompt echoed
+/// marks issued to other accounts: outer stages (fingerprinting, clustering, logs)
+/// read it from the response and turn each [`MarkEcho::link`] into a hard link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MarkEchoes(pub Vec<MarkEcho>);
+
+/// Every string of a JSON value that contains a mark character, joined by blank
+/// lines (bounded depth).
+pub fn marked_strings(v: &serde_json::Value) -> String {
+    fn walk(v: &serde_json::Value, depth: usize, out: &mut String) {
+        if depth > 64 {
+            return;
+        }
+        match v {
+            serde_json::Value::String(s) if s.chars().any(is_mark_char) => {
+                out.push_str(s);
+                out.push_str("\n\n");
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|x| walk(x, depth + 1, out)),
+            serde_json::Value::Object(o) => o.values().for_each(|x| walk(x, depth + 1, out)),
+            _ => {}
+        }
+    }
+    let mut out = String::new();
+    walk(v, 0, &mut out);
+    out
+}
+
 /// The hard-link value of marks issued to `account`.
 pub fn source_link(account: &AccountId) -> HardLink {
     HardLink(format!("dg-mark:{}", hex(&account.0[..7])).into())

@@ -8,10 +8,10 @@ use tower::Service;
 
 use super::body::WatermarkBody;
 use super::future::WatermarkFuture;
-use super::mark::strip_marks_json;
-use super::state::Watermarker;
+use super::mark::{marked_strings, strip_marks_json, MarkEchoes};
+use super::state::{Subject, Watermarker};
 use crate::dialect::Dialect;
-use crate::request::RequestInfo;
+use crate::request::{Endpoint, RequestInfo};
 
 /// The watermark stage: tags (and optionally marks) the responses that policy
 /// selects. See [`crate::watermark`].
@@ -28,38 +28,50 @@ impl<S> Watermark<S> {
     }
 }
 
-/// True when `bytes` contains the UTF-8 encoding of a mark character.
-fn has_mark_bytes(bytes: &[u8]) -> bool {
+/// True when `bytes` may hold a mark character: its UTF-8 encoding, or a JSON
+/// `\u20xx` escape (clients that escape non-ASCII, like Python's `json.dumps`).
+fn might_have_marks(bytes: &[u8]) -> bool {
     bytes.windows(3).any(|w| {
         w[0] == 0xE2
             && ((w[1] == 0x80 && (0x8B..=0x8D).contains(&w[2]))
                 || (w[1] == 0x81 && (0xA0..=0xA4).contains(&w[2])))
-    })
+    }) || bytes.windows(4).any(|w| w == b"\\u20")
 }
 
-/// Removes our marks from a buffered JSON request body before the model sees it.
-fn clean_request<B: From<Bytes>>(req: Request<B>) -> Request<B> {
+/// Removes our marks from a buffered JSON request body before the model sees it,
+/// and finds marks issued to other accounts (echoes).
+fn clean_request<B: From<Bytes>>(
+    req: Request<B>,
+    marker: &Watermarker,
+) -> (Request<B>, Option<MarkEchoes>) {
     let Some(info) = req.extensions().get::<Arc<RequestInfo>>().cloned() else {
-        return req;
+        return (req, None);
     };
-    if !has_mark_bytes(&info.body) {
-        return req;
+    if !might_have_marks(&info.body) {
+        return (req, None);
     }
     let Some(mut json) = info.json.clone() else {
-        return req;
+        return (req, None);
     };
+    let echoes = Subject::of(req.extensions())
+        .map(|s| marker.echoes(&marked_strings(&json), &s.account))
+        .filter(|e| !e.is_empty())
+        .map(MarkEchoes);
     if !strip_marks_json(&mut json) {
-        return req;
+        return (req, echoes);
     }
     let Ok(bytes) = serde_json::to_vec(&json) else {
-        return req;
+        return (req, echoes);
     };
     let (mut parts, _old) = req.into_parts();
     parts.headers.insert(
         http::header::CONTENT_LENGTH,
         http::HeaderValue::from(bytes.len()),
     );
-    Request::from_parts(parts, B::from(Bytes::from(bytes)))
+    (
+        Request::from_parts(parts, B::from(Bytes::from(bytes))),
+        echoes,
+    )
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Watermark<S>
@@ -77,14 +89,19 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        let req = clean_request(req);
-        let issue = self.marker.issue_for(req.extensions());
+        let (req, echoes) = clean_request(req, &self.marker);
+        // Only generated text is worth tagging: not model lists, token counts, ….
+        let issue = Endpoint::from_path(req.uri().path())
+            .generates()
+            .then(|| self.marker.issue_for(req.extensions()))
+            .flatten();
         let dialect = Dialect::from_path(req.uri().path());
         let future = self.inner.call(req);
-        match issue {
+        let future = match issue {
             Some(issue) => WatermarkFuture::tagging(future, issue, self.marker.clone(), dialect),
             None => WatermarkFuture::passthrough(future),
-        }
+        };
+        future.with_echoes(echoes)
     }
 }
 
@@ -95,9 +112,10 @@ mod tests {
     #[test]
     fn mark_bytes_are_found() {
         for c in crate::watermark::mark::ALPHABET {
-            assert!(has_mark_bytes(format!("ab{c}cd").as_bytes()));
+            assert!(might_have_marks(format!("ab{c}cd").as_bytes()));
         }
-        assert!(!has_mark_bytes(
+        assert!(might_have_marks(br#"{"a": "x\u200by"}"#));
+        assert!(!might_have_marks(
             "plain text — with an em dash and ’quotes’".as_bytes()
         ));
     }

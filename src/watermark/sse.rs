@@ -24,6 +24,8 @@
 //! Lines end at LF (with an optional CR before it); a stream that uses bare CR
 //! line endings passes through unchanged, with the final record at its end.
 
+use std::borrow::Cow;
+
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -256,6 +258,13 @@ impl SseRewriter {
         {
             return None;
         }
+        if self.issue.mark.is_none() {
+            // Nothing to rewrite: only collect the text, without building a `Value`.
+            if let Ok(ev) = serde_json::from_slice::<FastEvent<'_>>(payload) {
+                ev.collect(&mut self.sink);
+                return None;
+            }
+        }
         let mut v: Value = serde_json::from_slice(payload).ok()?;
         if !self.event(&mut v) {
             return None;
@@ -374,6 +383,68 @@ impl SseRewriter {
                 changed
             }
             None => false,
+        }
+    }
+}
+
+/// The text-bearing fields of a stream event, borrowed where possible: what
+/// [`SseRewriter::event`] collects when nothing is marked. Any type mismatch
+/// makes the caller fall back to the general path.
+#[derive(serde::Deserialize)]
+struct FastEvent<'a> {
+    #[serde(default, borrow)]
+    choices: Option<Vec<FastChoice<'a>>>,
+    #[serde(rename = "type", default, borrow)]
+    ty: Option<Cow<'a, str>>,
+    #[serde(default)]
+    delta: Option<Value>,
+    #[serde(default)]
+    content_block: Option<Value>,
+}
+
+#[derive(serde::Deserialize)]
+struct FastChoice<'a> {
+    #[serde(default, borrow)]
+    delta: Option<FastDelta<'a>>,
+    #[serde(default, borrow)]
+    text: Option<Cow<'a, str>>,
+}
+
+#[derive(serde::Deserialize)]
+struct FastDelta<'a> {
+    #[serde(default, borrow)]
+    content: Option<Cow<'a, str>>,
+}
+
+impl FastEvent<'_> {
+    fn collect(&self, sink: &mut TextSink) {
+        for c in self.choices.iter().flatten() {
+            if let Some(t) = c.delta.as_ref().and_then(|d| d.content.as_deref()) {
+                sink.push(t);
+            }
+            if let Some(t) = c.text.as_deref() {
+                sink.push(t);
+            }
+        }
+        let text_of = |v: &Option<Value>, ty: &str| {
+            v.as_ref()
+                .filter(|d| d.get("type").and_then(Value::as_str) == Some(ty))
+                .and_then(|d| d.get("text"))
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        };
+        let text = match self.ty.as_deref() {
+            Some("content_block_delta") => text_of(&self.delta, "text_delta"),
+            Some("content_block_start") => text_of(&self.content_block, "text"),
+            Some("response.output_text.delta") => self
+                .delta
+                .as_ref()
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            _ => None,
+        };
+        if let Some(t) = text {
+            sink.push(&t);
         }
     }
 }
@@ -558,6 +629,32 @@ data: {\"type\":\"message_stop\"}\r\n\r\n";
         let (out, _) = run(&input, Dialect::OpenAi, false, &[1]);
         assert!(out.starts_with("\u{FEFF}: dg-tag "), "{out}");
         assert_eq!(format!("\u{FEFF}{}", without_guard_lines(&out[3..])), input);
+    }
+
+    #[test]
+    fn the_fast_path_collects_the_same_text() {
+        let responses = "event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"output_index\":0,\"content_index\":0,\"delta\":\"Hi \\u00e9t\\u00e9 there\"}\n\n";
+        for (input, dialect) in [
+            (OPENAI, Dialect::OpenAi),
+            (ANTHROPIC, Dialect::Anthropic),
+            (responses, Dialect::OpenAi),
+        ] {
+            let mut fast = SseRewriter::new(issue(false), dialect, true, 4096);
+            let mut general = SseRewriter::new(issue(false), dialect, true, 4096);
+            let mut out = Vec::new();
+            fast.feed(input.as_bytes(), &mut out);
+            // The general path, event by event, as the marked mode uses it.
+            for line in input.lines() {
+                if let Some(d) = line.strip_prefix("data: ") {
+                    if let Ok(mut v) = serde_json::from_str::<Value>(d) {
+                        general.event(&mut v);
+                    }
+                }
+            }
+            assert!(!fast.sink.kept().is_empty());
+            assert_eq!(fast.sink.kept(), general.sink.kept());
+            assert_eq!(fast.sink.digest(), general.sink.digest());
+        }
     }
 
     #[test]

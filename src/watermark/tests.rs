@@ -307,6 +307,15 @@ async fn policy_decides_who_is_tagged() {
         // text_mark defaults to off.
         assert_eq!(v["choices"][0]["message"]["content"], PROSE);
     }
+    let (parts, _) = call(
+        &suspicious,
+        request("/v1/models", Some(decision(Action::Tag, 1.0))),
+    )
+    .await;
+    assert!(
+        header_tag(&parts).is_none(),
+        "only generating endpoints are tagged"
+    );
     let never = marker(&format!("tag = \"never\"\n{keys}"));
     let (parts, _) = call(
         &never,
@@ -449,4 +458,61 @@ fn futures_and_bodies_are_send() {
     let mut svc = WatermarkLayer::new(m).layer(service_fn(upstream));
     let fut = tower::Service::call(&mut svc, request("/v1/chat/completions", None));
     send(&fut);
+}
+
+#[tokio::test]
+async fn escaped_marks_in_a_prompt_are_cleaned_and_reported_as_echoes() {
+    let m = marker(ALWAYS);
+    let (_, body) = call(
+        &m,
+        request("/v1/messages", Some(decision(Action::Tag, 1.0))),
+    )
+    .await;
+    let v: Value = serde_json::from_slice(&body).expect("json");
+    let marked = v["content"][0]["text"].as_str().expect("text").to_owned();
+    // As Python's json.dumps sends it: every non-ASCII character escaped.
+    let mut escaped = String::new();
+    for c in marked.chars() {
+        if c.is_ascii() {
+            escaped.push(c);
+        } else {
+            escaped.push_str(&format!("\\u{:04x}", c as u32));
+        }
+    }
+    let prompt = format!("{{\"messages\":[{{\"role\":\"user\",\"content\":\"{escaped}\"}}]}}");
+    let info = Arc::new(crate::request::RequestInfo::parse(
+        "/v1/messages",
+        Bytes::from(prompt.clone()),
+    ));
+    let mut other = decision(Action::Allow, 0.0);
+    other.account = AccountId([0x77; 16]);
+    let mut req = Request::post("/v1/messages")
+        .body(Full::new(Bytes::from(prompt)))
+        .expect("request");
+    req.extensions_mut().insert(info);
+    req.extensions_mut().insert(other);
+    let echo = service_fn(|req: Request<Full<Bytes>>| async move {
+        let bytes = req.into_body().collect().await.expect("body").to_bytes();
+        Ok::<_, Infallible>(Response::new(Full::new(bytes)))
+    });
+    let res = WatermarkLayer::new(m.clone())
+        .layer(echo)
+        .oneshot(req)
+        .await
+        .expect("infallible");
+    let echoes = res
+        .extensions()
+        .get::<mark::MarkEchoes>()
+        .cloned()
+        .expect("echo reported");
+    assert_eq!(echoes.0.len(), 1);
+    assert_eq!(echoes.0[0].link, mark::source_link(&AccountId([0x11; 16])));
+    let seen = res.into_body().collect().await.expect("body").to_bytes();
+    let seen: Value = serde_json::from_slice(&seen).expect("json");
+    let content = seen["messages"][0]["content"].as_str().expect("content");
+    assert_eq!(
+        content,
+        strip_marks(&marked),
+        "handler saw the clean prompt"
+    );
 }
