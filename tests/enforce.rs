@@ -226,6 +226,32 @@ async fn remaining_tokens(h: &Harness, key: &str) -> u64 {
 }
 
 #[tokio::test]
+async fn a_token_window_429_says_tokens() {
+    let h = harness(tier(1000, None, Some(1_000)), |_| {});
+    let mut r = chat("sk-tpm");
+    r.body["max_tokens"] = json!(600);
+    let (res, body) = h.send(&r).await;
+    assert_eq!(res.status(), 200, "{}", String::from_utf8_lossy(&body));
+    let (res, body) = h.send(&r).await;
+    assert_eq!(res.status(), 429);
+    assert_eq!(
+        header(&res, "x-distill-guard-limit"),
+        "account; tokens-minute"
+    );
+    let v: Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(v["error"]["type"], "tokens");
+    assert_eq!(v["error"]["code"], "rate_limit_exceeded");
+    // A request window still says `requests`.
+    let h = harness(tier(1, None, None), |_| {});
+    let r = chat("sk-rpm");
+    assert_eq!(h.status(&r).await, 200);
+    let (res, body) = h.send(&r).await;
+    assert_eq!(res.status(), 429);
+    let v: Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(v["error"]["type"], "requests");
+}
+
+#[tokio::test]
 async fn json_reservation_is_reconciled_with_usage() {
     let h = harness(tier(1000, None, Some(10_000)), |_| {});
     let mut r = chat("sk-tok");

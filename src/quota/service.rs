@@ -11,7 +11,7 @@ use tower::Service;
 use super::body::{EnforceBody, SettleGuard};
 use super::headers;
 use super::usage::UsageScanner;
-use crate::dialect::{error_response, Dialect, ErrorKind};
+use crate::dialect::{error_response, rate_limit_response, Dialect, ErrorKind};
 use crate::extensions::{Account, Action, Cluster, Decision, Scope, Suspicion, TierName, Verdict};
 use crate::guard::{prepare, Settings, Shared, Tier};
 use crate::request::RequestInfo;
@@ -327,7 +327,7 @@ fn reject(
             denial.window.describe()
         ),
     };
-    let mut res = error_response(dialect, ErrorKind::RateLimited, &message);
+    let mut res = rate_limit_response(dialect, denial.window.is_tokens(), &message);
     headers::write(res.headers_mut(), dialect, &views, plan.admission.now_ms);
     headers::write_retry_after(res.headers_mut(), retry_ms);
     if denial.retry_after_ms.is_none() {

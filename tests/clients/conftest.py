@@ -68,6 +68,16 @@ tokens_per_minute = 3000
 tokens_per_day = 1000000
 """
 
+# Plenty of requests, 3000 tokens a minute: two requests reserving 2000 tokens each
+# cannot both pass within seconds.
+TOKENS = f"""
+[identity]
+{SECRET}
+[tiers.default]
+requests_per_minute = 1000
+tokens_per_minute = 3000
+"""
+
 # One request a day: the second one must wait about 24 hours.
 DAILY = f"""
 [identity]
@@ -215,6 +225,11 @@ def tight(_workdir):
 @pytest.fixture(scope="session")
 def slow(_workdir):
     yield from _guard("slow", SLOW, _workdir)
+
+
+@pytest.fixture(scope="session")
+def token_window(_workdir):
+    yield from _guard("token_window", TOKENS, _workdir)
 
 
 @pytest.fixture(scope="session")

@@ -86,3 +86,20 @@ def test_streamed_responses_carry_rate_limit_headers(roomy):
         assert res.headers["anthropic-ratelimit-requests-remaining"] == "49"
         kinds = [ev.type for ev in res.parse()]
     assert kinds[0] == "message_start" and kinds[-1] == "message_stop"
+
+
+def test_openai_token_window_429_has_type_tokens(token_window):
+    """The demo uses at least 60% of a 2000-token cap, so a second such request
+    right after the first is refused on the 3000-token window, and OpenAI's error
+    type says `tokens`."""
+    client, seen = openai_client(token_window, max_retries=0)
+    req = dict(model=MODEL, messages=[{"role": "user", "content": "hi"}], max_tokens=2000)
+    client.chat.completions.create(**req)
+    with pytest.raises(openai.RateLimitError) as info:
+        client.chat.completions.create(**req)
+    e = info.value
+    assert e.type == "tokens"
+    assert e.code == "rate_limit_exceeded"
+    assert e.response.headers["x-distill-guard-limit"] == "account; tokens-minute"
+    assert "reserves" in e.message
+    assert seen.statuses() == [200, 429]
