@@ -49,6 +49,8 @@ def test_messages_json(roomy):
     assert m.usage.output_tokens == tokens(text)
     assert m.usage.input_tokens >= 1
     assert seen.statuses() == [200]
+    # serve's request id reaches the SDK, which reads `request-id`.
+    assert m._request_id == raw.headers["x-request-id"] and len(m._request_id) == 36
 
 
 def test_messages_stream_raw_events(roomy):
