@@ -80,13 +80,16 @@ async fn serve(config: distill_guard::Config, passthrough: bool) -> Result<ExitC
     if passthrough {
         tracing::warn!("--passthrough: the guard is OFF, requests are forwarded unchecked");
     }
+    // Handlers are installed before the address is announced: a SIGTERM sent as
+    // soon as the line is read must shut down gracefully, not kill the process.
+    let shutdown = shutdown_signal()?;
     // The first line on stdout is machine-readable, for scripts and tests.
     println!("listening on http://{addr}");
     tracing::info!(%addr, "distill-guard serving");
     server::run(
         listener,
         server::app(service),
-        shutdown_signal(),
+        shutdown,
         server_cfg.shutdown_timeout,
     )
     .await
@@ -95,24 +98,26 @@ async fn serve(config: distill_guard::Config, passthrough: bool) -> Result<ExitC
     Ok(ExitCode::SUCCESS)
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Registers the shutdown signals now and returns the future that resolves on the
+/// first of them.
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()> + Send + 'static, String> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| format!("cannot listen for SIGTERM: {e}"))?;
+    Ok(async move {
+        let ctrl_c = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        #[cfg(unix)]
+        let term = async move {
+            term.recv().await;
+        };
+        #[cfg(not(unix))]
+        let term = std::future::pending::<()>();
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term => {},
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
-    }
-    tracing::info!("shutdown signal received; finishing in-flight requests");
+        tracing::info!("shutdown signal received; finishing in-flight requests");
+    })
 }
