@@ -124,6 +124,19 @@ pub fn error_response(dialect: Dialect, kind: ErrorKind, message: &str) -> Respo
     res
 }
 
+/// A 429 in `dialect` for a request or token window. OpenAI names the kind of
+/// limit in the error's `type`: `requests` for request windows, `tokens` for token
+/// windows (what its SDKs expose as `RateLimitError.type`).
+pub fn rate_limit_response(dialect: Dialect, tokens: bool, message: &str) -> Response<Bytes> {
+    let mut res = error_response(dialect, ErrorKind::RateLimited, message);
+    if tokens && dialect == Dialect::OpenAi {
+        let value = json!({"error": {"message": message, "type": "tokens", "param": null,
+            "code": "rate_limit_exceeded"}});
+        *res.body_mut() = Bytes::from(value.to_string());
+    }
+    res
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -161,5 +174,22 @@ mod tests {
         assert_eq!(a["error"]["type"], "rate_limit_error");
         let r = error_response(Dialect::Anthropic, ErrorKind::Forbidden, "no");
         assert_eq!(r.status(), 403);
+    }
+
+    #[test]
+    fn openai_rate_limits_name_the_kind_of_window() {
+        let parse = |r: Response<Bytes>| -> serde_json::Value {
+            assert_eq!(r.status(), 429);
+            serde_json::from_slice(r.body()).expect("json")
+        };
+        let t = parse(rate_limit_response(Dialect::OpenAi, true, "slow"));
+        assert_eq!(t["error"]["type"], "tokens");
+        assert_eq!(t["error"]["code"], "rate_limit_exceeded");
+        assert_eq!(t["error"]["message"], "slow");
+        assert!(t["error"]["param"].is_null());
+        let r = parse(rate_limit_response(Dialect::OpenAi, false, "slow"));
+        assert_eq!(r["error"]["type"], "requests");
+        let a = parse(rate_limit_response(Dialect::Anthropic, true, "slow"));
+        assert_eq!(a["error"]["type"], "rate_limit_error");
     }
 }

@@ -140,6 +140,8 @@ async fn account_limit_refills_continuously() {
     assert_eq!(res.status(), 429);
     assert_eq!(header(&res, "retry-after"), "20");
     assert_eq!(header(&res, "retry-after-ms"), "20000");
+    // A short wait: the SDKs' automatic retry may sleep through it.
+    assert!(res.headers().get("x-should-retry").is_none());
     let v: Value = serde_json::from_slice(&body).expect("json");
     assert_eq!(v["error"]["code"], "rate_limit_exceeded");
     let msg = v["error"]["message"].as_str().expect("message");
@@ -202,6 +204,8 @@ async fn per_day_limits_outlast_the_minute() {
     );
     // One request per 86400/5 s = 17280 s.
     assert_eq!(num(&res, "retry-after"), 17_280);
+    // Hours away: SDKs must raise at once instead of sleeping through it.
+    assert_eq!(header(&res, "x-should-retry"), "false");
     h.clock.advance_ms(60_000);
     assert_eq!(h.status(&r).await, 429);
     h.clock.advance_ms(17_280_000);
@@ -219,6 +223,32 @@ async fn remaining_tokens(h: &Harness, key: &str) -> u64 {
         &Response::from_parts(res.into_parts().0, ()),
         "x-ratelimit-remaining-tokens",
     )
+}
+
+#[tokio::test]
+async fn a_token_window_429_says_tokens() {
+    let h = harness(tier(1000, None, Some(1_000)), |_| {});
+    let mut r = chat("sk-tpm");
+    r.body["max_tokens"] = json!(600);
+    let (res, body) = h.send(&r).await;
+    assert_eq!(res.status(), 200, "{}", String::from_utf8_lossy(&body));
+    let (res, body) = h.send(&r).await;
+    assert_eq!(res.status(), 429);
+    assert_eq!(
+        header(&res, "x-distill-guard-limit"),
+        "account; tokens-minute"
+    );
+    let v: Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(v["error"]["type"], "tokens");
+    assert_eq!(v["error"]["code"], "rate_limit_exceeded");
+    // A request window still says `requests`.
+    let h = harness(tier(1, None, None), |_| {});
+    let r = chat("sk-rpm");
+    assert_eq!(h.status(&r).await, 200);
+    let (res, body) = h.send(&r).await;
+    assert_eq!(res.status(), 429);
+    let v: Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(v["error"]["type"], "requests");
 }
 
 #[tokio::test]
@@ -356,7 +386,10 @@ async fn suspicion_bands_shrink_the_rate_without_resetting_state() {
     // Band 0.95 → multiplier 0: nothing passes, however long one waits.
     r.suspicion = Some(0.99);
     h.clock.advance_ms(3_600_000);
-    assert_eq!(h.status(&r).await, 429);
+    let (res, _) = h.send(&r).await;
+    assert_eq!(res.status(), 429);
+    // Waiting alone cannot help, so automatic retries are pointless.
+    assert_eq!(header(&res, "x-should-retry"), "false");
 }
 
 #[tokio::test]
@@ -399,6 +432,7 @@ async fn a_request_larger_than_the_bucket_is_a_400() {
     let (res, body) = h.send(&r).await;
     assert_eq!(res.status(), 400);
     assert!(res.headers().get("retry-after").is_none());
+    assert_eq!(header(&res, "x-should-retry"), "false");
     let v: Value = serde_json::from_slice(&body).expect("json");
     let msg = v["error"]["message"].as_str().expect("message");
     assert!(

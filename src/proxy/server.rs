@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::Router;
-use http::{Request, Response};
+use http::{HeaderName, Request, Response};
 use tower::util::BoxCloneSyncService;
 use tower::{Layer, Service, ServiceBuilder, ServiceExt};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -15,6 +15,7 @@ use tower_http::trace::TraceLayer;
 
 use super::demo::DemoModel;
 use super::upstream::Upstream;
+use crate::dialect::Dialect;
 use crate::guard::Guard;
 use crate::network::PeerAddr;
 
@@ -55,6 +56,9 @@ pub fn stack(guard: Option<&Guard>, backend: HttpService) -> HttpService {
     }
 }
 
+const REQUEST_ID: &str = "x-request-id";
+const ANTHROPIC_REQUEST_ID: &str = "request-id";
+
 /// The Axum app `serve` runs: request ids, tracing, the peer address extension,
 /// then [`stack`].
 pub fn app(service: HttpService) -> Router {
@@ -69,7 +73,19 @@ pub fn app(service: HttpService) -> Router {
             {
                 req.extensions_mut().insert(PeerAddr(ci.0));
             }
-            svc.call(req).await
+            // The Anthropic SDKs read the request id from `request-id`, the OpenAI
+            // ones from `x-request-id` (which the layers below propagate).
+            let anthropic_id = (Dialect::from_path(req.uri().path()) == Dialect::Anthropic)
+                .then(|| req.headers().get(REQUEST_ID).cloned())
+                .flatten();
+            let mut res = svc.call(req).await?;
+            if let Some(id) = anthropic_id {
+                if !res.headers().contains_key(ANTHROPIC_REQUEST_ID) {
+                    res.headers_mut()
+                        .insert(HeaderName::from_static(ANTHROPIC_REQUEST_ID), id);
+                }
+            }
+            Ok(res)
         }
     });
     Router::new().fallback_service(svc).layer(

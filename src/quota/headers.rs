@@ -8,6 +8,10 @@
 //! * Both: `RateLimit-Policy` and `RateLimit` (draft-ietf-httpapi-ratelimit-headers)
 //!   for every active window; and on 429, `Retry-After` (whole seconds, rounded up)
 //!   and `retry-after-ms`.
+//! * `x-should-retry: false` on a 429 whose wait exceeds [`MAX_AUTOMATIC_RETRY_MS`]
+//!   and on requests that can never succeed. The official OpenAI and Anthropic SDKs
+//!   obey this header before anything else; without it the Anthropic SDK sleeps for
+//!   the whole `Retry-After` (a daily limit: hours) before each automatic retry.
 //!
 //! Each window shows whichever of the account's and the cluster's bucket has less
 //! room, since that is what the client can actually use.
@@ -178,11 +182,29 @@ pub fn write(
     }
 }
 
-/// Writes `Retry-After` (seconds, at least 1) and `retry-after-ms`.
+/// The longest wait a client's automatic retry should sleep through. Longer waits
+/// (daily limits) carry `x-should-retry: false`, so SDKs raise at once and the
+/// caller decides when to come back.
+pub const MAX_AUTOMATIC_RETRY_MS: u64 = 60_000;
+
+/// Writes `Retry-After` (seconds, at least 1) and `retry-after-ms`, and
+/// `x-should-retry: false` when the wait is over [`MAX_AUTOMATIC_RETRY_MS`].
 pub fn write_retry_after(headers: &mut HeaderMap, retry_after_ms: u64) {
     let secs = retry_after_ms.div_ceil(1000).max(1);
     set(headers, "retry-after", secs.to_string());
     set(headers, "retry-after-ms", retry_after_ms.max(1).to_string());
+    if retry_after_ms > MAX_AUTOMATIC_RETRY_MS {
+        write_no_retry(headers);
+    }
+}
+
+/// Writes `x-should-retry: false`: the official SDKs then never retry the response
+/// automatically, whatever its status.
+pub fn write_no_retry(headers: &mut HeaderMap) {
+    headers.insert(
+        HeaderName::from_static("x-should-retry"),
+        HeaderValue::from_static("false"),
+    );
 }
 
 #[cfg(test)]
@@ -231,6 +253,28 @@ mod tests {
             "2024-04-24T23:06:41Z"
         );
         assert_eq!(h["anthropic-ratelimit-output-tokens-remaining"], "900");
+    }
+
+    #[test]
+    fn long_waits_are_not_for_automatic_retries() {
+        let mut h = HeaderMap::new();
+        write_retry_after(&mut h, 1);
+        assert_eq!(h["retry-after"], "1");
+        assert_eq!(h["retry-after-ms"], "1");
+        assert!(h.get("x-should-retry").is_none());
+        let mut h = HeaderMap::new();
+        write_retry_after(&mut h, MAX_AUTOMATIC_RETRY_MS);
+        assert_eq!(h["retry-after"], "60");
+        assert!(h.get("x-should-retry").is_none());
+        let mut h = HeaderMap::new();
+        write_retry_after(&mut h, MAX_AUTOMATIC_RETRY_MS + 1);
+        assert_eq!(h["retry-after"], "61");
+        assert_eq!(h["retry-after-ms"], "60001");
+        assert_eq!(h["x-should-retry"], "false");
+        let mut h = HeaderMap::new();
+        write_retry_after(&mut h, 86_400_000);
+        assert_eq!(h["retry-after"], "86400");
+        assert_eq!(h["x-should-retry"], "false");
     }
 
     #[test]

@@ -14,7 +14,7 @@ use super::body::{EnforceBody, SettleGuard};
 use super::headers;
 use super::usage::UsageScanner;
 use crate::admin::ListKind;
-use crate::dialect::{error_response, Dialect, ErrorKind};
+use crate::dialect::{error_response, rate_limit_response, Dialect, ErrorKind};
 use crate::extensions::{
     Account, Action, Cluster, Decision, Reason, Scope, Suspicion, TierName, Verdict,
 };
@@ -160,7 +160,9 @@ where
 
     if let Some(message) = plan.too_large() {
         if !plan.shadow {
-            let res = error_response(dialect, ErrorKind::InvalidRequest, &message);
+            let mut res = error_response(dialect, ErrorKind::InvalidRequest, &message);
+            // It can never fit: no client should retry it, whatever its policy.
+            headers::write_no_retry(res.headers_mut());
             let d = plan.decision(400, None, false);
             note(&shared, &d, dialect, now_ms);
             return Ok(with_decision(res, d).map(EnforceBody::full));
@@ -420,9 +422,13 @@ fn reject(
             denial.window.describe()
         ),
     };
-    let mut res = error_response(dialect, ErrorKind::RateLimited, &message);
+    let mut res = rate_limit_response(dialect, denial.window.is_tokens(), &message);
     headers::write(res.headers_mut(), dialect, &views, plan.admission.now_ms);
     headers::write_retry_after(res.headers_mut(), retry_ms);
+    if denial.retry_after_ms.is_none() {
+        // Not admissible at the current limit at all: waiting alone will not help.
+        headers::write_no_retry(res.headers_mut());
+    }
     res.headers_mut().insert(
         "x-distill-guard-limit",
         HeaderValue::from_static(match (denial.scope, denial.window) {

@@ -1,0 +1,164 @@
+//! `serve` with a `[watermark]` key tags what it serves (header, JSON body, SSE
+//! records), and `distill-guard verify` checks those tags.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use axum::body::Body;
+use http::Request;
+use http_body_util::BodyExt;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde_json::{json, Value};
+
+const CONFIG: &str = r#"
+[identity]
+secret = "serve-watermark-test"
+[watermark]
+tag = "always"
+[[watermark.keys]]
+id = "k1"
+secret = "a watermark key for this test"
+"#;
+
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn(config: &std::path::Path, extra: &[&str]) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_distill-guard"))
+        .arg("serve")
+        .args(["--listen", "127.0.0.1:0", "--config"])
+        .arg(config)
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the binary");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("first line");
+    let url = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_owned();
+    Server { child, url }
+}
+
+async fn post(url: &str, path: &str, body: Value) -> (http::HeaderMap, String) {
+    let client: Client<_, Body> = Client::builder(TokioExecutor::new()).build_http();
+    let req = Request::post(format!("{url}{path}"))
+        .header("content-type", "application/json")
+        .header("authorization", "Bearer sk-watermark")
+        .body(Body::from(body.to_string()))
+        .expect("request");
+    let res = tokio::time::timeout(Duration::from_secs(20), client.request(req))
+        .await
+        .expect("no timeout")
+        .expect("response");
+    assert_eq!(res.status(), 200);
+    let headers = res.headers().clone();
+    let bytes = res.into_body().collect().await.expect("body").to_bytes();
+    (headers, String::from_utf8(bytes.to_vec()).expect("utf8"))
+}
+
+/// Runs `distill-guard verify --config FILE --json ARG`, with `stdin` when given.
+fn verify(config: &std::path::Path, arg: &str, stdin: Option<&str>) -> (i32, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_distill-guard"))
+        .args(["verify", "--json", "--config"])
+        .arg(config)
+        .arg(arg)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start verify");
+    let mut input = child.stdin.take().expect("stdin");
+    input
+        .write_all(stdin.unwrap_or("").as_bytes())
+        .expect("write stdin");
+    drop(input);
+    let out = child.wait_with_output().expect("verify output");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn serve_tags_and_verify_checks() {
+    let mut cfg = tempfile::NamedTempFile::new().expect("temp file");
+    cfg.write_all(CONFIG.as_bytes()).expect("write");
+    let server = spawn(cfg.path(), &[]);
+
+    let (h, body) = post(
+        &server.url,
+        "/v1/chat/completions",
+        json!({"model": "m", "max_tokens": 30, "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    let tag = h["x-distill-guard-tag"].to_str().expect("ascii").to_owned();
+    let v: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(v["distill_guard"]["tag"], tag.as_str());
+    let (code, out) = verify(cfg.path(), &tag, None);
+    assert_eq!(code, 0, "{out}");
+    let fields: Value = serde_json::from_str(out.trim()).expect("json fields");
+    assert_eq!(fields["key_id"], "k1");
+    // The header line form, read from stdin.
+    let (code, _) = verify(
+        cfg.path(),
+        "-",
+        Some(&format!("x-distill-guard-tag: {tag}\n")),
+    );
+    assert_eq!(code, 0);
+    // One character changed in the signature: rejected.
+    let mut bad = tag.clone().into_bytes();
+    let last = bad.len() - 2;
+    bad[last] = if bad[last] == b'A' { b'B' } else { b'A' };
+    let (code, out) = verify(cfg.path(), &String::from_utf8(bad).expect("ascii"), None);
+    assert_eq!(code, 1, "{out}");
+
+    // Anthropic SSE: a final record that verifies too.
+    let (_, body) = post(
+        &server.url,
+        "/v1/messages",
+        json!({"model": "m", "max_tokens": 30, "stream": true,
+               "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    let record = body
+        .lines()
+        .find(|l| l.starts_with(": dg-final "))
+        .expect("final record")
+        .to_owned();
+    let (code, out) = verify(cfg.path(), &record, None);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("\"stream_digest\":\""), "{out}");
+}
+
+#[tokio::test]
+async fn passthrough_serves_untagged() {
+    let mut cfg = tempfile::NamedTempFile::new().expect("temp file");
+    cfg.write_all(CONFIG.as_bytes()).expect("write");
+    let server = spawn(cfg.path(), &["--passthrough"]);
+    let (h, body) = post(
+        &server.url,
+        "/v1/chat/completions",
+        json!({"model": "m", "max_tokens": 30, "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    assert!(h.get("x-distill-guard-tag").is_none());
+    assert!(!body.contains("distill_guard"));
+}
