@@ -59,7 +59,7 @@ pub(crate) fn verify(args: VerifyArgs) -> Result<ExitCode, String> {
             if args.json {
                 println!(
                     "{}",
-                    serde_json::to_string_pretty(&fields).map_err(|e| e.to_string())?
+                    serde_json::to_string(&fields).map_err(|e| e.to_string())?
                 );
             } else {
                 println!("valid: {fields:?}");
@@ -103,7 +103,7 @@ pub(crate) fn trace(args: TraceArgs) -> Result<ExitCode, String> {
             if args.json {
                 println!(
                     "{}",
-                    serde_json::to_string_pretty(&r).map_err(|e| e.to_string())?
+                    serde_json::to_string(&r).map_err(|e| e.to_string())?
                 );
             } else {
                 println!("{r:?}");
