@@ -101,10 +101,7 @@ pub(crate) fn trace(args: TraceArgs) -> Result<ExitCode, String> {
     match result {
         Some(r) => {
             if args.json {
-                println!(
-                    "{}",
-                    serde_json::to_string(&r).map_err(|e| e.to_string())?
-                );
+                println!("{}", serde_json::to_string(&r).map_err(|e| e.to_string())?);
             } else {
                 println!("{r:?}");
             }
