@@ -8,6 +8,15 @@ fn examples_guard_toml_is_valid() {
     let cfg = Config::from_toml_str(text).expect("examples/guard.toml must be valid");
     assert_eq!(cfg.tiers["enterprise"].requests_per_day.limit(), None);
     assert_eq!(cfg.quota.bands.len(), 4);
+    // The reference shows the defaults: it must not drift from the code.
+    let defaults = Config::with_secret("x");
+    assert_eq!(cfg.quota, defaults.quota);
+    assert_eq!(cfg.fingerprint, defaults.fingerprint);
+    assert_eq!(cfg.cluster, defaults.cluster);
+    assert_eq!(cfg.score, defaults.score);
+    assert_eq!(cfg.store, defaults.store);
+    assert_eq!(cfg.guard, defaults.guard);
+    assert_eq!(cfg.server, defaults.server);
 }
 
 #[test]
