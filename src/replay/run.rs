@@ -12,14 +12,13 @@
 //! work.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{BufRead, Write};
+use std::io::{BufRead, Read, Write};
 use std::net::SocketAddr;
 use std::sync::mpsc::sync_channel;
 use std::sync::Arc;
 
 use axum::body::Body;
-use bytes::Bytes;
-use http::{HeaderName, HeaderValue, Method, Request, Response};
+use http::{Request, Response};
 use http_body_util::BodyExt;
 use serde::Serialize;
 use tower::ServiceExt;
@@ -38,6 +37,9 @@ use crate::Guard;
 const BATCH: usize = 1024;
 /// Batches in flight between the threads.
 const IN_FLIGHT: usize = 8;
+/// Longest input line read; a longer one is reported as malformed and skipped
+/// without being held in memory.
+const MAX_LINE_BYTES: usize = 64 * 1024 * 1024;
 /// The response header that carries a provenance tag.
 pub const TAG_HEADER: &str = "x-distill-guard-tag";
 
@@ -127,43 +129,11 @@ impl Replayer {
     }
 }
 
-fn malformed(line: u64, message: impl Into<String>) -> LineError {
-    LineError {
-        line,
-        message: message.into(),
-    }
-}
-
-/// Builds the HTTP request a traffic line describes.
+/// Builds the HTTP request a traffic line describes ([`TrafficLine::to_request`]),
+/// with the recorded address as its peer and the recorded usage for the mock
+/// upstream.
 pub fn request_of(line_no: u64, line: &TrafficLine) -> Result<Request<Body>, LineError> {
-    let method = Method::from_bytes(line.method.as_bytes())
-        .map_err(|_| malformed(line_no, format!("invalid method {:?}", line.method)))?;
-    let uri: http::Uri = line
-        .path
-        .parse()
-        .map_err(|e| malformed(line_no, format!("invalid path {:?}: {e}", line.path)))?;
-    let body = if line.body.is_null() {
-        Bytes::new()
-    } else {
-        Bytes::from(serde_json::to_vec(&line.body).map_err(|e| malformed(line_no, e.to_string()))?)
-    };
-    let mut req = Request::new(Body::from(body.clone()));
-    *req.method_mut() = method;
-    *req.uri_mut() = uri;
-    let headers = req.headers_mut();
-    for (name, value) in &line.headers {
-        let n = HeaderName::from_bytes(name.as_bytes())
-            .map_err(|_| malformed(line_no, format!("invalid header name {name:?}")))?;
-        if n == http::header::CONTENT_LENGTH {
-            continue;
-        }
-        let v = HeaderValue::from_str(value)
-            .map_err(|_| malformed(line_no, format!("invalid value for header {name}")))?;
-        headers.append(n, v);
-    }
-    if !body.is_empty() {
-        headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(body.len()));
-    }
+    let mut req = line.to_request(line_no)?.map(Body::from);
     req.extensions_mut()
         .insert(PeerAddr(SocketAddr::new(line.ip, 0)));
     req.extensions_mut().insert(DemoUsage {
@@ -430,18 +400,38 @@ pub fn replay(
 fn read_batches(mut input: impl BufRead, tx: std::sync::mpsc::SyncSender<std::io::Result<Parsed>>) {
     let mut n = 0u64;
     let mut batch: Parsed = Vec::with_capacity(BATCH);
-    let mut text = String::new();
+    let mut buf: Vec<u8> = Vec::new();
     loop {
-        text.clear();
-        match input.read_line(&mut text) {
+        buf.clear();
+        // At most MAX_LINE_BYTES + 1 bytes of one line are kept.
+        let read = (&mut input)
+            .take(MAX_LINE_BYTES as u64 + 1)
+            .read_until(b'\n', &mut buf);
+        match read {
             Ok(0) => break,
             Ok(_) => {
                 n += 1;
-                let trimmed = text.trim();
-                if trimmed.is_empty() {
-                    continue;
-                }
-                batch.push((n, parse_line(n, trimmed)));
+                let parsed = if buf.len() > MAX_LINE_BYTES && !buf.ends_with(b"\n") {
+                    // Skip the rest of the over-long line.
+                    if let Err(e) = skip_line(&mut input) {
+                        let _ = tx.send(Err(e));
+                        return;
+                    }
+                    Err(LineError {
+                        line: n,
+                        message: format!("longer than {MAX_LINE_BYTES} bytes"),
+                    })
+                } else {
+                    match std::str::from_utf8(&buf) {
+                        Ok(text) if text.trim().is_empty() => continue,
+                        Ok(text) => parse_line(n, text.trim()),
+                        Err(e) => Err(LineError {
+                            line: n,
+                            message: format!("not UTF-8: {e}"),
+                        }),
+                    }
+                };
+                batch.push((n, parsed));
                 if batch.len() == BATCH && tx.send(Ok(std::mem::take(&mut batch))).is_err() {
                     return;
                 }
@@ -454,5 +444,25 @@ fn read_batches(mut input: impl BufRead, tx: std::sync::mpsc::SyncSender<std::io
     }
     if !batch.is_empty() {
         let _ = tx.send(Ok(batch));
+    }
+}
+
+/// Consumes input up to and including the next newline, keeping nothing.
+fn skip_line(input: &mut impl BufRead) -> std::io::Result<()> {
+    loop {
+        let (done, used) = {
+            let chunk = input.fill_buf()?;
+            if chunk.is_empty() {
+                return Ok(());
+            }
+            match memchr::memchr(b'\n', chunk) {
+                Some(i) => (true, i + 1),
+                None => (false, chunk.len()),
+            }
+        };
+        input.consume(used);
+        if done {
+            return Ok(());
+        }
     }
 }
