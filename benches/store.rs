@@ -234,6 +234,7 @@ fn benches(c: &mut Criterion) {
             on_error: OnError::FailClosed,
             key_prefix: "bench:".into(),
             deny_cache: true,
+            ..StoreConfig::default()
         })
         .expect("redis store")
     });

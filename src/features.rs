@@ -62,3 +62,86 @@ pub struct Feature {
     /// A 64-bit hash of the value (with the kind mixed in).
     pub value: u64,
 }
+
+/// Every feature kind the crate produces, with its family. A kind's position is
+/// its wire code when observations are shared between replicas
+/// ([`crate::cluster::share`]): append new kinds, never reorder.
+pub const KINDS: [(Family, &str); 15] = [
+    (Family::Client, "header_order"),
+    (Family::Client, "user_agent"),
+    (Family::Client, "stainless"),
+    (Family::Client, "accept_values"),
+    (Family::Client, "tls"),
+    (Family::Network, "ip_prefix"),
+    (Family::Network, "asn"),
+    (Family::Network, "datacenter"),
+    (Family::Shape, "key_order"),
+    (Family::Shape, "params"),
+    (Family::Shape, "tool_schema"),
+    (Family::Template, "system_prompt"),
+    (Family::Template, "head_lsh_band"),
+    (Family::Template, "tail_lsh_band"),
+    (Family::HardLink, "hard_link"),
+];
+
+impl Feature {
+    /// The kind's position in [`KINDS`], if it is one the crate knows (a feature
+    /// built by hand with another kind has none).
+    pub fn kind_code(&self) -> Option<u8> {
+        KINDS
+            .iter()
+            .position(|&(f, k)| f == self.family && k == self.kind)
+            .and_then(|i| u8::try_from(i).ok())
+    }
+
+    /// The feature of kind `code` (see [`KINDS`]) and `value`.
+    pub fn from_code(code: u8, value: u64) -> Option<Feature> {
+        KINDS.get(usize::from(code)).map(|&(family, kind)| Feature {
+            family,
+            kind,
+            value,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_the_fingerprint_produces_has_a_code() {
+        use crate::fingerprint::{Fingerprint, FingerprintSettings};
+        let cfg = crate::Config::from_toml_str("[identity]\nsecret = \"s\"\n").expect("config");
+        let settings = FingerprintSettings::from_config(&cfg).expect("settings");
+        let body = br#"{"model":"m","tools":[{"type":"function","function":{"name":"f","parameters":{}}}],"messages":[{"role":"system","content":"You are a careful assistant that answers questions about geography in detail."},{"role":"user","content":"Tell me about the rivers of Europe and the cities on their banks, with lengths and sources."}]}"#;
+        let req = http::Request::builder()
+            .method("POST")
+            .uri("/v1/chat/completions")
+            .header("user-agent", "OpenAI/Python 1.40.0")
+            .header("x-stainless-lang", "python")
+            .header("accept", "application/json")
+            .header("content-type", "application/json")
+            .body(())
+            .expect("request");
+        let info = crate::request::RequestInfo::parse(req.uri().path(), body.as_slice().into());
+        let fp = Fingerprint::compute(
+            req.headers(),
+            Some("203.0.113.7".parse().expect("ip")),
+            &info,
+            &settings,
+        );
+        let features = fp.features();
+        assert!(features.len() > 8, "{features:?}");
+        for f in &features {
+            let code = f.kind_code().unwrap_or_else(|| panic!("no code for {f:?}"));
+            assert_eq!(Feature::from_code(code, f.value), Some(*f));
+        }
+        let odd = Feature {
+            family: Family::Client,
+            kind: "hard_link",
+            value: 1,
+        };
+        assert_eq!(odd.kind_code(), None, "family and kind must both match");
+        assert_eq!(Feature::from_code(KINDS.len() as u8, 1), None);
+    }
+}

@@ -33,6 +33,7 @@ fn store_config(server: &RedisServer, on_error: OnError, timeout_ms: u64) -> Sto
         on_error,
         key_prefix: "test:".into(),
         deny_cache: true,
+        ..StoreConfig::default()
     }
 }
 
@@ -633,6 +634,7 @@ async fn a_nonsense_server_is_an_error_not_a_panic() {
         on_error: OnError::FailClosed,
         key_prefix: "x:".into(),
         deny_cache: true,
+        ..StoreConfig::default()
     };
     let store = RedisStore::new(&cfg).expect("store");
     for _ in 0..3 {

@@ -65,6 +65,9 @@ pub(super) async fn metrics(State(st): St) -> Response {
     let shared = st.guard.shared();
     let t = shared.telemetry();
     t.metrics().overrides(shared.overrides().counts());
+    if let Some(s) = shared.detector().share() {
+        t.metrics().cluster_log(s.counts());
+    }
     if let Some(c) = &st.hooks.cluster {
         t.metrics().set_clusters_by_size(c.cluster_sizes());
     }

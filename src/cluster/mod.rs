@@ -37,6 +37,7 @@
 
 mod config;
 mod engine;
+pub mod share;
 
 pub use config::{ClusterConfig, FamilyCounts, FamilyWeights};
 pub use engine::{

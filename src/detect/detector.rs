@@ -1,11 +1,12 @@
 //! The detection state shared by every request: fingerprint settings, the
 //! linking engine and the scorer.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use http::HeaderMap;
 use sha2::{Digest, Sha256};
 
+use crate::cluster::share::{ClusterShare, Event};
 use crate::cluster::{ClusterEngine, Observation};
 use crate::config::{Config, ConfigError};
 use crate::extensions::{AccountId, Cluster, HardLink, Suspicion, Verdict};
@@ -35,6 +36,8 @@ pub struct Detector {
     fingerprint: FingerprintSettings,
     engine: ClusterEngine,
     scorer: Scorer,
+    /// The log shared with other replicas, once attached.
+    share: OnceLock<ClusterShare>,
 }
 
 /// The feature of a host-supplied hard link.
@@ -64,7 +67,98 @@ impl Detector {
             fingerprint: FingerprintSettings::from_config(cfg)?,
             engine: ClusterEngine::new(cfg.cluster.clone()),
             scorer: Scorer::new(cfg.score.clone()),
+            share: OnceLock::new(),
         })
+    }
+
+    /// Builds the detector and, when `[store]` asks for shared clusters, starts
+    /// sharing its inputs with the other replicas (inside a Tokio runtime).
+    pub fn from_config_shared(cfg: &Config) -> Result<Arc<Self>, ConfigError> {
+        let detector = Arc::new(Self::from_config(cfg)?);
+        if crate::cluster::share::wanted(&cfg.store) {
+            let weak = Arc::downgrade(&detector);
+            let share = ClusterShare::start(
+                &cfg.store,
+                Box::new(move |event| match weak.upgrade() {
+                    Some(d) => {
+                        d.apply(event);
+                        true
+                    }
+                    None => false,
+                }),
+            )?;
+            detector.attach_share(share);
+        }
+        Ok(detector)
+    }
+
+    /// Publishes this detector's inputs to `share` from now on (the first call
+    /// wins; later ones are ignored).
+    pub fn attach_share(&self, share: ClusterShare) {
+        let _ = self.share.set(share);
+    }
+
+    /// The log shared with other replicas, if any.
+    pub fn share(&self) -> Option<&ClusterShare> {
+        self.share.get()
+    }
+
+    /// Applies an event of another replica: links and scores an observation with
+    /// its own time (its verdict is that replica's business), or repeats an
+    /// administrator's unlink.
+    pub fn apply(&self, event: Event) {
+        match event {
+            Event::Observe {
+                account,
+                now_ms,
+                signals,
+                features,
+            } => {
+                self.link_and_score(account, &features, signals, now_ms);
+            }
+            Event::Unlink {
+                account,
+                now_ms,
+                hold_ms,
+            } => {
+                self.engine.unlink(&account, now_ms, hold_ms);
+            }
+            Event::Dissolve {
+                account,
+                now_ms,
+                hold_ms,
+            } => {
+                self.engine.dissolve(&account, now_ms, hold_ms);
+            }
+        }
+    }
+
+    /// Takes `account` out of its cluster and holds it apart for `hold_ms` (an
+    /// administrator's correction), on every replica when clusters are shared.
+    /// False when the account is not tracked here.
+    pub fn unlink(&self, account: &AccountId, now_ms: u64, hold_ms: u64) -> bool {
+        if let Some(share) = self.share.get() {
+            share.publish(&Event::Unlink {
+                account: *account,
+                now_ms,
+                hold_ms,
+            });
+        }
+        self.engine.unlink(account, now_ms, hold_ms)
+    }
+
+    /// Dissolves the cluster of `account` (every member held apart for
+    /// `hold_ms`), on every replica when clusters are shared. Returns how many
+    /// accounts were released here.
+    pub fn dissolve(&self, account: &AccountId, now_ms: u64, hold_ms: u64) -> u32 {
+        if let Some(share) = self.share.get() {
+            share.publish(&Event::Dissolve {
+                account: *account,
+                now_ms,
+                hold_ms,
+            });
+        }
+        self.engine.dissolve(account, now_ms, hold_ms)
     }
 
     /// The linking engine (statistics, unlinking).
@@ -113,11 +207,25 @@ impl Detector {
         signals: Signals,
         now_ms: u64,
     ) -> (Cluster, Suspicion, Verdict) {
+        let out = self.link_and_score(account, features, signals.to_array(), now_ms);
+        if let Some(share) = self.share.get() {
+            share.publish_observation(&account, now_ms, &signals.to_array(), features);
+        }
+        out
+    }
+
+    fn link_and_score(
+        &self,
+        account: AccountId,
+        features: &[Feature],
+        signals: [f32; crate::cluster::SIGNALS],
+        now_ms: u64,
+    ) -> (Cluster, Suspicion, Verdict) {
         let linked = self.engine.observe(&Observation {
             account,
             now_ms,
             features,
-            signals: signals.to_array(),
+            signals,
         });
         let a = self.scorer.assess(&linked, now_ms);
         self.engine

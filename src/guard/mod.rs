@@ -130,7 +130,7 @@ impl GuardBuilder {
             Some(s) => s,
             None => crate::store::build_store(&self.config.store)?,
         };
-        let detector = Arc::new(Detector::from_config(&self.config)?);
+        let detector = Detector::from_config_shared(&self.config)?;
         let settings = Settings::build(self.config, self.extractor.as_ref().map(|x| x.0.clone()))?;
         let shared = Shared {
             watermark,

@@ -78,7 +78,10 @@ pub struct Replayer {
 
 impl Replayer {
     /// Builds the same stack as `serve` from `config`, with a virtual clock.
-    pub fn new(config: Config) -> Result<Self, ConfigError> {
+    /// Replays are offline: `[store]` is replaced by the embedded store, so a
+    /// replay never touches (or publishes clusters to) a production Redis.
+    pub fn new(mut config: Config) -> Result<Self, ConfigError> {
+        config.store = crate::store::StoreConfig::default();
         let clock = ManualClock::new(0);
         let guard = Guard::builder(config)
             .clock(Arc::new(clock.clone()))

@@ -56,6 +56,15 @@ pub struct StoreConfig {
     /// become Redis load. A refund settled by another replica in that time is seen
     /// only when the copy expires.
     pub deny_cache: bool,
+    /// With the Redis backend, share the cluster engine's inputs between replicas
+    /// through a stream in the same Redis, so accounts seen by different replicas
+    /// are linked as if one replica had seen them all (see
+    /// [`crate::cluster::share`]). Ignored with the memory backend.
+    pub share_clusters: bool,
+    /// About how many entries the shared cluster log keeps (each a batch of up to
+    /// 64 requests from one replica): what a new or restarted replica reads to
+    /// warm up.
+    pub cluster_log_len: u64,
 }
 
 impl Default for StoreConfig {
@@ -67,6 +76,8 @@ impl Default for StoreConfig {
             on_error: OnError::FailOpen,
             key_prefix: "distill-guard:".into(),
             deny_cache: true,
+            share_clusters: true,
+            cluster_log_len: 100_000,
         }
     }
 }
@@ -87,6 +98,12 @@ impl StoreConfig {
                     "must be at most {} (it bounds how long a request may wait on Redis)",
                     humantime::format_duration(MAX_TIMEOUT)
                 ),
+            ));
+        }
+        if !(1_000..=100_000_000).contains(&self.cluster_log_len) {
+            out.push((
+                "cluster_log_len",
+                "must be between 1000 and 100000000 entries".to_string(),
             ));
         }
         if self.key_prefix.len() > 256 {
@@ -163,6 +180,8 @@ mod tests {
             on_error = "fail_closed"
             key_prefix = "eu1:"
             deny_cache = false
+            share_clusters = false
+            cluster_log_len = 5000
             "#,
         )
         .expect("valid");
@@ -171,6 +190,8 @@ mod tests {
         assert_eq!(cfg.store.on_error, OnError::FailClosed);
         assert_eq!(cfg.store.key_prefix, "eu1:");
         assert!(!cfg.store.deny_cache);
+        assert!(!cfg.store.share_clusters);
+        assert_eq!(cfg.store.cluster_log_len, 5000);
     }
 
     #[test]
@@ -182,6 +203,10 @@ mod tests {
         let paths: Vec<&str> = err.errors.iter().map(|e| e.path.as_str()).collect();
         assert!(paths.contains(&"store.url"), "{paths:?}");
         assert!(paths.contains(&"store.timeout"), "{paths:?}");
+        let err =
+            Config::from_toml_str("[identity]\nsecret = \"s\"\n[store]\ncluster_log_len = 10\n")
+                .expect_err("log too short");
+        assert_eq!(err.errors[0].path, "store.cluster_log_len");
 
         for bad in [
             "http://x",

@@ -44,6 +44,11 @@ const AUDIT_ERRORS: &str = "distill_guard_audit_write_errors_total";
 const OVERRIDES: &str = "distill_guard_overrides";
 const TRACKED: &str = "distill_guard_store_tracked_subjects";
 const ADMIN_DENIED: &str = "distill_guard_admin_unauthorized_total";
+const CLUSTER_LOG_EVENTS: &str = "distill_guard_cluster_log_events_total";
+const CLUSTER_LOG_ERRORS: &str = "distill_guard_cluster_log_errors_total";
+const CLUSTER_LOG_UP: &str = "distill_guard_cluster_log_up";
+/// Kinds of shared cluster-log events, in [`Metrics::cluster_log`] order.
+const CLUSTER_LOG_KINDS: [&str; 4] = ["published", "applied", "dropped", "malformed"];
 
 /// The index of an HTTP status among the labelled ones.
 fn status_index(status: u16) -> usize {
@@ -88,6 +93,13 @@ fn size_class(size: u64) -> usize {
 
 const N_DECISIONS: usize = Action::ALL.len() * DIALECTS.len() * STATUSES.len() * SCOPES.len();
 
+#[derive(Debug)]
+struct ClusterLogMetrics {
+    events: [Counter; 4],
+    errors: Counter,
+    up: Gauge,
+}
+
 /// The metrics of one guard. Cheap to record into from any thread.
 pub struct Metrics {
     recorder: PrometheusRecorder,
@@ -113,6 +125,8 @@ pub struct Metrics {
     overrides: [Gauge; OVERRIDE_KINDS.len()],
     tracked: Gauge,
     admin_denied: Counter,
+    /// Registered on first use, so a guard without shared clusters shows none.
+    cluster_log: OnceLock<ClusterLogMetrics>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -209,6 +223,7 @@ impl Metrics {
             overrides: std::array::from_fn(|i| gauge(OVERRIDES, &[("kind", OVERRIDE_KINDS[i])])),
             tracked: gauge(TRACKED, &[]),
             admin_denied: counter(ADMIN_DENIED, &[]),
+            cluster_log: OnceLock::new(),
             recorder,
             handle,
         }
@@ -327,6 +342,36 @@ impl Metrics {
         }
     }
 
+    /// The shared cluster log's counters (see [`crate::cluster::share`]).
+    pub fn cluster_log(&self, c: crate::cluster::share::ShareCounts) {
+        let m = self.cluster_log.get_or_init(|| {
+            let key = |name, l: &[(&'static str, &'static str)]| Key::from_parts(name, labels(l));
+            ClusterLogMetrics {
+                events: std::array::from_fn(|i| {
+                    self.recorder.register_counter(
+                        &key(CLUSTER_LOG_EVENTS, &[("event", CLUSTER_LOG_KINDS[i])]),
+                        &meta(),
+                    )
+                }),
+                errors: self
+                    .recorder
+                    .register_counter(&key(CLUSTER_LOG_ERRORS, &[]), &meta()),
+                up: self
+                    .recorder
+                    .register_gauge(&key(CLUSTER_LOG_UP, &[]), &meta()),
+            }
+        });
+        for (counter, n) in m
+            .events
+            .iter()
+            .zip([c.published, c.applied, c.dropped, c.malformed])
+        {
+            counter.absolute(n);
+        }
+        m.errors.absolute(c.errors);
+        m.up.set(if c.down { 0.0 } else { 1.0 });
+    }
+
     /// A refused admin request (missing or wrong token).
     pub fn admin_unauthorized(&self) {
         self.admin_denied.increment(1);
@@ -427,11 +472,54 @@ fn describe(r: &PrometheusRecorder) {
         None,
         "Admin API requests refused for a missing or wrong token.",
     );
+    d(
+        CLUSTER_LOG_EVENTS,
+        None,
+        "Events of the cluster log shared through Redis: this replica's published, other replicas' applied, dropped (queue full or Redis failing), malformed entries skipped.",
+    );
+    d(
+        CLUSTER_LOG_ERRORS,
+        None,
+        "Failed Redis calls of the shared cluster log.",
+    );
+    r.describe_gauge(
+        KeyName::from_const_str(CLUSTER_LOG_UP),
+        None,
+        "1 while the shared cluster log's last Redis call succeeded.".into(),
+    );
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cluster_log_metrics_appear_only_once_fed() {
+        let m = Metrics::new();
+        assert!(!m.render(0).contains(CLUSTER_LOG_EVENTS));
+        m.cluster_log(crate::cluster::share::ShareCounts {
+            published: 7,
+            applied: 11,
+            dropped: 2,
+            malformed: 1,
+            errors: 3,
+            down: true,
+        });
+        let text = m.render(0);
+        for line in [
+            "distill_guard_cluster_log_events_total{event=\"published\"} 7",
+            "distill_guard_cluster_log_events_total{event=\"applied\"} 11",
+            "distill_guard_cluster_log_events_total{event=\"dropped\"} 2",
+            "distill_guard_cluster_log_events_total{event=\"malformed\"} 1",
+            "distill_guard_cluster_log_errors_total 3",
+            "distill_guard_cluster_log_up 0",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "{line} missing from\n{text}"
+            );
+        }
+    }
 
     #[test]
     fn decisions_render_with_bounded_labels() {

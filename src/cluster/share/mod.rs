@@ -1,0 +1,270 @@
+//! One set of clusters for every replica: the engine's inputs shared through a
+//! log in Redis.
+//!
+//! Each replica keeps its own [`ClusterEngine`](super::ClusterEngine) and
+//! publishes what it feeds it — every request's account, time, features and
+//! content signals, and every administrator's unlink — to one Redis stream
+//! (`{key_prefix}clusters:log`). Every replica reads that stream and feeds the
+//! other replicas' events to its engine with their original timestamps. The
+//! postings, links, commonness, caps and decay are therefore computed from all
+//! the traffic, as if one replica had seen it all; since a cluster's id is the
+//! id of its oldest account, replicas agree on cluster ids and the cluster
+//! buckets in the Redis store are shared too.
+//!
+//! Why a log rather than postings kept in Redis: linking one request reads
+//! dozens of posting lists and updates cluster records; doing that in Redis
+//! would cost several round trips (or a large Lua script) per request on the
+//! hot path, while publishing costs one batched `XADD` per burst of requests
+//! and reading is off the request path. Features are 64-bit hashes with fixed
+//! seeds, identical on every replica, and account ids are keyed hashes with the
+//! shared `[identity] secret`.
+//!
+//! * **Bounded.** The stream is trimmed to about `cluster_log_len` entries
+//!   (`XADD MAXLEN ~`); each entry is a batch of up to 64 events from one replica.
+//!   Publishing never waits: events go to a bounded queue, and when it is full
+//!   (Redis slower than the traffic) they are dropped and counted.
+//! * **Warm start.** A replica that starts reads the stream from its oldest
+//!   entry, so a restart or a new replica begins with the recent clusters.
+//! * **Faults.** Redis down: the replica keeps linking its own traffic, events it
+//!   could not publish are dropped and counted, and reading resumes where it
+//!   stopped when Redis is back. A Redis that restarted empty is detected (its
+//!   stream ids went backwards) and read from the start.
+//! * **Hostile data.** Entries are decoded with every length checked; a malformed
+//!   entry is skipped and counted, never a panic.
+//!
+//! Not shared: the scorer's hysteresis is recomputed by each replica from the
+//! same events; admin overrides (allowlist, tier pins) and the watermark index
+//! are per process.
+
+mod codec;
+mod redis;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot, watch};
+
+pub use codec::DecodeError;
+pub use redis::StreamId;
+
+use super::SIGNALS;
+use crate::config::ConfigError;
+use crate::extensions::AccountId;
+use crate::features::Feature;
+use crate::store::StoreConfig;
+
+/// Events that may wait to be published; beyond, new ones are dropped.
+const QUEUE: usize = 16_384;
+
+/// One input of the cluster engine, as shared between replicas.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// A request: see [`Observation`](super::Observation).
+    Observe {
+        /// The account.
+        account: AccountId,
+        /// When, Unix milliseconds.
+        now_ms: u64,
+        /// Per-request content signals.
+        signals: [f32; SIGNALS],
+        /// Its features (hard links included).
+        features: Vec<Feature>,
+    },
+    /// An administrator took `account` out of its cluster for `hold_ms`.
+    Unlink {
+        /// The account.
+        account: AccountId,
+        /// When.
+        now_ms: u64,
+        /// How long it is held apart.
+        hold_ms: u64,
+    },
+    /// An administrator dissolved the cluster of `account`.
+    Dissolve {
+        /// A member of the cluster.
+        account: AccountId,
+        /// When.
+        now_ms: u64,
+        /// How long its members are held apart.
+        hold_ms: u64,
+    },
+}
+
+/// What applies the other replicas' events (the detector). Returns false once
+/// the receiver is gone, which stops the reader.
+pub type Apply = Box<dyn Fn(Event) -> bool + Send + Sync>;
+
+/// Counters of one replica's sharing, for metrics and tests.
+#[derive(Debug, Default)]
+pub struct ShareStats {
+    published: AtomicU64,
+    applied: AtomicU64,
+    dropped: AtomicU64,
+    malformed: AtomicU64,
+    errors: AtomicU64,
+    down: AtomicBool,
+}
+
+/// A snapshot of [`ShareStats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ShareCounts {
+    /// Events of this replica written to the log.
+    pub published: u64,
+    /// Events of other replicas applied to this replica's engine.
+    pub applied: u64,
+    /// Events of this replica that could not be published (queue full or Redis
+    /// failing).
+    pub dropped: u64,
+    /// Log entries skipped because they could not be decoded.
+    pub malformed: u64,
+    /// Failed Redis calls.
+    pub errors: u64,
+    /// Whether the last Redis call failed.
+    pub down: bool,
+}
+
+impl ShareStats {
+    /// The counters now.
+    pub fn counts(&self) -> ShareCounts {
+        ShareCounts {
+            published: self.published.load(Ordering::Relaxed),
+            applied: self.applied.load(Ordering::Relaxed),
+            dropped: self.dropped.load(Ordering::Relaxed),
+            malformed: self.malformed.load(Ordering::Relaxed),
+            errors: self.errors.load(Ordering::Relaxed),
+            down: self.down.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Why a [`ClusterShare::flush`] or [`ClusterShare::caught_up`] failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ShareError {
+    /// Redis failed or was slower than the store's `timeout`.
+    #[error("cluster log: {0}")]
+    Redis(String),
+    /// The background tasks have stopped.
+    #[error("cluster sharing has stopped")]
+    Stopped,
+}
+
+enum Msg {
+    Event(Vec<u8>),
+    Flush(oneshot::Sender<Result<StreamId, ShareError>>),
+}
+
+/// One replica's end of the shared cluster log. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct ClusterShare {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    replica: u64,
+    queue: mpsc::Sender<Msg>,
+    applied: watch::Receiver<StreamId>,
+    stats: Arc<ShareStats>,
+}
+
+impl std::fmt::Debug for Msg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Msg::Event(b) => write!(f, "Event({} bytes)", b.len()),
+            Msg::Flush(_) => f.write_str("Flush"),
+        }
+    }
+}
+
+/// Whether `config` asks for shared clusters (`backend = "redis"` and
+/// `share_clusters`).
+pub fn wanted(config: &StoreConfig) -> bool {
+    config.backend == crate::store::Backend::Redis && config.share_clusters
+}
+
+impl ClusterShare {
+    /// Starts sharing through the Redis of `config` (which must be valid and name
+    /// the Redis backend): spawns the writer and the reader on the current Tokio
+    /// runtime. The reader hands other replicas' events to `apply`. Connecting is
+    /// lazy, as for the store.
+    pub fn start(config: &StoreConfig, apply: Apply) -> Result<Self, ConfigError> {
+        let replica = rand::random::<u64>();
+        let stats = Arc::new(ShareStats::default());
+        let (queue, rx) = mpsc::channel(QUEUE);
+        let (applied_tx, applied) = watch::channel(StreamId::ZERO);
+        redis::spawn(config, replica, rx, applied_tx, apply, stats.clone())?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                replica,
+                queue,
+                applied,
+                stats,
+            }),
+        })
+    }
+
+    /// This replica's random id in the log.
+    pub fn replica(&self) -> u64 {
+        self.inner.replica
+    }
+
+    /// Queues `event` for the log. Never waits: when the queue is full the event
+    /// is dropped (and counted).
+    pub fn publish(&self, event: &Event) {
+        let mut bytes = Vec::with_capacity(64);
+        codec::encode_event(event, &mut bytes);
+        self.send(bytes);
+    }
+
+    /// [`publish`](Self::publish) for an observation, without building an
+    /// [`Event`].
+    pub fn publish_observation(
+        &self,
+        account: &AccountId,
+        now_ms: u64,
+        signals: &[f32; SIGNALS],
+        features: &[Feature],
+    ) {
+        let mut bytes = Vec::with_capacity(48 + 9 * features.len());
+        codec::encode_observe(account, now_ms, signals, features, &mut bytes);
+        self.send(bytes);
+    }
+
+    fn send(&self, bytes: Vec<u8>) {
+        if self.inner.queue.try_send(Msg::Event(bytes)).is_err() {
+            self.inner.stats.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Waits until every event published before this call is in Redis (or was
+    /// dropped) and returns the id of the last entry this replica wrote.
+    pub async fn flush(&self) -> Result<StreamId, ShareError> {
+        let (tx, rx) = oneshot::channel();
+        self.inner
+            .queue
+            .send(Msg::Flush(tx))
+            .await
+            .map_err(|_| ShareError::Stopped)?;
+        rx.await.map_err(|_| ShareError::Stopped)?
+    }
+
+    /// Waits until this replica has read the log up to `id` (and applied the
+    /// other replicas' events in it).
+    pub async fn caught_up(&self, id: StreamId) -> Result<(), ShareError> {
+        let mut rx = self.inner.applied.clone();
+        rx.wait_for(|seen| *seen >= id)
+            .await
+            .map(|_| ())
+            .map_err(|_| ShareError::Stopped)
+    }
+
+    /// The id of the last log entry this replica has read.
+    pub fn read_up_to(&self) -> StreamId {
+        *self.inner.applied.borrow()
+    }
+
+    /// The counters.
+    pub fn counts(&self) -> ShareCounts {
+        self.inner.stats.counts()
+    }
+}

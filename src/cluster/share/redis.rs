@@ -1,0 +1,439 @@
+//! The two background tasks of [`ClusterShare`](super::ClusterShare): the writer
+//! batches this replica's events into `XADD`s, the reader follows the stream
+//! with `XREAD BLOCK` on its own connection and applies the other replicas'
+//! events.
+
+use std::fmt;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use ::redis::{Client, Value};
+use tokio::sync::{mpsc, watch};
+
+use super::{codec, Apply, Msg, ShareError, ShareStats};
+use crate::config::ConfigError;
+use crate::store::StoreConfig;
+
+/// Most events written in one entry.
+const BATCH: usize = 64;
+/// Entries read per `XREAD` (at most `BATCH` events each): bounds how long one
+/// read's events hold the engine.
+const READ_COUNT: usize = 32;
+/// How long one `XREAD` waits for new entries.
+const BLOCK: Duration = Duration::from_millis(1000);
+/// Waits between attempts while Redis fails.
+const BACKOFF_MIN: Duration = Duration::from_millis(50);
+const BACKOFF_MAX: Duration = Duration::from_secs(2);
+/// The field of an entry holding its batch.
+const FIELD: &str = "b";
+
+/// A Redis stream entry id, `ms-seq`, ordered as Redis orders them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct StreamId {
+    /// Milliseconds part.
+    pub ms: u64,
+    /// Sequence part.
+    pub seq: u64,
+}
+
+impl StreamId {
+    /// `0-0`, before every entry.
+    pub const ZERO: StreamId = StreamId { ms: 0, seq: 0 };
+
+    /// Parses `ms-seq`.
+    pub fn parse(s: &[u8]) -> Option<StreamId> {
+        let s = std::str::from_utf8(s).ok()?;
+        let (ms, seq) = s.split_once('-')?;
+        Some(StreamId {
+            ms: ms.parse().ok()?,
+            seq: seq.parse().ok()?,
+        })
+    }
+}
+
+impl fmt::Display for StreamId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.ms, self.seq)
+    }
+}
+
+fn manager(
+    config: &StoreConfig,
+    url: &str,
+    response: Duration,
+) -> Result<ConnectionManager, ConfigError> {
+    let client = Client::open(url).map_err(|e| ConfigError::single("store.url", e.to_string()))?;
+    let cfg = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(config.timeout))
+        .set_response_timeout(Some(response))
+        .set_number_of_retries(1)
+        .set_min_delay(Duration::from_millis(10))
+        .set_max_delay(Duration::from_millis(100));
+    ConnectionManager::new_lazy_with_config(client, cfg)
+        .map_err(|e| ConfigError::single("store.url", e.to_string()))
+}
+
+pub(super) fn spawn(
+    config: &StoreConfig,
+    replica: u64,
+    rx: mpsc::Receiver<Msg>,
+    applied: watch::Sender<StreamId>,
+    apply: Apply,
+    stats: Arc<ShareStats>,
+) -> Result<(), ConfigError> {
+    let url = config
+        .url
+        .as_deref()
+        .ok_or_else(|| ConfigError::single("store.url", "required for shared clusters"))?;
+    let handle = tokio::runtime::Handle::try_current().map_err(|_| {
+        ConfigError::single(
+            "store",
+            "shared clusters must be started inside a Tokio runtime",
+        )
+    })?;
+    let key = format!("{}clusters:log", config.key_prefix);
+    let writer = Writer {
+        conn: manager(config, url, config.timeout)?,
+        key: key.clone(),
+        max_len: config.cluster_log_len,
+        replica,
+        timeout: config.timeout,
+        stats: stats.clone(),
+    };
+    let reader = Reader {
+        conn: manager(config, url, BLOCK + config.timeout)?,
+        key,
+        replica,
+        timeout: BLOCK + config.timeout,
+        stats,
+    };
+    handle.spawn(writer.run(rx));
+    handle.spawn(reader.run(applied, apply));
+    Ok(())
+}
+
+fn failed(stats: &ShareStats, what: &str, error: &str) {
+    stats.errors.fetch_add(1, Ordering::Relaxed);
+    if !stats.down.swap(true, Ordering::Relaxed) {
+        tracing::warn!(%error, "cluster log: {what} failed; clusters are linked from this replica's traffic only until Redis answers");
+    }
+}
+
+fn recovered(stats: &ShareStats) {
+    if stats.down.swap(false, Ordering::Relaxed) {
+        tracing::info!("cluster log: Redis answers again; sharing resumed");
+    }
+}
+
+async fn call(
+    conn: &ConnectionManager,
+    cmd: &::redis::Cmd,
+    timeout: Duration,
+) -> Result<Value, String> {
+    let mut conn = conn.clone();
+    match tokio::time::timeout(timeout, cmd.query_async::<Value>(&mut conn)).await {
+        Err(_) => Err(format!(
+            "no answer within {}",
+            humantime::format_duration(timeout)
+        )),
+        Ok(Err(e)) => Err(e.to_string()),
+        Ok(Ok(v)) => Ok(v),
+    }
+}
+
+struct Writer {
+    conn: ConnectionManager,
+    key: String,
+    max_len: u64,
+    replica: u64,
+    timeout: Duration,
+    stats: Arc<ShareStats>,
+}
+
+impl Writer {
+    async fn run(self, mut rx: mpsc::Receiver<Msg>) {
+        let mut last = StreamId::ZERO;
+        let mut events = Vec::with_capacity(BATCH);
+        let mut flushes = Vec::new();
+        while let Some(first) = rx.recv().await {
+            let mut next = Some(first);
+            while let Some(msg) = next.take() {
+                match msg {
+                    Msg::Event(e) => events.push(e),
+                    Msg::Flush(f) => flushes.push(f),
+                }
+                if events.len() < BATCH {
+                    next = rx.try_recv().ok();
+                }
+            }
+            let result = if events.is_empty() {
+                Ok(last)
+            } else {
+                let n = events.len() as u64;
+                match self.write(&events).await {
+                    Ok(id) => {
+                        last = id;
+                        self.stats.published.fetch_add(n, Ordering::Relaxed);
+                        recovered(&self.stats);
+                        Ok(id)
+                    }
+                    Err(e) => {
+                        self.stats.dropped.fetch_add(n, Ordering::Relaxed);
+                        failed(&self.stats, "publishing", &e);
+                        Err(ShareError::Redis(e))
+                    }
+                }
+            };
+            events.clear();
+            for f in flushes.drain(..) {
+                let _ = f.send(result.clone());
+            }
+        }
+    }
+
+    async fn write(&self, events: &[Vec<u8>]) -> Result<StreamId, String> {
+        let payload = codec::encode_batch(self.replica, events);
+        let mut cmd = ::redis::cmd("XADD");
+        cmd.arg(&self.key)
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(self.max_len)
+            .arg("*")
+            .arg(FIELD)
+            .arg(payload);
+        match call(&self.conn, &cmd, self.timeout).await? {
+            Value::BulkString(b) => StreamId::parse(&b),
+            Value::SimpleString(s) => StreamId::parse(s.as_bytes()),
+            _ => None,
+        }
+        .ok_or_else(|| "XADD answered something other than an entry id".to_string())
+    }
+}
+
+struct Reader {
+    conn: ConnectionManager,
+    key: String,
+    replica: u64,
+    timeout: Duration,
+    stats: Arc<ShareStats>,
+}
+
+/// One entry of an `XREAD` reply: its id and its batch, if it has one.
+type RawEntry = (StreamId, Option<Vec<u8>>);
+
+impl Reader {
+    async fn run(self, applied: watch::Sender<StreamId>, apply: Apply) {
+        let mut last = StreamId::ZERO;
+        let mut backoff = BACKOFF_MIN;
+        let mut check_restart = false;
+        loop {
+            if applied.is_closed() {
+                return;
+            }
+            if check_restart {
+                match self.newest().await {
+                    Ok(newest) => {
+                        check_restart = false;
+                        if newest < last {
+                            tracing::warn!(%last, %newest, "cluster log: the stream went backwards (Redis restarted without its data); reading it from the start");
+                            last = StreamId::ZERO;
+                        }
+                    }
+                    Err(e) => {
+                        failed(&self.stats, "reading", &e);
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(BACKOFF_MAX);
+                        continue;
+                    }
+                }
+            }
+            let entries = match self.read(last).await {
+                Ok(entries) => entries,
+                Err(e) => {
+                    failed(&self.stats, "reading", &e);
+                    check_restart = true;
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                    continue;
+                }
+            };
+            recovered(&self.stats);
+            backoff = BACKOFF_MIN;
+            for (id, payload) in entries {
+                if id <= last {
+                    continue;
+                }
+                match payload.as_deref().map(codec::decode_batch) {
+                    Some(Ok((replica, events))) => {
+                        if replica != self.replica {
+                            for event in events {
+                                if !apply(event) {
+                                    return;
+                                }
+                                self.stats.applied.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    }
+                    Some(Err(e)) => {
+                        self.stats.malformed.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(%id, error = %e, "cluster log: skipping a malformed entry");
+                    }
+                    None => {
+                        self.stats.malformed.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(%id, "cluster log: skipping an entry without a batch");
+                    }
+                }
+                last = id;
+            }
+            applied.send_replace(last);
+        }
+    }
+
+    async fn read(&self, after: StreamId) -> Result<Vec<RawEntry>, String> {
+        let mut cmd = ::redis::cmd("XREAD");
+        cmd.arg("COUNT")
+            .arg(READ_COUNT)
+            .arg("BLOCK")
+            .arg(BLOCK.as_millis() as u64)
+            .arg("STREAMS")
+            .arg(&self.key)
+            .arg(after.to_string());
+        let reply = call(&self.conn, &cmd, self.timeout).await?;
+        parse_xread(&reply).ok_or_else(|| "XREAD answered in an unexpected shape".to_string())
+    }
+
+    /// The id of the newest entry (`0-0` when the stream is empty or absent).
+    async fn newest(&self) -> Result<StreamId, String> {
+        let mut cmd = ::redis::cmd("XREVRANGE");
+        cmd.arg(&self.key).arg("+").arg("-").arg("COUNT").arg(1);
+        let reply = call(&self.conn, &cmd, self.timeout).await?;
+        let entries = parse_entries(&reply)
+            .ok_or_else(|| "XREVRANGE answered in an unexpected shape".to_string())?;
+        Ok(entries.first().map_or(StreamId::ZERO, |e| e.0))
+    }
+}
+
+/// The entries of an `XREAD` reply for one stream (RESP2 arrays or RESP3 maps);
+/// `Nil` (nothing new) is no entries.
+fn parse_xread(v: &Value) -> Option<Vec<RawEntry>> {
+    match v {
+        Value::Nil => Some(Vec::new()),
+        Value::Array(streams) => {
+            let mut out = Vec::new();
+            for s in streams {
+                let Value::Array(pair) = s else { return None };
+                let [_, entries] = pair.as_slice() else {
+                    return None;
+                };
+                out.extend(parse_entries(entries)?);
+            }
+            Some(out)
+        }
+        Value::Map(streams) => {
+            let mut out = Vec::new();
+            for (_, entries) in streams {
+                out.extend(parse_entries(entries)?);
+            }
+            Some(out)
+        }
+        _ => None,
+    }
+}
+
+/// `[[id, [field, value, ...]], ...]`. An entry whose fields are not the batch
+/// field is returned without a batch.
+fn parse_entries(v: &Value) -> Option<Vec<RawEntry>> {
+    let Value::Array(entries) = v else {
+        return None;
+    };
+    let mut out = Vec::with_capacity(entries.len());
+    for e in entries {
+        let Value::Array(pair) = e else { return None };
+        let [id, fields] = pair.as_slice() else {
+            return None;
+        };
+        let id = match id {
+            Value::BulkString(b) => StreamId::parse(b)?,
+            Value::SimpleString(s) => StreamId::parse(s.as_bytes())?,
+            _ => return None,
+        };
+        let payload = match fields {
+            Value::Array(kv) => kv.chunks(2).find_map(|c| match c {
+                [Value::BulkString(k), Value::BulkString(v)] if k == FIELD.as_bytes() => {
+                    Some(v.clone())
+                }
+                _ => None,
+            }),
+            Value::Map(kv) => kv.iter().find_map(|(k, v)| match (k, v) {
+                (Value::BulkString(k), Value::BulkString(v)) if k == FIELD.as_bytes() => {
+                    Some(v.clone())
+                }
+                _ => None,
+            }),
+            _ => None,
+        };
+        out.push((id, payload));
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bulk(s: &str) -> Value {
+        Value::BulkString(s.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn stream_ids_parse_and_order() {
+        let a = StreamId::parse(b"1700000000000-5").expect("id");
+        assert_eq!(
+            a,
+            StreamId {
+                ms: 1_700_000_000_000,
+                seq: 5
+            }
+        );
+        assert_eq!(a.to_string(), "1700000000000-5");
+        assert!(StreamId::parse(b"9-0").expect("id") < StreamId::parse(b"10-0").expect("id"));
+        assert!(StreamId::parse(b"10-1").expect("id") > StreamId::parse(b"10-0").expect("id"));
+        for bad in [&b""[..], b"12", b"a-b", b"-1-2", b"1-", b"\xff-1"] {
+            assert_eq!(StreamId::parse(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn xread_replies_parse_in_both_protocols() {
+        let entry = |id: &str, k: &str, v: &str| {
+            Value::Array(vec![bulk(id), Value::Array(vec![bulk(k), bulk(v)])])
+        };
+        let entries = Value::Array(vec![entry("1-0", "b", "x"), entry("2-0", "other", "y")]);
+        let resp2 = Value::Array(vec![Value::Array(vec![bulk("k"), entries.clone()])]);
+        let resp3 = Value::Map(vec![(bulk("k"), entries)]);
+        for v in [resp2, resp3] {
+            let got = parse_xread(&v).expect("parses");
+            assert_eq!(
+                got,
+                vec![
+                    (StreamId { ms: 1, seq: 0 }, Some(b"x".to_vec())),
+                    (StreamId { ms: 2, seq: 0 }, None),
+                ]
+            );
+        }
+        assert_eq!(parse_xread(&Value::Nil), Some(Vec::new()));
+        for bad in [
+            Value::Int(3),
+            Value::Array(vec![Value::Int(1)]),
+            Value::Array(vec![Value::Array(vec![bulk("k")])]),
+            Value::Array(vec![Value::Array(vec![
+                bulk("k"),
+                Value::Array(vec![Value::Array(vec![bulk("nope"), Value::Nil])]),
+            ])]),
+        ] {
+            assert_eq!(parse_xread(&bad), None, "{bad:?}");
+        }
+    }
+}
