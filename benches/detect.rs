@@ -1,9 +1,14 @@
 //! Detect-stage costs: the linking engine's update (with scoring) on a warm
-//! engine, the whole detection of a ~4 KB chat request (fingerprint, features,
-//! link, score), and the degrade rewrite.
+//! engine, the same with the update published to the shared cluster log in a
+//! real `redis-server` (skipped when it is not installed), the whole detection
+//! of a ~4 KB chat request (fingerprint, features, link, score), and the degrade
+//! rewrite.
 
 // criterion_group! generates an undocumented function.
 #![allow(missing_docs)]
+
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
@@ -127,6 +132,47 @@ fn bench(c: &mut Criterion) {
             ))
         })
     });
+
+    // The same with every observation published to the shared cluster log (the
+    // writer runs on a runtime thread, as in `serve`).
+    if let Some(server) = support::RedisServer::start() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let store = distill_guard::store::StoreConfig {
+            backend: distill_guard::store::Backend::Redis,
+            url: Some(server.url()),
+            ..Default::default()
+        };
+        let share = {
+            let _g = rt.enter();
+            distill_guard::cluster::share::ClusterShare::start(&store, Box::new(|_| true))
+                .expect("share")
+        };
+        let d = warm_detector(100_000);
+        d.attach_share(share.clone());
+        let mut i = 0u64;
+        c.bench_function("engine_observe_and_score_100k_accounts_published", |b| {
+            b.iter(|| {
+                i += 1;
+                let a = i % 100_000;
+                let f = features(a, 10 + i / 100_000);
+                black_box(d.observe(
+                    account(a),
+                    black_box(&f),
+                    Signals::default(),
+                    T0 + 5 * 3_600_000 + i,
+                ))
+            })
+        });
+        let counts = share.counts();
+        println!(
+            "cluster log: {} published, {} dropped (queue full while Redis was slower)",
+            counts.published, counts.dropped
+        );
+    }
 
     let body = chat_body();
     let mut headers = HeaderMap::new();
