@@ -469,9 +469,14 @@ pub(super) async fn post_override(State(st): St, body: Bytes) -> Response {
         }
     }
     let now = crate::telemetry::unix_ms();
-    let o = shared
+    let o = match shared
         .overrides()
-        .apply(account, req.action, tier, req.note.clone(), now);
+        .change(account, req.action, tier, req.note.clone(), now)
+        .await
+    {
+        Ok(o) => o,
+        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e),
+    };
     shared
         .telemetry()
         .metrics()

@@ -57,7 +57,9 @@ pub use config::{AdminConfig, MIN_TOKEN_LEN};
 pub use hooks::{
     AccountView, AdminHooks, ClusterInspector, ClusterView, LinkEvidence, TraceHit, TraceIndex,
 };
-pub use overrides::{ListKind, Override, OverrideAction, OverrideRequest, Overrides};
+pub use overrides::{
+    ListKind, Override, OverrideAction, OverrideRequest, Overrides, RemoteOverrides,
+};
 
 use crate::guard::Guard;
 use crate::reload::Reloader;

@@ -131,6 +131,7 @@ impl GuardBuilder {
             None => crate::store::build_store(&self.config.store)?,
         };
         let detector = Detector::from_config_shared(&self.config)?;
+        let store_config = self.config.store.clone();
         let settings = Settings::build(self.config, self.extractor.as_ref().map(|x| x.0.clone()))?;
         let shared = Shared {
             watermark,
@@ -142,9 +143,13 @@ impl GuardBuilder {
             overrides: crate::admin::Overrides::new(),
             detector,
         };
-        Ok(Guard {
-            shared: Arc::new(shared),
-        })
+        let shared = Arc::new(shared);
+        if store_config.backend == crate::store::Backend::Redis {
+            let remote =
+                crate::admin::RemoteOverrides::start(&store_config, Arc::downgrade(&shared))?;
+            shared.overrides.attach_remote(remote);
+        }
+        Ok(Guard { shared })
     }
 }
 

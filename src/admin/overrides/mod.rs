@@ -9,11 +9,18 @@
 //! * **unlink**: the account is charged alone, as its own singleton cluster (and
 //!   the cluster engine, when present, is told to unlink it).
 //!
-//! Overrides live in memory: they survive config reloads but not a restart; make a
-//! lasting change in the config (`[accounts]`) or the host application.
+//! With the embedded store, overrides live in memory: they survive config reloads
+//! but not a restart; make a lasting change in the config (`[accounts]`) or the
+//! host application. With `[store] backend = "redis"` they are kept in Redis and
+//! every replica follows them (see [`RemoteOverrides`]): one change applies
+//! behind the whole load balancer and survives restarts.
+
+mod remote;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+
+pub use remote::RemoteOverrides;
 
 use dashmap::DashMap;
 use serde::{Deserialize, Serialize};
@@ -95,6 +102,7 @@ pub enum OverrideAction {
 pub struct Overrides {
     map: DashMap<AccountId, Override>,
     len: AtomicUsize,
+    remote: OnceLock<RemoteOverrides>,
 }
 
 impl Overrides {
@@ -111,8 +119,8 @@ impl Overrides {
         self.map.get(account).map(|o| o.clone())
     }
 
-    /// Applies `action` to `account`; `tier` must already be checked to exist.
-    /// Returns what is in force afterwards.
+    /// Applies `action` to `account` in this process only; `tier` must already
+    /// be checked to exist. Returns what is in force afterwards.
     pub fn apply(
         &self,
         account: AccountId,
@@ -121,8 +129,49 @@ impl Overrides {
         note: Option<String>,
         now_ms: u64,
     ) -> Override {
-        let mut entry = self.map.entry(account).or_default();
-        let o = entry.value_mut();
+        let next = self.preview(&account, action, tier, note, now_ms);
+        self.set(account, next.clone());
+        next
+    }
+
+    /// Applies `action` to `account` everywhere: first in Redis when the
+    /// overrides are shared (an error there changes nothing), then here.
+    pub async fn change(
+        &self,
+        account: AccountId,
+        action: OverrideAction,
+        tier: Option<Arc<str>>,
+        note: Option<String>,
+        now_ms: u64,
+    ) -> Result<Override, String> {
+        let next = self.preview(&account, action, tier, note, now_ms);
+        if let Some(remote) = self.remote.get() {
+            remote.save(&account, &next).await?;
+        }
+        self.set(account, next.clone());
+        Ok(next)
+    }
+
+    /// Whether changes are kept in Redis and followed by every replica.
+    pub fn is_shared(&self) -> bool {
+        self.remote.get().is_some()
+    }
+
+    /// Keeps overrides in Redis from now on (the first call wins).
+    pub(crate) fn attach_remote(&self, remote: RemoteOverrides) {
+        let _ = self.remote.set(remote);
+    }
+
+    /// What `action` would leave in force for `account`.
+    fn preview(
+        &self,
+        account: &AccountId,
+        action: OverrideAction,
+        tier: Option<Arc<str>>,
+        note: Option<String>,
+        now_ms: u64,
+    ) -> Override {
+        let mut o = self.map.get(account).map(|o| o.clone()).unwrap_or_default();
         match action {
             OverrideAction::Allow => o.list = Some(ListKind::Allow),
             OverrideAction::Block => o.list = Some(ListKind::Block),
@@ -131,19 +180,35 @@ impl Overrides {
             OverrideAction::UnpinTier => o.tier = None,
             OverrideAction::Unlink => o.unlinked = true,
             OverrideAction::Relink => o.unlinked = false,
-            OverrideAction::Clear => *o = Override::default(),
+            OverrideAction::Clear => o = Override::default(),
         }
         if note.is_some() {
             o.note = note;
         }
         o.updated_at_ms = now_ms;
-        let out = o.clone();
-        drop(entry);
-        if out.is_empty() {
-            self.map.remove_if(&account, |_, v| v.is_empty());
+        o
+    }
+
+    /// Puts `o` in force for `account` (an empty override removes it).
+    fn set(&self, account: AccountId, o: Override) {
+        if o.is_empty() {
+            self.map.remove(&account);
+        } else {
+            self.map.insert(account, o);
         }
         self.len.store(self.map.len(), Ordering::Relaxed);
-        out
+    }
+
+    /// Makes the overrides in force exactly `all` (what Redis holds).
+    fn replace_all(&self, all: Vec<(AccountId, Override)>) {
+        let keep: std::collections::HashSet<AccountId> = all.iter().map(|e| e.0).collect();
+        self.map.retain(|a, _| keep.contains(a));
+        for (a, o) in all {
+            if !o.is_empty() {
+                self.map.insert(a, o);
+            }
+        }
+        self.len.store(self.map.len(), Ordering::Relaxed);
     }
 
     /// Every override, sorted by account.
