@@ -86,6 +86,17 @@ fn policy_name(w: Window) -> &'static str {
     }
 }
 
+/// Of a minute and a day window, the one with fewer units left (the minute one
+/// on a tie): the dialects have one set of request and token fields, and they
+/// must show the window that binds, or a client told `remaining: 59` keeps
+/// hitting a spent daily limit.
+fn binding(minute: Option<BucketView>, day: Option<BucketView>) -> Option<BucketView> {
+    match (minute, day) {
+        (Some(m), Some(d)) => Some(if d.remaining < m.remaining { d } else { m }),
+        (m, d) => m.or(d),
+    }
+}
+
 /// Writes the rate-limit headers for `views` into `headers`.
 pub fn write(
     headers: &mut HeaderMap,
@@ -93,8 +104,14 @@ pub fn write(
     views: &[Option<BucketView>; 4],
     now_ms: u64,
 ) {
-    let req = views[Window::RequestsPerMinute.index()].or(views[Window::RequestsPerDay.index()]);
-    let tok = views[Window::TokensPerMinute.index()].or(views[Window::TokensPerDay.index()]);
+    let req = binding(
+        views[Window::RequestsPerMinute.index()],
+        views[Window::RequestsPerDay.index()],
+    );
+    let tok = binding(
+        views[Window::TokensPerMinute.index()],
+        views[Window::TokensPerDay.index()],
+    );
     match dialect {
         Dialect::OpenAi => {
             if let Some(v) = req {
@@ -275,6 +292,57 @@ mod tests {
         write_retry_after(&mut h, 86_400_000);
         assert_eq!(h["retry-after"], "86400");
         assert_eq!(h["x-should-retry"], "false");
+    }
+
+    #[test]
+    fn dialect_fields_show_the_binding_window() {
+        let minute = BucketView {
+            limit: 60.0,
+            remaining: 59.0,
+            reset_ms: 1_000,
+        };
+        let day = BucketView {
+            limit: 1_000.0,
+            remaining: 0.0,
+            reset_ms: 3_600_000,
+        };
+        let views = [Some(minute), Some(day), Some(minute), None];
+        let mut h = HeaderMap::new();
+        write(&mut h, Dialect::OpenAi, &views, 0);
+        assert_eq!(h["x-ratelimit-limit-requests"], "1000");
+        assert_eq!(h["x-ratelimit-remaining-requests"], "0");
+        assert_eq!(h["x-ratelimit-reset-requests"], go_duration(3_600_000));
+        assert_eq!(
+            h["x-ratelimit-remaining-tokens"], "59",
+            "no day window for tokens"
+        );
+        let mut h = HeaderMap::new();
+        write(&mut h, Dialect::Anthropic, &views, 0);
+        assert_eq!(h["anthropic-ratelimit-requests-remaining"], "0");
+        assert_eq!(h["anthropic-ratelimit-requests-limit"], "1000");
+        // Both windows stay in the IETF fields.
+        assert!(h["ratelimit"]
+            .to_str()
+            .expect("ascii")
+            .contains("\"requests-minute\";r=59"));
+        assert!(h["ratelimit"]
+            .to_str()
+            .expect("ascii")
+            .contains("\"requests-day\";r=0"));
+        // A roomier day window leaves the minute one in the dialect fields.
+        let views = [
+            Some(minute),
+            Some(BucketView {
+                remaining: 900.0,
+                ..day
+            }),
+            None,
+            None,
+        ];
+        let mut h = HeaderMap::new();
+        write(&mut h, Dialect::OpenAi, &views, 0);
+        assert_eq!(h["x-ratelimit-remaining-requests"], "59");
+        assert_eq!(h["x-ratelimit-limit-requests"], "60");
     }
 
     #[test]
