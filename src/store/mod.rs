@@ -17,6 +17,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 pub use self::config::{build_store, Backend, OnError, StoreConfig};
+pub(crate) use self::redis::manager as redis_manager;
 pub use self::redis::RedisStore;
 pub use memory::MemoryStore;
 

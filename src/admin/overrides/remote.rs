@@ -12,8 +12,8 @@
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use ::redis::{Client, Value};
+use ::redis::aio::ConnectionManager;
+use ::redis::Value;
 
 use super::Override;
 use crate::config::ConfigError;
@@ -48,26 +48,13 @@ impl RemoteOverrides {
     /// behalf of `shared`'s overrides; returns the handle the admin API writes
     /// through. Must run inside a Tokio runtime.
     pub(crate) fn start(config: &StoreConfig, shared: Weak<Shared>) -> Result<Self, ConfigError> {
-        let url = config
-            .url
-            .as_deref()
-            .ok_or_else(|| ConfigError::single("store.url", "required for shared overrides"))?;
         let handle = tokio::runtime::Handle::try_current().map_err(|_| {
             ConfigError::single(
                 "store",
                 "shared overrides must be started inside a Tokio runtime",
             )
         })?;
-        let client =
-            Client::open(url).map_err(|e| ConfigError::single("store.url", e.to_string()))?;
-        let cfg = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(config.timeout))
-            .set_response_timeout(Some(config.timeout))
-            .set_number_of_retries(1)
-            .set_min_delay(Duration::from_millis(10))
-            .set_max_delay(Duration::from_millis(100));
-        let conn = ConnectionManager::new_lazy_with_config(client, cfg)
-            .map_err(|e| ConfigError::single("store.url", e.to_string()))?;
+        let conn = crate::store::redis_manager(config, config.timeout)?;
         let remote = Self {
             conn,
             hash: format!("{}overrides", config.key_prefix).into(),

@@ -8,13 +8,13 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use ::redis::{Client, Value};
+use ::redis::aio::ConnectionManager;
+use ::redis::Value;
 use tokio::sync::{mpsc, watch};
 
 use super::{codec, Apply, Msg, ShareError, ShareStats};
 use crate::config::ConfigError;
-use crate::store::StoreConfig;
+use crate::store::{redis_manager, StoreConfig};
 
 /// Most events written in one entry.
 const BATCH: usize = 64;
@@ -59,22 +59,6 @@ impl fmt::Display for StreamId {
     }
 }
 
-fn manager(
-    config: &StoreConfig,
-    url: &str,
-    response: Duration,
-) -> Result<ConnectionManager, ConfigError> {
-    let client = Client::open(url).map_err(|e| ConfigError::single("store.url", e.to_string()))?;
-    let cfg = ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(config.timeout))
-        .set_response_timeout(Some(response))
-        .set_number_of_retries(1)
-        .set_min_delay(Duration::from_millis(10))
-        .set_max_delay(Duration::from_millis(100));
-    ConnectionManager::new_lazy_with_config(client, cfg)
-        .map_err(|e| ConfigError::single("store.url", e.to_string()))
-}
-
 pub(super) fn spawn(
     config: &StoreConfig,
     replica: u64,
@@ -83,10 +67,6 @@ pub(super) fn spawn(
     apply: Apply,
     stats: Arc<ShareStats>,
 ) -> Result<(), ConfigError> {
-    let url = config
-        .url
-        .as_deref()
-        .ok_or_else(|| ConfigError::single("store.url", "required for shared clusters"))?;
     let handle = tokio::runtime::Handle::try_current().map_err(|_| {
         ConfigError::single(
             "store",
@@ -95,7 +75,7 @@ pub(super) fn spawn(
     })?;
     let key = format!("{}clusters:log", config.key_prefix);
     let writer = Writer {
-        conn: manager(config, url, config.timeout)?,
+        conn: redis_manager(config, config.timeout)?,
         key: key.clone(),
         max_len: config.cluster_log_len,
         replica,
@@ -103,7 +83,7 @@ pub(super) fn spawn(
         stats: stats.clone(),
     };
     let reader = Reader {
-        conn: manager(config, url, BLOCK + config.timeout)?,
+        conn: redis_manager(config, BLOCK + config.timeout)?,
         key,
         replica,
         timeout: BLOCK + config.timeout,

@@ -1,6 +1,9 @@
 //! The Redis backend: see [`RedisStore`].
 
+mod connect;
 mod script;
+
+pub(crate) use connect::manager;
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
