@@ -17,8 +17,8 @@ use std::future::Future;
 use std::pin::Pin;
 
 pub use self::config::{build_store, Backend, OnError, StoreConfig};
-pub(crate) use self::redis::manager as redis_manager;
 pub use self::redis::RedisStore;
+pub(crate) use self::redis::{manager as redis_manager, RedisConn};
 pub use memory::MemoryStore;
 
 use crate::extensions::Scope;

@@ -32,6 +32,10 @@ pub struct RedisServer {
     dir: tempfile::TempDir,
     pub port: u16,
     child: Option<Child>,
+    /// A config file written into `dir` and passed first (sentinels need one).
+    conf: Option<String>,
+    /// More arguments after the defaults.
+    extra: Vec<String>,
 }
 
 fn free_port() -> u16 {
@@ -43,6 +47,30 @@ impl RedisServer {
     /// Starts a server, or returns `None` (after reporting the skip) when
     /// `redis-server` is not installed.
     pub fn start() -> Option<Self> {
+        Self::start_with(None, &[])
+    }
+
+    /// A replica of the server on `primary_port`.
+    pub fn start_replica(primary_port: u16) -> Option<Self> {
+        Self::start_with(
+            None,
+            &["--replicaof", "127.0.0.1", &primary_port.to_string()],
+        )
+    }
+
+    /// A sentinel watching the primary on `primary_port` as `service`, which it
+    /// declares down after 300 ms and fails over alone (quorum 1).
+    pub fn start_sentinel(primary_port: u16, service: &str) -> Option<Self> {
+        let conf = format!(
+            "sentinel monitor {service} 127.0.0.1 {primary_port} 1\n\
+             sentinel down-after-milliseconds {service} 300\n\
+             sentinel failover-timeout {service} 2000\n\
+             sentinel parallel-syncs {service} 1\n"
+        );
+        Self::start_with(Some(conf), &["--sentinel"])
+    }
+
+    fn start_with(conf: Option<String>, extra: &[&str]) -> Option<Self> {
         let Some(binary) = redis_server_binary() else {
             report_skip();
             return None;
@@ -53,6 +81,8 @@ impl RedisServer {
                 dir: tempfile::tempdir().expect("temp dir"),
                 port: free_port(),
                 child: None,
+                conf: conf.clone(),
+                extra: extra.iter().map(|s| s.to_string()).collect(),
             };
             if server.spawn() {
                 return Some(server);
@@ -66,13 +96,20 @@ impl RedisServer {
     }
 
     fn spawn(&mut self) -> bool {
-        let child = Command::new(&self.binary)
+        let mut cmd = Command::new(&self.binary);
+        if let Some(conf) = &self.conf {
+            let path = self.dir.path().join("server.conf");
+            std::fs::write(&path, conf).expect("write the server's config");
+            cmd.arg(path);
+        }
+        let child = cmd
             .args(["--port", &self.port.to_string()])
             .args(["--bind", "127.0.0.1"])
             .args(["--save", ""])
             .args(["--appendonly", "no"])
             .arg("--dir")
             .arg(self.dir.path())
+            .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

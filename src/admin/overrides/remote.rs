@@ -12,7 +12,6 @@
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use ::redis::aio::ConnectionManager;
 use ::redis::Value;
 
 use super::Override;
@@ -29,7 +28,7 @@ const MAX_ENTRIES: usize = 1_000_000;
 /// The Redis side of [`Overrides`](super::Overrides). Cheap to clone.
 #[derive(Clone)]
 pub struct RemoteOverrides {
-    conn: ConnectionManager,
+    conn: crate::store::RedisConn,
     hash: Arc<str>,
     version: Arc<str>,
     timeout: Duration,

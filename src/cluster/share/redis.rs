@@ -8,7 +8,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ::redis::aio::ConnectionManager;
 use ::redis::Value;
 use tokio::sync::{mpsc, watch};
 
@@ -108,7 +107,7 @@ fn recovered(stats: &ShareStats) {
 }
 
 async fn call(
-    conn: &ConnectionManager,
+    conn: &crate::store::RedisConn,
     cmd: &::redis::Cmd,
     timeout: Duration,
 ) -> Result<Value, String> {
@@ -124,7 +123,7 @@ async fn call(
 }
 
 struct Writer {
-    conn: ConnectionManager,
+    conn: crate::store::RedisConn,
     key: String,
     max_len: u64,
     replica: u64,
@@ -193,7 +192,7 @@ impl Writer {
 }
 
 struct Reader {
-    conn: ConnectionManager,
+    conn: crate::store::RedisConn,
     key: String,
     replica: u64,
     timeout: Duration,

@@ -1,21 +1,236 @@
 //! Connections to the configured Redis, shared by everything that talks to it:
 //! the quota store, the shared cluster log and the shared overrides.
+//!
+//! Two kinds of target:
+//!
+//! * a Redis URL (`redis://`, `redis+unix://`): one self-reconnecting
+//!   multiplexed connection ([`ConnectionManager`]);
+//! * Redis Sentinel, `redis+sentinel://[[user]:password@]host:port[,host:port…]/service[/db]`:
+//!   the sentinels are asked for the service's current primary, and the
+//!   connection is to that primary. A call that fails in a way a failover
+//!   explains (connection refused or dropped, I/O error, timeout, `READONLY`
+//!   from a demoted primary) makes the next call ask the sentinels again, so
+//!   the guard follows a failover by itself. The user and password are the
+//!   primary's; the sentinels are reached without authentication.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use ::redis::Client;
+use ::redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use ::redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
+use ::redis::{Client, Cmd, Pipeline, RedisError, RedisFuture, RedisResult, Value};
 
 use crate::config::ConfigError;
 use crate::store::StoreConfig;
 
-/// A lazily connecting, self-reconnecting multiplexed connection to the Redis of
-/// `config`, whose calls give up after `response` (connecting after
-/// `config.timeout`). Must be called inside a Tokio runtime.
-pub(crate) fn manager(
-    config: &StoreConfig,
-    response: Duration,
-) -> Result<ConnectionManager, ConfigError> {
+/// The scheme of Sentinel targets.
+pub(crate) const SENTINEL_SCHEME: &str = "redis+sentinel://";
+/// A sentinel's port when the URL leaves it out.
+const SENTINEL_PORT: u16 = 26_379;
+
+/// A parsed `redis+sentinel://` URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SentinelTarget {
+    /// `host:port` of every sentinel.
+    pub(crate) nodes: Vec<(String, u16)>,
+    /// The monitored service (the `sentinel monitor` name).
+    pub(crate) service: String,
+    pub(crate) username: Option<String>,
+    pub(crate) password: Option<String>,
+    pub(crate) db: i64,
+}
+
+/// Parses `redis+sentinel://[[user]:password@]host[:port][,host[:port]…]/service[/db]`.
+pub(crate) fn parse_sentinel(url: &str) -> Result<SentinelTarget, String> {
+    let rest = url
+        .strip_prefix(SENTINEL_SCHEME)
+        .ok_or_else(|| format!("a Sentinel URL starts with {SENTINEL_SCHEME}"))?;
+    let (authority, path) = rest.split_once('/').ok_or_else(|| {
+        "a Sentinel URL names its service: redis+sentinel://host:26379/mymaster".to_string()
+    })?;
+    let (userinfo, hosts) = match authority.rsplit_once('@') {
+        Some((u, h)) => (Some(u), h),
+        None => (None, authority),
+    };
+    let (username, password) = match userinfo {
+        None => (None, None),
+        Some(u) => match u.split_once(':') {
+            Some((user, pass)) => (
+                (!user.is_empty()).then(|| user.to_string()),
+                Some(pass.to_string()),
+            ),
+            None => (Some(u.to_string()), None),
+        },
+    };
+    let mut nodes = Vec::new();
+    for h in hosts.split(',') {
+        let (host, port) = match h.rsplit_once(':') {
+            Some((host, port)) if !host.ends_with(']') || host.starts_with('[') => (
+                host,
+                port.parse::<u16>()
+                    .map_err(|_| format!("`{h}`: the port is not a number"))?,
+            ),
+            _ => (h, SENTINEL_PORT),
+        };
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if host.is_empty() {
+            return Err("every sentinel needs a host: host:26379,host:26379".into());
+        }
+        nodes.push((host.to_string(), port));
+    }
+    let mut segments = path.split('/');
+    let service = segments.next().unwrap_or_default();
+    if service.is_empty() {
+        return Err(
+            "a Sentinel URL names its service: redis+sentinel://host:26379/mymaster".into(),
+        );
+    }
+    let db = match segments.next() {
+        None | Some("") => 0,
+        Some(d) => d
+            .parse::<i64>()
+            .ok()
+            .filter(|d| *d >= 0)
+            .ok_or_else(|| format!("`{d}` is not a database number"))?,
+    };
+    if segments.next().is_some_and(|s| !s.is_empty()) {
+        return Err("a Sentinel URL is …/service[/db], nothing after the database".into());
+    }
+    Ok(SentinelTarget {
+        nodes,
+        service: service.to_string(),
+        username,
+        password,
+        db,
+    })
+}
+
+/// A connection to the configured Redis (a URL, or the primary Sentinel names).
+/// Cheap to clone; usable wherever the `redis` crate takes a connection.
+#[derive(Clone)]
+pub(crate) struct RedisConn(Arc<Target>);
+
+enum Target {
+    Direct(ConnectionManager),
+    Sentinel(Box<SentinelConn>),
+}
+
+impl std::fmt::Debug for RedisConn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match &*self.0 {
+            Target::Direct(_) => "RedisConn(direct)",
+            Target::Sentinel(_) => "RedisConn(sentinel)",
+        })
+    }
+}
+
+struct SentinelConn {
+    /// Asking the sentinels, one request at a time.
+    sentinels: tokio::sync::Mutex<SentinelClient>,
+    /// The connection to the primary last named, with its generation.
+    current: Mutex<Option<(u64, ConnectionManager)>>,
+    generation: AtomicU64,
+    config: ConnectionManagerConfig,
+    db: i64,
+}
+
+/// Errors a failover explains: the next call asks the sentinels again.
+fn failover_error(e: &RedisError) -> bool {
+    e.is_io_error()
+        || e.is_connection_refusal()
+        || e.is_connection_dropped()
+        || e.is_timeout()
+        || e.code() == Some("READONLY")
+}
+
+impl SentinelConn {
+    async fn primary(&self) -> RedisResult<(u64, ConnectionManager)> {
+        if let Some(c) = self
+            .current
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+        {
+            return Ok(c);
+        }
+        let mut sentinels = self.sentinels.lock().await;
+        if let Some(c) = self
+            .current
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+        {
+            return Ok(c);
+        }
+        let client = sentinels.async_get_client().await?;
+        let conn = ConnectionManager::new_lazy_with_config(client, self.config.clone())?;
+        let g = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
+        *self.current.lock().unwrap_or_else(|e| e.into_inner()) = Some((g, conn.clone()));
+        Ok((g, conn))
+    }
+
+    fn forget(&self, generation: u64) {
+        let mut cur = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        if cur.as_ref().is_some_and(|(g, _)| *g == generation) {
+            tracing::info!("Redis Sentinel: the primary failed; asking the sentinels again");
+            *cur = None;
+        }
+    }
+}
+
+impl ConnectionLike for RedisConn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match &*self.0 {
+            Target::Direct(m) => {
+                let mut m = m.clone();
+                Box::pin(async move { m.req_packed_command(cmd).await })
+            }
+            Target::Sentinel(s) => Box::pin(async move {
+                let (g, mut m) = s.primary().await?;
+                let r = m.req_packed_command(cmd).await;
+                if r.as_ref().is_err_and(failover_error) {
+                    s.forget(g);
+                }
+                r
+            }),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match &*self.0 {
+            Target::Direct(m) => {
+                let mut m = m.clone();
+                Box::pin(async move { m.req_packed_commands(pipeline, offset, count).await })
+            }
+            Target::Sentinel(s) => Box::pin(async move {
+                let (g, mut m) = s.primary().await?;
+                let r = m.req_packed_commands(pipeline, offset, count).await;
+                if r.as_ref().is_err_and(failover_error) {
+                    s.forget(g);
+                }
+                r
+            }),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match &*self.0 {
+            Target::Direct(m) => m.get_db(),
+            Target::Sentinel(s) => s.db,
+        }
+    }
+}
+
+/// A lazily connecting, self-reconnecting connection to the Redis of `config`,
+/// whose calls give up after `response` (connecting after `config.timeout`).
+/// Must be called inside a Tokio runtime.
+pub(crate) fn manager(config: &StoreConfig, response: Duration) -> Result<RedisConn, ConfigError> {
     let url = config
         .url
         .as_deref()
@@ -27,13 +242,88 @@ pub(crate) fn manager(
             "the Redis backend must be started inside a Tokio runtime",
         )
     })?;
-    let client = Client::open(url).map_err(|e| ConfigError::single("store.url", e.to_string()))?;
     let cfg = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(config.timeout))
         .set_response_timeout(Some(response))
         .set_number_of_retries(1)
         .set_min_delay(Duration::from_millis(10))
         .set_max_delay(Duration::from_millis(100));
-    ConnectionManager::new_lazy_with_config(client, cfg)
-        .map_err(|e| ConfigError::single("store.url", e.to_string()))
+    let bad = |e: RedisError| ConfigError::single("store.url", e.to_string());
+    let target = if url.starts_with(SENTINEL_SCHEME) {
+        let t = parse_sentinel(url).map_err(|m| ConfigError::single("store.url", m))?;
+        let mut info = ::redis::RedisConnectionInfo::default().set_db(t.db);
+        if let Some(u) = &t.username {
+            info = info.set_username(u);
+        }
+        if let Some(p) = &t.password {
+            info = info.set_password(p);
+        }
+        let nodes: Vec<String> = t
+            .nodes
+            .iter()
+            .map(|(h, p)| {
+                if h.contains(':') {
+                    format!("redis://[{h}]:{p}")
+                } else {
+                    format!("redis://{h}:{p}")
+                }
+            })
+            .collect();
+        let sentinels = SentinelClient::build(
+            nodes,
+            t.service.clone(),
+            Some(SentinelNodeConnectionInfo::default().set_redis_connection_info(info)),
+            SentinelServerType::Master,
+        )
+        .map_err(bad)?;
+        Target::Sentinel(Box::new(SentinelConn {
+            sentinels: tokio::sync::Mutex::new(sentinels),
+            current: Mutex::new(None),
+            generation: AtomicU64::new(0),
+            config: cfg,
+            db: t.db,
+        }))
+    } else {
+        let client = Client::open(url).map_err(bad)?;
+        Target::Direct(ConnectionManager::new_lazy_with_config(client, cfg).map_err(bad)?)
+    };
+    Ok(RedisConn(Arc::new(target)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sentinel_urls_parse() {
+        let t = parse_sentinel("redis+sentinel://:pw@10.0.0.1:26380,sentinel-b,[::1]:5/mymaster/3")
+            .expect("valid");
+        assert_eq!(
+            t.nodes,
+            vec![
+                ("10.0.0.1".to_string(), 26_380),
+                ("sentinel-b".to_string(), SENTINEL_PORT),
+                ("::1".to_string(), 5)
+            ]
+        );
+        assert_eq!(t.service, "mymaster");
+        assert_eq!(
+            (t.username, t.password.as_deref(), t.db),
+            (None, Some("pw"), 3)
+        );
+        let t = parse_sentinel("redis+sentinel://app:secret@h:1/svc").expect("valid");
+        assert_eq!(t.username.as_deref(), Some("app"));
+        assert_eq!(t.db, 0);
+        for bad in [
+            "redis+sentinel://h:1",
+            "redis+sentinel://h:1/",
+            "redis+sentinel://h:x/svc",
+            "redis+sentinel://,h/svc",
+            "redis+sentinel://h/svc/-1",
+            "redis+sentinel://h/svc/1/extra",
+            "redis://h/svc",
+        ] {
+            assert!(parse_sentinel(bad).is_err(), "{bad}");
+        }
+    }
 }

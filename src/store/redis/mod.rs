@@ -3,14 +3,13 @@
 mod connect;
 mod script;
 
-pub(crate) use connect::manager;
+pub(crate) use connect::{manager, RedisConn};
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use ::redis::{Client, Script, Value};
 use dashmap::DashMap;
 use tokio::sync::mpsc;
@@ -33,6 +32,9 @@ const SWEEP_EVERY_MS: u64 = 60_000;
 
 /// Checks that `url` is a Redis URL this build can connect to.
 pub(crate) fn check_url(url: &str) -> Result<(), String> {
+    if url.starts_with(connect::SENTINEL_SCHEME) {
+        return connect::parse_sentinel(url).map(|_| ());
+    }
     if url.starts_with("rediss://") || url.starts_with("valkeys://") {
         return Err(
             "TLS (`rediss://`) is not supported by this build; use `redis://` over a trusted network or a TLS tunnel".into(),
@@ -92,7 +94,7 @@ pub struct RedisStore {
 }
 
 struct Inner {
-    conn: ConnectionManager,
+    conn: RedisConn,
     admit: Script,
     settle: Script,
     prefix: String,
@@ -197,11 +199,12 @@ impl RedisStore {
     /// first call does, so a Redis that is down at start-up is an ordinary outage.
     /// Must be called inside a Tokio runtime.
     pub fn new(config: &StoreConfig) -> Result<Self, ConfigError> {
-        let url = config
-            .url
-            .as_deref()
-            .ok_or_else(|| ConfigError::single("store.url", "required for the Redis backend"))?;
-        check_url(url).map_err(|m| ConfigError::single("store.url", m))?;
+        if config.url.is_none() {
+            return Err(ConfigError::single(
+                "store.url",
+                "required for the Redis backend",
+            ));
+        }
         if config.timeout.is_zero() {
             return Err(ConfigError::single(
                 "store.timeout",
@@ -214,16 +217,7 @@ impl RedisStore {
                 "the Redis store must be built inside a Tokio runtime",
             )
         })?;
-        let client =
-            Client::open(url).map_err(|e| ConfigError::single("store.url", e.to_string()))?;
-        let manager_config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(config.timeout))
-            .set_response_timeout(Some(config.timeout))
-            .set_number_of_retries(1)
-            .set_min_delay(Duration::from_millis(10))
-            .set_max_delay(Duration::from_millis(100));
-        let conn = ConnectionManager::new_lazy_with_config(client, manager_config)
-            .map_err(|e| ConfigError::single("store.url", e.to_string()))?;
+        let conn = manager(config, config.timeout)?;
         let (settlements, queue) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
             conn,
