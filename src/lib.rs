@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod audit;
+pub mod body;
 pub mod clock;
 pub mod cluster;
 pub mod config;
