@@ -105,6 +105,14 @@ impl Detector {
         }
     }
 
+    /// Takes `account` out of its cluster and keeps it from being linked again
+    /// for `hold_ms` (an operator's correction). Returns false when the engine
+    /// does not track the account. Every administrative unlink goes through
+    /// here.
+    pub fn unlink(&self, account: &AccountId, now_ms: u64, hold_ms: u64) -> bool {
+        self.engine.unlink(account, now_ms, hold_ms)
+    }
+
     /// Links and scores a request whose features are already known.
     pub fn observe(
         &self,
