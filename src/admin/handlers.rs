@@ -490,10 +490,7 @@ pub(super) async fn reload(State(st): St) -> Response {
 
 pub(super) async fn trace(State(st): St, Query(q): Query<HashMap<String, String>>) -> Response {
     let Some(index) = &st.hooks.trace else {
-        return error(
-            StatusCode::NOT_IMPLEMENTED,
-            "no watermark trace index is running",
-        );
+        return error(StatusCode::INTERNAL_SERVER_ERROR, "no trace index");
     };
     let Some(text) = q.get("text").filter(|t| !t.trim().is_empty()) else {
         return error(StatusCode::BAD_REQUEST, "give the text to trace as ?text=");

@@ -1,7 +1,7 @@
 //! Extension points for the engines the admin API reads: the cluster engine
 //! (account linking and scoring) and the watermark trace-back index. The admin
-//! router plugs in the guard's own cluster engine when [`AdminHooks::cluster`]
-//! is `None`; a host can plug in another.
+//! router uses the guard's own for any hook left `None`; a host can plug in
+//! others.
 
 use std::fmt;
 use std::sync::Arc;
@@ -123,8 +123,8 @@ pub trait TraceIndex: Send + Sync + 'static {
 }
 
 /// The engines the admin API uses. [`AdminHooks::for_guard`] gives the guard's
-/// own; a `None` cluster engine is replaced by the guard's own when the router
-/// is built.
+/// own; a hook left `None` is replaced by the guard's own when the router is
+/// built.
 #[derive(Clone, Default)]
 pub struct AdminHooks {
     /// The cluster engine.

@@ -24,7 +24,7 @@
 //! | GET | `/api/decisions/{request_id}` | one past decision, explained |
 //! | GET/POST | `/api/overrides` | list / change allowlist, blocklist, tier pins, unlinks |
 //! | POST | `/api/reload` | reload the config file |
-//! | GET | `/api/trace?text=` | watermark trace-back (needs the trace index) |
+//! | GET | `/api/trace?text=` | watermark trace-back |
 //!
 //! `docs/admin.md` has curl examples for each. The guard's own cluster engine
 //! answers the cluster views; other engines plug in through [`AdminHooks`].
@@ -97,9 +97,9 @@ fn build(
     reloader: Option<Reloader>,
     mut hooks: AdminHooks,
 ) -> Router {
-    if hooks.cluster.is_none() {
-        hooks.cluster = Some(Arc::new(crate::detect::DetectorInspector::for_guard(guard)));
-    }
+    let own = AdminHooks::for_guard(guard);
+    hooks.cluster = hooks.cluster.or(own.cluster);
+    hooks.trace = hooks.trace.or(own.trace);
     let state = Arc::new(AdminState {
         guard: guard.clone(),
         token,

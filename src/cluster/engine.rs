@@ -678,13 +678,13 @@ impl ClusterEngine {
                 suspicious.push(e);
             }
             drop(st);
-            let sorts: [(&mut Vec<Top>, fn(&Top, &Top) -> std::cmp::Ordering); 2] =
-                [(&mut largest, by_size), (&mut suspicious, by_level)];
-            for (list, cmp) in sorts {
-                if list.len() > n {
-                    list.sort_by(cmp);
-                    list.truncate(n);
-                }
+            if largest.len() > n {
+                largest.sort_by(by_size);
+                largest.truncate(n);
+            }
+            if suspicious.len() > n {
+                suspicious.sort_by(by_level);
+                suspicious.truncate(n);
             }
             start = end;
         }
