@@ -6,7 +6,7 @@ use std::hash::{BuildHasher, Hasher};
 use std::sync::{Mutex, MutexGuard};
 
 use super::config::ClusterConfig;
-use super::evidence::{Evidence, KindSummary, ValueSummary};
+use super::evidence::{Evidence, KindNames, KindSummary, ValueSummary};
 use crate::extensions::{AccountId, Cluster, ClusterId};
 use crate::features::{Family, Feature};
 
@@ -378,6 +378,8 @@ struct State {
     clusters: Vec<ClusterRec>,
     /// What linked each cluster's members, by the cluster's index.
     evidence: Vec<Evidence>,
+    /// The feature kinds the summaries name by id.
+    kind_names: KindNames,
     free_clusters: Vec<u32>,
     door: Vec<Door>,
     postings: FastMap<u64, Posting>,
@@ -424,6 +426,7 @@ impl ClusterEngine {
             live: 0,
             clusters: Vec::new(),
             evidence: Vec::new(),
+            kind_names: KindNames::default(),
             free_clusters: Vec::new(),
             door: vec![Door::default(); door_len],
             postings: FastMap::with_hasher(hasher),
@@ -1001,8 +1004,13 @@ impl ClusterEngine {
             if matches!(outcome, LinkOutcome::Joined | LinkOutcome::Merged) {
                 let c = st.slots[slot as usize].cluster;
                 let g = &groups[gi];
-                if let Some(ev) = st.evidence.get_mut(c as usize) {
-                    ev.record(&g.fam, &g.kinds, &g.values, now_s);
+                let State {
+                    evidence,
+                    kind_names,
+                    ..
+                } = &mut *st;
+                if let Some(ev) = evidence.get_mut(c as usize) {
+                    ev.record(kind_names, &g.fam, &g.kinds, &g.values, now_s);
                 }
             }
             st.log_event(obs, &groups[gi], outcome);
@@ -1576,7 +1584,7 @@ impl State {
             .map(|m| self.slots[*m as usize].id)
             .collect();
         let (kinds, mut values) = match self.evidence.get(c as usize) {
-            Some(ev) => (ev.kinds(), ev.values()),
+            Some(ev) => (ev.kinds(&self.kind_names), ev.values(&self.kind_names)),
             None => (Vec::new(), Vec::new()),
         };
         for v in &mut values {

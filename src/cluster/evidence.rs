@@ -48,40 +48,66 @@ pub struct ValueSummary {
     pub members: u32,
 }
 
+/// Feature kinds by a one-byte id, so that a cluster's summary stays small
+/// (kinds are a few dozen `&'static str`s from the fingerprint stage).
+#[derive(Debug, Default)]
+pub(super) struct KindNames(Vec<&'static str>);
+
+/// The id shared by kinds beyond the first 255.
+const OTHER_KIND: u8 = u8::MAX;
+
+impl KindNames {
+    /// The id of `kind`, registering it if new.
+    pub(super) fn id(&mut self, kind: &'static str) -> u8 {
+        if let Some(i) = self.0.iter().position(|k| *k == kind) {
+            return i as u8;
+        }
+        if self.0.len() < usize::from(OTHER_KIND) {
+            self.0.push(kind);
+            return (self.0.len() - 1) as u8;
+        }
+        OTHER_KIND
+    }
+
+    fn name(&self, id: u8) -> &'static str {
+        self.0.get(usize::from(id)).copied().unwrap_or("other")
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 struct KindTally {
-    family: Family,
-    kind: &'static str,
     links: u32,
     sum: f32,
     max: f32,
+    family: Family,
+    kind: u8,
 }
 
 #[derive(Debug, Clone, Copy)]
 struct ValueTally {
-    family: Family,
-    kind: &'static str,
     value: u64,
-    links: u32,
     weight: f32,
     at: u32,
+    links: u16,
+    family: Family,
+    kind: u8,
 }
 
 const NO_KIND: KindTally = KindTally {
-    family: Family::Client,
-    kind: "",
     links: 0,
     sum: 0.0,
     max: 0.0,
+    family: Family::Client,
+    kind: 0,
 };
 
 const NO_VALUE: ValueTally = ValueTally {
-    family: Family::Client,
-    kind: "",
     value: 0,
-    links: 0,
     weight: 0.0,
     at: 0,
+    links: 0,
+    family: Family::Client,
+    kind: 0,
 };
 
 /// The per-cluster summary. Empty entries have `links == 0`.
@@ -101,6 +127,7 @@ impl Evidence {
     /// kind, its weight and the value behind it.
     pub(super) fn record(
         &mut self,
+        names: &mut KindNames,
         weights: &[f32; 6],
         kinds: &[&'static str; 6],
         values: &[u64; 6],
@@ -111,16 +138,17 @@ impl Evidence {
             if w <= 0.0 || !w.is_finite() || kinds[i].is_empty() {
                 continue;
             }
+            let kind = names.id(kinds[i]);
             self.add_kind(KindTally {
                 family,
-                kind: kinds[i],
+                kind,
                 links: 1,
                 sum: w,
                 max: w,
             });
             self.add_value(ValueTally {
                 family,
-                kind: kinds[i],
+                kind,
                 value: values[i],
                 links: 1,
                 weight: w,
@@ -190,14 +218,14 @@ impl Evidence {
     }
 
     /// The kinds, strongest (summed weight) first.
-    pub(super) fn kinds(&self) -> Vec<KindSummary> {
+    pub(super) fn kinds(&self, names: &KindNames) -> Vec<KindSummary> {
         let mut out: Vec<KindSummary> = self
             .kinds
             .iter()
             .filter(|k| k.links > 0)
             .map(|k| KindSummary {
                 family: k.family,
-                kind: k.kind,
+                kind: names.name(k.kind),
                 links: k.links,
                 weight_sum: k.sum,
                 weight_max: k.max,
@@ -208,16 +236,16 @@ impl Evidence {
     }
 
     /// The values, strongest first; `members` is filled in by the caller.
-    pub(super) fn values(&self) -> Vec<ValueSummary> {
+    pub(super) fn values(&self, names: &KindNames) -> Vec<ValueSummary> {
         let mut out: Vec<ValueSummary> = self
             .values
             .iter()
             .filter(|v| v.links > 0)
             .map(|v| ValueSummary {
                 family: v.family,
-                kind: v.kind,
+                kind: names.name(v.kind),
                 value: v.value,
-                links: v.links,
+                links: u32::from(v.links),
                 weight: v.weight,
                 last_s: v.at,
                 members: 0,
@@ -237,30 +265,51 @@ impl Evidence {
 mod tests {
     use super::*;
 
-    fn link(ev: &mut Evidence, family: usize, kind: &'static str, value: u64, w: f32, at: u32) {
+    fn link(
+        names: &mut KindNames,
+        ev: &mut Evidence,
+        family: usize,
+        kind: &'static str,
+        value: u64,
+        w: f32,
+        at: u32,
+    ) {
         let mut weights = [0.0; 6];
         let mut kinds = [""; 6];
         let mut values = [0; 6];
         weights[family] = w;
         kinds[family] = kind;
         values[family] = value;
-        ev.record(&weights, &kinds, &values, at);
+        ev.record(names, &weights, &kinds, &values, at);
+    }
+
+    #[test]
+    fn a_summary_is_small() {
+        // Kept per cluster: at most a few hundred bytes whatever the member count.
+        assert!(std::mem::size_of::<Evidence>() <= 224);
+        let mut names = KindNames::default();
+        assert_eq!(names.id("a"), 0);
+        assert_eq!(names.id("b"), 1);
+        assert_eq!(names.id("a"), 0);
+        assert_eq!(names.name(1), "b");
+        assert_eq!(names.name(200), "other");
     }
 
     #[test]
     fn links_are_tallied_per_kind_and_value() {
+        let mut names = KindNames::default();
         let mut ev = Evidence::EMPTY;
-        link(&mut ev, 3, "system_prompt", 42, 1.0, 10);
-        link(&mut ev, 3, "system_prompt", 42, 0.5, 11);
-        link(&mut ev, 0, "user_agent", 7, 0.25, 12);
-        let kinds = ev.kinds();
+        link(&mut names, &mut ev, 3, "system_prompt", 42, 1.0, 10);
+        link(&mut names, &mut ev, 3, "system_prompt", 42, 0.5, 11);
+        link(&mut names, &mut ev, 0, "user_agent", 7, 0.25, 12);
+        let kinds = ev.kinds(&names);
         assert_eq!(kinds.len(), 2);
         assert_eq!(kinds[0].kind, "system_prompt");
         assert_eq!(kinds[0].family, Family::Template);
         assert_eq!(kinds[0].links, 2);
         assert!((kinds[0].weight_sum - 1.5).abs() < 1e-6);
         assert_eq!(kinds[0].weight_max, 1.0);
-        let values = ev.values();
+        let values = ev.values(&names);
         assert_eq!(values[0].value, 42);
         assert_eq!(values[0].links, 2);
         assert_eq!(values[0].last_s, 11);
@@ -270,43 +319,53 @@ mod tests {
 
     #[test]
     fn the_tables_stay_bounded_and_keep_the_strongest() {
+        let mut names = KindNames::default();
         let mut ev = Evidence::EMPTY;
         const KINDS: [&str; 12] = [
             "k0", "k1", "k2", "k3", "k4", "k5", "k6", "k7", "k8", "k9", "k10", "k11",
         ];
         for (i, kind) in KINDS.iter().enumerate() {
-            link(&mut ev, 2, kind, i as u64, (i + 1) as f32, i as u32);
+            link(
+                &mut names,
+                &mut ev,
+                2,
+                kind,
+                i as u64,
+                (i + 1) as f32,
+                i as u32,
+            );
         }
-        let kinds = ev.kinds();
+        let kinds = ev.kinds(&names);
         assert_eq!(kinds.len(), EVIDENCE_KINDS);
         assert_eq!(kinds[0].kind, "k11");
         assert!(kinds.iter().all(|k| k.kind != "k0"), "{kinds:?}");
-        let values = ev.values();
+        let values = ev.values(&names);
         assert_eq!(values.len(), EVIDENCE_VALUES);
         assert_eq!(
             values.iter().map(|v| v.value).collect::<Vec<_>>(),
             [11, 10, 9, 8]
         );
         // A weak value does not push a strong one out.
-        link(&mut ev, 2, "k0", 99, 0.1, 100);
-        assert!(ev.values().iter().all(|v| v.value != 99));
+        link(&mut names, &mut ev, 2, "k0", 99, 0.1, 100);
+        assert!(ev.values(&names).iter().all(|v| v.value != 99));
     }
 
     #[test]
     fn merging_combines_the_summaries() {
+        let mut names = KindNames::default();
         let mut a = Evidence::EMPTY;
         let mut b = Evidence::EMPTY;
-        link(&mut a, 3, "system_prompt", 1, 1.0, 10);
-        link(&mut b, 3, "system_prompt", 1, 2.0, 20);
-        link(&mut b, 5, "hard_link", 9, 4.0, 21);
+        link(&mut names, &mut a, 3, "system_prompt", 1, 1.0, 10);
+        link(&mut names, &mut b, 3, "system_prompt", 1, 2.0, 20);
+        link(&mut names, &mut b, 5, "hard_link", 9, 4.0, 21);
         a.absorb(&b);
-        let kinds = a.kinds();
+        let kinds = a.kinds(&names);
         assert_eq!(kinds[0].kind, "hard_link");
         assert_eq!(kinds[1].kind, "system_prompt");
         assert_eq!(kinds[1].links, 2);
         assert!((kinds[1].weight_sum - 3.0).abs() < 1e-6);
         assert_eq!(kinds[1].weight_max, 2.0);
-        let values = a.values();
+        let values = a.values(&names);
         assert_eq!(values.len(), 2);
         assert_eq!(values[1].value, 1);
         assert_eq!(values[1].links, 2);
