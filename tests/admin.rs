@@ -975,6 +975,14 @@ async fn linked_clusters_are_inspected_with_their_evidence() {
         .json();
     assert_eq!(alone["cluster_engine"]["cluster"]["size"], 1);
     assert_eq!(alone["cluster_engine"]["cluster"]["evidence"], json!([]));
+    let one = admin_get(
+        &e,
+        &format!("/api/clusters/{}", ClusterId::of_account(bystander)),
+    )
+    .await;
+    assert_eq!(one.status, StatusCode::OK, "a cluster of one: {}", one.text);
+    assert_eq!(one.json()["size"], 1);
+    assert_eq!(one.json()["members"], json!([bystander.to_string()]));
 
     // Largest and most suspicious.
     let top = admin_get(&e, "/api/clusters?limit=5").await.json();

@@ -99,6 +99,24 @@ impl DetectorInspector {
     }
 }
 
+/// The cluster of one of an account linked to nobody.
+fn alone(
+    account: &AccountId,
+    suspicion: f64,
+    signals: &[crate::extensions::Reason],
+) -> ClusterView {
+    ClusterView {
+        id: ClusterId::of_account(*account),
+        size: 1,
+        suspicion,
+        members: vec![*account],
+        links: 0,
+        evidence: Vec::new(),
+        evidence_by_kind: Vec::new(),
+        top_signals: signals.to_vec(),
+    }
+}
+
 fn round3(x: f32) -> f64 {
     (f64::from(x) * 1000.0).round() / 1000.0
 }
@@ -113,16 +131,7 @@ impl ClusterInspector for DetectorInspector {
         let (own, own_signals) = self.detector.scorer().explain_account(&a.stats, now);
         let cluster = match a.cluster {
             Some(c) => self.view(c, now),
-            None => ClusterView {
-                id: ClusterId::of_account(*account),
-                size: 1,
-                suspicion: own,
-                members: vec![*account],
-                links: 0,
-                evidence: Vec::new(),
-                evidence_by_kind: Vec::new(),
-                top_signals: own_signals.clone(),
-            },
+            None => alone(account, own, &own_signals),
         };
         Some(AccountView {
             account: *account,
@@ -136,10 +145,18 @@ impl ClusterInspector for DetectorInspector {
 
     fn cluster(&self, id: &ClusterId) -> Option<ClusterView> {
         let now = self.clock.now_ms();
-        self.detector
-            .engine()
-            .inspect_cluster(id, self.max_members, now)
-            .map(|c| self.view(c, now))
+        let engine = self.detector.engine();
+        if let Some(c) = engine.inspect_cluster(id, self.max_members, now) {
+            return Some(self.view(c, now));
+        }
+        // A tracked account linked to nobody is its own cluster of one.
+        let account = AccountId(id.0);
+        let a = engine.inspect_account(&account, 1, now)?;
+        if a.cluster.is_some() {
+            return None;
+        }
+        let (own, signals) = self.detector.scorer().explain_account(&a.stats, now);
+        Some(alone(&account, own, &signals))
     }
 
     fn top_clusters(&self, n: usize) -> (Vec<ClusterView>, Vec<ClusterView>) {
@@ -242,6 +259,14 @@ mod tests {
         let alone = inspector.account(&account(9)).expect("tracked");
         assert_eq!(alone.cluster.size, 1);
         assert!(alone.cluster.evidence.is_empty());
+        assert_eq!(
+            inspector.cluster(&ClusterId::of_account(account(9))),
+            Some(alone.cluster.clone()),
+            "a cluster of one"
+        );
+        assert!(inspector
+            .cluster(&ClusterId::of_account(account(3)))
+            .is_none());
         assert!(inspector.account(&account(77)).is_none());
 
         let (largest, suspicious) = inspector.top_clusters(10);
