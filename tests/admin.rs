@@ -27,6 +27,7 @@ const T0: u64 = 1_714_000_000_000;
 
 struct Env {
     guard: Guard,
+    clock: ManualClock,
     proxy: Router,
     admin: Router,
 }
@@ -48,8 +49,9 @@ fn env_with(edit: impl FnOnce(&mut Config), hooks: AdminHooks) -> Env {
         },
     );
     edit(&mut cfg);
+    let clock = ManualClock::new(T0);
     let guard = Guard::builder(cfg)
-        .clock(Arc::new(ManualClock::new(T0)))
+        .clock(Arc::new(clock.clone()))
         .build()
         .expect("valid");
     let proxy = app(stack(
@@ -59,8 +61,16 @@ fn env_with(edit: impl FnOnce(&mut Config), hooks: AdminHooks) -> Env {
     let admin = admin::router(&guard, TOKEN, None, hooks);
     Env {
         guard,
+        clock,
         proxy,
         admin,
+    }
+}
+
+impl Env {
+    fn clock_now(&self) -> u64 {
+        use distill_guard::clock::Clock;
+        self.clock.now_ms()
     }
 }
 
@@ -471,7 +481,10 @@ async fn an_account_shows_its_buckets_and_recent_decisions() {
     assert_eq!(rpm["remaining"], 3.0);
     assert_eq!(v["buckets"]["account"]["requests_per_day"]["used"], 2.0);
     assert_eq!(v["recent_decisions"].as_array().map(Vec::len), Some(2));
-    assert!(v["cluster_engine"].is_null());
+    // The guard's own engine tracks it, alone, with its two requests.
+    assert_eq!(v["cluster_engine"]["requests"], 2);
+    assert_eq!(v["cluster_engine"]["cluster"]["size"], 1);
+    assert_eq!(v["cluster"]["id"], ClusterId::of_account(id).to_string());
     assert_eq!(
         admin_get(&e, "/api/accounts/00112233445566778899aabbccddeeff")
             .await
@@ -488,7 +501,7 @@ async fn an_account_shows_its_buckets_and_recent_decisions() {
     let status = admin_get(&e, "/api/status").await.json();
     assert_eq!(status["decisions"]["totals"]["allow"], 2);
     assert_eq!(status["config"]["generation"], 1);
-    assert_eq!(status["engines"]["cluster"], false);
+    assert_eq!(status["engines"]["cluster"], true);
     assert!(
         !status.to_string().contains("test-secret"),
         "no secrets in status"
@@ -505,12 +518,16 @@ fn fake_cluster() -> ClusterView {
         size: 40,
         suspicion: 0.9,
         members: vec![AccountId([7; 16])],
+        links: 39,
         evidence: vec![LinkEvidence {
             family: "template".into(),
+            kind: "simhash".into(),
             feature: "simhash 9f3a…".into(),
             accounts: 40,
+            links: 39,
             weight: 3.2,
         }],
+        evidence_by_kind: vec![],
         top_signals: vec![Reason {
             signal: "template_reuse".into(),
             weight: 0.6,
@@ -525,6 +542,8 @@ impl ClusterInspector for FakeEngine {
             suspicion: 0.8,
             cluster: fake_cluster(),
             top_signals: vec![],
+            requests: 3,
+            held_until_ms: None,
         })
     }
     fn cluster(&self, id: &ClusterId) -> Option<ClusterView> {
@@ -533,12 +552,12 @@ impl ClusterInspector for FakeEngine {
     fn top_clusters(&self, _n: usize) -> (Vec<ClusterView>, Vec<ClusterView>) {
         (vec![fake_cluster()], vec![fake_cluster()])
     }
-    fn unlink(&self, account: &AccountId) -> Result<(), String> {
+    fn unlink(&self, account: &AccountId) -> Result<bool, String> {
         self.unlinked.lock().expect("lock").push(*account);
-        Ok(())
+        Ok(true)
     }
-    fn cluster_sizes(&self) -> Vec<u64> {
-        vec![40, 1, 1]
+    fn cluster_sizes(&self) -> Vec<(u64, u64)> {
+        vec![(40, 1), (1, 2)]
     }
 }
 
@@ -560,12 +579,15 @@ impl TraceIndex for FakeIndex {
 #[tokio::test]
 async fn engines_plug_in_through_hooks() {
     let plain = env();
-    assert_eq!(
-        admin_get(&plain, "/api/trace?text=abc").await.status,
-        StatusCode::NOT_IMPLEMENTED
-    );
-    let observed = admin_get(&plain, "/api/clusters").await.json();
-    assert_eq!(observed["source"], "observed");
+    // Without hooks the guard's own engines answer: its watermark index (empty:
+    // nothing was tagged) and its cluster engine.
+    let t = admin_get(&plain, "/api/trace?text=abc").await;
+    assert_eq!(t.status, StatusCode::OK, "{}", t.text);
+    assert_eq!(t.json()["hits"], json!([]));
+    // Without a hook the guard's own engine answers (no clusters yet).
+    let own = admin_get(&plain, "/api/clusters").await.json();
+    assert_eq!(own["largest"], json!([]), "{own}");
+    assert_eq!(own["most_suspicious"], json!([]));
 
     let engine = Arc::new(FakeEngine {
         unlinked: Mutex::new(Vec::new()),
@@ -576,7 +598,6 @@ async fn engines_plug_in_through_hooks() {
     };
     let e = env_with(|_| {}, hooks);
     let c = admin_get(&e, "/api/clusters").await.json();
-    assert_eq!(c["source"], "engine");
     assert_eq!(c["largest"][0]["evidence"][0]["family"], "template");
     let one = admin_get(
         &e,
@@ -773,8 +794,9 @@ async fn trace_back_searches_the_watermark_index() {
         "[identity]\nsecret = \"s\"\n[watermark]\ntag = \"always\"\n[[watermark.keys]]\nid = \"k1\"\nsecret = \"watermark test secret\"\n",
     )
     .expect("valid");
+    let clock = ManualClock::new(T0);
     let guard = Guard::builder(cfg)
-        .clock(Arc::new(ManualClock::new(T0)))
+        .clock(Arc::new(clock.clone()))
         .build()
         .expect("valid");
     let proxy = app(stack(
@@ -815,4 +837,235 @@ async fn trace_back_searches_the_watermark_index() {
     assert_eq!(t.status, StatusCode::OK, "{}", t.text);
     let v = t.json();
     assert_eq!(v["hits"][0]["account"], account.to_string(), "{v}");
+}
+
+/// One request of a distillation campaign: a shared long prompt template with a
+/// varying task, from the same client software.
+fn campaign_req(key: &str, i: u64) -> Request<Body> {
+    let task: String = (0..30)
+        .map(|k| format!("w{} ", (i * 31 + k * 7) % 997))
+        .collect();
+    let content = format!(
+        "You are an expert competition programmer and mathematician. Read the task below with great care, consider the edge cases, the constraints and the complexity bounds, and then solve it completely in Python. TASK: {task} END OF TASK. Think step by step and write out your full reasoning in detail before giving the final answer, then give the complete program in one fenced code block and state its time complexity at the end."
+    );
+    Request::post("/v1/chat/completions")
+        .header("content-type", "application/json")
+        .header("authorization", format!("Bearer {key}"))
+        .header("user-agent", "python-httpx/0.27.0")
+        .body(Body::from(
+            json!({"model": "m", "temperature": 0.6, "max_tokens": 200, "messages": [{"role": "user", "content": content}]})
+                .to_string(),
+        ))
+        .expect("request")
+}
+
+/// Runs a campaign of `accounts` accounts until they are linked; returns the
+/// accounts and their cluster.
+async fn linked_campaign(e: &Env, accounts: u64) -> (Vec<AccountId>, ClusterId) {
+    let mut ids = vec![None; accounts as usize];
+    let mut cluster = None;
+    for round in 0..3u64 {
+        for a in 0..accounts {
+            e.clock.advance_ms(20_000);
+            let r = call(
+                &e.proxy,
+                campaign_req(&format!("sk-campaign-{a}"), round * 100 + a),
+            )
+            .await;
+            let d = r.decision.expect("decision");
+            ids[a as usize] = Some(d.account);
+            if d.cluster.size >= accounts as u32 {
+                cluster = Some(d.cluster.id);
+            }
+        }
+    }
+    (
+        ids.into_iter().map(|a| a.expect("sent")).collect(),
+        cluster.expect("the campaign was linked into one cluster"),
+    )
+}
+
+fn campaign_env() -> Env {
+    env_with(
+        |c| {
+            c.cluster.warmup_accounts = 0;
+            c.tiers.insert(
+                "default".into(),
+                TierConfig {
+                    requests_per_minute: Limit::Count(1000),
+                    ..TierConfig::default()
+                },
+            );
+        },
+        AdminHooks::default(),
+    )
+}
+
+#[tokio::test]
+async fn linked_clusters_are_inspected_with_their_evidence() {
+    let e = campaign_env();
+    // A bystander with its own prompt stays alone.
+    let bystander = account_of(&e, "sk-bystander").await;
+    let (members, id) = linked_campaign(&e, 6).await;
+
+    let c = admin_get(&e, &format!("/api/clusters/{id}")).await;
+    assert_eq!(c.status, StatusCode::OK, "{}", c.text);
+    let c = c.json();
+    assert_eq!(c["id"], id.to_string());
+    assert_eq!(c["size"], 6);
+    let listed: Vec<&str> = c["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .filter_map(|m| m.as_str())
+        .collect();
+    for m in &members {
+        assert!(listed.contains(&m.to_string().as_str()), "{m} in {c}");
+    }
+    assert!(!listed.contains(&bystander.to_string().as_str()));
+    assert!(c["links"].as_u64().expect("links") >= 5, "{c}");
+    // Evidence: the shared template (an anchor family) and the client.
+    let kinds = c["evidence_by_kind"].as_array().expect("by kind");
+    assert!(
+        kinds.iter().any(|k| k["family"] == "template"
+            && k["links"].as_u64() >= Some(1)
+            && k["weight_max"].as_f64() > Some(0.0)),
+        "{c}"
+    );
+    let evidence = c["evidence"].as_array().expect("evidence");
+    assert!(!evidence.is_empty(), "{c}");
+    for ev in evidence {
+        assert!(ev["weight"].as_f64() > Some(0.0), "{ev}");
+        assert!(ev["accounts"].as_u64() <= Some(6), "{ev}");
+        let feature = ev["feature"].as_str().expect("feature");
+        assert!(feature.starts_with(ev["kind"].as_str().expect("kind")));
+    }
+    assert!(
+        evidence.iter().any(|ev| ev["accounts"].as_u64() >= Some(2)),
+        "a value shared by several members: {c}"
+    );
+    let suspicion = c["suspicion"].as_f64().expect("suspicion");
+    assert!(suspicion > 0.0 && suspicion <= 1.0, "{c}");
+    assert!(c["top_signals"]
+        .as_array()
+        .expect("signals")
+        .iter()
+        .any(|r| r["signal"] == "cluster_size"));
+
+    // Unknown and malformed ids.
+    let unknown = admin_get(&e, "/api/clusters/c_00112233445566778899aabbccddeeff").await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+    assert!(unknown.json()["error"].is_string());
+    assert_eq!(
+        admin_get(&e, "/api/clusters/nope").await.status,
+        StatusCode::BAD_REQUEST
+    );
+
+    // An account page carries its cluster and the evidence.
+    let a = admin_get(&e, &format!("/api/accounts/{}", members[2]))
+        .await
+        .json();
+    assert_eq!(a["cluster"]["id"], id.to_string());
+    assert_eq!(a["cluster"]["size"], 6);
+    assert_eq!(a["cluster_engine"]["cluster"]["id"], id.to_string());
+    assert_eq!(a["cluster_engine"]["cluster"]["evidence"], c["evidence"]);
+    assert!(a["cluster_engine"]["requests"].as_u64() >= Some(3));
+    let alone = admin_get(&e, &format!("/api/accounts/{bystander}"))
+        .await
+        .json();
+    assert_eq!(alone["cluster_engine"]["cluster"]["size"], 1);
+    assert_eq!(alone["cluster_engine"]["cluster"]["evidence"], json!([]));
+    let one = admin_get(
+        &e,
+        &format!("/api/clusters/{}", ClusterId::of_account(bystander)),
+    )
+    .await;
+    assert_eq!(one.status, StatusCode::OK, "a cluster of one: {}", one.text);
+    assert_eq!(one.json()["size"], 1);
+    assert_eq!(one.json()["members"], json!([bystander.to_string()]));
+
+    // Largest and most suspicious.
+    let top = admin_get(&e, "/api/clusters?limit=5").await.json();
+    assert_eq!(top["largest"][0]["id"], id.to_string());
+    assert_eq!(top["most_suspicious"][0]["id"], id.to_string());
+    assert_eq!(top["largest"].as_array().map(Vec::len), Some(1));
+
+    // The gauge counts the cluster in its size class, and the bystander alone.
+    let m = admin_get(&e, "/metrics").await.text;
+    assert!(m.contains("distill_guard_clusters{size=\"2-9\"} 1"), "{m}");
+    assert!(m.contains("distill_guard_clusters{size=\"1\"} 1"), "{m}");
+}
+
+#[tokio::test]
+async fn unlinking_through_the_admin_api_takes_the_account_out() {
+    let e = campaign_env();
+    let (members, id) = linked_campaign(&e, 6).await;
+    let out = members[3];
+    // Token checks come first.
+    for token in [None, Some("wrong token, long enough too")] {
+        let r = call(
+            &e.admin,
+            post(
+                "/api/overrides",
+                token,
+                json!({"account": out.to_string(), "action": "unlink"}),
+            ),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(
+        admin_get(&e, &format!("/api/clusters/{id}")).await.json()["size"],
+        6,
+        "refused unlinks change nothing"
+    );
+    let r = call(
+        &e.admin,
+        post(
+            "/api/overrides",
+            Some(TOKEN),
+            json!({"account": out.to_string(), "action": "unlink", "note": "false positive"}),
+        ),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(
+        r.json()["cluster_engine"],
+        "unlinked in the cluster engine and held apart"
+    );
+    assert_eq!(
+        admin_get(&e, &format!("/api/clusters/{id}")).await.json()["size"],
+        5
+    );
+    // Its next requests, with the same campaign evidence, leave it alone for
+    // the hold time while the others stay linked.
+    for i in 0..3u64 {
+        e.clock.advance_ms(3_600_000);
+        let d = call(&e.proxy, campaign_req("sk-campaign-3", 900 + i))
+            .await
+            .decision
+            .expect("decision");
+        assert_eq!(d.cluster.size, 1, "charged alone");
+        let mate = call(&e.proxy, campaign_req("sk-campaign-0", 950 + i))
+            .await
+            .decision
+            .expect("decision");
+        assert_eq!(mate.cluster.id, id);
+        assert_eq!(mate.cluster.size, 5);
+        let a = admin_get(&e, &format!("/api/accounts/{out}")).await.json();
+        assert_eq!(a["cluster_engine"]["cluster"]["size"], 1, "{a}");
+        assert_eq!(
+            a["cluster_engine"]["cluster"]["id"],
+            ClusterId::of_account(out).to_string()
+        );
+        assert!(
+            a["cluster_engine"]["held_until_ms"].as_u64() > Some(e.clock_now()),
+            "{a}"
+        );
+    }
+    let c = admin_get(&e, &format!("/api/clusters/{id}")).await.json();
+    assert!(!c["members"]
+        .as_array()
+        .expect("members")
+        .contains(&json!(out.to_string())));
 }

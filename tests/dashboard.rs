@@ -1,6 +1,6 @@
 //! The dashboard in a real headless browser (Debian's `chromium`): the page loads,
-//! shows the accounts and clusters created by test traffic, and raises no script
-//! errors. Without chromium the test prints `dashboard test SKIPPED` (CI fails on
+//! shows the accounts created by test traffic and the cluster the engine linked
+//! from a test campaign with its linking evidence, and raises no script errors. Without chromium the test prints `dashboard test SKIPPED` (CI fails on
 //! that word and installs chromium).
 
 use std::io::{BufRead, BufReader};
@@ -92,6 +92,27 @@ async fn request(req: Request<Body>) -> (u16, Value) {
     )
 }
 
+/// One request of a campaign: one operator's long prompt template with a
+/// varying task, from one client.
+async fn campaign(url: &str, key: &str, i: u64) -> u16 {
+    let task: String = (0..30)
+        .map(|k| format!("w{} ", (i * 31 + k * 7) % 997))
+        .collect();
+    let content = format!(
+        "You are an expert competition programmer and mathematician. Read the task below with great care, consider the edge cases, the constraints and the complexity bounds, and then solve it completely in Python. TASK: {task} END OF TASK. Think step by step and write out your full reasoning in detail before giving the final answer, then give the complete program in one fenced code block and state its time complexity at the end."
+    );
+    let req = Request::post(format!("{url}/v1/chat/completions"))
+        .header("content-type", "application/json")
+        .header("authorization", format!("Bearer {key}"))
+        .header("user-agent", "python-httpx/0.27.0")
+        .body(Body::from(
+            json!({"model": "m", "temperature": 0.6, "max_tokens": 16, "messages": [{"role": "user", "content": content}]})
+                .to_string(),
+        ))
+        .expect("request");
+    request(req).await.0
+}
+
 async fn chat(url: &str, key: &str) -> u16 {
     let req = Request::post(format!("{url}/v1/chat/completions"))
         .header("content-type", "application/json")
@@ -162,7 +183,7 @@ async fn dashboard_shows_test_traffic_in_chromium() {
     std::fs::write(
         &config,
         format!(
-            "[identity]\nsecret = \"dashboard-secret\"\n[tiers.default]\nrequests_per_minute = 3\n[admin]\ntoken = \"{TOKEN}\"\n"
+            "[identity]\nsecret = \"dashboard-secret\"\n[tiers.default]\nrequests_per_minute = 3\n[cluster]\nwarmup_accounts = 3\n[admin]\ntoken = \"{TOKEN}\"\n"
         ),
     )
     .expect("write config");
@@ -198,6 +219,54 @@ async fn dashboard_shows_test_traffic_in_chromium() {
         .to_owned();
     assert_eq!(top["accounts"][0]["refused"], 2);
 
+    // Linking starts with the third account (`warmup_accounts = 3`), so the two
+    // accounts above stay alone. A campaign of six accounts sharing one prompt
+    // template: the engine links them (their requests may be refused by the shared cluster budget; what
+    // matters here is the linking).
+    let mut campaign_429 = 0;
+    for round in 0..3u64 {
+        for a in 0..6u64 {
+            let status = campaign(&s.url, &format!("sk-dash-campaign-{a}"), round * 10 + a).await;
+            assert!([200, 403, 429].contains(&status), "{status}");
+            campaign_429 += usize::from(status == 429);
+        }
+    }
+    let (code, clusters) = request(
+        Request::get(format!("{}/api/clusters", s.admin))
+            .header("authorization", format!("Bearer {TOKEN}"))
+            .body(Body::empty())
+            .expect("request"),
+    )
+    .await;
+    assert_eq!(code, 200);
+    let linked = &clusters["largest"][0];
+    assert_eq!(linked["size"], 6, "the campaign is one cluster: {clusters}");
+    assert_eq!(clusters["largest"].as_array().map(Vec::len), Some(1));
+    let cluster_id = linked["id"].as_str().expect("cluster id").to_owned();
+    let features: Vec<String> = linked["evidence"]
+        .as_array()
+        .expect("evidence")
+        .iter()
+        .filter_map(|e| e["feature"].as_str().map(str::to_owned))
+        .collect();
+    assert!(!features.is_empty(), "linking evidence recorded: {linked}");
+    let kinds: Vec<String> = linked["evidence_by_kind"]
+        .as_array()
+        .expect("evidence by kind")
+        .iter()
+        .filter_map(|k| {
+            k["kind"]
+                .as_str()
+                .map(|kind| format!("{kind} (all values)"))
+        })
+        .collect();
+    assert!(
+        linked["evidence_by_kind"]
+            .as_array()
+            .is_some_and(|k| k.iter().any(|k| k["family"] == "template")),
+        "{linked}"
+    );
+
     let (dom, log) = dump_dom(
         &browser,
         &format!("{}/#token={}", s.admin, TOKEN.replace(' ', "%20")),
@@ -229,10 +298,29 @@ async fn dashboard_shows_test_traffic_in_chromium() {
         "the refusals are visible"
     );
     assert!(
-        dom.contains("rate limited: 2"),
+        dom.contains(&format!("rate limited: {}", 2 + campaign_429)),
         "the chart legend counts refusals"
     );
     assert!(dom.contains("enforcing"), "config status shown");
+    // The campaign's cluster, in both lists, with its evidence in words.
+    assert_eq!(
+        dom.matches(&format!("data-cluster=\"{cluster_id}\""))
+            .count(),
+        2,
+        "largest and most suspicious: {dom}"
+    );
+    assert!(dom.contains(&format!("<span class=\"mono\">{cluster_id}</span>")));
+    assert!(dom.contains("6 accounts"), "members count shown");
+    assert!(dom.contains("suspicion "), "suspicion shown");
+    assert!(dom.contains("Linked by"), "evidence table shown");
+    for f in &features {
+        assert!(dom.contains(f.as_str()), "shared value {f} shown");
+    }
+    for k in &kinds {
+        assert!(dom.contains(k.as_str()), "kind {k} shown");
+    }
+    assert!(dom.contains("<td>template</td>"), "the family is named");
+    assert!(!dom.contains("sk-dash-campaign"), "no raw campaign key");
     assert!(!dom.contains("sk-dash-busy"), "no raw key on the page");
 
     // Without the token the page asks for it, still without script errors.

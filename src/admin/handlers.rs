@@ -296,32 +296,14 @@ pub(super) async fn account(State(st): St, Path(hash): Path<String>) -> Response
 }
 
 pub(super) async fn clusters(State(st): St, Query(q): Query<Limit>) -> Response {
-    let n = q.get(10);
-    if let Some(c) = &st.hooks.cluster {
-        let (largest, suspicious) = c.top_clusters(n);
-        return json_response(
-            StatusCode::OK,
-            json!({ "source": "engine", "largest": largest, "most_suspicious": suspicious }),
-        );
-    }
-    let (_, mut observed) = st.guard.shared().telemetry().recent().top(usize::MAX);
-    let mut suspicious = observed.clone();
-    suspicious.sort_by(|a, b| {
-        b.max_suspicion
-            .total_cmp(&a.max_suspicion)
-            .then(b.size.cmp(&a.size))
-            .then(a.cluster.cmp(&b.cluster))
-    });
-    suspicious.truncate(n);
-    observed.truncate(n);
+    let n = q.get(10).min(100);
+    let Some(c) = &st.hooks.cluster else {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, "no cluster engine");
+    };
+    let (largest, suspicious) = c.top_clusters(n);
     json_response(
         StatusCode::OK,
-        json!({
-            "source": "observed",
-            "note": "no cluster engine: clusters as carried by recent decisions (singletons included)",
-            "largest": observed,
-            "most_suspicious": suspicious,
-        }),
+        json!({ "largest": largest, "most_suspicious": suspicious }),
     )
 }
 
@@ -333,14 +315,14 @@ pub(super) async fn cluster(State(st): St, Path(id): Path<String>) -> Response {
         );
     };
     let Some(engine) = &st.hooks.cluster else {
-        return error(
-            StatusCode::NOT_IMPLEMENTED,
-            "no cluster engine is running; see /api/clusters for clusters seen in recent decisions",
-        );
+        return error(StatusCode::INTERNAL_SERVER_ERROR, "no cluster engine");
     };
     match engine.cluster(&id) {
         Some(c) => json_response(StatusCode::OK, json!(c)),
-        None => error(StatusCode::NOT_FOUND, "unknown cluster"),
+        None => error(
+            StatusCode::NOT_FOUND,
+            "unknown cluster: no tracked account has it (clusters of one are named after their account)",
+        ),
     }
 }
 
@@ -458,7 +440,8 @@ pub(super) async fn post_override(State(st): St, body: Bytes) -> Response {
     if req.action == OverrideAction::Unlink {
         if let Some(c) = &st.hooks.cluster {
             engine = match c.unlink(&account) {
-                Ok(()) => json!("unlinked in the cluster engine"),
+                Ok(true) => json!("unlinked in the cluster engine and held apart"),
+                Ok(false) => json!("not tracked by the cluster engine (nothing to unlink there)"),
                 Err(e) => {
                     return error(
                         StatusCode::CONFLICT,
@@ -515,10 +498,7 @@ pub(super) async fn reload(State(st): St) -> Response {
 
 pub(super) async fn trace(State(st): St, Query(q): Query<HashMap<String, String>>) -> Response {
     let Some(index) = &st.hooks.trace else {
-        return error(
-            StatusCode::NOT_IMPLEMENTED,
-            "no watermark trace index is running",
-        );
+        return error(StatusCode::INTERNAL_SERVER_ERROR, "no trace index");
     };
     let Some(text) = q.get("text").filter(|t| !t.trim().is_empty()) else {
         return error(StatusCode::BAD_REQUEST, "give the text to trace as ?text=");

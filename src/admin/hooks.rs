@@ -1,7 +1,7 @@
-//! Extension points for engines that live elsewhere: the cluster engine (account
-//! linking and scoring) and the watermark trace-back index. The admin API works
-//! without them (clusters are then the ones observed in recent decisions) and
-//! shows more when they are plugged in with [`AdminHooks`].
+//! Extension points for the engines the admin API reads: the cluster engine
+//! (account linking and scoring) and the watermark trace-back index. The admin
+//! router uses the guard's own for any hook left `None`; a host can plug in
+//! others.
 
 use std::fmt;
 use std::sync::Arc;
@@ -10,18 +10,37 @@ use serde::Serialize;
 
 use crate::extensions::{AccountId, ClusterId, Reason};
 
-/// One piece of evidence that links accounts: a rare feature they share.
+/// One piece of evidence that links accounts: a rare feature value they share.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LinkEvidence {
     /// The feature family (e.g. `client`, `network`, `template`, `hard_link`).
     pub family: String,
+    /// The feature kind within the family (e.g. `system_prompt`, `user_agent`).
+    pub kind: String,
     /// A short, non-secret description of the shared value (a hash prefix, a
     /// network prefix, a template signature).
     pub feature: String,
-    /// How many accounts share it.
+    /// How many of the cluster's accounts are among its recent users.
     pub accounts: u32,
-    /// Its weight in the link decision.
+    /// Links it carried.
+    pub links: u32,
+    /// Its weight in the link decision (the strongest, when several links).
     pub weight: f64,
+}
+
+/// One feature kind's part in the links that formed a cluster.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct KindEvidence {
+    /// The feature family.
+    pub family: String,
+    /// The feature kind.
+    pub kind: String,
+    /// Links in which it was its family's strongest evidence.
+    pub links: u32,
+    /// Sum of its weights over those links.
+    pub weight_sum: f64,
+    /// Its largest weight in one link.
+    pub weight_max: f64,
 }
 
 /// A cluster as the cluster engine sees it.
@@ -35,8 +54,12 @@ pub struct ClusterView {
     pub suspicion: f64,
     /// Some members (the engine decides how many).
     pub members: Vec<AccountId>,
-    /// What links them, strongest first.
+    /// Links that formed it.
+    pub links: u32,
+    /// The shared values that link them, strongest first.
     pub evidence: Vec<LinkEvidence>,
+    /// What links them per feature kind, strongest first.
+    pub evidence_by_kind: Vec<KindEvidence>,
     /// The top signals behind the suspicion, largest first.
     pub top_signals: Vec<Reason>,
 }
@@ -52,6 +75,10 @@ pub struct AccountView {
     pub cluster: ClusterView,
     /// The top signals behind the account's suspicion.
     pub top_signals: Vec<Reason>,
+    /// Requests the engine has seen from it (while tracked).
+    pub requests: u32,
+    /// Held apart from linking until then (Unix milliseconds), after an unlink.
+    pub held_until_ms: Option<u64>,
 }
 
 /// Read and edit access to a cluster engine.
@@ -62,10 +89,12 @@ pub trait ClusterInspector: Send + Sync + 'static {
     fn cluster(&self, id: &ClusterId) -> Option<ClusterView>;
     /// The `n` largest clusters and the `n` most suspicious ones.
     fn top_clusters(&self, n: usize) -> (Vec<ClusterView>, Vec<ClusterView>);
-    /// Takes `account` out of its cluster (an operator's correction).
-    fn unlink(&self, account: &AccountId) -> Result<(), String>;
-    /// Sizes of every cluster, for the `distill_guard_clusters` gauge.
-    fn cluster_sizes(&self) -> Vec<u64> {
+    /// Takes `account` out of its cluster and holds it apart (an operator's
+    /// correction). `Ok(false)` when the engine does not track the account.
+    fn unlink(&self, account: &AccountId) -> Result<bool, String>;
+    /// How many clusters have each size, `(size, clusters)` (accounts alone
+    /// are clusters of one), for the `distill_guard_clusters` gauge.
+    fn cluster_sizes(&self) -> Vec<(u64, u64)> {
         Vec::new()
     }
 }
@@ -93,14 +122,26 @@ pub trait TraceIndex: Send + Sync + 'static {
     fn trace(&self, text: &str, limit: usize) -> Vec<TraceHit>;
 }
 
-/// The optional engines the admin API can use. Both are `None` until they are
-/// plugged in.
+/// The engines the admin API uses. [`AdminHooks::for_guard`] gives the guard's
+/// own; a hook left `None` is replaced by the guard's own when the router is
+/// built.
 #[derive(Clone, Default)]
 pub struct AdminHooks {
     /// The cluster engine.
     pub cluster: Option<Arc<dyn ClusterInspector>>,
     /// The watermark trace-back index.
     pub trace: Option<Arc<dyn TraceIndex>>,
+}
+
+impl AdminHooks {
+    /// The guard's own engines: its detector's cluster engine and its watermark
+    /// stage's trace-back index.
+    pub fn for_guard(guard: &crate::Guard) -> Self {
+        Self {
+            cluster: Some(Arc::new(crate::detect::DetectorInspector::for_guard(guard))),
+            trace: Some(guard.shared().watermarker().clone()),
+        }
+    }
 }
 
 impl fmt::Debug for AdminHooks {

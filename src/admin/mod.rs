@@ -19,15 +19,15 @@
 //! | GET | `/api/accounts` | top accounts in recent decisions |
 //! | GET | `/api/accounts/{hash}` | buckets, tier, overrides, cluster, recent decisions |
 //! | GET | `/api/clusters` | largest and most suspicious clusters |
-//! | GET | `/api/clusters/{id}` | one cluster (needs the cluster engine) |
+//! | GET | `/api/clusters/{id}` | one cluster: members, linking evidence, suspicion |
 //! | GET | `/api/decisions` | latest decisions |
 //! | GET | `/api/decisions/{request_id}` | one past decision, explained |
 //! | GET/POST | `/api/overrides` | list / change allowlist, blocklist, tier pins, unlinks |
 //! | POST | `/api/reload` | reload the config file |
-//! | GET | `/api/trace?text=` | watermark trace-back (needs the trace index) |
+//! | GET | `/api/trace?text=` | watermark trace-back |
 //!
-//! `docs/admin.md` has curl examples for each. Engines built elsewhere plug in
-//! through [`AdminHooks`].
+//! `docs/admin.md` has curl examples for each. The guard's own cluster engine
+//! answers the cluster views; other engines plug in through [`AdminHooks`].
 //!
 //! ```
 //! use distill_guard::admin::{self, AdminHooks};
@@ -55,7 +55,8 @@ use axum::Router;
 
 pub use config::{AdminConfig, MIN_TOKEN_LEN};
 pub use hooks::{
-    AccountView, AdminHooks, ClusterInspector, ClusterView, LinkEvidence, TraceHit, TraceIndex,
+    AccountView, AdminHooks, ClusterInspector, ClusterView, KindEvidence, LinkEvidence, TraceHit,
+    TraceIndex,
 };
 pub use overrides::{
     ListKind, Override, OverrideAction, OverrideRequest, Overrides, RemoteOverrides,
@@ -96,8 +97,11 @@ fn build(
     guard: &Guard,
     token: TokenSource,
     reloader: Option<Reloader>,
-    hooks: AdminHooks,
+    mut hooks: AdminHooks,
 ) -> Router {
+    let own = AdminHooks::for_guard(guard);
+    hooks.cluster = hooks.cluster.or(own.cluster);
+    hooks.trace = hooks.trace.or(own.trace);
     let state = Arc::new(AdminState {
         guard: guard.clone(),
         token,
@@ -155,15 +159,21 @@ pub fn router_from_config(
     }
 }
 
-/// Serves `app` on `listener` until `shutdown` resolves; also drains histogram
-/// samples every 10 s so an unscraped `/metrics` stays bounded.
+/// Serves `app` on `listener` until `shutdown` resolves; every 10 s also feeds
+/// the `distill_guard_clusters` gauge from the cluster engine's size counts and
+/// drains histogram samples so an unscraped `/metrics` stays bounded.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     app: Router,
     guard: Guard,
-    hooks: AdminHooks,
+    mut hooks: AdminHooks,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    if hooks.cluster.is_none() {
+        hooks.cluster = Some(Arc::new(crate::detect::DetectorInspector::for_guard(
+            &guard,
+        )));
+    }
     let upkeep = tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(10));
         loop {

@@ -129,12 +129,9 @@ async fn serve(
     println!("listening on http://{addr}");
     tracing::info!(%addr, "distill-guard serving");
     if let Some(admin_addr) = admin_cfg.listen {
-        // The watermark stage's index answers `/api/trace`; the cluster engine
-        // plugs in here once it is part of the guard.
-        let hooks = AdminHooks {
-            cluster: None,
-            trace: Some(guard.shared().watermarker().clone()),
-        };
+        // The detector's cluster engine answers the cluster views and unlinks;
+        // the watermark stage's index answers `/api/trace`.
+        let hooks = AdminHooks::for_guard(&guard);
         match admin::router_from_config(&guard, Some(reloader.clone()), hooks.clone()) {
             Some(app) => {
                 let l = tokio::net::TcpListener::bind(admin_addr)

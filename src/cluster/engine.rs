@@ -6,6 +6,7 @@ use std::hash::{BuildHasher, Hasher};
 use std::sync::{Mutex, MutexGuard};
 
 use super::config::ClusterConfig;
+use super::evidence::{Evidence, KindNames, KindSummary, ValueSummary};
 use crate::extensions::{AccountId, Cluster, ClusterId};
 use crate::features::{Family, Feature};
 
@@ -25,6 +26,8 @@ const JOIN_TAU_S: f32 = 3600.0;
 const SWEEP_PER_CALL: usize = 4;
 /// Accounts sampled when one must be evicted to make room.
 const EVICT_SAMPLE: usize = 8;
+/// Cluster records examined per lock by the operators' scans.
+const SCAN_CHUNK: usize = 4096;
 /// Seconds for which a posting's commonness is reused before it is measured
 /// again (measuring touches every entry's account).
 const RECHECK_S: u32 = 30;
@@ -165,6 +168,38 @@ pub struct Handle {
     cluster_id: Option<ClusterId>,
 }
 
+/// A cluster as an operator inspects it (see [`ClusterEngine::inspect_cluster`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterSnapshot {
+    /// The cluster id.
+    pub id: ClusterId,
+    /// Members.
+    pub size: u32,
+    /// Some members (as many as asked for).
+    pub members: Vec<AccountId>,
+    /// Links that formed it (joins and merges, its merged parts' included).
+    pub links: u32,
+    /// Its statistics, as the scorer sees them.
+    pub stats: ClusterStats,
+    /// What linked its members, per feature kind, strongest first.
+    pub kinds: Vec<KindSummary>,
+    /// The strongest shared values, strongest first.
+    pub values: Vec<ValueSummary>,
+}
+
+/// An account as an operator inspects it (see [`ClusterEngine::inspect_account`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AccountSnapshot {
+    /// The account.
+    pub account: AccountId,
+    /// Its statistics.
+    pub stats: AccountStats,
+    /// Its cluster; `None` when it is alone.
+    pub cluster: Option<ClusterSnapshot>,
+    /// Held apart from linking until then (Unix seconds), after an unlink.
+    pub held_until_s: Option<u32>,
+}
+
 /// Counters and sizes, for metrics and memory measurements.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct EngineStats {
@@ -288,6 +323,8 @@ struct Candidate {
     slot: u32,
     fam: [f32; FAMILIES],
     kinds: [&'static str; FAMILIES],
+    /// The shared value behind the strongest weight of each family.
+    values: [u64; FAMILIES],
     /// Distinct shared values per family.
     count: [u16; FAMILIES],
 }
@@ -339,6 +376,10 @@ struct State {
     ids: FastMap<AccountId, u32>,
     live: u32,
     clusters: Vec<ClusterRec>,
+    /// What linked each cluster's members, by the cluster's index.
+    evidence: Vec<Evidence>,
+    /// The feature kinds the summaries name by id.
+    kind_names: KindNames,
     free_clusters: Vec<u32>,
     door: Vec<Door>,
     postings: FastMap<u64, Posting>,
@@ -384,6 +425,8 @@ impl ClusterEngine {
             ids: FastMap::with_hasher(hasher),
             live: 0,
             clusters: Vec::new(),
+            evidence: Vec::new(),
+            kind_names: KindNames::default(),
             free_clusters: Vec::new(),
             door: vec![Door::default(); door_len],
             postings: FastMap::with_hasher(hasher),
@@ -531,6 +574,171 @@ impl ClusterEngine {
         st.stats()
     }
 
+    /// One cluster of two or more accounts, with at most `max_members` of its
+    /// members and the evidence that linked them. Looks the id up through the
+    /// account it was named after, else scans the clusters in short locked
+    /// chunks.
+    pub fn inspect_cluster(
+        &self,
+        id: &ClusterId,
+        max_members: usize,
+        now_ms: u64,
+    ) -> Option<ClusterSnapshot> {
+        let now_s = secs(now_ms);
+        {
+            let st = self.lock();
+            if let Some(&slot) = st.ids.get(&AccountId(id.0)) {
+                let c = st.slots[slot as usize].cluster;
+                if st.clusters.get(c as usize).is_some_and(|r| r.id == *id) {
+                    return st.snapshot(c, max_members, now_s);
+                }
+            }
+        }
+        let mut start = 0usize;
+        loop {
+            let st = self.lock();
+            let end = (start + SCAN_CHUNK).min(st.clusters.len());
+            if start >= end {
+                return None;
+            }
+            for (i, rec) in st.clusters[start..end].iter().enumerate() {
+                if rec.id == *id && rec.members.len() >= 2 {
+                    return st.snapshot((start + i) as u32, max_members, now_s);
+                }
+            }
+            start = end;
+        }
+    }
+
+    /// What the engine knows about one tracked account: its statistics, its
+    /// cluster (`None` when it is alone) and how long it is held apart.
+    pub fn inspect_account(
+        &self,
+        account: &AccountId,
+        max_members: usize,
+        now_ms: u64,
+    ) -> Option<AccountSnapshot> {
+        let now_s = secs(now_ms);
+        let st = self.lock();
+        let slot = *st.ids.get(account)?;
+        let s = &st.slots[slot as usize];
+        let cluster = if s.cluster == NONE {
+            None
+        } else {
+            st.snapshot(s.cluster, max_members, now_s)
+        };
+        Some(AccountSnapshot {
+            account: *account,
+            stats: st.account_stats(slot, now_s),
+            cluster,
+            held_until_s: (s.hold_until > now_s).then_some(s.hold_until),
+        })
+    }
+
+    /// The `n` largest clusters and the `n` with the highest stored suspicion
+    /// level (each with at most `max_members` members). Scans in short locked
+    /// chunks, so requests are never held up for long.
+    pub fn top_clusters(
+        &self,
+        n: usize,
+        max_members: usize,
+        now_ms: u64,
+    ) -> (Vec<ClusterSnapshot>, Vec<ClusterSnapshot>) {
+        if n == 0 {
+            return (Vec::new(), Vec::new());
+        }
+        type Top = (u32, f32, u32, ClusterId); // (size, level, index, id)
+        fn by_size(a: &Top, b: &Top) -> std::cmp::Ordering {
+            b.0.cmp(&a.0)
+                .then(b.1.total_cmp(&a.1))
+                .then(a.3 .0.cmp(&b.3 .0))
+        }
+        fn by_level(a: &Top, b: &Top) -> std::cmp::Ordering {
+            b.1.total_cmp(&a.1)
+                .then(b.0.cmp(&a.0))
+                .then(a.3 .0.cmp(&b.3 .0))
+        }
+        let mut largest: Vec<Top> = Vec::new();
+        let mut suspicious: Vec<Top> = Vec::new();
+        let mut start = 0usize;
+        loop {
+            let st = self.lock();
+            let end = (start + SCAN_CHUNK).min(st.clusters.len());
+            if start >= end {
+                break;
+            }
+            for (i, rec) in st.clusters[start..end].iter().enumerate() {
+                if rec.members.len() < 2 {
+                    continue;
+                }
+                let e = (
+                    rec.members.len() as u32,
+                    rec.level,
+                    (start + i) as u32,
+                    rec.id,
+                );
+                largest.push(e);
+                suspicious.push(e);
+            }
+            drop(st);
+            if largest.len() > n {
+                largest.sort_by(by_size);
+                largest.truncate(n);
+            }
+            if suspicious.len() > n {
+                suspicious.sort_by(by_level);
+                suspicious.truncate(n);
+            }
+            start = end;
+        }
+        largest.sort_by(by_size);
+        suspicious.sort_by(by_level);
+        largest.truncate(n);
+        suspicious.truncate(n);
+        let now_s = secs(now_ms);
+        let st = self.lock();
+        let snap = |list: Vec<Top>| -> Vec<ClusterSnapshot> {
+            list.into_iter()
+                .filter_map(|(_, _, c, id)| {
+                    // The cluster may have changed between the scan and now.
+                    st.clusters
+                        .get(c as usize)
+                        .filter(|r| r.id == id)
+                        .and_then(|_| st.snapshot(c, max_members, now_s))
+                })
+                .collect()
+        };
+        (snap(largest), snap(suspicious))
+    }
+
+    /// How many clusters have each size, accounts alone counted as clusters of
+    /// one: `(size, clusters)`, by size. Scans in short locked chunks.
+    pub fn size_counts(&self) -> Vec<(u32, u64)> {
+        let mut counts: std::collections::BTreeMap<u32, u64> = Default::default();
+        let mut linked = 0u64;
+        let mut start = 0usize;
+        loop {
+            let st = self.lock();
+            let end = (start + SCAN_CHUNK).min(st.clusters.len());
+            if start >= end {
+                let alone = u64::from(st.live).saturating_sub(linked);
+                if alone > 0 {
+                    *counts.entry(1).or_default() += alone;
+                }
+                break;
+            }
+            for rec in &st.clusters[start..end] {
+                let n = rec.members.len() as u32;
+                if n >= 2 {
+                    *counts.entry(n).or_default() += 1;
+                    linked += u64::from(n);
+                }
+            }
+            start = end;
+        }
+        counts.into_iter().collect()
+    }
+
     fn link(&self, st: &mut State, slot: u32, obs: &Observation<'_>, now_s: u32, active: bool) {
         let cfg = &self.cfg;
         st.scratch.clear();
@@ -592,7 +800,7 @@ impl ClusterEngine {
                     st.door[d] = Door::default();
                     if active && !st.same_cluster(slot, other) {
                         let decay = 0.5f32.powf(now_s.saturating_sub(door.at) as f32 / half_life);
-                        st.add_candidate(other, fam, f.kind, w * decay);
+                        st.add_candidate(other, fam, f, w * decay);
                     }
                 } else {
                     st.door[d] = Door {
@@ -666,7 +874,7 @@ impl ClusterEngine {
             }
             let g = std::mem::take(&mut st.gathered);
             for &(other, weight) in &g {
-                st.add_candidate(other, fam, f.kind, weight);
+                st.add_candidate(other, fam, f, weight);
             }
             st.gathered = g;
         }
@@ -706,6 +914,7 @@ impl ClusterEngine {
                         slot: c.slot,
                         fam: [0.0; FAMILIES],
                         kinds: [""; FAMILIES],
+                        values: [0; FAMILIES],
                         count: [0; FAMILIES],
                     });
                     members.push((root, 0, groups.len() - 1, f32::MIN));
@@ -718,6 +927,7 @@ impl ClusterEngine {
                 if c.fam[i] > g.fam[i] {
                     g.fam[i] = c.fam[i];
                     g.kinds[i] = c.kinds[i];
+                    g.values[i] = c.values[i];
                 }
                 g.count[i] = g.count[i].max(c.count[i]);
             }
@@ -791,6 +1001,18 @@ impl ClusterEngine {
             } else {
                 st.connect(cfg, slot, other, hard, template, now_s)
             };
+            if matches!(outcome, LinkOutcome::Joined | LinkOutcome::Merged) {
+                let c = st.slots[slot as usize].cluster;
+                let g = &groups[gi];
+                let State {
+                    evidence,
+                    kind_names,
+                    ..
+                } = &mut *st;
+                if let Some(ev) = evidence.get_mut(c as usize) {
+                    ev.record(kind_names, &g.fam, &g.kinds, &g.values, now_s);
+                }
+            }
             st.log_event(obs, &groups[gi], outcome);
         }
     }
@@ -854,7 +1076,7 @@ impl State {
         root_key(&self.slots, a) == root_key(&self.slots, b)
     }
 
-    fn add_candidate(&mut self, other: u32, fam: usize, kind: &'static str, w: f32) {
+    fn add_candidate(&mut self, other: u32, fam: usize, f: &Feature, w: f32) {
         let i = match self.scratch.get(&other) {
             Some(i) => *i,
             None => {
@@ -862,6 +1084,7 @@ impl State {
                     slot: other,
                     fam: [0.0; FAMILIES],
                     kinds: [""; FAMILIES],
+                    values: [0; FAMILIES],
                     count: [0; FAMILIES],
                 });
                 let i = self.candidates.len() - 1;
@@ -873,7 +1096,8 @@ impl State {
         c.count[fam] = c.count[fam].saturating_add(1);
         if w > c.fam[fam] {
             c.fam[fam] = w;
-            c.kinds[fam] = kind;
+            c.kinds[fam] = f.kind;
+            c.values[fam] = f.value;
         }
     }
 
@@ -1036,10 +1260,14 @@ impl State {
         match self.free_clusters.pop() {
             Some(i) => {
                 self.clusters[i as usize] = rec;
+                if let Some(ev) = self.evidence.get_mut(i as usize) {
+                    *ev = Evidence::EMPTY;
+                }
                 i
             }
             None => {
                 self.clusters.push(rec);
+                self.evidence.push(Evidence::EMPTY);
                 (self.clusters.len() - 1) as u32
             }
         }
@@ -1216,6 +1444,12 @@ impl State {
         rec.iv_n += s.iv_n;
         rec.joins += s.joins;
         rec.level = rec.level.max(s.level);
+        if let (Some(from), true) = (
+            self.evidence.get(small as usize).copied(),
+            (big as usize) < self.evidence.len(),
+        ) {
+            self.evidence[big as usize].absorb(&from);
+        }
         self.free_clusters.push(small);
         big
     }
@@ -1278,40 +1512,52 @@ impl State {
         }
     }
 
-    fn linked(&self, slot: u32, now_s: u32) -> Linked {
+    fn account_stats(&self, slot: u32, now_s: u32) -> AccountStats {
         let s = &self.slots[slot as usize];
-        let interval_log_std = (s.requests >= 4).then(|| s.log_iv_var.max(0.0).sqrt());
-        let account = AccountStats {
+        AccountStats {
             requests: s.requests,
             age_s: now_s.saturating_sub(s.first_seen),
-            interval_log_std,
+            interval_log_std: (s.requests >= 4).then(|| s.log_iv_var.max(0.0).sqrt()),
             signals: s.signals.map(|x| f32::from(x) / 255.0),
             level: s.level,
             level_at: s.level_at,
-        };
-        let cluster_stats = match self.clusters.get(s.cluster as usize) {
-            Some(c) if s.cluster != NONE => {
-                let volume_spread = (c.iv_n >= 3).then(|| {
-                    let n = f64::from(c.iv_n);
-                    let mean = c.iv_sum / n;
-                    ((c.iv_sum2 / n - mean * mean).max(0.0)).sqrt() as f32
-                });
-                let dt = now_s.saturating_sub(c.joins_at) as f32;
-                Some(ClusterStats {
-                    size: c.members.len() as u32,
-                    template_share: if c.links == 0 {
-                        0.0
-                    } else {
-                        c.template_links as f32 / c.links as f32
-                    },
-                    volume_spread,
-                    join_rate_per_hour: c.joins * (-dt / JOIN_TAU_S).exp() * 3600.0 / JOIN_TAU_S,
-                    signals: c.signals,
-                    level: c.level,
-                    level_at: c.level_at,
-                })
-            }
-            _ => None,
+        }
+    }
+
+    /// The statistics of a live cluster of two or more.
+    fn cluster_stats(&self, c: u32, now_s: u32) -> Option<ClusterStats> {
+        let c = self
+            .clusters
+            .get(c as usize)
+            .filter(|c| c.members.len() >= 2)?;
+        let volume_spread = (c.iv_n >= 3).then(|| {
+            let n = f64::from(c.iv_n);
+            let mean = c.iv_sum / n;
+            ((c.iv_sum2 / n - mean * mean).max(0.0)).sqrt() as f32
+        });
+        let dt = now_s.saturating_sub(c.joins_at) as f32;
+        Some(ClusterStats {
+            size: c.members.len() as u32,
+            template_share: if c.links == 0 {
+                0.0
+            } else {
+                c.template_links as f32 / c.links as f32
+            },
+            volume_spread,
+            join_rate_per_hour: c.joins * (-dt / JOIN_TAU_S).exp() * 3600.0 / JOIN_TAU_S,
+            signals: c.signals,
+            level: c.level,
+            level_at: c.level_at,
+        })
+    }
+
+    fn linked(&self, slot: u32, now_s: u32) -> Linked {
+        let s = &self.slots[slot as usize];
+        let account = self.account_stats(slot, now_s);
+        let cluster_stats = if s.cluster == NONE {
+            None
+        } else {
+            self.cluster_stats(s.cluster, now_s)
         };
         let cluster = self.cluster_view(slot);
         Linked {
@@ -1325,6 +1571,45 @@ impl State {
                 cluster_id: cluster_stats.map(|_| cluster.id),
             },
         }
+    }
+
+    /// An operator's view of cluster `c` (two or more members).
+    fn snapshot(&self, c: u32, max_members: usize, now_s: u32) -> Option<ClusterSnapshot> {
+        let stats = self.cluster_stats(c, now_s)?;
+        let rec = &self.clusters[c as usize];
+        let members = rec
+            .members
+            .iter()
+            .take(max_members)
+            .map(|m| self.slots[*m as usize].id)
+            .collect();
+        let (kinds, mut values) = match self.evidence.get(c as usize) {
+            Some(ev) => (ev.kinds(&self.kind_names), ev.values(&self.kind_names)),
+            None => (Vec::new(), Vec::new()),
+        };
+        for v in &mut values {
+            // Members among the value's recent users (a posting list holds at
+            // most `posting_cap` entries).
+            v.members = self.postings.get(&v.value).map_or(0, |p| {
+                p.entries
+                    .iter()
+                    .filter(|e| {
+                        self.slots
+                            .get(e.slot as usize)
+                            .is_some_and(|s| s.live && s.cluster == c)
+                    })
+                    .count() as u32
+            });
+        }
+        Some(ClusterSnapshot {
+            id: rec.id,
+            size: stats.size,
+            members,
+            links: rec.links,
+            stats,
+            kinds,
+            values,
+        })
     }
 
     fn stats(&self) -> EngineStats {
@@ -1347,6 +1632,7 @@ impl State {
             + self.free_slots.capacity() * 4
             + map_bytes(self.ids.capacity(), std::mem::size_of::<(AccountId, u32)>())
             + self.clusters.capacity() * std::mem::size_of::<ClusterRec>()
+            + self.evidence.capacity() * std::mem::size_of::<Evidence>()
             + cluster_heap
             + self.free_clusters.capacity() * 4
             + self.door.capacity() * std::mem::size_of::<Door>()

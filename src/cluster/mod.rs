@@ -31,19 +31,27 @@
 //! * **Stable ids.** A cluster keeps the id of the larger side on every merge;
 //!   a new cluster of two takes the older account's id, so the older account's
 //!   `ClusterId` never changes and nobody's id flip-flops.
+//! * **Evidence for operators.** Each cluster keeps a fixed-size summary of what
+//!   linked it: per feature kind, the links it carried and their summed and
+//!   strongest weight, and the few strongest shared values (as hashes). Merges
+//!   combine the summaries; [`ClusterEngine::inspect_cluster`],
+//!   [`ClusterEngine::inspect_account`] and [`ClusterEngine::top_clusters`]
+//!   read them for the admin API.
 //! * **Bounded memory.** At most `max_accounts` accounts (sampled LRU beyond),
 //!   `max_features` posting lists, `max_bridge_records` guard records;
 //!   everything unseen for `ttl` is forgotten.
 
 mod config;
 mod engine;
+mod evidence;
 pub mod share;
 
 pub use config::{ClusterConfig, FamilyCounts, FamilyWeights};
 pub use engine::{
-    AccountStats, ClusterEngine, ClusterStats, EngineStats, Handle, LinkEvent, LinkOutcome, Linked,
-    Observation, SIGNALS,
+    AccountSnapshot, AccountStats, ClusterEngine, ClusterSnapshot, ClusterStats, EngineStats,
+    Handle, LinkEvent, LinkOutcome, Linked, Observation, SIGNALS,
 };
+pub use evidence::{KindSummary, ValueSummary};
 
 #[cfg(test)]
 mod tests;

@@ -493,3 +493,169 @@ fn config_sections_default_and_report_every_bad_field() {
             .expect_err("unknown field");
     assert!(unknown.to_string().contains("link_treshold"));
 }
+
+#[test]
+fn inspection_shows_members_and_the_evidence_that_linked_them() {
+    let mut rng = Rng(7);
+    let engine = ClusterEngine::new(ClusterConfig::default());
+    let mut reqs = organic(&mut rng, 300, 20, 2);
+    reqs.extend(campaign(&mut rng, 2, 60, 26, 2, 1));
+    let now = reqs.iter().map(|r| r.0).max().unwrap_or(T0);
+    let map = run(&engine, reqs);
+    let campaign_cluster = map[&acct(2, 0)];
+
+    let (largest, suspicious) = engine.top_clusters(3, 1000, now);
+    assert_eq!(largest.len(), 1, "only the campaign is a cluster");
+    assert_eq!(suspicious.len(), 1);
+    let c = &largest[0];
+    assert_eq!(c.id, campaign_cluster);
+    assert_eq!(c.size, 60);
+    assert_eq!(c.members.len(), 60);
+    assert!(
+        c.members.iter().all(|a| a.0[0] == 2),
+        "only campaign members"
+    );
+    assert!(c.links >= 59, "{}", c.links);
+    // The evidence is the campaign's own template (an anchor family) plus a
+    // second family; the per-kind links add up to at least one per link.
+    assert!(
+        c.kinds.iter().any(|k| k.family == Family::Template),
+        "{:?}",
+        c.kinds
+    );
+    assert!(c.kinds.iter().any(|k| k.family != Family::Template));
+    assert!(c.kinds.len() <= 8);
+    let template_links: u32 = c
+        .kinds
+        .iter()
+        .filter(|k| k.family == Family::Template)
+        .map(|k| k.links)
+        .sum();
+    assert_eq!(template_links, c.links, "every link had template evidence");
+    assert!(c
+        .kinds
+        .windows(2)
+        .all(|w| w[0].weight_sum >= w[1].weight_sum));
+    assert!(!c.values.is_empty() && c.values.len() <= 4);
+    assert!(
+        c.values.iter().any(|v| v.members >= 2),
+        "shared values are shared by members: {:?}",
+        c.values
+    );
+    assert!(c.values.iter().all(|v| v.members <= 60 && v.links >= 1));
+
+    // By id, capped, and through a member.
+    let capped = engine
+        .inspect_cluster(&campaign_cluster, 5, now)
+        .expect("known");
+    assert_eq!(capped.members.len(), 5);
+    assert_eq!(capped.size, 60);
+    assert_eq!(capped.kinds, c.kinds);
+    let member = engine
+        .inspect_account(&acct(2, 7), 5, now)
+        .expect("tracked");
+    assert_eq!(
+        member.cluster.as_ref().map(|c| c.id),
+        Some(campaign_cluster)
+    );
+    assert!(member.stats.requests > 0);
+    let organic_user = engine
+        .inspect_account(&acct(1, 7), 5, now)
+        .expect("tracked");
+    assert!(organic_user.cluster.is_none());
+    assert!(engine
+        .inspect_cluster(&ClusterId::of_account(acct(1, 7)), 5, now)
+        .is_none());
+    assert!(engine.inspect_account(&acct(9, 9), 5, now).is_none());
+
+    let counts = engine.size_counts();
+    assert!(counts.contains(&(60, 1)), "{counts:?}");
+    let alone = counts.iter().find(|(s, _)| *s == 1).map_or(0, |c| c.1);
+    assert_eq!(alone, engine.stats().accounts - 60);
+}
+
+#[test]
+fn merged_clusters_combine_their_evidence_and_stay_inspectable() {
+    let engine = ClusterEngine::new(ClusterConfig {
+        warmup_accounts: 0,
+        ..ClusterConfig::default()
+    });
+    let card = |v: u64| [feat(Family::HardLink, "hard_link", v)];
+    let clock = std::cell::Cell::new(T0);
+    let send = |group: u8, i: u32, f: &[Feature]| {
+        clock.set(clock.get() + 60_000);
+        engine.observe(&Observation {
+            account: acct(group, i),
+            now_ms: clock.get(),
+            features: f,
+            signals: [0.0; SIGNALS],
+        })
+    };
+    for i in 0..3 {
+        send(6, i, &card(1));
+    }
+    for i in 0..2 {
+        send(7, i, &card(2));
+    }
+    send(8, 0, &card(3));
+    let last = send(8, 1, &card(3));
+    let t = clock.get();
+    assert_eq!(last.cluster.size, 2);
+    // Cluster C is the most suspicious one.
+    engine.store_levels(last.handle, 0.0, Some(0.9), t);
+    let a = ClusterId::of_account(acct(6, 0));
+    let before = engine.inspect_cluster(&a, 10, t).expect("A");
+    assert_eq!(before.values.len(), 1);
+    assert_eq!(before.kinds[0].links, 2);
+
+    // A member of B shares A's card: the two merge (a hard link passes the
+    // merge guard) and A, the larger, keeps its id.
+    let merged = send(7, 0, &card(1));
+    let t = clock.get();
+    assert_eq!(merged.cluster.size, 5);
+    assert_eq!(merged.cluster.id, a);
+    let m = engine.inspect_cluster(&a, 10, t).expect("merged");
+    assert_eq!(m.size, 5);
+    assert_eq!(m.links, 4);
+    assert_eq!(m.kinds.len(), 1);
+    assert_eq!(m.kinds[0].kind, "hard_link");
+    assert_eq!(m.kinds[0].links, 4, "A's two, B's one, the merge");
+    let values: HashSet<u64> = m.values.iter().map(|v| v.value).collect();
+    assert_eq!(
+        values,
+        HashSet::from([card(1)[0].value, card(2)[0].value]),
+        "both sides' evidence"
+    );
+    let a_card = m
+        .values
+        .iter()
+        .find(|v| v.value == card(1)[0].value)
+        .expect("A's card");
+    assert_eq!(a_card.members, 4, "three of A and the bridging member of B");
+    assert_eq!(a_card.links, 3);
+    assert!(engine
+        .inspect_cluster(&ClusterId::of_account(acct(7, 0)), 10, t)
+        .is_none());
+
+    let (largest, suspicious) = engine.top_clusters(5, 10, t);
+    assert_eq!(
+        largest.iter().map(|c| c.size).collect::<Vec<_>>(),
+        vec![5, 2]
+    );
+    assert_eq!(suspicious[0].id, ClusterId::of_account(acct(8, 0)));
+    assert_eq!(suspicious[0].stats.level, 0.9);
+    assert_eq!(engine.top_clusters(1, 10, t).0.len(), 1);
+    assert_eq!(engine.size_counts(), vec![(2, 1), (5, 1)]);
+
+    // The account that named A leaves: A keeps its id and is still found.
+    assert!(engine.unlink(&acct(6, 0), t, 3_600_000));
+    let after = engine
+        .inspect_cluster(&a, 10, t)
+        .expect("found by scanning");
+    assert_eq!(after.size, 4);
+    assert!(!after.members.contains(&acct(6, 0)));
+    let held = engine.inspect_account(&acct(6, 0), 10, t).expect("tracked");
+    assert!(held.cluster.is_none());
+    assert_eq!(held.held_until_s, Some(((t + 3_600_000) / 1000) as u32));
+    assert_eq!(engine.size_counts(), vec![(1, 1), (2, 1), (4, 1)]);
+}

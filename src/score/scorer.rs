@@ -146,6 +146,58 @@ impl Scorer {
         }
     }
 
+    /// The top signals of a score's parts, largest first.
+    fn reasons(&self, parts: &[f64; 9]) -> Vec<Reason> {
+        let mut reasons: Vec<Reason> = parts
+            .iter()
+            .enumerate()
+            .filter(|(_, w)| **w > 0.005)
+            .map(|(i, w)| Reason {
+                signal: self.names[i].clone(),
+                weight: (w * 1000.0).round() / 1000.0,
+            })
+            .collect();
+        reasons.sort_by(|x, y| y.weight.total_cmp(&x.weight));
+        reasons.truncate(self.cfg.max_reasons);
+        reasons
+    }
+
+    /// An account's suspicion at `now_ms` (its stored level, settled towards its
+    /// current score) and the top signals of that score: what an operator sees.
+    pub fn explain_account(&self, a: &AccountStats, now_ms: u64) -> (f64, Vec<Reason>) {
+        if !self.cfg.enabled {
+            return (0.0, Vec::new());
+        }
+        let (raw, parts) = self.account_raw(a);
+        let level = self.settle(a.level, a.level_at, raw, now_ms);
+        (
+            Suspicion::new(f64::from(level)).value(),
+            self.reasons(&parts),
+        )
+    }
+
+    /// A cluster's suspicion at `now_ms` and the top signals of its score (no
+    /// requesting account, so without the timing signal).
+    pub fn explain_cluster(&self, c: &ClusterStats, now_ms: u64) -> (f64, Vec<Reason>) {
+        if !self.cfg.enabled {
+            return (0.0, Vec::new());
+        }
+        let nobody = AccountStats {
+            requests: 0,
+            age_s: 0,
+            interval_log_std: None,
+            signals: [0.0; 4],
+            level: 0.0,
+            level_at: 0,
+        };
+        let (raw, parts) = self.cluster_raw(&nobody, c);
+        let level = self.settle(c.level, c.level_at, raw, now_ms);
+        (
+            Suspicion::new(f64::from(level)).value(),
+            self.reasons(&parts),
+        )
+    }
+
     /// Scores one request from the engine's view of its account and cluster.
     pub fn assess(&self, linked: &Linked, now_ms: u64) -> Assessment {
         if !self.cfg.enabled {
@@ -180,17 +232,7 @@ impl Scorer {
             _ => a_parts,
         };
         let suspicion = Suspicion::new(f64::from(level));
-        let mut reasons: Vec<Reason> = parts
-            .iter()
-            .enumerate()
-            .filter(|(_, w)| **w > 0.005)
-            .map(|(i, w)| Reason {
-                signal: self.names[i].clone(),
-                weight: (w * 1000.0).round() / 1000.0,
-            })
-            .collect();
-        reasons.sort_by(|x, y| y.weight.total_cmp(&x.weight));
-        reasons.truncate(self.cfg.max_reasons);
+        let reasons = self.reasons(&parts);
         Assessment {
             suspicion,
             verdict: Verdict {

@@ -301,11 +301,12 @@ impl Metrics {
     }
 
     /// Sets the number of clusters per size class (fed by the cluster engine):
-    /// `sizes` yields each cluster's member count.
-    pub fn set_clusters_by_size(&self, sizes: impl IntoIterator<Item = u64>) {
+    /// `sizes` yields `(member count, clusters of that size)`. Only the five size
+    /// classes are labels, never cluster ids.
+    pub fn set_clusters_by_size(&self, sizes: impl IntoIterator<Item = (u64, u64)>) {
         let mut counts = [0u64; SIZE_CLASSES.len()];
-        for s in sizes {
-            counts[size_class(s)] += 1;
+        for (size, n) in sizes {
+            counts[size_class(size)] = counts[size_class(size)].saturating_add(n);
         }
         for (g, n) in self.clusters.iter().zip(counts) {
             g.set(n as f64);
@@ -560,7 +561,7 @@ mod tests {
         assert_eq!(size_class(9), 1);
         assert_eq!(size_class(25_000), 4);
         let m = Metrics::new();
-        m.set_clusters_by_size([1, 1, 12, 25_000]);
+        m.set_clusters_by_size([(1, 2), (12, 1), (25_000, 1)]);
         let text = m.render(0);
         assert!(
             text.contains("distill_guard_clusters{size=\"1\"} 2"),

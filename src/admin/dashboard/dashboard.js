@@ -161,25 +161,72 @@
     });
   }
 
-  function clusterRows(list, engine) {
-    return list.map(function (c) {
-      var id = engine ? c.id : c.cluster;
-      var evidence = engine
-        ? (c.evidence || []).map(function (e) { return e.family + ": " + e.feature + " (" + e.accounts + " accounts)"; }).join("; ")
-        : (c.accounts_seen || []).length + " account(s) seen";
-      var signals = (c.top_signals || []).map(function (r) { return r.signal + " " + fmt(r.weight); }).join(", ");
-      return [{ text: short(id), cls: "mono", title: id }, c.size, fmt(engine ? c.suspicion : c.max_suspicion),
-        evidence || "-", signals || "-"];
+  function pct(x) { return typeof x === "number" ? Math.round(x * 100) + "%" : "-"; }
+
+  // One cluster: its id, size, suspicion and top signals, then what linked its
+  // members: per feature kind (links, summed and strongest weight) and the
+  // strongest shared values (hash prefixes) with how many members share them.
+  function clusterCard(c) {
+    var art = el("article", { "class": "cluster", "data-cluster": c.id });
+    var h = el("h4");
+    h.appendChild(el("span", { "class": "mono" }, c.id));
+    art.appendChild(h);
+    var facts = el("p", { "class": "facts" });
+    facts.appendChild(el("span", { "class": "members" }, c.size + " accounts"));
+    facts.appendChild(el("span", { "class": "suspicion" }, "suspicion " + pct(c.suspicion)));
+    facts.appendChild(el("span", null, (c.links || 0) + " links"));
+    art.appendChild(facts);
+    var signals = (c.top_signals || []).map(function (r) { return r.signal + " " + fmt(r.weight); }).join(", ");
+    art.appendChild(el("p", { "class": "signals" }, "Top signals: " + (signals || "none")));
+    var kinds = c.evidence_by_kind || [];
+    var values = c.evidence || [];
+    if (!kinds.length && !values.length) {
+      art.appendChild(el("p", { "class": "evidence-none" }, "No linking evidence recorded."));
+      return art;
+    }
+    var t = el("table", { "class": "evidence" });
+    var cap = el("caption", null, "Linked by");
+    t.appendChild(cap);
+    var head = el("tr");
+    ["family", "feature", "accounts", "links", "weight"].forEach(function (x) { head.appendChild(el("th", null, x)); });
+    t.appendChild(head);
+    kinds.forEach(function (k) {
+      var r = el("tr", { "class": "kind" });
+      r.appendChild(el("td", null, k.family));
+      r.appendChild(el("td", null, k.kind + " (all values)"));
+      r.appendChild(el("td", null, "-"));
+      r.appendChild(el("td", null, k.links));
+      r.appendChild(el("td", null, "total " + fmt(k.weight_sum) + ", max " + fmt(k.weight_max)));
+      t.appendChild(r);
     });
+    values.forEach(function (v) {
+      var r = el("tr", { "class": "value" });
+      r.appendChild(el("td", null, v.family));
+      r.appendChild(el("td", { "class": "mono" }, v.feature));
+      r.appendChild(el("td", null, v.accounts + " accounts"));
+      r.appendChild(el("td", null, v.links));
+      r.appendChild(el("td", null, fmt(v.weight)));
+      t.appendChild(r);
+    });
+    art.appendChild(t);
+    var m = (c.members || []).slice(0, 8).map(short).join(", ");
+    if (m) {
+      art.appendChild(el("p", { "class": "member-list mono" },
+        "Members: " + m + ((c.members || []).length < c.size || (c.members || []).length > 8 ? ", …" : "")));
+    }
+    return art;
+  }
+
+  function clusterList(id, list) {
+    var box = document.getElementById(id);
+    box.textContent = "";
+    if (!list.length) { box.appendChild(el("p", { "class": "empty" }, "No clusters of two or more accounts yet.")); return; }
+    list.forEach(function (c) { box.appendChild(clusterCard(c)); });
   }
 
   function renderClusters(c) {
-    var engine = c.source === "engine";
-    document.getElementById("cluster-source").textContent = engine
-      ? "(from the cluster engine)" : "(seen in recent decisions; no cluster engine running)";
-    var head = ["cluster", "accounts", "suspicion", engine ? "linked by" : "members seen", "top signals"];
-    table("largest", head, clusterRows(c.largest || [], engine));
-    table("suspicious", head, clusterRows(c.most_suspicious || [], engine));
+    clusterList("largest", c.largest || []);
+    clusterList("suspicious", c.most_suspicious || []);
   }
 
   function renderAccounts(a, now) {
@@ -210,7 +257,7 @@
 
   var timer = null;
   function poll() {
-    Promise.all([api("api/status"), api("api/clusters?limit=10"), api("api/accounts?limit=15")])
+    Promise.all([api("api/status"), api("api/clusters?limit=5"), api("api/accounts?limit=15")])
       .then(function (r) {
         var s = r[0];
         renderCards(s); renderChart(s); renderClusters(r[1]); renderAccounts(r[2], s.now_ms); renderConfig(s);
