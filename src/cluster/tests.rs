@@ -659,3 +659,61 @@ fn merged_clusters_combine_their_evidence_and_stay_inspectable() {
     assert_eq!(held.held_until_s, Some(((t + 3_600_000) / 1000) as u32));
     assert_eq!(engine.size_counts(), vec![(1, 1), (2, 1), (4, 1)]);
 }
+
+#[test]
+fn teams_that_share_a_popular_prompt_are_not_chained_by_their_bursts() {
+    // Teams of 26 (each one linked by its own hard link: one organisation's
+    // accounts) that all use a popular agent (same system prompt, stock client,
+    // same shape) and work in bursts, one team after another, among a steady
+    // trickle of unrelated users of that agent. The prompt is popular; a burst
+    // must not make it look like one team's, or the next team joins the last.
+    let mut rng = Rng(17);
+    let engine = ClusterEngine::new(ClusterConfig::default());
+    let agent = |rng: &mut Rng, u: u64| {
+        vec![
+            feat(Family::Client, "user_agent", 1),
+            feat(Family::Client, "header_order", 2),
+            feat(Family::Shape, "params", 3),
+            feat(Family::Shape, "tools", 4),
+            feat(Family::Template, "system_prompt", 5),
+            feat(Family::Network, "ip_prefix", 10_000 + u),
+            feat(Family::Template, "head_band", rng.next()),
+        ]
+    };
+    let mut reqs = Vec::new();
+    // The trickle: 300 users over two days.
+    for u in 0..300u32 {
+        for _ in 0..6 {
+            let t = T0 + rng.below(2 * DAY);
+            reqs.push((t, acct(1, u), agent(&mut rng, u64::from(u))));
+        }
+    }
+    // Twenty teams, one burst each (every member three times within a few
+    // minutes), an hour apart.
+    for team in 0..20u32 {
+        let start = T0 + 3_600_000 + u64::from(team) * 3_600_000;
+        for member in 0..26u32 {
+            for k in 0..3u64 {
+                let t = start + k * 60_000 + rng.below(60_000);
+                let mut f = agent(&mut rng, 50_000 + u64::from(team * 100 + member));
+                f.push(feat(
+                    Family::HardLink,
+                    "hard_link",
+                    900_000 + u64::from(team),
+                ));
+                reqs.push((t, acct(2 + team as u8, member), f));
+            }
+        }
+    }
+    let map = run(&engine, reqs);
+    assert_eq!(linked_organic(&map), 0, "no bystander joins a team");
+    let mut sizes: HashMap<ClusterId, usize> = HashMap::new();
+    for (a, c) in &map {
+        if a.0[0] >= 2 {
+            *sizes.entry(*c).or_default() += 1;
+        }
+    }
+    let mut sizes: Vec<usize> = sizes.into_values().collect();
+    sizes.sort_unstable();
+    assert_eq!(sizes, vec![26; 20], "each team is its own cluster");
+}
