@@ -3,32 +3,18 @@
 //! from a test campaign with its linking evidence, and raises no script errors. Without chromium the test prints `dashboard test SKIPPED` (CI fails on
 //! that word and installs chromium).
 
-use std::io::{BufRead, BufReader};
+mod support;
+
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use axum::body::Body;
 use http::Request;
-use http_body_util::BodyExt;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use serde_json::{json, Value};
+use support::process::Served;
 
 const TOKEN: &str = "dashboard test admin token";
-
-struct Served {
-    child: Child,
-    url: String,
-    admin: String,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn chromium() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("CHROMIUM").map(PathBuf::from) {
@@ -46,50 +32,12 @@ fn chromium() -> Option<PathBuf> {
 }
 
 fn serve(config: &std::path::Path) -> Served {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_distill-guard"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-            "--config",
-        ])
-        .arg(config)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the binary");
-    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
-    let mut first = String::new();
-    out.read_line(&mut first).expect("first line");
-    let mut second = String::new();
-    out.read_line(&mut second).expect("second line");
-    let url = first
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected {first:?}"))
-        .to_owned();
-    let admin = second
-        .trim()
-        .strip_prefix("admin on ")
-        .unwrap_or_else(|| panic!("unexpected {second:?}"))
-        .to_owned();
-    Served { child, url, admin }
+    support::process::serve(&["--config", config.to_str().expect("utf-8 path")], true)
 }
 
 async fn request(req: Request<Body>) -> (u16, Value) {
-    let client: Client<_, Body> = Client::builder(TokioExecutor::new()).build_http();
-    let res = tokio::time::timeout(Duration::from_secs(20), client.request(req))
-        .await
-        .expect("no timeout")
-        .expect("response");
-    let status = res.status().as_u16();
-    let bytes = res.into_body().collect().await.expect("body").to_bytes();
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
+    let r = support::process::send(req).await;
+    (r.status, r.json())
 }
 
 /// One request of a campaign: one operator's long prompt template with a
@@ -202,7 +150,7 @@ async fn dashboard_shows_test_traffic_in_chromium() {
     }
     assert_eq!(statuses, [200, 200, 200, 429, 429, 200]);
     let (code, top) = request(
-        Request::get(format!("{}/api/accounts", s.admin))
+        Request::get(format!("{}/api/accounts", s.admin()))
             .header("authorization", format!("Bearer {TOKEN}"))
             .body(Body::empty())
             .expect("request"),
@@ -232,7 +180,7 @@ async fn dashboard_shows_test_traffic_in_chromium() {
         }
     }
     let (code, clusters) = request(
-        Request::get(format!("{}/api/clusters", s.admin))
+        Request::get(format!("{}/api/clusters", s.admin()))
             .header("authorization", format!("Bearer {TOKEN}"))
             .body(Body::empty())
             .expect("request"),
@@ -269,7 +217,7 @@ async fn dashboard_shows_test_traffic_in_chromium() {
 
     let (dom, log) = dump_dom(
         &browser,
-        &format!("{}/#token={}", s.admin, TOKEN.replace(' ', "%20")),
+        &format!("{}/#token={}", s.admin(), TOKEN.replace(' ', "%20")),
     )
     .await;
     assert!(
@@ -324,7 +272,7 @@ async fn dashboard_shows_test_traffic_in_chromium() {
     assert!(!dom.contains("sk-dash-busy"), "no raw key on the page");
 
     // Without the token the page asks for it, still without script errors.
-    let (dom, log) = dump_dom(&browser, &format!("{}/", s.admin)).await;
+    let (dom, log) = dump_dom(&browser, &format!("{}/", s.admin())).await;
     assert!(dom.contains("token needed"), "{dom}");
     assert!(dom.contains("data-errors=\"0\""), "{dom}");
     assert!(!dom.contains(&busy), "no data without the token");

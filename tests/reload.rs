@@ -2,6 +2,8 @@
 //! lost; a bad config is rejected and the old one keeps serving; file changes and
 //! SIGHUP reload a running `serve`.
 
+mod support;
+
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -17,6 +19,7 @@ use distill_guard::Guard;
 use http::Request;
 use http_body_util::BodyExt;
 use serde_json::json;
+use support::process::Served;
 use tower::ServiceExt;
 
 const T0: u64 = 1_714_000_000_000;
@@ -171,51 +174,8 @@ async fn a_bad_config_is_rejected_and_the_old_one_keeps_serving() {
     ));
 }
 
-/// A running `serve` with an admin listener, killed on drop.
-struct Served {
-    child: std::process::Child,
-    url: String,
-    admin: String,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn serve(config: &std::path::Path) -> Served {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_distill-guard"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-            "--config",
-        ])
-        .arg(config)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the binary");
-    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
-    let mut line = String::new();
-    out.read_line(&mut line).expect("first line");
-    let url = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected line {line:?}"))
-        .to_owned();
-    line.clear();
-    out.read_line(&mut line).expect("second line");
-    let admin = line
-        .trim()
-        .strip_prefix("admin on ")
-        .unwrap_or_else(|| panic!("unexpected line {line:?}"))
-        .to_owned();
-    Served { child, url, admin }
+    support::process::serve(&["--config", config.to_str().expect("utf-8 path")], true)
 }
 
 async fn admin_status(admin: &str, token: &str) -> serde_json::Value {
@@ -237,7 +197,7 @@ async fn admin_status(admin: &str, token: &str) -> serde_json::Value {
 /// Waits (bounded) until the served config reaches `generation`.
 async fn wait_generation(s: &Served, token: &str, generation: u64) -> serde_json::Value {
     for _ in 0..100 {
-        let st = admin_status(&s.admin, token).await;
+        let st = admin_status(s.admin(), token).await;
         if st["config"]["generation"] == generation {
             return st;
         }
@@ -254,7 +214,7 @@ async fn serve_reloads_on_file_change_and_on_sighup() {
     let admin = format!("[admin]\ntoken = \"{token}\"\n");
     std::fs::write(&path, config_text(5, &admin)).expect("write");
     let s = serve(&path);
-    let st = admin_status(&s.admin, token).await;
+    let st = admin_status(s.admin(), token).await;
     assert_eq!(st["config"]["generation"], 1);
 
     // A change on disk is picked up by the poller (every 2 s).
@@ -282,7 +242,7 @@ async fn serve_reloads_on_file_change_and_on_sighup() {
     std::fs::write(&path, config_text(0, &admin)).expect("write");
     let mut rejected = None;
     for _ in 0..100 {
-        let st = admin_status(&s.admin, token).await;
+        let st = admin_status(s.admin(), token).await;
         if st["config"]["reloads_failed"] == 1 {
             rejected = Some(st);
             break;

@@ -1,57 +1,19 @@
 //! The binary over real sockets: with its demo upstream, and in front of a separate
 //! upstream process; both dialects, JSON and streaming.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+mod support;
+
+use std::process::Command;
 use std::time::Duration;
 
 use axum::body::Body;
 use http::Request;
-use http_body_util::BodyExt;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use serde_json::{json, Value};
 
-/// A running `distill-guard serve`, killed on drop.
-struct Server {
-    child: Child,
-    url: String,
-}
+use support::process::{config_file, send, Served};
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn spawn(args: &[&str]) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_distill-guard"))
-        .arg("serve")
-        .args(["--listen", "127.0.0.1:0"])
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the binary");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("first line");
-    let url = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_owned();
-    Server { child, url }
-}
-
-fn config_file(text: &str) -> tempfile::NamedTempFile {
-    use std::io::Write;
-    let mut f = tempfile::NamedTempFile::new().expect("temp file");
-    f.write_all(text.as_bytes()).expect("write");
-    f
+fn spawn(args: &[&str]) -> Served {
+    support::process::serve(args, false)
 }
 
 struct Reply {
@@ -61,23 +23,15 @@ struct Reply {
 }
 
 async fn post(url: &str, path: &str, key: Option<&str>, body: Value) -> Reply {
-    let client: Client<_, Body> = Client::builder(TokioExecutor::new()).build_http();
     let mut req = Request::post(format!("{url}{path}")).header("content-type", "application/json");
     if let Some(k) = key {
         req = req.header("authorization", format!("Bearer {k}"));
     }
-    let req = req.body(Body::from(body.to_string())).expect("request");
-    let res = tokio::time::timeout(Duration::from_secs(20), client.request(req))
-        .await
-        .expect("no timeout")
-        .expect("response");
-    let status = res.status().as_u16();
-    let headers = res.headers().clone();
-    let bytes = res.into_body().collect().await.expect("body").to_bytes();
+    let r = send(req.body(Body::from(body.to_string())).expect("request")).await;
     Reply {
-        status,
-        headers,
-        body: String::from_utf8(bytes.to_vec()).expect("utf8"),
+        status: r.status,
+        body: r.text(),
+        headers: r.headers,
     }
 }
 
@@ -377,31 +331,9 @@ async fn trace_finds_stripped_text_in_a_live_servers_index() {
     let text_cfg = format!("{TAGGING}\n[admin]\ntoken = \"an admin token for the e2e test\"\n");
     let cfg = config_file(&text_cfg);
     let path = cfg.path().to_str().expect("path").to_owned();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_distill-guard"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-            "--config",
-            &path,
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout"));
-    let mut first = String::new();
-    let mut second = String::new();
-    lines.read_line(&mut first).expect("line");
-    lines.read_line(&mut second).expect("line");
-    let server = Server {
-        child,
-        url: first.trim().trim_start_matches("listening on ").to_owned(),
-    };
-    let admin = second.trim().trim_start_matches("admin on ").to_owned();
-    assert!(admin.starts_with("http://"), "{second:?}");
+    let server = support::process::serve(&["--config", &path], true);
+    let admin = server.admin().to_owned();
+    assert!(admin.starts_with("http://"), "{admin:?}");
 
     let r = post(
         &server.url,

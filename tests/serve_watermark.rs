@@ -1,16 +1,15 @@
 //! `serve` with a `[watermark]` key tags what it serves (header, JSON body, SSE
 //! records), and `distill-guard verify` checks those tags.
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+mod support;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
 
 use axum::body::Body;
 use http::Request;
-use http_body_util::BodyExt;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use serde_json::{json, Value};
+use support::process::{send, Served};
 
 const CONFIG: &str = r#"
 [identity]
@@ -22,56 +21,22 @@ id = "k1"
 secret = "a watermark key for this test"
 "#;
 
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn spawn(config: &std::path::Path, extra: &[&str]) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_distill-guard"))
-        .arg("serve")
-        .args(["--listen", "127.0.0.1:0", "--config"])
-        .arg(config)
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the binary");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("first line");
-    let url = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_owned();
-    Server { child, url }
+fn spawn(config: &std::path::Path, extra: &[&str]) -> Served {
+    let path = config.to_str().expect("utf-8 path");
+    let mut args = vec!["--config", path];
+    args.extend_from_slice(extra);
+    support::process::serve(&args, false)
 }
 
 async fn post(url: &str, path: &str, body: Value) -> (http::HeaderMap, String) {
-    let client: Client<_, Body> = Client::builder(TokioExecutor::new()).build_http();
     let req = Request::post(format!("{url}{path}"))
         .header("content-type", "application/json")
         .header("authorization", "Bearer sk-watermark")
         .body(Body::from(body.to_string()))
         .expect("request");
-    let res = tokio::time::timeout(Duration::from_secs(20), client.request(req))
-        .await
-        .expect("no timeout")
-        .expect("response");
-    assert_eq!(res.status(), 200);
-    let headers = res.headers().clone();
-    let bytes = res.into_body().collect().await.expect("body").to_bytes();
-    (headers, String::from_utf8(bytes.to_vec()).expect("utf8"))
+    let r = send(req).await;
+    assert_eq!(r.status, 200);
+    (r.headers.clone(), r.text())
 }
 
 /// Runs `distill-guard verify --config FILE --json ARG`, with `stdin` when given.
