@@ -1,0 +1,135 @@
+//! Two `distill-guard serve` processes on one real `redis-server`, as replicas
+//! behind a load balancer: a campaign whose accounts each talk to one replica
+//! is one cluster, with one id, on both; an override made on one replica is
+//! enforced by the other.
+//!
+//! When `redis-server` is not on PATH the test prints
+//! `redis tests SKIPPED: redis-server not found` and returns; CI fails on that line.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use distill_guard::identity::Identity;
+use http::Request;
+use serde_json::{json, Value};
+use support::process::{send, serve, Served};
+use support::RedisServer;
+
+const TOKEN: &str = "an admin token for the replicas test";
+const SECRET: &str = "replicas-secret";
+
+async fn campaign(url: &str, key: &str, i: u64) -> u16 {
+    let task: String = (0..30)
+        .map(|k| format!("w{} ", (i * 31 + k * 7) % 997))
+        .collect();
+    let content = format!(
+        "You are an expert competition programmer and mathematician. Read the task below with great care, consider the edge cases, the constraints and the complexity bounds, and then solve it completely in Python. TASK: {task} END OF TASK. Think step by step and write out your full reasoning in detail before giving the final answer, then give the complete program in one fenced code block and state its time complexity at the end."
+    );
+    let req = Request::post(format!("{url}/v1/chat/completions"))
+        .header("content-type", "application/json")
+        .header("authorization", format!("Bearer {key}"))
+        .header("user-agent", "python-httpx/0.27.0")
+        .body(Body::from(
+            json!({"model": "m", "max_tokens": 16, "messages": [{"role": "user", "content": content}]})
+                .to_string(),
+        ))
+        .expect("request");
+    send(req).await.status
+}
+
+async fn admin(s: &Served, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    let req = Request::builder()
+        .method(method)
+        .uri(format!("{}{path}", s.admin()))
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .header("content-type", "application/json")
+        .body(body.map_or_else(Body::empty, |b| Body::from(b.to_string())))
+        .expect("request");
+    let r = send(req).await;
+    (r.status, r.json())
+}
+
+/// Polls (in real time: the replicas are processes) until `f` gives a value.
+async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_serve_replicas_share_clusters_and_overrides() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("guard.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[identity]\nsecret = \"{SECRET}\"\n[store]\nbackend = \"redis\"\nurl = \"{}\"\ntimeout = \"1s\"\n[cluster]\nwarmup_accounts = 3\n[admin]\ntoken = \"{TOKEN}\"\n",
+            redis.url()
+        ),
+    )
+    .expect("write config");
+    let path = config.to_str().expect("utf-8 path");
+    let replicas = [
+        serve(&["--config", path], true),
+        serve(&["--config", path], true),
+    ];
+
+    // Six accounts; account `a` only ever talks to replica `a % 2`.
+    for round in 0..3u64 {
+        for a in 0..6u64 {
+            let s = &replicas[(a % 2) as usize];
+            let status = campaign(&s.url, &format!("sk-rep-{a}"), round * 10 + a).await;
+            assert!([200, 403, 429].contains(&status), "{status}");
+        }
+    }
+    let id = Identity::new(SECRET.as_bytes());
+    let first = id.hash_key("sk-rep-0").to_string();
+    let mut ids = Vec::new();
+    for s in &replicas {
+        let c = eventually("both replicas see the whole campaign", || async {
+            let (code, v) = admin(s, "GET", &format!("/api/accounts/{first}"), None).await;
+            let size = v["engine"]["cluster"]["size"]
+                .as_u64()
+                .or(v["cluster"]["size"].as_u64());
+            (code == 200 && size == Some(6)).then_some(v)
+        })
+        .await;
+        let cid = c["cluster_engine"]["cluster"]["id"]
+            .as_str()
+            .expect("cluster id")
+            .to_owned();
+        ids.push(cid);
+    }
+    assert_eq!(ids[0], ids[1], "one cluster id on both replicas");
+
+    // A block made on replica 0 is enforced by replica 1.
+    let blocked = id.hash_key("sk-rep-blocked").to_string();
+    let (code, v) = admin(
+        &replicas[0],
+        "POST",
+        "/api/overrides",
+        Some(json!({"account": blocked, "action": "block"})),
+    )
+    .await;
+    assert_eq!(code, 200, "{v}");
+    let url = replicas[1].url.clone();
+    eventually("replica 1 enforces the block", || {
+        let url = url.clone();
+        async move { (campaign(&url, "sk-rep-blocked", 99).await == 403).then_some(()) }
+    })
+    .await;
+}
