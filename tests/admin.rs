@@ -1068,4 +1068,33 @@ async fn unlinking_through_the_admin_api_takes_the_account_out() {
         .as_array()
         .expect("members")
         .contains(&json!(out.to_string())));
+
+    // `relink` ends the hold: its next campaign request links it back.
+    let r = call(
+        &e.admin,
+        post(
+            "/api/overrides",
+            Some(TOKEN),
+            json!({"account": out.to_string(), "action": "relink"}),
+        ),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(
+        r.json()["cluster_engine"],
+        "hold ended in the cluster engine; it may link again"
+    );
+    let a = admin_get(&e, &format!("/api/accounts/{out}")).await.json();
+    assert!(
+        a["cluster_engine"]["held_until_ms"].is_null()
+            || a["cluster_engine"]["held_until_ms"].as_u64() <= Some(e.clock_now()),
+        "{a}"
+    );
+    e.clock.advance_ms(60_000);
+    let d = call(&e.proxy, campaign_req("sk-campaign-3", 990))
+        .await
+        .decision
+        .expect("decision");
+    assert_eq!(d.cluster.id, id, "linked again after relink");
+    assert_eq!(d.cluster.size, 6);
 }

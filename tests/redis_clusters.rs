@@ -315,6 +315,26 @@ async fn a_new_replica_warms_up_from_the_log_and_unlinks_travel() {
     )
     .await;
     assert_eq!(c.expect("served").size, 1);
+
+    // A relink on the late replica ends the hold on the first one too.
+    assert!(late.shared().detector().relink(&a5, clock.now_ms()));
+    sync(&late, &all).await;
+    clock.advance_ms(20_000);
+    // (The campaign may be blocked by now: the engine still sees the request.)
+    send(
+        &first[0],
+        "campaign-5",
+        [203, 0, 113, 2],
+        "python-httpx/0.27.0",
+        campaign_body(6),
+    )
+    .await;
+    let c = first[0].shared().detector().engine().cluster_of(&a5);
+    assert_eq!(
+        c.expect("tracked").id,
+        seen[0].id,
+        "linked again after relink"
+    );
 }
 
 /// Garbage in the log is skipped and counted; Redis killed and restarted empty

@@ -451,6 +451,20 @@ pub(super) async fn post_override(State(st): St, body: Bytes) -> Response {
             };
         }
     }
+    if req.action == OverrideAction::Relink {
+        if let Some(c) = &st.hooks.cluster {
+            engine = match c.relink(&account) {
+                Ok(true) => json!("hold ended in the cluster engine; it may link again"),
+                Ok(false) => json!("not tracked by the cluster engine (nothing to relink there)"),
+                Err(e) => {
+                    return error(
+                        StatusCode::CONFLICT,
+                        format!("the cluster engine refused: {e}"),
+                    )
+                }
+            };
+        }
+    }
     let now = crate::telemetry::unix_ms();
     let o = match shared
         .overrides()

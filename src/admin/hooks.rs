@@ -92,6 +92,11 @@ pub trait ClusterInspector: Send + Sync + 'static {
     /// Takes `account` out of its cluster and holds it apart (an operator's
     /// correction). `Ok(false)` when the engine does not track the account.
     fn unlink(&self, account: &AccountId) -> Result<bool, String>;
+    /// Ends the hold of an earlier unlink so the account may be linked again
+    /// (an operator's `relink`); `Ok(false)` when the engine does not track it.
+    fn relink(&self, _account: &AccountId) -> Result<bool, String> {
+        Ok(false)
+    }
     /// How many clusters have each size, `(size, clusters)` (accounts alone
     /// are clusters of one), for the `distill_guard_clusters` gauge.
     fn cluster_sizes(&self) -> Vec<(u64, u64)> {

@@ -528,6 +528,20 @@ impl ClusterEngine {
         true
     }
 
+    /// Ends the hold an [`unlink`](Self::unlink) or [`dissolve`](Self::dissolve)
+    /// put on `account`, so it may be linked again by its next requests (an
+    /// administrator's `relink`). False when the account is not tracked.
+    pub fn release(&self, account: &AccountId) -> bool {
+        let mut st = self.lock();
+        let Some(&slot) = st.ids.get(account) else {
+            return false;
+        };
+        if let Some(s) = st.slots.get_mut(slot as usize) {
+            s.hold_until = 0;
+        }
+        true
+    }
+
     /// Dissolves the cluster `account` belongs to: every member becomes its own
     /// cluster again and is held apart for `hold_ms`. Returns how many accounts
     /// were released.

@@ -130,6 +130,9 @@ impl Detector {
             } => {
                 self.engine.dissolve(&account, now_ms, hold_ms);
             }
+            Event::Relink { account, .. } => {
+                self.engine.release(&account);
+            }
         }
     }
 
@@ -145,6 +148,19 @@ impl Detector {
             });
         }
         self.engine.unlink(account, now_ms, hold_ms)
+    }
+
+    /// Ends the hold of an earlier unlink, so `account` may be linked again by
+    /// its next requests, on every replica when clusters are shared. False when
+    /// the account is not tracked here.
+    pub fn relink(&self, account: &AccountId, now_ms: u64) -> bool {
+        if let Some(share) = self.share.get() {
+            share.publish(&Event::Relink {
+                account: *account,
+                now_ms,
+            });
+        }
+        self.engine.release(account)
     }
 
     /// Dissolves the cluster of `account` (every member held apart for

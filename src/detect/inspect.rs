@@ -181,6 +181,10 @@ impl ClusterInspector for DetectorInspector {
             .unlink(account, self.clock.now_ms(), self.hold_ms))
     }
 
+    fn relink(&self, account: &AccountId) -> Result<bool, String> {
+        Ok(self.detector.relink(account, self.clock.now_ms()))
+    }
+
     fn cluster_sizes(&self) -> Vec<(u64, u64)> {
         self.detector
             .engine()

@@ -7,6 +7,7 @@
 //! event = 0x01 account[16] now_ms u64 signals 4×f32 n u8 n × (kind u8, value u64)   (observe)
 //!       | 0x02 account[16] now_ms u64 hold_ms u64                                   (unlink)
 //!       | 0x03 account[16] now_ms u64 hold_ms u64                                   (dissolve)
+//!       | 0x04 account[16] now_ms u64                                               (relink)
 //! ```
 //!
 //! Feature kinds travel as their position in [`crate::features::KINDS`]; a
@@ -23,6 +24,7 @@ const MAGIC: &[u8; 3] = b"dg\x01";
 const OBSERVE: u8 = 1;
 const UNLINK: u8 = 2;
 const DISSOLVE: u8 = 3;
+const RELINK: u8 = 4;
 /// Most events in one entry.
 pub(super) const MAX_EVENTS: usize = 4096;
 /// Most features of one shared observation.
@@ -62,6 +64,11 @@ pub(super) fn encode_event(event: &Event, out: &mut Vec<u8>) {
             signals,
             features,
         } => encode_observe(account, *now_ms, signals, features, out),
+        Event::Relink { account, now_ms } => {
+            out.push(RELINK);
+            out.extend_from_slice(&account.0);
+            out.extend_from_slice(&now_ms.to_le_bytes());
+        }
         Event::Unlink {
             account,
             now_ms,
@@ -218,6 +225,7 @@ pub(super) fn decode_batch(buf: &[u8]) -> Result<(u64, Vec<Event>), DecodeError>
                     }
                 }
             }
+            RELINK => Event::Relink { account, now_ms },
             tag => return Err(DecodeError::Tag { tag, at }),
         };
         events.push(event);
@@ -269,6 +277,10 @@ mod tests {
                 hold_ms: 86_400_000,
             },
             observe(3, 0),
+            Event::Relink {
+                account: AccountId([5; 16]),
+                now_ms: 7,
+            },
             Event::Dissolve {
                 account: AccountId([4; 16]),
                 now_ms: 6,

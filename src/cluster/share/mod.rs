@@ -79,6 +79,13 @@ pub enum Event {
         /// How long it is held apart.
         hold_ms: u64,
     },
+    /// An administrator ended the hold on `account` (`relink`).
+    Relink {
+        /// The account.
+        account: AccountId,
+        /// When.
+        now_ms: u64,
+    },
     /// An administrator dissolved the cluster of `account`.
     Dissolve {
         /// A member of the cluster.
