@@ -378,6 +378,59 @@ async fn hostile_entries_and_a_redis_restart_are_survived() {
     }
     assert_eq!(share(&guards[1]).counts().applied, 1);
 
+    // A well-formed entry dated far in the future (a replica with a broken
+    // clock, or a forged entry) must not age out everyone's state.
+    for u in 0..12u64 {
+        clock.advance_ms(1_000);
+        send(
+            &guards[0],
+            &format!("shared-ua-{u}"),
+            [198, 51, 9, u as u8],
+            "curl/8.5.0",
+            organic_body(300 + u),
+        )
+        .await;
+    }
+    sync(&guards[0], &guards).await;
+    let postings = guards[1].shared().detector().engine().stats().postings;
+    assert!(postings > 0, "shared values have posting lists");
+    let mut forged = b"dg\x01".to_vec();
+    forged.extend_from_slice(&7u64.to_le_bytes()); // replica
+    forged.extend_from_slice(&1u16.to_le_bytes()); // one event
+    forged.push(1); // observe
+    forged.extend_from_slice(&[0xee; 16]);
+    forged.extend_from_slice(&(u64::MAX / 2).to_le_bytes());
+    forged.extend_from_slice(&[0; 16]); // four signals
+    forged.push(0); // no features
+    let _: String = redis::cmd("XADD")
+        .arg("f:clusters:log")
+        .arg("*")
+        .arg("b")
+        .arg(forged)
+        .query_async(&mut conn)
+        .await
+        .expect("XADD");
+    clock.advance_ms(1_000);
+    send(
+        &guards[0],
+        "shared-ua-12",
+        [198, 51, 9, 12],
+        "curl/8.5.0",
+        organic_body(312),
+    )
+    .await;
+    sync(&guards[0], &guards).await;
+    assert_eq!(
+        share(&guards[1]).counts().malformed,
+        3,
+        "well-formed, so applied"
+    );
+    let after = guards[1].shared().detector().engine().stats().postings;
+    assert!(
+        after >= postings,
+        "postings kept: {postings} before, {after} after"
+    );
+
     server.kill();
     for i in 0..5u64 {
         clock.advance_ms(1_000);

@@ -73,14 +73,21 @@ impl Detector {
 
     /// Builds the detector and, when `[store]` asks for shared clusters, starts
     /// sharing its inputs with the other replicas (inside a Tokio runtime).
-    pub fn from_config_shared(cfg: &Config) -> Result<Arc<Self>, ConfigError> {
+    /// Other replicas' events dated more than a minute after `clock` (a replica
+    /// with a wrong clock, or a forged entry) are applied at `clock`'s time, so
+    /// they cannot age out everyone's state.
+    pub fn from_config_shared(
+        cfg: &Config,
+        clock: Arc<dyn crate::clock::Clock>,
+    ) -> Result<Arc<Self>, ConfigError> {
         let detector = Arc::new(Self::from_config(cfg)?);
         if crate::cluster::share::wanted(&cfg.store) {
             let weak = Arc::downgrade(&detector);
             let share = ClusterShare::start(
                 &cfg.store,
-                Box::new(move |event| match weak.upgrade() {
+                Box::new(move |mut event| match weak.upgrade() {
                     Some(d) => {
+                        event.clamp_time(clock.now_ms().saturating_add(MAX_REMOTE_SKEW_MS));
                         d.apply(event);
                         true
                     }
@@ -249,6 +256,9 @@ impl Detector {
         (linked.cluster, a.suspicion, a.verdict)
     }
 }
+
+/// How far ahead of this replica's clock another replica's event may be dated.
+const MAX_REMOTE_SKEW_MS: u64 = 60_000;
 
 /// Shared handle.
 pub type SharedDetector = Arc<Detector>;

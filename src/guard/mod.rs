@@ -130,7 +130,7 @@ impl GuardBuilder {
             Some(s) => s,
             None => crate::store::build_store(&self.config.store)?,
         };
-        let detector = Detector::from_config_shared(&self.config)?;
+        let detector = Detector::from_config_shared(&self.config, clock.clone())?;
         let store_config = self.config.store.clone();
         let settings = Settings::build(self.config, self.extractor.as_ref().map(|x| x.0.clone()))?;
         let shared = Shared {

@@ -30,7 +30,10 @@
 //!   stopped when Redis is back. A Redis that restarted empty is detected (its
 //!   stream ids went backwards) and read from the start.
 //! * **Hostile data.** Entries are decoded with every length checked; a malformed
-//!   entry is skipped and counted, never a panic.
+//!   entry is skipped and counted, never a panic. An event dated more than a
+//!   minute after this replica's clock is applied at this replica's time, so a
+//!   replica with a broken clock (or a forged entry) cannot age out everyone's
+//!   postings.
 //!
 //! Not shared: the scorer's hysteresis is recomputed by each replica from the
 //! same events; admin overrides (allowlist, tier pins) and the watermark index
@@ -95,6 +98,28 @@ pub enum Event {
         /// How long its members are held apart.
         hold_ms: u64,
     },
+}
+
+impl Event {
+    /// When it happened, Unix milliseconds.
+    pub fn now_ms(&self) -> u64 {
+        match self {
+            Event::Observe { now_ms, .. }
+            | Event::Unlink { now_ms, .. }
+            | Event::Relink { now_ms, .. }
+            | Event::Dissolve { now_ms, .. } => *now_ms,
+        }
+    }
+
+    /// Dates it at `latest` if it is dated later.
+    pub fn clamp_time(&mut self, latest: u64) {
+        match self {
+            Event::Observe { now_ms, .. }
+            | Event::Unlink { now_ms, .. }
+            | Event::Relink { now_ms, .. }
+            | Event::Dissolve { now_ms, .. } => *now_ms = (*now_ms).min(latest),
+        }
+    }
 }
 
 /// What applies the other replicas' events (the detector). Returns false once
