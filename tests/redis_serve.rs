@@ -115,6 +115,16 @@ async fn two_serve_replicas_share_clusters_and_overrides() {
         ids.push(cid);
     }
     assert_eq!(ids[0], ids[1], "one cluster id on both replicas");
+    for s in &replicas {
+        let (code, st) = admin(s, "GET", "/api/status", None).await;
+        assert_eq!(code, 200);
+        let log = &st["cluster_log"];
+        assert_eq!(log["up"], true, "{st}");
+        assert!(log["published"].as_u64() >= Some(9), "{log}");
+        assert!(log["applied"].as_u64() >= Some(9), "{log}");
+        assert_eq!(log["malformed"], 0);
+        assert_eq!(st["overrides"]["shared"], true);
+    }
 
     // A block made on replica 0 is enforced by replica 1.
     let blocked = id.hash_key("sk-rep-blocked").to_string();

@@ -153,7 +153,23 @@ pub(super) async fn status(State(st): St) -> Response {
                 "trace": st.hooks.trace.is_some(),
             },
             "store": { "tracked": shared.store().tracked() },
-            "overrides": { "allow": allow, "block": block, "tier": tier, "unlink": unlink },
+            "cluster_log": shared.detector().share().map(|s| {
+                let c = s.counts();
+                json!({
+                    "replica": format!("{:016x}", s.replica()),
+                    "up": !c.down,
+                    "published": c.published,
+                    "applied": c.applied,
+                    "dropped": c.dropped,
+                    "malformed": c.malformed,
+                    "errors": c.errors,
+                    "read_up_to": s.read_up_to().to_string(),
+                })
+            }),
+            "overrides": {
+                "allow": allow, "block": block, "tier": tier, "unlink": unlink,
+                "shared": shared.overrides().is_shared(),
+            },
             "decisions": {
                 "series": SERIES,
                 "window_seconds": timeline.len(),

@@ -225,6 +225,11 @@ impl ClusterShare {
         let (queue, rx) = mpsc::channel(QUEUE);
         let (applied_tx, applied) = watch::channel(StreamId::ZERO);
         redis::spawn(config, replica, rx, applied_tx, apply, stats.clone())?;
+        tracing::info!(
+            replica = format!("{replica:016x}"),
+            log = format!("{}clusters:log", config.key_prefix),
+            "clusters shared with the other replicas through Redis"
+        );
         Ok(Self {
             inner: Arc::new(Inner {
                 replica,
