@@ -108,7 +108,8 @@
       ["Tracked buckets", s.store.tracked],
       ["Overrides", s.overrides.allow + s.overrides.block + s.overrides.tier + s.overrides.unlink],
       ["Audit log", s.audit ? s.audit.target + (s.audit.all ? " (all)" : "") : "off"],
-      ["Cluster engine", s.engines.cluster ? "on" : "not running"]
+      ["Cluster engine", s.engines.cluster ? "on" : "not running"],
+      ["Shared clusters", s.cluster_log ? (s.cluster_log.up ? "up" : "REDIS FAILING") + " (" + s.cluster_log.applied + " applied)" : "this replica only"]
     ];
     items.forEach(function (it) {
       var c = el("div", { "class": "card" });
