@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use ::redis::{Client, Script, Value};
 use dashmap::DashMap;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use super::config::{OnError, StoreConfig};
 use super::memory::{Entry, MAX_IDLE_MS};
@@ -106,6 +106,18 @@ struct Inner {
     local_denials: AtomicU64,
     /// Settlements waiting for the sending task.
     settlements: mpsc::UnboundedSender<Settlement>,
+    /// Admissions waiting for the batching task.
+    admissions: mpsc::UnboundedSender<Pending>,
+}
+
+/// An admission queued for the next batched script call.
+struct Pending {
+    /// The account's key, then the cluster's if any.
+    keys: Vec<String>,
+    /// Its packed arguments.
+    args: Vec<u8>,
+    /// Where its reply goes; closed when the caller gave up (timeout, cancel).
+    reply: oneshot::Sender<Result<script::AdmitReply, StoreError>>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -222,9 +234,10 @@ impl RedisStore {
         let conn = ConnectionManager::new_lazy_with_config(client, manager_config)
             .map_err(|e| ConfigError::single("store.url", e.to_string()))?;
         let (settlements, queue) = mpsc::unbounded_channel();
+        let (admissions, admit_queue) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
             conn,
-            admit: Script::new(script::ADMIT),
+            admit: Script::new(script::ADMIT_MANY),
             settle: Script::new(script::SETTLE),
             prefix: config.key_prefix.clone(),
             timeout: config.timeout,
@@ -243,8 +256,10 @@ impl RedisStore {
             fallbacks: AtomicU64::new(0),
             local_denials: AtomicU64::new(0),
             settlements,
+            admissions,
         });
         handle.spawn(settle_loop(Arc::downgrade(&inner), queue));
+        handle.spawn(admit_loop(Arc::downgrade(&inner), admit_queue));
         Ok(Self { inner })
     }
 
@@ -329,32 +344,61 @@ impl Inner {
         (keys, args)
     }
 
-    async fn eval(
-        &self,
-        script: &Script,
-        keys: &[String],
-        args: &[u8],
-    ) -> Result<Value, StoreError> {
-        let mut invocation = script.prepare_invoke();
-        for k in keys {
-            invocation.key(k);
-        }
-        invocation.arg(args);
-        let mut conn = self.conn.clone();
-        match tokio::time::timeout(self.timeout, invocation.invoke_async::<Value>(&mut conn)).await
-        {
-            Err(_) => Err(StoreError::Timeout),
-            Ok(Err(e)) if e.is_timeout() => Err(StoreError::Timeout),
-            Ok(Err(e)) => Err(StoreError::Unavailable(e.to_string())),
-            Ok(Ok(v)) => Ok(v),
-        }
+    /// Queues the admission for the batching task and waits for its reply, at
+    /// most `timeout` in all (queueing included).
+    async fn admit_redis(&self, a: &Admission) -> Result<Outcome, StoreError> {
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let (keys, args) = self.script_call(a.now_ms, a.tokens, &a.account, a.cluster.as_ref());
+        let (reply, answer) = oneshot::channel();
+        self.admissions
+            .send(Pending { keys, args, reply })
+            .map_err(|_| StoreError::Unavailable("the redis store is shutting down".into()))?;
+        let reply = match tokio::time::timeout_at(deadline, answer).await {
+            Err(_) => return Err(StoreError::Timeout),
+            Ok(Err(_)) => {
+                return Err(StoreError::Unavailable(
+                    "the admission batch was dropped".into(),
+                ))
+            }
+            Ok(Ok(reply)) => reply?,
+        };
+        Ok(self.outcome_of(a, &reply))
     }
 
-    async fn admit_redis(&self, a: &Admission) -> Result<Outcome, StoreError> {
-        let (keys, args) = self.script_call(a.now_ms, a.tokens, &a.account, a.cluster.as_ref());
-        let value = self.eval(&self.admit, &keys, &args).await?;
-        let reply = script::parse_admit(&value, keys.len()).map_err(StoreError::Unavailable)?;
-        Ok(self.outcome_of(a, &reply))
+    /// Runs `batch` with one script call, in order, and hands each admission its
+    /// reply; on any error every admission of the batch gets it.
+    async fn admit_batch(&self, batch: Vec<Pending>) {
+        let mut invocation = self.admit.prepare_invoke();
+        let mut keys = Vec::with_capacity(batch.len());
+        for p in &batch {
+            for k in &p.keys {
+                invocation.key(k);
+            }
+            invocation.arg(p.args.as_slice());
+            keys.push(p.keys.len());
+        }
+        let mut conn = self.conn.clone();
+        let replies =
+            match tokio::time::timeout(self.timeout, invocation.invoke_async::<Value>(&mut conn))
+                .await
+            {
+                Err(_) => Err(StoreError::Timeout),
+                Ok(Err(e)) if e.is_timeout() => Err(StoreError::Timeout),
+                Ok(Err(e)) => Err(StoreError::Unavailable(e.to_string())),
+                Ok(Ok(v)) => script::parse_admit_many(&v, &keys).map_err(StoreError::Unavailable),
+            };
+        match replies {
+            Ok(replies) => {
+                for (p, r) in batch.into_iter().zip(replies) {
+                    let _ = p.reply.send(Ok(r));
+                }
+            }
+            Err(e) => {
+                for p in batch {
+                    let _ = p.reply.send(Err(e.clone()));
+                }
+            }
+        }
     }
 
     /// The outcome Redis' reply means, computed with the embedded store's code on
@@ -608,6 +652,45 @@ async fn settle_loop(inner: Weak<Inner>, mut queue: mpsc::UnboundedReceiver<Sett
             inner.settle_or_fall_back(&batch).await;
         }
         batch.clear();
+    }
+}
+
+/// Most admissions sent in one script call (Redis runs a script without
+/// interruption: 128 admissions keep it busy for about a millisecond).
+const ADMIT_BATCH: usize = 128;
+/// Most admission batches in flight at once: while Redis runs one, the next
+/// is on its way, so Redis never waits for the client.
+const ADMIT_IN_FLIGHT: usize = 2;
+
+/// Sends queued admissions to Redis, as many per script call as have queued up
+/// while the previous calls were in flight (up to [`ADMIT_BATCH`], in order;
+/// admissions whose caller gave up are dropped unsent). Ends when the store is
+/// dropped.
+async fn admit_loop(inner: Weak<Inner>, mut queue: mpsc::UnboundedReceiver<Pending>) {
+    let slots = Arc::new(Semaphore::new(ADMIT_IN_FLIGHT));
+    while let Some(first) = queue.recv().await {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let mut batch = Vec::with_capacity(ADMIT_BATCH);
+        batch.push(first);
+        while batch.len() < ADMIT_BATCH {
+            match queue.try_recv() {
+                Ok(p) => batch.push(p),
+                Err(_) => break,
+            }
+        }
+        batch.retain(|p| !p.reply.is_closed());
+        if batch.is_empty() {
+            continue;
+        }
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        tokio::spawn(async move {
+            inner.admit_batch(batch).await;
+            drop(slot);
+        });
     }
 }
 
