@@ -16,7 +16,8 @@
 //! its buckets will have drained (at most two days after its last charge). A value
 //! of another length, or with a negative or non-finite number, reads as a fresh
 //! subject. After a charge the key expires in Redis' own time a second after it
-//! drains; a refusal keeps its TTL.
+//! drains; a refusal keeps its TTL, and deletes a value whose idle time has
+//! passed (the embedded store forgets it too).
 //!
 //! Both scripts take a batch of calls (admissions, or settlements), run in
 //! order with exactly the outcome each would have alone; each key the batch
@@ -50,11 +51,13 @@ local FORMAT = { '<dddddddddddd', '<dddddddddddddddddddd' }
 -- One slot per distinct key of the batch, holding the key's value as Redis
 -- would hold it at this point had every call before run alone: levels V1..V4,
 -- last update T, idle time I (OK[s] false: missing or malformed, a fresh
--- subject). PUT[s]: the value to write when the batch ends; TTL[s]: the expiry
--- (ms) set by its last charge, nil to keep the key's TTL.
+-- subject). PUT[s]: the value to write when the batch ends (GONE: delete the
+-- key); TTL[s]: the expiry (ms) set by its last charge, nil to keep the key's
+-- TTL.
 local SLOT, KEY = {}, {}
 local V1, V2, V3, V4, T, I, OK = {}, {}, {}, {}, {}, {}, {}
 local PUT, TTL = {}, {}
+local GONE = {}
 -- The call being worked on: its packed arguments decoded into A (now, amount,
 -- longest idle time, TTL slack, then per subject 4 x (capacity, rate per ms),
 -- a NaN capacity meaning an unlimited window), its n subjects' slots S[k],
@@ -143,7 +146,8 @@ end
 -- below 0) and Entry::touch (idle when every bucket has drained, at most
 -- `max_idle` away), to be saved with a TTL a little after that. Without: the
 -- state brought to now, to be saved keeping the key's TTL (nothing is saved for
--- a fresh subject). Puts each subject's packed state in reply[k + 1].
+-- a fresh subject, and an idle one is deleted). Puts each subject's packed
+-- state in reply[k + 1].
 local function commit(charged, reply)
   local now, max_idle, slack = A[1], A[3], A[4]
   for k = 1, n do
@@ -174,6 +178,10 @@ local function commit(charged, reply)
       V1[s], V2[s], V3[s], V4[s], T[s], I[s] = l1, l2, l3, l4, t, idle
       PUT[s] = p
       if charged then TTL[s] = ttl + slack end
+    elseif OK[s] then
+      -- A value whose idle time has passed: Entry::bring_to forgets it, and so
+      -- must Redis, or a later call with an earlier clock would read it back.
+      OK[s], PUT[s], TTL[s] = false, GONE, nil
     end
     if reply then reply[k + 1] = p end
   end
@@ -183,7 +191,9 @@ end
 local function finish()
   for s = 1, #KEY do
     local p = PUT[s]
-    if p then
+    if p == GONE then
+      redis.call('DEL', KEY[s])
+    elseif p then
       local ttl = TTL[s]
       if ttl then
         redis.call('SET', KEY[s], p, 'PX', ttl)
@@ -452,6 +462,41 @@ mod tests {
             ]),
         ] {
             assert!(parse_admit(&bad, 1).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn batch_replies_must_match_the_batch() {
+        let one = |flag: i64, keys: usize| {
+            let mut items = vec![Value::Int(flag)];
+            items.extend((0..keys).map(|_| packed([0.0, 0.0, 1.0, 0.0, 1.7e12, 1.7e12])));
+            Value::Array(items)
+        };
+        let good = Value::Array(vec![one(1, 1), one(0, 2), one(1, 2)]);
+        let replies = parse_admit_many(&good, &[1, 2, 2]).expect("good");
+        assert_eq!(
+            replies.iter().map(|r| r.admitted).collect::<Vec<_>>(),
+            [true, false, true]
+        );
+        assert_eq!(
+            replies.iter().map(|r| r.states.len()).collect::<Vec<_>>(),
+            [1, 2, 2]
+        );
+        // Too many or too few replies, a reply of the wrong width, a bad element,
+        // a flat single reply, deep nesting: errors, never a panic.
+        let nested = (0..10_000).fold(Value::Nil, |v, _| Value::Array(vec![v]));
+        for (bad, keys) in [
+            (good.clone(), &[1, 2][..]),
+            (good.clone(), &[1, 2, 2, 1][..]),
+            (good.clone(), &[2, 2, 2][..]),
+            (Value::Array(vec![one(1, 1), Value::Nil]), &[1, 1][..]),
+            (Value::Array(vec![one(3, 1)]), &[1][..]),
+            (one(1, 1), &[1][..]),
+            (Value::Array(vec![]), &[1][..]),
+            (Value::Int(1), &[1][..]),
+            (nested, &[1][..]),
+        ] {
+            assert!(parse_admit_many(&bad, keys).is_err(), "{keys:?}");
         }
     }
 }
