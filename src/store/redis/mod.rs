@@ -8,7 +8,7 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use ::redis::{Client, Script, Value};
+use ::redis::{Client, Cmd, ErrorKind, Script, ServerErrorKind, Value};
 use dashmap::DashMap;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
@@ -112,12 +112,40 @@ struct Inner {
 
 /// An admission queued for the next batched script call.
 struct Pending {
-    /// The account's key, then the cluster's if any.
-    keys: Vec<String>,
-    /// Its packed arguments.
-    args: Vec<u8>,
+    now_ms: u64,
+    tokens: f64,
+    account: Subject,
+    cluster: Option<Subject>,
     /// Where its reply goes; closed when the caller gave up (timeout, cancel).
     reply: oneshot::Sender<Result<script::AdmitReply, StoreError>>,
+}
+
+/// One call of a script batch: an admission or a settlement.
+trait Call {
+    /// Its time, cost (or token delta), account and cluster.
+    fn parts(&self) -> (u64, f64, &Subject, Option<&Subject>);
+}
+
+impl Call for Pending {
+    fn parts(&self) -> (u64, f64, &Subject, Option<&Subject>) {
+        (
+            self.now_ms,
+            self.tokens,
+            &self.account,
+            self.cluster.as_ref(),
+        )
+    }
+}
+
+impl Call for Settlement {
+    fn parts(&self) -> (u64, f64, &Subject, Option<&Subject>) {
+        (
+            self.now_ms,
+            self.token_delta,
+            &self.account,
+            self.cluster.as_ref(),
+        )
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -312,46 +340,110 @@ fn cache_key(subject: &Subject) -> (bool, [u8; 16]) {
 
 impl Inner {
     fn key(&self, subject: &Subject) -> String {
-        let tag = match subject.scope {
-            Scope::Account => "a",
-            Scope::Cluster => "c",
-        };
-        let mut key = String::with_capacity(self.prefix.len() + 2 + 32);
-        key.push_str(&self.prefix);
-        key.push_str(tag);
-        key.push(':');
-        for b in subject.key {
-            key.push(char::from(HEX[usize::from(b >> 4)]));
-            key.push(char::from(HEX[usize::from(b & 15)]));
-        }
-        key
+        let mut key = Vec::with_capacity(self.prefix.len() + 2 + 32);
+        self.push_key(subject, &mut key);
+        String::from_utf8_lossy(&key).into_owned()
     }
 
-    fn script_call(
-        &self,
-        now_ms: u64,
-        amount: f64,
-        account: &Subject,
-        cluster: Option<&Subject>,
-    ) -> (Vec<String>, Vec<u8>) {
-        let mut keys = vec![self.key(account)];
-        let mut limits = vec![&account.limits];
-        if let Some(c) = cluster {
-            keys.push(self.key(c));
-            limits.push(&c.limits);
+    /// Appends the Redis key of `subject` to `out`.
+    fn push_key(&self, subject: &Subject, out: &mut Vec<u8>) {
+        let tag = match subject.scope {
+            Scope::Account => b"a:",
+            Scope::Cluster => b"c:",
+        };
+        out.extend_from_slice(self.prefix.as_bytes());
+        out.extend_from_slice(tag);
+        for b in subject.key {
+            out.push(HEX[usize::from(b >> 4)]);
+            out.push(HEX[usize::from(b & 15)]);
         }
-        let args = script::pack_args(now_ms, amount, MAX_IDLE_MS, TTL_SLACK_MS, &limits);
-        (keys, args)
+    }
+
+    /// The `EVALSHA` of `script` over `batch`: every call's keys (its account's,
+    /// then its cluster's if any), then every call's packed arguments. Built
+    /// straight into the command's buffer; the subject counts per call.
+    fn batch_cmd<C: Call>(&self, script: &Script, batch: &[C]) -> (Cmd, Vec<usize>) {
+        let counts: Vec<usize> = batch
+            .iter()
+            .map(|c| 1 + usize::from(c.parts().3.is_some()))
+            .collect();
+        let keys: usize = counts.iter().sum();
+        let key_len = self.prefix.len() + 2 + 32;
+        let mut cmd = Cmd::with_capacity(
+            3 + keys + batch.len(),
+            64 + keys * key_len + batch.len() * script::ARGS_BYTES_MAX,
+        );
+        cmd.arg("EVALSHA").arg(script.get_hash()).arg(keys);
+        let mut buf = Vec::with_capacity(key_len.max(script::ARGS_BYTES_MAX));
+        for c in batch {
+            let (_, _, account, cluster) = c.parts();
+            for subject in std::iter::once(account).chain(cluster) {
+                buf.clear();
+                self.push_key(subject, &mut buf);
+                cmd.arg(buf.as_slice());
+            }
+        }
+        for c in batch {
+            let (now_ms, amount, account, cluster) = c.parts();
+            buf.clear();
+            match cluster {
+                Some(cl) => script::pack_args(
+                    &mut buf,
+                    now_ms,
+                    amount,
+                    MAX_IDLE_MS,
+                    TTL_SLACK_MS,
+                    &[&account.limits, &cl.limits],
+                ),
+                None => script::pack_args(
+                    &mut buf,
+                    now_ms,
+                    amount,
+                    MAX_IDLE_MS,
+                    TTL_SLACK_MS,
+                    &[&account.limits],
+                ),
+            }
+            cmd.arg(buf.as_slice());
+        }
+        (cmd, counts)
+    }
+
+    /// Runs a script command, loading the script and retrying once after a
+    /// `NOSCRIPT` (a `SCRIPT FLUSH`, a restart, a failover); at most `timeout`
+    /// in all.
+    async fn run(&self, script: &Script, cmd: &Cmd) -> Result<Value, StoreError> {
+        let mut conn = self.conn.clone();
+        let call = async {
+            match cmd.query_async::<Value>(&mut conn).await {
+                Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                    script.load_async(&mut conn).await?;
+                    cmd.query_async::<Value>(&mut conn).await
+                }
+                other => other,
+            }
+        };
+        match tokio::time::timeout(self.timeout, call).await {
+            Err(_) => Err(StoreError::Timeout),
+            Ok(Err(e)) if e.is_timeout() => Err(StoreError::Timeout),
+            Ok(Err(e)) => Err(StoreError::Unavailable(e.to_string())),
+            Ok(Ok(v)) => Ok(v),
+        }
     }
 
     /// Queues the admission for the batching task and waits for its reply, at
     /// most `timeout` in all (queueing included).
     async fn admit_redis(&self, a: &Admission) -> Result<Outcome, StoreError> {
         let deadline = tokio::time::Instant::now() + self.timeout;
-        let (keys, args) = self.script_call(a.now_ms, a.tokens, &a.account, a.cluster.as_ref());
         let (reply, answer) = oneshot::channel();
         self.admissions
-            .send(Pending { keys, args, reply })
+            .send(Pending {
+                now_ms: a.now_ms,
+                tokens: a.tokens,
+                account: a.account.clone(),
+                cluster: a.cluster.clone(),
+                reply,
+            })
             .map_err(|_| StoreError::Unavailable("the redis store is shutting down".into()))?;
         let reply = match tokio::time::timeout_at(deadline, answer).await {
             Err(_) => return Err(StoreError::Timeout),
@@ -368,25 +460,11 @@ impl Inner {
     /// Runs `batch` with one script call, in order, and hands each admission its
     /// reply; on any error every admission of the batch gets it.
     async fn admit_batch(&self, batch: Vec<Pending>) {
-        let mut invocation = self.admit.prepare_invoke();
-        let mut keys = Vec::with_capacity(batch.len());
-        for p in &batch {
-            for k in &p.keys {
-                invocation.key(k);
-            }
-            invocation.arg(p.args.as_slice());
-            keys.push(p.keys.len());
-        }
-        let mut conn = self.conn.clone();
-        let replies =
-            match tokio::time::timeout(self.timeout, invocation.invoke_async::<Value>(&mut conn))
-                .await
-            {
-                Err(_) => Err(StoreError::Timeout),
-                Ok(Err(e)) if e.is_timeout() => Err(StoreError::Timeout),
-                Ok(Err(e)) => Err(StoreError::Unavailable(e.to_string())),
-                Ok(Ok(v)) => script::parse_admit_many(&v, &keys).map_err(StoreError::Unavailable),
-            };
+        let (cmd, counts) = self.batch_cmd(&self.admit, &batch);
+        let replies = self
+            .run(&self.admit, &cmd)
+            .await
+            .and_then(|v| script::parse_admit_many(&v, &counts).map_err(StoreError::Unavailable));
         match replies {
             Ok(replies) => {
                 for (p, r) in batch.into_iter().zip(replies) {
@@ -570,31 +648,8 @@ impl Inner {
 
     /// Applies `batch` in Redis, in order, with one script call.
     async fn settle_redis(&self, batch: &[Settlement]) -> Result<(), StoreError> {
-        let mut keys = Vec::with_capacity(batch.len() * 2);
-        let mut args = Vec::with_capacity(batch.len());
-        for s in batch {
-            let (k, a) = self.script_call(s.now_ms, s.token_delta, &s.account, s.cluster.as_ref());
-            keys.extend(k);
-            args.push(a);
-        }
-        let mut invocation = self.settle.prepare_invoke();
-        for k in &keys {
-            invocation.key(k);
-        }
-        for a in &args {
-            invocation.arg(a.as_slice());
-        }
-        let mut conn = self.conn.clone();
-        let value =
-            match tokio::time::timeout(self.timeout, invocation.invoke_async::<Value>(&mut conn))
-                .await
-            {
-                Err(_) => return Err(StoreError::Timeout),
-                Ok(Err(e)) if e.is_timeout() => return Err(StoreError::Timeout),
-                Ok(Err(e)) => return Err(StoreError::Unavailable(e.to_string())),
-                Ok(Ok(v)) => v,
-            };
-        match value {
+        let (cmd, _) = self.batch_cmd(&self.settle, batch);
+        match self.run(&self.settle, &cmd).await? {
             Value::Int(n) if usize::try_from(n).ok() == Some(batch.len()) => Ok(()),
             other => Err(StoreError::Unavailable(format!(
                 "settle script: unexpected reply {other:?}"

@@ -266,15 +266,18 @@ return #ARGV
 "#
 );
 
-/// The packed `ARGV[1]` of a call.
+/// Bytes of the packed arguments of a call with two subjects.
+pub(super) const ARGS_BYTES_MAX: usize = 8 * (4 + 8 * 2);
+
+/// Appends the packed arguments of a call (its `ARGV[j]`) to `out`.
 pub(super) fn pack_args(
+    out: &mut Vec<u8>,
     now_ms: u64,
     amount: f64,
     max_idle_ms: u64,
     slack_ms: u64,
     subjects: &[&Limits],
-) -> Vec<u8> {
-    let mut out = Vec::with_capacity(8 * (4 + 8 * subjects.len()));
+) {
     let mut push = |x: f64| out.extend_from_slice(&x.to_le_bytes());
     push(now_ms as f64);
     push(finite_or_zero(amount));
@@ -296,7 +299,6 @@ pub(super) fn pack_args(
             }
         }
     }
-    out
 }
 
 fn finite_or_zero(x: f64) -> f64 {
@@ -417,7 +419,17 @@ mod tests {
             }),
             None,
         ];
-        let bytes = pack_args(1_700_000_000_000, f64::INFINITY, 5, 6, &[&limits]);
+        let mut bytes = b"kept".to_vec();
+        pack_args(
+            &mut bytes,
+            1_700_000_000_000,
+            f64::INFINITY,
+            5,
+            6,
+            &[&limits],
+        );
+        assert_eq!(&bytes[..4], b"kept", "appends");
+        let bytes = &bytes[4..];
         let xs: Vec<f64> = bytes
             .chunks_exact(8)
             .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")))
