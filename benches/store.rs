@@ -236,6 +236,7 @@ fn benches(c: &mut Criterion) {
             on_error: OnError::FailClosed,
             key_prefix: "bench:".into(),
             deny_cache: true,
+            tls_ca_file: None,
         })
         .expect("redis store")
     });

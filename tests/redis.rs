@@ -33,6 +33,7 @@ fn store_config(server: &RedisServer, on_error: OnError, timeout_ms: u64) -> Sto
         on_error,
         key_prefix: "test:".into(),
         deny_cache: true,
+        tls_ca_file: None,
     }
 }
 
@@ -633,6 +634,7 @@ async fn a_nonsense_server_is_an_error_not_a_panic() {
         on_error: OnError::FailClosed,
         key_prefix: "x:".into(),
         deny_cache: true,
+        tls_ca_file: None,
     };
     let store = RedisStore::new(&cfg).expect("store");
     for _ in 0..3 {
@@ -983,6 +985,7 @@ async fn a_batch_reply_of_the_wrong_size_is_an_error() {
         on_error: OnError::FailClosed,
         key_prefix: "x:".into(),
         deny_cache: true,
+        tls_ca_file: None,
     })
     .expect("store");
     let batch: Vec<Admission> = (0..5).map(|i| admission(T0 + i, 13)).collect();
@@ -990,4 +993,264 @@ async fn a_batch_reply_of_the_wrong_size_is_an_error() {
     for r in results {
         assert!(r.is_err(), "{r:?}");
     }
+}
+
+// ---------------------------------------------------------------------------
+// TLS (`rediss://`).
+
+/// The line printed when the TLS test cannot run.
+const TLS_SKIPPED: &str = "redis TLS test SKIPPED";
+
+/// A `redis-server` serving only TLS on a free loopback port, with a throwaway
+/// CA and server certificate made by the `openssl` command; killed on drop.
+struct TlsRedis {
+    dir: tempfile::TempDir,
+    port: u16,
+    child: std::process::Child,
+}
+
+impl Drop for TlsRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn skip_tls(why: &str) {
+    eprintln!("{TLS_SKIPPED}: {why}");
+    println!("{TLS_SKIPPED}: {why}");
+}
+
+impl TlsRedis {
+    /// `None` (after printing why) when `redis-server` or `openssl` is missing or
+    /// the server was built without TLS.
+    fn start() -> Option<Self> {
+        use std::process::{Command, Stdio};
+        let binary = support::redis_server_binary().or_else(|| {
+            skip_tls("redis-server not found");
+            None
+        })?;
+        let mut dir = tempfile::tempdir().expect("temp dir");
+        let openssl = |args: &[&str]| {
+            Command::new("openssl")
+                .args(args)
+                .current_dir(dir.path())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        std::fs::write(
+            dir.path().join("ext.cnf"),
+            "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
+        )
+        .expect("ext");
+        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"];
+        let made = openssl(
+            &[
+                &["req", "-x509", "-nodes", "-days", "2"][..],
+                &ec,
+                &[
+                    "-keyout",
+                    "ca.key",
+                    "-out",
+                    "ca.crt",
+                    "-subj",
+                    "/CN=test CA",
+                ],
+            ]
+            .concat(),
+        ) && openssl(
+            &[
+                &["req", "-nodes"][..],
+                &ec,
+                &["-keyout", "server.key", "-out", "server.csr"],
+                &["-subj", "/CN=localhost"],
+            ]
+            .concat(),
+        ) && openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+            "-out",
+            "server.crt",
+        ]);
+        if !made {
+            skip_tls("the openssl command is missing or failed");
+            return None;
+        }
+        for _ in 0..5 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("free port")
+                .port();
+            let child = Command::new(&binary)
+                .current_dir(dir.path())
+                .args(["--port", "0", "--tls-port", &port.to_string()])
+                .args([
+                    "--tls-cert-file",
+                    "server.crt",
+                    "--tls-key-file",
+                    "server.key",
+                ])
+                .args(["--tls-ca-cert-file", "ca.crt", "--tls-auth-clients", "no"])
+                .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn redis-server");
+            let mut server = TlsRedis { dir, port, child };
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = server.child.try_wait() {
+                    break;
+                }
+                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    return Some(server);
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if let Ok(Some(_)) = server.child.try_wait() {
+                // Exited at once: most likely built without TLS (or the port was
+                // taken); try another port, then give up.
+                dir = std::mem::replace(&mut server.dir, tempfile::tempdir().expect("dir"));
+                continue;
+            }
+            panic!("redis-server with TLS did not start");
+        }
+        skip_tls("redis-server would not start with --tls-port (built without TLS?)");
+        None
+    }
+
+    fn config(&self, ca: bool) -> StoreConfig {
+        StoreConfig {
+            backend: Backend::Redis,
+            url: Some(format!("rediss://127.0.0.1:{}/0", self.port)),
+            timeout: Duration::from_secs(2),
+            on_error: OnError::FailClosed,
+            key_prefix: "tls:".into(),
+            deny_cache: true,
+            tls_ca_file: ca.then(|| self.dir.path().join("ca.crt")),
+        }
+    }
+}
+
+/// `rediss://` with the server's CA: admissions (batched), settlements and
+/// inspection work over TLS. Without that CA (the platform's roots only) the
+/// certificate is refused and so is every call: certificates are checked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rediss_with_the_servers_ca_works_and_without_it_is_refused() {
+    let Some(server) = TlsRedis::start() else {
+        return;
+    };
+    let cfg = server.config(true);
+    cfg.validate().expect("valid");
+    let store = RedisStore::new(&cfg).expect("tls store");
+    let mut tasks = Vec::new();
+    for i in 0..30u64 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            store.admit(&admission(T0 + i % 2, 30)).await
+        }));
+    }
+    let mut admitted = 0;
+    for t in tasks {
+        let out = t.await.expect("task").expect("admitted over TLS");
+        admitted += u32::from(out.denied.is_none());
+    }
+    // 10 per minute, 30 asking within 2 ms.
+    assert_eq!(admitted, 10);
+    store
+        .settle_in_redis(&Settlement {
+            now_ms: T0 + 1,
+            account: subject(30, 10.0),
+            cluster: None,
+            token_delta: -400.0,
+        })
+        .await
+        .expect("settle over TLS");
+    let views = store
+        .inspect(&subject(30, 10.0), T0 + 1)
+        .await
+        .expect("inspect over TLS")
+        .expect("views");
+    // 10 × 100 tokens charged, 400 refunded, at most 1 ms of refill.
+    let remaining = views[2].expect("tpm").remaining;
+    assert!(
+        (9_400.0..=9_400.0 + 10_000.0 / 60_000.0).contains(&remaining),
+        "{remaining}"
+    );
+    assert_eq!(store.fallback_count(), 0);
+
+    let untrusted = RedisStore::new(&server.config(false)).expect("store");
+    let err = untrusted
+        .admit(&admission(T0, 31))
+        .await
+        .expect_err("a certificate from an unknown CA must be refused");
+    assert!(
+        matches!(&err, StoreError::Unavailable(m) if m.contains("certificate")),
+        "{err:?}"
+    );
+    assert!(untrusted.is_down());
+
+    // Plain text against the TLS port: an error, not a hang or a panic.
+    let mut plain = server.config(false);
+    plain.url = Some(format!("redis://127.0.0.1:{}", server.port));
+    plain.timeout = Duration::from_millis(300);
+    let plain = RedisStore::new(&plain).expect("store");
+    assert!(plain.admit(&admission(T0, 32)).await.is_err());
+}
+
+/// TLS settings are checked when the store is built: `#insecure` is refused,
+/// and so are a CA file that is missing or holds no certificate, or a CA file
+/// with a plain `redis://` URL.
+#[tokio::test]
+async fn tls_settings_are_validated() {
+    let dir = tempfile::tempdir().expect("dir");
+    let base = StoreConfig {
+        backend: Backend::Redis,
+        url: Some("rediss://127.0.0.1:6380".into()),
+        ..StoreConfig::default()
+    };
+    base.validate().expect("rediss is accepted");
+    let insecure = StoreConfig {
+        url: Some("rediss://127.0.0.1:6380/#insecure".into()),
+        ..base.clone()
+    };
+    let err = insecure.validate().expect_err("insecure");
+    assert!(err.to_string().contains("store.url"), "{err}");
+
+    let missing = StoreConfig {
+        tls_ca_file: Some(dir.path().join("nope.pem")),
+        ..base.clone()
+    };
+    let err = RedisStore::new(&missing).expect_err("missing file");
+    assert!(err.to_string().contains("store.tls_ca_file"), "{err}");
+
+    let empty = dir.path().join("empty.pem");
+    std::fs::write(&empty, "not a certificate").expect("write");
+    let err = RedisStore::new(&StoreConfig {
+        tls_ca_file: Some(empty.clone()),
+        ..base.clone()
+    })
+    .expect_err("no certificate");
+    assert!(err.to_string().contains("no PEM certificate"), "{err}");
+
+    let plain = StoreConfig {
+        url: Some("redis://127.0.0.1:6379".into()),
+        tls_ca_file: Some(empty),
+        ..base
+    };
+    let err = plain.validate().expect_err("CA file without TLS");
+    assert!(err.to_string().contains("store.tls_ca_file"), "{err}");
 }

@@ -3,12 +3,15 @@
 mod script;
 
 use std::fmt;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use ::redis::{Client, Cmd, ErrorKind, Script, ServerErrorKind, Value};
+use ::redis::{
+    Client, Cmd, ConnectionAddr, ErrorKind, Script, ServerErrorKind, TlsCertificates, Value,
+};
 use dashmap::DashMap;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
@@ -28,17 +31,62 @@ const DENY_CACHE_MAX: usize = 100_000;
 /// How often (in store time) expired cache entries are swept.
 const SWEEP_EVERY_MS: u64 = 60_000;
 
-/// Checks that `url` is a Redis URL this build can connect to.
+/// Checks that `url` is a Redis URL this build can connect to: `redis://`,
+/// `redis+unix://`, or `rediss://` (TLS, certificates always verified).
 pub(crate) fn check_url(url: &str) -> Result<(), String> {
-    if url.starts_with("rediss://") || url.starts_with("valkeys://") {
+    let client = Client::open(url).map_err(|e| format!("not a usable Redis URL: {e}"))?;
+    if let ConnectionAddr::TcpTls { insecure: true, .. } = client.get_connection_info().addr() {
         return Err(
-            "TLS (`rediss://`) is not supported by this build; use `redis://` over a trusted network or a TLS tunnel".into(),
+            "`#insecure` (TLS without certificate checks) is not supported; give the server's CA with `tls_ca_file` instead".into(),
         );
     }
-    Client::open(url)
-        .map(|_| ())
-        .map_err(|e| format!("not a usable Redis URL: {e}"))
+    Ok(())
 }
+
+/// Whether `url` connects with TLS.
+pub(crate) fn is_tls(url: &str) -> bool {
+    Client::open(url).is_ok_and(|c| {
+        matches!(
+            c.get_connection_info().addr(),
+            ConnectionAddr::TcpTls { .. }
+        )
+    })
+}
+
+/// The client for `url`; with `ca_file` (TLS only) the server's certificate must
+/// chain to the certificates in that PEM file instead of the platform's roots.
+fn open_client(url: &str, ca_file: Option<&Path>) -> Result<Client, ConfigError> {
+    if is_tls(url) {
+        // rustls needs a process-wide crypto provider; an error only means one is
+        // already installed.
+        let _ = ::rustls::crypto::ring::default_provider().install_default();
+    }
+    let Some(path) = ca_file else {
+        return Client::open(url).map_err(|e| ConfigError::single("store.url", e.to_string()));
+    };
+    let field = "store.tls_ca_file";
+    let pem = std::fs::read(path)
+        .map_err(|e| ConfigError::single(field, format!("cannot read {}: {e}", path.display())))?;
+    if !pem
+        .windows(CERT_BEGIN.len())
+        .any(|w| w == CERT_BEGIN.as_bytes())
+    {
+        return Err(ConfigError::single(
+            field,
+            format!("{} holds no PEM certificate", path.display()),
+        ));
+    }
+    Client::build_with_tls(
+        url,
+        TlsCertificates {
+            client_tls: None,
+            root_cert: Some(pem),
+        },
+    )
+    .map_err(|e| ConfigError::single(field, e.to_string()))
+}
+
+const CERT_BEGIN: &str = "-----BEGIN CERTIFICATE-----";
 
 /// Quota state in Redis: one set of quotas for every replica that uses the same
 /// Redis and key prefix.
@@ -251,8 +299,7 @@ impl RedisStore {
                 "the Redis store must be built inside a Tokio runtime",
             )
         })?;
-        let client =
-            Client::open(url).map_err(|e| ConfigError::single("store.url", e.to_string()))?;
+        let client = open_client(url, config.tls_ca_file.as_deref())?;
         let manager_config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(config.timeout))
             .set_response_timeout(Some(config.timeout))
@@ -852,7 +899,10 @@ mod tests {
     fn urls_are_checked_without_connecting() {
         assert!(check_url("redis://127.0.0.1:6379/0").is_ok());
         assert!(check_url("redis://user:pw@host:1").is_ok());
-        assert!(check_url("rediss://host").is_err());
+        assert!(check_url("rediss://host").is_ok());
+        assert!(check_url("rediss://user:pw@host:6380/2").is_ok());
+        let insecure = check_url("rediss://host/#insecure").expect_err("insecure");
+        assert!(insecure.contains("tls_ca_file"), "{insecure}");
         assert!(check_url("http://host").is_err());
         assert!(check_url("").is_err());
     }
