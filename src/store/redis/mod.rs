@@ -98,6 +98,11 @@ const CERT_BEGIN: &str = "-----BEGIN CERTIFICATE-----";
 /// use and reloaded transparently after a `NOSCRIPT`, e.g. a `SCRIPT FLUSH` or a
 /// failover), and a settlement applies a token delta with the second script.
 ///
+/// * **Batching**: admissions in flight together go as one script call (up to
+///   128, at most two calls in flight), each with exactly the outcome it would
+///   have alone, in queue order; each still waits at most `timeout`.
+/// * **TLS**: `rediss://` URLs connect with rustls and always verify the
+///   server's certificate (platform roots, or `tls_ca_file`).
 /// * **Time** is the caller's: the admission's `now_ms`, not Redis' `TIME`.
 ///   Replicas must keep their clocks in sync (NTP); a replica whose clock is behind
 ///   drains nothing until it catches up (levels never go back in time), one that is
@@ -903,6 +908,8 @@ mod tests {
         assert!(check_url("rediss://user:pw@host:6380/2").is_ok());
         let insecure = check_url("rediss://host/#insecure").expect_err("insecure");
         assert!(insecure.contains("tls_ca_file"), "{insecure}");
+        assert!(check_url("redis+sentinel://host:26379/primary").is_err());
+        assert!(is_tls("rediss://host") && !is_tls("redis://host"));
         assert!(check_url("http://host").is_err());
         assert!(check_url("").is_err());
     }
