@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use ::redis::{
-    Client, Cmd, ConnectionAddr, ErrorKind, Script, ServerErrorKind, TlsCertificates, Value,
+    Client, Cmd, ConnectionAddr, ErrorKind, IntoConnectionInfo, Script, ServerErrorKind,
+    TlsCertificates, Value,
 };
 use dashmap::DashMap;
 use tokio::sync::{mpsc, oneshot, Semaphore};
@@ -61,8 +62,15 @@ fn open_client(url: &str, ca_file: Option<&Path>) -> Result<Client, ConfigError>
         // already installed.
         let _ = ::rustls::crypto::ring::default_provider().install_default();
     }
+    // TCP_NODELAY (off by default in redis): a script call is never held back by
+    // Nagle's algorithm behind an earlier, unacknowledged one.
+    let info = url
+        .into_connection_info()
+        .map_err(|e| ConfigError::single("store.url", e.to_string()))?;
+    let nodelay = info.tcp_settings().clone().set_nodelay(true);
+    let info = info.set_tcp_settings(nodelay);
     let Some(path) = ca_file else {
-        return Client::open(url).map_err(|e| ConfigError::single("store.url", e.to_string()));
+        return Client::open(info).map_err(|e| ConfigError::single("store.url", e.to_string()));
     };
     let field = "store.tls_ca_file";
     let pem = std::fs::read(path)
@@ -77,7 +85,7 @@ fn open_client(url: &str, ca_file: Option<&Path>) -> Result<Client, ConfigError>
         ));
     }
     Client::build_with_tls(
-        url,
+        info,
         TlsCertificates {
             client_tls: None,
             root_cert: Some(pem),
@@ -912,6 +920,17 @@ mod tests {
         assert!(is_tls("rediss://host") && !is_tls("redis://host"));
         assert!(check_url("http://host").is_err());
         assert!(check_url("").is_err());
+    }
+
+    #[test]
+    fn connections_disable_nagle() {
+        for url in ["redis://127.0.0.1:1", "rediss://127.0.0.1:1"] {
+            let client = open_client(url, None).expect("client");
+            assert!(
+                client.get_connection_info().tcp_settings().nodelay(),
+                "{url}"
+            );
+        }
     }
 
     #[test]
