@@ -2,14 +2,16 @@
 //! admissions in flight (the way a busy replica uses it), at two levels:
 //!
 //! * `store/*`: `Store::admit` alone, 10,000 accounts in 100 clusters, all
-//!   admitted (every call is a Redis round trip, the cache of refused subjects
-//!   never helps);
+//!   admitted (every admission goes to Redis, in batches of those in flight
+//!   together; the cache of refused subjects never helps);
 //! * `guard/*`: whole requests through the enforce stage (key hashing, body
 //!   parsing, admission, headers, settlement) to a mock model;
 //! * `refused/*`: 1,000 accounts over their limit asking again (an attack): the
 //!   Redis store answers from its cache of refused subjects.
 //!
-//! Skips the Redis half cleanly when `redis-server` is not installed.
+//! Skips the Redis half cleanly when `redis-server` is not installed. With
+//! `BENCH_REDIS_STATS=1` it prints Redis' `INFO commandstats` at the end (script
+//! calls and the microseconds they took).
 
 #![allow(missing_docs)]
 
@@ -242,6 +244,22 @@ fn benches(c: &mut Criterion) {
     bench_guard(c, "redis", &rt, Arc::new(redis.clone()));
     bench_refused(c, "redis", &rt, Arc::new(redis.clone()));
     assert_eq!(redis.fallback_count(), 0, "redis failed during the bench");
+    if std::env::var_os("BENCH_REDIS_STATS").is_some() {
+        // Where Redis spent its time: calls and microseconds per command.
+        let info: String = rt.block_on(async {
+            let mut con = redis::Client::open(server.url())
+                .expect("url")
+                .get_multiplexed_async_connection()
+                .await
+                .expect("connection");
+            redis::cmd("INFO")
+                .arg("commandstats")
+                .query_async(&mut con)
+                .await
+                .expect("info")
+        });
+        eprintln!("{info}");
+    }
     drop(server);
 }
 

@@ -735,3 +735,523 @@ async fn inspect_reads_buckets_without_charging() {
         .expect("supported");
     assert_eq!(fresh[0].expect("rpm").remaining, 10.0);
 }
+
+// ---------------------------------------------------------------------------
+// Batched admissions.
+
+/// Runs `futures` concurrently, polling them in order: each queues its admission
+/// on its first poll, so they reach the store's batching task in this order.
+async fn in_order<'a, T>(
+    mut futures: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>>,
+) -> Vec<T> {
+    use std::task::Poll;
+    let mut done: Vec<Option<T>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (f, slot) in futures.iter_mut().zip(done.iter_mut()) {
+            if slot.is_none() {
+                match f.as_mut().poll(cx) {
+                    Poll::Ready(v) => *slot = Some(v),
+                    Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    })
+    .await;
+    done.into_iter().map(|v| v.expect("finished")).collect()
+}
+
+async fn evalsha_calls(con: &mut redis::aio::MultiplexedConnection) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(con)
+        .await
+        .expect("info");
+    info.lines()
+        .find_map(|l| l.strip_prefix("cmdstat_evalsha:calls="))
+        .and_then(|rest| rest.split(',').next())
+        .map_or(0, |n| n.parse().expect("a count"))
+}
+
+/// Admissions that are in flight together go to Redis as one script call, and
+/// each gets exactly the outcome it would get alone, in queue order: the same,
+/// bit for bit, as `MemoryStore` given the same sequence. Four accounts and two
+/// clusters, so a batch touches the same keys many times (with limits changing
+/// and clocks going back a little between calls of one batch).
+#[tokio::test]
+async fn batched_admissions_are_bit_identical_to_the_memory_store_in_order() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let mut con = raw(&server).await;
+    for seed in 0..16u64 {
+        batched_admissions_match(&server, &mut con, seed).await;
+    }
+}
+
+async fn batched_admissions_match(
+    server: &RedisServer,
+    con: &mut redis::aio::MultiplexedConnection,
+    seed: u64,
+) {
+    let mut cfg = store_config(server, OnError::FailClosed, 5_000);
+    cfg.deny_cache = false;
+    cfg.key_prefix = format!("batch{seed}:");
+    let redis = RedisStore::new(&cfg).expect("store");
+    let memory = MemoryStore::new();
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut now = T0;
+    let (mut admitted, mut denied, mut sent) = (0, 0, 0u64);
+    let calls_before = evalsha_calls(con).await;
+    for round in 0..12 {
+        let mut batch = Vec::new();
+        for _ in 0..100 {
+            now = match rng.random_range(0..10) {
+                0 => now - rng.random_range(0..300),
+                1 => now + rng.random_range(0..60_000),
+                _ => now + rng.random_range(0..400),
+            };
+            let (account, cluster) = random_subjects(&mut rng, false);
+            batch.push(Admission {
+                now_ms: now,
+                account,
+                cluster,
+                tokens: [0.0, 1.0, 250.0, 999.0][rng.random_range(0..4)],
+            });
+        }
+        let got = in_order(batch.iter().map(|a| redis.admit(a)).collect()).await;
+        sent += batch.len() as u64;
+        for (i, (a, got)) in batch.iter().zip(got).enumerate() {
+            let want = memory.admit_now(a);
+            let got = got.expect("redis answers");
+            assert_eq!(got, want, "seed {seed} round {round} admission {i}: {a:?}");
+            if want.denied.is_some() {
+                denied += 1;
+            } else {
+                admitted += 1;
+            }
+        }
+        // A refund between rounds, through Redis and the embedded store alike.
+        let (account, cluster) = random_subjects(&mut rng, false);
+        let s = Settlement {
+            now_ms: now,
+            account,
+            cluster,
+            token_delta: -rng.random_range(0.0..2_000.0_f64).round(),
+        };
+        memory.settle_now(&s);
+        redis.settle_in_redis(&s).await.expect("settle");
+    }
+    assert!(admitted > 100 && denied > 100, "{admitted} / {denied}");
+    // 1,200 admissions and 12 settlements took a few dozen script calls at most
+    // (a NOSCRIPT retry counts twice), not one per admission.
+    let calls = evalsha_calls(con).await - calls_before;
+    assert!(calls <= 60, "{calls} script calls for {sent} admissions");
+    assert_eq!(redis.fallback_count(), 0);
+}
+
+/// Many admissions of one account racing through three stores (each batching
+/// its own) admit exactly the burst: no admission is lost or charged twice in a
+/// batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_admissions_over_a_limit_admit_exactly_the_limit() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let stores: Vec<RedisStore> = (0..3)
+        .map(|_| RedisStore::new(&store_config(&server, OnError::FailClosed, 5_000)).expect("s"))
+        .collect();
+    let cluster = Subject {
+        scope: Scope::Cluster,
+        key: [42; 16],
+        limits: [
+            Some(BucketLimit::new(1_000.0, 60_000.0, 1_000.0)),
+            None,
+            None,
+            None,
+        ],
+    };
+    let mut tasks = Vec::new();
+    for i in 0..900usize {
+        let store = stores[i % 3].clone();
+        let cluster = cluster.clone();
+        tasks.push(tokio::spawn(async move {
+            let a = Admission {
+                now_ms: T0,
+                account: subject(41, 100.0),
+                cluster: Some(cluster),
+                tokens: 1.0,
+            };
+            store
+                .admit(&a)
+                .await
+                .expect("redis answers")
+                .denied
+                .is_none()
+        }));
+    }
+    let mut admitted = 0;
+    for t in tasks {
+        admitted += u32::from(t.await.expect("task"));
+    }
+    assert_eq!(admitted, 100);
+    let views = stores[0]
+        .inspect(&subject(41, 100.0), T0)
+        .await
+        .expect("inspect")
+        .expect("views");
+    assert_eq!(views[0].expect("rpm").remaining, 0.0);
+    let views = stores[0]
+        .inspect(&cluster, T0)
+        .await
+        .expect("inspect")
+        .expect("views");
+    assert_eq!(views[0].expect("rpm").remaining, 900.0);
+    assert!(stores.iter().all(|s| s.fallback_count() == 0));
+}
+
+/// While Redis is frozen, admissions queued behind a batch that never returns
+/// still get their answer within the timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_admissions_are_bounded_by_the_timeout() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let timeout = Duration::from_millis(150);
+    let store = RedisStore::new(&store_config(&server, OnError::FailClosed, 150)).expect("s");
+    store.admit(&admission(T0, 11)).await.expect("up");
+    server.pause();
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..300u64 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let started = Instant::now();
+            let result = store.admit(&admission(T0 + i, 12)).await;
+            (result, started.elapsed())
+        }));
+    }
+    for t in tasks {
+        let (result, took) = t.await.expect("task");
+        assert!(result.is_err(), "a frozen redis answered");
+        assert!(took < timeout + Duration::from_secs(1), "waited {took:?}");
+    }
+    assert!(started.elapsed() < timeout + Duration::from_secs(2));
+    assert!(store.is_down());
+    server.resume();
+}
+
+/// A server whose reply to every command is a well-formed batch reply of the
+/// wrong size: an error for every admission, never a panic or a hang.
+#[tokio::test]
+async fn a_batch_reply_of_the_wrong_size_is_an_error() {
+    if support::redis_server_binary().is_none() {
+        support::report_skip();
+        return;
+    }
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut reply = b"*3\r\n".to_vec();
+    for _ in 0..3 {
+        reply.extend_from_slice(b"*2\r\n:1\r\n$48\r\n");
+        reply.extend_from_slice(&[0u8; 48]);
+        reply.extend_from_slice(b"\r\n");
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let reply = reply.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = sock.read(&mut buf).await {
+                    if n == 0 || sock.write_all(&reply).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    let store = RedisStore::new(&StoreConfig {
+        backend: Backend::Redis,
+        url: Some(format!("redis://127.0.0.1:{port}")),
+        timeout: Duration::from_millis(300),
+        on_error: OnError::FailClosed,
+        key_prefix: "x:".into(),
+        deny_cache: true,
+        ..StoreConfig::default()
+    })
+    .expect("store");
+    let batch: Vec<Admission> = (0..5).map(|i| admission(T0 + i, 13)).collect();
+    let results = in_order(batch.iter().map(|a| store.admit(a)).collect()).await;
+    for r in results {
+        assert!(r.is_err(), "{r:?}");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// TLS (`rediss://`).
+
+/// The line printed when the TLS test cannot run.
+const TLS_SKIPPED: &str = "redis TLS test SKIPPED";
+
+/// A `redis-server` serving only TLS on a free loopback port, with a throwaway
+/// CA and server certificate made by the `openssl` command; killed on drop.
+struct TlsRedis {
+    dir: tempfile::TempDir,
+    port: u16,
+    child: std::process::Child,
+}
+
+impl Drop for TlsRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn skip_tls(why: &str) {
+    eprintln!("{TLS_SKIPPED}: {why}");
+    println!("{TLS_SKIPPED}: {why}");
+}
+
+impl TlsRedis {
+    /// `None` (after printing why) when `redis-server` or `openssl` is missing or
+    /// the server was built without TLS.
+    fn start() -> Option<Self> {
+        use std::process::{Command, Stdio};
+        let binary = support::redis_server_binary().or_else(|| {
+            skip_tls("redis-server not found");
+            None
+        })?;
+        let mut dir = tempfile::tempdir().expect("temp dir");
+        let openssl = |args: &[&str]| {
+            Command::new("openssl")
+                .args(args)
+                .current_dir(dir.path())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        std::fs::write(
+            dir.path().join("ext.cnf"),
+            "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
+        )
+        .expect("ext");
+        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"];
+        let made = openssl(
+            &[
+                &["req", "-x509", "-nodes", "-days", "2"][..],
+                &ec,
+                &[
+                    "-keyout",
+                    "ca.key",
+                    "-out",
+                    "ca.crt",
+                    "-subj",
+                    "/CN=test CA",
+                ],
+            ]
+            .concat(),
+        ) && openssl(
+            &[
+                &["req", "-nodes"][..],
+                &ec,
+                &["-keyout", "server.key", "-out", "server.csr"],
+                &["-subj", "/CN=localhost"],
+            ]
+            .concat(),
+        ) && openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+            "-out",
+            "server.crt",
+        ]);
+        if !made {
+            skip_tls("the openssl command is missing or failed");
+            return None;
+        }
+        for _ in 0..5 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("free port")
+                .port();
+            let child = Command::new(&binary)
+                .current_dir(dir.path())
+                .args(["--port", "0", "--tls-port", &port.to_string()])
+                .args([
+                    "--tls-cert-file",
+                    "server.crt",
+                    "--tls-key-file",
+                    "server.key",
+                ])
+                .args(["--tls-ca-cert-file", "ca.crt", "--tls-auth-clients", "no"])
+                .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn redis-server");
+            let mut server = TlsRedis { dir, port, child };
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = server.child.try_wait() {
+                    break;
+                }
+                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    return Some(server);
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if let Ok(Some(_)) = server.child.try_wait() {
+                // Exited at once: most likely built without TLS (or the port was
+                // taken); try another port, then give up.
+                dir = std::mem::replace(&mut server.dir, tempfile::tempdir().expect("dir"));
+                continue;
+            }
+            panic!("redis-server with TLS did not start");
+        }
+        skip_tls("redis-server would not start with --tls-port (built without TLS?)");
+        None
+    }
+
+    fn config(&self, ca: bool) -> StoreConfig {
+        StoreConfig {
+            backend: Backend::Redis,
+            url: Some(format!("rediss://127.0.0.1:{}/0", self.port)),
+            timeout: Duration::from_secs(2),
+            on_error: OnError::FailClosed,
+            key_prefix: "tls:".into(),
+            deny_cache: true,
+            tls_ca_file: ca.then(|| self.dir.path().join("ca.crt")),
+            ..StoreConfig::default()
+        }
+    }
+}
+
+/// `rediss://` with the server's CA: admissions (batched), settlements and
+/// inspection work over TLS. Without that CA (the platform's roots only) the
+/// certificate is refused and so is every call: certificates are checked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rediss_with_the_servers_ca_works_and_without_it_is_refused() {
+    let Some(server) = TlsRedis::start() else {
+        return;
+    };
+    let cfg = server.config(true);
+    cfg.validate().expect("valid");
+    let store = RedisStore::new(&cfg).expect("tls store");
+    let mut tasks = Vec::new();
+    for i in 0..30u64 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            store.admit(&admission(T0 + i % 2, 30)).await
+        }));
+    }
+    let mut admitted = 0;
+    for t in tasks {
+        let out = t.await.expect("task").expect("admitted over TLS");
+        admitted += u32::from(out.denied.is_none());
+    }
+    // 10 per minute, 30 asking within 2 ms.
+    assert_eq!(admitted, 10);
+    store
+        .settle_in_redis(&Settlement {
+            now_ms: T0 + 1,
+            account: subject(30, 10.0),
+            cluster: None,
+            token_delta: -400.0,
+        })
+        .await
+        .expect("settle over TLS");
+    let views = store
+        .inspect(&subject(30, 10.0), T0 + 1)
+        .await
+        .expect("inspect over TLS")
+        .expect("views");
+    // 10 × 100 tokens charged, 400 refunded, at most 1 ms of refill.
+    let remaining = views[2].expect("tpm").remaining;
+    assert!(
+        (9_400.0..=9_400.0 + 10_000.0 / 60_000.0).contains(&remaining),
+        "{remaining}"
+    );
+    assert_eq!(store.fallback_count(), 0);
+
+    let untrusted = RedisStore::new(&server.config(false)).expect("store");
+    let err = untrusted
+        .admit(&admission(T0, 31))
+        .await
+        .expect_err("a certificate from an unknown CA must be refused");
+    assert!(
+        matches!(&err, StoreError::Unavailable(m) if m.contains("certificate")),
+        "{err:?}"
+    );
+    assert!(untrusted.is_down());
+
+    // Plain text against the TLS port: an error, not a hang or a panic.
+    let mut plain = server.config(false);
+    plain.url = Some(format!("redis://127.0.0.1:{}", server.port));
+    plain.timeout = Duration::from_millis(300);
+    let plain = RedisStore::new(&plain).expect("store");
+    assert!(plain.admit(&admission(T0, 32)).await.is_err());
+}
+
+/// TLS settings are checked when the store is built: `#insecure` is refused,
+/// and so are a CA file that is missing or holds no certificate, or a CA file
+/// with a plain `redis://` URL.
+#[tokio::test]
+async fn tls_settings_are_validated() {
+    let dir = tempfile::tempdir().expect("dir");
+    let base = StoreConfig {
+        backend: Backend::Redis,
+        url: Some("rediss://127.0.0.1:6380".into()),
+        ..StoreConfig::default()
+    };
+    base.validate().expect("rediss is accepted");
+    let insecure = StoreConfig {
+        url: Some("rediss://127.0.0.1:6380/#insecure".into()),
+        ..base.clone()
+    };
+    let err = insecure.validate().expect_err("insecure");
+    assert!(err.to_string().contains("store.url"), "{err}");
+
+    let missing = StoreConfig {
+        tls_ca_file: Some(dir.path().join("nope.pem")),
+        ..base.clone()
+    };
+    let err = RedisStore::new(&missing).expect_err("missing file");
+    assert!(err.to_string().contains("store.tls_ca_file"), "{err}");
+
+    let empty = dir.path().join("empty.pem");
+    std::fs::write(&empty, "not a certificate").expect("write");
+    let err = RedisStore::new(&StoreConfig {
+        tls_ca_file: Some(empty.clone()),
+        ..base.clone()
+    })
+    .expect_err("no certificate");
+    assert!(err.to_string().contains("no PEM certificate"), "{err}");
+
+    let plain = StoreConfig {
+        url: Some("redis://127.0.0.1:6379".into()),
+        tls_ca_file: Some(empty),
+        ..base
+    };
+    let err = plain.validate().expect_err("CA file without TLS");
+    assert!(err.to_string().contains("store.tls_ca_file"), "{err}");
+}

@@ -37,9 +37,10 @@ pub enum OnError {
 pub struct StoreConfig {
     /// `memory` (the default: this process only) or `redis` (shared by replicas).
     pub backend: Backend,
-    /// Redis URL, required for `backend = "redis"`: `redis://[user:password@]host:port[/db]`
-    /// or `redis+unix:///path/to/socket`. `rediss://` (TLS) is not supported by this
-    /// build.
+    /// Redis URL, required for `backend = "redis"`: `redis://[user:password@]host:port[/db]`,
+    /// `redis+unix:///path/to/socket`, or `rediss://…` for TLS (the server's
+    /// certificate is always verified, against the platform's trusted roots or
+    /// `tls_ca_file`).
     pub url: Option<String>,
     /// Longest wait for one Redis call (connecting included), e.g. `"100ms"`. A call
     /// that takes longer counts as a failure and `on_error` applies.
@@ -65,6 +66,10 @@ pub struct StoreConfig {
     /// 64 requests from one replica): what a new or restarted replica reads to
     /// warm up.
     pub cluster_log_len: u64,
+    /// With a `rediss://` URL: PEM file of the certificate authorities the server's
+    /// certificate must chain to, instead of the platform's trusted roots (for a
+    /// Redis with a private CA).
+    pub tls_ca_file: Option<std::path::PathBuf>,
 }
 
 impl Default for StoreConfig {
@@ -78,6 +83,7 @@ impl Default for StoreConfig {
             deny_cache: true,
             share_clusters: true,
             cluster_log_len: 100_000,
+            tls_ca_file: None,
         }
     }
 }
@@ -117,6 +123,11 @@ impl StoreConfig {
             (Backend::Redis, Some(url)) => {
                 if let Err(msg) = super::redis::check_url(url) {
                     out.push(("url", msg));
+                } else if self.tls_ca_file.is_some() && !super::redis::is_tls(url) {
+                    out.push((
+                        "tls_ca_file",
+                        "only used with a TLS URL (`rediss://`)".to_string(),
+                    ));
                 }
             }
             (Backend::Memory, _) => {}
@@ -211,7 +222,7 @@ mod tests {
         for bad in [
             "http://x",
             "not a url",
-            "rediss://127.0.0.1:6379",
+            "rediss://127.0.0.1:6379/#insecure",
             "redis://",
         ] {
             let cfg = StoreConfig {

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use ::redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use ::redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
-use ::redis::{Client, Cmd, Pipeline, RedisError, RedisFuture, RedisResult, Value};
+use ::redis::{Cmd, Pipeline, RedisError, RedisFuture, RedisResult, Value};
 
 use crate::config::ConfigError;
 use crate::store::StoreConfig;
@@ -284,7 +284,7 @@ pub(crate) fn manager(config: &StoreConfig, response: Duration) -> Result<RedisC
             db: t.db,
         }))
     } else {
-        let client = Client::open(url).map_err(bad)?;
+        let client = super::open_client(url, config.tls_ca_file.as_deref())?;
         Target::Direct(ConnectionManager::new_lazy_with_config(client, cfg).map_err(bad)?)
     };
     Ok(RedisConn(Arc::new(target)))

@@ -6,13 +6,17 @@ mod script;
 pub(crate) use connect::{manager, RedisConn};
 
 use std::fmt;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use ::redis::{Client, Script, Value};
+use ::redis::{
+    Client, Cmd, ConnectionAddr, ErrorKind, IntoConnectionInfo, Script, ServerErrorKind,
+    TlsCertificates, Value,
+};
 use dashmap::DashMap;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use super::config::{OnError, StoreConfig};
 use super::memory::{Entry, MAX_IDLE_MS};
@@ -30,20 +34,72 @@ const DENY_CACHE_MAX: usize = 100_000;
 /// How often (in store time) expired cache entries are swept.
 const SWEEP_EVERY_MS: u64 = 60_000;
 
-/// Checks that `url` is a Redis URL this build can connect to.
+/// Checks that `url` is a Redis URL this build can connect to: `redis://`,
+/// `redis+unix://`, or `rediss://` (TLS, certificates always verified).
 pub(crate) fn check_url(url: &str) -> Result<(), String> {
     if url.starts_with(connect::SENTINEL_SCHEME) {
         return connect::parse_sentinel(url).map(|_| ());
     }
-    if url.starts_with("rediss://") || url.starts_with("valkeys://") {
+    let client = Client::open(url).map_err(|e| format!("not a usable Redis URL: {e}"))?;
+    if let ConnectionAddr::TcpTls { insecure: true, .. } = client.get_connection_info().addr() {
         return Err(
-            "TLS (`rediss://`) is not supported by this build; use `redis://` over a trusted network or a TLS tunnel".into(),
+            "`#insecure` (TLS without certificate checks) is not supported; give the server's CA with `tls_ca_file` instead".into(),
         );
     }
-    Client::open(url)
-        .map(|_| ())
-        .map_err(|e| format!("not a usable Redis URL: {e}"))
+    Ok(())
 }
+
+/// Whether `url` connects with TLS.
+pub(crate) fn is_tls(url: &str) -> bool {
+    Client::open(url).is_ok_and(|c| {
+        matches!(
+            c.get_connection_info().addr(),
+            ConnectionAddr::TcpTls { .. }
+        )
+    })
+}
+
+/// The client for `url`; with `ca_file` (TLS only) the server's certificate must
+/// chain to the certificates in that PEM file instead of the platform's roots.
+pub(crate) fn open_client(url: &str, ca_file: Option<&Path>) -> Result<Client, ConfigError> {
+    if is_tls(url) {
+        // rustls needs a process-wide crypto provider; an error only means one is
+        // already installed.
+        let _ = ::rustls::crypto::ring::default_provider().install_default();
+    }
+    // TCP_NODELAY (off by default in redis): a script call is never held back by
+    // Nagle's algorithm behind an earlier, unacknowledged one.
+    let info = url
+        .into_connection_info()
+        .map_err(|e| ConfigError::single("store.url", e.to_string()))?;
+    let nodelay = info.tcp_settings().clone().set_nodelay(true);
+    let info = info.set_tcp_settings(nodelay);
+    let Some(path) = ca_file else {
+        return Client::open(info).map_err(|e| ConfigError::single("store.url", e.to_string()));
+    };
+    let field = "store.tls_ca_file";
+    let pem = std::fs::read(path)
+        .map_err(|e| ConfigError::single(field, format!("cannot read {}: {e}", path.display())))?;
+    if !pem
+        .windows(CERT_BEGIN.len())
+        .any(|w| w == CERT_BEGIN.as_bytes())
+    {
+        return Err(ConfigError::single(
+            field,
+            format!("{} holds no PEM certificate", path.display()),
+        ));
+    }
+    Client::build_with_tls(
+        info,
+        TlsCertificates {
+            client_tls: None,
+            root_cert: Some(pem),
+        },
+    )
+    .map_err(|e| ConfigError::single(field, e.to_string()))
+}
+
+const CERT_BEGIN: &str = "-----BEGIN CERTIFICATE-----";
 
 /// Quota state in Redis: one set of quotas for every replica that uses the same
 /// Redis and key prefix.
@@ -55,6 +111,11 @@ pub(crate) fn check_url(url: &str) -> Result<(), String> {
 /// use and reloaded transparently after a `NOSCRIPT`, e.g. a `SCRIPT FLUSH` or a
 /// failover), and a settlement applies a token delta with the second script.
 ///
+/// * **Batching**: admissions in flight together go as one script call (up to
+///   128, at most two calls in flight), each with exactly the outcome it would
+///   have alone, in queue order; each still waits at most `timeout`.
+/// * **TLS**: `rediss://` URLs connect with rustls and always verify the
+///   server's certificate (platform roots, or `tls_ca_file`).
 /// * **Time** is the caller's: the admission's `now_ms`, not Redis' `TIME`.
 ///   Replicas must keep their clocks in sync (NTP); a replica whose clock is behind
 ///   drains nothing until it catches up (levels never go back in time), one that is
@@ -111,6 +172,46 @@ struct Inner {
     local_denials: AtomicU64,
     /// Settlements waiting for the sending task.
     settlements: mpsc::UnboundedSender<Settlement>,
+    /// Admissions waiting for the batching task.
+    admissions: mpsc::UnboundedSender<Pending>,
+}
+
+/// An admission queued for the next batched script call.
+struct Pending {
+    now_ms: u64,
+    tokens: f64,
+    account: Subject,
+    cluster: Option<Subject>,
+    /// Where its reply goes; closed when the caller gave up (timeout, cancel).
+    reply: oneshot::Sender<Result<script::AdmitReply, StoreError>>,
+}
+
+/// One call of a script batch: an admission or a settlement.
+trait Call {
+    /// Its time, cost (or token delta), account and cluster.
+    fn parts(&self) -> (u64, f64, &Subject, Option<&Subject>);
+}
+
+impl Call for Pending {
+    fn parts(&self) -> (u64, f64, &Subject, Option<&Subject>) {
+        (
+            self.now_ms,
+            self.tokens,
+            &self.account,
+            self.cluster.as_ref(),
+        )
+    }
+}
+
+impl Call for Settlement {
+    fn parts(&self) -> (u64, f64, &Subject, Option<&Subject>) {
+        (
+            self.now_ms,
+            self.token_delta,
+            &self.account,
+            self.cluster.as_ref(),
+        )
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -219,9 +320,10 @@ impl RedisStore {
         })?;
         let conn = manager(config, config.timeout)?;
         let (settlements, queue) = mpsc::unbounded_channel();
+        let (admissions, admit_queue) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
             conn,
-            admit: Script::new(script::ADMIT),
+            admit: Script::new(script::ADMIT_MANY),
             settle: Script::new(script::SETTLE),
             prefix: config.key_prefix.clone(),
             timeout: config.timeout,
@@ -240,8 +342,10 @@ impl RedisStore {
             fallbacks: AtomicU64::new(0),
             local_denials: AtomicU64::new(0),
             settlements,
+            admissions,
         });
         handle.spawn(settle_loop(Arc::downgrade(&inner), queue));
+        handle.spawn(admit_loop(Arc::downgrade(&inner), admit_queue));
         Ok(Self { inner })
     }
 
@@ -294,52 +398,90 @@ fn cache_key(subject: &Subject) -> (bool, [u8; 16]) {
 
 impl Inner {
     fn key(&self, subject: &Subject) -> String {
+        let mut key = Vec::with_capacity(self.prefix.len() + 2 + 32);
+        self.push_key(subject, &mut key);
+        String::from_utf8_lossy(&key).into_owned()
+    }
+
+    /// Appends the Redis key of `subject` to `out`.
+    fn push_key(&self, subject: &Subject, out: &mut Vec<u8>) {
         let tag = match subject.scope {
-            Scope::Account => "a",
-            Scope::Cluster => "c",
+            Scope::Account => b"a:",
+            Scope::Cluster => b"c:",
         };
-        let mut key = String::with_capacity(self.prefix.len() + 2 + 32);
-        key.push_str(&self.prefix);
-        key.push_str(tag);
-        key.push(':');
+        out.extend_from_slice(self.prefix.as_bytes());
+        out.extend_from_slice(tag);
         for b in subject.key {
-            key.push(char::from(HEX[usize::from(b >> 4)]));
-            key.push(char::from(HEX[usize::from(b & 15)]));
+            out.push(HEX[usize::from(b >> 4)]);
+            out.push(HEX[usize::from(b & 15)]);
         }
-        key
     }
 
-    fn script_call(
-        &self,
-        now_ms: u64,
-        amount: f64,
-        account: &Subject,
-        cluster: Option<&Subject>,
-    ) -> (Vec<String>, Vec<u8>) {
-        let mut keys = vec![self.key(account)];
-        let mut limits = vec![&account.limits];
-        if let Some(c) = cluster {
-            keys.push(self.key(c));
-            limits.push(&c.limits);
+    /// The `EVALSHA` of `script` over `batch`: every call's keys (its account's,
+    /// then its cluster's if any), then every call's packed arguments. Built
+    /// straight into the command's buffer; the subject counts per call.
+    fn batch_cmd<C: Call>(&self, script: &Script, batch: &[C]) -> (Cmd, Vec<usize>) {
+        let counts: Vec<usize> = batch
+            .iter()
+            .map(|c| 1 + usize::from(c.parts().3.is_some()))
+            .collect();
+        let keys: usize = counts.iter().sum();
+        let key_len = self.prefix.len() + 2 + 32;
+        let mut cmd = Cmd::with_capacity(
+            3 + keys + batch.len(),
+            64 + keys * key_len + batch.len() * script::ARGS_BYTES_MAX,
+        );
+        cmd.arg("EVALSHA").arg(script.get_hash()).arg(keys);
+        let mut buf = Vec::with_capacity(key_len.max(script::ARGS_BYTES_MAX));
+        for c in batch {
+            let (_, _, account, cluster) = c.parts();
+            for subject in std::iter::once(account).chain(cluster) {
+                buf.clear();
+                self.push_key(subject, &mut buf);
+                cmd.arg(buf.as_slice());
+            }
         }
-        let args = script::pack_args(now_ms, amount, MAX_IDLE_MS, TTL_SLACK_MS, &limits);
-        (keys, args)
+        for c in batch {
+            let (now_ms, amount, account, cluster) = c.parts();
+            buf.clear();
+            match cluster {
+                Some(cl) => script::pack_args(
+                    &mut buf,
+                    now_ms,
+                    amount,
+                    MAX_IDLE_MS,
+                    TTL_SLACK_MS,
+                    &[&account.limits, &cl.limits],
+                ),
+                None => script::pack_args(
+                    &mut buf,
+                    now_ms,
+                    amount,
+                    MAX_IDLE_MS,
+                    TTL_SLACK_MS,
+                    &[&account.limits],
+                ),
+            }
+            cmd.arg(buf.as_slice());
+        }
+        (cmd, counts)
     }
 
-    async fn eval(
-        &self,
-        script: &Script,
-        keys: &[String],
-        args: &[u8],
-    ) -> Result<Value, StoreError> {
-        let mut invocation = script.prepare_invoke();
-        for k in keys {
-            invocation.key(k);
-        }
-        invocation.arg(args);
+    /// Runs a script command, loading the script and retrying once after a
+    /// `NOSCRIPT` (a `SCRIPT FLUSH`, a restart, a failover); at most `timeout`
+    /// in all.
+    async fn run(&self, script: &Script, cmd: &Cmd) -> Result<Value, StoreError> {
         let mut conn = self.conn.clone();
-        match tokio::time::timeout(self.timeout, invocation.invoke_async::<Value>(&mut conn)).await
-        {
+        let call = async {
+            match cmd.query_async::<Value>(&mut conn).await {
+                Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                    script.load_async(&mut conn).await?;
+                    cmd.query_async::<Value>(&mut conn).await
+                }
+                other => other,
+            }
+        };
+        match tokio::time::timeout(self.timeout, call).await {
             Err(_) => Err(StoreError::Timeout),
             Ok(Err(e)) if e.is_timeout() => Err(StoreError::Timeout),
             Ok(Err(e)) => Err(StoreError::Unavailable(e.to_string())),
@@ -347,11 +489,52 @@ impl Inner {
         }
     }
 
+    /// Queues the admission for the batching task and waits for its reply, at
+    /// most `timeout` in all (queueing included).
     async fn admit_redis(&self, a: &Admission) -> Result<Outcome, StoreError> {
-        let (keys, args) = self.script_call(a.now_ms, a.tokens, &a.account, a.cluster.as_ref());
-        let value = self.eval(&self.admit, &keys, &args).await?;
-        let reply = script::parse_admit(&value, keys.len()).map_err(StoreError::Unavailable)?;
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let (reply, answer) = oneshot::channel();
+        self.admissions
+            .send(Pending {
+                now_ms: a.now_ms,
+                tokens: a.tokens,
+                account: a.account.clone(),
+                cluster: a.cluster.clone(),
+                reply,
+            })
+            .map_err(|_| StoreError::Unavailable("the redis store is shutting down".into()))?;
+        let reply = match tokio::time::timeout_at(deadline, answer).await {
+            Err(_) => return Err(StoreError::Timeout),
+            Ok(Err(_)) => {
+                return Err(StoreError::Unavailable(
+                    "the admission batch was dropped".into(),
+                ))
+            }
+            Ok(Ok(reply)) => reply?,
+        };
         Ok(self.outcome_of(a, &reply))
+    }
+
+    /// Runs `batch` with one script call, in order, and hands each admission its
+    /// reply; on any error every admission of the batch gets it.
+    async fn admit_batch(&self, batch: Vec<Pending>) {
+        let (cmd, counts) = self.batch_cmd(&self.admit, &batch);
+        let replies = self
+            .run(&self.admit, &cmd)
+            .await
+            .and_then(|v| script::parse_admit_many(&v, &counts).map_err(StoreError::Unavailable));
+        match replies {
+            Ok(replies) => {
+                for (p, r) in batch.into_iter().zip(replies) {
+                    let _ = p.reply.send(Ok(r));
+                }
+            }
+            Err(e) => {
+                for p in batch {
+                    let _ = p.reply.send(Err(e.clone()));
+                }
+            }
+        }
     }
 
     /// The outcome Redis' reply means, computed with the embedded store's code on
@@ -523,31 +706,8 @@ impl Inner {
 
     /// Applies `batch` in Redis, in order, with one script call.
     async fn settle_redis(&self, batch: &[Settlement]) -> Result<(), StoreError> {
-        let mut keys = Vec::with_capacity(batch.len() * 2);
-        let mut args = Vec::with_capacity(batch.len());
-        for s in batch {
-            let (k, a) = self.script_call(s.now_ms, s.token_delta, &s.account, s.cluster.as_ref());
-            keys.extend(k);
-            args.push(a);
-        }
-        let mut invocation = self.settle.prepare_invoke();
-        for k in &keys {
-            invocation.key(k);
-        }
-        for a in &args {
-            invocation.arg(a.as_slice());
-        }
-        let mut conn = self.conn.clone();
-        let value =
-            match tokio::time::timeout(self.timeout, invocation.invoke_async::<Value>(&mut conn))
-                .await
-            {
-                Err(_) => return Err(StoreError::Timeout),
-                Ok(Err(e)) if e.is_timeout() => return Err(StoreError::Timeout),
-                Ok(Err(e)) => return Err(StoreError::Unavailable(e.to_string())),
-                Ok(Ok(v)) => v,
-            };
-        match value {
+        let (cmd, _) = self.batch_cmd(&self.settle, batch);
+        match self.run(&self.settle, &cmd).await? {
             Value::Int(n) if usize::try_from(n).ok() == Some(batch.len()) => Ok(()),
             other => Err(StoreError::Unavailable(format!(
                 "settle script: unexpected reply {other:?}"
@@ -605,6 +765,45 @@ async fn settle_loop(inner: Weak<Inner>, mut queue: mpsc::UnboundedReceiver<Sett
             inner.settle_or_fall_back(&batch).await;
         }
         batch.clear();
+    }
+}
+
+/// Most admissions sent in one script call (Redis runs a script without
+/// interruption: 128 admissions keep it busy for about a millisecond).
+const ADMIT_BATCH: usize = 128;
+/// Most admission batches in flight at once: while Redis runs one, the next
+/// is on its way, so Redis never waits for the client.
+const ADMIT_IN_FLIGHT: usize = 2;
+
+/// Sends queued admissions to Redis, as many per script call as have queued up
+/// while the previous calls were in flight (up to [`ADMIT_BATCH`], in order;
+/// admissions whose caller gave up are dropped unsent). Ends when the store is
+/// dropped.
+async fn admit_loop(inner: Weak<Inner>, mut queue: mpsc::UnboundedReceiver<Pending>) {
+    let slots = Arc::new(Semaphore::new(ADMIT_IN_FLIGHT));
+    while let Some(first) = queue.recv().await {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let mut batch = Vec::with_capacity(ADMIT_BATCH);
+        batch.push(first);
+        while batch.len() < ADMIT_BATCH {
+            match queue.try_recv() {
+                Ok(p) => batch.push(p),
+                Err(_) => break,
+            }
+        }
+        batch.retain(|p| !p.reply.is_closed());
+        if batch.is_empty() {
+            continue;
+        }
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        tokio::spawn(async move {
+            inner.admit_batch(batch).await;
+            drop(slot);
+        });
     }
 }
 
@@ -711,9 +910,26 @@ mod tests {
     fn urls_are_checked_without_connecting() {
         assert!(check_url("redis://127.0.0.1:6379/0").is_ok());
         assert!(check_url("redis://user:pw@host:1").is_ok());
-        assert!(check_url("rediss://host").is_err());
+        assert!(check_url("rediss://host").is_ok());
+        assert!(check_url("rediss://user:pw@host:6380/2").is_ok());
+        let insecure = check_url("rediss://host/#insecure").expect_err("insecure");
+        assert!(insecure.contains("tls_ca_file"), "{insecure}");
+        assert!(check_url("redis+sentinel://host:26379/primary").is_ok());
+        assert!(check_url("redis+sentinel://host:26379").is_err(), "no service");
+        assert!(is_tls("rediss://host") && !is_tls("redis://host"));
         assert!(check_url("http://host").is_err());
         assert!(check_url("").is_err());
+    }
+
+    #[test]
+    fn connections_disable_nagle() {
+        for url in ["redis://127.0.0.1:1", "rediss://127.0.0.1:1"] {
+            let client = open_client(url, None).expect("client");
+            assert!(
+                client.get_connection_info().tcp_settings().nodelay(),
+                "{url}"
+            );
+        }
     }
 
     #[test]

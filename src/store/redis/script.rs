@@ -16,12 +16,16 @@
 //! its buckets will have drained (at most two days after its last charge). A value
 //! of another length, or with a negative or non-finite number, reads as a fresh
 //! subject. After a charge the key expires in Redis' own time a second after it
-//! drains; a refusal keeps its TTL.
+//! drains; a refusal keeps its TTL, and deletes a value whose idle time has
+//! passed (the embedded store forgets it too).
 //!
-//! Arguments of one call (an admission, or one settlement of a batch): the
-//! account's key, then the cluster's if any; and packed doubles: now (ms), cost or
-//! token delta, longest idle time (ms), TTL slack (ms), then per key
-//! 4 × (capacity, rate per ms) with a NaN capacity for an unlimited window.
+//! Both scripts take a batch of calls (admissions, or settlements), run in
+//! order with exactly the outcome each would have alone; each key the batch
+//! touches is read once (one `MGET`) and written once at the end. Arguments of
+//! one call: the account's key, then the cluster's if any; and packed doubles:
+//! now (ms), cost or token delta, longest idle time (ms), TTL slack (ms), then
+//! per key 4 × (capacity, rate per ms) with a NaN capacity for an unlimited
+//! window.
 
 use redis::Value;
 
@@ -31,89 +35,134 @@ use crate::store::Limits;
 /// Bytes of one stored or returned subject state.
 pub(super) const STATE_BYTES: usize = 6 * 8;
 
-/// What both scripts share: argument decoding, loading every subject and
-/// bringing it to `now`, and charging and saving. Written as straight-line code
-/// over flat tables: this runs inside Redis' single thread for every request.
+/// What both scripts share: checking a batch's shape, reading every key it
+/// touches with one `MGET`, bringing subjects to `now`, charging them, and
+/// writing each changed key once when the batch ends. Straight-line code over
+/// flat tables reused from call to call: this runs inside Redis' single thread
+/// for every request.
 macro_rules! prelude {
     () => {
         r#"
-local HUGE = math.huge
--- The call being worked on: its keys are KEYS[K0 + 1 .. K0 + nkeys];
--- A[b + 2w - 1], A[b + 2w] are the capacity and rate of window w of subject s,
--- with b = 4 + 8(s - 1), a NaN capacity meaning an unlimited window.
-local K0, nkeys, A, now, amount, max_idle, slack
--- Its subjects brought to now: levels L[4(s - 1) + w], LAST[s], IDLE[s].
-local L, LAST, IDLE
+local HUGE, ceil, max = math.huge, math.ceil, math.max
+local unpack_, pack = struct.unpack, struct.pack
+local BAD = 'distill-guard: bad quota script arguments'
+local FORMAT = { '<dddddddddddd', '<dddddddddddddddddddd' }
 
--- Decodes one call's packed arguments and runs Entry::bring_to on each of its
--- subjects. A value that is not 6 sane doubles, or whose idle time has passed,
--- is a fresh subject. Returns false on malformed arguments.
-local function load(argv, k0)
-  local n = (#argv / 8 - 4) / 8
-  if (n ~= 1 and n ~= 2) or k0 + n > #KEYS then return false end
-  K0, nkeys = k0, n
-  if n == 1 then
-    A = { struct.unpack('<dddddddddddd', argv) }
-  else
-    A = { struct.unpack('<dddddddddddddddddddd', argv) }
+-- One slot per distinct key of the batch, holding the key's value as Redis
+-- would hold it at this point had every call before run alone: levels V1..V4,
+-- last update T, idle time I (OK[s] false: missing or malformed, a fresh
+-- subject). PUT[s]: the value to write when the batch ends (GONE: delete the
+-- key); TTL[s]: the expiry (ms) set by its last charge, nil to keep the key's
+-- TTL.
+local SLOT, KEY = {}, {}
+local V1, V2, V3, V4, T, I, OK = {}, {}, {}, {}, {}, {}, {}
+local PUT, TTL = {}, {}
+local GONE = {}
+-- The call being worked on: its packed arguments decoded into A (now, amount,
+-- longest idle time, TTL slack, then per subject 4 x (capacity, rate per ms),
+-- a NaN capacity meaning an unlimited window), its n subjects' slots S[k],
+-- their levels brought to now L[4(k - 1) + w], last updates LAST[k], idle
+-- times IDLE[k], and the cost per window COST[w].
+local A, n
+local S, L, LAST, IDLE, COST = {}, {}, {}, {}, {}
+
+-- A stored state is sane: finite, non-negative numbers.
+local function sane(v1, v2, v3, v4, t, i)
+  return v1 == v1 and v1 >= 0 and v1 < HUGE and v2 == v2 and v2 >= 0 and v2 < HUGE
+    and v3 == v3 and v3 >= 0 and v3 < HUGE and v4 == v4 and v4 >= 0 and v4 < HUGE
+    and t == t and t >= 0 and t < HUGE and i == i and i < HUGE
+end
+
+-- Checks the batch's shape (every ARGV[j] packs a call with one or two
+-- subjects, KEYS holds exactly their keys, one call after the other) and reads
+-- every distinct key with one MGET. Returns each call's subject count, or nil
+-- when the batch is malformed (then nothing has been read or written).
+local function begin()
+  local counts, total = {}, 0
+  for j = 1, #ARGV do
+    local c = (#ARGV[j] / 8 - 4) / 8
+    if c ~= 1 and c ~= 2 then return nil end
+    counts[j] = c
+    total = total + c
   end
-  now, amount, max_idle, slack = A[1], A[2], A[3], A[4]
-  local raws
-  if n == 1 then
-    raws = redis.call('MGET', KEYS[k0 + 1])
-  else
-    raws = redis.call('MGET', KEYS[k0 + 1], KEYS[k0 + 2])
+  if total == 0 or total ~= #KEYS then return nil end
+  local slots = 0
+  for k = 1, #KEYS do
+    local key = KEYS[k]
+    if not SLOT[key] then
+      slots = slots + 1
+      SLOT[key], KEY[slots] = slots, key
+    end
   end
-  L, LAST, IDLE = {}, {}, {}
-  for s = 1, n do
+  local raws = redis.call('MGET', unpack(KEY))
+  for s = 1, slots do
     local raw = raws[s]
-    local v1, v2, v3, v4, t, i = 0, 0, 0, 0, 0, 0
+    OK[s] = false
     if raw and #raw == 48 then
-      v1, v2, v3, v4, t, i = struct.unpack('<dddddd', raw)
-      if not (v1 == v1 and v1 >= 0 and v1 < HUGE and v2 == v2 and v2 >= 0 and v2 < HUGE
-          and v3 == v3 and v3 >= 0 and v3 < HUGE and v4 == v4 and v4 >= 0 and v4 < HUGE
-          and t == t and t >= 0 and t < HUGE and i == i and i < HUGE and i > now) then
-        v1, v2, v3, v4, t, i = 0, 0, 0, 0, 0, 0
+      local v1, v2, v3, v4, t, i = unpack_('<dddddd', raw)
+      if sane(v1, v2, v3, v4, t, i) then
+        V1[s], V2[s], V3[s], V4[s], T[s], I[s], OK[s] = v1, v2, v3, v4, t, i, true
       end
+    end
+  end
+  return counts
+end
+
+-- A level drained by `elapsed`, never below 0; 0 for an unlimited window.
+local function drained(v, elapsed, c, per)
+  if c ~= c then return 0 end
+  local level = v - elapsed * per
+  if level > 0 then return level end
+  return 0
+end
+
+-- Decodes call j (with c subjects, whose keys follow KEYS[k0]) and runs
+-- Entry::bring_to on each subject: a missing, malformed or idle value is a
+-- fresh subject.
+local function load(j, k0, c)
+  n = c
+  A = { unpack_(FORMAT[c], ARGV[j]) }
+  local now = A[1]
+  for k = 1, c do
+    local s = SLOT[KEYS[k0 + k]]
+    S[k] = s
+    local v1, v2, v3, v4, t, i = 0, 0, 0, 0, 0, 0
+    if OK[s] and I[s] > now then
+      v1, v2, v3, v4, t, i = V1[s], V2[s], V3[s], V4[s], T[s], I[s]
     end
     local elapsed = now - t
     if elapsed < 0 then elapsed = 0 end
-    local v = { v1, v2, v3, v4 }
-    local b, o = 4 + (s - 1) * 8, (s - 1) * 4
-    for w = 1, 4 do
-      local level = 0
-      if A[b + 2 * w - 1] == A[b + 2 * w - 1] then
-        level = v[w] - elapsed * A[b + 2 * w]
-        if not (level > 0) then level = 0 end
-      end
-      L[o + w] = level
-    end
+    local b, o = 4 + (k - 1) * 8, (k - 1) * 4
+    L[o + 1] = drained(v1, elapsed, A[b + 1], A[b + 2])
+    L[o + 2] = drained(v2, elapsed, A[b + 3], A[b + 4])
+    L[o + 3] = drained(v3, elapsed, A[b + 5], A[b + 6])
+    L[o + 4] = drained(v4, elapsed, A[b + 7], A[b + 8])
     if now > t then t = now end
-    LAST[s], IDLE[s] = t, i
+    LAST[k], IDLE[k] = t, i
   end
-  return true
 end
 
--- With `charged`: Entry::charge (costs added to every limited window, never
+-- With `charged`: Entry::charge (COST added to every limited window, never
 -- below 0) and Entry::touch (idle when every bucket has drained, at most
--- `max_idle` away), saved with a TTL a little after that. Without: the state
--- brought to now is saved keeping its TTL (nothing is written for a fresh
--- subject). Returns the packed states.
-local function commit(costs, charged)
-  local packed = {}
-  for s = 1, nkeys do
-    local b, o = 4 + (s - 1) * 8, (s - 1) * 4
-    local idle, ttl = IDLE[s], 0
+-- `max_idle` away), to be saved with a TTL a little after that. Without: the
+-- state brought to now, to be saved keeping the key's TTL (nothing is saved for
+-- a fresh subject, and an idle one is deleted). Puts each subject's packed
+-- state in reply[k + 1].
+local function commit(charged, reply)
+  local now, max_idle, slack = A[1], A[3], A[4]
+  for k = 1, n do
+    local s, b, o = S[k], 4 + (k - 1) * 8, (k - 1) * 4
+    local idle, ttl = IDLE[k], 0
     if charged then
       for w = 1, 4 do
         local c, per = A[b + 2 * w - 1], A[b + 2 * w]
         if c == c then
-          local level = L[o + w] + costs[w]
+          local level = L[o + w] + COST[w]
           if not (level > 0) then level = 0 end
           L[o + w] = level
           if level > 0 then
             local r
-            if per > 0 then r = math.ceil(level / per) else r = max_idle end
+            if per > 0 then r = ceil(level / per) else r = max_idle end
             if r > ttl then ttl = r end
           end
         end
@@ -121,48 +170,78 @@ local function commit(costs, charged)
       if ttl > max_idle then ttl = max_idle end
       idle = now + ttl
     end
-    local p = struct.pack('<dddddd', L[o + 1], L[o + 2], L[o + 3], L[o + 4], LAST[s], idle)
-    if charged then
-      redis.call('SET', KEYS[K0 + s], p, 'PX', ttl + slack)
-    elseif idle > now then
-      redis.call('SET', KEYS[K0 + s], p, 'KEEPTTL')
+    local l1, l2, l3, l4, t = L[o + 1], L[o + 2], L[o + 3], L[o + 4], LAST[k]
+    local p = pack('<dddddd', l1, l2, l3, l4, t, idle)
+    if charged or idle > now then
+      -- What a later call of the batch reads back from Redis.
+      OK[s] = sane(l1, l2, l3, l4, t, idle)
+      V1[s], V2[s], V3[s], V4[s], T[s], I[s] = l1, l2, l3, l4, t, idle
+      PUT[s] = p
+      if charged then TTL[s] = ttl + slack end
+    elseif OK[s] then
+      -- A value whose idle time has passed: Entry::bring_to forgets it, and so
+      -- must Redis, or a later call with an earlier clock would read it back.
+      OK[s], PUT[s], TTL[s] = false, GONE, nil
     end
-    packed[s] = p
+    if reply then reply[k + 1] = p end
   end
-  return packed
 end
 
-local BAD = 'distill-guard: bad quota script arguments'
+-- Writes every changed key once, with its last value.
+local function finish()
+  for s = 1, #KEY do
+    local p = PUT[s]
+    if p == GONE then
+      redis.call('DEL', KEY[s])
+    elseif p then
+      local ttl = TTL[s]
+      if ttl then
+        redis.call('SET', KEY[s], p, 'PX', ttl)
+      else
+        redis.call('SET', KEY[s], p, 'KEEPTTL')
+      end
+    end
+  end
+end
 "#
     };
 }
 
-/// Checks every bucket of every key and charges them all, or none. One call:
-/// `KEYS` = the account's key and the cluster's if any, `ARGV[1]` = packed
-/// arguments.
+/// Admits a batch of admissions in order, each exactly as if it were alone:
+/// every bucket of its account (and cluster) is checked and all of them are
+/// charged, or none. `ARGV[j]` = the packed arguments of admission `j`, `KEYS` =
+/// their keys one admission after the other (an admission sees the charges of
+/// those before it in the batch). The whole batch is checked for shape before
+/// anything is read or written, and each key is read once and written once.
 ///
-/// Reply: `[admitted (1/0), then per key its packed state]`: the levels after the
-/// charge (admitted) or brought to now (refused).
-pub(super) const ADMIT: &str = concat!(
+/// Reply: one array per admission, `[admitted (1/0), then per key its packed
+/// state]`: the levels after the charge (admitted) or brought to now (refused).
+pub(super) const ADMIT_MANY: &str = concat!(
     prelude!(),
     r#"
-if #ARGV ~= 1 or not load(ARGV[1], 0) or nkeys ~= #KEYS then
-  return redis.error_reply(BAD)
-end
-local costs = { 1, 1, amount, amount }
-local ok = true
-for s = 1, nkeys do
-  local b, o = 4 + (s - 1) * 8, (s - 1) * 4
-  for w = 1, 4 do
-    local c = A[b + 2 * w - 1]
-    -- gcra::check: fits when level + cost - capacity <= 1e-9 * max(capacity, 1)
-    if c == c and L[o + w] + costs[w] - c > 1e-9 * math.max(c, 1) then ok = false end
+local counts = begin()
+if not counts then return redis.error_reply(BAD) end
+local out, k0 = {}, 0
+for j = 1, #counts do
+  load(j, k0, counts[j])
+  local amount = A[2]
+  COST[1], COST[2], COST[3], COST[4] = 1, 1, amount, amount
+  local ok = true
+  for k = 1, n do
+    local b, o = 4 + (k - 1) * 8, (k - 1) * 4
+    for w = 1, 4 do
+      local c = A[b + 2 * w - 1]
+      -- gcra::check: fits when level + cost - capacity <= 1e-9 * max(capacity, 1)
+      if c == c and L[o + w] + COST[w] - c > 1e-9 * max(c, 1) then ok = false end
+    end
   end
+  local reply = { ok and 1 or 0 }
+  commit(ok, reply)
+  out[j] = reply
+  k0 = k0 + n
 end
-local packed = commit(costs, ok)
-local reply = { ok and 1 or 0 }
-for s = 1, nkeys do reply[s + 1] = packed[s] end
-return reply
+finish()
+return out
 "#
 );
 
@@ -173,26 +252,32 @@ return reply
 pub(super) const SETTLE: &str = concat!(
     prelude!(),
     r#"
+local counts = begin()
+if not counts then return redis.error_reply(BAD) end
 local k0 = 0
-for j = 1, #ARGV do
-  if not load(ARGV[j], k0) then return redis.error_reply(BAD) end
-  commit({ 0, 0, amount, amount }, true)
-  k0 = k0 + nkeys
+for j = 1, #counts do
+  load(j, k0, counts[j])
+  COST[1], COST[2], COST[3], COST[4] = 0, 0, A[2], A[2]
+  commit(true, nil)
+  k0 = k0 + n
 end
-if k0 ~= #KEYS then return redis.error_reply(BAD) end
+finish()
 return #ARGV
 "#
 );
 
-/// The packed `ARGV[1]` of a call.
+/// Bytes of the packed arguments of a call with two subjects.
+pub(super) const ARGS_BYTES_MAX: usize = 8 * (4 + 8 * 2);
+
+/// Appends the packed arguments of a call (its `ARGV[j]`) to `out`.
 pub(super) fn pack_args(
+    out: &mut Vec<u8>,
     now_ms: u64,
     amount: f64,
     max_idle_ms: u64,
     slack_ms: u64,
     subjects: &[&Limits],
-) -> Vec<u8> {
-    let mut out = Vec::with_capacity(8 * (4 + 8 * subjects.len()));
+) {
     let mut push = |x: f64| out.extend_from_slice(&x.to_le_bytes());
     push(now_ms as f64);
     push(finite_or_zero(amount));
@@ -214,7 +299,6 @@ pub(super) fn pack_args(
             }
         }
     }
-    out
 }
 
 fn finite_or_zero(x: f64) -> f64 {
@@ -265,6 +349,30 @@ pub(super) fn parse_admit(value: &Value, keys: usize) -> Result<AdmitReply, Stri
     Ok(AdmitReply { admitted, states })
 }
 
+/// Decodes the batch admit script's reply: one [`parse_admit`] reply per
+/// admission, admission `j` having `keys[j]` subjects. A reply of another length
+/// or any malformed element is an error message for the whole batch, never a
+/// panic.
+pub(super) fn parse_admit_many(value: &Value, keys: &[usize]) -> Result<Vec<AdmitReply>, String> {
+    let Value::Array(items) = value else {
+        return Err(format!(
+            "admit script: expected an array of replies, got {value:?}"
+        ));
+    };
+    if items.len() != keys.len() {
+        return Err(format!(
+            "admit script: {} replies for a batch of {}",
+            items.len(),
+            keys.len()
+        ));
+    }
+    items
+        .iter()
+        .zip(keys)
+        .map(|(item, &n)| parse_admit(item, n))
+        .collect()
+}
+
 pub(super) fn state(v: &Value) -> Result<State, String> {
     let Value::BulkString(bytes) = v else {
         return Err(format!("admit script: expected a packed state, got {v:?}"));
@@ -311,7 +419,17 @@ mod tests {
             }),
             None,
         ];
-        let bytes = pack_args(1_700_000_000_000, f64::INFINITY, 5, 6, &[&limits]);
+        let mut bytes = b"kept".to_vec();
+        pack_args(
+            &mut bytes,
+            1_700_000_000_000,
+            f64::INFINITY,
+            5,
+            6,
+            &[&limits],
+        );
+        assert_eq!(&bytes[..4], b"kept", "appends");
+        let bytes = &bytes[4..];
         let xs: Vec<f64> = bytes
             .chunks_exact(8)
             .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")))
@@ -356,6 +474,41 @@ mod tests {
             ]),
         ] {
             assert!(parse_admit(&bad, 1).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn batch_replies_must_match_the_batch() {
+        let one = |flag: i64, keys: usize| {
+            let mut items = vec![Value::Int(flag)];
+            items.extend((0..keys).map(|_| packed([0.0, 0.0, 1.0, 0.0, 1.7e12, 1.7e12])));
+            Value::Array(items)
+        };
+        let good = Value::Array(vec![one(1, 1), one(0, 2), one(1, 2)]);
+        let replies = parse_admit_many(&good, &[1, 2, 2]).expect("good");
+        assert_eq!(
+            replies.iter().map(|r| r.admitted).collect::<Vec<_>>(),
+            [true, false, true]
+        );
+        assert_eq!(
+            replies.iter().map(|r| r.states.len()).collect::<Vec<_>>(),
+            [1, 2, 2]
+        );
+        // Too many or too few replies, a reply of the wrong width, a bad element,
+        // a flat single reply, deep nesting: errors, never a panic.
+        let nested = (0..10_000).fold(Value::Nil, |v, _| Value::Array(vec![v]));
+        for (bad, keys) in [
+            (good.clone(), &[1, 2][..]),
+            (good.clone(), &[1, 2, 2, 1][..]),
+            (good.clone(), &[2, 2, 2][..]),
+            (Value::Array(vec![one(1, 1), Value::Nil]), &[1, 1][..]),
+            (Value::Array(vec![one(3, 1)]), &[1][..]),
+            (one(1, 1), &[1][..]),
+            (Value::Array(vec![]), &[1][..]),
+            (Value::Int(1), &[1][..]),
+            (nested, &[1][..]),
+        ] {
+            assert!(parse_admit_many(&bad, keys).is_err(), "{keys:?}");
         }
     }
 }
