@@ -915,7 +915,10 @@ mod tests {
         let insecure = check_url("rediss://host/#insecure").expect_err("insecure");
         assert!(insecure.contains("tls_ca_file"), "{insecure}");
         assert!(check_url("redis+sentinel://host:26379/primary").is_ok());
-        assert!(check_url("redis+sentinel://host:26379").is_err(), "no service");
+        assert!(
+            check_url("redis+sentinel://host:26379").is_err(),
+            "no service"
+        );
         assert!(is_tls("rediss://host") && !is_tls("redis://host"));
         assert!(check_url("http://host").is_err());
         assert!(check_url("").is_err());
