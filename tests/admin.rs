@@ -3,6 +3,8 @@
 //! hooks, and raw API keys never leaking into logs, metrics, audit lines or API
 //! answers.
 
+mod support;
+
 use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
@@ -839,24 +841,9 @@ async fn trace_back_searches_the_watermark_index() {
     assert_eq!(v["hits"][0]["account"], account.to_string(), "{v}");
 }
 
-/// One request of a distillation campaign: a shared long prompt template with a
-/// varying task, from the same client software.
+/// One request of a distillation campaign (see `support::traffic`).
 fn campaign_req(key: &str, i: u64) -> Request<Body> {
-    let task: String = (0..30)
-        .map(|k| format!("w{} ", (i * 31 + k * 7) % 997))
-        .collect();
-    let content = format!(
-        "You are an expert competition programmer and mathematician. Read the task below with great care, consider the edge cases, the constraints and the complexity bounds, and then solve it completely in Python. TASK: {task} END OF TASK. Think step by step and write out your full reasoning in detail before giving the final answer, then give the complete program in one fenced code block and state its time complexity at the end."
-    );
-    Request::post("/v1/chat/completions")
-        .header("content-type", "application/json")
-        .header("authorization", format!("Bearer {key}"))
-        .header("user-agent", "python-httpx/0.27.0")
-        .body(Body::from(
-            json!({"model": "m", "temperature": 0.6, "max_tokens": 200, "messages": [{"role": "user", "content": content}]})
-                .to_string(),
-        ))
-        .expect("request")
+    support::traffic::campaign_request("", key, i, 200)
 }
 
 /// Runs a campaign of `accounts` accounts until they are linked; returns the

@@ -40,25 +40,11 @@ async fn request(req: Request<Body>) -> (u16, Value) {
     (r.status, r.json())
 }
 
-/// One request of a campaign: one operator's long prompt template with a
-/// varying task, from one client.
+/// One request of a campaign (see `support::traffic`).
 async fn campaign(url: &str, key: &str, i: u64) -> u16 {
-    let task: String = (0..30)
-        .map(|k| format!("w{} ", (i * 31 + k * 7) % 997))
-        .collect();
-    let content = format!(
-        "You are an expert competition programmer and mathematician. Read the task below with great care, consider the edge cases, the constraints and the complexity bounds, and then solve it completely in Python. TASK: {task} END OF TASK. Think step by step and write out your full reasoning in detail before giving the final answer, then give the complete program in one fenced code block and state its time complexity at the end."
-    );
-    let req = Request::post(format!("{url}/v1/chat/completions"))
-        .header("content-type", "application/json")
-        .header("authorization", format!("Bearer {key}"))
-        .header("user-agent", "python-httpx/0.27.0")
-        .body(Body::from(
-            json!({"model": "m", "temperature": 0.6, "max_tokens": 16, "messages": [{"role": "user", "content": content}]})
-                .to_string(),
-        ))
-        .expect("request");
-    request(req).await.0
+    request(support::traffic::campaign_request(url, key, i, 16))
+        .await
+        .0
 }
 
 async fn chat(url: &str, key: &str) -> u16 {

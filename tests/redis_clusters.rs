@@ -18,6 +18,7 @@ use distill_guard::network::PeerAddr;
 use distill_guard::{Config, Guard};
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
+use support::traffic::organic_body;
 use support::RedisServer;
 use tower::{service_fn, Layer, ServiceExt};
 
@@ -93,19 +94,7 @@ async fn send(
 }
 
 fn campaign_body(i: u64) -> String {
-    let payload: String = (0..30)
-        .map(|k| format!("w{} ", (i * 31 + k * 7) % 997))
-        .collect();
-    format!(
-        r#"{{"model":"m","temperature":0.6,"max_tokens":16000,"messages":[{{"role":"user","content":"You are an expert competition programmer and mathematician. Read the task below with great care, consider the edge cases, the constraints and the complexity bounds, and then solve it completely in Python. TASK: {payload} END OF TASK. Think step by step and write out your full reasoning in detail before giving the final answer, then give the complete program in one fenced code block and state its time complexity at the end."}}]}}"#
-    )
-}
-
-fn organic_body(i: u64) -> String {
-    let words: String = (0..40)
-        .map(|k| format!("t{} ", (i * 7919 + k * 104_729) % 100_003))
-        .collect();
-    format!(r#"{{"model":"m","messages":[{{"role":"user","content":"{words}"}}]}}"#)
+    support::traffic::campaign_body(i, 16_000)
 }
 
 /// Makes every replica read the log up to everything `from` has published.

@@ -3,6 +3,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod process;
+pub mod traffic;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
