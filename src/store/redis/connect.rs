@@ -65,8 +65,9 @@ pub(crate) fn parse_sentinel(url: &str) -> Result<SentinelTarget, String> {
     };
     let mut nodes = Vec::new();
     for h in hosts.split(',') {
+        let bracketed = h.starts_with('[') && h.ends_with(']');
         let (host, port) = match h.rsplit_once(':') {
-            Some((host, port)) if !host.ends_with(']') || host.starts_with('[') => (
+            Some((host, port)) if !bracketed => (
                 host,
                 port.parse::<u16>()
                     .map_err(|_| format!("`{h}`: the port is not a number"))?,
@@ -311,6 +312,8 @@ mod tests {
             (t.username, t.password.as_deref(), t.db),
             (None, Some("pw"), 3)
         );
+        let t = parse_sentinel("redis+sentinel://[fe80::2]/svc").expect("valid");
+        assert_eq!(t.nodes, vec![("fe80::2".to_string(), SENTINEL_PORT)]);
         let t = parse_sentinel("redis+sentinel://app:secret@h:1/svc").expect("valid");
         assert_eq!(t.username.as_deref(), Some("app"));
         assert_eq!(t.db, 0);
