@@ -273,8 +273,9 @@ impl ClusterShare {
         }
     }
 
-    /// Waits until every event published before this call is in Redis (or was
-    /// dropped) and returns the id of the last entry this replica wrote.
+    /// Waits until every event published before this call has been written (or
+    /// dropped) and returns the id of the last entry this replica wrote; an
+    /// error when any event was dropped since the previous flush.
     pub async fn flush(&self) -> Result<StreamId, ShareError> {
         let (tx, rx) = oneshot::channel();
         self.inner

@@ -134,6 +134,8 @@ struct Writer {
 impl Writer {
     async fn run(self, mut rx: mpsc::Receiver<Msg>) {
         let mut last = StreamId::ZERO;
+        // Why events were dropped since the last flush was answered, if any were.
+        let mut lost: Option<String> = None;
         let mut events = Vec::with_capacity(BATCH);
         let mut flushes = Vec::new();
         while let Some(first) = rx.recv().await {
@@ -147,27 +149,32 @@ impl Writer {
                     next = rx.try_recv().ok();
                 }
             }
-            let result = if events.is_empty() {
-                Ok(last)
-            } else {
+            if !events.is_empty() {
                 let n = events.len() as u64;
                 match self.write(&events).await {
                     Ok(id) => {
                         last = id;
                         self.stats.published.fetch_add(n, Ordering::Relaxed);
                         recovered(&self.stats);
-                        Ok(id)
                     }
                     Err(e) => {
                         self.stats.dropped.fetch_add(n, Ordering::Relaxed);
                         failed(&self.stats, "publishing", &e);
-                        Err(ShareError::Redis(e))
+                        lost = Some(e);
                     }
                 }
-            };
-            events.clear();
-            for f in flushes.drain(..) {
-                let _ = f.send(result.clone());
+                events.clear();
+            }
+            if !flushes.is_empty() {
+                // A flush answers for every event queued before it: an error when
+                // any of them was lost since the previous flush.
+                let result = match lost.take() {
+                    Some(e) => Err(ShareError::Redis(e)),
+                    None => Ok(last),
+                };
+                for f in flushes.drain(..) {
+                    let _ = f.send(result.clone());
+                }
             }
         }
     }
