@@ -112,6 +112,21 @@ async fn two_serve_replicas_share_clusters_and_overrides() {
         assert_eq!(log["malformed"], 0);
         assert_eq!(st["overrides"]["shared"], true);
     }
+    let metrics = send(
+        Request::get(format!("{}/metrics", replicas[0].admin()))
+            .header("authorization", format!("Bearer {TOKEN}"))
+            .body(Body::empty())
+            .expect("request"),
+    )
+    .await
+    .text();
+    for name in [
+        "distill_guard_cluster_log_events_total{event=\"published\"}",
+        "distill_guard_cluster_log_events_total{event=\"applied\"}",
+        "distill_guard_cluster_log_up 1",
+    ] {
+        assert!(metrics.contains(name), "{name} missing from /metrics");
+    }
 
     // A block made on replica 0 is enforced by replica 1.
     let blocked = id.hash_key("sk-rep-blocked").to_string();
