@@ -27,17 +27,19 @@
 //!   entry, so a restart or a new replica begins with the recent clusters.
 //! * **Faults.** Redis down: the replica keeps linking its own traffic, events it
 //!   could not publish are dropped and counted, and reading resumes where it
-//!   stopped when Redis is back. A Redis that restarted empty is detected (its
-//!   stream ids went backwards) and read from the start.
+//!   stopped when Redis is back. Entry ids are Redis' clock time, so a Redis
+//!   that restarted empty goes on with later ids and the reader simply reads
+//!   them; if its ids went backwards (its clock did), the reader notices after
+//!   the error and reads the stream from the start.
 //! * **Hostile data.** Entries are decoded with every length checked; a malformed
 //!   entry is skipped and counted, never a panic. An event dated more than a
 //!   minute after this replica's clock is applied at this replica's time, so a
 //!   replica with a broken clock (or a forged entry) cannot age out everyone's
 //!   postings.
 //!
-//! Not shared: the scorer's hysteresis is recomputed by each replica from the
-//! same events; admin overrides (allowlist, tier pins) and the watermark index
-//! are per process.
+//! Not shared here: the scorer's hysteresis is recomputed by each replica from
+//! the same events; admin overrides are shared separately
+//! ([`crate::admin::RemoteOverrides`]); the watermark index is per process.
 
 mod codec;
 mod redis;
@@ -101,16 +103,6 @@ pub enum Event {
 }
 
 impl Event {
-    /// When it happened, Unix milliseconds.
-    pub fn now_ms(&self) -> u64 {
-        match self {
-            Event::Observe { now_ms, .. }
-            | Event::Unlink { now_ms, .. }
-            | Event::Relink { now_ms, .. }
-            | Event::Dissolve { now_ms, .. } => *now_ms,
-        }
-    }
-
     /// Dates it at `latest` if it is dated later.
     pub fn clamp_time(&mut self, latest: u64) {
         match self {

@@ -223,7 +223,7 @@ impl Reader {
                     Ok(newest) => {
                         check_restart = false;
                         if newest < last {
-                            tracing::warn!(%last, %newest, "cluster log: the stream went backwards (Redis restarted without its data); reading it from the start");
+                            tracing::warn!(%last, %newest, "cluster log: the stream's ids went backwards (Redis restarted without its data, its clock behind); reading it from the start");
                             last = StreamId::ZERO;
                         }
                     }
