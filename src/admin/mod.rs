@@ -159,30 +159,21 @@ pub fn router_from_config(
     }
 }
 
-/// Serves `app` on `listener` until `shutdown` resolves; every 10 s also feeds
-/// the `distill_guard_clusters` gauge from the cluster engine's size counts and
-/// drains histogram samples so an unscraped `/metrics` stays bounded.
+/// Serves `app` on `listener` until `shutdown` resolves; every 10 s also drains
+/// histogram samples so an unscraped `/metrics` stays bounded. (The
+/// `distill_guard_clusters` gauge is refreshed by each `/metrics` scrape.)
 pub async fn serve(
     listener: tokio::net::TcpListener,
     app: Router,
     guard: Guard,
-    mut hooks: AdminHooks,
+    _hooks: AdminHooks,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    if hooks.cluster.is_none() {
-        hooks.cluster = Some(Arc::new(crate::detect::DetectorInspector::for_guard(
-            &guard,
-        )));
-    }
     let upkeep = tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(10));
         loop {
             tick.tick().await;
-            let t = guard.shared().telemetry();
-            if let Some(c) = &hooks.cluster {
-                t.metrics().set_clusters_by_size(c.cluster_sizes());
-            }
-            t.metrics().upkeep();
+            guard.shared().telemetry().metrics().upkeep();
         }
     });
     let res = axum::serve(listener, app)

@@ -710,10 +710,11 @@ impl ClusterEngine {
         largest.truncate(n);
         suspicious.truncate(n);
         let now_s = secs(now_ms);
-        let st = self.lock();
+        // One short lock per snapshot: requests wait on this lock.
         let snap = |list: Vec<Top>| -> Vec<ClusterSnapshot> {
             list.into_iter()
                 .filter_map(|(_, _, c, id)| {
+                    let st = self.lock();
                     // The cluster may have changed between the scan and now.
                     st.clusters
                         .get(c as usize)
