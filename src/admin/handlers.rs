@@ -452,35 +452,8 @@ pub(super) async fn post_override(State(st): St, body: Bytes) -> Response {
         }
         _ => None,
     };
-    let mut engine = Value::Null;
-    if req.action == OverrideAction::Unlink {
-        if let Some(c) = &st.hooks.cluster {
-            engine = match c.unlink(&account) {
-                Ok(true) => json!("unlinked in the cluster engine and held apart"),
-                Ok(false) => json!("not tracked by the cluster engine (nothing to unlink there)"),
-                Err(e) => {
-                    return error(
-                        StatusCode::CONFLICT,
-                        format!("the cluster engine refused: {e}"),
-                    )
-                }
-            };
-        }
-    }
-    if req.action == OverrideAction::Relink {
-        if let Some(c) = &st.hooks.cluster {
-            engine = match c.relink(&account) {
-                Ok(true) => json!("hold ended in the cluster engine; it may link again"),
-                Ok(false) => json!("not tracked by the cluster engine (nothing to relink there)"),
-                Err(e) => {
-                    return error(
-                        StatusCode::CONFLICT,
-                        format!("the cluster engine refused: {e}"),
-                    )
-                }
-            };
-        }
-    }
+    // The override first: with the Redis backend it is the step that can fail,
+    // and then nothing has changed anywhere.
     let now = crate::telemetry::unix_ms();
     let o = match shared
         .overrides()
@@ -489,6 +462,19 @@ pub(super) async fn post_override(State(st): St, body: Bytes) -> Response {
     {
         Ok(o) => o,
         Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e),
+    };
+    let engine = match (&st.hooks.cluster, req.action) {
+        (Some(c), OverrideAction::Unlink) => match c.unlink(&account) {
+            Ok(true) => json!("unlinked in the cluster engine and held apart"),
+            Ok(false) => json!("not tracked by the cluster engine (nothing to unlink there)"),
+            Err(e) => json!(format!("the cluster engine refused: {e}")),
+        },
+        (Some(c), OverrideAction::Relink) => match c.relink(&account) {
+            Ok(true) => json!("hold ended in the cluster engine; it may link again"),
+            Ok(false) => json!("not tracked by the cluster engine (nothing to relink there)"),
+            Err(e) => json!(format!("the cluster engine refused: {e}")),
+        },
+        _ => Value::Null,
     };
     shared
         .telemetry()
