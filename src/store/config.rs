@@ -89,7 +89,7 @@ impl Default for StoreConfig {
 }
 
 /// Longest accepted `timeout`.
-const MAX_TIMEOUT: Duration = Duration::from_secs(60);
+pub(crate) const MAX_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl StoreConfig {
     /// Every problem with this section, as `(field, message)` pairs.

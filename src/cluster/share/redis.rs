@@ -82,10 +82,10 @@ pub(super) fn spawn(
         stats: stats.clone(),
     };
     let reader = Reader {
-        conn: redis_manager(config, BLOCK + config.timeout)?,
+        conn: redis_manager(config, BLOCK.saturating_add(config.timeout))?,
         key,
         replica,
-        timeout: BLOCK + config.timeout,
+        timeout: BLOCK.saturating_add(config.timeout),
         stats,
     };
     handle.spawn(writer.run(rx));

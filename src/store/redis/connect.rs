@@ -237,6 +237,17 @@ pub(crate) fn manager(config: &StoreConfig, response: Duration) -> Result<RedisC
         .as_deref()
         .ok_or_else(|| ConfigError::single("store.url", "required for the Redis backend"))?;
     super::check_url(url).map_err(|m| ConfigError::single("store.url", m))?;
+    // Checked here too (not only by config validation) because deadlines are
+    // computed as now + timeout, which must not overflow.
+    if config.timeout.is_zero() || config.timeout > crate::store::config::MAX_TIMEOUT {
+        return Err(ConfigError::single(
+            "store.timeout",
+            format!(
+                "must be greater than 0 and at most {}",
+                humantime::format_duration(crate::store::config::MAX_TIMEOUT)
+            ),
+        ));
+    }
     tokio::runtime::Handle::try_current().map_err(|_| {
         ConfigError::single(
             "store",
@@ -294,6 +305,23 @@ pub(crate) fn manager(config: &StoreConfig, response: Duration) -> Result<RedisC
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn out_of_range_timeouts_are_errors_not_panics() {
+        for timeout in [Duration::ZERO, Duration::MAX] {
+            let config = StoreConfig {
+                backend: crate::store::Backend::Redis,
+                url: Some("redis://127.0.0.1:1".into()),
+                timeout,
+                ..StoreConfig::default()
+            };
+            let err = crate::store::RedisStore::new(&config).expect_err("refused");
+            assert_eq!(err.errors[0].path, "store.timeout", "{err}");
+            let err = crate::cluster::share::ClusterShare::start(&config, Box::new(|_| true))
+                .expect_err("refused");
+            assert_eq!(err.errors[0].path, "store.timeout", "{err}");
+        }
+    }
 
     #[test]
     fn sentinel_urls_parse() {
