@@ -113,7 +113,8 @@ const CERT_BEGIN: &str = "-----BEGIN CERTIFICATE-----";
 ///
 /// * **Batching**: admissions in flight together go as one script call (up to
 ///   128, at most two calls in flight), each with exactly the outcome it would
-///   have alone, in queue order; each still waits at most `timeout`.
+///   have alone, in queue order within a batch (two batches in flight may reach
+///   Redis in either order); each still waits at most `timeout`.
 /// * **TLS**: `rediss://` URLs connect with rustls and always verify the
 ///   server's certificate (platform roots, or `tls_ca_file`).
 /// * **Time** is the caller's: the admission's `now_ms`, not Redis' `TIME`.
