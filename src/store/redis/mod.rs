@@ -7,7 +7,7 @@ pub(crate) use connect::{manager, RedisConn};
 
 use std::fmt;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -167,6 +167,11 @@ struct Inner {
     local: MemoryStore,
     /// Refused subjects: their buckets as Redis last returned them.
     cache: DashMap<(bool, [u8; 16]), Cached>,
+    /// About how many entries `cache` holds, kept beside it because
+    /// `DashMap::len` and `is_empty` lock every shard and the admission path
+    /// asks on every call. Only a short-cut and a cap: a stale count makes a
+    /// call ask Redis, never answer wrongly.
+    cache_len: AtomicUsize,
     last_sweep_ms: AtomicU64,
     health: Health,
     fallbacks: AtomicU64,
@@ -332,6 +337,7 @@ impl RedisStore {
             deny_cache: config.deny_cache,
             local: MemoryStore::new(),
             cache: DashMap::new(),
+            cache_len: AtomicUsize::new(0),
             last_sweep_ms: AtomicU64::new(0),
             health: Health {
                 epoch: Instant::now(),
@@ -563,9 +569,9 @@ impl Inner {
         }
         if reply.admitted {
             if self.deny_cache {
-                self.cache.remove(&cache_key(&a.account));
+                self.uncache(&a.account);
                 if let Some(c) = &a.cluster {
-                    self.cache.remove(&cache_key(c));
+                    self.uncache(c);
                 }
             }
             return Outcome {
@@ -609,9 +615,17 @@ impl Inner {
 
     /// Drops the cached copies a settlement makes stale.
     fn forget(&self, s: &Settlement) {
-        self.cache.remove(&cache_key(&s.account));
+        self.uncache(&s.account);
         if let Some(c) = &s.cluster {
-            self.cache.remove(&cache_key(c));
+            self.uncache(c);
+        }
+    }
+
+    fn uncache(&self, subject: &Subject) {
+        if self.cache.remove(&cache_key(subject)).is_some() {
+            let _ = self
+                .cache_len
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
         }
     }
 
@@ -624,17 +638,22 @@ impl Inner {
                 .is_ok()
         {
             self.cache.retain(|_, c| c.until_ms > now_ms);
+            self.cache_len.store(self.cache.len(), Ordering::Relaxed);
         }
-        if self.cache.len() < DENY_CACHE_MAX {
-            self.cache
-                .insert(cache_key(subject), Cached { entry, until_ms });
+        if self.cache_len.load(Ordering::Relaxed) < DENY_CACHE_MAX
+            && self
+                .cache
+                .insert(cache_key(subject), Cached { entry, until_ms })
+                .is_none()
+        {
+            self.cache_len.fetch_add(1, Ordering::Relaxed);
         }
     }
 
     fn cached(&self, subject: &Subject, now_ms: u64) -> Option<Entry> {
         let c = *self.cache.get(&cache_key(subject))?;
         if c.until_ms <= now_ms {
-            self.cache.remove(&cache_key(subject));
+            self.uncache(subject);
             return None;
         }
         let mut e = c.entry;
@@ -645,7 +664,7 @@ impl Inner {
     /// The refusal Redis would give, from the local copies of refused subjects;
     /// `None` when Redis must be asked.
     fn cached_refusal(&self, a: &Admission) -> Option<Outcome> {
-        if !self.deny_cache || self.cache.is_empty() {
+        if !self.deny_cache || self.cache_len.load(Ordering::Relaxed) == 0 {
             return None;
         }
         let costs = [1.0, 1.0, a.tokens, a.tokens];
@@ -867,7 +886,7 @@ impl Store for RedisStore {
     /// Subjects held in this process: the fallback store's and the cache of refused
     /// subjects (Redis' own keys are not counted).
     fn tracked(&self) -> usize {
-        self.inner.local.tracked() + self.inner.cache.len()
+        self.inner.local.tracked() + self.inner.cache_len.load(Ordering::Relaxed)
     }
 }
 
