@@ -8,7 +8,7 @@ use ipnet::IpNet;
 use crate::config::{AnonymousPolicy, Band, Config, ConfigError, TierConfig};
 use crate::extensions::AccountId;
 use crate::identity::{Identity, KeyExtractor};
-use crate::quota::gcra::BucketLimit;
+use crate::store::gcra::BucketLimit;
 use crate::store::{Limits, Window};
 
 /// One tier's per-account limits.

@@ -20,7 +20,6 @@
 //! extension and logs) but nothing is rejected.
 
 mod body;
-pub mod gcra;
 pub mod headers;
 mod layer;
 mod service;

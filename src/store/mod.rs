@@ -9,6 +9,7 @@
 //! enforces exactly the same policy.
 
 mod config;
+pub mod gcra;
 mod memory;
 mod redis;
 
@@ -22,7 +23,7 @@ pub(crate) use self::redis::{manager as redis_manager, RedisConn};
 pub use memory::MemoryStore;
 
 use crate::extensions::Scope;
-use crate::quota::gcra::BucketLimit;
+use self::gcra::BucketLimit;
 
 /// The four windows every subject has, in this order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
