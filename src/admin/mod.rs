@@ -42,7 +42,6 @@
 
 mod adapters;
 mod auth;
-mod config;
 mod dashboard;
 mod handlers;
 mod hooks;
@@ -53,7 +52,7 @@ use std::sync::Arc;
 use axum::routing::{get, post};
 use axum::Router;
 
-pub use config::{AdminConfig, MIN_TOKEN_LEN};
+pub use crate::config::{AdminConfig, MIN_TOKEN_LEN};
 pub use hooks::{
     AccountView, AdminHooks, ClusterInspector, ClusterView, KindEvidence, LinkEvidence, TraceHit,
     TraceIndex,

@@ -33,8 +33,7 @@ use crate::audit::AuditSink;
 use crate::dialect::Dialect;
 use crate::extensions::{Action, Decision};
 
-/// The default number of decisions remembered for explanations.
-pub const DEFAULT_RECENT_DECISIONS: usize = 10_000;
+pub use crate::config::DEFAULT_RECENT_DECISIONS;
 
 /// The lowercase name of a dialect, for labels and JSON.
 pub fn dialect_name(d: Dialect) -> &'static str {
