@@ -15,6 +15,7 @@ pub mod fingerprint;
 pub mod guard;
 pub mod identity;
 pub mod network;
+pub mod policy;
 pub mod proxy;
 pub mod quota;
 pub mod reload;

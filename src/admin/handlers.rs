@@ -12,10 +12,11 @@ use http::{header, StatusCode};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::overrides::{ListKind, OverrideAction, OverrideRequest};
+use super::overrides::OverrideRequest;
 use super::AdminState;
 use crate::extensions::{AccountId, ClusterId, Decision, Scope};
 use crate::guard::Settings;
+use crate::policy::{ListKind, OverrideAction};
 use crate::reload::{ReloadError, Trigger};
 use crate::store::{BucketView, Limits, Subject, Window};
 use crate::telemetry::SERIES;

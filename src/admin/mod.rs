@@ -57,9 +57,7 @@ pub use hooks::{
     AccountView, AdminHooks, ClusterInspector, ClusterView, KindEvidence, LinkEvidence, TraceHit,
     TraceIndex,
 };
-pub use overrides::{
-    ListKind, Override, OverrideAction, OverrideRequest, Overrides, RemoteOverrides,
-};
+pub use overrides::OverrideRequest;
 
 use crate::guard::Guard;
 use crate::reload::Reloader;

@@ -140,13 +140,15 @@ impl GuardBuilder {
             clock,
             extractor: self.extractor,
             telemetry: crate::telemetry::Telemetry::new(recent),
-            overrides: crate::admin::Overrides::new(),
+            overrides: Arc::new(crate::policy::Overrides::new()),
             detector,
         };
         let shared = Arc::new(shared);
         if store_config.backend == crate::store::Backend::Redis {
-            let remote =
-                crate::admin::RemoteOverrides::start(&store_config, Arc::downgrade(&shared))?;
+            let remote = crate::policy::RemoteOverrides::start(
+                &store_config,
+                Arc::downgrade(&shared.overrides),
+            )?;
             shared.overrides.attach_remote(remote);
         }
         Ok(Guard { shared })

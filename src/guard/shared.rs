@@ -19,7 +19,7 @@ pub struct Shared {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) extractor: Option<ExtractorHandle>,
     pub(crate) telemetry: crate::telemetry::Telemetry,
-    pub(crate) overrides: crate::admin::Overrides,
+    pub(crate) overrides: Arc<crate::policy::Overrides>,
     pub(crate) watermark: Arc<crate::watermark::Watermarker>,
     pub(crate) detector: Arc<crate::detect::Detector>,
 }
@@ -51,7 +51,7 @@ impl Shared {
     }
 
     /// Operator overrides (allowlist, blocklist, tier pins, unlinks).
-    pub fn overrides(&self) -> &crate::admin::Overrides {
+    pub fn overrides(&self) -> &Arc<crate::policy::Overrides> {
         &self.overrides
     }
 

@@ -13,12 +13,12 @@ use tracing::Instrument;
 use super::body::{EnforceBody, SettleGuard};
 use super::headers;
 use super::usage::UsageScanner;
-use crate::admin::ListKind;
 use crate::dialect::{error_response, rate_limit_response, Dialect, ErrorKind};
 use crate::extensions::{
     Account, Action, Cluster, Decision, Reason, Scope, Suspicion, TierName, Verdict,
 };
 use crate::guard::{prepare, Settings, Shared, Tier};
+use crate::policy::ListKind;
 use crate::request::RequestInfo;
 use crate::store::{Admission, Limits, Outcome, Subject, Window};
 
