@@ -45,6 +45,7 @@ mod auth;
 mod dashboard;
 mod handlers;
 mod hooks;
+mod inspect;
 mod overrides;
 
 use std::sync::Arc;
@@ -57,6 +58,7 @@ pub use hooks::{
     AccountView, AdminHooks, ClusterInspector, ClusterView, KindEvidence, LinkEvidence, TraceHit,
     TraceIndex,
 };
+pub use inspect::DetectorInspector;
 pub use overrides::OverrideRequest;
 
 use crate::guard::Guard;
