@@ -27,7 +27,6 @@ use tokio::task::JoinHandle;
 pub use crate::config::AuditConfig;
 use crate::dialect::Dialect;
 use crate::extensions::Decision;
-use crate::telemetry::{dialect_name, Telemetry};
 
 /// One audit line.
 #[derive(Debug, Serialize)]
@@ -148,13 +147,32 @@ impl Out {
     }
 }
 
+/// What the audit writer counts: records written and write errors (the metrics
+/// facade's handles; [`Counter::noop`] counts nothing).
+#[derive(Debug, Clone)]
+pub struct AuditCounters {
+    /// Records written.
+    pub written: Counter,
+    /// Failed writes and records that could not be encoded.
+    pub errors: Counter,
+}
+
+impl Default for AuditCounters {
+    fn default() -> Self {
+        Self {
+            written: Counter::noop(),
+            errors: Counter::noop(),
+        }
+    }
+}
+
 /// Starts the audit writer for `cfg` on the current Tokio runtime and returns its
 /// sink and the writer task (which ends once every sink clone is dropped and the
 /// queue is written), or `None` when `cfg.path` is unset. Fails when the file
 /// cannot be opened.
 pub async fn start(
     cfg: &AuditConfig,
-    telemetry: &Telemetry,
+    counters: AuditCounters,
 ) -> std::io::Result<Option<(AuditSink, JoinHandle<()>)>> {
     let Some(target) = cfg.path.clone() else {
         return Ok(None);
@@ -172,8 +190,7 @@ pub async fn start(
         }
     };
     let (tx, rx) = mpsc::channel(cfg.queue.max(1));
-    let (written, errors) = telemetry.metrics().audit_counters();
-    let task = tokio::spawn(write_loop(rx, out, written, errors));
+    let task = tokio::spawn(write_loop(rx, out, counters.written, counters.errors));
     let sink = AuditSink {
         tx,
         all: cfg.all,
@@ -195,7 +212,7 @@ async fn write_loop(mut rx: mpsc::Receiver<Item>, mut out: Out, written: Counter
         for item in &batch {
             let line = Line {
                 ts_ms: item.at_ms,
-                dialect: dialect_name(item.dialect),
+                dialect: item.dialect.as_str(),
                 decision: &item.decision,
             };
             let start = buf.len();
@@ -270,8 +287,10 @@ mod tests {
             max_bytes: 1500,
             queue: 100,
         };
-        let t = Telemetry::new(10);
-        let (sink, task) = start(&cfg, &t).await.expect("open").expect("enabled");
+        let (sink, task) = start(&cfg, AuditCounters::default())
+            .await
+            .expect("open")
+            .expect("enabled");
         for i in 0..20 {
             assert!(sink.send(1_000, Dialect::OpenAi, decision(i)));
         }

@@ -23,6 +23,7 @@ pub mod replay;
 pub mod request;
 pub mod score;
 pub mod simulate;
+pub mod stage;
 pub mod store;
 pub mod telemetry;
 pub mod watermark;

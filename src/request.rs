@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::Request;
+use http::{HeaderMap, Request};
 use http_body::Body;
 use http_body_util::{BodyExt, Limited};
 use serde_json::Value;
@@ -195,6 +195,18 @@ where
     }
 }
 
+/// A request id fit to log and index: the `x-request-id` header when it is 1 to 128
+/// characters of `[A-Za-z0-9._:-]` (ids are client-settable, so anything else is
+/// ignored rather than echoed into logs).
+pub fn request_id(headers: &HeaderMap) -> Option<Arc<str>> {
+    let v = headers.get("x-request-id")?.to_str().ok()?;
+    let ok = !v.is_empty()
+        && v.len() <= 128
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
+    ok.then(|| Arc::from(v))
+}
+
 /// Shared handle to the parsed request.
 pub type SharedRequestInfo = Arc<RequestInfo>;
 
@@ -234,5 +246,45 @@ mod tests {
         let req = Request::new(http_body_util::Full::new(Bytes::from(vec![b'a'; 100])));
         let (_, bytes) = buffer(req, 100).await.expect("fits");
         assert_eq!(bytes.len(), 100);
+    }
+
+    #[test]
+    fn request_ids_are_sanitised() {
+        let mut h = HeaderMap::new();
+        assert!(request_id(&h).is_none());
+        h.insert("x-request-id", "0b6e-41a2:x_y.z".parse().expect("header"));
+        assert_eq!(request_id(&h).as_deref(), Some("0b6e-41a2:x_y.z"));
+        h.insert("x-request-id", "has space".parse().expect("header"));
+        assert!(request_id(&h).is_none());
+        h.insert("x-request-id", "a".repeat(129).parse().expect("header"));
+        assert!(request_id(&h).is_none());
+    }
+}
+
+#[cfg(test)]
+mod proptests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #[test]
+        fn request_ids_are_either_clean_or_ignored(raw in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let mut h = HeaderMap::new();
+            if let Ok(v) = http::HeaderValue::from_bytes(&raw) {
+                h.insert("x-request-id", v);
+                match request_id(&h) {
+                    Some(id) => {
+                        prop_assert!(id.len() <= 128 && !id.is_empty());
+                        prop_assert!(id.bytes().all(|b| b.is_ascii_alphanumeric() || b".-_:".contains(&b)));
+                        prop_assert_eq!(id.as_bytes(), &raw[..]);
+                    }
+                    None => prop_assert!(
+                        raw.is_empty() || raw.len() > 128
+                            || raw.iter().any(|b| !(b.is_ascii_alphanumeric() || b".-_:".contains(b)))
+                    ),
+                }
+            }
+        }
     }
 }

@@ -28,3 +28,6 @@ pub mod usage;
 pub use body::EnforceBody;
 pub use layer::EnforceLayer;
 pub use service::{Enforce, EnforceFuture};
+
+#[cfg(test)]
+mod tests;

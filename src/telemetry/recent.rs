@@ -180,7 +180,7 @@ impl Recent {
             seq,
             DecisionRecord {
                 at_ms,
-                dialect: super::dialect_name(dialect),
+                dialect: dialect.as_str(),
                 decision,
             },
         ));
