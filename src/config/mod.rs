@@ -40,6 +40,9 @@ pub use audit::AuditConfig;
 pub(crate) use error::Errors;
 pub use error::{ConfigError, FieldError};
 pub use model::*;
+#[cfg(not(feature = "redis"))]
+pub(crate) use store::no_redis;
+#[cfg(feature = "redis")]
 pub(crate) use store::{check_url, is_tls, parse_sentinel, SENTINEL_SCHEME};
 pub use store::{Backend, OnError, StoreConfig, MAX_TIMEOUT};
 
