@@ -10,14 +10,15 @@ use std::sync::{Arc, Mutex};
 use axum::body::Body;
 use axum::Router;
 use distill_guard::admin::{
-    self, AccountView, AdminHooks, ClusterInspector, ClusterView, LinkEvidence, TraceHit,
-    TraceIndex,
+    self, AccountView, AdminHooks, ClusterInspector, ClusterView, LinkEvidence, SizeCount,
+    TopClusters, TraceHit, TraceIndex,
 };
 use distill_guard::clock::ManualClock;
 use distill_guard::config::{Config, Limit, TierConfig};
 use distill_guard::extensions::{AccountId, Action, Cluster, ClusterId, Decision, Reason, Verdict};
 use distill_guard::proxy::demo::DemoModel;
 use distill_guard::proxy::server::{app, stack, Backend};
+use distill_guard::request::BoxError;
 use distill_guard::telemetry::{Telemetry, DEFAULT_RECENT_DECISIONS};
 use distill_guard::Guard;
 use http::{Request, StatusCode};
@@ -557,15 +558,27 @@ impl ClusterInspector for FakeEngine {
     fn cluster(&self, id: &ClusterId) -> Option<ClusterView> {
         (*id == ClusterId::from_name("ring")).then(fake_cluster)
     }
-    fn top_clusters(&self, _n: usize) -> (Vec<ClusterView>, Vec<ClusterView>) {
-        (vec![fake_cluster()], vec![fake_cluster()])
+    fn top_clusters(&self, _n: usize) -> TopClusters {
+        TopClusters {
+            largest: vec![fake_cluster()],
+            most_suspicious: vec![fake_cluster()],
+        }
     }
-    fn unlink(&self, account: &AccountId) -> Result<bool, String> {
+    fn unlink(&self, account: &AccountId) -> Result<bool, BoxError> {
         self.unlinked.lock().expect("lock").push(*account);
         Ok(true)
     }
-    fn cluster_sizes(&self) -> Vec<(u64, u64)> {
-        vec![(40, 1), (1, 2)]
+    fn cluster_sizes(&self) -> Vec<SizeCount> {
+        vec![
+            SizeCount {
+                size: 40,
+                clusters: 1,
+            },
+            SizeCount {
+                size: 1,
+                clusters: 2,
+            },
+        ]
     }
 }
 

@@ -71,7 +71,8 @@ pub(super) async fn metrics(State(st): St) -> Response {
         t.metrics().cluster_log(s.counts());
     }
     if let Some(c) = &st.hooks.cluster {
-        t.metrics().set_clusters_by_size(c.cluster_sizes());
+        t.metrics()
+            .set_clusters_by_size(c.cluster_sizes().into_iter().map(|s| (s.size, s.clusters)));
     }
     let body = t.render_metrics(shared.store().tracked());
     (
@@ -326,11 +327,7 @@ pub(super) async fn clusters(State(st): St, Query(q): Query<Limit>) -> Response 
     let Some(c) = &st.hooks.cluster else {
         return error(StatusCode::INTERNAL_SERVER_ERROR, "no cluster engine");
     };
-    let (largest, suspicious) = c.top_clusters(n);
-    json_response(
-        StatusCode::OK,
-        json!({ "largest": largest, "most_suspicious": suspicious }),
-    )
+    json_response(StatusCode::OK, json!(c.top_clusters(n)))
 }
 
 pub(super) async fn cluster(State(st): St, Path(id): Path<String>) -> Response {
@@ -471,7 +468,7 @@ pub(super) async fn post_override(State(st): St, body: Bytes) -> Response {
         .await
     {
         Ok(o) => o,
-        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e),
+        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     };
     let engine = match (&st.hooks.cluster, req.action) {
         (Some(c), OverrideAction::Unlink) => match c.unlink(&account) {

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::extensions::{AccountId, ClusterId, Reason};
+use crate::request::BoxError;
 
 /// One piece of evidence that links accounts: a rare feature value they share.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -81,6 +82,24 @@ pub struct AccountView {
     pub held_until_ms: Option<u64>,
 }
 
+/// The largest and the most suspicious clusters (`GET /api/clusters`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct TopClusters {
+    /// The largest clusters, largest first.
+    pub largest: Vec<ClusterView>,
+    /// The most suspicious clusters, most suspicious first.
+    pub most_suspicious: Vec<ClusterView>,
+}
+
+/// How many clusters have one size (accounts alone are clusters of one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct SizeCount {
+    /// Members per cluster.
+    pub size: u64,
+    /// Clusters of that size.
+    pub clusters: u64,
+}
+
 /// Read and edit access to a cluster engine.
 pub trait ClusterInspector: Send + Sync + 'static {
     /// The account's membership, linking evidence and suspicion, if known.
@@ -88,18 +107,19 @@ pub trait ClusterInspector: Send + Sync + 'static {
     /// One cluster.
     fn cluster(&self, id: &ClusterId) -> Option<ClusterView>;
     /// The `n` largest clusters and the `n` most suspicious ones.
-    fn top_clusters(&self, n: usize) -> (Vec<ClusterView>, Vec<ClusterView>);
+    fn top_clusters(&self, n: usize) -> TopClusters;
     /// Takes `account` out of its cluster and holds it apart (an operator's
-    /// correction). `Ok(false)` when the engine does not track the account.
-    fn unlink(&self, account: &AccountId) -> Result<bool, String>;
+    /// correction). `Ok(false)` when the engine does not track the account; an
+    /// error (the engine's own) when it could not do it.
+    fn unlink(&self, account: &AccountId) -> Result<bool, BoxError>;
     /// Ends the hold of an earlier unlink so the account may be linked again
     /// (an operator's `relink`); `Ok(false)` when the engine does not track it.
-    fn relink(&self, _account: &AccountId) -> Result<bool, String> {
+    fn relink(&self, _account: &AccountId) -> Result<bool, BoxError> {
         Ok(false)
     }
-    /// How many clusters have each size, `(size, clusters)` (accounts alone
-    /// are clusters of one), for the `distill_guard_clusters` gauge.
-    fn cluster_sizes(&self) -> Vec<(u64, u64)> {
+    /// How many clusters have each size, for the `distill_guard_clusters`
+    /// gauge.
+    fn cluster_sizes(&self) -> Vec<SizeCount> {
         Vec::new()
     }
 }

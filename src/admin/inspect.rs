@@ -3,11 +3,14 @@
 
 use std::sync::Arc;
 
-use super::hooks::{AccountView, ClusterInspector, ClusterView, KindEvidence, LinkEvidence};
+use super::hooks::{
+    AccountView, ClusterInspector, ClusterView, KindEvidence, LinkEvidence, SizeCount, TopClusters,
+};
 use crate::clock::Clock;
 use crate::cluster::ClusterSnapshot;
 use crate::detect::Detector;
 use crate::extensions::{AccountId, ClusterId};
+use crate::request::BoxError;
 use crate::Guard;
 
 /// Members listed per cluster view.
@@ -158,7 +161,7 @@ impl ClusterInspector for DetectorInspector {
         Some(alone(&account, own, &signals))
     }
 
-    fn top_clusters(&self, n: usize) -> (Vec<ClusterView>, Vec<ClusterView>) {
+    fn top_clusters(&self, n: usize) -> TopClusters {
         let now = self.clock.now_ms();
         let (largest, suspicious) =
             self.detector
@@ -168,28 +171,31 @@ impl ClusterInspector for DetectorInspector {
             suspicious.into_iter().map(|c| self.view(c, now)).collect();
         // Stored levels pick the candidates; order by suspicion as of now.
         suspicious.sort_by(|a, b| b.suspicion.total_cmp(&a.suspicion));
-        (
-            largest.into_iter().map(|c| self.view(c, now)).collect(),
-            suspicious,
-        )
+        TopClusters {
+            largest: largest.into_iter().map(|c| self.view(c, now)).collect(),
+            most_suspicious: suspicious,
+        }
     }
 
-    fn unlink(&self, account: &AccountId) -> Result<bool, String> {
+    fn unlink(&self, account: &AccountId) -> Result<bool, BoxError> {
         Ok(self
             .detector
             .unlink(account, self.clock.now_ms(), self.hold_ms))
     }
 
-    fn relink(&self, account: &AccountId) -> Result<bool, String> {
+    fn relink(&self, account: &AccountId) -> Result<bool, BoxError> {
         Ok(self.detector.relink(account, self.clock.now_ms()))
     }
 
-    fn cluster_sizes(&self) -> Vec<(u64, u64)> {
+    fn cluster_sizes(&self) -> Vec<SizeCount> {
         self.detector
             .engine()
             .size_counts()
             .into_iter()
-            .map(|(size, n)| (u64::from(size), n))
+            .map(|(size, clusters)| SizeCount {
+                size: u64::from(size),
+                clusters,
+            })
             .collect()
     }
 }
@@ -272,15 +278,27 @@ mod tests {
             .is_none());
         assert!(inspector.account(&account(77)).is_none());
 
-        let (largest, suspicious) = inspector.top_clusters(10);
-        assert_eq!(largest.len(), 1);
-        assert_eq!(largest[0].id, a.cluster.id);
-        assert_eq!(suspicious[0].id, a.cluster.id);
-        assert_eq!(inspector.cluster_sizes(), vec![(1, 1), (5, 1)]);
+        let top = inspector.top_clusters(10);
+        assert_eq!(top.largest.len(), 1);
+        assert_eq!(top.largest[0].id, a.cluster.id);
+        assert_eq!(top.most_suspicious[0].id, a.cluster.id);
+        assert_eq!(
+            inspector.cluster_sizes(),
+            vec![
+                SizeCount {
+                    size: 1,
+                    clusters: 1
+                },
+                SizeCount {
+                    size: 5,
+                    clusters: 1
+                }
+            ]
+        );
 
         // Unlinking holds the account apart: its next request is its own.
-        assert_eq!(inspector.unlink(&account(3)), Ok(true));
-        assert_eq!(inspector.unlink(&account(77)), Ok(false));
+        assert!(inspector.unlink(&account(3)).expect("unlinks"));
+        assert!(!inspector.unlink(&account(77)).expect("untracked"));
         let held = inspector.account(&account(3)).expect("tracked");
         assert_eq!(held.cluster.size, 1);
         assert!(held.held_until_ms.is_some_and(|t| t > clock.now_ms()));

@@ -62,8 +62,8 @@ use axum::Router;
 
 pub use crate::config::{AdminConfig, MIN_TOKEN_LEN};
 pub use hooks::{
-    AccountView, AdminHooks, ClusterInspector, ClusterView, KindEvidence, LinkEvidence, TraceHit,
-    TraceIndex,
+    AccountView, AdminHooks, ClusterInspector, ClusterView, KindEvidence, LinkEvidence, SizeCount,
+    TopClusters, TraceHit, TraceIndex,
 };
 pub use inspect::DetectorInspector;
 pub use overrides::OverrideRequest;

@@ -137,8 +137,8 @@ impl StoreConfig {
             )),
             #[cfg(feature = "redis")]
             (Backend::Redis, Some(url)) => {
-                if let Err(msg) = check_url(url) {
-                    out.push(("url", msg));
+                if let Err(e) = check_url(url) {
+                    out.push(("url", e.to_string()));
                 } else if self.tls_ca_file.is_some() && !is_tls(url) {
                     out.push((
                         "tls_ca_file",
@@ -189,15 +189,43 @@ pub(crate) struct SentinelTarget {
     pub(crate) db: i64,
 }
 
+/// Why a Redis URL is refused.
+#[cfg(feature = "redis")]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum RedisUrlError {
+    /// The `redis` crate cannot use it (its explanation).
+    #[error("not a usable Redis URL: {0}")]
+    Unusable(String),
+    /// `rediss://…/#insecure`.
+    #[error("`#insecure` (TLS without certificate checks) is not supported; give the server's CA with `tls_ca_file` instead")]
+    Insecure,
+    /// Not `redis+sentinel://`.
+    #[error("a Sentinel URL starts with redis+sentinel://")]
+    NotSentinel,
+    /// No `/service`.
+    #[error("a Sentinel URL names its service: redis+sentinel://host:26379/mymaster")]
+    NoService,
+    /// A sentinel's port is not a number.
+    #[error("`{0}`: the port is not a number")]
+    Port(String),
+    /// A sentinel without a host.
+    #[error("every sentinel needs a host: host:26379,host:26379")]
+    NoHost,
+    /// The database is not a number.
+    #[error("`{0}` is not a database number")]
+    Database(String),
+    /// Something after `/service/db`.
+    #[error("a Sentinel URL is …/service[/db], nothing after the database")]
+    Trailing,
+}
+
 #[cfg(feature = "redis")]
 /// Parses `redis+sentinel://[[user]:password@]host[:port][,host[:port]…]/service[/db]`.
-pub(crate) fn parse_sentinel(url: &str) -> Result<SentinelTarget, String> {
+pub(crate) fn parse_sentinel(url: &str) -> Result<SentinelTarget, RedisUrlError> {
     let rest = url
         .strip_prefix(SENTINEL_SCHEME)
-        .ok_or_else(|| format!("a Sentinel URL starts with {SENTINEL_SCHEME}"))?;
-    let (authority, path) = rest.split_once('/').ok_or_else(|| {
-        "a Sentinel URL names its service: redis+sentinel://host:26379/mymaster".to_string()
-    })?;
+        .ok_or(RedisUrlError::NotSentinel)?;
+    let (authority, path) = rest.split_once('/').ok_or(RedisUrlError::NoService)?;
     let (userinfo, hosts) = match authority.rsplit_once('@') {
         Some((u, h)) => (Some(u), h),
         None => (None, authority),
@@ -219,22 +247,20 @@ pub(crate) fn parse_sentinel(url: &str) -> Result<SentinelTarget, String> {
             Some((host, port)) if !bracketed => (
                 host,
                 port.parse::<u16>()
-                    .map_err(|_| format!("`{h}`: the port is not a number"))?,
+                    .map_err(|_| RedisUrlError::Port(h.to_string()))?,
             ),
             _ => (h, SENTINEL_PORT),
         };
         let host = host.trim_start_matches('[').trim_end_matches(']');
         if host.is_empty() {
-            return Err("every sentinel needs a host: host:26379,host:26379".into());
+            return Err(RedisUrlError::NoHost);
         }
         nodes.push((host.to_string(), port));
     }
     let mut segments = path.split('/');
     let service = segments.next().unwrap_or_default();
     if service.is_empty() {
-        return Err(
-            "a Sentinel URL names its service: redis+sentinel://host:26379/mymaster".into(),
-        );
+        return Err(RedisUrlError::NoService);
     }
     let db = match segments.next() {
         None | Some("") => 0,
@@ -242,10 +268,10 @@ pub(crate) fn parse_sentinel(url: &str) -> Result<SentinelTarget, String> {
             .parse::<i64>()
             .ok()
             .filter(|d| *d >= 0)
-            .ok_or_else(|| format!("`{d}` is not a database number"))?,
+            .ok_or_else(|| RedisUrlError::Database(d.to_string()))?,
     };
     if segments.next().is_some_and(|s| !s.is_empty()) {
-        return Err("a Sentinel URL is …/service[/db], nothing after the database".into());
+        return Err(RedisUrlError::Trailing);
     }
     Ok(SentinelTarget {
         nodes,
@@ -259,15 +285,13 @@ pub(crate) fn parse_sentinel(url: &str) -> Result<SentinelTarget, String> {
 #[cfg(feature = "redis")]
 /// Checks that `url` is a Redis URL this build can connect to: `redis://`,
 /// `redis+unix://`, or `rediss://` (TLS, certificates always verified).
-pub(crate) fn check_url(url: &str) -> Result<(), String> {
+pub(crate) fn check_url(url: &str) -> Result<(), RedisUrlError> {
     if url.starts_with(SENTINEL_SCHEME) {
         return parse_sentinel(url).map(|_| ());
     }
-    let client = Client::open(url).map_err(|e| format!("not a usable Redis URL: {e}"))?;
+    let client = Client::open(url).map_err(|e| RedisUrlError::Unusable(e.to_string()))?;
     if let ConnectionAddr::TcpTls { insecure: true, .. } = client.get_connection_info().addr() {
-        return Err(
-            "`#insecure` (TLS without certificate checks) is not supported; give the server's CA with `tls_ca_file` instead".into(),
-        );
+        return Err(RedisUrlError::Insecure);
     }
     Ok(())
 }
@@ -384,7 +408,8 @@ mod tests {
         assert!(check_url("rediss://host").is_ok());
         assert!(check_url("rediss://user:pw@host:6380/2").is_ok());
         let insecure = check_url("rediss://host/#insecure").expect_err("insecure");
-        assert!(insecure.contains("tls_ca_file"), "{insecure}");
+        assert_eq!(insecure, RedisUrlError::Insecure);
+        assert!(insecure.to_string().contains("tls_ca_file"), "{insecure}");
         assert!(check_url("redis+sentinel://host:26379/primary").is_ok());
         assert!(
             check_url("redis+sentinel://host:26379").is_err(),
@@ -429,5 +454,13 @@ mod tests {
         ] {
             assert!(parse_sentinel(bad).is_err(), "{bad}");
         }
+        assert_eq!(
+            parse_sentinel("redis+sentinel://h:x/svc"),
+            Err(RedisUrlError::Port("h:x".into()))
+        );
+        assert_eq!(
+            parse_sentinel("redis+sentinel://h/svc/-1"),
+            Err(RedisUrlError::Database("-1".into()))
+        );
     }
 }

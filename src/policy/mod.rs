@@ -88,6 +88,20 @@ pub enum OverrideAction {
     Clear,
 }
 
+/// Why a change to the overrides was not made (only with overrides shared
+/// through Redis; in-process changes cannot fail).
+#[derive(Debug, thiserror::Error)]
+pub enum OverrideError {
+    /// Redis failed or did not answer in time.
+    #[cfg(feature = "redis")]
+    #[error("Redis failed ({0}); the override was not changed")]
+    Redis(#[source] crate::store::RedisCallError),
+    /// The override could not be encoded for Redis.
+    #[cfg(feature = "redis")]
+    #[error("the override could not be encoded ({0}); it was not changed")]
+    Encode(#[source] serde_json::Error),
+}
+
 /// The overrides in force.
 #[derive(Debug, Default)]
 pub struct Overrides {
@@ -135,7 +149,7 @@ impl Overrides {
         tier: Option<Arc<str>>,
         note: Option<String>,
         now_ms: u64,
-    ) -> Result<Override, String> {
+    ) -> Result<Override, OverrideError> {
         let next = self.preview(&account, action, tier, note, now_ms);
         #[cfg(feature = "redis")]
         if let Some(remote) = self.remote.get() {

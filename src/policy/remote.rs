@@ -14,10 +14,10 @@ use std::time::Duration;
 
 use ::redis::Value;
 
-use super::{Override, Overrides};
-use crate::config::ConfigError;
-use crate::config::StoreConfig;
+use super::{Override, OverrideError, Overrides};
+use crate::config::{ConfigError, StoreConfig};
 use crate::extensions::AccountId;
+use crate::store::{redis_call, redis_within, RedisCallError};
 
 /// How often each replica checks for changes.
 const POLL: Duration = Duration::from_secs(1);
@@ -66,50 +66,50 @@ impl RemoteOverrides {
         Ok(remote)
     }
 
-    async fn query(&self, cmd: &::redis::Cmd) -> Result<Value, String> {
-        let mut conn = self.conn.clone();
-        match tokio::time::timeout(self.timeout, cmd.query_async::<Value>(&mut conn)).await {
-            Err(_) => Err("Redis did not answer in time".into()),
-            Ok(Err(e)) => Err(e.to_string()),
-            Ok(Ok(v)) => Ok(v),
-        }
+    async fn query(&self, cmd: &::redis::Cmd) -> Result<Value, RedisCallError> {
+        redis_call(&self.conn, cmd, self.timeout).await
     }
 
     /// Writes `o` (an empty override deletes the entry) and bumps the version.
-    pub(super) async fn save(&self, account: &AccountId, o: &Override) -> Result<(), String> {
+    pub(super) async fn save(
+        &self,
+        account: &AccountId,
+        o: &Override,
+    ) -> Result<(), OverrideError> {
         let mut pipe = ::redis::pipe();
         pipe.atomic();
         if o.is_empty() {
             pipe.hdel(&*self.hash, account.to_string()).ignore();
         } else {
-            let json = serde_json::to_string(o).map_err(|e| e.to_string())?;
+            let json = serde_json::to_string(o).map_err(OverrideError::Encode)?;
             pipe.hset(&*self.hash, account.to_string(), json).ignore();
         }
         pipe.incr(&*self.version, 1).ignore();
         let mut conn = self.conn.clone();
-        match tokio::time::timeout(self.timeout, pipe.query_async::<Value>(&mut conn)).await {
-            Err(_) => Err("Redis did not answer in time; the override was not changed".into()),
-            Ok(Err(e)) => Err(format!("Redis failed ({e}); the override was not changed")),
-            Ok(Ok(_)) => Ok(()),
-        }
+        redis_within(self.timeout, pipe.query_async::<Value>(&mut conn))
+            .await
+            .map(drop)
+            .map_err(OverrideError::Redis)
     }
 
     /// The version counter (`None` before the first change).
-    async fn current_version(&self) -> Result<Option<i64>, String> {
+    async fn current_version(&self) -> Result<Option<i64>, RedisCallError> {
         match self.query(::redis::cmd("GET").arg(&*self.version)).await? {
             Value::Nil => Ok(None),
             Value::BulkString(b) => std::str::from_utf8(&b)
                 .ok()
                 .and_then(|s| s.parse().ok())
                 .map(Some)
-                .ok_or_else(|| "the overrides version is not a number".to_string()),
+                .ok_or(RedisCallError::Reply(
+                    "the overrides version is not a number",
+                )),
             Value::Int(n) => Ok(Some(n)),
-            _ => Err("unexpected reply to GET".into()),
+            _ => Err(RedisCallError::Reply("GET of the overrides version")),
         }
     }
 
     /// Every override in the hash; entries that do not parse are skipped.
-    pub(super) async fn load(&self) -> Result<Vec<(AccountId, Override)>, String> {
+    pub(super) async fn load(&self) -> Result<Vec<(AccountId, Override)>, RedisCallError> {
         let reply = self.query(::redis::cmd("HGETALL").arg(&*self.hash)).await?;
         let pairs: Vec<(Value, Value)> = match reply {
             Value::Array(items) => {
@@ -121,7 +121,7 @@ impl RemoteOverrides {
                 out
             }
             Value::Map(m) => m,
-            _ => return Err("unexpected reply to HGETALL".into()),
+            _ => return Err(RedisCallError::Reply("HGETALL of the overrides")),
         };
         let mut out = Vec::with_capacity(pairs.len().min(MAX_ENTRIES));
         for (k, v) in pairs.into_iter().take(MAX_ENTRIES) {
@@ -160,7 +160,7 @@ impl RemoteOverrides {
                     return Ok(None);
                 }
                 let all = self.load().await?;
-                Ok::<_, String>(Some((v, all)))
+                Ok::<_, RedisCallError>(Some((v, all)))
             }
             .await;
             match result {

@@ -20,10 +20,12 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 #[cfg(feature = "redis")]
-#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-pub use self::redis::RedisStore;
+pub(crate) use self::redis::{
+    call as redis_call, manager as redis_manager, within as redis_within, RedisConn,
+};
 #[cfg(feature = "redis")]
-pub(crate) use self::redis::{manager as redis_manager, RedisConn};
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use self::redis::{RedisCallError, RedisStore};
 pub use crate::config::{Backend, OnError, StoreConfig};
 pub use memory::MemoryStore;
 
@@ -169,13 +171,27 @@ pub struct Settlement {
 
 /// Why a store could not answer.
 #[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
 pub enum StoreError {
-    /// The backend is unreachable or answered with an error.
-    #[error("quota store unavailable: {0}")]
-    Unavailable(String),
     /// The backend did not answer within the configured time.
     #[error("quota store timed out")]
     Timeout,
+    /// The backend failed recently and is not asked again until its next probe.
+    #[error("quota store down; it is probed again shortly")]
+    Down,
+    /// The backend's background tasks have stopped (its runtime is shutting down).
+    #[error("quota store stopped")]
+    Stopped,
+    /// The backend failed, or answered in a shape it should not have.
+    #[error("quota store unavailable: {0}")]
+    Unavailable(#[source] Arc<dyn std::error::Error + Send + Sync>),
+}
+
+impl StoreError {
+    /// [`StoreError::Unavailable`] because of `error` (for other backends).
+    pub fn unavailable(error: impl Into<crate::request::BoxError>) -> Self {
+        StoreError::Unavailable(Arc::from(error.into()))
+    }
 }
 
 /// The future of a [`Store`] call: ready at once for a store that answers in

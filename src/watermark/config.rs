@@ -155,18 +155,35 @@ impl std::fmt::Debug for KeyConfig {
     }
 }
 
+/// Why a key's secret cannot be had.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SecretError {
+    /// `secret = ""`.
+    #[error("must not be empty")]
+    Empty,
+    /// The `secret_env` variable is not set, empty or not UTF-8.
+    #[error("environment variable `{0}` is not set or empty")]
+    Unset(String),
+    /// Both `secret` and `secret_env`.
+    #[error("set only one of `secret` and `secret_env`")]
+    Both,
+    /// Neither.
+    #[error("set one of `secret` and `secret_env`")]
+    Neither,
+}
+
 impl KeyConfig {
     /// The secret bytes, from `secret` or the `secret_env` variable.
-    pub fn resolve(&self) -> Result<String, String> {
+    pub fn resolve(&self) -> Result<String, SecretError> {
         match (&self.secret, &self.secret_env) {
             (Some(s), None) if !s.is_empty() => Ok(s.clone()),
-            (Some(_), None) => Err("must not be empty".into()),
+            (Some(_), None) => Err(SecretError::Empty),
             (None, Some(var)) => match std::env::var(var) {
                 Ok(v) if !v.is_empty() => Ok(v),
-                _ => Err(format!("environment variable `{var}` is not set or empty")),
+                _ => Err(SecretError::Unset(var.clone())),
             },
-            (Some(_), Some(_)) => Err("set only one of `secret` and `secret_env`".into()),
-            (None, None) => Err("set one of `secret` and `secret_env`".into()),
+            (Some(_), Some(_)) => Err(SecretError::Both),
+            (None, None) => Err(SecretError::Neither),
         }
     }
 }
@@ -225,13 +242,12 @@ pub fn validate(cfg: &WatermarkConfig) -> Vec<FieldError> {
                 format!("key id `{}` is used twice", key.id),
             );
         }
-        if let Err(msg) = key.resolve() {
-            let field = if key.secret_env.is_some() && key.secret.is_none() {
-                "secret_env"
-            } else {
-                "secret"
+        if let Err(e) = key.resolve() {
+            let field = match e {
+                SecretError::Unset(_) => "secret_env",
+                _ => "secret",
             };
-            push(format!("{path}.{field}"), msg);
+            push(format!("{path}.{field}"), e.to_string());
         }
     }
     errors
@@ -241,14 +257,12 @@ pub fn validate(cfg: &WatermarkConfig) -> Vec<FieldError> {
 mod tests {
     use super::*;
 
-    fn parse(text: &str) -> Result<WatermarkConfig, String> {
+    fn parse(text: &str) -> Result<WatermarkConfig, toml::de::Error> {
         #[derive(Deserialize)]
         struct Wrap {
             watermark: WatermarkConfig,
         }
-        toml::from_str::<Wrap>(text)
-            .map(|w| w.watermark)
-            .map_err(|e| e.to_string())
+        toml::from_str::<Wrap>(text).map(|w| w.watermark)
     }
 
     #[test]

@@ -55,7 +55,7 @@ pub mod tag;
 pub mod trace;
 
 pub use body::WatermarkBody;
-pub use config::{KeyConfig, TagPolicy, TextMarkPolicy, WatermarkConfig};
+pub use config::{KeyConfig, SecretError, TagPolicy, TextMarkPolicy, WatermarkConfig};
 pub use future::WatermarkFuture;
 pub use index::{IndexMatch, TraceIndex};
 pub use layer::WatermarkLayer;

@@ -348,9 +348,9 @@ impl Keys {
                     Ok(key) => out.push(key),
                     Err(e) => errors.extend(e.errors),
                 },
-                Err(message) => errors.push(FieldError {
+                Err(e) => errors.push(FieldError {
                     path: format!("watermark.keys[{i}]"),
-                    message,
+                    message: e.to_string(),
                 }),
             }
         }

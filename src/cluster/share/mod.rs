@@ -162,11 +162,11 @@ impl ShareStats {
 }
 
 /// Why a [`ClusterShare::flush`] or [`ClusterShare::caught_up`] failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ShareError {
     /// Redis failed or was slower than the store's `timeout`.
     #[error("cluster log: {0}")]
-    Redis(String),
+    Redis(#[source] crate::store::RedisCallError),
     /// The background tasks have stopped.
     #[error("cluster sharing has stopped")]
     Stopped,

@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::{codec, Apply, Msg, ShareError, ShareStats};
 use crate::config::ConfigError;
-use crate::store::{redis_manager, StoreConfig};
+use crate::store::{redis_call, redis_manager, RedisCallError, StoreConfig};
 
 /// Most events written in one entry.
 const BATCH: usize = 64;
@@ -93,7 +93,7 @@ pub(super) fn spawn(
     Ok(())
 }
 
-fn failed(stats: &ShareStats, what: &str, error: &str) {
+fn failed(stats: &ShareStats, what: &str, error: &RedisCallError) {
     stats.errors.fetch_add(1, Ordering::Relaxed);
     if !stats.down.swap(true, Ordering::Relaxed) {
         tracing::warn!(%error, "cluster log: {what} failed; clusters are linked from this replica's traffic only until Redis answers");
@@ -103,22 +103,6 @@ fn failed(stats: &ShareStats, what: &str, error: &str) {
 fn recovered(stats: &ShareStats) {
     if stats.down.swap(false, Ordering::Relaxed) {
         tracing::info!("cluster log: Redis answers again; sharing resumed");
-    }
-}
-
-async fn call(
-    conn: &crate::store::RedisConn,
-    cmd: &::redis::Cmd,
-    timeout: Duration,
-) -> Result<Value, String> {
-    let mut conn = conn.clone();
-    match tokio::time::timeout(timeout, cmd.query_async::<Value>(&mut conn)).await {
-        Err(_) => Err(format!(
-            "no answer within {}",
-            humantime::format_duration(timeout)
-        )),
-        Ok(Err(e)) => Err(e.to_string()),
-        Ok(Ok(v)) => Ok(v),
     }
 }
 
@@ -135,7 +119,7 @@ impl Writer {
     async fn run(self, mut rx: mpsc::Receiver<Msg>) {
         let mut last = StreamId::ZERO;
         // Why events were dropped since the last flush was answered, if any were.
-        let mut lost: Option<String> = None;
+        let mut lost: Option<RedisCallError> = None;
         let mut events = Vec::with_capacity(BATCH);
         let mut flushes = Vec::new();
         while let Some(first) = rx.recv().await {
@@ -179,7 +163,7 @@ impl Writer {
         }
     }
 
-    async fn write(&self, events: &[Vec<u8>]) -> Result<StreamId, String> {
+    async fn write(&self, events: &[Vec<u8>]) -> Result<StreamId, RedisCallError> {
         let payload = codec::encode_batch(self.replica, events);
         let mut cmd = ::redis::cmd("XADD");
         cmd.arg(&self.key)
@@ -189,12 +173,14 @@ impl Writer {
             .arg("*")
             .arg(FIELD)
             .arg(payload);
-        match call(&self.conn, &cmd, self.timeout).await? {
+        match redis_call(&self.conn, &cmd, self.timeout).await? {
             Value::BulkString(b) => StreamId::parse(&b),
             Value::SimpleString(s) => StreamId::parse(s.as_bytes()),
             _ => None,
         }
-        .ok_or_else(|| "XADD answered something other than an entry id".to_string())
+        .ok_or(RedisCallError::Reply(
+            "XADD answered something other than an entry id",
+        ))
     }
 }
 
@@ -277,7 +263,7 @@ impl Reader {
         }
     }
 
-    async fn read(&self, after: StreamId) -> Result<Vec<RawEntry>, String> {
+    async fn read(&self, after: StreamId) -> Result<Vec<RawEntry>, RedisCallError> {
         let mut cmd = ::redis::cmd("XREAD");
         cmd.arg("COUNT")
             .arg(READ_COUNT)
@@ -286,17 +272,20 @@ impl Reader {
             .arg("STREAMS")
             .arg(&self.key)
             .arg(after.to_string());
-        let reply = call(&self.conn, &cmd, self.timeout).await?;
-        parse_xread(&reply).ok_or_else(|| "XREAD answered in an unexpected shape".to_string())
+        let reply = redis_call(&self.conn, &cmd, self.timeout).await?;
+        parse_xread(&reply).ok_or(RedisCallError::Reply(
+            "XREAD answered in an unexpected shape",
+        ))
     }
 
     /// The id of the newest entry (`0-0` when the stream is empty or absent).
-    async fn newest(&self) -> Result<StreamId, String> {
+    async fn newest(&self) -> Result<StreamId, RedisCallError> {
         let mut cmd = ::redis::cmd("XREVRANGE");
         cmd.arg(&self.key).arg("+").arg("-").arg("COUNT").arg(1);
-        let reply = call(&self.conn, &cmd, self.timeout).await?;
-        let entries = parse_entries(&reply)
-            .ok_or_else(|| "XREVRANGE answered in an unexpected shape".to_string())?;
+        let reply = redis_call(&self.conn, &cmd, self.timeout).await?;
+        let entries = parse_entries(&reply).ok_or(RedisCallError::Reply(
+            "XREVRANGE answered in an unexpected shape",
+        ))?;
         Ok(entries.first().map_or(StreamId::ZERO, |e| e.0))
     }
 }

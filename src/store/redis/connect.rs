@@ -13,16 +13,20 @@
 //!   the guard follows a failover by itself. The user and password are the
 //!   primary's; the sentinels are reached without authentication.
 
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ::redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use ::redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
-use ::redis::{Cmd, Pipeline, RedisError, RedisFuture, RedisResult, Value};
+use ::redis::{
+    Client, Cmd, IntoConnectionInfo, Pipeline, RedisError, RedisFuture, RedisResult,
+    TlsCertificates, Value,
+};
 
 use crate::config::{
-    check_url, parse_sentinel, ConfigError, StoreConfig, MAX_TIMEOUT, SENTINEL_SCHEME,
+    check_url, is_tls, parse_sentinel, ConfigError, StoreConfig, MAX_TIMEOUT, SENTINEL_SCHEME,
 };
 
 /// A connection to the configured Redis (a URL, or the primary Sentinel names).
@@ -154,7 +158,7 @@ pub(crate) fn manager(config: &StoreConfig, response: Duration) -> Result<RedisC
         .url
         .as_deref()
         .ok_or_else(|| ConfigError::single("store.url", "required for the Redis backend"))?;
-    check_url(url).map_err(|m| ConfigError::single("store.url", m))?;
+    check_url(url).map_err(|e| ConfigError::single("store.url", e.to_string()))?;
     // Checked here too (not only by config validation) because deadlines are
     // computed as now + timeout, which must not overflow.
     if config.timeout.is_zero() || config.timeout > MAX_TIMEOUT {
@@ -180,7 +184,7 @@ pub(crate) fn manager(config: &StoreConfig, response: Duration) -> Result<RedisC
         .set_max_delay(Duration::from_millis(100));
     let bad = |e: RedisError| ConfigError::single("store.url", e.to_string());
     let target = if url.starts_with(SENTINEL_SCHEME) {
-        let t = parse_sentinel(url).map_err(|m| ConfigError::single("store.url", m))?;
+        let t = parse_sentinel(url).map_err(|e| ConfigError::single("store.url", e.to_string()))?;
         let mut info = ::redis::RedisConnectionInfo::default().set_db(t.db);
         if let Some(u) = &t.username {
             info = info.set_username(u);
@@ -214,10 +218,122 @@ pub(crate) fn manager(config: &StoreConfig, response: Duration) -> Result<RedisC
             db: t.db,
         }))
     } else {
-        let client = super::open_client(url, config.tls_ca_file.as_deref())?;
+        let client = open_client(url, config.tls_ca_file.as_deref())?;
         Target::Direct(ConnectionManager::new_lazy_with_config(client, cfg).map_err(bad)?)
     };
     Ok(RedisConn(Arc::new(target)))
+}
+
+/// The client for `url`; with `ca_file` (TLS only) the server's certificate must
+/// chain to the certificates in that PEM file instead of the platform's roots.
+fn open_client(url: &str, ca_file: Option<&Path>) -> Result<Client, ConfigError> {
+    if is_tls(url) && ::rustls::crypto::CryptoProvider::get_default().is_none() {
+        // rustls reads the process-wide crypto provider, which is the
+        // application's to choose: refuse clearly here rather than let the first
+        // connection panic when rustls cannot pick one itself.
+        return Err(ConfigError::single(
+            "store.url",
+            "a `rediss://` URL needs a process-wide rustls crypto provider: install one at \
+             start-up, e.g. `rustls::crypto::ring::default_provider().install_default()` \
+             (the distill-guard binary does)",
+        ));
+    }
+    // TCP_NODELAY (off by default in redis): a script call is never held back by
+    // Nagle's algorithm behind an earlier, unacknowledged one.
+    let info = url
+        .into_connection_info()
+        .map_err(|e| ConfigError::single("store.url", e.to_string()))?;
+    let nodelay = info.tcp_settings().clone().set_nodelay(true);
+    let info = info.set_tcp_settings(nodelay);
+    let Some(path) = ca_file else {
+        return Client::open(info).map_err(|e| ConfigError::single("store.url", e.to_string()));
+    };
+    let field = "store.tls_ca_file";
+    let pem = std::fs::read(path)
+        .map_err(|e| ConfigError::single(field, format!("cannot read {}: {e}", path.display())))?;
+    if !pem
+        .windows(CERT_BEGIN.len())
+        .any(|w| w == CERT_BEGIN.as_bytes())
+    {
+        return Err(ConfigError::single(
+            field,
+            format!("{} holds no PEM certificate", path.display()),
+        ));
+    }
+    Client::build_with_tls(
+        info,
+        TlsCertificates {
+            client_tls: None,
+            root_cert: Some(pem),
+        },
+    )
+    .map_err(|e| ConfigError::single(field, e.to_string()))
+}
+
+const CERT_BEGIN: &str = "-----BEGIN CERTIFICATE-----";
+
+/// Why a call to Redis failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RedisCallError {
+    /// No answer within the configured `timeout`.
+    #[error("no answer within {}", humantime::format_duration(*.0))]
+    Timeout(Duration),
+    /// Redis, or the connection to it, failed.
+    #[error("{0}")]
+    Failed(#[source] Arc<dyn std::error::Error + Send + Sync>),
+    /// Redis answered in a shape this client does not expect (named here).
+    #[error("unexpected reply: {0}")]
+    Reply(&'static str),
+}
+
+impl RedisCallError {
+    /// Whether Redis (or the client) gave up in time rather than failing.
+    pub fn is_timeout(&self) -> bool {
+        match self {
+            RedisCallError::Timeout(_) => true,
+            RedisCallError::Failed(e) => e
+                .downcast_ref::<RedisError>()
+                .is_some_and(RedisError::is_timeout),
+            RedisCallError::Reply(_) => false,
+        }
+    }
+}
+
+impl From<RedisError> for RedisCallError {
+    fn from(e: RedisError) -> Self {
+        RedisCallError::Failed(Arc::new(e))
+    }
+}
+
+impl From<RedisCallError> for crate::store::StoreError {
+    fn from(e: RedisCallError) -> Self {
+        if e.is_timeout() {
+            crate::store::StoreError::Timeout
+        } else {
+            crate::store::StoreError::unavailable(e)
+        }
+    }
+}
+
+/// Waits at most `timeout` for `call`.
+pub(crate) async fn within<T, F>(timeout: Duration, call: F) -> Result<T, RedisCallError>
+where
+    F: std::future::Future<Output = RedisResult<T>>,
+{
+    match tokio::time::timeout(timeout, call).await {
+        Err(_) => Err(RedisCallError::Timeout(timeout)),
+        Ok(result) => result.map_err(RedisCallError::from),
+    }
+}
+
+/// Sends `cmd` on `conn` and waits at most `timeout` for the answer.
+pub(crate) async fn call(
+    conn: &RedisConn,
+    cmd: &Cmd,
+    timeout: Duration,
+) -> Result<Value, RedisCallError> {
+    let mut conn = conn.clone();
+    within(timeout, cmd.query_async::<Value>(&mut conn)).await
 }
 
 #[cfg(test)]
@@ -238,6 +354,19 @@ mod tests {
             let err = crate::cluster::share::ClusterShare::start(&config, Box::new(|_| true))
                 .expect_err("refused");
             assert_eq!(err.errors[0].path, "store.timeout", "{err}");
+        }
+    }
+
+    #[test]
+    fn connections_disable_nagle() {
+        // The application's choice of crypto provider (see `open_client`).
+        let _ = ::rustls::crypto::ring::default_provider().install_default();
+        for url in ["redis://127.0.0.1:1", "rediss://127.0.0.1:1"] {
+            let client = open_client(url, None).expect("client");
+            assert!(
+                client.get_connection_info().tcp_settings().nodelay(),
+                "{url}"
+            );
         }
     }
 }

@@ -324,26 +324,61 @@ pub(super) struct AdmitReply {
     pub(super) states: Vec<State>,
 }
 
+/// A script reply of a shape the scripts never give (a bug, or a Redis that
+/// is not the one it seems).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub(super) enum ReplyError {
+    /// Not an array.
+    #[error("admit script: the reply is not an array")]
+    NotArray,
+    /// An empty array.
+    #[error("admit script: empty reply")]
+    Empty,
+    /// Not one state per subject.
+    #[error("admit script: expected {expected} states, got {got}")]
+    States { expected: usize, got: usize },
+    /// The admitted flag is neither 0 nor 1.
+    #[error("admit script: the admitted flag is neither 0 nor 1")]
+    Flag,
+    /// Not one reply per admission.
+    #[error("admit script: {got} replies for a batch of {expected}")]
+    Batch { expected: usize, got: usize },
+    /// A state that is not a string.
+    #[error("admit script: a state is not a packed string")]
+    NotPacked,
+    /// A state of the wrong length.
+    #[error("admit script: packed state of {0} bytes")]
+    StateSize(usize),
+    /// A negative, infinite or NaN number in a state.
+    #[error("admit script: bad number {0} in state")]
+    Number(f64),
+}
+
+impl From<ReplyError> for crate::store::StoreError {
+    fn from(e: ReplyError) -> Self {
+        crate::store::StoreError::unavailable(e)
+    }
+}
+
 /// Decodes the admit script's reply for `keys` subjects; any other shape is an
-/// error message, never a panic.
-pub(super) fn parse_admit(value: &Value, keys: usize) -> Result<AdmitReply, String> {
+/// error, never a panic.
+pub(super) fn parse_admit(value: &Value, keys: usize) -> Result<AdmitReply, ReplyError> {
     let Value::Array(items) = value else {
-        return Err(format!("admit script: expected an array, got {value:?}"));
+        return Err(ReplyError::NotArray);
     };
     let Some((flag, packed)) = items.split_first() else {
-        return Err("admit script: empty reply".into());
+        return Err(ReplyError::Empty);
     };
     if packed.len() != keys {
-        return Err(format!(
-            "admit script: expected {} states, got {}",
-            keys,
-            packed.len()
-        ));
+        return Err(ReplyError::States {
+            expected: keys,
+            got: packed.len(),
+        });
     }
     let admitted = match flag {
         Value::Int(1) => true,
         Value::Int(0) => false,
-        other => return Err(format!("admit script: bad flag {other:?}")),
+        _ => return Err(ReplyError::Flag),
     };
     let states = packed.iter().map(state).collect::<Result<_, _>>()?;
     Ok(AdmitReply { admitted, states })
@@ -351,20 +386,19 @@ pub(super) fn parse_admit(value: &Value, keys: usize) -> Result<AdmitReply, Stri
 
 /// Decodes the batch admit script's reply: one [`parse_admit`] reply per
 /// admission, admission `j` having `keys[j]` subjects. A reply of another length
-/// or any malformed element is an error message for the whole batch, never a
-/// panic.
-pub(super) fn parse_admit_many(value: &Value, keys: &[usize]) -> Result<Vec<AdmitReply>, String> {
+/// or any malformed element is an error for the whole batch, never a panic.
+pub(super) fn parse_admit_many(
+    value: &Value,
+    keys: &[usize],
+) -> Result<Vec<AdmitReply>, ReplyError> {
     let Value::Array(items) = value else {
-        return Err(format!(
-            "admit script: expected an array of replies, got {value:?}"
-        ));
+        return Err(ReplyError::NotArray);
     };
     if items.len() != keys.len() {
-        return Err(format!(
-            "admit script: {} replies for a batch of {}",
-            items.len(),
-            keys.len()
-        ));
+        return Err(ReplyError::Batch {
+            expected: keys.len(),
+            got: items.len(),
+        });
     }
     items
         .iter()
@@ -373,15 +407,13 @@ pub(super) fn parse_admit_many(value: &Value, keys: &[usize]) -> Result<Vec<Admi
         .collect()
 }
 
-pub(super) fn state(v: &Value) -> Result<State, String> {
+/// Decodes one packed state: four levels, the last update and the idle time.
+pub(super) fn state(v: &Value) -> Result<State, ReplyError> {
     let Value::BulkString(bytes) = v else {
-        return Err(format!("admit script: expected a packed state, got {v:?}"));
+        return Err(ReplyError::NotPacked);
     };
     if bytes.len() != STATE_BYTES {
-        return Err(format!(
-            "admit script: packed state of {} bytes",
-            bytes.len()
-        ));
+        return Err(ReplyError::StateSize(bytes.len()));
     }
     let mut x = [0.0; 6];
     for (slot, chunk) in x.iter_mut().zip(bytes.chunks_exact(8)) {
@@ -389,7 +421,7 @@ pub(super) fn state(v: &Value) -> Result<State, String> {
         b.copy_from_slice(chunk);
         let f = f64::from_le_bytes(b);
         if !f.is_finite() || f < 0.0 {
-            return Err(format!("admit script: bad number {f} in state"));
+            return Err(ReplyError::Number(f));
         }
         *slot = f;
     }

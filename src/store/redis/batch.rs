@@ -1,0 +1,196 @@
+//! Batching: admissions in flight together go to Redis as one script call,
+//! and so do settlements; each admission still gets exactly the outcome it
+//! would have alone.
+
+use std::sync::{Arc, Weak};
+
+use ::redis::{Cmd, Script};
+use tokio::sync::{mpsc, oneshot, Semaphore};
+
+use super::{script, Inner};
+use crate::store::memory::MAX_IDLE_MS;
+use crate::store::{Settlement, StoreError, Subject};
+
+/// Extra lifetime of a key after its buckets have drained.
+const TTL_SLACK_MS: u64 = 1_000;
+
+/// An admission queued for the next batched script call.
+pub(super) struct Pending {
+    pub(super) now_ms: u64,
+    pub(super) tokens: f64,
+    pub(super) account: Subject,
+    pub(super) cluster: Option<Subject>,
+    /// Where its reply goes; closed when the caller gave up (timeout, cancel).
+    pub(super) reply: oneshot::Sender<Result<script::AdmitReply, StoreError>>,
+}
+
+/// One call of a script batch: an admission or a settlement.
+pub(super) trait Call {
+    /// Its time, cost (or token delta), account and cluster.
+    fn parts(&self) -> (u64, f64, &Subject, Option<&Subject>);
+}
+
+impl Call for Pending {
+    fn parts(&self) -> (u64, f64, &Subject, Option<&Subject>) {
+        (
+            self.now_ms,
+            self.tokens,
+            &self.account,
+            self.cluster.as_ref(),
+        )
+    }
+}
+
+impl Call for Settlement {
+    fn parts(&self) -> (u64, f64, &Subject, Option<&Subject>) {
+        (
+            self.now_ms,
+            self.token_delta,
+            &self.account,
+            self.cluster.as_ref(),
+        )
+    }
+}
+
+impl Inner {
+    /// The `EVALSHA` of `script` over `batch`: every call's keys (its account's,
+    /// then its cluster's if any), then every call's packed arguments. Built
+    /// straight into the command's buffer; the subject counts per call.
+    pub(super) fn batch_cmd<C: Call>(&self, script: &Script, batch: &[C]) -> (Cmd, Vec<usize>) {
+        let counts: Vec<usize> = batch
+            .iter()
+            .map(|c| 1 + usize::from(c.parts().3.is_some()))
+            .collect();
+        let keys: usize = counts.iter().sum();
+        let key_len = self.keys.len();
+        let mut cmd = Cmd::with_capacity(
+            3 + keys + batch.len(),
+            64 + keys * key_len + batch.len() * script::ARGS_BYTES_MAX,
+        );
+        cmd.arg("EVALSHA").arg(script.get_hash()).arg(keys);
+        let mut buf = Vec::with_capacity(key_len.max(script::ARGS_BYTES_MAX));
+        for c in batch {
+            let (_, _, account, cluster) = c.parts();
+            for subject in std::iter::once(account).chain(cluster) {
+                buf.clear();
+                self.keys.push(subject, &mut buf);
+                cmd.arg(buf.as_slice());
+            }
+        }
+        for c in batch {
+            let (now_ms, amount, account, cluster) = c.parts();
+            buf.clear();
+            match cluster {
+                Some(cl) => script::pack_args(
+                    &mut buf,
+                    now_ms,
+                    amount,
+                    MAX_IDLE_MS,
+                    TTL_SLACK_MS,
+                    &[&account.limits, &cl.limits],
+                ),
+                None => script::pack_args(
+                    &mut buf,
+                    now_ms,
+                    amount,
+                    MAX_IDLE_MS,
+                    TTL_SLACK_MS,
+                    &[&account.limits],
+                ),
+            }
+            cmd.arg(buf.as_slice());
+        }
+        (cmd, counts)
+    }
+
+    /// Runs `batch` with one script call, in order, and hands each admission its
+    /// reply; on any error every admission of the batch gets it.
+    pub(super) async fn admit_batch(&self, batch: Vec<Pending>) {
+        let (cmd, counts) = self.batch_cmd(&self.admit, &batch);
+        let replies = self
+            .run(&self.admit, &cmd)
+            .await
+            .and_then(|v| script::parse_admit_many(&v, &counts).map_err(StoreError::from));
+        match replies {
+            Ok(replies) => {
+                for (p, r) in batch.into_iter().zip(replies) {
+                    let _ = p.reply.send(Ok(r));
+                }
+            }
+            Err(e) => {
+                for p in batch {
+                    let _ = p.reply.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+}
+
+/// Most settlements sent in one script call.
+const SETTLE_BATCH: usize = 256;
+
+/// Sends queued settlements to Redis, as many per call as have queued up while
+/// the previous call was in flight. Ends when the store is dropped.
+pub(super) async fn settle_loop(
+    inner: Weak<Inner>,
+    mut queue: mpsc::UnboundedReceiver<Settlement>,
+) {
+    let mut batch = Vec::with_capacity(SETTLE_BATCH);
+    while let Some(first) = queue.recv().await {
+        batch.push(first);
+        while batch.len() < SETTLE_BATCH {
+            match queue.try_recv() {
+                Ok(s) => batch.push(s),
+                Err(_) => break,
+            }
+        }
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        if inner.health.is_down() {
+            inner.settle_locally(&batch);
+        } else {
+            inner.settle_or_fall_back(&batch).await;
+        }
+        batch.clear();
+    }
+}
+
+/// Most admissions sent in one script call (Redis runs a script without
+/// interruption: 128 admissions keep it busy for about a millisecond).
+const ADMIT_BATCH: usize = 128;
+/// Most admission batches in flight at once: while Redis runs one, the next
+/// is on its way, so Redis never waits for the client.
+const ADMIT_IN_FLIGHT: usize = 2;
+
+/// Sends queued admissions to Redis, as many per script call as have queued up
+/// while the previous calls were in flight (up to [`ADMIT_BATCH`], in order;
+/// admissions whose caller gave up are dropped unsent). Ends when the store is
+/// dropped.
+pub(super) async fn admit_loop(inner: Weak<Inner>, mut queue: mpsc::UnboundedReceiver<Pending>) {
+    let slots = Arc::new(Semaphore::new(ADMIT_IN_FLIGHT));
+    while let Some(first) = queue.recv().await {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let mut batch = Vec::with_capacity(ADMIT_BATCH);
+        batch.push(first);
+        while batch.len() < ADMIT_BATCH {
+            match queue.try_recv() {
+                Ok(p) => batch.push(p),
+                Err(_) => break,
+            }
+        }
+        batch.retain(|p| !p.reply.is_closed());
+        if batch.is_empty() {
+            continue;
+        }
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        tokio::spawn(async move {
+            inner.admit_batch(batch).await;
+            drop(slot);
+        });
+    }
+}
