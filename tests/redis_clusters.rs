@@ -5,21 +5,22 @@
 
 mod support;
 
+use std::cell::Cell;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use distill_guard::clock::{Clock, ManualClock};
-use distill_guard::cluster::share::{ClusterShare, StreamId};
+use distill_guard::cluster::share::ClusterShare;
 use distill_guard::extensions::{Cluster, ClusterId};
 use distill_guard::network::PeerAddr;
 use distill_guard::{Config, Guard};
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use support::traffic::organic_body;
-use support::RedisServer;
+use support::{wait, RedisServer};
 use tower::{service_fn, Layer, ServiceExt};
 
 const T0: u64 = 1_714_000_000_000;
@@ -439,37 +440,33 @@ async fn hostile_entries_and_a_redis_restart_are_survived() {
     );
     server.restart();
     // Publishing recovers on its own once Redis is back.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut id = StreamId::ZERO;
-    for i in 0.. {
-        assert!(Instant::now() < deadline, "sharing never recovered");
-        clock.advance_ms(1_000);
-        send(
-            &guards[0],
-            &format!("after-{i}"),
-            [198, 51, 3, 7],
-            "curl/8.5.0",
-            organic_body(200 + i),
-        )
-        .await;
-        if let Ok(got) = share(&guards[0]).flush().await {
-            id = got;
-            break;
+    let attempt = Cell::new(0u64);
+    let id = wait::until_some("sharing recovered", || {
+        let (attempt, guards, clock) = (&attempt, &guards, &clock);
+        async move {
+            let i = attempt.get();
+            attempt.set(i + 1);
+            clock.advance_ms(1_000);
+            send(
+                &guards[0],
+                &format!("after-{i}"),
+                [198, 51, 3, 7],
+                "curl/8.5.0",
+                organic_body(200 + i),
+            )
+            .await;
+            share(&guards[0]).flush().await.ok()
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await;
     let before = share(&guards[1]).counts().applied;
     // The other replica's reader reconnects by itself and reads the restarted
     // stream's new entries.
     let s1 = share(&guards[1]).clone();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while s1.counts().applied == before {
-        assert!(
-            Instant::now() < deadline,
-            "the reader never read the new log ({id})"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait::until_true(&format!("the reader read the new log ({id})"), || {
+        s1.counts().applied != before
+    })
+    .await;
     let c = share(&guards[0]).counts();
     assert!(c.dropped >= 5 && c.errors > 0, "{c:?}");
 }

@@ -7,7 +7,6 @@ mod support;
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::Router;
@@ -21,7 +20,7 @@ use distill_guard::{Config, Guard};
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use serde_json::json;
-use support::RedisServer;
+use support::{wait, RedisServer};
 use tower::{service_fn, Layer, ServiceExt};
 
 const TOKEN: &str = "an admin token that is long enough";
@@ -89,15 +88,6 @@ async fn chat(guard: &Guard, key: &str) -> StatusCode {
     res.status()
 }
 
-/// Waits (in real time: the replicas poll Redis) until `cond` holds.
-async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// A block set on one replica is enforced by the other and by a replica started
 /// later; clearing it on the second lifts it on the first; garbage in the hash
 /// is skipped; with Redis down a change is refused and nothing changes.
@@ -122,7 +112,7 @@ async fn overrides_reach_every_replica_and_survive_restarts() {
         StatusCode::FORBIDDEN,
         "in force at once where it was made"
     );
-    eventually("replica b follows the block", || {
+    wait::until_true("replica b follows the block", || {
         b.shared().overrides().get(&bad).and_then(|o| o.list) == Some(ListKind::Block)
     })
     .await;
@@ -148,7 +138,7 @@ async fn overrides_reach_every_replica_and_survive_restarts() {
         .await
         .expect("HSET");
     let (c, _) = replica(&server);
-    eventually("a new replica loads the overrides", || {
+    wait::until_true("a new replica loads the overrides", || {
         c.shared().overrides().get(&bad).is_some()
     })
     .await;
@@ -162,7 +152,7 @@ async fn overrides_reach_every_replica_and_survive_restarts() {
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{text}");
-    eventually("replica a follows the clear", || {
+    wait::until_true("replica a follows the clear", || {
         a.shared().overrides().get(&bad).is_none()
     })
     .await;

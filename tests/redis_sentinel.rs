@@ -7,12 +7,13 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::cell::Cell;
+use std::time::Duration;
 
 use distill_guard::extensions::Scope;
 use distill_guard::store::gcra::BucketLimit;
 use distill_guard::store::{Admission, Backend, OnError, RedisStore, Store, StoreConfig, Subject};
-use support::RedisServer;
+use support::{wait, RedisServer};
 
 const T0: u64 = 1_700_000_000_000;
 
@@ -44,14 +45,6 @@ fn info_has(port: u16, section: &str, needle: &str) -> bool {
     }
 }
 
-fn wait_for(what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_store_follows_a_sentinel_failover() {
     let Some(mut primary) = RedisServer::start() else {
@@ -63,10 +56,10 @@ async fn the_store_follows_a_sentinel_failover() {
     let Some(sentinel) = RedisServer::start_sentinel(primary.port, "dg") else {
         return;
     };
-    wait_for("the replica is in sync", 20, || {
+    wait::until_blocking("the replica is in sync", || {
         info_has(replica.port, "replication", "master_link_status:up")
     });
-    wait_for("the sentinel knows the replica", 20, || {
+    wait::until_blocking("the sentinel knows the replica", || {
         info_has(sentinel.port, "sentinel", "slaves=1")
     });
 
@@ -79,7 +72,7 @@ async fn the_store_follows_a_sentinel_failover() {
         ..StoreConfig::default()
     })
     .expect("store");
-    let mut now = T0;
+    let now = T0;
     let out = store.admit(&admission(now, 1)).await.expect("admit");
     assert!(out.denied.is_none());
     assert_eq!(
@@ -99,23 +92,27 @@ async fn the_store_follows_a_sentinel_failover() {
     // The primary dies: requests go on (fail_open) while Sentinel promotes the
     // replica, then land on the new primary without anything being restarted.
     primary.kill();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut during = 0u64;
-    loop {
-        assert!(Instant::now() < deadline, "never followed the failover");
-        now += 10;
-        let before = store.fallback_count();
-        let out = store
-            .admit(&admission(now, 2))
-            .await
-            .expect("fail_open answers");
-        assert!(out.denied.is_none());
-        if store.fallback_count() == before && !store.is_down() {
-            break;
+    let (at, during) = (Cell::new(now), Cell::new(0u64));
+    wait::until("the store followed the failover", || {
+        let (at, during, store) = (&at, &during, &store);
+        async move {
+            at.set(at.get() + 10);
+            let before = store.fallback_count();
+            let out = store
+                .admit(&admission(at.get(), 2))
+                .await
+                .expect("fail_open answers");
+            assert!(out.denied.is_none());
+            let followed = store.fallback_count() == before && !store.is_down();
+            if !followed {
+                during.set(during.get() + 1);
+            }
+            followed
         }
-        during += 1;
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await;
+    let now = at.get();
+    let during = during.get();
     assert!(
         during > 0,
         "some requests were served locally during the failover"

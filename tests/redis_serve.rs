@@ -8,14 +8,12 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
-
 use axum::body::Body;
 use distill_guard::identity::Identity;
 use http::Request;
 use serde_json::{json, Value};
 use support::process::{send, serve, Served};
-use support::RedisServer;
+use support::{wait, RedisServer};
 
 const TOKEN: &str = "an admin token for the replicas test";
 const SECRET: &str = "replicas-secret";
@@ -36,22 +34,6 @@ async fn admin(s: &Served, method: &str, path: &str, body: Option<Value>) -> (u1
         .expect("request");
     let r = send(req).await;
     (r.status, r.json())
-}
-
-/// Polls (in real time: the replicas are processes) until `f` gives a value.
-async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -87,7 +69,7 @@ async fn two_serve_replicas_share_clusters_and_overrides() {
     let first = id.hash_key("sk-rep-0").to_string();
     let mut ids = Vec::new();
     for s in &replicas {
-        let c = eventually("both replicas see the whole campaign", || async {
+        let c = wait::until_some("both replicas see the whole campaign", || async {
             let (code, v) = admin(s, "GET", &format!("/api/accounts/{first}"), None).await;
             let size = v["engine"]["cluster"]["size"]
                 .as_u64()
@@ -139,7 +121,7 @@ async fn two_serve_replicas_share_clusters_and_overrides() {
     .await;
     assert_eq!(code, 200, "{v}");
     let url = replicas[1].url.clone();
-    eventually("replica 1 enforces the block", || {
+    wait::until_some("replica 1 enforces the block", || {
         let url = url.clone();
         async move { (campaign(&url, "sk-rep-blocked", 99).await == 403).then_some(()) }
     })

@@ -5,7 +5,7 @@
 mod support;
 
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,7 +20,8 @@ use distill_guard::Guard;
 use http::Request;
 use http_body_util::BodyExt;
 use serde_json::json;
-use support::process::Served;
+use support::process::{self, Served};
+use support::wait;
 use tower::ServiceExt;
 
 const T0: u64 = 1_714_000_000_000;
@@ -197,16 +198,26 @@ async fn admin_status(admin: &str, token: &str) -> serde_json::Value {
     serde_json::from_slice(&bytes).expect("json")
 }
 
-/// Waits (bounded) until the served config reaches `generation`.
-async fn wait_generation(s: &Served, token: &str, generation: u64) -> serde_json::Value {
-    for _ in 0..100 {
+/// Waits until the served config's status satisfies `cond`, and returns it.
+async fn wait_status(
+    s: &Served,
+    token: &str,
+    what: &str,
+    cond: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    wait::until_some(what, || async {
         let st = admin_status(s.admin(), token).await;
-        if st["config"]["generation"] == generation {
-            return st;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("config generation {generation} never reached");
+        cond(&st).then_some(st)
+    })
+    .await
+}
+
+/// Waits until the served config reaches `generation`.
+async fn wait_generation(s: &Served, token: &str, generation: u64) -> serde_json::Value {
+    wait_status(s, token, &format!("config generation {generation}"), |st| {
+        st["config"]["generation"] == generation
+    })
+    .await
 }
 
 #[tokio::test]
@@ -232,27 +243,16 @@ async fn serve_reloads_on_file_change_and_on_sighup() {
     assert!(st["config"]["tiers"].to_string().contains("extra"));
 
     // SIGHUP reloads even an unchanged file.
-    let pid = s.child.id().to_string();
-    let killed = Command::new("kill")
-        .args(["-HUP", &pid])
-        .status()
-        .expect("kill");
-    assert!(killed.success());
+    process::signal(s.child.id(), "-HUP");
     let st = wait_generation(&s, token, 3).await;
     assert_eq!(st["config"]["last_reload"]["trigger"], "signal");
 
     // A broken file is rejected and reported; the server keeps its config.
     std::fs::write(&path, config_text(0, &admin)).expect("write");
-    let mut rejected = None;
-    for _ in 0..100 {
-        let st = admin_status(s.admin(), token).await;
-        if st["config"]["reloads_failed"] == 1 {
-            rejected = Some(st);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let st = rejected.expect("the broken file was tried");
+    let st = wait_status(&s, token, "the broken file was tried", |st| {
+        st["config"]["reloads_failed"] == 1
+    })
+    .await;
     assert_eq!(st["config"]["generation"], 3);
     assert_eq!(st["config"]["last_reload"]["ok"], false);
     assert!(st["config"]["last_reload"]["errors"][0]
@@ -266,7 +266,7 @@ fn serve_without_an_admin_token_keeps_the_admin_listener_disabled() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("guard.toml");
     std::fs::write(&path, config_text(5, "")).expect("write");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_distill-guard"))
+    let mut child = process::bin()
         .args([
             "serve",
             "--listen",
@@ -330,12 +330,7 @@ async fn serve_writes_the_audit_log_and_flushes_it_on_shutdown() {
     }
     assert_eq!(statuses, [200, 429, 429]);
     // SIGTERM: graceful shutdown drains the audit queue before exiting.
-    let pid = s.child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill")
-        .success());
+    process::signal(s.child.id(), "-TERM");
     let exit = tokio::task::spawn_blocking(move || {
         let status = s.child.wait();
         (s, status)

@@ -4,11 +4,13 @@
 //! (`.venv` in the crate root, or the interpreter in `DISTILL_GUARD_PYTHON`). Without
 //! one this test prints a `SKIPPED` line, which `.ci/run` treats as a failure.
 
+mod support;
+
 use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Longest the whole suite may take before it is killed and counted as failed.
 const SUITE_DEADLINE: Duration = Duration::from_secs(600);
@@ -45,7 +47,7 @@ fn official_sdks_against_serve() {
     // shared with other checkouts may see `debug/distill-guard` rebuilt meanwhile.
     let bin_dir = tempfile::tempdir().expect("temp dir");
     let bin = bin_dir.path().join("distill-guard");
-    std::fs::copy(env!("CARGO_BIN_EXE_distill-guard"), &bin).expect("copy the binary");
+    std::fs::copy(support::process::BIN, &bin).expect("copy the binary");
     // Output goes to files, not pipes, so a chatty run cannot block on a full pipe
     // while this test waits for it.
     let stdout = tempfile::tempfile().expect("temp file");
@@ -68,18 +70,7 @@ fn official_sdks_against_serve() {
         .stderr(stderr.try_clone().expect("clone"))
         .spawn()
         .unwrap_or_else(|e| panic!("cannot run {}: {e}", python.display()));
-    let started = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("wait for pytest") {
-            break Some(s);
-        }
-        if started.elapsed() > SUITE_DEADLINE {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let status = support::process::exit_within(&mut child, SUITE_DEADLINE);
     let rewind = |mut f: File| {
         use std::io::Seek;
         f.rewind().expect("rewind");

@@ -10,7 +10,7 @@ use axum::body::Body;
 use http::Request;
 use serde_json::{json, Value};
 
-use support::process::{config_file, send, Served};
+use support::process::{self, config_file, send, Served};
 
 fn spawn(args: &[&str]) -> Served {
     support::process::serve(args, false)
@@ -195,7 +195,7 @@ fn check_config_lists_errors_and_exits_non_zero() {
     let bad = config_file(
         "[identity]\n[tiers.default]\nrequests_per_minute = 0\n[quota]\ncluster_exponent = 3.0\n",
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_distill-guard"))
+    let out = process::bin()
         .args(["check-config", bad.path().to_str().expect("path")])
         .output()
         .expect("run");
@@ -209,7 +209,7 @@ fn check_config_lists_errors_and_exits_non_zero() {
         assert!(err.contains(path), "{path} missing from {err}");
     }
     let good = config_file(CONFIG);
-    let out = Command::new(env!("CARGO_BIN_EXE_distill-guard"))
+    let out = process::bin()
         .args(["check-config", good.path().to_str().expect("path")])
         .output()
         .expect("run");
@@ -220,12 +220,7 @@ fn check_config_lists_errors_and_exits_non_zero() {
 #[test]
 fn sigterm_shuts_down_gracefully() {
     let mut server = spawn(&[]);
-    let pid = server.child.id().to_string();
-    let status = Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill");
-    assert!(status.success());
+    process::signal(server.child.id(), "-TERM");
     let mut child = std::mem::replace(
         &mut server.child,
         Command::new("true").spawn().expect("placeholder"),
@@ -281,8 +276,7 @@ async fn tagged_responses_verify_and_trace_with_the_cli() {
         .expect("text")
         .to_owned();
 
-    let bin = env!("CARGO_BIN_EXE_distill-guard");
-    let out = Command::new(bin)
+    let out = process::bin()
         .args(["verify", "--config", &path, "--json", &tag])
         .output()
         .expect("run");
@@ -297,7 +291,7 @@ async fn tagged_responses_verify_and_trace_with_the_cli() {
     let mut bad = tag.clone();
     bad.pop();
     bad.push(if tag.ends_with('A') { 'B' } else { 'A' });
-    let out = Command::new(bin)
+    let out = process::bin()
         .args(["verify", "--config", &path, &bad])
         .output()
         .expect("run");
@@ -306,7 +300,7 @@ async fn tagged_responses_verify_and_trace_with_the_cli() {
     // A 60-word excerpt of the marked answer traces back to the account's hash prefix.
     let excerpt: Vec<&str> = text.split(' ').skip(20).take(60).collect();
     let leaked = config_file(&excerpt.join(" "));
-    let out = Command::new(bin)
+    let out = process::bin()
         .args([
             "trace",
             "--config",
@@ -355,9 +349,8 @@ async fn trace_finds_stripped_text_in_a_live_servers_index() {
         .collect::<Vec<_>>()
         .join(" ");
     let leaked = config_file(&excerpt);
-    let bin = env!("CARGO_BIN_EXE_distill-guard");
     // Offline, without marks, nothing is found.
-    let out = Command::new(bin)
+    let out = process::bin()
         .args([
             "trace",
             "--config",
@@ -369,7 +362,7 @@ async fn trace_finds_stripped_text_in_a_live_servers_index() {
         .expect("run");
     assert_eq!(out.status.code(), Some(1));
     // The live server's index finds it.
-    let out = Command::new(bin)
+    let out = process::bin()
         .args([
             "trace",
             "--config",

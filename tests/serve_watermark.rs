@@ -4,12 +4,12 @@
 mod support;
 
 use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use axum::body::Body;
 use http::Request;
 use serde_json::{json, Value};
-use support::process::{send, Served};
+use support::process::{self, send, Served};
 
 const CONFIG: &str = r#"
 [identity]
@@ -41,7 +41,7 @@ async fn post(url: &str, path: &str, body: Value) -> (http::HeaderMap, String) {
 
 /// Runs `distill-guard verify --config FILE --json ARG`, with `stdin` when given.
 fn verify(config: &std::path::Path, arg: &str, stdin: Option<&str>) -> (i32, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_distill-guard"))
+    let mut child = process::bin()
         .args(["verify", "--json", "--config"])
         .arg(config)
         .arg(arg)

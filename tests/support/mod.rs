@@ -1,9 +1,12 @@
-//! A throwaway `redis-server` on a free loopback port, for tests and benches.
+//! Shared test helpers: a throwaway `redis-server` on a free loopback port (here),
+//! the binary as a process (`process`), labelled traffic (`traffic`) and waiting
+//! on outside conditions (`wait`).
 
 #![allow(dead_code, unreachable_pub)]
 
 pub mod process;
 pub mod traffic;
+pub mod wait;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -159,11 +162,7 @@ impl RedisServer {
 
     fn signal(&self, sig: &str) {
         if let Some(c) = &self.child {
-            let status = Command::new("kill")
-                .args([sig, &c.id().to_string()])
-                .status()
-                .expect("run kill");
-            assert!(status.success(), "kill {sig} failed");
+            process::signal(c.id(), sig);
         }
     }
 

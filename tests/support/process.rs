@@ -43,10 +43,45 @@ fn address(line: &str, prefix: &str) -> String {
         .to_owned()
 }
 
+/// The path of the `distill-guard` binary Cargo built for the tests (the one
+/// place the tests name it).
+pub const BIN: &str = env!("CARGO_BIN_EXE_distill-guard");
+
+/// The binary, as a command to add arguments to.
+pub fn bin() -> Command {
+    Command::new(BIN)
+}
+
+/// Sends `sig` (`-TERM`, `-HUP`, `-STOP`, …) to process `pid`.
+pub fn signal(pid: u32, sig: &str) {
+    let status = Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill {sig} {pid} failed");
+}
+
+/// Waits for `child` to exit, at most `patience`; kills it after that and
+/// returns `None` (a watchdog for suites run as child processes).
+pub fn exit_within(child: &mut Child, patience: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = std::time::Instant::now() + patience;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait for the child") {
+            return Some(status);
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// Starts `distill-guard serve --listen 127.0.0.1:0 ARGS` and reads the
 /// addresses it prints; with `admin`, also `--admin-listen 127.0.0.1:0`.
 pub fn serve(args: &[&str], admin: bool) -> Served {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_distill-guard"));
+    let mut cmd = bin();
     cmd.args(["serve", "--listen", "127.0.0.1:0"]);
     if admin {
         cmd.args(["--admin-listen", "127.0.0.1:0"]);
