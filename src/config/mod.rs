@@ -28,8 +28,11 @@
 
 mod error;
 mod model;
+mod parse;
 mod validate;
+mod warnings;
 
 pub(crate) use error::Errors;
 pub use error::{ConfigError, FieldError};
 pub use model::*;
+pub use parse::{check_toml, locate, Located};

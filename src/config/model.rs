@@ -179,7 +179,7 @@ pub struct Band {
 }
 
 /// A limit: a positive count, or `"unlimited"`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
 pub enum Limit {
     /// At most this many per window.
@@ -194,6 +194,34 @@ pub enum Limit {
 pub enum Unlimited {
     /// No limit.
     Unlimited,
+}
+
+impl<'de> Deserialize<'de> for Limit {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Limit;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a positive integer or \"unlimited\"")
+            }
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Limit, E> {
+                Ok(Limit::Count(n))
+            }
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Limit, E> {
+                u64::try_from(n)
+                    .map(Limit::Count)
+                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Signed(n), &self))
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Limit, E> {
+                if s == "unlimited" {
+                    Ok(Limit::Unlimited(Unlimited::Unlimited))
+                } else {
+                    Err(E::invalid_value(serde::de::Unexpected::Str(s), &self))
+                }
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
 }
 
 impl Limit {
@@ -300,18 +328,11 @@ impl Config {
         }
     }
 
-    /// Parses and validates TOML text.
+    /// Parses and validates TOML text. Every problem is reported at once: syntax
+    /// errors, wrong types and unknown fields (each with its TOML path and line),
+    /// then validation ([`check_toml`](super::check_toml) gives them located).
     pub fn from_toml_str(text: &str) -> Result<Self, ConfigError> {
-        let cfg: Config = toml::from_str(text).map_err(|e| {
-            let path = e
-                .span()
-                .map(|span| line_col(text, span.start))
-                .map(|(l, c)| format!("line {l}, column {c}"))
-                .unwrap_or_default();
-            ConfigError::single(path, e.message().to_string())
-        })?;
-        cfg.validate()?;
-        Ok(cfg)
+        super::parse::check_toml(text).map_err(super::parse::to_config_error)
     }
 
     /// Reads, parses and validates a TOML file.
@@ -357,14 +378,4 @@ impl Config {
             None => None,
         }
     }
-}
-
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let before = text.get(..offset).unwrap_or(text);
-    let line = before.matches('\n').count() + 1;
-    let col = before
-        .rfind('\n')
-        .map_or(before.len(), |i| before.len() - i - 1)
-        + 1;
-    (line, col)
 }
