@@ -22,7 +22,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwapOption;
-use http::HeaderMap;
 
 pub use self::metrics::{Metrics, SIZE_CLASSES};
 pub use recent::{
@@ -44,17 +43,7 @@ pub fn dialect_name(d: Dialect) -> &'static str {
     }
 }
 
-/// A request id fit to log and index: the `x-request-id` header when it is 1 to 128
-/// characters of `[A-Za-z0-9._:-]` (ids are client-settable, so anything else is
-/// ignored rather than echoed into logs).
-pub fn request_id(headers: &HeaderMap) -> Option<Arc<str>> {
-    let v = headers.get("x-request-id")?.to_str().ok()?;
-    let ok = !v.is_empty()
-        && v.len() <= 128
-        && v.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
-    ok.then(|| Arc::from(v))
-}
+pub use crate::extensions::request_id;
 
 /// Operator-facing state of one guard.
 #[derive(Debug)]
@@ -183,6 +172,7 @@ pub(crate) fn unix_ms() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::HeaderMap;
 
     fn decision(action: Action, status: u16) -> Decision {
         let account = crate::extensions::AccountId([1; 16]);
@@ -258,6 +248,7 @@ mod proptests {
     use proptest::prelude::*;
 
     use super::*;
+    use http::HeaderMap;
 
     proptest! {
         #[test]
