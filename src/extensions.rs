@@ -21,7 +21,7 @@ fn write_hex(f: &mut fmt::Formatter<'_>, bytes: &[u8; 16]) -> fmt::Result {
     Ok(())
 }
 
-fn parse_hex(s: &str) -> Option<[u8; 16]> {
+pub(crate) fn parse_hex(s: &str) -> Option<[u8; 16]> {
     let s = s.as_bytes();
     if s.len() != 32 {
         return None;
@@ -330,44 +330,6 @@ pub struct TierName(pub Arc<str>);
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct HardLink(pub Arc<str>);
 
-/// A request id fit to log, index and sign: the `x-request-id` header when it is 1
-/// to 128 characters of `[A-Za-z0-9._:-]` (ids are client-settable, so anything
-/// else is ignored rather than echoed into logs).
-pub fn request_id(headers: &http::HeaderMap) -> Option<Arc<str>> {
-    let v = headers.get("x-request-id")?.to_str().ok()?;
-    let ok = !v.is_empty()
-        && v.len() <= 128
-        && v.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
-    ok.then(|| Arc::from(v))
-}
-
-/// The 128 bits a provenance tag carries for a request id: the UUID itself when
-/// the id is one (36 characters with hyphens, or 32 hex digits; what `serve`
-/// generates), else the first 128 bits of its SHA-256. Two spellings of one UUID
-/// give the same bits, so the tag's request id finds the decision.
-pub fn request_id_bits(id: &str) -> [u8; 16] {
-    let hex: String = if id.len() == 36
-        && id
-            .char_indices()
-            .all(|(i, c)| matches!(i, 8 | 13 | 18 | 23) == (c == '-'))
-    {
-        id.chars().filter(|c| *c != '-').collect()
-    } else {
-        id.to_owned()
-    };
-    if let Some(bits) = parse_hex(&hex) {
-        return bits;
-    }
-    let digest = Sha256::new()
-        .chain_update(b"distill-guard/request-id\0")
-        .chain_update(id.as_bytes())
-        .finalize();
-    let mut out = [0u8; 16];
-    out.copy_from_slice(&digest[..16]);
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -393,17 +355,6 @@ mod tests {
         assert!(
             c.starts_with_hex(&c.to_string()[..10]),
             "with its c_ prefix"
-        );
-        let uuid = "0b6e41a2-9c1d-4f7e-8a3b-5d2c1e0f9a87";
-        assert_eq!(
-            request_id_bits(uuid),
-            request_id_bits("0B6E41A29C1D4F7E8A3B5D2C1E0F9A87")
-        );
-        assert_eq!(request_id_bits(uuid)[0], 0x0b);
-        assert_ne!(request_id_bits("req-1"), request_id_bits("req-2"));
-        assert_ne!(
-            request_id_bits("0b6e41a2-9c1d-4f7e-8a3b-5d2c1e0f9a8"),
-            request_id_bits(uuid)
         );
         assert!(AccountId::parse(&"g".repeat(32)).is_none());
     }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use distill_guard::clock::ManualClock;
 use distill_guard::extensions::{Cluster, ClusterId, Scope};
-use distill_guard::quota::gcra::BucketLimit;
+use distill_guard::store::gcra::BucketLimit;
 use distill_guard::store::{
     Admission, Backend, MemoryStore, OnError, Outcome, RedisStore, Settlement, Store, StoreConfig,
     StoreError, Subject,

@@ -12,11 +12,12 @@ use http::{header, StatusCode};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::overrides::{ListKind, OverrideAction, OverrideRequest};
+use super::overrides::OverrideRequest;
 use super::AdminState;
 use crate::extensions::{AccountId, ClusterId, Decision, Scope};
-use crate::guard::Settings;
+use crate::policy::{ListKind, OverrideAction};
 use crate::reload::{ReloadError, Trigger};
+use crate::stage::Settings;
 use crate::store::{BucketView, Limits, Subject, Window};
 use crate::telemetry::SERIES;
 
@@ -45,7 +46,7 @@ pub(super) async fn require_token(State(st): St, req: Request, next: Next) -> Re
     if admitted {
         return next.run(req).await;
     }
-    st.guard.shared().telemetry().metrics().admin_unauthorized();
+    st.telemetry.metrics().admin_unauthorized();
     let mut res = error(
         StatusCode::UNAUTHORIZED,
         "missing or wrong admin token: send `Authorization: Bearer <token>`",
@@ -63,7 +64,7 @@ pub(super) async fn not_found() -> Response {
 
 pub(super) async fn metrics(State(st): St) -> Response {
     let shared = st.guard.shared();
-    let t = shared.telemetry();
+    let t = &st.telemetry;
     t.metrics().overrides(shared.overrides().counts());
     if let Some(s) = shared.detector().share() {
         t.metrics().cluster_log(s.counts());
@@ -112,7 +113,7 @@ fn tier_json(settings: &Settings) -> Value {
 pub(super) async fn status(State(st): St) -> Response {
     let shared = st.guard.shared();
     let settings = shared.settings();
-    let t = shared.telemetry();
+    let t = &st.telemetry;
     let reload = st.reloader.as_ref().map(|r| r.status());
     let timeline = t.recent().timeline();
     let mut totals = [0u64; SERIES.len()];
@@ -183,7 +184,7 @@ pub(super) async fn status(State(st): St) -> Response {
 }
 
 pub(super) async fn accounts(State(st): St, Query(q): Query<Limit>) -> Response {
-    let (accounts, _) = st.guard.shared().telemetry().recent().top(q.get(20));
+    let (accounts, _) = st.telemetry.recent().top(q.get(20));
     json_response(StatusCode::OK, json!({ "accounts": accounts }))
 }
 
@@ -239,7 +240,7 @@ fn resolve_account(st: &AdminState, hash: &str) -> Result<AccountId, (StatusCode
         ));
     }
     let shared = st.guard.shared();
-    let mut found = shared.telemetry().recent().accounts_with_prefix(hash, 10);
+    let mut found = st.telemetry.recent().accounts_with_prefix(hash, 10);
     for a in shared.watermarker().index().accounts_with_prefix(hash, 10) {
         if !found.contains(&a) {
             found.push(a);
@@ -269,7 +270,7 @@ pub(super) async fn account(State(st): St, Path(hash): Path<String>) -> Response
     let shared = st.guard.shared();
     let settings = shared.settings();
     let ov = shared.overrides().get(&id);
-    let recent = shared.telemetry().recent().of_account(&id, 20);
+    let recent = st.telemetry.recent().of_account(&id, 20);
     let engine = st.hooks.cluster.as_ref().and_then(|c| c.account(&id));
     let last = recent.first().map(|r| r.decision.clone());
     let pinned = ov
@@ -382,7 +383,7 @@ pub(super) async fn cluster(State(st): St, Path(id): Path<String>) -> Response {
 }
 
 pub(super) async fn decisions(State(st): St, Query(q): Query<Limit>) -> Response {
-    let latest = st.guard.shared().telemetry().recent().latest(q.get(50));
+    let latest = st.telemetry.recent().latest(q.get(50));
     json_response(StatusCode::OK, json!({ "decisions": latest }))
 }
 
@@ -432,7 +433,7 @@ pub(crate) fn explain(d: &Decision) -> String {
 }
 
 pub(super) async fn decision(State(st): St, Path(request_id): Path<String>) -> Response {
-    match st.guard.shared().telemetry().recent().find(&request_id) {
+    match st.telemetry.recent().find(&request_id) {
         Some(rec) => {
             let explanation = explain(&rec.decision);
             json_response(
@@ -515,8 +516,7 @@ pub(super) async fn post_override(State(st): St, body: Bytes) -> Response {
         },
         _ => Value::Null,
     };
-    shared
-        .telemetry()
+    st.telemetry
         .metrics()
         .overrides(shared.overrides().counts());
     tracing::info!(account = %account, action = ?req.action, "admin override");

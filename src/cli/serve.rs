@@ -1,6 +1,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::Args;
 use distill_guard::admin::{self, AdminHooks};
@@ -9,6 +10,7 @@ use distill_guard::proxy::demo::DemoModel;
 use distill_guard::proxy::server::{self, Backend};
 use distill_guard::proxy::upstream::Upstream;
 use distill_guard::reload::Reloader;
+use distill_guard::telemetry::Telemetry;
 use distill_guard::Guard;
 
 #[derive(Debug, Args)]
@@ -99,15 +101,20 @@ async fn serve(
     };
     let admin_cfg = config.admin.clone();
     let audit_cfg = config.audit.clone();
-    let guard = Guard::from_config(config).map_err(|e| e.to_string())?;
-    if let Some((sink, writer)) = audit::start(&audit_cfg, guard.shared().telemetry())
+    // The guard reports its decisions to the telemetry the admin API reads.
+    let telemetry = Arc::new(Telemetry::new(admin_cfg.recent_decisions));
+    let guard = Guard::builder(config)
+        .sink(telemetry.clone())
+        .build()
+        .map_err(|e| e.to_string())?;
+    if let Some((sink, writer)) = audit::start(&audit_cfg, telemetry.metrics().audit_counters())
         .await
         .map_err(|e| format!("cannot open the audit log: {e}"))?
     {
         tracing::info!(target = sink.target(), all = sink.all(), "audit log on");
-        guard.shared().telemetry().install_audit(sink, writer);
+        telemetry.install_audit(sink, writer);
     }
-    let reloader = Reloader::new(guard.clone(), path.clone()).with_adjust({
+    let reloader = Reloader::new(guard.clone(), telemetry.clone(), path.clone()).with_adjust({
         let o = overrides.clone();
         move |c| o.apply(c)
     });
@@ -132,7 +139,7 @@ async fn serve(
         // The detector's cluster engine answers the cluster views and unlinks;
         // the watermark stage's index answers `/api/trace`.
         let hooks = AdminHooks::for_guard(&guard);
-        match admin::router_from_config(&guard, Some(reloader.clone()), hooks.clone()) {
+        match admin::router_from_config(&guard, &telemetry, Some(reloader.clone()), hooks) {
             Some(app) => {
                 let l = tokio::net::TcpListener::bind(admin_addr)
                     .await
@@ -142,10 +149,10 @@ async fn serve(
                     .map_err(|e| format!("cannot read the admin address: {e}"))?;
                 println!("admin on http://{a}");
                 tracing::info!(addr = %a, "admin API, metrics and dashboard");
-                let g = guard.clone();
+                let t = telemetry.clone();
                 let stop = shutdown_signal()?;
                 tokio::spawn(async move {
-                    if let Err(e) = admin::serve(l, app, g, hooks, stop).await {
+                    if let Err(e) = admin::serve(l, app, t, stop).await {
                         tracing::error!(error = %e, "admin listener failed");
                     }
                 });
@@ -161,7 +168,7 @@ async fn serve(
     )
     .await
     .map_err(|e| format!("server error: {e}"))?;
-    if let Some(writer) = guard.shared().telemetry().close_audit() {
+    if let Some(writer) = telemetry.close_audit() {
         // Requests still in flight after the grace period may add a last record;
         // what is queued is written, within a bound.
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), writer).await;

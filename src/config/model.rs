@@ -1,11 +1,10 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::error::{ConfigError, Errors};
+use super::error::ConfigError;
 
 /// The whole configuration file.
 ///
@@ -38,10 +37,10 @@ pub struct Config {
     pub server: ServerSection,
     /// The admin API, metrics and dashboard listener.
     #[serde(default)]
-    pub admin: crate::admin::AdminConfig,
+    pub admin: super::admin::AdminConfig,
     /// The audit log.
     #[serde(default)]
-    pub audit: crate::audit::AuditConfig,
+    pub audit: super::audit::AuditConfig,
     /// Request fingerprinting (see `distill_guard::fingerprint`).
     #[serde(default)]
     pub fingerprint: crate::fingerprint::FingerprintSection,
@@ -50,7 +49,7 @@ pub struct Config {
     pub watermark: crate::watermark::WatermarkConfig,
     /// Where quota state lives (in-process or Redis).
     #[serde(default)]
-    pub store: crate::store::StoreConfig,
+    pub store: super::store::StoreConfig,
     /// Account linking (see `distill_guard::cluster`).
     #[serde(default)]
     pub cluster: crate::cluster::ClusterConfig,
@@ -318,36 +317,14 @@ impl Config {
             accounts: BTreeMap::new(),
             network: NetworkSection::default(),
             server: ServerSection::default(),
-            admin: crate::admin::AdminConfig::default(),
-            audit: crate::audit::AuditConfig::default(),
+            admin: super::admin::AdminConfig::default(),
+            audit: super::audit::AuditConfig::default(),
             fingerprint: crate::fingerprint::FingerprintSection::default(),
             watermark: crate::watermark::WatermarkConfig::default(),
-            store: crate::store::StoreConfig::default(),
+            store: super::store::StoreConfig::default(),
             cluster: crate::cluster::ClusterConfig::default(),
             score: crate::score::ScoreConfig::default(),
         }
-    }
-
-    /// Parses and validates TOML text. Every problem is reported at once: syntax
-    /// errors, wrong types and unknown fields (each with its TOML path and line),
-    /// then validation ([`check_toml`](super::check_toml) gives them located).
-    pub fn from_toml_str(text: &str) -> Result<Self, ConfigError> {
-        super::parse::check_toml(text).map_err(super::parse::to_config_error)
-    }
-
-    /// Reads, parses and validates a TOML file.
-    pub fn load(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
-        let path = path.as_ref();
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError::single("", format!("cannot read {}: {e}", path.display())))?;
-        Self::from_toml_str(&text)
-    }
-
-    /// Checks every field and reports every problem with its path.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        let mut errors = Errors::default();
-        super::validate::validate(self, &mut errors);
-        errors.finish()
     }
 
     /// The secret for keyed hashes, from `secret` or the `secret_env` variable.

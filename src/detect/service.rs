@@ -10,22 +10,31 @@ use tower::Service;
 
 use super::body::DetectBody;
 use super::degrade::degrade_body;
+use super::layer::DetectState;
 use crate::dialect::{error_response, Dialect, ErrorKind};
 use crate::extensions::{
     Account, AccountId, Action, Cluster, HardLink, Suspicion, TierName, Verdict,
 };
-use crate::guard::{prepare, Shared};
 use crate::network;
 use crate::request::RequestInfo;
+use crate::stage::prepare;
 
 /// The detect stage: fingerprints each request, links its account into a
 /// cluster, scores it, and inserts `Fingerprint`, [`Cluster`], [`Suspicion`] and
 /// [`Verdict`] extensions for the stages inside. A `degrade` verdict rewrites the
 /// body (see [`crate::detect`]). See [`crate::detect`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Detect<S> {
     pub(crate) inner: S,
-    pub(crate) shared: Arc<Shared>,
+    pub(crate) state: Arc<DetectState>,
+}
+
+impl<S: std::fmt::Debug> std::fmt::Debug for Detect<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Detect")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The future of [`Detect`]. Preparation awaits the body, so it is boxed once.
@@ -53,13 +62,13 @@ where
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
-        let shared = self.shared.clone();
-        Box::pin(detect(shared, inner, req))
+        let state = self.state.clone();
+        Box::pin(detect(state, inner, req))
     }
 }
 
 async fn detect<S, ReqBody, ResBody>(
-    shared: Arc<Shared>,
+    state: Arc<DetectState>,
     mut inner: S,
     req: Request<ReqBody>,
 ) -> Result<Response<DetectBody<ResBody>>, S::Error>
@@ -69,7 +78,7 @@ where
     ReqBody::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     ResBody: Body,
 {
-    let settings = shared.settings();
+    let settings = state.settings.load();
     if !settings.enabled {
         return Ok(inner.call(req).await?.map(DetectBody::inner));
     }
@@ -88,9 +97,9 @@ where
         );
         return Ok(res.map(DetectBody::full));
     };
-    let detector = shared.detector();
-    let now_ms = shared.clock.now_ms();
-    let links = hard_links(&shared, &req, account.id, &info);
+    let detector = &state.detector;
+    let now_ms = state.clock.now_ms();
+    let links = hard_links(&state, &req, account.id, &info);
     let d = detector.detect(
         account.id,
         req.headers(),
@@ -140,13 +149,11 @@ where
     Ok(inner.call(req).await?.map(DetectBody::inner))
 }
 
-/// The hard links of a request: the host application's, and those our own text
-/// marks give. When text marks are on, every account carries the link value its
-/// marked answers would be traced by; a prompt that echoes marks issued to
-/// *another* account carries that account's value too, so the two are linked
-/// outright (an operator feeding one account's harvested answers to another).
+/// The hard links of a request: the host application's `HardLink` extension,
+/// and those the stage's [`LinkSource`](super::LinkSource) finds (the guard's
+/// watermark stage: text marks echoed from other accounts' answers).
 fn hard_links<B>(
-    shared: &Shared,
+    state: &DetectState,
     req: &Request<B>,
     account: AccountId,
     info: &RequestInfo,
@@ -157,20 +164,6 @@ fn hard_links<B>(
         .cloned()
         .into_iter()
         .collect();
-    let marker = shared.watermarker();
-    if marker.keys().is_none() {
-        return links;
-    }
-    links.push(crate::watermark::mark::source_link(&account));
-    if crate::watermark::mark::contains_mark_bytes(&info.body) {
-        if let Some(json) = &info.json {
-            let text = crate::watermark::mark::marked_strings(json);
-            for echo in marker.echoes(&text, &account) {
-                if !links.contains(&echo.link) {
-                    links.push(echo.link);
-                }
-            }
-        }
-    }
+    state.links.links(&account, info, &mut links);
     links
 }

@@ -20,7 +20,6 @@
 //! extension and logs) but nothing is rejected.
 
 mod body;
-pub mod gcra;
 pub mod headers;
 mod layer;
 mod service;
@@ -29,3 +28,6 @@ pub mod usage;
 pub use body::EnforceBody;
 pub use layer::EnforceLayer;
 pub use service::{Enforce, EnforceFuture};
+
+#[cfg(test)]
+mod tests;

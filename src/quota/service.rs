@@ -12,23 +12,32 @@ use tracing::Instrument;
 
 use super::body::{EnforceBody, SettleGuard};
 use super::headers;
+use super::layer::EnforceState;
 use super::usage::UsageScanner;
-use crate::admin::ListKind;
 use crate::dialect::{error_response, rate_limit_response, Dialect, ErrorKind};
 use crate::extensions::{
     Account, Action, Cluster, Decision, Reason, Scope, Suspicion, TierName, Verdict,
 };
-use crate::guard::{prepare, Settings, Shared, Tier};
-use crate::request::RequestInfo;
+use crate::policy::ListKind;
+use crate::request::{request_id, RequestInfo};
+use crate::stage::{prepare, Settings, Tier};
 use crate::store::{Admission, Limits, Outcome, Subject, Window};
 
 /// The enforce stage: charges each request to its account's and cluster's buckets
 /// and answers 429/400/403 in the path's dialect when it may not pass. See
 /// [`crate::quota`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Enforce<S> {
     pub(crate) inner: S,
-    pub(crate) shared: Arc<Shared>,
+    pub(crate) state: Arc<EnforceState>,
+}
+
+impl<S: std::fmt::Debug> std::fmt::Debug for Enforce<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Enforce")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The future of [`Enforce`]. Admission awaits the store, so it is boxed once.
@@ -57,7 +66,7 @@ where
         // The ready inner service goes into the future; a fresh clone stays behind.
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
-        let shared = self.shared.clone();
+        let state = self.state.clone();
         let span = tracing::info_span!(
             "guard",
             request_id = Empty,
@@ -66,7 +75,7 @@ where
             action = Empty,
             status = Empty
         );
-        Box::pin(enforce(shared, inner, req).instrument(span))
+        Box::pin(enforce(state, inner, req).instrument(span))
     }
 }
 
@@ -85,8 +94,8 @@ fn with_decision<B>(mut res: Response<B>, decision: Decision) -> Response<B> {
 
 /// Reports a decision: metrics, the decision memory, the audit log and the
 /// request's tracing span.
-fn note(shared: &Shared, d: &Decision, dialect: Dialect, now_ms: u64) {
-    shared.telemetry.record(d, dialect, now_ms);
+fn note(state: &EnforceState, d: &Decision, dialect: Dialect, now_ms: u64) {
+    state.sink.decision(d, dialect, now_ms);
     let span = tracing::Span::current();
     span.record("account", display(&d.account));
     span.record("cluster", display(&d.cluster.id));
@@ -103,7 +112,7 @@ fn note(shared: &Shared, d: &Decision, dialect: Dialect, now_ms: u64) {
 }
 
 async fn enforce<S, ReqBody, ResBody>(
-    shared: Arc<Shared>,
+    state: Arc<EnforceState>,
     mut inner: S,
     req: Request<ReqBody>,
 ) -> Result<Response<EnforceBody<ResBody>>, S::Error>
@@ -113,21 +122,18 @@ where
     ReqBody::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     ResBody: Body,
 {
-    let settings = shared.settings();
+    let settings = state.settings.load();
     if !settings.enabled {
         return Ok(inner.call(req).await?.map(EnforceBody::passthrough));
     }
-    let request_id = crate::telemetry::request_id(req.headers());
+    let request_id = request_id(req.headers());
     if let Some(id) = &request_id {
         tracing::Span::current().record("request_id", &**id);
     }
     let mut req = match prepare(&settings, req).await {
         Ok(r) => r,
         Err(res) => {
-            shared
-                .telemetry
-                .metrics()
-                .unidentified(res.status().as_u16());
+            state.sink.unidentified(res.status().as_u16());
             return Ok(res.map(EnforceBody::full));
         }
     };
@@ -143,7 +149,7 @@ where
         );
         return Ok(res.map(EnforceBody::full));
     };
-    let plan = plan(&settings, &shared, &req, account, &info, request_id);
+    let plan = plan(&settings, &state, &req, account, &info, request_id);
     let dialect = info.dialect;
     let now_ms = plan.admission.now_ms;
 
@@ -154,7 +160,7 @@ where
             "This account has been blocked for automated bulk extraction. Contact support if you believe this is a mistake.",
         );
         let d = plan.decision(403, None, false);
-        note(&shared, &d, dialect, now_ms);
+        note(&state, &d, dialect, now_ms);
         return Ok(with_decision(res, d).map(EnforceBody::full));
     }
 
@@ -164,16 +170,15 @@ where
             // It can never fit: no client should retry it, whatever its policy.
             headers::write_no_retry(res.headers_mut());
             let d = plan.decision(400, None, false);
-            note(&shared, &d, dialect, now_ms);
+            note(&state, &d, dialect, now_ms);
             return Ok(with_decision(res, d).map(EnforceBody::full));
         }
     }
 
     let started = std::time::Instant::now();
-    let admitted = shared.store.admit(&plan.admission).await;
-    shared
-        .telemetry
-        .metrics()
+    let admitted = state.store.admit(&plan.admission).await;
+    state
+        .sink
         .store_call(started.elapsed().as_secs_f64(), admitted.is_ok());
     let outcome = match admitted {
         Ok(o) => o,
@@ -185,7 +190,7 @@ where
                 "Rate limiting is temporarily unavailable; please retry shortly.",
             );
             let d = plan.decision(503, None, false);
-            note(&shared, &d, dialect, now_ms);
+            note(&state, &d, dialect, now_ms);
             return Ok(with_decision(res, d).map(EnforceBody::full));
         }
     };
@@ -201,20 +206,20 @@ where
         } else {
             let res = reject(&plan, &outcome, denial, views, dialect);
             if let Some(d) = res.extensions().get::<Decision>() {
-                note(&shared, d, dialect, now_ms);
+                note(&state, d, dialect, now_ms);
             }
             return Ok(res.map(EnforceBody::full));
         }
     }
 
     let decision = plan.decision(200, outcome.denied.map(|d| d.scope), shadowed);
-    note(&shared, &decision, dialect, now_ms);
+    note(&state, &decision, dialect, now_ms);
     req.extensions_mut().insert(decision.clone());
     let res = inner.call(req).await?;
     let (mut parts, body) = res.into_parts();
     headers::write(&mut parts.headers, dialect, &views, plan.admission.now_ms);
     let settle = (!shadowed && plan.admission.tokens > 0.0).then(|| SettleGuard {
-        shared: shared.clone(),
+        state: state.clone(),
         account: plan.admission.account.clone(),
         cluster: plan.admission.cluster.clone(),
         reserved: plan.tokens,
@@ -253,14 +258,14 @@ struct Plan {
 
 fn plan<B>(
     settings: &Settings,
-    shared: &Shared,
+    state: &EnforceState,
     req: &Request<B>,
     account: Account,
     info: &RequestInfo,
     request_id: Option<Arc<str>>,
 ) -> Plan {
     let ext = req.extensions();
-    let ov = shared.overrides.get(&account.id);
+    let ov = state.overrides.get(&account.id);
     let ov = ov.as_ref();
     let list = ov.and_then(|o| o.list);
     let cluster = match ext.get::<Cluster>().copied() {
@@ -342,7 +347,7 @@ fn plan<B>(
         output_cap,
         choices: info.choices,
         admission: Admission {
-            now_ms: shared.clock.now_ms(),
+            now_ms: state.clock.now_ms(),
             account: account_subject,
             cluster: cluster_subject,
             tokens: tokens as f64,

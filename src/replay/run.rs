@@ -476,7 +476,7 @@ pub fn replay_observed(
     summary.tagging_off = tags_off;
     if opts.cluster_evidence > 0 {
         use crate::admin::ClusterInspector;
-        let inspector = crate::detect::DetectorInspector::for_guard(replayer.guard());
+        let inspector = crate::admin::DetectorInspector::for_guard(replayer.guard());
         let (_, suspicious) = inspector.top_clusters(opts.cluster_evidence * 2);
         summary.cluster_evidence = suspicious
             .into_iter()

@@ -8,7 +8,7 @@ use super::{
     Admission, BucketView, Denial, Limits, Outcome, Settlement, Store, StoreFuture, Subject,
 };
 use crate::extensions::Scope;
-use crate::quota::gcra;
+use crate::store::gcra;
 
 /// An idle entry is forgotten once all its buckets have drained, or at the latest
 /// this long after its last use (a zero-rate bucket never drains).
@@ -236,7 +236,7 @@ impl Store for MemoryStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::quota::gcra::BucketLimit;
+    use crate::store::gcra::BucketLimit;
     use crate::store::Window;
 
     fn subject(scope: Scope, key: u8, rpm: f64, tpm: f64) -> Subject {

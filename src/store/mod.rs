@@ -8,21 +8,23 @@
 //! cluster scaling and suspicion bands are computed by the caller, so every backend
 //! enforces exactly the same policy.
 
-mod config;
+pub mod gcra;
 mod memory;
 mod redis;
 
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
-pub use self::config::{build_store, Backend, OnError, StoreConfig};
 pub use self::redis::RedisStore;
 pub(crate) use self::redis::{manager as redis_manager, RedisConn};
+pub use crate::config::{Backend, OnError, StoreConfig};
 pub use memory::MemoryStore;
 
+use self::gcra::BucketLimit;
+use crate::config::ConfigError;
 use crate::extensions::Scope;
-use crate::quota::gcra::BucketLimit;
 
 /// The four windows every subject has, in this order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
@@ -198,5 +200,47 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     ) -> StoreFuture<'a, Option<[Option<BucketView>; 4]>> {
         let _ = (subject, now_ms);
         Box::pin(std::future::ready(Ok(None)))
+    }
+}
+
+/// Builds the store `config` describes.
+///
+/// The Redis backend connects lazily (the first request connects; a Redis that is
+/// down at start-up is handled like any outage) and must be built inside a Tokio
+/// runtime, where it spawns its settlements.
+pub fn build_store(config: &StoreConfig) -> Result<Arc<dyn Store>, ConfigError> {
+    config.validate()?;
+    match config.backend {
+        Backend::Memory => Ok(Arc::new(MemoryStore::new())),
+        Backend::Redis => Ok(Arc::new(RedisStore::new(config)?)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn building_redis_outside_a_runtime_is_an_error_not_a_panic() {
+        let cfg = StoreConfig {
+            backend: Backend::Redis,
+            url: Some("redis://127.0.0.1:1".into()),
+            ..StoreConfig::default()
+        };
+        let err = build_store(&cfg).expect_err("no runtime");
+        assert!(err.to_string().contains("Tokio runtime"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn builds_each_backend() {
+        let mem = build_store(&StoreConfig::default()).expect("memory");
+        assert_eq!(mem.tracked(), 0);
+        let cfg = StoreConfig {
+            backend: Backend::Redis,
+            url: Some("redis://127.0.0.1:1".into()),
+            ..StoreConfig::default()
+        };
+        // Connecting is lazy: building succeeds even with nothing listening.
+        build_store(&cfg).expect("redis");
     }
 }

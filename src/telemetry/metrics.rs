@@ -332,8 +332,11 @@ impl Metrics {
     }
 
     /// Handles for the audit writer: records written, write errors.
-    pub fn audit_counters(&self) -> (Counter, Counter) {
-        (self.audit_written.clone(), self.audit_errors.clone())
+    pub fn audit_counters(&self) -> crate::audit::AuditCounters {
+        crate::audit::AuditCounters {
+            written: self.audit_written.clone(),
+            errors: self.audit_errors.clone(),
+        }
     }
 
     /// Current override counts: allowlisted, blocklisted, pinned, unlinked.

@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use serde::Serialize;
 
 use crate::dialect::Dialect;
-use crate::extensions::{request_id_bits, AccountId, Action, ClusterId, Decision};
+use crate::extensions::{AccountId, Action, ClusterId, Decision};
+use crate::request::request_id_bits;
 
 /// Chart series, in order: the five actions of admitted requests, then
 /// rate-limited (429) and other refusals (400, 503).
@@ -182,7 +183,7 @@ impl Recent {
             seq,
             DecisionRecord {
                 at_ms,
-                dialect: super::dialect_name(dialect),
+                dialect: dialect.as_str(),
                 decision,
             },
         ));

@@ -94,7 +94,7 @@ where
         let issue = Endpoint::from_path(req.uri().path())
             .generates()
             .then(|| {
-                let id = crate::extensions::request_id(req.headers());
+                let id = crate::request::request_id(req.headers());
                 self.marker.issue_for(req.extensions(), id.as_deref())
             })
             .flatten();

@@ -17,8 +17,9 @@ use super::trace::{self, TraceResult};
 use crate::clock::{Clock, SystemClock};
 use crate::config::ConfigError;
 use crate::extensions::{
-    Account, AccountId, Action, Cluster, ClusterId, Decision, Suspicion, Verdict,
+    Account, AccountId, Action, Cluster, ClusterId, Decision, HardLink, Suspicion, Verdict,
 };
+use crate::request::RequestInfo;
 
 /// Who a request is served to and how suspicious it is: what the tagging policy
 /// looks at.
@@ -183,6 +184,37 @@ impl Watermarker {
         self.keys
             .as_ref()
             .map_or_else(Vec::new, |k| mark::echoes(prompt, current, k))
+    }
+
+    /// The hard links a request from `account` carries through text marks (a
+    /// [`LinkSource`](crate::detect::LinkSource) for the detect stage): with keys
+    /// configured, the account's own mark link (what its marked answers are
+    /// traced by) and the link of every other account whose marks the prompt
+    /// echoes, so an operator feeding one account's harvested answers to another
+    /// links the two outright. Links already in `links` are not repeated.
+    pub fn echo_links(
+        &self,
+        account: &AccountId,
+        request: &RequestInfo,
+        links: &mut Vec<HardLink>,
+    ) {
+        if self.keys.is_none() {
+            return;
+        }
+        let own = mark::source_link(account);
+        if !links.contains(&own) {
+            links.push(own);
+        }
+        if !mark::contains_mark_bytes(&request.body) {
+            return;
+        }
+        if let Some(json) = &request.json {
+            for echo in self.echoes(&mark::marked_strings(json), account) {
+                if !links.contains(&echo.link) {
+                    links.push(echo.link);
+                }
+            }
+        }
     }
 
     /// Whether a response to `subject` is tagged, and whether it is marked.

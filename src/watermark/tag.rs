@@ -75,7 +75,7 @@ macro_rules! hex128 {
 }
 
 /// A response's request id: the bits of its `x-request-id`
-/// ([`request_id_bits`](crate::extensions::request_id_bits)), or 128 random bits
+/// ([`request_id_bits`](crate::request::request_id_bits)), or 128 random bits
 /// when the request had none. Written as a UUID (8-4-4-4-12 hex digits), so the
 /// id `serve` generates reads the same in the tag and in `x-request-id`.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -108,7 +108,7 @@ impl Serialize for RequestId {
 impl RequestId {
     /// The tag's id for a request whose `x-request-id` is `id`.
     pub fn of_request(id: &str) -> Self {
-        Self(crate::extensions::request_id_bits(id))
+        Self(crate::request::request_id_bits(id))
     }
 }
 hex128!(

@@ -39,7 +39,7 @@
 //!
 //! Not shared here: the scorer's hysteresis is recomputed by each replica from
 //! the same events; admin overrides are shared separately
-//! ([`crate::admin::RemoteOverrides`]); the watermark index is per process.
+//! ([`crate::policy::RemoteOverrides`]); the watermark index is per process.
 
 mod codec;
 mod redis;

@@ -12,17 +12,15 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use ::redis::{
-    Client, Cmd, ConnectionAddr, ErrorKind, IntoConnectionInfo, Script, ServerErrorKind,
-    TlsCertificates, Value,
+    Client, Cmd, ErrorKind, IntoConnectionInfo, Script, ServerErrorKind, TlsCertificates, Value,
 };
 use dashmap::DashMap;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
-use super::config::{OnError, StoreConfig};
 use super::memory::{Entry, MAX_IDLE_MS};
 use super::{Admission, Denial, MemoryStore, Outcome, Settlement, Store, StoreError, StoreFuture};
 use super::{Subject, Window};
-use crate::config::ConfigError;
+use crate::config::{is_tls, ConfigError, OnError, StoreConfig};
 use crate::extensions::Scope;
 
 /// Extra lifetime of a key after its buckets have drained.
@@ -33,31 +31,6 @@ const PROBE_EVERY: Duration = Duration::from_millis(100);
 const DENY_CACHE_MAX: usize = 100_000;
 /// How often (in store time) expired cache entries are swept.
 const SWEEP_EVERY_MS: u64 = 60_000;
-
-/// Checks that `url` is a Redis URL this build can connect to: `redis://`,
-/// `redis+unix://`, or `rediss://` (TLS, certificates always verified).
-pub(crate) fn check_url(url: &str) -> Result<(), String> {
-    if url.starts_with(connect::SENTINEL_SCHEME) {
-        return connect::parse_sentinel(url).map(|_| ());
-    }
-    let client = Client::open(url).map_err(|e| format!("not a usable Redis URL: {e}"))?;
-    if let ConnectionAddr::TcpTls { insecure: true, .. } = client.get_connection_info().addr() {
-        return Err(
-            "`#insecure` (TLS without certificate checks) is not supported; give the server's CA with `tls_ca_file` instead".into(),
-        );
-    }
-    Ok(())
-}
-
-/// Whether `url` connects with TLS.
-pub(crate) fn is_tls(url: &str) -> bool {
-    Client::open(url).is_ok_and(|c| {
-        matches!(
-            c.get_connection_info().addr(),
-            ConnectionAddr::TcpTls { .. }
-        )
-    })
-}
 
 /// The client for `url`; with `ca_file` (TLS only) the server's certificate must
 /// chain to the certificates in that PEM file instead of the platform's roots.
@@ -924,24 +897,6 @@ mod tests {
         h.succeeded();
         assert!(matches!(h.route(), Some(None)));
         assert!(!h.down.load(Ordering::Acquire));
-    }
-
-    #[test]
-    fn urls_are_checked_without_connecting() {
-        assert!(check_url("redis://127.0.0.1:6379/0").is_ok());
-        assert!(check_url("redis://user:pw@host:1").is_ok());
-        assert!(check_url("rediss://host").is_ok());
-        assert!(check_url("rediss://user:pw@host:6380/2").is_ok());
-        let insecure = check_url("rediss://host/#insecure").expect_err("insecure");
-        assert!(insecure.contains("tls_ca_file"), "{insecure}");
-        assert!(check_url("redis+sentinel://host:26379/primary").is_ok());
-        assert!(
-            check_url("redis+sentinel://host:26379").is_err(),
-            "no service"
-        );
-        assert!(is_tls("rediss://host") && !is_tls("redis://host"));
-        assert!(check_url("http://host").is_err());
-        assert!(check_url("").is_err());
     }
 
     #[test]

@@ -1,12 +1,12 @@
-//! `[store]`: where quota state lives, and how to build that store.
+//! `[store]`: where quota state lives (the store itself is built by
+//! `distill_guard::store::build_store`), and the checks of its Redis URL.
 
-use std::sync::Arc;
 use std::time::Duration;
 
+use ::redis::{Client, ConnectionAddr};
 use serde::{Deserialize, Serialize};
 
-use super::{MemoryStore, RedisStore, Store};
-use crate::config::ConfigError;
+use super::ConfigError;
 
 /// Which backend keeps quota state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -60,7 +60,7 @@ pub struct StoreConfig {
     /// With the Redis backend, share the cluster engine's inputs between replicas
     /// through a stream in the same Redis, so accounts seen by different replicas
     /// are linked as if one replica had seen them all (see
-    /// [`crate::cluster::share`]). Ignored with the memory backend.
+    /// `distill_guard::cluster::share`). Ignored with the memory backend.
     pub share_clusters: bool,
     /// About how many entries the shared cluster log keeps (each a batch of up to
     /// 64 requests from one replica): what a new or restarted replica reads to
@@ -88,8 +88,8 @@ impl Default for StoreConfig {
     }
 }
 
-/// Longest accepted `timeout`.
-pub(crate) const MAX_TIMEOUT: Duration = Duration::from_secs(60);
+/// Longest accepted `timeout`: it bounds how long a request may wait on Redis.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl StoreConfig {
     /// Every problem with this section, as `(field, message)` pairs.
@@ -121,9 +121,9 @@ impl StoreConfig {
                 "required with backend = \"redis\", e.g. \"redis://127.0.0.1:6379\"".to_string(),
             )),
             (Backend::Redis, Some(url)) => {
-                if let Err(msg) = super::redis::check_url(url) {
+                if let Err(msg) = check_url(url) {
                     out.push(("url", msg));
-                } else if self.tls_ca_file.is_some() && !super::redis::is_tls(url) {
+                } else if self.tls_ca_file.is_some() && !is_tls(url) {
                     out.push((
                         "tls_ca_file",
                         "only used with a TLS URL (`rediss://`)".to_string(),
@@ -144,7 +144,7 @@ impl StoreConfig {
         Err(ConfigError {
             errors: problems
                 .into_iter()
-                .map(|(field, message)| crate::config::FieldError {
+                .map(|(field, message)| super::FieldError {
                     path: format!("store.{field}"),
                     message,
                 })
@@ -153,17 +153,112 @@ impl StoreConfig {
     }
 }
 
-/// Builds the store `config` describes.
-///
-/// The Redis backend connects lazily (the first request connects; a Redis that is
-/// down at start-up is handled like any outage) and must be built inside a Tokio
-/// runtime, where it spawns its settlements.
-pub fn build_store(config: &StoreConfig) -> Result<Arc<dyn Store>, ConfigError> {
-    config.validate()?;
-    match config.backend {
-        Backend::Memory => Ok(Arc::new(MemoryStore::new())),
-        Backend::Redis => Ok(Arc::new(RedisStore::new(config)?)),
+/// The scheme of Sentinel targets.
+pub(crate) const SENTINEL_SCHEME: &str = "redis+sentinel://";
+/// A sentinel's port when the URL leaves it out.
+const SENTINEL_PORT: u16 = 26_379;
+
+/// A parsed `redis+sentinel://` URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SentinelTarget {
+    /// `host:port` of every sentinel.
+    pub(crate) nodes: Vec<(String, u16)>,
+    /// The monitored service (the `sentinel monitor` name).
+    pub(crate) service: String,
+    pub(crate) username: Option<String>,
+    pub(crate) password: Option<String>,
+    pub(crate) db: i64,
+}
+
+/// Parses `redis+sentinel://[[user]:password@]host[:port][,host[:port]…]/service[/db]`.
+pub(crate) fn parse_sentinel(url: &str) -> Result<SentinelTarget, String> {
+    let rest = url
+        .strip_prefix(SENTINEL_SCHEME)
+        .ok_or_else(|| format!("a Sentinel URL starts with {SENTINEL_SCHEME}"))?;
+    let (authority, path) = rest.split_once('/').ok_or_else(|| {
+        "a Sentinel URL names its service: redis+sentinel://host:26379/mymaster".to_string()
+    })?;
+    let (userinfo, hosts) = match authority.rsplit_once('@') {
+        Some((u, h)) => (Some(u), h),
+        None => (None, authority),
+    };
+    let (username, password) = match userinfo {
+        None => (None, None),
+        Some(u) => match u.split_once(':') {
+            Some((user, pass)) => (
+                (!user.is_empty()).then(|| user.to_string()),
+                Some(pass.to_string()),
+            ),
+            None => (Some(u.to_string()), None),
+        },
+    };
+    let mut nodes = Vec::new();
+    for h in hosts.split(',') {
+        let bracketed = h.starts_with('[') && h.ends_with(']');
+        let (host, port) = match h.rsplit_once(':') {
+            Some((host, port)) if !bracketed => (
+                host,
+                port.parse::<u16>()
+                    .map_err(|_| format!("`{h}`: the port is not a number"))?,
+            ),
+            _ => (h, SENTINEL_PORT),
+        };
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if host.is_empty() {
+            return Err("every sentinel needs a host: host:26379,host:26379".into());
+        }
+        nodes.push((host.to_string(), port));
     }
+    let mut segments = path.split('/');
+    let service = segments.next().unwrap_or_default();
+    if service.is_empty() {
+        return Err(
+            "a Sentinel URL names its service: redis+sentinel://host:26379/mymaster".into(),
+        );
+    }
+    let db = match segments.next() {
+        None | Some("") => 0,
+        Some(d) => d
+            .parse::<i64>()
+            .ok()
+            .filter(|d| *d >= 0)
+            .ok_or_else(|| format!("`{d}` is not a database number"))?,
+    };
+    if segments.next().is_some_and(|s| !s.is_empty()) {
+        return Err("a Sentinel URL is …/service[/db], nothing after the database".into());
+    }
+    Ok(SentinelTarget {
+        nodes,
+        service: service.to_string(),
+        username,
+        password,
+        db,
+    })
+}
+
+/// Checks that `url` is a Redis URL this build can connect to: `redis://`,
+/// `redis+unix://`, or `rediss://` (TLS, certificates always verified).
+pub(crate) fn check_url(url: &str) -> Result<(), String> {
+    if url.starts_with(SENTINEL_SCHEME) {
+        return parse_sentinel(url).map(|_| ());
+    }
+    let client = Client::open(url).map_err(|e| format!("not a usable Redis URL: {e}"))?;
+    if let ConnectionAddr::TcpTls { insecure: true, .. } = client.get_connection_info().addr() {
+        return Err(
+            "`#insecure` (TLS without certificate checks) is not supported; give the server's CA with `tls_ca_file` instead".into(),
+        );
+    }
+    Ok(())
+}
+
+/// Whether `url` connects with TLS.
+pub(crate) fn is_tls(url: &str) -> bool {
+    Client::open(url).is_ok_and(|c| {
+        matches!(
+            c.get_connection_info().addr(),
+            ConnectionAddr::TcpTls { .. }
+        )
+    })
 }
 
 #[cfg(test)]
@@ -240,26 +335,55 @@ mod tests {
     }
 
     #[test]
-    fn building_redis_outside_a_runtime_is_an_error_not_a_panic() {
-        let cfg = StoreConfig {
-            backend: Backend::Redis,
-            url: Some("redis://127.0.0.1:1".into()),
-            ..StoreConfig::default()
-        };
-        let err = build_store(&cfg).expect_err("no runtime");
-        assert!(err.to_string().contains("Tokio runtime"), "{err}");
+    fn urls_are_checked_without_connecting() {
+        assert!(check_url("redis://127.0.0.1:6379/0").is_ok());
+        assert!(check_url("redis://user:pw@host:1").is_ok());
+        assert!(check_url("rediss://host").is_ok());
+        assert!(check_url("rediss://user:pw@host:6380/2").is_ok());
+        let insecure = check_url("rediss://host/#insecure").expect_err("insecure");
+        assert!(insecure.contains("tls_ca_file"), "{insecure}");
+        assert!(check_url("redis+sentinel://host:26379/primary").is_ok());
+        assert!(
+            check_url("redis+sentinel://host:26379").is_err(),
+            "no service"
+        );
+        assert!(is_tls("rediss://host") && !is_tls("redis://host"));
+        assert!(check_url("http://host").is_err());
+        assert!(check_url("").is_err());
     }
 
-    #[tokio::test]
-    async fn builds_each_backend() {
-        let mem = build_store(&StoreConfig::default()).expect("memory");
-        assert_eq!(mem.tracked(), 0);
-        let cfg = StoreConfig {
-            backend: Backend::Redis,
-            url: Some("redis://127.0.0.1:1".into()),
-            ..StoreConfig::default()
-        };
-        // Connecting is lazy: building succeeds even with nothing listening.
-        build_store(&cfg).expect("redis");
+    #[test]
+    fn sentinel_urls_parse() {
+        let t = parse_sentinel("redis+sentinel://:pw@10.0.0.1:26380,sentinel-b,[::1]:5/mymaster/3")
+            .expect("valid");
+        assert_eq!(
+            t.nodes,
+            vec![
+                ("10.0.0.1".to_string(), 26_380),
+                ("sentinel-b".to_string(), SENTINEL_PORT),
+                ("::1".to_string(), 5)
+            ]
+        );
+        assert_eq!(t.service, "mymaster");
+        assert_eq!(
+            (t.username, t.password.as_deref(), t.db),
+            (None, Some("pw"), 3)
+        );
+        let t = parse_sentinel("redis+sentinel://[fe80::2]/svc").expect("valid");
+        assert_eq!(t.nodes, vec![("fe80::2".to_string(), SENTINEL_PORT)]);
+        let t = parse_sentinel("redis+sentinel://app:secret@h:1/svc").expect("valid");
+        assert_eq!(t.username.as_deref(), Some("app"));
+        assert_eq!(t.db, 0);
+        for bad in [
+            "redis+sentinel://h:1",
+            "redis+sentinel://h:1/",
+            "redis+sentinel://h:x/svc",
+            "redis+sentinel://,h/svc",
+            "redis+sentinel://h/svc/-1",
+            "redis+sentinel://h/svc/1/extra",
+            "redis://h/svc",
+        ] {
+            assert!(parse_sentinel(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -1,4 +1,6 @@
-//! Operator overrides per account, honoured by the enforce stage.
+//! Enforcement policy set by operators: per-account overrides that the enforce
+//! stage honours, below every stage (the admin API edits them, the guard holds
+//! them, the enforce stage reads them).
 //!
 //! * **allow**: the account's requests get `Action::Allow` and are never blocked,
 //!   throttled by suspicion or charged to a cluster; its tier's own limits still
@@ -12,7 +14,7 @@
 //! With the embedded store, overrides live in memory: they survive config reloads
 //! but not a restart; make a lasting change in the config (`[accounts]`) or the
 //! host application. With `[store] backend = "redis"` they are kept in Redis and
-//! every replica follows them (see [`RemoteOverrides`]): one change applies
+//! every replica follows them (see `RemoteOverrides`): one change applies
 //! behind the whole load balancer and survives restarts.
 
 mod remote;
@@ -58,24 +60,8 @@ impl Override {
     }
 }
 
-/// One change, as posted to `POST /api/overrides`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct OverrideRequest {
-    /// The account hash (32 hex digits).
-    pub account: String,
-    /// `allow`, `block`, `unlist`, `pin_tier` (needs `tier`), `unpin_tier`,
-    /// `unlink`, `relink` or `clear` (everything).
-    pub action: OverrideAction,
-    /// The tier for `pin_tier`.
-    #[serde(default)]
-    pub tier: Option<String>,
-    /// A note kept with the override.
-    #[serde(default)]
-    pub note: Option<String>,
-}
-
-/// What an [`OverrideRequest`] does.
+/// One change to an account's override (`POST /api/overrides` names it in its
+/// `action` field).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OverrideAction {

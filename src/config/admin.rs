@@ -4,8 +4,11 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::Errors;
-use crate::telemetry::DEFAULT_RECENT_DECISIONS;
+use super::Errors;
+
+/// The default number of decisions remembered for explanations
+/// (`[admin] recent_decisions`).
+pub const DEFAULT_RECENT_DECISIONS: usize = 10_000;
 
 /// Shortest token accepted: a guessable admin token is worse than none.
 pub const MIN_TOKEN_LEN: usize = 16;
