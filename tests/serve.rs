@@ -200,7 +200,8 @@ fn check_config_lists_errors_and_exits_non_zero() {
         .output()
         .expect("run");
     assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    // The errors are the command's output: stdout, one `FILE:LINE: error: …` each.
+    let err = String::from_utf8_lossy(&out.stdout);
     for path in [
         "identity.secret",
         "tiers.default.requests_per_minute",
