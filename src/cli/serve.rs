@@ -33,6 +33,10 @@ pub(crate) struct ServeArgs {
     /// `[admin] listen`; needs `[admin] token` or `token_env`).
     #[arg(long)]
     admin_listen: Option<SocketAddr>,
+    /// Also serve `GET /metrics` alone, without the admin token, here (overrides
+    /// `[admin] metrics_listen`; port 0 picks a free port).
+    #[arg(long)]
+    metrics_listen: Option<SocketAddr>,
 }
 
 /// The command line's overrides, applied to the file's config at start and on
@@ -43,6 +47,7 @@ struct Overrides {
     upstream: Option<String>,
     passthrough: bool,
     admin_listen: Option<SocketAddr>,
+    metrics_listen: Option<SocketAddr>,
 }
 
 impl Overrides {
@@ -59,6 +64,9 @@ impl Overrides {
         if let Some(a) = self.admin_listen {
             config.admin.listen = Some(a);
         }
+        if let Some(m) = self.metrics_listen {
+            config.admin.metrics_listen = Some(m);
+        }
     }
 }
 
@@ -69,6 +77,7 @@ pub(crate) fn run(args: ServeArgs) -> Result<ExitCode, String> {
         upstream: args.upstream,
         passthrough: args.passthrough,
         admin_listen: args.admin_listen,
+        metrics_listen: args.metrics_listen,
     };
     overrides.apply(&mut config);
     config.validate().map_err(|e| e.to_string())?;
@@ -159,6 +168,24 @@ async fn serve(
             }
             None => println!("admin disabled: no token configured"),
         }
+    }
+    if let Some(metrics_addr) = admin_cfg.metrics_listen {
+        let l = tokio::net::TcpListener::bind(metrics_addr)
+            .await
+            .map_err(|e| format!("cannot listen on {metrics_addr} (metrics): {e}"))?;
+        let a = l
+            .local_addr()
+            .map_err(|e| format!("cannot read the metrics address: {e}"))?;
+        println!("metrics on http://{a}/metrics");
+        tracing::info!(addr = %a, "Prometheus metrics, no token");
+        let app = admin::metrics_router(&guard, &telemetry, AdminHooks::for_guard(&guard));
+        let t = telemetry.clone();
+        let stop = shutdown_signal()?;
+        tokio::spawn(async move {
+            if let Err(e) = admin::serve(l, app, t, stop).await {
+                tracing::error!(error = %e, "metrics listener failed");
+            }
+        });
     }
     server::run(
         listener,
