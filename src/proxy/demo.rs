@@ -3,9 +3,12 @@
 //!
 //! It answers both dialects, JSON and SSE, with deterministic English prose seeded by
 //! the request, whose length follows the request's output cap, and reports truthful
-//! `usage` under the guard's own token estimate (one token per four bytes). Every
-//! response is labelled: the model is `distill-guard-demo` and the header
-//! `x-distill-guard-demo: 1` is set. It is not a language model.
+//! `usage` under the guard's own token estimate (one token per four bytes). It
+//! answers under whatever model name the request gives (`distill-guard-demo`
+//! when it gives none, and in `GET /v1/models`), and every response carries the
+//! header `x-distill-guard-demo: 1`. It is not a language model. An answer that
+//! reaches the request's output cap ends as a real one does (`max_tokens`,
+//! `length`, an incomplete response).
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
