@@ -1169,11 +1169,19 @@ impl TlsRedis {
     }
 }
 
+/// The process-wide rustls crypto provider, the application's choice (the
+/// library installs none): ring, as the binary does.
+fn crypto_provider() {
+    // An error only means it is installed already.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// `rediss://` with the server's CA: admissions (batched), settlements and
 /// inspection work over TLS. Without that CA (the platform's roots only) the
 /// certificate is refused and so is every call: certificates are checked.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rediss_with_the_servers_ca_works_and_without_it_is_refused() {
+    crypto_provider();
     let Some(server) = TlsRedis::start() else {
         return;
     };
@@ -1240,6 +1248,7 @@ async fn rediss_with_the_servers_ca_works_and_without_it_is_refused() {
 /// with a plain `redis://` URL.
 #[tokio::test]
 async fn tls_settings_are_validated() {
+    crypto_provider();
     let dir = tempfile::tempdir().expect("dir");
     let base = StoreConfig {
         backend: Backend::Redis,

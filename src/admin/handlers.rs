@@ -66,6 +66,7 @@ pub(super) async fn metrics(State(st): St) -> Response {
     let shared = st.guard.shared();
     let t = &st.telemetry;
     t.metrics().overrides(shared.overrides().counts());
+    #[cfg(feature = "redis")]
     if let Some(s) = shared.detector().share() {
         t.metrics().cluster_log(s.counts());
     }
@@ -81,6 +82,26 @@ pub(super) async fn metrics(State(st): St) -> Response {
         body,
     )
         .into_response()
+}
+
+/// The shared cluster log's state for `/api/status` (`null` without one).
+fn cluster_log(detector: &crate::detect::Detector) -> Value {
+    #[cfg(feature = "redis")]
+    if let Some(s) = detector.share() {
+        let c = s.counts();
+        return json!({
+            "replica": format!("{:016x}", s.replica()),
+            "up": !c.down,
+            "published": c.published,
+            "applied": c.applied,
+            "dropped": c.dropped,
+            "malformed": c.malformed,
+            "errors": c.errors,
+            "read_up_to": s.read_up_to().to_string(),
+        });
+    }
+    let _ = detector;
+    Value::Null
 }
 
 #[derive(Debug, Deserialize)]
@@ -154,19 +175,7 @@ pub(super) async fn status(State(st): St) -> Response {
                 "trace": st.hooks.trace.is_some(),
             },
             "store": { "tracked": shared.store().tracked() },
-            "cluster_log": shared.detector().share().map(|s| {
-                let c = s.counts();
-                json!({
-                    "replica": format!("{:016x}", s.replica()),
-                    "up": !c.down,
-                    "published": c.published,
-                    "applied": c.applied,
-                    "dropped": c.dropped,
-                    "malformed": c.malformed,
-                    "errors": c.errors,
-                    "read_up_to": s.read_up_to().to_string(),
-                })
-            }),
+            "cluster_log": cluster_log(shared.detector()),
             "overrides": {
                 "allow": allow, "block": block, "tier": tier, "unlink": unlink,
                 "shared": shared.overrides().is_shared(),

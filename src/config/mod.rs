@@ -43,6 +43,9 @@ pub(crate) use error::Errors;
 pub use error::{ConfigError, FieldError};
 pub use model::*;
 pub use parse::{check_toml, locate, Located};
+#[cfg(not(feature = "redis"))]
+pub(crate) use store::no_redis;
+#[cfg(feature = "redis")]
 pub(crate) use store::{check_url, is_tls, parse_sentinel, SENTINEL_SCHEME};
 pub use store::{Backend, OnError, StoreConfig, MAX_TIMEOUT};
 

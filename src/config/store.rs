@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+#[cfg(feature = "redis")]
 use ::redis::{Client, ConnectionAddr};
 use serde::{Deserialize, Serialize};
 
@@ -88,6 +89,17 @@ impl Default for StoreConfig {
     }
 }
 
+/// Why `backend = "redis"` is refused by a build without Redis support.
+#[cfg(not(feature = "redis"))]
+const NO_REDIS: &str =
+    "this build has no Redis support: enable distill-guard's `redis` feature (the binary has it)";
+
+/// The error for `backend = "redis"` in a build without Redis support.
+#[cfg(not(feature = "redis"))]
+pub(crate) fn no_redis() -> ConfigError {
+    ConfigError::single("store.backend", NO_REDIS)
+}
+
 /// Longest accepted `timeout`: it bounds how long a request may wait on Redis.
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -116,10 +128,14 @@ impl StoreConfig {
             out.push(("key_prefix", "must be at most 256 bytes".to_string()));
         }
         match (self.backend, &self.url) {
+            #[cfg(not(feature = "redis"))]
+            (Backend::Redis, _) => out.push(("backend", NO_REDIS.to_string())),
+            #[cfg(feature = "redis")]
             (Backend::Redis, None) => out.push((
                 "url",
                 "required with backend = \"redis\", e.g. \"redis://127.0.0.1:6379\"".to_string(),
             )),
+            #[cfg(feature = "redis")]
             (Backend::Redis, Some(url)) => {
                 if let Err(msg) = check_url(url) {
                     out.push(("url", msg));
@@ -154,11 +170,14 @@ impl StoreConfig {
 }
 
 /// The scheme of Sentinel targets.
+#[cfg(feature = "redis")]
 pub(crate) const SENTINEL_SCHEME: &str = "redis+sentinel://";
 /// A sentinel's port when the URL leaves it out.
+#[cfg(feature = "redis")]
 const SENTINEL_PORT: u16 = 26_379;
 
 /// A parsed `redis+sentinel://` URL.
+#[cfg(feature = "redis")]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct SentinelTarget {
     /// `host:port` of every sentinel.
@@ -170,6 +189,7 @@ pub(crate) struct SentinelTarget {
     pub(crate) db: i64,
 }
 
+#[cfg(feature = "redis")]
 /// Parses `redis+sentinel://[[user]:password@]host[:port][,host[:port]…]/service[/db]`.
 pub(crate) fn parse_sentinel(url: &str) -> Result<SentinelTarget, String> {
     let rest = url
@@ -236,6 +256,7 @@ pub(crate) fn parse_sentinel(url: &str) -> Result<SentinelTarget, String> {
     })
 }
 
+#[cfg(feature = "redis")]
 /// Checks that `url` is a Redis URL this build can connect to: `redis://`,
 /// `redis+unix://`, or `rediss://` (TLS, certificates always verified).
 pub(crate) fn check_url(url: &str) -> Result<(), String> {
@@ -252,6 +273,7 @@ pub(crate) fn check_url(url: &str) -> Result<(), String> {
 }
 
 /// Whether `url` connects with TLS.
+#[cfg(feature = "redis")]
 pub(crate) fn is_tls(url: &str) -> bool {
     Client::open(url).is_ok_and(|c| {
         matches!(
@@ -273,6 +295,7 @@ mod tests {
         assert_eq!(cfg.store.backend, Backend::Memory);
     }
 
+    #[cfg(feature = "redis")]
     #[test]
     fn redis_section_parses() {
         let cfg = Config::from_toml_str(
@@ -300,6 +323,25 @@ mod tests {
         assert_eq!(cfg.store.cluster_log_len, 5000);
     }
 
+    #[cfg(not(feature = "redis"))]
+    #[test]
+    fn a_build_without_redis_refuses_the_redis_backend() {
+        let err = Config::from_toml_str(
+            "[identity]\nsecret = \"s\"\n[store]\nbackend = \"redis\"\nurl = \"redis://h\"\n",
+        )
+        .expect_err("no redis support");
+        assert_eq!(err.errors.len(), 1, "{err}");
+        assert_eq!(err.errors[0].path, "store.backend");
+        assert!(err.to_string().contains("`redis` feature"), "{err}");
+        let store = StoreConfig {
+            backend: Backend::Redis,
+            ..StoreConfig::default()
+        };
+        let err = crate::store::build_store(&store).expect_err("no redis support");
+        assert_eq!(err.errors[0].path, "store.backend");
+    }
+
+    #[cfg(feature = "redis")]
     #[test]
     fn redis_errors_are_collected_with_paths() {
         let err = Config::from_toml_str(
@@ -334,6 +376,7 @@ mod tests {
         assert!(err.to_string().contains("mongo"), "{err}");
     }
 
+    #[cfg(feature = "redis")]
     #[test]
     fn urls_are_checked_without_connecting() {
         assert!(check_url("redis://127.0.0.1:6379/0").is_ok());
@@ -352,6 +395,7 @@ mod tests {
         assert!(check_url("").is_err());
     }
 
+    #[cfg(feature = "redis")]
     #[test]
     fn sentinel_urls_parse() {
         let t = parse_sentinel("redis+sentinel://:pw@10.0.0.1:26380,sentinel-b,[::1]:5/mymaster/3")

@@ -20,7 +20,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConfigError};
 use crate::detect::{Detect, DetectLayer, Detector};
 use crate::identity::KeyExtractor;
-use crate::policy::{Overrides, RemoteOverrides};
+use crate::policy::Overrides;
 use crate::quota::{Enforce, EnforceLayer};
 use crate::stage::{DecisionSink, LiveSettings, Settings};
 use crate::store::Store;
@@ -135,8 +135,12 @@ impl GuardBuilder {
         };
         let detector = Detector::from_config_shared(&self.config, clock.clone())?;
         let overrides = Arc::new(Overrides::new());
+        #[cfg(feature = "redis")]
         if self.config.store.backend == crate::store::Backend::Redis {
-            let remote = RemoteOverrides::start(&self.config.store, Arc::downgrade(&overrides))?;
+            let remote = crate::policy::RemoteOverrides::start(
+                &self.config.store,
+                Arc::downgrade(&overrides),
+            )?;
             overrides.attach_remote(remote);
         }
         let settings = LiveSettings::new(Settings::build(

@@ -17,11 +17,16 @@
 //! every replica follows them (see `RemoteOverrides`): one change applies
 //! behind the whole load balancer and survives restarts.
 
+#[cfg(feature = "redis")]
 mod remote;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
+#[cfg(feature = "redis")]
+use std::sync::OnceLock;
 
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use remote::RemoteOverrides;
 
 use dashmap::DashMap;
@@ -88,6 +93,7 @@ pub enum OverrideAction {
 pub struct Overrides {
     map: DashMap<AccountId, Override>,
     len: AtomicUsize,
+    #[cfg(feature = "redis")]
     remote: OnceLock<RemoteOverrides>,
 }
 
@@ -131,6 +137,7 @@ impl Overrides {
         now_ms: u64,
     ) -> Result<Override, String> {
         let next = self.preview(&account, action, tier, note, now_ms);
+        #[cfg(feature = "redis")]
         if let Some(remote) = self.remote.get() {
             remote.save(&account, &next).await?;
         }
@@ -140,10 +147,18 @@ impl Overrides {
 
     /// Whether changes are kept in Redis and followed by every replica.
     pub fn is_shared(&self) -> bool {
-        self.remote.get().is_some()
+        #[cfg(feature = "redis")]
+        {
+            self.remote.get().is_some()
+        }
+        #[cfg(not(feature = "redis"))]
+        {
+            false
+        }
     }
 
     /// Keeps overrides in Redis from now on (the first call wins).
+    #[cfg(feature = "redis")]
     pub(crate) fn attach_remote(&self, remote: RemoteOverrides) {
         let _ = self.remote.set(remote);
     }
@@ -186,6 +201,7 @@ impl Overrides {
     }
 
     /// Makes the overrides in force exactly `all` (what Redis holds).
+    #[cfg(feature = "redis")]
     fn replace_all(&self, all: Vec<(AccountId, Override)>) {
         let keep: std::collections::HashSet<AccountId> = all.iter().map(|e| e.0).collect();
         self.map.retain(|a, _| keep.contains(a));

@@ -46,7 +46,8 @@ mod profile;
 mod prose;
 mod scenario;
 mod templates;
-#[cfg(test)]
+// The tests read the generated lines with the replay line format.
+#[cfg(all(test, feature = "replay"))]
 mod tests;
 
 use std::io::Write;

@@ -2,14 +2,15 @@
 //!
 //! [`Store`] is the seam between the enforce stage and its state: the embedded
 //! [`MemoryStore`] (the default) keeps buckets in sharded in-memory maps;
-//! [`RedisStore`] keeps them in Redis so that several replicas share one set of
-//! limits, with the same arithmetic. [`build_store`] builds the one a
+//! `RedisStore` (feature `redis`) keeps them in Redis so that several replicas
+//! share one set of limits, with the same arithmetic. [`build_store`] builds the one a
 //! [`StoreConfig`] (`[store]`) describes. A store only does bucket arithmetic on the limits it is handed: tiers,
 //! cluster scaling and suspicion bands are computed by the caller, so every backend
 //! enforces exactly the same policy.
 
 pub mod gcra;
 mod memory;
+#[cfg(feature = "redis")]
 mod redis;
 
 use std::fmt;
@@ -17,7 +18,10 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use self::redis::RedisStore;
+#[cfg(feature = "redis")]
 pub(crate) use self::redis::{manager as redis_manager, RedisConn};
 pub use crate::config::{Backend, OnError, StoreConfig};
 pub use memory::MemoryStore;
@@ -212,7 +216,11 @@ pub fn build_store(config: &StoreConfig) -> Result<Arc<dyn Store>, ConfigError> 
     config.validate()?;
     match config.backend {
         Backend::Memory => Ok(Arc::new(MemoryStore::new())),
+        #[cfg(feature = "redis")]
         Backend::Redis => Ok(Arc::new(RedisStore::new(config)?)),
+        // `validate` refuses it in a build without Redis support.
+        #[cfg(not(feature = "redis"))]
+        Backend::Redis => Err(crate::config::no_redis()),
     }
 }
 
@@ -220,6 +228,7 @@ pub fn build_store(config: &StoreConfig) -> Result<Arc<dyn Store>, ConfigError> 
 mod tests {
     use super::*;
 
+    #[cfg(feature = "redis")]
     #[test]
     fn building_redis_outside_a_runtime_is_an_error_not_a_panic() {
         let cfg = StoreConfig {
@@ -235,6 +244,9 @@ mod tests {
     async fn builds_each_backend() {
         let mem = build_store(&StoreConfig::default()).expect("memory");
         assert_eq!(mem.tracked(), 0);
+        if cfg!(not(feature = "redis")) {
+            return;
+        }
         let cfg = StoreConfig {
             backend: Backend::Redis,
             url: Some("redis://127.0.0.1:1".into()),

@@ -35,10 +35,16 @@ const SWEEP_EVERY_MS: u64 = 60_000;
 /// The client for `url`; with `ca_file` (TLS only) the server's certificate must
 /// chain to the certificates in that PEM file instead of the platform's roots.
 pub(crate) fn open_client(url: &str, ca_file: Option<&Path>) -> Result<Client, ConfigError> {
-    if is_tls(url) {
-        // rustls needs a process-wide crypto provider; an error only means one is
-        // already installed.
-        let _ = ::rustls::crypto::ring::default_provider().install_default();
+    if is_tls(url) && ::rustls::crypto::CryptoProvider::get_default().is_none() {
+        // rustls reads the process-wide crypto provider, which is the
+        // application's to choose: refuse clearly here rather than let the first
+        // connection panic when rustls cannot pick one itself.
+        return Err(ConfigError::single(
+            "store.url",
+            "a `rediss://` URL needs a process-wide rustls crypto provider: install one at \
+             start-up, e.g. `rustls::crypto::ring::default_provider().install_default()` \
+             (the distill-guard binary does)",
+        ));
     }
     // TCP_NODELAY (off by default in redis): a script call is never held back by
     // Nagle's algorithm behind an earlier, unacknowledged one.
@@ -901,6 +907,8 @@ mod tests {
 
     #[test]
     fn connections_disable_nagle() {
+        // The application's choice of crypto provider (see `open_client`).
+        let _ = ::rustls::crypto::ring::default_provider().install_default();
         for url in ["redis://127.0.0.1:1", "rediss://127.0.0.1:1"] {
             let client = open_client(url, None).expect("client");
             assert!(
