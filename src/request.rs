@@ -5,12 +5,17 @@
 //! `Arc<RequestInfo>` extension; later stages reuse it. The inner service receives
 //! the same bytes, rebuilt into its body type.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{ready, Context, Poll};
 
 use bytes::Bytes;
 use http::{HeaderMap, Request};
 use http_body::Body;
+use http_body_util::combinators::Collect;
 use http_body_util::{BodyExt, Limited};
+use pin_project_lite::pin_project;
 use serde_json::Value;
 
 use crate::dialect::Dialect;
@@ -161,37 +166,102 @@ pub enum BufferError {
     Read(String),
 }
 
-/// Buffers a request body up to `limit` bytes and returns the request (with an empty
-/// body placeholder) and the bytes.
-pub async fn buffer<B>(
-    req: Request<B>,
-    limit: u64,
-) -> Result<(http::request::Parts, Bytes), BufferError>
+/// The error type bodies are boxed into.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Buffers a request body up to `limit` bytes and returns the request's parts
+/// and the bytes. A `Content-Length` over the limit is refused before reading.
+pub fn buffer<B>(req: Request<B>, limit: u64) -> Buffer<B>
 where
     B: Body,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B::Error: Into<BoxError>,
 {
     let (parts, body) = req.into_parts();
-    if let Some(len) = parts
+    let declared = parts
         .headers
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-    {
-        if len > limit {
-            return Err(BufferError::TooLarge);
-        }
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit) {
+        return Buffer {
+            state: BufferState::TooLarge,
+        };
     }
     let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok((parts, collected.to_bytes())),
-        Err(e) => {
-            if e.is::<http_body_util::LengthLimitError>() {
-                Err(BufferError::TooLarge)
-            } else {
-                Err(BufferError::Read(e.to_string()))
+    Buffer {
+        state: BufferState::Collecting {
+            collect: Limited::new(body, limit).collect(),
+            parts: Some(parts),
+        },
+    }
+}
+
+pin_project! {
+    #[project = BufferProj]
+    enum BufferState<B>
+    where
+        B: Body,
+        B::Error: Into<BoxError>,
+    {
+        TooLarge,
+        Collecting {
+            #[pin]
+            collect: Collect<Limited<B>>,
+            parts: Option<http::request::Parts>,
+        },
+        Done,
+    }
+}
+
+pin_project! {
+    /// The future of [`buffer`]: no allocation beyond the body's bytes, so the
+    /// stages can hold it without boxing.
+    pub struct Buffer<B>
+    where
+        B: Body,
+        B::Error: Into<BoxError>,
+    {
+        #[pin]
+        state: BufferState<B>,
+    }
+}
+
+impl<B> std::fmt::Debug for Buffer<B>
+where
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Buffer").finish_non_exhaustive()
+    }
+}
+
+impl<B> Future for Buffer<B>
+where
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    type Output = Result<(http::request::Parts, Bytes), BufferError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut state = self.project().state;
+        let out = match state.as_mut().project() {
+            BufferProj::TooLarge => Err(BufferError::TooLarge),
+            BufferProj::Collecting { collect, parts } => {
+                let collected = ready!(collect.poll(cx));
+                match (collected, parts.take()) {
+                    (Ok(c), Some(parts)) => Ok((parts, c.to_bytes())),
+                    (Err(e), _) if e.is::<http_body_util::LengthLimitError>() => {
+                        Err(BufferError::TooLarge)
+                    }
+                    (Err(e), _) => Err(BufferError::Read(e.to_string())),
+                    (Ok(_), None) => panic!("`Buffer` polled after completion"),
+                }
             }
-        }
+            BufferProj::Done => panic!("`Buffer` polled after completion"),
+        };
+        state.set(BufferState::Done);
+        Poll::Ready(out)
     }
 }
 

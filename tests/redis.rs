@@ -741,16 +741,14 @@ async fn inspect_reads_buckets_without_charging() {
 
 /// Runs `futures` concurrently, polling them in order: each queues its admission
 /// on its first poll, so they reach the store's batching task in this order.
-async fn in_order<'a, T>(
-    mut futures: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>>,
-) -> Vec<T> {
+async fn in_order<F: std::future::Future + Unpin>(mut futures: Vec<F>) -> Vec<F::Output> {
     use std::task::Poll;
-    let mut done: Vec<Option<T>> = futures.iter().map(|_| None).collect();
+    let mut done: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
     std::future::poll_fn(|cx| {
         let mut pending = false;
         for (f, slot) in futures.iter_mut().zip(done.iter_mut()) {
             if slot.is_none() {
-                match f.as_mut().poll(cx) {
+                match std::pin::Pin::new(&mut *f).poll(cx) {
                     Poll::Ready(v) => *slot = Some(v),
                     Poll::Pending => pending = true,
                 }

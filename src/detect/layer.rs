@@ -10,9 +10,10 @@ use crate::config::{Config, ConfigError};
 use crate::stage::LiveSettings;
 
 /// What the detect stage owns: the detector, the settings in force, the clock
-/// and where extra hard links come from.
+/// and where extra hard links come from. Built by [`DetectLayer`]; shared by
+/// every service it makes.
 #[derive(Clone)]
-pub(crate) struct DetectState {
+pub struct DetectStage {
     pub(crate) settings: LiveSettings,
     pub(crate) detector: Arc<Detector>,
     pub(crate) clock: Arc<dyn Clock>,
@@ -23,7 +24,13 @@ pub(crate) struct DetectState {
 /// clone; every service it makes shares one detector.
 #[derive(Clone)]
 pub struct DetectLayer {
-    pub(crate) state: Arc<DetectState>,
+    pub(crate) stage: Arc<DetectStage>,
+}
+
+impl std::fmt::Debug for DetectStage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DetectStage").finish_non_exhaustive()
+    }
 }
 
 impl std::fmt::Debug for DetectLayer {
@@ -37,7 +44,7 @@ impl DetectLayer {
     /// `settings` and the time from `clock`.
     pub fn new(settings: LiveSettings, detector: Arc<Detector>, clock: Arc<dyn Clock>) -> Self {
         Self {
-            state: Arc::new(DetectState {
+            stage: Arc::new(DetectStage {
                 settings,
                 detector,
                 clock,
@@ -56,13 +63,13 @@ impl DetectLayer {
 
     /// Takes extra hard links from `source` (see [`LinkSource`]).
     pub fn with_link_source(mut self, source: impl LinkSource) -> Self {
-        Arc::make_mut(&mut self.state).links = Arc::new(source);
+        Arc::make_mut(&mut self.stage).links = Arc::new(source);
         self
     }
 
     /// The detector this stage feeds.
     pub fn detector(&self) -> &Arc<Detector> {
-        &self.state.detector
+        &self.stage.detector
     }
 }
 
@@ -72,7 +79,7 @@ impl<S> Layer<S> for DetectLayer {
     fn layer(&self, inner: S) -> Self::Service {
         Detect {
             inner,
-            state: self.state.clone(),
+            stage: self.stage.clone(),
         }
     }
 }

@@ -28,7 +28,7 @@ mod service;
 pub use body::DetectBody;
 pub use degrade::degrade_body;
 pub use detector::{hard_link_feature, Detection, Detector, SharedDetector};
-pub use layer::DetectLayer;
+pub use layer::{DetectLayer, DetectStage};
 pub use links::LinkSource;
 pub use service::{Detect, DetectFuture};
 

@@ -6,7 +6,7 @@ use bytes::{Buf, Bytes};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
-use super::layer::EnforceState;
+use super::layer::EnforceStage;
 use super::usage::UsageScanner;
 use crate::body::GuardBody;
 use crate::store::{Settlement, Subject};
@@ -14,7 +14,7 @@ use crate::store::{Settlement, Subject};
 /// Settles a request's token reservation exactly once: at end of stream, on an
 /// upstream error, or when the body is dropped early (client gone).
 pub(crate) struct SettleGuard {
-    pub(crate) state: Arc<EnforceState>,
+    pub(crate) stage: Arc<EnforceStage>,
     pub(crate) account: Subject,
     pub(crate) cluster: Option<Subject>,
     /// Tokens reserved on admission.
@@ -54,11 +54,11 @@ impl SettleGuard {
                     .output
                     .unwrap_or_else(|| self.scanner.estimated_output())
         };
-        self.state.sink.settled(actual, self.reserved);
+        self.stage.sink.settled(actual, self.reserved);
         let delta = actual as f64 - self.reserved as f64;
         if delta != 0.0 {
-            self.state.store.settle(Settlement {
-                now_ms: self.state.clock.now_ms(),
+            self.stage.store.settle(Settlement {
+                now_ms: self.stage.clock.now_ms(),
                 account: self.account.clone(),
                 cluster: self.cluster.clone(),
                 token_delta: delta,

@@ -10,9 +10,11 @@ use crate::stage::{DecisionSink, LiveSettings};
 use crate::store::Store;
 
 /// What the enforce stage owns: the settings in force, the quota store, the
-/// clock, the operators' overrides and where decisions are reported.
+/// clock, the operators' overrides and where decisions are reported. Built by
+/// [`EnforceLayer`]; shared by every service it makes and every body that
+/// settles a reservation.
 #[derive(Clone)]
-pub(crate) struct EnforceState {
+pub struct EnforceStage {
     pub(crate) settings: LiveSettings,
     pub(crate) store: Arc<dyn Store>,
     pub(crate) clock: Arc<dyn Clock>,
@@ -25,13 +27,21 @@ pub(crate) struct EnforceState {
 /// limits hold across all of them.
 #[derive(Clone)]
 pub struct EnforceLayer {
-    pub(crate) state: Arc<EnforceState>,
+    pub(crate) stage: Arc<EnforceStage>,
+}
+
+impl std::fmt::Debug for EnforceStage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EnforceStage")
+            .field("store", &self.store)
+            .finish_non_exhaustive()
+    }
 }
 
 impl std::fmt::Debug for EnforceLayer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EnforceLayer")
-            .field("store", &self.state.store)
+            .field("store", &self.stage.store)
             .finish_non_exhaustive()
     }
 }
@@ -42,7 +52,7 @@ impl EnforceLayer {
     /// nowhere.
     pub fn new(settings: LiveSettings, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
         Self {
-            state: Arc::new(EnforceState {
+            stage: Arc::new(EnforceStage {
                 settings,
                 store,
                 clock,
@@ -65,13 +75,13 @@ impl EnforceLayer {
 
     /// Honours `overrides` (allowlist, blocklist, tier pins, unlinks).
     pub fn with_overrides(mut self, overrides: Arc<Overrides>) -> Self {
-        Arc::make_mut(&mut self.state).overrides = overrides;
+        Arc::make_mut(&mut self.stage).overrides = overrides;
         self
     }
 
     /// Reports every decision to `sink`.
     pub fn with_sink(mut self, sink: impl DecisionSink) -> Self {
-        Arc::make_mut(&mut self.state).sink = Arc::new(sink);
+        Arc::make_mut(&mut self.stage).sink = Arc::new(sink);
         self
     }
 }
@@ -82,7 +92,7 @@ impl<S> Layer<S> for EnforceLayer {
     fn layer(&self, inner: S) -> Self::Service {
         Enforce {
             inner,
-            state: self.state.clone(),
+            stage: self.stage.clone(),
         }
     }
 }

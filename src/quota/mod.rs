@@ -26,7 +26,7 @@ mod service;
 pub mod usage;
 
 pub use body::EnforceBody;
-pub use layer::EnforceLayer;
+pub use layer::{EnforceLayer, EnforceStage};
 pub use service::{Enforce, EnforceFuture};
 
 #[cfg(test)]

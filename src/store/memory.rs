@@ -211,9 +211,8 @@ impl MemoryStore {
 }
 
 impl Store for MemoryStore {
-    fn admit<'a>(&'a self, admission: &'a Admission) -> StoreFuture<'a, Outcome> {
-        let outcome = self.admit_now(admission);
-        Box::pin(std::future::ready(Ok(outcome)))
+    fn admit(&self, admission: &Admission) -> StoreFuture<'static, Outcome> {
+        StoreFuture::ready(Ok(self.admit_now(admission)))
     }
 
     fn settle(&self, settlement: Settlement) {
@@ -229,7 +228,7 @@ impl Store for MemoryStore {
         subject: &'a Subject,
         now_ms: u64,
     ) -> StoreFuture<'a, Option<[Option<BucketView>; 4]>> {
-        Box::pin(std::future::ready(Ok(Some(self.peek(subject, now_ms)))))
+        StoreFuture::ready(Ok(Some(self.peek(subject, now_ms))))
     }
 }
 

@@ -17,6 +17,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
@@ -177,15 +178,69 @@ pub enum StoreError {
     Timeout,
 }
 
-/// A boxed future returned by [`Store`] methods.
-pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+/// The future of a [`Store`] call: ready at once for a store that answers in
+/// memory (no allocation), boxed for one that waits on I/O.
+pub struct StoreFuture<'a, T> {
+    kind: Kind<'a, T>,
+}
+
+enum Kind<'a, T> {
+    Ready(Option<Result<T, StoreError>>),
+    Waiting(Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>),
+}
+
+impl<'a, T> StoreFuture<'a, T> {
+    /// An answer known now.
+    pub fn ready(result: Result<T, StoreError>) -> Self {
+        Self {
+            kind: Kind::Ready(Some(result)),
+        }
+    }
+
+    /// An answer `future` will give.
+    pub fn new(future: impl Future<Output = Result<T, StoreError>> + Send + 'a) -> Self {
+        Self {
+            kind: Kind::Waiting(Box::pin(future)),
+        }
+    }
+}
+
+impl<T> fmt::Debug for StoreFuture<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self.kind {
+            Kind::Ready(_) => "StoreFuture::Ready",
+            Kind::Waiting(_) => "StoreFuture::Waiting",
+        })
+    }
+}
+
+// Never pinned structurally: the ready value is moved out, the waiting future
+// is boxed.
+impl<T> Unpin for StoreFuture<'_, T> {}
+
+impl<T> Future for StoreFuture<'_, T> {
+    type Output = Result<T, StoreError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match &mut self.get_mut().kind {
+            Kind::Ready(result) => Poll::Ready(
+                result
+                    .take()
+                    .expect("a `StoreFuture` polled after completion"),
+            ),
+            Kind::Waiting(future) => future.as_mut().poll(cx),
+        }
+    }
+}
 
 /// Quota state: atomic admission and after-the-fact settlement.
 pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// Checks every bucket of the account and cluster and, only if all have room,
     /// charges them. Must be atomic with respect to concurrent admissions so that
-    /// concurrent requests never overshoot.
-    fn admit<'a>(&'a self, admission: &'a Admission) -> StoreFuture<'a, Outcome>;
+    /// concurrent requests never overshoot. The future owns what it needs (the
+    /// enforce stage holds it in its own, unboxed, response future): a store
+    /// that answers in memory returns [`StoreFuture::ready`].
+    fn admit(&self, admission: &Admission) -> StoreFuture<'static, Outcome>;
 
     /// Applies a settlement. Fire and forget: it must not block, and it must not be
     /// lost if the caller goes away (a backend that needs I/O spawns it).
@@ -203,7 +258,7 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         now_ms: u64,
     ) -> StoreFuture<'a, Option<[Option<BucketView>; 4]>> {
         let _ = (subject, now_ms);
-        Box::pin(std::future::ready(Ok(None)))
+        StoreFuture::ready(Ok(None))
     }
 }
 

@@ -681,10 +681,8 @@ impl Inner {
         }
     }
 
+    /// An admission the local copy of refused subjects could not answer.
     async fn admit(&self, a: &Admission) -> Result<Outcome, StoreError> {
-        if let Some(outcome) = self.cached_refusal(a) {
-            return Ok(outcome);
-        }
         let Some(_probe) = self.health.route() else {
             return self.fallback_admit(
                 a,
@@ -809,8 +807,14 @@ async fn admit_loop(inner: Weak<Inner>, mut queue: mpsc::UnboundedReceiver<Pendi
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
 impl Store for RedisStore {
-    fn admit<'a>(&'a self, admission: &'a Admission) -> StoreFuture<'a, Outcome> {
-        Box::pin(self.inner.admit(admission))
+    fn admit(&self, admission: &Admission) -> StoreFuture<'static, Outcome> {
+        // A refusal answered from the local copy needs no round trip (nor a box).
+        if let Some(outcome) = self.inner.cached_refusal(admission) {
+            return StoreFuture::ready(Ok(outcome));
+        }
+        let inner = self.inner.clone();
+        let admission = admission.clone();
+        StoreFuture::new(async move { inner.admit(&admission).await })
     }
 
     fn settle(&self, settlement: Settlement) {
@@ -836,7 +840,7 @@ impl Store for RedisStore {
         subject: &'a Subject,
         now_ms: u64,
     ) -> StoreFuture<'a, Option<[Option<super::BucketView>; 4]>> {
-        Box::pin(async move {
+        StoreFuture::new(async move {
             let inner = &self.inner;
             let mut conn = inner.conn.clone();
             let mut cmd = ::redis::cmd("GET");
