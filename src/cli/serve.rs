@@ -150,42 +150,18 @@ async fn serve(
         let hooks = AdminHooks::for_guard(&guard);
         match admin::router_from_config(&guard, &telemetry, Some(reloader.clone()), hooks) {
             Some(app) => {
-                let l = tokio::net::TcpListener::bind(admin_addr)
-                    .await
-                    .map_err(|e| format!("cannot listen on {admin_addr} (admin): {e}"))?;
-                let a = l
-                    .local_addr()
-                    .map_err(|e| format!("cannot read the admin address: {e}"))?;
+                let a = spawn_listener(admin_addr, "admin", app, &telemetry).await?;
                 println!("admin on http://{a}");
                 tracing::info!(addr = %a, "admin API, metrics and dashboard");
-                let t = telemetry.clone();
-                let stop = shutdown_signal()?;
-                tokio::spawn(async move {
-                    if let Err(e) = admin::serve(l, app, t, stop).await {
-                        tracing::error!(error = %e, "admin listener failed");
-                    }
-                });
             }
             None => println!("admin disabled: no token configured"),
         }
     }
     if let Some(metrics_addr) = admin_cfg.metrics_listen {
-        let l = tokio::net::TcpListener::bind(metrics_addr)
-            .await
-            .map_err(|e| format!("cannot listen on {metrics_addr} (metrics): {e}"))?;
-        let a = l
-            .local_addr()
-            .map_err(|e| format!("cannot read the metrics address: {e}"))?;
+        let app = admin::metrics_router(&guard, &telemetry, AdminHooks::for_guard(&guard));
+        let a = spawn_listener(metrics_addr, "metrics", app, &telemetry).await?;
         println!("metrics on http://{a}/metrics");
         tracing::info!(addr = %a, "Prometheus metrics, no token");
-        let app = admin::metrics_router(&guard, &telemetry, AdminHooks::for_guard(&guard));
-        let t = telemetry.clone();
-        let stop = shutdown_signal()?;
-        tokio::spawn(async move {
-            if let Err(e) = admin::serve(l, app, t, stop).await {
-                tracing::error!(error = %e, "metrics listener failed");
-            }
-        });
     }
     server::run(
         listener,
@@ -202,6 +178,30 @@ async fn serve(
     }
     tracing::info!("shut down");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Binds `addr` and serves `app` there (the admin API or the metrics alone) until
+/// shutdown; returns the bound address.
+async fn spawn_listener(
+    addr: SocketAddr,
+    what: &'static str,
+    app: axum::Router,
+    telemetry: &Arc<Telemetry>,
+) -> Result<SocketAddr, String> {
+    let l = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr} ({what}): {e}"))?;
+    let bound = l
+        .local_addr()
+        .map_err(|e| format!("cannot read the {what} address: {e}"))?;
+    let t = telemetry.clone();
+    let stop = shutdown_signal()?;
+    tokio::spawn(async move {
+        if let Err(e) = admin::serve(l, app, t, stop).await {
+            tracing::error!(error = %e, "{what} listener failed");
+        }
+    });
+    Ok(bound)
 }
 
 /// Registers the shutdown signals now (so a signal sent right after the

@@ -260,6 +260,11 @@ fn minutes(ms: Option<u64>) -> String {
     )
 }
 
+/// A headline row of a count.
+fn count(name: &'static str, n: u64) -> (&'static str, String, Option<f64>) {
+    (name, thousands(n), Some(n as f64))
+}
+
 /// The headline figures of a run: (name, value, the number the difference
 /// column compares; percentages as percentage points).
 fn headline(r: &RunReport) -> Vec<(&'static str, String, Option<f64>)> {
@@ -290,31 +295,11 @@ fn headline(r: &RunReport) -> Vec<(&'static str, String, Option<f64>)> {
             ),
             Some(denied as f64),
         ),
-        (
-            "on the tag rung",
-            thousands(act("tag")),
-            Some(act("tag") as f64),
-        ),
-        (
-            "throttled",
-            thousands(act("throttle")),
-            Some(act("throttle") as f64),
-        ),
-        (
-            "degraded",
-            thousands(act("degrade")),
-            Some(act("degrade") as f64),
-        ),
-        (
-            "blocked",
-            thousands(act("block")),
-            Some(act("block") as f64),
-        ),
-        (
-            "responses tagged",
-            thousands(s.tagged),
-            Some(s.tagged as f64),
-        ),
+        count("on the tag rung", act("tag")),
+        count("throttled", act("throttle")),
+        count("degraded", act("degrade")),
+        count("blocked", act("block")),
+        count("responses tagged", s.tagged),
         (
             "clusters of 2+ accounts at the end",
             thousands(linked),

@@ -104,8 +104,9 @@ fn legend(out: &mut String, series: &[Series]) {
     }
 }
 
-/// Y gridlines and labels up to `max`; returns the axis maximum.
-fn y_axis(out: &mut String, max: f64, unit: &str) -> f64 {
+/// Y gridlines and labels (written by `label`) up to `max`; returns the axis
+/// maximum.
+fn y_axis(out: &mut String, max: f64, unit: &str, label: fn(f64) -> String) -> f64 {
     let step = nice_step(max, 4.0);
     let top = (max / step).ceil().max(1.0) * step;
     let ph = H - MT - MB;
@@ -118,7 +119,7 @@ fn y_axis(out: &mut String, max: f64, unit: &str) -> f64 {
             x2 = W - MR,
             tx = ML - 6.0,
             ty = y + 4.0,
-            l = compact(v)
+            l = label(v)
         );
         v += step;
     }
@@ -153,7 +154,7 @@ pub(crate) fn stacked_bars(
         })
         .collect();
     let max = totals.iter().copied().fold(0.0, f64::max);
-    let top = y_axis(&mut out, max, unit);
+    let top = y_axis(&mut out, max, unit, compact);
     legend(&mut out, series);
     let pw = W - ML - MR;
     let ph = H - MT - MB;
@@ -225,7 +226,7 @@ pub(crate) fn bars(
     let mut out = String::new();
     open(&mut out, title);
     let max = values.iter().copied().fold(0.0, f64::max);
-    let top = y_axis(&mut out, max, unit);
+    let top = y_axis(&mut out, max, unit, compact);
     let pw = W - ML - MR;
     let ph = H - MT - MB;
     let n = labels.len().max(1);
@@ -261,24 +262,8 @@ pub(crate) fn share_lines(title: &str, labels: &[String], series: &[Series]) -> 
         .max(0.01);
     let ph = H - MT - MB;
     let pw = W - ML - MR;
-    let top = {
-        let step = nice_step(max * 100.0, 4.0);
-        let top = ((max * 100.0) / step).ceil().max(1.0) * step;
-        let mut v = 0.0;
-        while v <= top + step * 0.01 {
-            let y = MT + ph - v / top * ph;
-            let _ = write!(
-                out,
-                r#"<line x1="{ML}" y1="{y:.1}" x2="{x2}" y2="{y:.1}" class="grid"/><text x="{tx}" y="{ty:.1}" class="ylab">{l}%</text>"#,
-                x2 = W - MR,
-                tx = ML - 6.0,
-                ty = y + 4.0,
-                l = trim(v)
-            );
-            v += step;
-        }
-        top / 100.0
-    };
+    // The axis counts percentage points; values are shares.
+    let top = y_axis(&mut out, max * 100.0, "", |v| format!("{}%", trim(v))) / 100.0;
     legend(&mut out, series);
     let n = labels.len().max(1);
     let slot = pw / n as f64;
