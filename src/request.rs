@@ -277,6 +277,33 @@ pub fn request_id(headers: &HeaderMap) -> Option<Arc<str>> {
     ok.then(|| Arc::from(v))
 }
 
+/// The 128 bits a provenance tag carries for a request id: the UUID itself when
+/// the id is one (36 characters with hyphens, or 32 hex digits; what `serve`
+/// generates), else the first 128 bits of its SHA-256. Two spellings of one UUID
+/// give the same bits, so the tag's request id finds the decision.
+pub fn request_id_bits(id: &str) -> [u8; 16] {
+    let hex: String = if id.len() == 36
+        && id
+            .char_indices()
+            .all(|(i, c)| matches!(i, 8 | 13 | 18 | 23) == (c == '-'))
+    {
+        id.chars().filter(|c| *c != '-').collect()
+    } else {
+        id.to_owned()
+    };
+    if let Some(bits) = crate::extensions::parse_hex(&hex) {
+        return bits;
+    }
+    use sha2::Digest;
+    let digest = sha2::Sha256::new()
+        .chain_update(b"distill-guard/request-id\0")
+        .chain_update(id.as_bytes())
+        .finalize();
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&digest[..16]);
+    out
+}
+
 /// Shared handle to the parsed request.
 pub type SharedRequestInfo = Arc<RequestInfo>;
 
@@ -316,6 +343,21 @@ mod tests {
         let req = Request::new(http_body_util::Full::new(Bytes::from(vec![b'a'; 100])));
         let (_, bytes) = buffer(req, 100).await.expect("fits");
         assert_eq!(bytes.len(), 100);
+    }
+
+    #[test]
+    fn a_uuid_has_the_same_bits_in_either_spelling() {
+        let uuid = "0b6e41a2-9c1d-4f7e-8a3b-5d2c1e0f9a87";
+        assert_eq!(
+            request_id_bits(uuid),
+            request_id_bits("0B6E41A29C1D4F7E8A3B5D2C1E0F9A87")
+        );
+        assert_eq!(request_id_bits(uuid)[0], 0x0b);
+        assert_ne!(request_id_bits("req-1"), request_id_bits("req-2"));
+        assert_ne!(
+            request_id_bits("0b6e41a2-9c1d-4f7e-8a3b-5d2c1e0f9a8"),
+            request_id_bits(uuid)
+        );
     }
 
     #[test]

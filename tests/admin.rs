@@ -1108,3 +1108,102 @@ async fn unlinking_through_the_admin_api_takes_the_account_out() {
     assert_eq!(d.cluster.id, id, "linked again after relink");
     assert_eq!(d.cluster.size, 6);
 }
+
+#[tokio::test]
+async fn metrics_alone_on_their_own_router_need_no_token() {
+    let e = env();
+    for i in 0..3 {
+        chat(&e, "sk-scraped", Some(&format!("s-{i}"))).await;
+    }
+    let metrics = admin::metrics_router(&e.guard, &e.telemetry, AdminHooks::default());
+    let r = call(&metrics, get("/metrics", None)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert!(check_prometheus_text(&r.text) > 20);
+    assert!(r.text.contains(
+        "distill_guard_decisions_total{action=\"allow\",dialect=\"openai\",status=\"200\",scope=\"none\"} 3"
+    ));
+    // Nothing else is served there, with or without a token.
+    for path in ["/api/status", "/", "/api/accounts"] {
+        assert_eq!(
+            call(&metrics, get(path, Some(TOKEN))).await.status,
+            StatusCode::NOT_FOUND,
+            "{path}"
+        );
+    }
+    // The admin listener's own /metrics still wants the token.
+    assert_eq!(
+        call(&e.admin, get("/metrics", None)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn a_tagged_answer_leads_to_its_decision_and_a_mark_to_its_account() {
+    use distill_guard::watermark::{KeyConfig, TagPolicy, TextMarkPolicy};
+    let e = env_with(
+        |c| {
+            c.watermark.tag = Some(TagPolicy::Always);
+            c.watermark.text_mark = TextMarkPolicy::Enabled(true);
+            c.watermark.keys = vec![KeyConfig {
+                id: "k1".into(),
+                secret: Some("watermark key for the admin test, 32+ bytes".into()),
+                secret_env: None,
+            }];
+        },
+        AdminHooks::default(),
+    );
+    let req = Request::post("/v1/chat/completions")
+        .header("content-type", "application/json")
+        .header("authorization", "Bearer sk-tagged")
+        .body(Body::from(
+            json!({"model": "m", "max_tokens": 400, "messages": [{"role": "user", "content": "tell me about caches"}]})
+                .to_string(),
+        ))
+        .expect("request");
+    let r = call(&e.proxy, req).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let request_id = r.headers["x-request-id"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    let tag = r.headers["x-distill-guard-tag"].to_str().expect("ascii");
+    let marker = e.guard.shared().watermarker().clone();
+    let fields = marker.verify(tag).expect("valid tag");
+    // The tag names the response's own x-request-id ...
+    assert_eq!(fields.request_id.to_string(), request_id);
+    // ... so the decision behind a tagged answer is one lookup away.
+    let d = admin_get(&e, &format!("/api/decisions/{}", fields.request_id)).await;
+    assert_eq!(d.status, StatusCode::OK, "{}", d.text);
+    assert_eq!(
+        d.json()["decision"]["account"],
+        json!(fields.account.to_string())
+    );
+
+    // A text mark carries only the account's first 14 hex digits; the admin
+    // API completes them.
+    let text = r.json()["choices"][0]["message"]["content"]
+        .as_str()
+        .expect("text")
+        .to_owned();
+    let traced = distill_guard::watermark::trace(&text, marker.keys(), None).expect("marked");
+    assert_eq!(traced.account.len(), 14, "{traced:?}");
+    let a = admin_get(&e, &format!("/api/accounts/{}", traced.account)).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    assert_eq!(a.json()["account"], json!(fields.account.to_string()));
+    assert_eq!(
+        admin_get(&e, "/api/accounts/4122").await.status,
+        StatusCode::BAD_REQUEST,
+        "too short to be useful"
+    );
+    let unknown = if traced.account.starts_with('0') {
+        "ffffffffffffff"
+    } else {
+        "00000000000000"
+    };
+    assert_eq!(
+        admin_get(&e, &format!("/api/accounts/{unknown}"))
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+}

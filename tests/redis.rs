@@ -1052,8 +1052,7 @@ impl Drop for TlsRedis {
 }
 
 fn skip_tls(why: &str) {
-    eprintln!("{TLS_SKIPPED}: {why}");
-    println!("{TLS_SKIPPED}: {why}");
+    support::report_skip_line(&format!("{TLS_SKIPPED}: {why}"));
 }
 
 impl TlsRedis {

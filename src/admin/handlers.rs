@@ -231,12 +231,51 @@ fn views_json(views: Option<[Option<BucketView>; 4]>) -> Value {
         .into()
 }
 
-pub(super) async fn account(State(st): St, Path(hash): Path<String>) -> Response {
-    let Some(id) = AccountId::parse(&hash) else {
-        return error(
+/// Shortest account prefix `/api/accounts/{prefix}` resolves: a text mark carries
+/// 14 hex digits; fewer would match too many accounts to be useful.
+const MIN_ACCOUNT_PREFIX: usize = 8;
+
+/// The account `hash` names: 32 hex digits, or a unique prefix of at least
+/// [`MIN_ACCOUNT_PREFIX`] (what `trace` decodes from a text mark) among the
+/// accounts this server remembers (recent decisions and the trace-back index).
+fn resolve_account(st: &AdminState, hash: &str) -> Result<AccountId, (StatusCode, Value)> {
+    if let Some(id) = AccountId::parse(hash) {
+        return Ok(id);
+    }
+    let hex = hash.len() <= 32 && hash.bytes().all(|b| b.is_ascii_hexdigit());
+    if !hex || hash.len() < MIN_ACCOUNT_PREFIX {
+        return Err((
             StatusCode::BAD_REQUEST,
-            "an account is its hash: 32 hex digits, as shown in logs and the audit log",
-        );
+            json!({"error": format!("an account is its hash: 32 hex digits as shown in logs and the audit log, or its first {MIN_ACCOUNT_PREFIX} or more (as `trace` decodes from a text mark)")}),
+        ));
+    }
+    let shared = st.guard.shared();
+    let mut found = st.telemetry.recent().accounts_with_prefix(hash, 10);
+    for a in shared.watermarker().index().accounts_with_prefix(hash, 10) {
+        if !found.contains(&a) {
+            found.push(a);
+        }
+    }
+    match found.as_slice() {
+        [one] => Ok(*one),
+        [] => Err((
+            StatusCode::NOT_FOUND,
+            json!({"error": format!("no account starting with {hash} is remembered here (recent decisions and tagged responses still in the trace-back index)")}),
+        )),
+        many => Err((
+            StatusCode::CONFLICT,
+            json!({
+                "error": format!("{} accounts start with {hash}: give more digits", many.len()),
+                "candidates": many,
+            }),
+        )),
+    }
+}
+
+pub(super) async fn account(State(st): St, Path(hash): Path<String>) -> Response {
+    let id = match resolve_account(&st, &hash) {
+        Ok(id) => id,
+        Err((status, body)) => return json_response(status, body),
     };
     let shared = st.guard.shared();
     let settings = shared.settings();

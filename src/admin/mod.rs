@@ -26,6 +26,9 @@
 //! | POST | `/api/reload` | reload the config file |
 //! | GET | `/api/trace?text=` | watermark trace-back |
 //!
+//! [`metrics_router`] serves `/metrics` alone, without the token, for a
+//! listener of its own (`[admin] metrics_listen`) that Prometheus scrapes.
+//!
 //! `docs/admin.md` has curl examples for each. The guard's own cluster engine
 //! answers the cluster views; other engines plug in through [`AdminHooks`].
 //!
@@ -151,6 +154,28 @@ fn build(
         .route("/dashboard.js", get(dashboard::script))
         .route("/dashboard.css", get(dashboard::style))
         .merge(api)
+        .fallback(handlers::not_found)
+        .with_state(state)
+}
+
+/// A router serving only `GET /metrics` (Prometheus text), with no token: for
+/// a listener of its own (`[admin] metrics_listen`) that scrapers reach. The
+/// same figures as the admin listener's `/metrics`; everything else is 404.
+pub fn metrics_router(guard: &Guard, telemetry: &Arc<Telemetry>, hooks: AdminHooks) -> Router {
+    let own = AdminHooks::for_guard(guard);
+    let state = Arc::new(AdminState {
+        guard: guard.clone(),
+        telemetry: telemetry.clone(),
+        // Never consulted: no route here checks a token.
+        token: TokenSource::Config,
+        reloader: None,
+        hooks: AdminHooks {
+            cluster: hooks.cluster.or(own.cluster),
+            trace: hooks.trace.or(own.trace),
+        },
+    });
+    Router::new()
+        .route("/metrics", get(handlers::metrics))
         .fallback(handlers::not_found)
         .with_state(state)
 }

@@ -33,6 +33,10 @@ pub(crate) struct ServeArgs {
     /// `[admin] listen`; needs `[admin] token` or `token_env`).
     #[arg(long)]
     admin_listen: Option<SocketAddr>,
+    /// Also serve `GET /metrics` alone, without the admin token, here (overrides
+    /// `[admin] metrics_listen`; port 0 picks a free port).
+    #[arg(long)]
+    metrics_listen: Option<SocketAddr>,
 }
 
 /// The command line's overrides, applied to the file's config at start and on
@@ -43,6 +47,7 @@ struct Overrides {
     upstream: Option<String>,
     passthrough: bool,
     admin_listen: Option<SocketAddr>,
+    metrics_listen: Option<SocketAddr>,
 }
 
 impl Overrides {
@@ -59,6 +64,9 @@ impl Overrides {
         if let Some(a) = self.admin_listen {
             config.admin.listen = Some(a);
         }
+        if let Some(m) = self.metrics_listen {
+            config.admin.metrics_listen = Some(m);
+        }
     }
 }
 
@@ -69,6 +77,7 @@ pub(crate) fn run(args: ServeArgs) -> Result<ExitCode, String> {
         upstream: args.upstream,
         passthrough: args.passthrough,
         admin_listen: args.admin_listen,
+        metrics_listen: args.metrics_listen,
     };
     overrides.apply(&mut config);
     config.validate().map_err(|e| e.to_string())?;
@@ -141,24 +150,18 @@ async fn serve(
         let hooks = AdminHooks::for_guard(&guard);
         match admin::router_from_config(&guard, &telemetry, Some(reloader.clone()), hooks) {
             Some(app) => {
-                let l = tokio::net::TcpListener::bind(admin_addr)
-                    .await
-                    .map_err(|e| format!("cannot listen on {admin_addr} (admin): {e}"))?;
-                let a = l
-                    .local_addr()
-                    .map_err(|e| format!("cannot read the admin address: {e}"))?;
+                let a = spawn_listener(admin_addr, "admin", app, &telemetry).await?;
                 println!("admin on http://{a}");
                 tracing::info!(addr = %a, "admin API, metrics and dashboard");
-                let t = telemetry.clone();
-                let stop = shutdown_signal()?;
-                tokio::spawn(async move {
-                    if let Err(e) = admin::serve(l, app, t, stop).await {
-                        tracing::error!(error = %e, "admin listener failed");
-                    }
-                });
             }
             None => println!("admin disabled: no token configured"),
         }
+    }
+    if let Some(metrics_addr) = admin_cfg.metrics_listen {
+        let app = admin::metrics_router(&guard, &telemetry, AdminHooks::for_guard(&guard));
+        let a = spawn_listener(metrics_addr, "metrics", app, &telemetry).await?;
+        println!("metrics on http://{a}/metrics");
+        tracing::info!(addr = %a, "Prometheus metrics, no token");
     }
     server::run(
         listener,
@@ -175,6 +178,30 @@ async fn serve(
     }
     tracing::info!("shut down");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Binds `addr` and serves `app` there (the admin API or the metrics alone) until
+/// shutdown; returns the bound address.
+async fn spawn_listener(
+    addr: SocketAddr,
+    what: &'static str,
+    app: axum::Router,
+    telemetry: &Arc<Telemetry>,
+) -> Result<SocketAddr, String> {
+    let l = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr} ({what}): {e}"))?;
+    let bound = l
+        .local_addr()
+        .map_err(|e| format!("cannot read the {what} address: {e}"))?;
+    let t = telemetry.clone();
+    let stop = shutdown_signal()?;
+    tokio::spawn(async move {
+        if let Err(e) = admin::serve(l, app, t, stop).await {
+            tracing::error!(error = %e, "{what} listener failed");
+        }
+    });
+    Ok(bound)
 }
 
 /// Registers the shutdown signals now (so a signal sent right after the

@@ -30,8 +30,10 @@ mod admin;
 mod audit;
 mod error;
 mod model;
+mod parse;
 mod store;
 mod validate;
+mod warnings;
 
 use std::path::Path;
 
@@ -40,6 +42,7 @@ pub use audit::AuditConfig;
 pub(crate) use error::Errors;
 pub use error::{ConfigError, FieldError};
 pub use model::*;
+pub use parse::{check_toml, locate, Located};
 #[cfg(not(feature = "redis"))]
 pub(crate) use store::no_redis;
 #[cfg(feature = "redis")]
@@ -47,18 +50,11 @@ pub(crate) use store::{check_url, is_tls, parse_sentinel, SENTINEL_SCHEME};
 pub use store::{Backend, OnError, StoreConfig, MAX_TIMEOUT};
 
 impl Config {
-    /// Parses and validates TOML text.
+    /// Parses and validates TOML text. Every problem is reported at once: syntax
+    /// errors, wrong types and unknown fields (each with its TOML path and line),
+    /// then validation ([`check_toml`] gives them located).
     pub fn from_toml_str(text: &str) -> Result<Self, ConfigError> {
-        let cfg: Config = toml::from_str(text).map_err(|e| {
-            let path = e
-                .span()
-                .map(|span| line_col(text, span.start))
-                .map(|(l, c)| format!("line {l}, column {c}"))
-                .unwrap_or_default();
-            ConfigError::single(path, e.message().to_string())
-        })?;
-        cfg.validate()?;
-        Ok(cfg)
+        parse::check_toml(text).map_err(parse::to_config_error)
     }
 
     /// Reads, parses and validates a TOML file.
@@ -75,15 +71,4 @@ impl Config {
         validate::validate(self, &mut errors);
         errors.finish()
     }
-}
-
-/// The 1-based line and column of a byte offset.
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let before = text.get(..offset).unwrap_or(text);
-    let line = before.matches('\n').count() + 1;
-    let col = before
-        .rfind('\n')
-        .map_or(before.len(), |i| before.len() - i - 1)
-        + 1;
-    (line, col)
 }

@@ -234,7 +234,14 @@ impl Watermarker {
 
     /// The signing context for a response to a request with these extensions, or
     /// `None` when it is not tagged.
-    pub(crate) fn issue_for(self: &Arc<Self>, ext: &Extensions) -> Option<Issue> {
+    ///
+    /// The tag's request id is the request's `x-request-id` (`request_id`) when it
+    /// has one, so `/api/decisions/{request_id}` finds a tagged answer's decision.
+    pub(crate) fn issue_for(
+        self: &Arc<Self>,
+        ext: &Extensions,
+        request_id: Option<&str>,
+    ) -> Option<Issue> {
         let subject = Subject::of(ext)?;
         let (tag, marked) = self.policy_for(&subject);
         if !tag {
@@ -253,7 +260,10 @@ impl Watermarker {
             keys,
             account: subject.account,
             cluster: subject.cluster,
-            request_id: self.next_request_id(issued_at_ms),
+            request_id: match request_id {
+                Some(id) => RequestId::of_request(id),
+                None => self.next_request_id(issued_at_ms),
+            },
             issued_at_ms,
             mark,
             index: (self.index.capacity() > 0).then(|| self.index.clone()),
