@@ -42,18 +42,28 @@
 
 mod generator;
 mod json;
+mod knobs;
+mod operators;
+mod paraphrase;
+mod pools;
+mod population;
 mod profile;
 mod prose;
+mod random;
+mod render;
 mod scenario;
+mod tasks;
 mod templates;
 #[cfg(test)]
 mod tests;
+mod timing;
 
 use std::io::Write;
 
+pub use knobs::{Knobs, POOL_KEEP};
 pub use scenario::{
-    Scenario, SimParams, SimulateError, Stats, CAMPAIGN_ACCOUNTS, CAMPAIGN_DAILY_REQUESTS,
-    DEFAULT_SCALE, DEFAULT_START_MS, HYDRA_ACCOUNTS, ORGANIC_ACCOUNTS,
+    OperatorKind, OperatorStats, Scenario, SimParams, SimulateError, Stats, CAMPAIGN_ACCOUNTS,
+    CAMPAIGN_DAILY_REQUESTS, DEFAULT_OPERATORS, DEFAULT_SCALE, DEFAULT_START_MS, ORGANIC_ACCOUNTS,
 };
 
 /// Generates `params.hours` of `scenario` traffic into `out` as JSON Lines

@@ -3,13 +3,9 @@
 //! Everything here is a pure function of the random generator passed in, so a
 //! seed reproduces the same text.
 
-use rand::seq::IndexedRandom;
 use rand::Rng;
 
-/// Picks one item (the slices here are never empty).
-pub(crate) fn pick<'a, R: Rng + ?Sized>(rng: &mut R, items: &'a [&'a str]) -> &'a str {
-    items.choose(rng).copied().unwrap_or("")
-}
+use super::random::pick;
 
 pub(crate) const NOUNS: &[&str] = &[
     "report",
@@ -370,49 +366,6 @@ pub(crate) fn fence(lang: &str) -> &'static str {
     }
 }
 
-/// A standard normal deviate (Box–Muller).
-pub(crate) fn normal<R: Rng + ?Sized>(rng: &mut R) -> f64 {
-    let u1: f64 = rng.random::<f64>().max(f64::MIN_POSITIVE);
-    let u2: f64 = rng.random();
-    (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
-}
-
-/// A log-normal deviate with the given median and shape `sigma`.
-pub(crate) fn log_normal<R: Rng + ?Sized>(rng: &mut R, median: f64, sigma: f64) -> f64 {
-    median * (sigma * normal(rng)).exp()
-}
-
-/// A Poisson deviate (Knuth's method for small means, normal approximation above).
-pub(crate) fn poisson<R: Rng + ?Sized>(rng: &mut R, mean: f64) -> u32 {
-    if mean.is_nan() || mean <= 0.0 {
-        return 0;
-    }
-    if mean > 30.0 {
-        let x = mean + mean.sqrt() * normal(rng);
-        return x.round().max(0.0) as u32;
-    }
-    let limit = (-mean).exp();
-    let mut k = 0u32;
-    let mut p = 1.0f64;
-    loop {
-        p *= rng.random::<f64>();
-        if p <= limit {
-            return k;
-        }
-        k += 1;
-    }
-}
-
-/// A geometric count ≥ 0 with the given mean.
-pub(crate) fn geometric<R: Rng + ?Sized>(rng: &mut R, mean: f64) -> u32 {
-    let p = 1.0 / (1.0 + mean.max(0.0));
-    let mut k = 0;
-    while k < 1000 && !rng.random_bool(p) {
-        k += 1;
-    }
-    k
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -427,30 +380,5 @@ mod tests {
         let n = s.split_whitespace().count();
         assert!((200..260).contains(&n), "{n}");
         assert!(!s.contains('{'), "{s}");
-    }
-
-    #[test]
-    fn distributions_have_their_means() {
-        let mut rng = ChaCha8Rng::seed_from_u64(2);
-        let n = 20_000;
-        let p: f64 = (0..n)
-            .map(|_| f64::from(poisson(&mut rng, 3.5)))
-            .sum::<f64>()
-            / n as f64;
-        assert!((p - 3.5).abs() < 0.1, "{p}");
-        let p: f64 = (0..n)
-            .map(|_| f64::from(poisson(&mut rng, 80.0)))
-            .sum::<f64>()
-            / n as f64;
-        assert!((p - 80.0).abs() < 1.0, "{p}");
-        let g: f64 = (0..n)
-            .map(|_| f64::from(geometric(&mut rng, 2.0)))
-            .sum::<f64>()
-            / n as f64;
-        assert!((g - 2.0).abs() < 0.1, "{g}");
-        let mut ln: Vec<f64> = (0..n).map(|_| log_normal(&mut rng, 10.0, 1.0)).collect();
-        ln.sort_by(f64::total_cmp);
-        let median = ln[n / 2];
-        assert!((median - 10.0).abs() < 0.5, "{median}");
     }
 }
