@@ -44,10 +44,11 @@ pub struct Usage {
 /// organisation that runs several keys.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Label {
-    /// The operator behind the request, e.g. `campaign-naive` or `user-1234`.
+    /// The operator behind the request, e.g. `campaign-adaptive-2` or `user-1234`.
     pub actor: String,
-    /// `campaign` or `organic`. When absent, an actor whose name starts with
-    /// `campaign` is a campaign.
+    /// `campaign`, `organic`, `batch` (batch and eval jobs) or
+    /// `reseller_customer` (a reseller's innocent customer). When absent, an
+    /// actor whose name starts with `campaign` is a campaign.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
     /// The scenario that produced the line.

@@ -704,10 +704,29 @@ const REPHRASE: &[(&str, &[&str])] = &[
     (", so ", &["; so ", ", hence ", ", therefore "]),
 ];
 
+/// The first occurrence of `phrase` in `text` that is not part of a longer word.
+fn find_word(text: &str, phrase: &str) -> Option<usize> {
+    let is_word = |c: Option<char>| c.is_some_and(char::is_alphanumeric);
+    let mut from = 0;
+    while let Some(i) = text[from..].find(phrase) {
+        let at = from + i;
+        let end = at + phrase.len();
+        let starts_word = phrase.starts_with(|c: char| !c.is_alphanumeric())
+            || !is_word(text[..at].chars().next_back());
+        let ends_word = phrase.ends_with(|c: char| !c.is_alphanumeric())
+            || !is_word(text[end..].chars().next());
+        if starts_word && ends_word {
+            return Some(at);
+        }
+        from = at + phrase.len().max(1);
+    }
+    None
+}
+
 /// Applies [`REPHRASE`] to `text`.
 fn rephrase<R: Rng + ?Sized>(rng: &mut R, text: &mut String) {
     for (phrase, alternatives) in REPHRASE {
-        if let Some(at) = text.find(phrase) {
+        if let Some(at) = find_word(text, phrase) {
             if rng.random_bool(0.5) {
                 let alt = pick(rng, alternatives);
                 text.replace_range(at..at + phrase.len(), alt);
@@ -842,6 +861,20 @@ mod tests {
             seen.insert(s);
         }
         assert!(seen.len() > 5, "edits vary: {}", seen.len());
+    }
+
+    #[test]
+    fn rephrasing_replaces_whole_words_only() {
+        assert_eq!(find_word("answered the answer", "answer"), Some(13));
+        assert_eq!(find_word("explains", "explain"), None);
+        assert_eq!(find_word("show, then", "show"), Some(0));
+        assert_eq!(find_word("a and b", " and "), Some(1));
+        let mut rng = rng_of(3, 3);
+        for _ in 0..200 {
+            let mut s = "I answered, then explained: show me the answer.".to_owned();
+            rephrase(&mut rng, &mut s);
+            assert!(s.contains("answered") && s.contains("explained"), "{s}");
+        }
     }
 
     #[test]

@@ -929,6 +929,27 @@ mod tests {
     }
 
     #[test]
+    fn relays_send_their_own_headers() {
+        let node = headers(&client(ClientKind::NodeRelay, 9), "sk-1", 10);
+        let get = |h: &[(String, String)], n: &str| {
+            h.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone())
+        };
+        assert_eq!(get(&node, "user-agent").as_deref(), Some("node"));
+        assert_eq!(get(&node, "sec-fetch-mode").as_deref(), Some("cors"));
+        assert_eq!(get(&node, "authorization").as_deref(), Some("Bearer sk-1"));
+        let py = client(ClientKind::PyRelay, 10);
+        assert_eq!(py.dialect, Dialect::Anthropic);
+        let h = headers(&py, "sk-ant-1", 10);
+        let ua = get(&h, "user-agent").expect("ua");
+        assert!(
+            ua.starts_with("Python/3.") && ua.contains(" aiohttp/"),
+            "{ua}"
+        );
+        assert_eq!(get(&h, "x-api-key").as_deref(), Some("sk-ant-1"));
+        assert!(get(&h, "authorization").is_none());
+    }
+
+    #[test]
     fn spoofing_slip_shows_in_the_package_version() {
         let mut c = client(ClientKind::OpenAiPython, 7);
         c.mismatched = true;

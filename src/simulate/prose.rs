@@ -264,7 +264,16 @@ fn fill<R: Rng + ?Sized>(rng: &mut R, frame: &str, out: &mut String) {
         let slot = &rest[open + 1..open + close];
         match slot {
             "noun" | "noun2" => out.push_str(pick(rng, NOUNS)),
-            "adj" | "adj2" => out.push_str(pick(rng, ADJECTIVES)),
+            "adj" | "adj2" => {
+                let adj = pick(rng, ADJECTIVES);
+                // "a accurate" → "an accurate".
+                if adj.starts_with(['a', 'e', 'i', 'o'])
+                    && (out.ends_with(" a ") || out.ends_with("A "))
+                {
+                    out.insert(out.len() - 1, 'n');
+                }
+                out.push_str(adj);
+            }
             "verb" => out.push_str(pick(rng, VERBS)),
             "topic" => out.push_str(pick(rng, TOPICS)),
             "people" => {
@@ -380,5 +389,8 @@ mod tests {
         let n = s.split_whitespace().count();
         assert!((200..260).contains(&n), "{n}");
         assert!(!s.contains('{'), "{s}");
+        for vowel in ["a a", "a e", "a i", "a o"] {
+            assert!(!s.contains(&format!(" {vowel}")), "{s}");
+        }
     }
 }

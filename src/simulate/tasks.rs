@@ -133,18 +133,14 @@ fn coding<R: Rng + ?Sized>(rng: &mut R, pools: &Pools, out: &mut String) {
 }
 
 fn agentic<R: Rng + ?Sized>(rng: &mut R, pools: &Pools, out: &mut String) {
-    let frame = pick(
-        rng,
-        &[
+    fp(rng, pools, &[
             "You are an agent with the tools {tools}. Goal: {goal}. Produce the exact sequence of tool calls with their arguments, and justify each one.",
             "Plan how an autonomous agent would {goal} using only {tools}. For each step give the call, the observation you expect and what the agent does next.",
             "Tools available: {tools}.\nGoal: {goal}.\nWrite the full trajectory (thought, action, observation) until the goal is met, including how you recover from a failed call.",
             "Act as a planner for an agent that can call {tools}. The objective is to {goal}. Break it into sub-goals, then list every tool call in order.",
             "Design the control loop of an agent that must {goal}. It can only call {tools}. Show the plan, the calls, and the checks after each call.",
             "A robot starts at ({0-9}, {0-9}) on a {10-40}x{10-40} grid with {3-30} obstacles. It must visit every shelf marked S and return. Plan the sequence of tool calls (move, scan, pick, report) and justify each step.",
-        ],
-    );
-    f(rng, pools, frame, out);
+        ], out);
     if rng.random_bool(0.3) {
         out.push_str(pick(
             rng,
@@ -159,9 +155,7 @@ fn agentic<R: Rng + ?Sized>(rng: &mut R, pools: &Pools, out: &mut String) {
 }
 
 fn maths<R: Rng + ?Sized>(rng: &mut R, pools: &Pools, out: &mut String) {
-    let frame = pick(
-        rng,
-        &[
+    fp(rng, pools, &[
             "Tank A fills in {2-60} hours and tank B drains in {2-60} hours. Starting with {100-5000} litres in a tank of twice that capacity, when is it full if both run and a third pipe adds {5-200} litres per hour?",
             "Prove or disprove: for every integer n > {1-20}, the number n^{2-6} + {1-30}n is divisible by {2-12}.",
             "Find all integers x with 0 ≤ x < {20-400} such that x^2 ≡ {1-90} (mod {20-400}).",
@@ -176,9 +170,7 @@ fn maths<R: Rng + ?Sized>(rng: &mut R, pools: &Pools, out: &mut String) {
             "Show that among any {5-20} integers there are two whose difference is divisible by {4-19}, and decide whether {4-19} integers suffice.",
             "A fair die is rolled until the sum exceeds {6-40}. What is the expected number of rolls?",
             "Solve the system: {2-9}x + {1-9}y - z = {1-40}, x - {1-9}y + {2-9}z = {1-40}, {1-9}x + y + z = {1-40}.",
-        ],
-    );
-    f(rng, pools, frame, out);
+        ], out);
 }
 
 fn long_horizon<R: Rng + ?Sized>(rng: &mut R, pools: &Pools, out: &mut String) {
@@ -260,8 +252,9 @@ fn long_horizon<R: Rng + ?Sized>(rng: &mut R, pools: &Pools, out: &mut String) {
 
 /// A short ordinary question a campaign mixes in (small cap, short answer).
 pub(crate) fn short_task<R: Rng + ?Sized>(rng: &mut R, pools: &Pools, out: &mut String) {
-    let frame = pick(
+    fp(
         rng,
+        pools,
         &[
             "What does `sorted()` return for an empty list in Python?",
             "Convert {0-120} degrees Fahrenheit to Celsius.",
@@ -273,6 +266,6 @@ pub(crate) fn short_task<R: Rng + ?Sized>(rng: &mut R, pools: &Pools, out: &mut 
             "Define {topic} in one sentence.",
             "How many bytes are in {2-64} kibibytes?",
         ],
+        out,
     );
-    pools.fill(rng, frame, out, 0);
 }
