@@ -134,7 +134,8 @@ fn bench(c: &mut Criterion) {
     });
 
     // The same with every observation published to the shared cluster log (the
-    // writer runs on a runtime thread, as in `serve`).
+    // writer runs on a runtime thread, as in `serve`; feature `redis`).
+    #[cfg(feature = "redis")]
     if let Some(server) = support::RedisServer::start() {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)

@@ -28,7 +28,7 @@ if want detection; then
       f="$OUT/$scenario-$seed"
       "$BIN" simulate --scenario "$scenario" --hours "$HOURS" --seed "$seed" --out "$f.jsonl"
       "$BIN" replay --config "$OUT/identity-only.toml" "$f.jsonl" --out "$f.decisions.jsonl" \
-        --summary "$f.summary.json" --score 2> "$f.report.txt"
+        --score --summary "$f.report.txt" --report "$f.report.html"
       echo "-- $scenario seed $seed"
       cat "$f.report.txt"
     done

@@ -26,7 +26,7 @@ use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use distill_guard::clock::{Clock, SystemClock};
 use distill_guard::extensions::Scope;
-use distill_guard::quota::gcra::BucketLimit;
+use distill_guard::store::gcra::BucketLimit;
 use distill_guard::store::{
     Admission, Backend, MemoryStore, OnError, RedisStore, Store, StoreConfig, Subject,
 };

@@ -68,7 +68,10 @@ fn bench(c: &mut Criterion) {
     };
     let audited = Telemetry::new(10_000);
     let (sink, _task) = rt
-        .block_on(distill_guard::audit::start(&cfg, &audited))
+        .block_on(distill_guard::audit::start(
+            &cfg,
+            audited.metrics().audit_counters(),
+        ))
         .expect("open")
         .expect("enabled");
     audited.set_audit(Some(sink));

@@ -3,6 +3,7 @@
 //! ```sh
 //! cargo run --example axum
 //! curl -s localhost:3000/v1/chat/completions -H 'authorization: Bearer sk-1' \
+//!      -H 'content-type: application/json' \
 //!      -d '{"model":"m","messages":[{"role":"user","content":"hi"}]}'
 //! ```
 //!

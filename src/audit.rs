@@ -19,58 +19,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use metrics::Counter;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::config::Errors;
+pub use crate::config::AuditConfig;
 use crate::dialect::Dialect;
 use crate::extensions::Decision;
-use crate::telemetry::{dialect_name, Telemetry};
-
-/// `[audit]`: where and what to audit.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct AuditConfig {
-    /// A file to append JSON lines to, or `"-"` for standard output. Absent: no
-    /// audit log.
-    pub path: Option<String>,
-    /// Audit every decision, not only the notable ones.
-    pub all: bool,
-    /// Rotate the file to `<path>.1` (replacing an older one) once it would grow
-    /// beyond this many bytes; 0 never rotates. Ignored for stdout.
-    pub max_bytes: u64,
-    /// Records queued for the writer before new ones are dropped.
-    pub queue: usize,
-}
-
-impl Default for AuditConfig {
-    fn default() -> Self {
-        Self {
-            path: None,
-            all: false,
-            max_bytes: 100 * 1024 * 1024,
-            queue: 10_000,
-        }
-    }
-}
-
-impl AuditConfig {
-    /// Adds every problem of this section to `errors`.
-    pub(crate) fn validate(&self, errors: &mut Errors) {
-        if let Some(p) = &self.path {
-            if p.is_empty() {
-                errors.push("audit.path", "must not be empty (use \"-\" for stdout)");
-            } else if p != "-" && p.ends_with('/') {
-                errors.push("audit.path", "must name a file, not a directory");
-            }
-        }
-        if self.queue == 0 || self.queue > 10_000_000 {
-            errors.push("audit.queue", "must be between 1 and 10000000");
-        }
-    }
-}
 
 /// One audit line.
 #[derive(Debug, Serialize)]
@@ -191,13 +147,32 @@ impl Out {
     }
 }
 
+/// What the audit writer counts: records written and write errors (the metrics
+/// facade's handles; [`Counter::noop`] counts nothing).
+#[derive(Debug, Clone)]
+pub struct AuditCounters {
+    /// Records written.
+    pub written: Counter,
+    /// Failed writes and records that could not be encoded.
+    pub errors: Counter,
+}
+
+impl Default for AuditCounters {
+    fn default() -> Self {
+        Self {
+            written: Counter::noop(),
+            errors: Counter::noop(),
+        }
+    }
+}
+
 /// Starts the audit writer for `cfg` on the current Tokio runtime and returns its
 /// sink and the writer task (which ends once every sink clone is dropped and the
 /// queue is written), or `None` when `cfg.path` is unset. Fails when the file
 /// cannot be opened.
 pub async fn start(
     cfg: &AuditConfig,
-    telemetry: &Telemetry,
+    counters: AuditCounters,
 ) -> std::io::Result<Option<(AuditSink, JoinHandle<()>)>> {
     let Some(target) = cfg.path.clone() else {
         return Ok(None);
@@ -215,8 +190,7 @@ pub async fn start(
         }
     };
     let (tx, rx) = mpsc::channel(cfg.queue.max(1));
-    let (written, errors) = telemetry.metrics().audit_counters();
-    let task = tokio::spawn(write_loop(rx, out, written, errors));
+    let task = tokio::spawn(write_loop(rx, out, counters.written, counters.errors));
     let sink = AuditSink {
         tx,
         all: cfg.all,
@@ -238,7 +212,7 @@ async fn write_loop(mut rx: mpsc::Receiver<Item>, mut out: Out, written: Counter
         for item in &batch {
             let line = Line {
                 ts_ms: item.at_ms,
-                dialect: dialect_name(item.dialect),
+                dialect: item.dialect.as_str(),
                 decision: &item.decision,
             };
             let start = buf.len();
@@ -313,8 +287,10 @@ mod tests {
             max_bytes: 1500,
             queue: 100,
         };
-        let t = Telemetry::new(10);
-        let (sink, task) = start(&cfg, &t).await.expect("open").expect("enabled");
+        let (sink, task) = start(&cfg, AuditCounters::default())
+            .await
+            .expect("open")
+            .expect("enabled");
         for i in 0..20 {
             assert!(sink.send(1_000, Dialect::OpenAi, decision(i)));
         }
@@ -337,18 +313,5 @@ mod tests {
         }
         // Rotation keeps one old file: the newest lines survive.
         assert!(ids.contains(&"req-19".to_owned()));
-    }
-
-    #[test]
-    fn validation() {
-        let mut e = Errors::default();
-        AuditConfig {
-            path: Some(String::new()),
-            queue: 0,
-            ..AuditConfig::default()
-        }
-        .validate(&mut e);
-        let paths: Vec<_> = e.0.iter().map(|e| e.path.clone()).collect();
-        assert_eq!(paths, ["audit.path", "audit.queue"]);
     }
 }

@@ -19,6 +19,14 @@ pub enum Dialect {
 }
 
 impl Dialect {
+    /// The lowercase name, for metric labels and JSON: `openai` or `anthropic`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dialect::OpenAi => "openai",
+            Dialect::Anthropic => "anthropic",
+        }
+    }
+
     /// The dialect of a request path.
     pub fn from_path(path: &str) -> Self {
         let p = path.trim_end_matches('/');

@@ -21,7 +21,7 @@ fn write_hex(f: &mut fmt::Formatter<'_>, bytes: &[u8; 16]) -> fmt::Result {
     Ok(())
 }
 
-fn parse_hex(s: &str) -> Option<[u8; 16]> {
+pub(crate) fn parse_hex(s: &str) -> Option<[u8; 16]> {
     let s = s.as_bytes();
     if s.len() != 32 {
         return None;
@@ -52,6 +52,20 @@ macro_rules! id_type {
             pub fn parse(s: &str) -> Option<Self> {
                 let s = s.strip_prefix($prefix).unwrap_or(s);
                 parse_hex(s).map(Self)
+            }
+
+            /// True when the 32-hex-digit form starts with `prefix` (hex digits in
+            /// either case; the type's own prefix, if any, is allowed). An empty
+            /// or non-hex prefix matches nothing.
+            pub fn starts_with_hex(&self, prefix: &str) -> bool {
+                let prefix = prefix.strip_prefix($prefix).unwrap_or(prefix);
+                !prefix.is_empty()
+                    && prefix.len() <= 32
+                    && prefix.chars().enumerate().all(|(i, c)| {
+                        let b = self.0[i / 2];
+                        let nibble = if i % 2 == 0 { b >> 4 } else { b & 0xf };
+                        c.to_digit(16) == Some(u32::from(nibble))
+                    })
             }
 
             /// The first 8 bytes as an integer, for cheap hashing and sampling.
@@ -333,6 +347,15 @@ mod tests {
         let back: ClusterId = serde_json::from_str(&json).expect("deserialize");
         assert_eq!(back, c);
         assert!(AccountId::parse("xyz").is_none());
+        assert!(a.starts_with_hex("abAB"));
+        assert!(a.starts_with_hex("aba"));
+        assert!(!a.starts_with_hex("abc"));
+        assert!(!a.starts_with_hex(""));
+        assert!(!a.starts_with_hex(&"ab".repeat(17)));
+        assert!(
+            c.starts_with_hex(&c.to_string()[..10]),
+            "with its c_ prefix"
+        );
         assert!(AccountId::parse(&"g".repeat(32)).is_none());
     }
 

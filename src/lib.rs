@@ -1,8 +1,8 @@
 //! Tower layers that protect LLM model-serving APIs from large-scale distillation.
 #![doc = include_str!("../README.md")]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
-pub mod admin;
-pub mod audit;
+// The Tower layers and what they are made of (always built).
 pub mod body;
 pub mod clock;
 pub mod cluster;
@@ -15,16 +15,36 @@ pub mod fingerprint;
 pub mod guard;
 pub mod identity;
 pub mod network;
-pub mod proxy;
+pub mod policy;
 pub mod quota;
-pub mod reload;
-pub mod replay;
 pub mod request;
 pub mod score;
-pub mod simulate;
+pub mod stage;
 pub mod store;
-pub mod telemetry;
 pub mod watermark;
+
+// The operator surface and the binary's tools, behind Cargo features.
+#[cfg(feature = "admin")]
+#[cfg_attr(docsrs, doc(cfg(feature = "admin")))]
+pub mod admin;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub mod audit;
+#[cfg(feature = "proxy")]
+#[cfg_attr(docsrs, doc(cfg(feature = "proxy")))]
+pub mod proxy;
+#[cfg(feature = "admin")]
+#[cfg_attr(docsrs, doc(cfg(feature = "admin")))]
+pub mod reload;
+#[cfg(feature = "replay")]
+#[cfg_attr(docsrs, doc(cfg(feature = "replay")))]
+pub mod replay;
+#[cfg(feature = "simulate")]
+#[cfg_attr(docsrs, doc(cfg(feature = "simulate")))]
+pub mod simulate;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub mod telemetry;
 
 pub use config::Config;
 pub use guard::{Guard, GuardBuilder, GuardLayer};

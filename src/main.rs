@@ -7,6 +7,9 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    // rustls (`rediss://`) reads the process-wide crypto provider: the
+    // application chooses it, and this one is ring's.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let args = cli::Cli::parse();
     cli::init_tracing(args.verbose);
     match cli::run(args) {

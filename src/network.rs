@@ -17,9 +17,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use http::HeaderMap;
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
-/// The TCP peer of a request, inserted by `distill-guard serve` (Axum users get the
+/// The TCP peer of a request, inserted by `distill-guard serve`. Axum users get the
 /// same from `into_make_service_with_connect_info::<SocketAddr>()`, which the guard
-/// also reads).
+/// also reads with the `axum` feature; other hosts insert `PeerAddr` themselves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PeerAddr(pub SocketAddr);
 
@@ -28,8 +28,11 @@ pub fn peer_of(ext: &http::Extensions) -> Option<IpAddr> {
     if let Some(p) = ext.get::<PeerAddr>() {
         return Some(p.0.ip());
     }
-    ext.get::<axum::extract::ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip())
+    #[cfg(feature = "axum")]
+    if let Some(c) = ext.get::<axum::extract::ConnectInfo<SocketAddr>>() {
+        return Some(c.0.ip());
+    }
+    None
 }
 
 /// Resolves the client address from the peer and, only when the peer is trusted, the

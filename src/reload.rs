@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{Config, ConfigError};
 use crate::guard::Guard;
-use crate::telemetry::unix_ms;
+use crate::telemetry::{unix_ms, Telemetry};
 
 /// What started a reload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -84,6 +84,7 @@ type Adjust = dyn Fn(&mut Config) + Send + Sync;
 
 struct Inner {
     guard: Guard,
+    telemetry: Arc<Telemetry>,
     path: Option<PathBuf>,
     adjust: Mutex<Arc<Adjust>>,
     status: Mutex<ReloadStatus>,
@@ -114,8 +115,9 @@ fn digest(bytes: &[u8]) -> [u8; 32] {
 
 impl Reloader {
     /// A reloader for `guard` reading `path` (`None`: nothing to reload from; the
-    /// status is still reported).
-    pub fn new(guard: Guard, path: Option<PathBuf>) -> Self {
+    /// status is still reported). `telemetry` (the guard's sink) counts reloads
+    /// and gets a new audit writer when `[audit]` changes.
+    pub fn new(guard: Guard, telemetry: Arc<Telemetry>, path: Option<PathBuf>) -> Self {
         let last = path
             .as_ref()
             .and_then(|p| std::fs::read(p).ok())
@@ -128,14 +130,13 @@ impl Reloader {
             reloads_failed: 0,
             last_attempt: None,
         };
-        guard.shared().telemetry().metrics().reload(
-            true,
-            1,
-            status.loaded_at_unix_ms as f64 / 1000.0,
-        );
+        telemetry
+            .metrics()
+            .reload(true, 1, status.loaded_at_unix_ms as f64 / 1000.0);
         Self {
             inner: Arc::new(Inner {
                 guard,
+                telemetry,
                 path,
                 adjust: Mutex::new(Arc::new(|_: &mut Config| {})),
                 status: Mutex::new(status),
@@ -228,9 +229,9 @@ impl Reloader {
                     .to_owned(),
             );
         }
-        let telemetry = guard.shared().telemetry();
+        let telemetry = &self.inner.telemetry;
         let new_audit = if config.audit != old.audit {
-            match crate::audit::start(&config.audit, telemetry).await {
+            match crate::audit::start(&config.audit, telemetry.metrics().audit_counters()).await {
                 Ok(sink) => Some(sink),
                 Err(e) => {
                     return Err(ConfigError::single(
@@ -257,7 +258,7 @@ impl Reloader {
         result: Result<Vec<String>, ConfigError>,
     ) -> Result<ReloadStatus, ReloadError> {
         let now = unix_ms();
-        let metrics = self.inner.guard.shared().telemetry().metrics();
+        let metrics = self.inner.telemetry.metrics();
         let mut st = self
             .inner
             .status

@@ -5,12 +5,17 @@
 //! `Arc<RequestInfo>` extension; later stages reuse it. The inner service receives
 //! the same bytes, rebuilt into its body type.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{ready, Context, Poll};
 
 use bytes::Bytes;
-use http::Request;
+use http::{HeaderMap, Request};
 use http_body::Body;
+use http_body_util::combinators::Collect;
 use http_body_util::{BodyExt, Limited};
+use pin_project_lite::pin_project;
 use serde_json::Value;
 
 use crate::dialect::Dialect;
@@ -161,38 +166,142 @@ pub enum BufferError {
     Read(String),
 }
 
-/// Buffers a request body up to `limit` bytes and returns the request (with an empty
-/// body placeholder) and the bytes.
-pub async fn buffer<B>(
-    req: Request<B>,
-    limit: u64,
-) -> Result<(http::request::Parts, Bytes), BufferError>
+/// The error type bodies are boxed into.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Buffers a request body up to `limit` bytes and returns the request's parts
+/// and the bytes. A `Content-Length` over the limit is refused before reading.
+pub fn buffer<B>(req: Request<B>, limit: u64) -> Buffer<B>
 where
     B: Body,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B::Error: Into<BoxError>,
 {
     let (parts, body) = req.into_parts();
-    if let Some(len) = parts
+    let declared = parts
         .headers
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-    {
-        if len > limit {
-            return Err(BufferError::TooLarge);
-        }
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit) {
+        return Buffer {
+            state: BufferState::TooLarge,
+        };
     }
     let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok((parts, collected.to_bytes())),
-        Err(e) => {
-            if e.is::<http_body_util::LengthLimitError>() {
-                Err(BufferError::TooLarge)
-            } else {
-                Err(BufferError::Read(e.to_string()))
-            }
-        }
+    Buffer {
+        state: BufferState::Collecting {
+            collect: Limited::new(body, limit).collect(),
+            parts: Some(parts),
+        },
     }
+}
+
+pin_project! {
+    #[project = BufferProj]
+    enum BufferState<B>
+    where
+        B: Body,
+        B::Error: Into<BoxError>,
+    {
+        TooLarge,
+        Collecting {
+            #[pin]
+            collect: Collect<Limited<B>>,
+            parts: Option<http::request::Parts>,
+        },
+        Done,
+    }
+}
+
+pin_project! {
+    /// The future of [`buffer`]: no allocation beyond the body's bytes, so the
+    /// stages can hold it without boxing.
+    pub struct Buffer<B>
+    where
+        B: Body,
+        B::Error: Into<BoxError>,
+    {
+        #[pin]
+        state: BufferState<B>,
+    }
+}
+
+impl<B> std::fmt::Debug for Buffer<B>
+where
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Buffer").finish_non_exhaustive()
+    }
+}
+
+impl<B> Future for Buffer<B>
+where
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    type Output = Result<(http::request::Parts, Bytes), BufferError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut state = self.project().state;
+        let out = match state.as_mut().project() {
+            BufferProj::TooLarge => Err(BufferError::TooLarge),
+            BufferProj::Collecting { collect, parts } => {
+                let collected = ready!(collect.poll(cx));
+                match (collected, parts.take()) {
+                    (Ok(c), Some(parts)) => Ok((parts, c.to_bytes())),
+                    (Err(e), _) if e.is::<http_body_util::LengthLimitError>() => {
+                        Err(BufferError::TooLarge)
+                    }
+                    (Err(e), _) => Err(BufferError::Read(e.to_string())),
+                    (Ok(_), None) => panic!("`Buffer` polled after completion"),
+                }
+            }
+            BufferProj::Done => panic!("`Buffer` polled after completion"),
+        };
+        state.set(BufferState::Done);
+        Poll::Ready(out)
+    }
+}
+
+/// A request id fit to log and index: the `x-request-id` header when it is 1 to 128
+/// characters of `[A-Za-z0-9._:-]` (ids are client-settable, so anything else is
+/// ignored rather than echoed into logs).
+pub fn request_id(headers: &HeaderMap) -> Option<Arc<str>> {
+    let v = headers.get("x-request-id")?.to_str().ok()?;
+    let ok = !v.is_empty()
+        && v.len() <= 128
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
+    ok.then(|| Arc::from(v))
+}
+
+/// The 128 bits a provenance tag carries for a request id: the UUID itself when
+/// the id is one (36 characters with hyphens, or 32 hex digits; what `serve`
+/// generates), else the first 128 bits of its SHA-256. Two spellings of one UUID
+/// give the same bits, so the tag's request id finds the decision.
+pub fn request_id_bits(id: &str) -> [u8; 16] {
+    let hex: String = if id.len() == 36
+        && id
+            .char_indices()
+            .all(|(i, c)| matches!(i, 8 | 13 | 18 | 23) == (c == '-'))
+    {
+        id.chars().filter(|c| *c != '-').collect()
+    } else {
+        id.to_owned()
+    };
+    if let Some(bits) = crate::extensions::parse_hex(&hex) {
+        return bits;
+    }
+    use sha2::Digest;
+    let digest = sha2::Sha256::new()
+        .chain_update(b"distill-guard/request-id\0")
+        .chain_update(id.as_bytes())
+        .finalize();
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&digest[..16]);
+    out
 }
 
 /// Shared handle to the parsed request.
@@ -234,5 +343,60 @@ mod tests {
         let req = Request::new(http_body_util::Full::new(Bytes::from(vec![b'a'; 100])));
         let (_, bytes) = buffer(req, 100).await.expect("fits");
         assert_eq!(bytes.len(), 100);
+    }
+
+    #[test]
+    fn a_uuid_has_the_same_bits_in_either_spelling() {
+        let uuid = "0b6e41a2-9c1d-4f7e-8a3b-5d2c1e0f9a87";
+        assert_eq!(
+            request_id_bits(uuid),
+            request_id_bits("0B6E41A29C1D4F7E8A3B5D2C1E0F9A87")
+        );
+        assert_eq!(request_id_bits(uuid)[0], 0x0b);
+        assert_ne!(request_id_bits("req-1"), request_id_bits("req-2"));
+        assert_ne!(
+            request_id_bits("0b6e41a2-9c1d-4f7e-8a3b-5d2c1e0f9a8"),
+            request_id_bits(uuid)
+        );
+    }
+
+    #[test]
+    fn request_ids_are_sanitised() {
+        let mut h = HeaderMap::new();
+        assert!(request_id(&h).is_none());
+        h.insert("x-request-id", "0b6e-41a2:x_y.z".parse().expect("header"));
+        assert_eq!(request_id(&h).as_deref(), Some("0b6e-41a2:x_y.z"));
+        h.insert("x-request-id", "has space".parse().expect("header"));
+        assert!(request_id(&h).is_none());
+        h.insert("x-request-id", "a".repeat(129).parse().expect("header"));
+        assert!(request_id(&h).is_none());
+    }
+}
+
+#[cfg(test)]
+mod proptests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #[test]
+        fn request_ids_are_either_clean_or_ignored(raw in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let mut h = HeaderMap::new();
+            if let Ok(v) = http::HeaderValue::from_bytes(&raw) {
+                h.insert("x-request-id", v);
+                match request_id(&h) {
+                    Some(id) => {
+                        prop_assert!(id.len() <= 128 && !id.is_empty());
+                        prop_assert!(id.bytes().all(|b| b.is_ascii_alphanumeric() || b".-_:".contains(&b)));
+                        prop_assert_eq!(id.as_bytes(), &raw[..]);
+                    }
+                    None => prop_assert!(
+                        raw.is_empty() || raw.len() > 128
+                            || raw.iter().any(|b| !(b.is_ascii_alphanumeric() || b".-_:".contains(b)))
+                    ),
+                }
+            }
+        }
     }
 }

@@ -18,6 +18,7 @@ use distill_guard::config::{Config, Limit, TierConfig};
 use distill_guard::extensions::{AccountId, Action, Cluster, ClusterId, Decision, Reason, Verdict};
 use distill_guard::proxy::demo::DemoModel;
 use distill_guard::proxy::server::{app, stack, Backend};
+use distill_guard::telemetry::{Telemetry, DEFAULT_RECENT_DECISIONS};
 use distill_guard::Guard;
 use http::{Request, StatusCode};
 use http_body_util::BodyExt;
@@ -29,6 +30,7 @@ const T0: u64 = 1_714_000_000_000;
 
 struct Env {
     guard: Guard,
+    telemetry: Arc<Telemetry>,
     clock: ManualClock,
     proxy: Router,
     admin: Router,
@@ -52,17 +54,20 @@ fn env_with(edit: impl FnOnce(&mut Config), hooks: AdminHooks) -> Env {
     );
     edit(&mut cfg);
     let clock = ManualClock::new(T0);
+    let telemetry = Arc::new(Telemetry::new(DEFAULT_RECENT_DECISIONS));
     let guard = Guard::builder(cfg)
         .clock(Arc::new(clock.clone()))
+        .sink(telemetry.clone())
         .build()
         .expect("valid");
     let proxy = app(stack(
         Some(&guard),
         Backend::Demo(DemoModel::new()).into_service(),
     ));
-    let admin = admin::router(&guard, TOKEN, None, hooks);
+    let admin = admin::router(&guard, &telemetry, TOKEN, None, hooks);
     Env {
         guard,
+        telemetry,
         clock,
         proxy,
         admin,
@@ -195,7 +200,7 @@ async fn admin_endpoints_refuse_a_missing_or_wrong_token() {
     assert_eq!(page.status, StatusCode::OK);
     assert!(page.text.contains("<canvas id=\"chart\""));
     assert!(!page.text.contains(TOKEN));
-    let refused = e.guard.shared().telemetry().render_metrics(0);
+    let refused = e.telemetry.render_metrics(0);
     assert!(
         refused.contains("distill_guard_admin_unauthorized_total 34"),
         "{refused}"
@@ -204,12 +209,13 @@ async fn admin_endpoints_refuse_a_missing_or_wrong_token() {
 
 #[test]
 fn admin_is_disabled_without_a_token() {
+    let t = Arc::new(Telemetry::new(10));
     let guard = Guard::from_config(Config::with_secret("s")).expect("valid");
-    assert!(admin::router_from_config(&guard, None, AdminHooks::default()).is_none());
+    assert!(admin::router_from_config(&guard, &t, None, AdminHooks::default()).is_none());
     let mut cfg = Config::with_secret("s");
     cfg.admin.token = Some(TOKEN.into());
     let guard = Guard::from_config(cfg).expect("valid");
-    assert!(admin::router_from_config(&guard, None, AdminHooks::default()).is_some());
+    assert!(admin::router_from_config(&guard, &t, None, AdminHooks::default()).is_some());
 }
 
 /// A strict reading of the Prometheus text exposition format (0.0.4).
@@ -681,11 +687,12 @@ async fn raw_api_keys_never_appear_in_logs_metrics_audit_or_answers() {
         AdminHooks::default(),
     );
     let cfg = e.guard.shared().settings().config.audit.clone();
-    let (sink, writer_task) = distill_guard::audit::start(&cfg, e.guard.shared().telemetry())
-        .await
-        .expect("open")
-        .expect("enabled");
-    e.guard.shared().telemetry().set_audit(Some(sink));
+    let (sink, writer_task) =
+        distill_guard::audit::start(&cfg, e.telemetry.metrics().audit_counters())
+            .await
+            .expect("open")
+            .expect("enabled");
+    e.telemetry.set_audit(Some(sink));
 
     let mut bodies = Vec::new();
     for i in 0..8 {
@@ -719,7 +726,7 @@ async fn raw_api_keys_never_appear_in_logs_metrics_audit_or_answers() {
         assert_eq!(r.status, StatusCode::OK, "{path}");
         bodies.push(r.text);
     }
-    e.guard.shared().telemetry().set_audit(None);
+    e.telemetry.set_audit(None);
     writer_task.await.expect("audit writer");
     let audit = std::fs::read_to_string(&audit_path).expect("audit file");
     let lines: Vec<Value> = audit
@@ -753,8 +760,9 @@ async fn a_reload_rotates_the_admin_token() {
     let new = "the second admin token, long";
     let guard =
         Guard::from_config(Config::from_toml_str(&text(old)).expect("valid")).expect("valid");
-    let reloader = distill_guard::reload::Reloader::new(guard.clone(), None);
-    let app = admin::router_from_config(&guard, Some(reloader.clone()), AdminHooks::default())
+    let t = Arc::new(Telemetry::new(10));
+    let reloader = distill_guard::reload::Reloader::new(guard.clone(), t.clone(), None);
+    let app = admin::router_from_config(&guard, &t, Some(reloader.clone()), AdminHooks::default())
         .expect("token configured");
     assert_eq!(
         call(&app, get("/api/status", Some(old))).await.status,
@@ -797,8 +805,10 @@ async fn trace_back_searches_the_watermark_index() {
     )
     .expect("valid");
     let clock = ManualClock::new(T0);
+    let telemetry = Arc::new(Telemetry::new(100));
     let guard = Guard::builder(cfg)
         .clock(Arc::new(clock.clone()))
+        .sink(telemetry.clone())
         .build()
         .expect("valid");
     let proxy = app(stack(
@@ -809,7 +819,7 @@ async fn trace_back_searches_the_watermark_index() {
         cluster: None,
         trace: Some(guard.shared().watermarker().clone()),
     };
-    let admin = admin::router(&guard, TOKEN, None, hooks);
+    let admin = admin::router(&guard, &telemetry, TOKEN, None, hooks);
     let mut req = chat_req("sk-harvester", Some("harvest-1"));
     *req.body_mut() = Body::from(
         json!({"model": "m", "max_tokens": 300, "messages": [{"role": "user", "content": "Explain how tides work in detail."}]})
@@ -1084,4 +1094,103 @@ async fn unlinking_through_the_admin_api_takes_the_account_out() {
         .expect("decision");
     assert_eq!(d.cluster.id, id, "linked again after relink");
     assert_eq!(d.cluster.size, 6);
+}
+
+#[tokio::test]
+async fn metrics_alone_on_their_own_router_need_no_token() {
+    let e = env();
+    for i in 0..3 {
+        chat(&e, "sk-scraped", Some(&format!("s-{i}"))).await;
+    }
+    let metrics = admin::metrics_router(&e.guard, &e.telemetry, AdminHooks::default());
+    let r = call(&metrics, get("/metrics", None)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert!(check_prometheus_text(&r.text) > 20);
+    assert!(r.text.contains(
+        "distill_guard_decisions_total{action=\"allow\",dialect=\"openai\",status=\"200\",scope=\"none\"} 3"
+    ));
+    // Nothing else is served there, with or without a token.
+    for path in ["/api/status", "/", "/api/accounts"] {
+        assert_eq!(
+            call(&metrics, get(path, Some(TOKEN))).await.status,
+            StatusCode::NOT_FOUND,
+            "{path}"
+        );
+    }
+    // The admin listener's own /metrics still wants the token.
+    assert_eq!(
+        call(&e.admin, get("/metrics", None)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn a_tagged_answer_leads_to_its_decision_and_a_mark_to_its_account() {
+    use distill_guard::watermark::{KeyConfig, TagPolicy, TextMarkPolicy};
+    let e = env_with(
+        |c| {
+            c.watermark.tag = Some(TagPolicy::Always);
+            c.watermark.text_mark = TextMarkPolicy::Enabled(true);
+            c.watermark.keys = vec![KeyConfig {
+                id: "k1".into(),
+                secret: Some("watermark key for the admin test, 32+ bytes".into()),
+                secret_env: None,
+            }];
+        },
+        AdminHooks::default(),
+    );
+    let req = Request::post("/v1/chat/completions")
+        .header("content-type", "application/json")
+        .header("authorization", "Bearer sk-tagged")
+        .body(Body::from(
+            json!({"model": "m", "max_tokens": 400, "messages": [{"role": "user", "content": "tell me about caches"}]})
+                .to_string(),
+        ))
+        .expect("request");
+    let r = call(&e.proxy, req).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let request_id = r.headers["x-request-id"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    let tag = r.headers["x-distill-guard-tag"].to_str().expect("ascii");
+    let marker = e.guard.shared().watermarker().clone();
+    let fields = marker.verify(tag).expect("valid tag");
+    // The tag names the response's own x-request-id ...
+    assert_eq!(fields.request_id.to_string(), request_id);
+    // ... so the decision behind a tagged answer is one lookup away.
+    let d = admin_get(&e, &format!("/api/decisions/{}", fields.request_id)).await;
+    assert_eq!(d.status, StatusCode::OK, "{}", d.text);
+    assert_eq!(
+        d.json()["decision"]["account"],
+        json!(fields.account.to_string())
+    );
+
+    // A text mark carries only the account's first 14 hex digits; the admin
+    // API completes them.
+    let text = r.json()["choices"][0]["message"]["content"]
+        .as_str()
+        .expect("text")
+        .to_owned();
+    let traced = distill_guard::watermark::trace(&text, marker.keys(), None).expect("marked");
+    assert_eq!(traced.account.len(), 14, "{traced:?}");
+    let a = admin_get(&e, &format!("/api/accounts/{}", traced.account)).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    assert_eq!(a.json()["account"], json!(fields.account.to_string()));
+    assert_eq!(
+        admin_get(&e, "/api/accounts/4122").await.status,
+        StatusCode::BAD_REQUEST,
+        "too short to be useful"
+    );
+    let unknown = if traced.account.starts_with('0') {
+        "ffffffffffffff"
+    } else {
+        "00000000000000"
+    };
+    assert_eq!(
+        admin_get(&e, &format!("/api/accounts/{unknown}"))
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
 }

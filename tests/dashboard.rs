@@ -109,7 +109,7 @@ fn console_errors(log: &str) -> Vec<&str> {
 #[tokio::test]
 async fn dashboard_shows_test_traffic_in_chromium() {
     let Some(browser) = chromium() else {
-        println!("dashboard test SKIPPED: chromium not found");
+        support::report_skip_line("dashboard test SKIPPED: chromium not found");
         return;
     };
     let dir = tempfile::tempdir().expect("tempdir");

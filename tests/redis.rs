@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use distill_guard::clock::ManualClock;
 use distill_guard::extensions::{Cluster, ClusterId, Scope};
-use distill_guard::quota::gcra::BucketLimit;
+use distill_guard::store::gcra::BucketLimit;
 use distill_guard::store::{
     Admission, Backend, MemoryStore, OnError, Outcome, RedisStore, Settlement, Store, StoreConfig,
     StoreError, Subject,
@@ -741,16 +741,14 @@ async fn inspect_reads_buckets_without_charging() {
 
 /// Runs `futures` concurrently, polling them in order: each queues its admission
 /// on its first poll, so they reach the store's batching task in this order.
-async fn in_order<'a, T>(
-    mut futures: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>>,
-) -> Vec<T> {
+async fn in_order<F: std::future::Future + Unpin>(mut futures: Vec<F>) -> Vec<F::Output> {
     use std::task::Poll;
-    let mut done: Vec<Option<T>> = futures.iter().map(|_| None).collect();
+    let mut done: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
     std::future::poll_fn(|cx| {
         let mut pending = false;
         for (f, slot) in futures.iter_mut().zip(done.iter_mut()) {
             if slot.is_none() {
-                match f.as_mut().poll(cx) {
+                match std::pin::Pin::new(&mut *f).poll(cx) {
                     Poll::Ready(v) => *slot = Some(v),
                     Poll::Pending => pending = true,
                 }
@@ -1041,8 +1039,7 @@ impl Drop for TlsRedis {
 }
 
 fn skip_tls(why: &str) {
-    eprintln!("{TLS_SKIPPED}: {why}");
-    println!("{TLS_SKIPPED}: {why}");
+    support::report_skip_line(&format!("{TLS_SKIPPED}: {why}"));
 }
 
 impl TlsRedis {
@@ -1170,11 +1167,19 @@ impl TlsRedis {
     }
 }
 
+/// The process-wide rustls crypto provider, the application's choice (the
+/// library installs none): ring, as the binary does.
+fn crypto_provider() {
+    // An error only means it is installed already.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// `rediss://` with the server's CA: admissions (batched), settlements and
 /// inspection work over TLS. Without that CA (the platform's roots only) the
 /// certificate is refused and so is every call: certificates are checked.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rediss_with_the_servers_ca_works_and_without_it_is_refused() {
+    crypto_provider();
     let Some(server) = TlsRedis::start() else {
         return;
     };
@@ -1241,6 +1246,7 @@ async fn rediss_with_the_servers_ca_works_and_without_it_is_refused() {
 /// with a plain `redis://` URL.
 #[tokio::test]
 async fn tls_settings_are_validated() {
+    crypto_provider();
     let dir = tempfile::tempdir().expect("dir");
     let base = StoreConfig {
         backend: Backend::Redis,

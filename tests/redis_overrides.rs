@@ -6,14 +6,17 @@
 mod support;
 
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::Router;
 use bytes::Bytes;
-use distill_guard::admin::{self, AdminHooks, ListKind};
+use distill_guard::admin::{self, AdminHooks};
 use distill_guard::extensions::AccountId;
 use distill_guard::identity::Identity;
+use distill_guard::policy::ListKind;
+use distill_guard::telemetry::Telemetry;
 use distill_guard::{Config, Guard};
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -38,8 +41,12 @@ fn replica(server: &RedisServer) -> (Guard, Router) {
         server.url()
     ))
     .expect("config");
-    let guard = Guard::builder(cfg).build().expect("guard");
-    let router = admin::router(&guard, TOKEN, None, AdminHooks::default());
+    let telemetry = Arc::new(Telemetry::new(100));
+    let guard = Guard::builder(cfg)
+        .sink(telemetry.clone())
+        .build()
+        .expect("guard");
+    let router = admin::router(&guard, &telemetry, TOKEN, None, AdminHooks::default());
     assert!(guard.shared().overrides().is_shared());
     (guard, router)
 }

@@ -10,7 +10,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use distill_guard::extensions::Scope;
-use distill_guard::quota::gcra::BucketLimit;
+use distill_guard::store::gcra::BucketLimit;
 use distill_guard::store::{Admission, Backend, OnError, RedisStore, Store, StoreConfig, Subject};
 use support::RedisServer;
 

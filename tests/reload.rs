@@ -15,6 +15,7 @@ use distill_guard::config::Config;
 use distill_guard::proxy::demo::DemoModel;
 use distill_guard::proxy::server::{stack, Backend, HttpService};
 use distill_guard::reload::{ReloadError, Reloader, Trigger};
+use distill_guard::telemetry::Telemetry;
 use distill_guard::Guard;
 use http::Request;
 use http_body_util::BodyExt;
@@ -49,22 +50,24 @@ async fn status(svc: &HttpService, key: &str) -> u16 {
     s
 }
 
-fn guard_with_clock(text: &str) -> (Guard, HttpService) {
+fn guard_with_clock(text: &str) -> (Guard, Arc<Telemetry>, HttpService) {
     let cfg = Config::from_toml_str(text).expect("valid");
+    let telemetry = Arc::new(Telemetry::new(100));
     let guard = Guard::builder(cfg)
         .clock(Arc::new(ManualClock::new(T0)))
+        .sink(telemetry.clone())
         .build()
         .expect("valid");
     let svc = stack(Some(&guard), Backend::Demo(DemoModel::new()).into_service());
-    (guard, svc)
+    (guard, telemetry, svc)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_under_load_loses_no_bucket_state_and_drops_no_request() {
     // The clock is frozen: no bucket refills, so exactly `rpm` requests per
     // account may pass however often the config is swapped meanwhile.
-    let (guard, svc) = guard_with_clock(&config_text(100, ""));
-    let reloader = Reloader::new(guard.clone(), None);
+    let (guard, telemetry, svc) = guard_with_clock(&config_text(100, ""));
+    let reloader = Reloader::new(guard.clone(), telemetry.clone(), None);
     let variants = [
         config_text(100, "[quota]\ndefault_max_output_tokens = 2048"),
         config_text(100, "[tiers.extra]\nrequests_per_minute = 7"),
@@ -104,7 +107,7 @@ async fn reload_under_load_loses_no_bucket_state_and_drops_no_request() {
     assert_eq!(st.generation, 61);
     // After the storm, the buckets are still full.
     assert_eq!(status(&svc, "sk-load-0").await, 429);
-    let m = guard.shared().telemetry().render_metrics(0);
+    let m = telemetry.render_metrics(0);
     assert!(
         m.contains("distill_guard_config_reloads_total{result=\"ok\"} 61"),
         "{m}"
@@ -117,8 +120,8 @@ async fn a_bad_config_is_rejected_and_the_old_one_keeps_serving() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("guard.toml");
     std::fs::write(&path, config_text(2, "")).expect("write");
-    let (guard, svc) = guard_with_clock(&config_text(2, ""));
-    let reloader = Reloader::new(guard.clone(), Some(path.clone()));
+    let (guard, telemetry, svc) = guard_with_clock(&config_text(2, ""));
+    let reloader = Reloader::new(guard.clone(), telemetry.clone(), Some(path.clone()));
     assert_eq!(status(&svc, "sk-a").await, 200);
     assert_eq!(status(&svc, "sk-a").await, 200);
     assert_eq!(status(&svc, "sk-a").await, 429);
@@ -160,16 +163,16 @@ async fn a_bad_config_is_rejected_and_the_old_one_keeps_serving() {
     assert_eq!(reloader.status().generation, 2);
     assert_eq!(status(&svc, "sk-a").await, 200, "one more of three");
     assert_eq!(status(&svc, "sk-a").await, 429);
-    let m = guard.shared().telemetry().render_metrics(0);
+    let m = telemetry.render_metrics(0);
     assert!(
         m.contains("distill_guard_config_reloads_total{result=\"error\"} 2"),
         "{m}"
     );
 
     // Without a file there is nothing to reload.
-    let (g2, _) = guard_with_clock(&config_text(2, ""));
+    let (g2, t2, _) = guard_with_clock(&config_text(2, ""));
     assert!(matches!(
-        Reloader::new(g2, None).reload(Trigger::Api).await,
+        Reloader::new(g2, t2, None).reload(Trigger::Api).await,
         Err(ReloadError::NoSource)
     ));
 }

@@ -83,7 +83,7 @@ fn run(lines: &[String], strict: bool) -> Result<(String, distill_guard::replay:
         &ReplayOptions {
             strict,
             score: true,
-            progress: false,
+            ..ReplayOptions::default()
         },
     )
     .map_err(|e| e.to_string())?;

@@ -36,7 +36,7 @@ fn official_sdks_against_serve() {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(
             out,
-            "sdk client tests SKIPPED: no .venv with the official SDKs (run .ci/run or see tests/clients/README)"
+            "sdk client tests SKIPPED: no .venv with the official SDKs (run .ci/setup)"
         );
         let _ = out.flush();
         return;
@@ -107,7 +107,7 @@ fn official_sdks_against_serve() {
         let mut real = std::io::stdout().lock();
         let _ = writeln!(
             real,
-            "sdk client tests SKIPPED in part (see the pytest summary; Node SDKs need `npm ci` in tests/clients/node)"
+            "sdk client tests SKIPPED in part (see the pytest summary; the Node SDKs need Node 22 and npm ci: run .ci/setup)"
         );
         let _ = real.flush();
         println!("{out}");

@@ -200,7 +200,8 @@ fn check_config_lists_errors_and_exits_non_zero() {
         .output()
         .expect("run");
     assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    // The errors are the command's output: stdout, one `FILE:LINE: error: …` each.
+    let err = String::from_utf8_lossy(&out.stdout);
     for path in [
         "identity.secret",
         "tiers.default.requests_per_minute",
@@ -390,4 +391,67 @@ async fn trace_finds_stripped_text_in_a_live_servers_index() {
     assert_eq!(found["method"], "index", "{found}");
     assert_eq!(found["account"].as_str().map(str::len), Some(32), "{found}");
     drop(server);
+}
+
+#[tokio::test]
+async fn metrics_listener_serves_metrics_alone_without_a_token() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let cfg = config_file(CONFIG);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_distill-guard"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "127.0.0.1:0",
+            "--config",
+            cfg.path().to_str().expect("path"),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start");
+    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    out.read_line(&mut line).expect("listening line");
+    let url = line
+        .trim()
+        .strip_prefix("listening on ")
+        .expect("listening")
+        .to_owned();
+    line.clear();
+    out.read_line(&mut line).expect("metrics line");
+    let metrics = line
+        .trim()
+        .strip_prefix("metrics on ")
+        .unwrap_or_else(|| panic!("metrics line: {line:?}"))
+        .to_owned();
+    let served = Served {
+        child,
+        url,
+        admin: None,
+    };
+    let r = post(
+        &served.url,
+        "/v1/chat/completions",
+        Some("sk-metrics"),
+        json!({"model": "m", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let m = send(Request::get(&metrics).body(Body::empty()).expect("request")).await;
+    assert_eq!(m.status, 200, "{}", m.text());
+    assert!(
+        m.text().contains("distill_guard_decisions_total{action=\"allow\",dialect=\"openai\",status=\"200\",scope=\"none\"} 1"),
+        "{}",
+        m.text()
+    );
+    let other = send(
+        Request::get(metrics.replace("/metrics", "/api/status"))
+            .body(Body::empty())
+            .expect("request"),
+    )
+    .await;
+    assert_eq!(other.status, 404);
 }

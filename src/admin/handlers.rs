@@ -12,11 +12,12 @@ use http::{header, StatusCode};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::overrides::{ListKind, OverrideAction, OverrideRequest};
+use super::overrides::OverrideRequest;
 use super::AdminState;
 use crate::extensions::{AccountId, ClusterId, Decision, Scope};
-use crate::guard::Settings;
+use crate::policy::{ListKind, OverrideAction};
 use crate::reload::{ReloadError, Trigger};
+use crate::stage::Settings;
 use crate::store::{BucketView, Limits, Subject, Window};
 use crate::telemetry::SERIES;
 
@@ -45,7 +46,7 @@ pub(super) async fn require_token(State(st): St, req: Request, next: Next) -> Re
     if admitted {
         return next.run(req).await;
     }
-    st.guard.shared().telemetry().metrics().admin_unauthorized();
+    st.telemetry.metrics().admin_unauthorized();
     let mut res = error(
         StatusCode::UNAUTHORIZED,
         "missing or wrong admin token: send `Authorization: Bearer <token>`",
@@ -63,8 +64,9 @@ pub(super) async fn not_found() -> Response {
 
 pub(super) async fn metrics(State(st): St) -> Response {
     let shared = st.guard.shared();
-    let t = shared.telemetry();
+    let t = &st.telemetry;
     t.metrics().overrides(shared.overrides().counts());
+    #[cfg(feature = "redis")]
     if let Some(s) = shared.detector().share() {
         t.metrics().cluster_log(s.counts());
     }
@@ -80,6 +82,26 @@ pub(super) async fn metrics(State(st): St) -> Response {
         body,
     )
         .into_response()
+}
+
+/// The shared cluster log's state for `/api/status` (`null` without one).
+fn cluster_log(detector: &crate::detect::Detector) -> Value {
+    #[cfg(feature = "redis")]
+    if let Some(s) = detector.share() {
+        let c = s.counts();
+        return json!({
+            "replica": format!("{:016x}", s.replica()),
+            "up": !c.down,
+            "published": c.published,
+            "applied": c.applied,
+            "dropped": c.dropped,
+            "malformed": c.malformed,
+            "errors": c.errors,
+            "read_up_to": s.read_up_to().to_string(),
+        });
+    }
+    let _ = detector;
+    Value::Null
 }
 
 #[derive(Debug, Deserialize)]
@@ -112,7 +134,7 @@ fn tier_json(settings: &Settings) -> Value {
 pub(super) async fn status(State(st): St) -> Response {
     let shared = st.guard.shared();
     let settings = shared.settings();
-    let t = shared.telemetry();
+    let t = &st.telemetry;
     let reload = st.reloader.as_ref().map(|r| r.status());
     let timeline = t.recent().timeline();
     let mut totals = [0u64; SERIES.len()];
@@ -153,19 +175,7 @@ pub(super) async fn status(State(st): St) -> Response {
                 "trace": st.hooks.trace.is_some(),
             },
             "store": { "tracked": shared.store().tracked() },
-            "cluster_log": shared.detector().share().map(|s| {
-                let c = s.counts();
-                json!({
-                    "replica": format!("{:016x}", s.replica()),
-                    "up": !c.down,
-                    "published": c.published,
-                    "applied": c.applied,
-                    "dropped": c.dropped,
-                    "malformed": c.malformed,
-                    "errors": c.errors,
-                    "read_up_to": s.read_up_to().to_string(),
-                })
-            }),
+            "cluster_log": cluster_log(shared.detector()),
             "overrides": {
                 "allow": allow, "block": block, "tier": tier, "unlink": unlink,
                 "shared": shared.overrides().is_shared(),
@@ -183,7 +193,7 @@ pub(super) async fn status(State(st): St) -> Response {
 }
 
 pub(super) async fn accounts(State(st): St, Query(q): Query<Limit>) -> Response {
-    let (accounts, _) = st.guard.shared().telemetry().recent().top(q.get(20));
+    let (accounts, _) = st.telemetry.recent().top(q.get(20));
     json_response(StatusCode::OK, json!({ "accounts": accounts }))
 }
 
@@ -220,17 +230,56 @@ fn views_json(views: Option<[Option<BucketView>; 4]>) -> Value {
         .into()
 }
 
-pub(super) async fn account(State(st): St, Path(hash): Path<String>) -> Response {
-    let Some(id) = AccountId::parse(&hash) else {
-        return error(
+/// Shortest account prefix `/api/accounts/{prefix}` resolves: a text mark carries
+/// 14 hex digits; fewer would match too many accounts to be useful.
+const MIN_ACCOUNT_PREFIX: usize = 8;
+
+/// The account `hash` names: 32 hex digits, or a unique prefix of at least
+/// [`MIN_ACCOUNT_PREFIX`] (what `trace` decodes from a text mark) among the
+/// accounts this server remembers (recent decisions and the trace-back index).
+fn resolve_account(st: &AdminState, hash: &str) -> Result<AccountId, (StatusCode, Value)> {
+    if let Some(id) = AccountId::parse(hash) {
+        return Ok(id);
+    }
+    let hex = hash.len() <= 32 && hash.bytes().all(|b| b.is_ascii_hexdigit());
+    if !hex || hash.len() < MIN_ACCOUNT_PREFIX {
+        return Err((
             StatusCode::BAD_REQUEST,
-            "an account is its hash: 32 hex digits, as shown in logs and the audit log",
-        );
+            json!({"error": format!("an account is its hash: 32 hex digits as shown in logs and the audit log, or its first {MIN_ACCOUNT_PREFIX} or more (as `trace` decodes from a text mark)")}),
+        ));
+    }
+    let shared = st.guard.shared();
+    let mut found = st.telemetry.recent().accounts_with_prefix(hash, 10);
+    for a in shared.watermarker().index().accounts_with_prefix(hash, 10) {
+        if !found.contains(&a) {
+            found.push(a);
+        }
+    }
+    match found.as_slice() {
+        [one] => Ok(*one),
+        [] => Err((
+            StatusCode::NOT_FOUND,
+            json!({"error": format!("no account starting with {hash} is remembered here (recent decisions and tagged responses still in the trace-back index)")}),
+        )),
+        many => Err((
+            StatusCode::CONFLICT,
+            json!({
+                "error": format!("{} accounts start with {hash}: give more digits", many.len()),
+                "candidates": many,
+            }),
+        )),
+    }
+}
+
+pub(super) async fn account(State(st): St, Path(hash): Path<String>) -> Response {
+    let id = match resolve_account(&st, &hash) {
+        Ok(id) => id,
+        Err((status, body)) => return json_response(status, body),
     };
     let shared = st.guard.shared();
     let settings = shared.settings();
     let ov = shared.overrides().get(&id);
-    let recent = shared.telemetry().recent().of_account(&id, 20);
+    let recent = st.telemetry.recent().of_account(&id, 20);
     let engine = st.hooks.cluster.as_ref().and_then(|c| c.account(&id));
     let last = recent.first().map(|r| r.decision.clone());
     let pinned = ov
@@ -343,7 +392,7 @@ pub(super) async fn cluster(State(st): St, Path(id): Path<String>) -> Response {
 }
 
 pub(super) async fn decisions(State(st): St, Query(q): Query<Limit>) -> Response {
-    let latest = st.guard.shared().telemetry().recent().latest(q.get(50));
+    let latest = st.telemetry.recent().latest(q.get(50));
     json_response(StatusCode::OK, json!({ "decisions": latest }))
 }
 
@@ -393,7 +442,7 @@ pub(crate) fn explain(d: &Decision) -> String {
 }
 
 pub(super) async fn decision(State(st): St, Path(request_id): Path<String>) -> Response {
-    match st.guard.shared().telemetry().recent().find(&request_id) {
+    match st.telemetry.recent().find(&request_id) {
         Some(rec) => {
             let explanation = explain(&rec.decision);
             json_response(
@@ -476,8 +525,7 @@ pub(super) async fn post_override(State(st): St, body: Bytes) -> Response {
         },
         _ => Value::Null,
     };
-    shared
-        .telemetry()
+    st.telemetry
         .metrics()
         .overrides(shared.overrides().counts());
     tracing::info!(account = %account, action = ?req.action, "admin override");

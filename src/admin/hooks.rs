@@ -143,7 +143,7 @@ impl AdminHooks {
     /// stage's trace-back index.
     pub fn for_guard(guard: &crate::Guard) -> Self {
         Self {
-            cluster: Some(Arc::new(crate::detect::DetectorInspector::for_guard(guard))),
+            cluster: Some(Arc::new(super::DetectorInspector::for_guard(guard))),
             trace: Some(guard.shared().watermarker().clone()),
         }
     }

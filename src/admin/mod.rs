@@ -26,26 +26,36 @@
 //! | POST | `/api/reload` | reload the config file |
 //! | GET | `/api/trace?text=` | watermark trace-back |
 //!
+//! [`metrics_router`] serves `/metrics` alone, without the token, for a
+//! listener of its own (`[admin] metrics_listen`) that Prometheus scrapes.
+//!
 //! `docs/admin.md` has curl examples for each. The guard's own cluster engine
 //! answers the cluster views; other engines plug in through [`AdminHooks`].
 //!
 //! ```
+//! use std::sync::Arc;
 //! use distill_guard::admin::{self, AdminHooks};
+//! use distill_guard::telemetry::Telemetry;
 //! use distill_guard::{Config, Guard};
 //!
-//! let guard = Guard::from_config(Config::with_secret("s")).expect("valid");
+//! // The guard reports its decisions to the telemetry the admin API reads.
+//! let telemetry = Arc::new(Telemetry::new(10_000));
+//! let guard = Guard::builder(Config::with_secret("s"))
+//!     .sink(telemetry.clone())
+//!     .build()
+//!     .expect("valid");
 //! // No token configured: no admin router.
-//! assert!(admin::router_from_config(&guard, None, AdminHooks::default()).is_none());
-//! let app = admin::router(&guard, "a long random admin token", None, AdminHooks::default());
+//! assert!(admin::router_from_config(&guard, &telemetry, None, AdminHooks::default()).is_none());
+//! let app = admin::router(&guard, &telemetry, "a long random admin token", None, AdminHooks::default());
 //! # let _ = app;
 //! ```
 
 mod adapters;
 mod auth;
-mod config;
 mod dashboard;
 mod handlers;
 mod hooks;
+mod inspect;
 mod overrides;
 
 use std::sync::Arc;
@@ -53,17 +63,17 @@ use std::sync::Arc;
 use axum::routing::{get, post};
 use axum::Router;
 
-pub use config::{AdminConfig, MIN_TOKEN_LEN};
+pub use crate::config::{AdminConfig, MIN_TOKEN_LEN};
 pub use hooks::{
     AccountView, AdminHooks, ClusterInspector, ClusterView, KindEvidence, LinkEvidence, TraceHit,
     TraceIndex,
 };
-pub use overrides::{
-    ListKind, Override, OverrideAction, OverrideRequest, Overrides, RemoteOverrides,
-};
+pub use inspect::DetectorInspector;
+pub use overrides::OverrideRequest;
 
 use crate::guard::Guard;
 use crate::reload::Reloader;
+use crate::telemetry::Telemetry;
 
 /// Where the admin token comes from.
 pub(crate) enum TokenSource {
@@ -76,17 +86,27 @@ pub(crate) enum TokenSource {
 
 pub(crate) struct AdminState {
     guard: Guard,
+    telemetry: Arc<Telemetry>,
     token: TokenSource,
     reloader: Option<Reloader>,
     hooks: AdminHooks,
 }
 
-/// The admin router with `token` as its bearer token. `reloader` enables
+/// The admin router with `token` as its bearer token. `telemetry` must be the
+/// sink `guard` reports to ([`GuardBuilder::sink`](crate::GuardBuilder::sink)):
+/// metrics, decisions and the audit status come from it. `reloader` enables
 /// `POST /api/reload` and the reload status; `hooks` plug in the cluster engine
 /// and the trace index.
-pub fn router(guard: &Guard, token: &str, reloader: Option<Reloader>, hooks: AdminHooks) -> Router {
+pub fn router(
+    guard: &Guard,
+    telemetry: &Arc<Telemetry>,
+    token: &str,
+    reloader: Option<Reloader>,
+    hooks: AdminHooks,
+) -> Router {
     build(
         guard,
+        telemetry,
         TokenSource::Fixed(auth::TokenDigest::new(token)),
         reloader,
         hooks,
@@ -95,6 +115,7 @@ pub fn router(guard: &Guard, token: &str, reloader: Option<Reloader>, hooks: Adm
 
 fn build(
     guard: &Guard,
+    telemetry: &Arc<Telemetry>,
     token: TokenSource,
     reloader: Option<Reloader>,
     mut hooks: AdminHooks,
@@ -104,6 +125,7 @@ fn build(
     hooks.trace = hooks.trace.or(own.trace);
     let state = Arc::new(AdminState {
         guard: guard.clone(),
+        telemetry: telemetry.clone(),
         token,
         reloader,
         hooks,
@@ -136,6 +158,28 @@ fn build(
         .with_state(state)
 }
 
+/// A router serving only `GET /metrics` (Prometheus text), with no token: for
+/// a listener of its own (`[admin] metrics_listen`) that scrapers reach. The
+/// same figures as the admin listener's `/metrics`; everything else is 404.
+pub fn metrics_router(guard: &Guard, telemetry: &Arc<Telemetry>, hooks: AdminHooks) -> Router {
+    let own = AdminHooks::for_guard(guard);
+    let state = Arc::new(AdminState {
+        guard: guard.clone(),
+        telemetry: telemetry.clone(),
+        // Never consulted: no route here checks a token.
+        token: TokenSource::Config,
+        reloader: None,
+        hooks: AdminHooks {
+            cluster: hooks.cluster.or(own.cluster),
+            trace: hooks.trace.or(own.trace),
+        },
+    });
+    Router::new()
+        .route("/metrics", get(handlers::metrics))
+        .fallback(handlers::not_found)
+        .with_state(state)
+}
+
 /// The admin router if the guard's config has a token (`[admin] token` or
 /// `token_env`); otherwise `None`, with an error-level log line saying the admin
 /// listener stays disabled. The token is read from the config in force at each
@@ -143,12 +187,19 @@ fn build(
 /// admin request).
 pub fn router_from_config(
     guard: &Guard,
+    telemetry: &Arc<Telemetry>,
     reloader: Option<Reloader>,
     hooks: AdminHooks,
 ) -> Option<Router> {
     let settings = guard.shared().settings();
     match settings.config.admin.resolve_token() {
-        Some(_) => Some(build(guard, TokenSource::Config, reloader, hooks)),
+        Some(_) => Some(build(
+            guard,
+            telemetry,
+            TokenSource::Config,
+            reloader,
+            hooks,
+        )),
         None => {
             tracing::error!(
                 "admin listener disabled: no [admin] token or token_env configured \
@@ -165,15 +216,14 @@ pub fn router_from_config(
 pub async fn serve(
     listener: tokio::net::TcpListener,
     app: Router,
-    guard: Guard,
-    _hooks: AdminHooks,
+    telemetry: Arc<Telemetry>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let upkeep = tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(10));
         loop {
             tick.tick().await;
-            guard.shared().telemetry().metrics().upkeep();
+            telemetry.metrics().upkeep();
         }
     });
     let res = axum::serve(listener, app)

@@ -6,6 +6,7 @@ mod serve;
 mod simulate;
 mod watermark;
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -29,11 +30,9 @@ enum Command {
     /// Run the guard as a reverse proxy in front of an OpenAI/Anthropic-compatible
     /// upstream, or in front of the built-in demo model.
     Serve(serve::ServeArgs),
-    /// Validate a config file and list every error with its TOML path.
-    CheckConfig {
-        /// The config file.
-        file: PathBuf,
-    },
+    /// Validate a config file and list every error with its TOML path and line,
+    /// then warnings (placeholder secrets); exit 1 when it is invalid.
+    CheckConfig(check::CheckArgs),
     /// Run recorded traffic (JSON Lines) through the same stack as `serve`, with a
     /// virtual clock, and write one decision per line plus a summary.
     Replay(replay::ReplayArgs),
@@ -54,16 +53,20 @@ pub(crate) fn init_tracing(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // Colour only on a terminal (and never with NO_COLOR set): logs piped to a file
+    // or a collector must not carry escape codes.
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(ansi)
         .try_init();
 }
 
 pub(crate) fn run(cli: Cli) -> Result<ExitCode, String> {
     match cli.command {
         Command::Serve(args) => serve::run(args),
-        Command::CheckConfig { file } => Ok(check::run(&file)),
+        Command::CheckConfig(args) => check::run(args),
         Command::Replay(args) => replay::run(args),
         Command::Simulate(args) => simulate::run(args),
         Command::Verify(args) => watermark::verify(args),
@@ -71,11 +74,22 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode, String> {
     }
 }
 
+/// Loads a config file; errors name the file, and its warnings are logged.
+pub(crate) fn load_file(path: &std::path::Path) -> Result<Config, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let config = Config::from_toml_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    for w in config.warnings() {
+        tracing::warn!(file = %path.display(), "{w}");
+    }
+    Ok(config)
+}
+
 /// Loads a config file, or the embedded default (every default, a fresh random
 /// identity secret) when none is given.
 pub(crate) fn load_config(path: Option<&PathBuf>) -> Result<Config, String> {
     match path {
-        Some(p) => Config::load(p).map_err(|e| e.to_string()),
+        Some(p) => load_file(p),
         None => {
             use rand::TryRngCore;
             let mut secret = [0u8; 32];

@@ -1,11 +1,12 @@
 use std::fs::File;
 use std::io::{BufReader, BufWriter, IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Args;
 use distill_guard::config::Config;
-use distill_guard::replay::{replay, ReplayOptions};
+use distill_guard::replay::report::{render_html, ReportBuilder, RunReport, TOP_CLUSTERS};
+use distill_guard::replay::{replay_observed, ReplayOptions, Summary};
 
 #[derive(Debug, Args)]
 pub(crate) struct ReplayArgs {
@@ -18,74 +19,154 @@ pub(crate) struct ReplayArgs {
     /// Where to write one decision per input line (default: stdout).
     #[arg(long, short)]
     out: Option<PathBuf>,
-    /// Write the summary as JSON to this file (default: a readable summary on stderr).
+    /// Write the summary to this file instead of stderr (as JSON when the name
+    /// ends in `.json` or with `--json`).
     #[arg(long)]
     summary: Option<PathBuf>,
+    /// The summary as JSON (for machines) instead of text.
+    #[arg(long)]
+    json: bool,
     /// Stop at the first malformed line instead of reporting and skipping it.
     #[arg(long)]
     strict: bool,
     /// Score the decisions against the lines' `label` ground truth.
     #[arg(long)]
     score: bool,
+    /// Write a self-contained HTML report (inline SVG plots, no network) to this
+    /// file.
+    #[arg(long)]
+    report: Option<PathBuf>,
+    /// Replay the same traffic under a second config too and compare: the
+    /// summary and the report show both. Needs a traffic file (not stdin);
+    /// `--out` gets the first config's decisions.
+    #[arg(long, value_name = "CONFIG")]
+    compare: Option<PathBuf>,
 }
 
-pub(crate) fn run(args: ReplayArgs) -> Result<ExitCode, String> {
-    let config = match &args.config {
-        Some(p) => Config::load(p).map_err(|e| e.to_string())?,
-        None => Config::with_secret("distill-guard-replay"),
-    };
-    let input: Box<dyn std::io::BufRead + Send> = if args.traffic.as_os_str() == "-" {
-        Box::new(BufReader::new(std::io::stdin()))
-    } else {
-        let f = File::open(&args.traffic)
-            .map_err(|e| format!("cannot open {}: {e}", args.traffic.display()))?;
-        Box::new(BufReader::with_capacity(1 << 20, f))
-    };
-    let out: Box<dyn Write> = match &args.out {
-        Some(p) => Box::new(BufWriter::new(
-            File::create(p).map_err(|e| format!("cannot create {}: {e}", p.display()))?,
-        )),
-        None => Box::new(BufWriter::new(std::io::stdout().lock())),
-    };
+fn open_input(path: &Path) -> Result<Box<dyn std::io::BufRead + Send>, String> {
+    if path.as_os_str() == "-" {
+        return Ok(Box::new(BufReader::new(std::io::stdin())));
+    }
+    let f = File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    Ok(Box::new(BufReader::with_capacity(1 << 20, f)))
+}
+
+fn config_of(path: Option<&PathBuf>) -> Result<Config, String> {
+    match path {
+        Some(p) => super::load_file(p),
+        None => Ok(Config::with_secret("distill-guard-replay")),
+    }
+}
+
+fn name_of(path: Option<&PathBuf>) -> String {
+    path.map_or_else(|| "default config".to_owned(), |p| p.display().to_string())
+}
+
+/// One replay of the traffic under one config, with a report builder when asked.
+fn run_one(
+    args: &ReplayArgs,
+    config_path: Option<&PathBuf>,
+    out: Box<dyn Write>,
+    label: Option<String>,
+) -> Result<(Summary, Option<RunReport>), String> {
+    let config = config_of(config_path)?;
+    let input = open_input(&args.traffic)?;
+    let input_bytes = (args.traffic.as_os_str() != "-")
+        .then(|| std::fs::metadata(&args.traffic).ok().map(|m| m.len()))
+        .flatten();
     let opts = ReplayOptions {
         strict: args.strict,
         score: args.score,
         progress: std::io::stderr().is_terminal(),
+        input_bytes,
+        label,
+        cluster_evidence: if args.report.is_some() {
+            TOP_CLUSTERS
+        } else {
+            0
+        },
     };
-    let summary = replay(config, input, out, &opts).map_err(|e| e.to_string())?;
-    match &args.summary {
-        Some(p) => {
-            let text = serde_json::to_string_pretty(&summary).map_err(|e| e.to_string())?;
-            std::fs::write(p, text).map_err(|e| format!("cannot write {}: {e}", p.display()))?;
+    let mut builder = args.report.is_some().then(ReportBuilder::new);
+    let summary = replay_observed(config, input, out, &opts, &mut |t, d| {
+        if let Some(b) = builder.as_mut() {
+            b.observe(t, d);
         }
-        None => {
-            eprintln!(
-                "replayed {} lines in {:.2} s ({:.0} lines/s), {} malformed",
-                summary.lines, summary.seconds, summary.lines_per_second, summary.malformed
-            );
-            eprintln!("by action: {:?}", summary.by_action);
-            eprintln!("by status: {:?}", summary.by_status);
-            eprintln!("tagged: {}", summary.tagged);
-            eprintln!(
-                "clusters of 2 or more accounts: {} {:?}",
-                summary.clusters, summary.cluster_sizes
-            );
-            for c in summary.top_clusters.iter().take(5) {
-                eprintln!(
-                    "  cluster {} size {} requests {} denied {} max score {:.2}",
-                    c.id, c.size, c.requests, c.denied, c.max_score
-                );
-            }
-            for a in summary.top_accounts.iter().take(5) {
-                eprintln!(
-                    "  account {} requests {} denied {} max score {:.2}",
-                    a.id, a.requests, a.denied, a.max_score
-                );
-            }
-        }
+    })
+    .map_err(|e| e.to_string())?;
+    let report = builder.map(|b| b.finish(&name_of(config_path), summary.clone()));
+    Ok((summary, report))
+}
+
+pub(crate) fn run(args: ReplayArgs) -> Result<ExitCode, String> {
+    if args.compare.is_some() && args.traffic.as_os_str() == "-" {
+        return Err("--compare replays the traffic twice: give a file, not stdin".into());
     }
-    if let Some(report) = &summary.score {
-        eprintln!("{report}");
+    // Check both configs before the first (possibly long) replay.
+    config_of(args.config.as_ref())?;
+    if let Some(c) = &args.compare {
+        config_of(Some(c))?;
+    }
+    let out: Box<dyn Write> = match &args.out {
+        Some(p) => Box::new(BufWriter::new(
+            File::create(p).map_err(|e| format!("cannot create {}: {e}", p.display()))?,
+        )),
+        None => Box::new(BufWriter::new(std::io::stdout())),
+    };
+    let labels = args.compare.as_ref().map(|_| {
+        (
+            name_of(args.config.as_ref()),
+            name_of(args.compare.as_ref()),
+        )
+    });
+    let (first, first_report) = run_one(
+        &args,
+        args.config.as_ref(),
+        out,
+        labels.as_ref().map(|l| l.0.clone()),
+    )?;
+    let second = match &args.compare {
+        Some(path) => Some(run_one(
+            &args,
+            Some(path),
+            Box::new(std::io::sink()),
+            labels.as_ref().map(|l| l.1.clone()),
+        )?),
+        None => None,
+    };
+    let json = args.json
+        || args
+            .summary
+            .as_ref()
+            .is_some_and(|p| p.extension().is_some_and(|e| e == "json"));
+    let text = match (&second, json) {
+        (None, true) => serde_json::to_string_pretty(&first).map_err(|e| e.to_string())?,
+        (None, false) => first.to_string(),
+        (Some((b, _)), true) => serde_json::to_string_pretty(&serde_json::json!({
+            "config": name_of(args.config.as_ref()),
+            "summary": first,
+            "compare": name_of(args.compare.as_ref()),
+            "compare_summary": b,
+        }))
+        .map_err(|e| e.to_string())?,
+        (Some((b, _)), false) => format!(
+            "== {}\n{first}\n== {}\n{b}",
+            name_of(args.config.as_ref()),
+            name_of(args.compare.as_ref())
+        ),
+    };
+    match &args.summary {
+        Some(p) => std::fs::write(p, format!("{}\n", text.trim_end()))
+            .map_err(|e| format!("cannot write {}: {e}", p.display()))?,
+        None => eprintln!("{}", text.trim_end()),
+    }
+    if let Some(path) = &args.report {
+        let mut runs: Vec<RunReport> = first_report.into_iter().collect();
+        if let Some((_, Some(r))) = second {
+            runs.push(r);
+        }
+        let html = render_html(&args.traffic.display().to_string(), &runs);
+        std::fs::write(path, html).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        eprintln!("report written to {}", path.display());
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,6 +1,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::Args;
 use distill_guard::admin::{self, AdminHooks};
@@ -9,6 +10,7 @@ use distill_guard::proxy::demo::DemoModel;
 use distill_guard::proxy::server::{self, Backend};
 use distill_guard::proxy::upstream::Upstream;
 use distill_guard::reload::Reloader;
+use distill_guard::telemetry::Telemetry;
 use distill_guard::Guard;
 
 #[derive(Debug, Args)]
@@ -31,6 +33,10 @@ pub(crate) struct ServeArgs {
     /// `[admin] listen`; needs `[admin] token` or `token_env`).
     #[arg(long)]
     admin_listen: Option<SocketAddr>,
+    /// Also serve `GET /metrics` alone, without the admin token, here (overrides
+    /// `[admin] metrics_listen`; port 0 picks a free port).
+    #[arg(long)]
+    metrics_listen: Option<SocketAddr>,
 }
 
 /// The command line's overrides, applied to the file's config at start and on
@@ -41,6 +47,7 @@ struct Overrides {
     upstream: Option<String>,
     passthrough: bool,
     admin_listen: Option<SocketAddr>,
+    metrics_listen: Option<SocketAddr>,
 }
 
 impl Overrides {
@@ -57,6 +64,9 @@ impl Overrides {
         if let Some(a) = self.admin_listen {
             config.admin.listen = Some(a);
         }
+        if let Some(m) = self.metrics_listen {
+            config.admin.metrics_listen = Some(m);
+        }
     }
 }
 
@@ -67,6 +77,7 @@ pub(crate) fn run(args: ServeArgs) -> Result<ExitCode, String> {
         upstream: args.upstream,
         passthrough: args.passthrough,
         admin_listen: args.admin_listen,
+        metrics_listen: args.metrics_listen,
     };
     overrides.apply(&mut config);
     config.validate().map_err(|e| e.to_string())?;
@@ -99,15 +110,20 @@ async fn serve(
     };
     let admin_cfg = config.admin.clone();
     let audit_cfg = config.audit.clone();
-    let guard = Guard::from_config(config).map_err(|e| e.to_string())?;
-    if let Some((sink, writer)) = audit::start(&audit_cfg, guard.shared().telemetry())
+    // The guard reports its decisions to the telemetry the admin API reads.
+    let telemetry = Arc::new(Telemetry::new(admin_cfg.recent_decisions));
+    let guard = Guard::builder(config)
+        .sink(telemetry.clone())
+        .build()
+        .map_err(|e| e.to_string())?;
+    if let Some((sink, writer)) = audit::start(&audit_cfg, telemetry.metrics().audit_counters())
         .await
         .map_err(|e| format!("cannot open the audit log: {e}"))?
     {
         tracing::info!(target = sink.target(), all = sink.all(), "audit log on");
-        guard.shared().telemetry().install_audit(sink, writer);
+        telemetry.install_audit(sink, writer);
     }
-    let reloader = Reloader::new(guard.clone(), path.clone()).with_adjust({
+    let reloader = Reloader::new(guard.clone(), telemetry.clone(), path.clone()).with_adjust({
         let o = overrides.clone();
         move |c| o.apply(c)
     });
@@ -132,26 +148,20 @@ async fn serve(
         // The detector's cluster engine answers the cluster views and unlinks;
         // the watermark stage's index answers `/api/trace`.
         let hooks = AdminHooks::for_guard(&guard);
-        match admin::router_from_config(&guard, Some(reloader.clone()), hooks.clone()) {
+        match admin::router_from_config(&guard, &telemetry, Some(reloader.clone()), hooks) {
             Some(app) => {
-                let l = tokio::net::TcpListener::bind(admin_addr)
-                    .await
-                    .map_err(|e| format!("cannot listen on {admin_addr} (admin): {e}"))?;
-                let a = l
-                    .local_addr()
-                    .map_err(|e| format!("cannot read the admin address: {e}"))?;
+                let a = spawn_listener(admin_addr, "admin", app, &telemetry).await?;
                 println!("admin on http://{a}");
                 tracing::info!(addr = %a, "admin API, metrics and dashboard");
-                let g = guard.clone();
-                let stop = shutdown_signal()?;
-                tokio::spawn(async move {
-                    if let Err(e) = admin::serve(l, app, g, hooks, stop).await {
-                        tracing::error!(error = %e, "admin listener failed");
-                    }
-                });
             }
             None => println!("admin disabled: no token configured"),
         }
+    }
+    if let Some(metrics_addr) = admin_cfg.metrics_listen {
+        let app = admin::metrics_router(&guard, &telemetry, AdminHooks::for_guard(&guard));
+        let a = spawn_listener(metrics_addr, "metrics", app, &telemetry).await?;
+        println!("metrics on http://{a}/metrics");
+        tracing::info!(addr = %a, "Prometheus metrics, no token");
     }
     server::run(
         listener,
@@ -161,13 +171,37 @@ async fn serve(
     )
     .await
     .map_err(|e| format!("server error: {e}"))?;
-    if let Some(writer) = guard.shared().telemetry().close_audit() {
+    if let Some(writer) = telemetry.close_audit() {
         // Requests still in flight after the grace period may add a last record;
         // what is queued is written, within a bound.
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), writer).await;
     }
     tracing::info!("shut down");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Binds `addr` and serves `app` there (the admin API or the metrics alone) until
+/// shutdown; returns the bound address.
+async fn spawn_listener(
+    addr: SocketAddr,
+    what: &'static str,
+    app: axum::Router,
+    telemetry: &Arc<Telemetry>,
+) -> Result<SocketAddr, String> {
+    let l = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr} ({what}): {e}"))?;
+    let bound = l
+        .local_addr()
+        .map_err(|e| format!("cannot read the {what} address: {e}"))?;
+    let t = telemetry.clone();
+    let stop = shutdown_signal()?;
+    tokio::spawn(async move {
+        if let Err(e) = admin::serve(l, app, t, stop).await {
+            tracing::error!(error = %e, "{what} listener failed");
+        }
+    });
+    Ok(bound)
 }
 
 /// Registers the shutdown signals now (so a signal sent right after the

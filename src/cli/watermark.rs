@@ -1,9 +1,9 @@
 use std::io::Read;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Args;
-use distill_guard::config::Config;
+use distill_guard::watermark::tag::{TagFields, TagKind};
 use distill_guard::watermark::Watermarker;
 
 #[derive(Debug, Args)]
@@ -43,8 +43,8 @@ fn stdin_text() -> Result<String, String> {
     Ok(s)
 }
 
-fn watermarker(config: &PathBuf) -> Result<Watermarker, String> {
-    let cfg = Config::load(config).map_err(|e| e.to_string())?;
+fn watermarker(config: &Path) -> Result<Watermarker, String> {
+    let cfg = super::load_file(config)?;
     Watermarker::from_config(&cfg.watermark).map_err(|e| e.to_string())
 }
 
@@ -62,7 +62,7 @@ pub(crate) fn verify(args: VerifyArgs) -> Result<ExitCode, String> {
                     serde_json::to_string(&fields).map_err(|e| e.to_string())?
                 );
             } else {
-                println!("valid: {fields:?}");
+                print!("{}", verify_text(&fields));
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -93,9 +93,10 @@ pub(crate) fn trace(args: TraceArgs) -> Result<ExitCode, String> {
         Some(r) => Some(serde_json::to_value(&r).map_err(|e| e.to_string())?),
         None => None,
     };
-    if result.is_none() {
-        if let Some(server) = &args.server {
-            result = remote_trace(&args.config, server, &text)?;
+    if let Some(server) = &args.server {
+        match result.as_mut() {
+            None => result = remote_trace(&args.config, server, &text)?,
+            Some(r) => complete_prefix(&args.config, server, r)?,
         }
     }
     match result {
@@ -103,7 +104,7 @@ pub(crate) fn trace(args: TraceArgs) -> Result<ExitCode, String> {
             if args.json {
                 println!("{}", serde_json::to_string(&r).map_err(|e| e.to_string())?);
             } else {
-                println!("{r:?}");
+                print!("{}", trace_text(&r));
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -116,6 +117,100 @@ pub(crate) fn trace(args: TraceArgs) -> Result<ExitCode, String> {
             Ok(ExitCode::from(1))
         }
     }
+}
+
+/// Aligned `name  value` lines.
+fn rows(rows: &[(&str, String)]) -> String {
+    let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    rows.iter()
+        .map(|(k, v)| format!("  {k:<width$}  {v}\n"))
+        .collect()
+}
+
+fn rfc3339(ms: u64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+/// `verify`'s readable answer.
+pub(crate) fn verify_text(f: &TagFields) -> String {
+    let kind = match f.kind {
+        TagKind::Header => "header tag",
+        TagKind::Body => "JSON body tag",
+        TagKind::StreamStart => "stream start tag",
+        TagKind::StreamEnd => "stream end tag",
+    };
+    let mut r = vec![
+        ("account", f.account.to_string()),
+        ("cluster", f.cluster.to_string()),
+        ("request id", f.request_id.to_string()),
+        (
+            "issued at",
+            format!("{} ({} ms)", rfc3339(f.issued_at_ms), f.issued_at_ms),
+        ),
+        (
+            "text mark",
+            if f.text_marked { "yes" } else { "no" }.to_owned(),
+        ),
+    ];
+    if let Some(d) = f.text_digest {
+        r.push(("text digest", d.to_string()));
+    }
+    if let Some(d) = f.stream_digest {
+        r.push((
+            "stream digest",
+            format!("{d} over {} bytes", f.stream_bytes.unwrap_or(0)),
+        ));
+    }
+    format!("valid {kind}, signed with key {}\n{}", f.key_id, rows(&r))
+}
+
+/// `trace`'s readable answer (from the JSON form, which a server's answer has too).
+pub(crate) fn trace_text(r: &serde_json::Value) -> String {
+    let s = |k: &str| r.get(k).and_then(|v| v.as_str()).unwrap_or("").to_owned();
+    let account = s("account");
+    let method = s("method");
+    let confidence = r.get("confidence").and_then(|v| v.as_f64()).unwrap_or(0.0);
+    let how = match method.as_str() {
+        "mark" => "decoded from its text mark",
+        "index" => "matched in the server's trace-back index",
+        _ => "traced",
+    };
+    let mut out = vec![
+        (
+            "account",
+            if account.len() < 32 {
+                format!("{account} (first {} of 32 hex digits: the mark carries only these; `--server` or GET /api/accounts/{account} on the admin listener completes it)", account.len())
+            } else {
+                account.clone()
+            },
+        ),
+        (
+            "cluster",
+            match s("cluster") {
+                c if c.len() < 34 => {
+                    format!("{c} (first {} of 32 hex digits)", c.len().saturating_sub(2))
+                }
+                c => c,
+            },
+        ),
+        (
+            "served",
+            if method == "mark" && r.get("request_id").is_none_or(|v| v.is_null()) {
+                format!("in the hour starting {}", s("issued_at"))
+            } else {
+                s("issued_at")
+            },
+        ),
+        ("confidence", format!("{confidence:.2}")),
+    ];
+    if let Some(id) = r.get("request_id").and_then(|v| v.as_str()) {
+        out.push(("request id", id.to_owned()));
+    }
+    if let Some(k) = r.get("key_id").and_then(|v| v.as_str()) {
+        out.push(("key", k.to_owned()));
+    }
+    format!("traced: {how}\n{}", rows(&out))
 }
 
 /// Longest excerpt sent to a live server (the query string carries it).
@@ -134,27 +229,19 @@ fn encode(value: &str) -> String {
     out
 }
 
-/// Asks a live server's admin listener (`GET /api/trace`) to search its
-/// trace-back index, with the config's admin token.
-fn remote_trace(
-    config: &PathBuf,
+/// `GET {server}{path}` on a live server's admin listener with the config's
+/// admin token: the status and the JSON answer.
+fn admin_get(
+    config: &Path,
     server: &str,
-    text: &str,
-) -> Result<Option<serde_json::Value>, String> {
-    let cfg = Config::load(config).map_err(|e| e.to_string())?;
+    path: &str,
+) -> Result<(http::StatusCode, serde_json::Value), String> {
+    let cfg = super::load_file(config)?;
     let token = cfg
         .admin
         .resolve_token()
         .ok_or("the config has no [admin] token (token or token_env) to query a server with")?;
-    let mut cut = text.len().min(REMOTE_TEXT_BYTES);
-    while !text.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    let url = format!(
-        "{}/api/trace?limit=1&text={}",
-        server.trim_end_matches('/'),
-        encode(&text[..cut])
-    );
+    let url = format!("{}{path}", server.trim_end_matches('/'));
     let uri: http::Uri = url
         .parse()
         .map_err(|e| format!("bad --server URL {server}: {e}"))?;
@@ -162,7 +249,7 @@ fn remote_trace(
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
-    let body = rt.block_on(async {
+    let (status, body) = rt.block_on(async {
         use http_body_util::BodyExt;
         let client: hyper_util::client::legacy::Client<_, http_body_util::Empty<bytes::Bytes>> =
             hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
@@ -182,16 +269,33 @@ fn remote_trace(
             .await
             .map_err(|e| format!("reading the answer from {server}: {e}"))?
             .to_bytes();
-        if !status.is_success() {
-            return Err(format!(
-                "{server} answered {status}: {}",
-                String::from_utf8_lossy(&bytes)
-            ));
-        }
-        Ok(bytes)
+        Ok::<_, String>((status, bytes))
     })?;
-    let v: serde_json::Value =
-        serde_json::from_slice(&body).map_err(|e| format!("{server} answered non-JSON: {e}"))?;
+    let v: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
+        format!(
+            "{server} answered {status} with non-JSON: {e}: {}",
+            String::from_utf8_lossy(&body[..body.len().min(200)])
+        )
+    })?;
+    Ok((status, v))
+}
+
+/// Asks a live server's admin listener (`GET /api/trace`) to search its
+/// trace-back index.
+fn remote_trace(
+    config: &Path,
+    server: &str,
+    text: &str,
+) -> Result<Option<serde_json::Value>, String> {
+    let mut cut = text.len().min(REMOTE_TEXT_BYTES);
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let path = format!("/api/trace?limit=1&text={}", encode(&text[..cut]));
+    let (status, v) = admin_get(config, server, &path)?;
+    if !status.is_success() {
+        return Err(format!("{server} answered {status}: {v}"));
+    }
     let first = v
         .get("hits")
         .and_then(|h| h.get(0))
@@ -202,4 +306,33 @@ fn remote_trace(
         Some(_) => Err(format!("{server} answered an unexpected trace result")),
         None => Ok(None),
     }
+}
+
+/// Completes a text mark's account prefix from a live server
+/// (`GET /api/accounts/{prefix}`); leaves the result as it is when the server
+/// does not know a unique account with that prefix (and says why on stderr).
+fn complete_prefix(
+    config: &Path,
+    server: &str,
+    result: &mut serde_json::Value,
+) -> Result<(), String> {
+    let Some(prefix) = result.get("account").and_then(|a| a.as_str()) else {
+        return Ok(());
+    };
+    if prefix.len() >= 32 {
+        return Ok(());
+    }
+    let (status, v) = admin_get(config, server, &format!("/api/accounts/{prefix}"))?;
+    if !status.is_success() {
+        let why = v.get("error").and_then(|e| e.as_str()).unwrap_or("");
+        eprintln!("{server} could not complete the account {prefix}: {why}");
+        return Ok(());
+    }
+    if let Some(full) = v.get("account").and_then(|a| a.as_str()) {
+        result["account"] = serde_json::Value::from(full);
+    }
+    if let Some(cluster) = v.pointer("/cluster/id").and_then(|c| c.as_str()) {
+        result["cluster"] = serde_json::Value::from(cluster);
+    }
+    Ok(())
 }

@@ -44,6 +44,8 @@
 mod config;
 mod engine;
 mod evidence;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod share;
 
 pub use config::{ClusterConfig, FamilyCounts, FamilyWeights};

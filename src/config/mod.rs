@@ -26,10 +26,49 @@
 //! assert!(text.contains("tiers.default.requests_per_minute"));
 //! ```
 
+mod admin;
+mod audit;
 mod error;
 mod model;
+mod parse;
+mod store;
 mod validate;
+mod warnings;
 
+use std::path::Path;
+
+pub use admin::{AdminConfig, DEFAULT_RECENT_DECISIONS, MIN_TOKEN_LEN};
+pub use audit::AuditConfig;
 pub(crate) use error::Errors;
 pub use error::{ConfigError, FieldError};
 pub use model::*;
+pub use parse::{check_toml, locate, Located};
+#[cfg(not(feature = "redis"))]
+pub(crate) use store::no_redis;
+#[cfg(feature = "redis")]
+pub(crate) use store::{check_url, is_tls, parse_sentinel, SENTINEL_SCHEME};
+pub use store::{Backend, OnError, StoreConfig, MAX_TIMEOUT};
+
+impl Config {
+    /// Parses and validates TOML text. Every problem is reported at once: syntax
+    /// errors, wrong types and unknown fields (each with its TOML path and line),
+    /// then validation ([`check_toml`] gives them located).
+    pub fn from_toml_str(text: &str) -> Result<Self, ConfigError> {
+        parse::check_toml(text).map_err(parse::to_config_error)
+    }
+
+    /// Reads, parses and validates a TOML file.
+    pub fn load(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::single("", format!("cannot read {}: {e}", path.display())))?;
+        Self::from_toml_str(&text)
+    }
+
+    /// Checks every field and reports every problem with its path.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut errors = Errors::default();
+        validate::validate(self, &mut errors);
+        errors.finish()
+    }
+}

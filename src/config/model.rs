@@ -1,11 +1,10 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::error::{ConfigError, Errors};
+use super::error::ConfigError;
 
 /// The whole configuration file.
 ///
@@ -38,10 +37,10 @@ pub struct Config {
     pub server: ServerSection,
     /// The admin API, metrics and dashboard listener.
     #[serde(default)]
-    pub admin: crate::admin::AdminConfig,
+    pub admin: super::admin::AdminConfig,
     /// The audit log.
     #[serde(default)]
-    pub audit: crate::audit::AuditConfig,
+    pub audit: super::audit::AuditConfig,
     /// Request fingerprinting (see `distill_guard::fingerprint`).
     #[serde(default)]
     pub fingerprint: crate::fingerprint::FingerprintSection,
@@ -50,7 +49,7 @@ pub struct Config {
     pub watermark: crate::watermark::WatermarkConfig,
     /// Where quota state lives (in-process or Redis).
     #[serde(default)]
-    pub store: crate::store::StoreConfig,
+    pub store: super::store::StoreConfig,
     /// Account linking (see `distill_guard::cluster`).
     #[serde(default)]
     pub cluster: crate::cluster::ClusterConfig,
@@ -179,7 +178,7 @@ pub struct Band {
 }
 
 /// A limit: a positive count, or `"unlimited"`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
 pub enum Limit {
     /// At most this many per window.
@@ -194,6 +193,34 @@ pub enum Limit {
 pub enum Unlimited {
     /// No limit.
     Unlimited,
+}
+
+impl<'de> Deserialize<'de> for Limit {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Limit;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a positive integer or \"unlimited\"")
+            }
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Limit, E> {
+                Ok(Limit::Count(n))
+            }
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Limit, E> {
+                u64::try_from(n)
+                    .map(Limit::Count)
+                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Signed(n), &self))
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Limit, E> {
+                if s == "unlimited" {
+                    Ok(Limit::Unlimited(Unlimited::Unlimited))
+                } else {
+                    Err(E::invalid_value(serde::de::Unexpected::Str(s), &self))
+                }
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
 }
 
 impl Limit {
@@ -290,43 +317,14 @@ impl Config {
             accounts: BTreeMap::new(),
             network: NetworkSection::default(),
             server: ServerSection::default(),
-            admin: crate::admin::AdminConfig::default(),
-            audit: crate::audit::AuditConfig::default(),
+            admin: super::admin::AdminConfig::default(),
+            audit: super::audit::AuditConfig::default(),
             fingerprint: crate::fingerprint::FingerprintSection::default(),
             watermark: crate::watermark::WatermarkConfig::default(),
-            store: crate::store::StoreConfig::default(),
+            store: super::store::StoreConfig::default(),
             cluster: crate::cluster::ClusterConfig::default(),
             score: crate::score::ScoreConfig::default(),
         }
-    }
-
-    /// Parses and validates TOML text.
-    pub fn from_toml_str(text: &str) -> Result<Self, ConfigError> {
-        let cfg: Config = toml::from_str(text).map_err(|e| {
-            let path = e
-                .span()
-                .map(|span| line_col(text, span.start))
-                .map(|(l, c)| format!("line {l}, column {c}"))
-                .unwrap_or_default();
-            ConfigError::single(path, e.message().to_string())
-        })?;
-        cfg.validate()?;
-        Ok(cfg)
-    }
-
-    /// Reads, parses and validates a TOML file.
-    pub fn load(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
-        let path = path.as_ref();
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError::single("", format!("cannot read {}: {e}", path.display())))?;
-        Self::from_toml_str(&text)
-    }
-
-    /// Checks every field and reports every problem with its path.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        let mut errors = Errors::default();
-        super::validate::validate(self, &mut errors);
-        errors.finish()
     }
 
     /// The secret for keyed hashes, from `secret` or the `secret_env` variable.
@@ -357,14 +355,4 @@ impl Config {
             None => None,
         }
     }
-}
-
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let before = text.get(..offset).unwrap_or(text);
-    let line = before.matches('\n').count() + 1;
-    let col = before
-        .rfind('\n')
-        .map_or(before.len(), |i| before.len() - i - 1)
-        + 1;
-    (line, col)
 }

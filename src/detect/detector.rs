@@ -1,11 +1,14 @@
 //! The detection state shared by every request: fingerprint settings, the
 //! linking engine and the scorer.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
+#[cfg(feature = "redis")]
+use std::sync::OnceLock;
 
 use http::HeaderMap;
 use sha2::{Digest, Sha256};
 
+#[cfg(feature = "redis")]
 use crate::cluster::share::{ClusterShare, Event};
 use crate::cluster::{ClusterEngine, Observation};
 use crate::config::{Config, ConfigError};
@@ -37,6 +40,7 @@ pub struct Detector {
     engine: ClusterEngine,
     scorer: Scorer,
     /// The log shared with other replicas, once attached.
+    #[cfg(feature = "redis")]
     share: OnceLock<ClusterShare>,
 }
 
@@ -67,6 +71,7 @@ impl Detector {
             fingerprint: FingerprintSettings::from_config(cfg)?,
             engine: ClusterEngine::new(cfg.cluster.clone()),
             scorer: Scorer::new(cfg.score.clone()),
+            #[cfg(feature = "redis")]
             share: OnceLock::new(),
         })
     }
@@ -81,6 +86,9 @@ impl Detector {
         clock: Arc<dyn crate::clock::Clock>,
     ) -> Result<Arc<Self>, ConfigError> {
         let detector = Arc::new(Self::from_config(cfg)?);
+        #[cfg(not(feature = "redis"))]
+        let _ = clock;
+        #[cfg(feature = "redis")]
         if crate::cluster::share::wanted(&cfg.store) {
             let weak = Arc::downgrade(&detector);
             let share = ClusterShare::start(
@@ -101,11 +109,13 @@ impl Detector {
 
     /// Publishes this detector's inputs to `share` from now on (the first call
     /// wins; later ones are ignored).
+    #[cfg(feature = "redis")]
     pub fn attach_share(&self, share: ClusterShare) {
         let _ = self.share.set(share);
     }
 
     /// The log shared with other replicas, if any.
+    #[cfg(feature = "redis")]
     pub fn share(&self) -> Option<&ClusterShare> {
         self.share.get()
     }
@@ -113,6 +123,7 @@ impl Detector {
     /// Applies an event of another replica: links and scores an observation with
     /// its own time (its verdict is that replica's business), or repeats an
     /// administrator's unlink.
+    #[cfg(feature = "redis")]
     pub fn apply(&self, event: Event) {
         match event {
             Event::Observe {
@@ -147,6 +158,7 @@ impl Detector {
     /// administrator's correction), on every replica when clusters are shared.
     /// False when the account is not tracked here.
     pub fn unlink(&self, account: &AccountId, now_ms: u64, hold_ms: u64) -> bool {
+        #[cfg(feature = "redis")]
         if let Some(share) = self.share.get() {
             share.publish(&Event::Unlink {
                 account: *account,
@@ -160,7 +172,9 @@ impl Detector {
     /// Ends the hold of an earlier unlink, so `account` may be linked again by
     /// its next requests, on every replica when clusters are shared. False when
     /// the account is not tracked here.
+    #[cfg_attr(not(feature = "redis"), allow(unused_variables))]
     pub fn relink(&self, account: &AccountId, now_ms: u64) -> bool {
+        #[cfg(feature = "redis")]
         if let Some(share) = self.share.get() {
             share.publish(&Event::Relink {
                 account: *account,
@@ -174,6 +188,7 @@ impl Detector {
     /// `hold_ms`), on every replica when clusters are shared. Returns how many
     /// accounts were released here.
     pub fn dissolve(&self, account: &AccountId, now_ms: u64, hold_ms: u64) -> u32 {
+        #[cfg(feature = "redis")]
         if let Some(share) = self.share.get() {
             share.publish(&Event::Dissolve {
                 account: *account,
@@ -231,6 +246,7 @@ impl Detector {
         now_ms: u64,
     ) -> (Cluster, Suspicion, Verdict) {
         let out = self.link_and_score(account, features, signals.to_array(), now_ms);
+        #[cfg(feature = "redis")]
         if let Some(share) = self.share.get() {
             share.publish_observation(&account, now_ms, &signals.to_array(), features);
         }
@@ -258,6 +274,7 @@ impl Detector {
 }
 
 /// How far ahead of this replica's clock another replica's event may be dated.
+#[cfg(feature = "redis")]
 const MAX_REMOTE_SKEW_MS: u64 = 60_000;
 
 /// Shared handle.

@@ -2,19 +2,74 @@ use std::sync::Arc;
 
 use tower::Layer;
 
+use super::links::LinkSource;
 use super::service::Detect;
-use crate::guard::Shared;
+use super::Detector;
+use crate::clock::{Clock, SystemClock};
+use crate::config::{Config, ConfigError};
+use crate::stage::LiveSettings;
 
-/// Applies [`Detect`]: fingerprinting, account linking and scoring.
-#[derive(Debug, Clone)]
+/// What the detect stage owns: the detector, the settings in force, the clock
+/// and where extra hard links come from. Built by [`DetectLayer`]; shared by
+/// every service it makes.
+#[derive(Clone)]
+pub struct DetectStage {
+    pub(crate) settings: LiveSettings,
+    pub(crate) detector: Arc<Detector>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) links: Arc<dyn LinkSource>,
+}
+
+/// Applies [`Detect`]: fingerprinting, account linking and scoring. Cheap to
+/// clone; every service it makes shares one detector.
+#[derive(Clone)]
 pub struct DetectLayer {
-    pub(crate) shared: Arc<Shared>,
+    pub(crate) stage: Arc<DetectStage>,
+}
+
+impl std::fmt::Debug for DetectStage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DetectStage").finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for DetectLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DetectLayer").finish_non_exhaustive()
+    }
 }
 
 impl DetectLayer {
-    /// The detect stage over a guard's shared state.
-    pub fn new(shared: Arc<Shared>) -> Self {
-        Self { shared }
+    /// The detect stage over `detector`, reading the settings in force from
+    /// `settings` and the time from `clock`.
+    pub fn new(settings: LiveSettings, detector: Arc<Detector>, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            stage: Arc::new(DetectStage {
+                settings,
+                detector,
+                clock,
+                links: Arc::new(()),
+            }),
+        }
+    }
+
+    /// The detect stage alone, built from `config` with the system clock (no
+    /// cluster sharing between replicas; [`Guard`](crate::Guard) wires that).
+    pub fn from_config(config: &Config) -> Result<Self, ConfigError> {
+        let detector = Arc::new(Detector::from_config(config)?);
+        let settings = LiveSettings::from_config(config.clone())?;
+        Ok(Self::new(settings, detector, Arc::new(SystemClock)))
+    }
+
+    /// Takes extra hard links from `source` (see [`LinkSource`]).
+    pub fn with_link_source(mut self, source: impl LinkSource) -> Self {
+        Arc::make_mut(&mut self.stage).links = Arc::new(source);
+        self
+    }
+
+    /// The detector this stage feeds.
+    pub fn detector(&self) -> &Arc<Detector> {
+        &self.stage.detector
     }
 }
 
@@ -24,7 +79,7 @@ impl<S> Layer<S> for DetectLayer {
     fn layer(&self, inner: S) -> Self::Service {
         Detect {
             inner,
-            shared: self.shared.clone(),
+            stage: self.stage.clone(),
         }
     }
 }

@@ -21,15 +21,15 @@
 mod body;
 mod degrade;
 mod detector;
-mod inspect;
 mod layer;
+mod links;
 mod service;
 
 pub use body::DetectBody;
 pub use degrade::degrade_body;
 pub use detector::{hard_link_feature, Detection, Detector, SharedDetector};
-pub use inspect::DetectorInspector;
-pub use layer::DetectLayer;
+pub use layer::{DetectLayer, DetectStage};
+pub use links::LinkSource;
 pub use service::{Detect, DetectFuture};
 
 #[cfg(test)]

@@ -1,152 +1,141 @@
-use std::future::Future;
-use std::pin::Pin;
+use std::future::Ready;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response};
-use http_body::Body;
-use tower::Service;
 
 use super::body::DetectBody;
 use super::degrade::degrade_body;
-use crate::dialect::{error_response, Dialect, ErrorKind};
-use crate::extensions::{
-    Account, AccountId, Action, Cluster, HardLink, Suspicion, TierName, Verdict,
-};
-use crate::guard::{prepare, Shared};
+use super::layer::DetectStage;
+use crate::extensions::{AccountId, Action, Cluster, HardLink, Suspicion, TierName, Verdict};
 use crate::network;
 use crate::request::RequestInfo;
+use crate::stage::{
+    prepared, unprepared, Sealed, Settings, Stage, StageFuture, StageService, Step,
+};
 
 /// The detect stage: fingerprints each request, links its account into a
 /// cluster, scores it, and inserts `Fingerprint`, [`Cluster`], [`Suspicion`] and
 /// [`Verdict`] extensions for the stages inside. A `degrade` verdict rewrites the
-/// body (see [`crate::detect`]). See [`crate::detect`].
-#[derive(Debug, Clone)]
-pub struct Detect<S> {
-    pub(crate) inner: S,
-    pub(crate) shared: Arc<Shared>,
-}
+/// body (see [`crate::detect`]).
+pub type Detect<S> = StageService<DetectStage, S>;
 
-/// The future of [`Detect`]. Preparation awaits the body, so it is boxed once.
-pub type DetectFuture<B, E> =
-    Pin<Box<dyn Future<Output = Result<Response<DetectBody<B>>, E>> + Send>>;
+/// The response future of [`Detect`].
+pub type DetectFuture<S, ReqBody, ResBody> = StageFuture<DetectStage, S, ReqBody, ResBody>;
 
-impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Detect<S>
+impl Sealed for DetectStage {}
+
+impl<ReqBody, ResBody> Stage<ReqBody, ResBody> for DetectStage
 where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Send + 'static,
-    ReqBody: Body + From<Bytes> + Send + 'static,
-    ReqBody::Data: Send,
-    ReqBody::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    ResBody: Body + Send + 'static,
+    ReqBody: From<Bytes>,
 {
-    type Response = Response<DetectBody<ResBody>>;
-    type Error = S::Error;
-    type Future = DetectFuture<ResBody, S::Error>;
+    /// Detection never waits.
+    type Wait = Ready<()>;
+    type Plan = ();
+    type Ctx = ();
+    type Body = DetectBody<ResBody>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
+    fn settings(&self) -> Arc<Settings> {
+        self.settings.load()
     }
 
-    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        let clone = self.inner.clone();
-        let inner = std::mem::replace(&mut self.inner, clone);
-        let shared = self.shared.clone();
-        Box::pin(detect(shared, inner, req))
-    }
-}
-
-async fn detect<S, ReqBody, ResBody>(
-    shared: Arc<Shared>,
-    mut inner: S,
-    req: Request<ReqBody>,
-) -> Result<Response<DetectBody<ResBody>>, S::Error>
-where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
-    ReqBody: Body + From<Bytes>,
-    ReqBody::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    ResBody: Body,
-{
-    let settings = shared.settings();
-    if !settings.enabled {
-        return Ok(inner.call(req).await?.map(DetectBody::inner));
-    }
-    let mut req = match prepare(&settings, req).await {
-        Ok(r) => r,
-        Err(res) => return Ok(res.map(DetectBody::full)),
-    };
-    let (Some(account), Some(info)) = (
-        req.extensions().get::<Account>().copied(),
-        req.extensions().get::<Arc<RequestInfo>>().cloned(),
-    ) else {
-        let res = error_response(
-            Dialect::from_path(req.uri().path()),
-            ErrorKind::Unavailable,
-            "The guard could not identify this request.",
+    fn start(
+        &self,
+        settings: &Settings,
+        mut req: Request<ReqBody>,
+    ) -> Step<Request<ReqBody>, Ready<()>, (), ()> {
+        let Some((account, info)) = prepared(&req) else {
+            return Step::Answer(unprepared(&req));
+        };
+        let links = hard_links(self, &req, account.id, &info);
+        let d = self.detector.detect(
+            account.id,
+            req.headers(),
+            network::peer_of(req.extensions()),
+            &info,
+            &links,
+            self.clock.now_ms(),
         );
-        return Ok(res.map(DetectBody::full));
-    };
-    let detector = shared.detector();
-    let now_ms = shared.clock.now_ms();
-    let links = hard_links(&shared, &req, account.id, &info);
-    let d = detector.detect(
-        account.id,
-        req.headers(),
-        network::peer_of(req.extensions()),
-        &info,
-        &links,
-        now_ms,
-    );
-    let ext = req.extensions_mut();
-    // What the host application decided itself wins over detection.
-    if ext.get::<Cluster>().is_none() {
-        ext.insert(d.cluster);
-    }
-    if ext.get::<Suspicion>().is_none() {
-        ext.insert(d.suspicion);
-    }
-    let verdict = match ext.get::<Verdict>() {
-        Some(v) => v.clone(),
-        None => {
-            ext.insert(d.verdict.clone());
-            d.verdict
+        let ext = req.extensions_mut();
+        // What the host application decided itself wins over detection.
+        if ext.get::<Cluster>().is_none() {
+            ext.insert(d.cluster);
         }
-    };
-    ext.insert(d.fingerprint);
-
-    if verdict.action == Action::Degrade {
-        let tier = settings.tier_for(
-            &account.id,
-            req.extensions().get::<TierName>().map(|t| &*t.0),
-        );
-        let shadow = settings.shadow || tier.shadow;
-        let cap = detector.scorer().config().degrade_max_output_tokens;
-        if let (false, Some(json)) = (shadow, info.json.as_ref()) {
-            if let Some(bytes) = degrade_body(info.endpoint, json, cap) {
-                let path = req.uri().path().to_owned();
-                let (mut parts, _old) = req.into_parts();
-                parts
-                    .headers
-                    .insert(http::header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
-                parts
-                    .extensions
-                    .insert(Arc::new(RequestInfo::parse(&path, bytes.clone())));
-                req = Request::from_parts(parts, ReqBody::from(bytes));
+        if ext.get::<Suspicion>().is_none() {
+            ext.insert(d.suspicion);
+        }
+        let verdict = match ext.get::<Verdict>() {
+            Some(v) => v.clone(),
+            None => {
+                ext.insert(d.verdict.clone());
+                d.verdict
             }
+        };
+        ext.insert(d.fingerprint);
+        if verdict.action == Action::Degrade {
+            req = self.degrade(settings, req, account.id, &info);
         }
+        Step::Call(req, ())
     }
-    Ok(inner.call(req).await?.map(DetectBody::inner))
+
+    fn resume(
+        &self,
+        _: (),
+        req: Request<ReqBody>,
+        _: (),
+    ) -> Step<Request<ReqBody>, Ready<()>, (), ()> {
+        Step::Call(req, ())
+    }
+
+    fn finish(_: &Arc<Self>, _: (), res: Response<ResBody>) -> Response<DetectBody<ResBody>> {
+        res.map(DetectBody::inner)
+    }
+
+    fn answer(res: Response<Bytes>) -> Response<DetectBody<ResBody>> {
+        res.map(DetectBody::full)
+    }
+
+    fn pass(res: Response<ResBody>) -> Response<DetectBody<ResBody>> {
+        res.map(DetectBody::inner)
+    }
 }
 
-/// The hard links of a request: the host application's, and those our own text
-/// marks give. When text marks are on, every account carries the link value its
-/// marked answers would be traced by; a prompt that echoes marks issued to
-/// *another* account carries that account's value too, so the two are linked
-/// outright (an operator feeding one account's harvested answers to another).
+impl DetectStage {
+    /// The `degrade` action: the body rewritten with a smaller output cap and no
+    /// reasoning settings (not in shadow mode).
+    fn degrade<B: From<Bytes>>(
+        &self,
+        settings: &Settings,
+        req: Request<B>,
+        account: AccountId,
+        info: &RequestInfo,
+    ) -> Request<B> {
+        let tier = settings.tier_for(&account, req.extensions().get::<TierName>().map(|t| &*t.0));
+        let cap = self.detector.scorer().config().degrade_max_output_tokens;
+        let rewritten = match (settings.shadow || tier.shadow, info.json.as_ref()) {
+            (false, Some(json)) => degrade_body(info.endpoint, json, cap),
+            _ => None,
+        };
+        let Some(bytes) = rewritten else {
+            return req;
+        };
+        let path = req.uri().path().to_owned();
+        let (mut parts, _old) = req.into_parts();
+        parts
+            .headers
+            .insert(http::header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+        parts
+            .extensions
+            .insert(Arc::new(RequestInfo::parse(&path, bytes.clone())));
+        Request::from_parts(parts, B::from(bytes))
+    }
+}
+
+/// The hard links of a request: the host application's `HardLink` extension,
+/// and those the stage's [`LinkSource`](super::LinkSource) finds (the guard's
+/// watermark stage: text marks echoed from other accounts' answers).
 fn hard_links<B>(
-    shared: &Shared,
+    stage: &DetectStage,
     req: &Request<B>,
     account: AccountId,
     info: &RequestInfo,
@@ -157,20 +146,6 @@ fn hard_links<B>(
         .cloned()
         .into_iter()
         .collect();
-    let marker = shared.watermarker();
-    if marker.keys().is_none() {
-        return links;
-    }
-    links.push(crate::watermark::mark::source_link(&account));
-    if crate::watermark::mark::contains_mark_bytes(&info.body) {
-        if let Some(json) = &info.json {
-            let text = crate::watermark::mark::marked_strings(json);
-            for echo in marker.echoes(&text, &account) {
-                if !links.contains(&echo.link) {
-                    links.push(echo.link);
-                }
-            }
-        }
-    }
+    stage.links.links(&account, info, &mut links);
     links
 }

@@ -1,31 +1,30 @@
-//! [`Guard`]: one shared state, every stage's layer, and the composed
+//! [`Guard`]: builds every stage from one config and composes them into
 //! [`GuardLayer`].
 //!
 //! Layer order, outermost first: fingerprint → enforce → watermark → your handler.
-//! `guard.layer()` composes them over one `Arc` of shared state; each stage's own
-//! layer (`guard.enforce_layer()`, …) also works alone.
+//! Each stage owns its state; the guard hands them their parts (one settings
+//! handle that a reload swaps for all of them, the store, the clock, the
+//! operators' overrides, the decision sink) and wires the one link between two
+//! stages, the watermark stage's text marks as hard links for the detect stage.
+//! Each stage's own layer (`guard.enforce_layer()`, …) also works alone.
 
-mod prepare;
-mod settings;
 mod shared;
 
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
 use tower::Layer;
 
-pub use settings::{Settings, Tier};
 pub use shared::Shared;
-
-pub(crate) use prepare::prepare;
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConfigError};
 use crate::detect::{Detect, DetectLayer, Detector};
 use crate::identity::KeyExtractor;
+use crate::policy::Overrides;
 use crate::quota::{Enforce, EnforceLayer};
+use crate::stage::{DecisionSink, LiveSettings, Settings};
 use crate::store::Store;
-use crate::watermark::{Watermark, WatermarkLayer};
+use crate::watermark::{Watermark, WatermarkLayer, Watermarker};
 use shared::ExtractorHandle;
 
 /// The guard: build it once, then add `guard.layer()` to your stack.
@@ -40,13 +39,14 @@ impl Guard {
         Self::builder(config).build()
     }
 
-    /// A builder for choosing the store, clock or key extractor.
+    /// A builder for choosing the store, clock, key extractor or decision sink.
     pub fn builder(config: Config) -> GuardBuilder {
         GuardBuilder {
             config,
             store: None,
             clock: None,
             extractor: None,
+            sink: None,
         }
     }
 
@@ -64,19 +64,16 @@ impl Guard {
 
     /// The detect stage alone (fingerprint, link, score).
     pub fn detect_layer(&self) -> DetectLayer {
-        DetectLayer {
-            shared: self.shared.clone(),
-        }
+        self.shared.detect.clone()
     }
 
     /// The enforce stage alone.
     pub fn enforce_layer(&self) -> EnforceLayer {
-        EnforceLayer {
-            shared: self.shared.clone(),
-        }
+        self.shared.enforce.clone()
     }
 
-    /// The shared state (settings, store, clock).
+    /// The parts the guard composes (settings, store, clock, overrides, the
+    /// stages' state).
     pub fn shared(&self) -> &Arc<Shared> {
         &self.shared
     }
@@ -95,6 +92,7 @@ pub struct GuardBuilder {
     store: Option<Arc<dyn Store>>,
     clock: Option<Arc<dyn Clock>>,
     extractor: Option<ExtractorHandle>,
+    sink: Option<Arc<dyn DecisionSink>>,
 }
 
 impl GuardBuilder {
@@ -116,40 +114,65 @@ impl GuardBuilder {
         self
     }
 
+    /// Reports every decision of the enforce stage to `sink` (by default
+    /// nowhere). Give `Arc<Telemetry>` here and the same `Arc` to the admin API
+    /// for metrics, the decision memory and the audit log.
+    pub fn sink(mut self, sink: Arc<dyn DecisionSink>) -> Self {
+        self.sink = Some(sink);
+        self
+    }
+
     /// Validates the config and builds the guard. With `[store] backend = "redis"`
     /// this must run inside a Tokio runtime.
     pub fn build(self) -> Result<Guard, ConfigError> {
         let clock: Arc<dyn Clock> = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
-        let watermark = Arc::new(
-            crate::watermark::Watermarker::from_config(&self.config.watermark)?
-                .with_clock(clock.clone()),
-        );
-        let recent = self.config.admin.recent_decisions;
+        let watermark =
+            Arc::new(Watermarker::from_config(&self.config.watermark)?.with_clock(clock.clone()));
         // The store named by `[store]` unless the builder was given one.
         let store = match self.store {
             Some(s) => s,
             None => crate::store::build_store(&self.config.store)?,
         };
         let detector = Detector::from_config_shared(&self.config, clock.clone())?;
-        let store_config = self.config.store.clone();
-        let settings = Settings::build(self.config, self.extractor.as_ref().map(|x| x.0.clone()))?;
+        let overrides = Arc::new(Overrides::new());
+        #[cfg(feature = "redis")]
+        if self.config.store.backend == crate::store::Backend::Redis {
+            let remote = crate::policy::RemoteOverrides::start(
+                &self.config.store,
+                Arc::downgrade(&overrides),
+            )?;
+            overrides.attach_remote(remote);
+        }
+        let settings = LiveSettings::new(Settings::build(
+            self.config,
+            self.extractor.as_ref().map(|x| x.0.clone()),
+        )?);
+        // The detect stage learns of text marks echoed across accounts from the
+        // watermark stage, through the guard: neither stage knows the other.
+        let marks = watermark.clone();
+        let detect = DetectLayer::new(settings.clone(), detector, clock.clone()).with_link_source(
+            move |account: &_, request: &_, links: &mut _| {
+                marks.echo_links(account, request, links)
+            },
+        );
+        let mut enforce = EnforceLayer::new(settings.clone(), store.clone(), clock.clone())
+            .with_overrides(overrides.clone());
+        if let Some(sink) = self.sink {
+            enforce = enforce.with_sink(sink);
+        }
         let shared = Shared {
-            watermark,
-            settings: ArcSwap::from_pointee(settings),
+            settings,
             store,
             clock,
             extractor: self.extractor,
-            telemetry: crate::telemetry::Telemetry::new(recent),
-            overrides: crate::admin::Overrides::new(),
-            detector,
+            overrides,
+            watermark,
+            detect,
+            enforce,
         };
-        let shared = Arc::new(shared);
-        if store_config.backend == crate::store::Backend::Redis {
-            let remote =
-                crate::admin::RemoteOverrides::start(&store_config, Arc::downgrade(&shared))?;
-            shared.overrides.attach_remote(remote);
-        }
-        Ok(Guard { shared })
+        Ok(Guard {
+            shared: Arc::new(shared),
+        })
     }
 }
 
@@ -168,13 +191,7 @@ impl<S> Layer<S> for GuardLayer {
 
     fn layer(&self, inner: S) -> Self::Service {
         let inner = WatermarkLayer::new(self.shared.watermark.clone()).layer(inner);
-        let enforce = EnforceLayer {
-            shared: self.shared.clone(),
-        }
-        .layer(inner);
-        DetectLayer {
-            shared: self.shared.clone(),
-        }
-        .layer(enforce)
+        let inner = self.shared.enforce.layer(inner);
+        self.shared.detect.layer(inner)
     }
 }

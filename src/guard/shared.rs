@@ -1,27 +1,30 @@
-//! State shared by every stage and every clone of every service.
+//! The parts a guard composes, shared by every clone of every stage.
 
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
-
-use super::settings::Settings;
 use crate::clock::Clock;
 use crate::config::{Config, ConfigError};
+use crate::detect::{DetectLayer, Detector};
 use crate::identity::KeyExtractor;
+use crate::policy::Overrides;
+use crate::quota::EnforceLayer;
+use crate::stage::{LiveSettings, Settings};
 use crate::store::Store;
+use crate::watermark::Watermarker;
 
-/// The one `Arc` behind a guard: settings (swappable at run time), the quota store
-/// and the clock.
+/// The parts behind a guard: the settings in force (swappable at run time), the
+/// quota store, the clock, the operators' overrides, and each stage's state.
+/// Every stage owns its state; this only holds them together.
 #[derive(Debug)]
 pub struct Shared {
-    pub(crate) settings: ArcSwap<Settings>,
+    pub(crate) settings: LiveSettings,
     pub(crate) store: Arc<dyn Store>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) extractor: Option<ExtractorHandle>,
-    pub(crate) telemetry: crate::telemetry::Telemetry,
-    pub(crate) overrides: crate::admin::Overrides,
-    pub(crate) watermark: Arc<crate::watermark::Watermarker>,
-    pub(crate) detector: Arc<crate::detect::Detector>,
+    pub(crate) overrides: Arc<Overrides>,
+    pub(crate) watermark: Arc<Watermarker>,
+    pub(crate) detect: DetectLayer,
+    pub(crate) enforce: EnforceLayer,
 }
 
 /// A key extractor kept across reloads.
@@ -37,7 +40,12 @@ impl std::fmt::Debug for ExtractorHandle {
 impl Shared {
     /// The settings in force now.
     pub fn settings(&self) -> Arc<Settings> {
-        self.settings.load_full()
+        self.settings.load()
+    }
+
+    /// The handle every stage reads the settings through.
+    pub fn live_settings(&self) -> &LiveSettings {
+        &self.settings
     }
 
     /// The quota store.
@@ -45,13 +53,8 @@ impl Shared {
         &self.store
     }
 
-    /// Metrics, recent decisions and the audit sink.
-    pub fn telemetry(&self) -> &crate::telemetry::Telemetry {
-        &self.telemetry
-    }
-
     /// Operator overrides (allowlist, blocklist, tier pins, unlinks).
-    pub fn overrides(&self) -> &crate::admin::Overrides {
+    pub fn overrides(&self) -> &Arc<Overrides> {
         &self.overrides
     }
 
@@ -61,22 +64,22 @@ impl Shared {
     }
 
     /// The watermark stage's state: signing keys, text marks, trace-back index.
-    pub fn watermarker(&self) -> &Arc<crate::watermark::Watermarker> {
+    pub fn watermarker(&self) -> &Arc<Watermarker> {
         &self.watermark
     }
 
     /// The detection state: fingerprint settings, linking engine, scorer. Built
     /// once; `[cluster]`, `[score]` and `[fingerprint]` changes take effect on
     /// restart (a reload keeps the learned clusters).
-    pub fn detector(&self) -> &Arc<crate::detect::Detector> {
-        &self.detector
+    pub fn detector(&self) -> &Arc<Detector> {
+        self.detect.detector()
     }
 
-    /// Validates `config` and swaps it in. On error the old settings stay. Bucket
-    /// state lives in the store and is untouched.
+    /// Validates `config` and swaps it in for every stage. On error the old
+    /// settings stay. Bucket state lives in the store and is untouched.
     pub fn reload(&self, config: Config) -> Result<(), ConfigError> {
         let next = Settings::build(config, self.extractor.as_ref().map(|x| x.0.clone()))?;
-        self.settings.store(Arc::new(next));
+        self.settings.store(next);
         Ok(())
     }
 }

@@ -3,9 +3,12 @@
 //!
 //! It answers both dialects, JSON and SSE, with deterministic English prose seeded by
 //! the request, whose length follows the request's output cap, and reports truthful
-//! `usage` under the guard's own token estimate (one token per four bytes). Every
-//! response is labelled: the model is `distill-guard-demo` and the header
-//! `x-distill-guard-demo: 1` is set. It is not a language model.
+//! `usage` under the guard's own token estimate (one token per four bytes). It
+//! answers under whatever model name the request gives (`distill-guard-demo`
+//! when it gives none, and in `GET /v1/models`), and every response carries the
+//! header `x-distill-guard-demo: 1`. It is not a language model. An answer that
+//! reaches the request's output cap ends as a real one does (`max_tokens`,
+//! `length`, an incomplete response).
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -203,28 +206,26 @@ fn respond(
         .and_then(Value::as_bool)
         .unwrap_or(false);
     let u = (input_tokens, output_tokens);
+    // The answer ran into the request's output cap: say so the way a real model
+    // does (`max_tokens`, `length`, an incomplete response), not as a natural end.
+    let cut = info
+        .max_output_tokens
+        .is_some_and(|cap| output_tokens >= cap);
+    let stop = Stop::of(cut);
     if info.stream {
+        let a = Answer {
+            id: &id,
+            model: &model,
+            text: &text,
+            usage: u,
+            stop,
+            words_per_delta: demo.words_per_delta,
+        };
         let events = match endpoint {
-            Endpoint::Messages => anthropic_stream(&id, &model, &text, u, demo.words_per_delta),
-            Endpoint::Responses => responses_stream(&id, &model, &text, u, demo.words_per_delta),
-            Endpoint::Completions => openai_stream(
-                &id,
-                &model,
-                &text,
-                u,
-                include_usage,
-                false,
-                demo.words_per_delta,
-            ),
-            _ => openai_stream(
-                &id,
-                &model,
-                &text,
-                u,
-                include_usage,
-                true,
-                demo.words_per_delta,
-            ),
+            Endpoint::Messages => anthropic_stream(a),
+            Endpoint::Responses => responses_stream(a),
+            Endpoint::Completions => openai_stream(a, include_usage, false),
+            _ => openai_stream(a, include_usage, true),
         };
         let mut res = Response::new(ChunkBody::new(events));
         res.headers_mut().insert(
@@ -239,24 +240,25 @@ fn respond(
         Endpoint::Messages => json!({
             "id": format!("msg_{id}"), "type": "message", "role": "assistant", "model": model,
             "content": [{"type": "text", "text": TEXT}],
-            "stop_reason": "end_turn", "stop_sequence": null,
+            "stop_reason": stop.anthropic, "stop_sequence": null,
             "usage": {"input_tokens": u.0, "output_tokens": u.1}
         }),
         Endpoint::Responses => json!({
-            "id": format!("resp_{id}"), "object": "response", "created_at": 0, "status": "completed",
+            "id": format!("resp_{id}"), "object": "response", "created_at": 0, "status": stop.responses,
+            "incomplete_details": stop.incomplete_details(),
             "model": model,
-            "output": [{"type": "message", "id": format!("msg_{id}"), "status": "completed", "role": "assistant",
+            "output": [{"type": "message", "id": format!("msg_{id}"), "status": stop.responses, "role": "assistant",
                         "content": [{"type": "output_text", "text": TEXT, "annotations": []}]}],
             "usage": {"input_tokens": u.0, "output_tokens": u.1, "total_tokens": u.0 + u.1}
         }),
         Endpoint::Completions => json!({
             "id": format!("cmpl-{id}"), "object": "text_completion", "created": 0, "model": model,
-            "choices": [{"index": 0, "text": TEXT, "finish_reason": "stop", "logprobs": null}],
+            "choices": [{"index": 0, "text": TEXT, "finish_reason": stop.openai, "logprobs": null}],
             "usage": {"prompt_tokens": u.0, "completion_tokens": u.1, "total_tokens": u.0 + u.1}
         }),
         _ => json!({
             "id": format!("chatcmpl-{id}"), "object": "chat.completion", "created": 0, "model": model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": TEXT}, "finish_reason": "stop", "logprobs": null}],
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": TEXT}, "finish_reason": stop.openai, "logprobs": null}],
             "usage": {"prompt_tokens": u.0, "completion_tokens": u.1, "total_tokens": u.0 + u.1}
         }),
     };
@@ -353,15 +355,15 @@ fn deltas(text: &str, n: usize) -> Vec<&str> {
     out
 }
 
-fn openai_stream(
-    id: &str,
-    model: &str,
-    text: &str,
-    u: (u64, u64),
-    include_usage: bool,
-    chat: bool,
-    n: usize,
-) -> Vec<Bytes> {
+fn openai_stream(a: Answer<'_>, include_usage: bool, chat: bool) -> Vec<Bytes> {
+    let Answer {
+        id,
+        model,
+        text,
+        usage: u,
+        stop,
+        words_per_delta: n,
+    } = a;
     let mut out = Vec::new();
     let (object, cid) = if chat {
         ("chat.completion.chunk", format!("chatcmpl-{id}"))
@@ -392,10 +394,10 @@ fn openai_stream(
     }
     let mut last = if chat {
         json!({"id": cid, "object": object, "created": 0, "model": model,
-            "choices": [{"index": 0, "delta": {}, "finish_reason": "stop", "logprobs": null}]})
+            "choices": [{"index": 0, "delta": {}, "finish_reason": stop.openai, "logprobs": null}]})
     } else {
         json!({"id": cid, "object": object, "created": 0, "model": model,
-            "choices": [{"index": 0, "text": "", "finish_reason": "stop", "logprobs": null}]})
+            "choices": [{"index": 0, "text": "", "finish_reason": stop.openai, "logprobs": null}]})
     };
     usage_field(&mut last);
     out.push(sse(None, &last));
@@ -410,7 +412,15 @@ fn openai_stream(
     out
 }
 
-fn anthropic_stream(id: &str, model: &str, text: &str, u: (u64, u64), n: usize) -> Vec<Bytes> {
+fn anthropic_stream(a: Answer<'_>) -> Vec<Bytes> {
+    let Answer {
+        id,
+        model,
+        text,
+        usage: u,
+        stop,
+        words_per_delta: n,
+    } = a;
     let mut out = vec![
         sse(
             Some("message_start"),
@@ -431,12 +441,20 @@ fn anthropic_stream(id: &str, model: &str, text: &str, u: (u64, u64), n: usize) 
         Some("content_block_stop"),
         &json!({"type": "content_block_stop", "index": 0}),
     ));
-    out.push(sse(Some("message_delta"), &json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null}, "usage": {"output_tokens": u.1}})));
+    out.push(sse(Some("message_delta"), &json!({"type": "message_delta", "delta": {"stop_reason": stop.anthropic, "stop_sequence": null}, "usage": {"output_tokens": u.1}})));
     out.push(sse(Some("message_stop"), &json!({"type": "message_stop"})));
     out
 }
 
-fn responses_stream(id: &str, model: &str, text: &str, u: (u64, u64), n: usize) -> Vec<Bytes> {
+fn responses_stream(a: Answer<'_>) -> Vec<Bytes> {
+    let Answer {
+        id,
+        model,
+        text,
+        usage: u,
+        stop,
+        words_per_delta: n,
+    } = a;
     let rid = format!("resp_{id}");
     let mid = format!("msg_{id}");
     let base = |status: &str, output: Value, usage: Value| {
@@ -467,13 +485,73 @@ fn responses_stream(id: &str, model: &str, text: &str, u: (u64, u64), n: usize) 
     for d in deltas(text, n) {
         out.push(sse_text(Some("response.output_text.delta"), &json!({"type": "response.output_text.delta", "sequence_number": next(), "item_id": mid, "output_index": 0, "content_index": 0, "delta": TEXT}), d));
     }
-    let item = json!({"type": "message", "id": mid, "status": "completed", "role": "assistant",
+    let item = json!({"type": "message", "id": mid, "status": stop.responses, "role": "assistant",
         "content": [{"type": "output_text", "text": text, "annotations": []}]});
     out.push(sse(Some("response.output_text.done"), &json!({"type": "response.output_text.done", "sequence_number": next(), "item_id": mid, "output_index": 0, "content_index": 0, "text": text})));
     out.push(sse(Some("response.output_item.done"), &json!({"type": "response.output_item.done", "sequence_number": next(), "output_index": 0, "item": item})));
-    out.push(sse(Some("response.completed"), &json!({"type": "response.completed", "sequence_number": next(),
-        "response": base("completed", json!([item]), json!({"input_tokens": u.0, "output_tokens": u.1, "total_tokens": u.0 + u.1}))})));
+    // A cut answer ends with `response.incomplete` (status `incomplete`, with
+    // `incomplete_details`), as the Responses API does at `max_output_tokens`.
+    let event = format!("response.{}", stop.responses);
+    let mut last = base(
+        stop.responses,
+        json!([item]),
+        json!({"input_tokens": u.0, "output_tokens": u.1, "total_tokens": u.0 + u.1}),
+    );
+    last["incomplete_details"] = stop.incomplete_details();
+    out.push(sse(
+        Some(&event),
+        &json!({"type": event, "sequence_number": next(), "response": last}),
+    ));
     out
+}
+
+/// One generated answer, as the stream writers need it.
+#[derive(Debug, Clone, Copy)]
+struct Answer<'a> {
+    id: &'a str,
+    model: &'a str,
+    text: &'a str,
+    /// Input and output tokens.
+    usage: (u64, u64),
+    stop: Stop,
+    words_per_delta: usize,
+}
+
+/// How an answer ended, in each API's words.
+#[derive(Debug, Clone, Copy)]
+struct Stop {
+    /// Anthropic `stop_reason`.
+    anthropic: &'static str,
+    /// OpenAI `finish_reason`.
+    openai: &'static str,
+    /// Responses API `status` (and the final event's name after `response.`).
+    responses: &'static str,
+}
+
+impl Stop {
+    fn of(cut: bool) -> Self {
+        if cut {
+            Self {
+                anthropic: "max_tokens",
+                openai: "length",
+                responses: "incomplete",
+            }
+        } else {
+            Self {
+                anthropic: "end_turn",
+                openai: "stop",
+                responses: "completed",
+            }
+        }
+    }
+
+    fn incomplete_details(self) -> Value {
+        if self.responses == "incomplete" {
+            json!({"reason": "max_output_tokens"})
+        } else {
+            Value::Null
+        }
+    }
 }
 
 fn fnv(bytes: &[u8]) -> u64 {
@@ -679,6 +757,77 @@ mod tests {
         let u = s.finish();
         assert_eq!(u.input, Some(2), "\"user\" + \"hi\" = 6 bytes");
         assert!(u.output.expect("output") > 0);
+    }
+
+    #[tokio::test]
+    async fn an_answer_cut_at_the_cap_says_so_in_every_dialect() {
+        // (path, extra request fields, stream?, what a cut answer says, what a natural end says)
+        let cases = [
+            (
+                "/v1/messages",
+                "\"max_tokens\":1",
+                false,
+                "\"stop_reason\":\"max_tokens\"",
+                "\"stop_reason\":\"end_turn\"",
+            ),
+            (
+                "/v1/messages",
+                "\"max_tokens\":1",
+                true,
+                "\"stop_reason\":\"max_tokens\"",
+                "\"stop_reason\":\"end_turn\"",
+            ),
+            (
+                "/v1/chat/completions",
+                "\"max_tokens\":1",
+                false,
+                "\"finish_reason\":\"length\"",
+                "\"finish_reason\":\"stop\"",
+            ),
+            (
+                "/v1/chat/completions",
+                "\"max_tokens\":1",
+                true,
+                "\"finish_reason\":\"length\"",
+                "\"finish_reason\":\"stop\"",
+            ),
+            (
+                "/v1/completions",
+                "\"max_tokens\":1",
+                true,
+                "\"finish_reason\":\"length\"",
+                "\"finish_reason\":\"stop\"",
+            ),
+            (
+                "/v1/responses",
+                "\"max_output_tokens\":1",
+                false,
+                "\"reason\":\"max_output_tokens\"",
+                "\"status\":\"completed\"",
+            ),
+            (
+                "/v1/responses",
+                "\"max_output_tokens\":1",
+                true,
+                "event: response.incomplete",
+                "event: response.completed",
+            ),
+        ];
+        for (path, cap, stream, cut, natural) in cases {
+            let body = format!(
+                r#"{{"model":"m",{cap},"stream":{stream},"messages":[{{"role":"user","content":"hi"}}],"input":"hi","prompt":"hi"}}"#
+            );
+            let (_, text) = call(path, &body, None).await;
+            assert!(text.contains(cut), "{path} stream={stream}: {text}");
+            assert!(!text.contains(natural), "{path} stream={stream}: {text}");
+            // Without a cap the demo stops on its own (at most 4096 tokens).
+            let body = format!(
+                r#"{{"model":"m","stream":{stream},"messages":[{{"role":"user","content":"hi"}}],"input":"hi","prompt":"hi"}}"#
+            );
+            let (_, text) = call(path, &body, None).await;
+            assert!(text.contains(natural), "{path} stream={stream}: {text}");
+            assert!(!text.contains(cut), "{path} stream={stream}: {text}");
+        }
     }
 
     #[tokio::test]

@@ -13,16 +13,20 @@ pub fn parse_upstream(url: &str) -> Result<http::Uri, String> {
         .parse()
         .map_err(|e| format!("`{url}` is not a URL: {e}"))?;
     match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => {
+        Some("http" | "https") => {}
+        _ => return Err(format!("`{url}` must start with http:// or https://")),
+    }
+    match uri.authority() {
+        None => return Err(format!("`{url}` has no host")),
+        Some(a) if a.as_str().contains('@') => {
             return Err(format!(
-                "`{url}`: https upstreams are not supported yet; run the guard next to the model server over http"
+                "`{url}`: credentials in the URL are not supported (the client's own authorization header is forwarded)"
             ))
         }
-        _ => return Err(format!("`{url}` must start with http://")),
+        Some(_) => {}
     }
-    if uri.authority().is_none() {
-        return Err(format!("`{url}` has no host"));
+    if uri.query().is_some() {
+        return Err(format!("`{url}`: a base URL takes no query string"));
     }
     Ok(uri)
 }

@@ -1,4 +1,14 @@
-//! Forwarding to a real upstream over HTTP/1.1 (hyper-util's pooled client).
+//! Forwarding to a real upstream (hyper-util's pooled client): `http://` over
+//! HTTP/1.1, `https://` over TLS (rustls with the ring provider) with HTTP/2 when
+//! the upstream offers it in ALPN, else HTTP/1.1.
+//!
+//! TLS trusts the Mozilla root set built into the binary (`webpki-roots`, so a
+//! minimal container needs no CA bundle) plus the platform's store; when
+//! `SSL_CERT_FILE` or `SSL_CERT_DIR` is set, those certificates take the
+//! platform store's place (the OpenSSL convention), e.g. a private CA. The
+//! certificate must match the URL's host. The request goes out with the
+//! upstream's authority (`Host` on HTTP/1.1, `:authority` on HTTP/2); the
+//! client's own `Host` is not forwarded.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -9,6 +19,7 @@ use std::time::Duration;
 use axum::body::Body;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, Uri};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -49,19 +60,83 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
 #[derive(Debug, Clone)]
 pub struct Upstream {
     base: Uri,
-    client: Client<HttpConnector, Body>,
+    client: Client<HttpsConnector<HttpConnector>, Body>,
     timeout: Duration,
 }
 
+/// The roots TLS upstreams are verified against: the built-in Mozilla set and
+/// the platform's store (or `SSL_CERT_FILE` / `SSL_CERT_DIR` instead of it).
+/// An unreadable or empty `SSL_CERT_FILE` is an error: it names a CA the
+/// operator means to trust.
+fn root_store() -> Result<rustls::RootCertStore, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    let native = rustls_native_certs::load_native_certs();
+    let env_file = std::env::var_os("SSL_CERT_FILE");
+    if let Some(file) = &env_file {
+        if !native.errors.is_empty() || native.certs.is_empty() {
+            let why = native.errors.first().map_or_else(
+                || "it holds no PEM certificate".to_owned(),
+                |e| e.to_string(),
+            );
+            return Err(format!(
+                "SSL_CERT_FILE={}: {why}",
+                std::path::Path::new(file).display()
+            ));
+        }
+    }
+    for e in &native.errors {
+        tracing::warn!(error = %e, "some platform root certificates could not be loaded");
+    }
+    let (added, ignored) = roots.add_parsable_certificates(native.certs);
+    if ignored > 0 {
+        tracing::warn!(added, ignored, "some root certificates could not be parsed");
+    }
+    Ok(roots)
+}
+
+/// The TLS client settings for `https://` upstreams: ring as the crypto provider
+/// (set here, not process-wide), TLS 1.2 and 1.3, verified certificates only.
+fn tls_config() -> Result<rustls::ClientConfig, String> {
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS set-up: {e}"))?
+        .with_root_certificates(root_store()?)
+        .with_no_client_auth();
+    Ok(config)
+}
+
 impl Upstream {
-    /// Proxies to `base` (e.g. `http://127.0.0.1:8000`), failing a request with 502
-    /// when the connection cannot be made within `connect_timeout` and with 504 when
-    /// response headers take longer than `timeout`.
+    /// Proxies to `base` (`http://host:port` or `https://host[:port]`, with an
+    /// optional path prefix), failing a request with 502 when the connection (or
+    /// the TLS handshake) cannot be made within `connect_timeout` and with 504
+    /// when response headers take longer than `timeout`.
     pub fn new(base: &str, connect_timeout: Duration, timeout: Duration) -> Result<Self, String> {
         let base = super::parse_upstream(base)?;
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(connect_timeout));
-        connector.set_nodelay(true);
+        let mut http = HttpConnector::new();
+        http.set_connect_timeout(Some(connect_timeout));
+        http.set_nodelay(true);
+        // The TLS layer above handles `https`.
+        http.enforce_http(false);
+        let tls = if base.scheme_str() == Some("https") {
+            tls_config()?
+        } else {
+            // Never used for `http://`; an empty store keeps start-up cheap.
+            rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("TLS set-up: {e}"))?
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth()
+        };
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(http);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(90))
             .build(connector);
@@ -133,7 +208,15 @@ impl tower::Service<Request<Body>> for Upstream {
                 )
                 .map(Body::from)),
                 Ok(Err(e)) => {
-                    tracing::warn!(error = %e, "upstream request failed");
+                    // The source chain says why (refused, TLS certificate, ...).
+                    let mut why = e.to_string();
+                    let mut source = std::error::Error::source(&e);
+                    while let Some(s) = source {
+                        why.push_str(": ");
+                        why.push_str(&s.to_string());
+                        source = s.source();
+                    }
+                    tracing::warn!(error = %why, "upstream request failed");
                     Ok(error_response(
                         dialect,
                         ErrorKind::BadGateway,

@@ -6,16 +6,15 @@ use bytes::{Buf, Bytes};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
+use super::layer::EnforceStage;
 use super::usage::UsageScanner;
 use crate::body::GuardBody;
-use crate::guard::Shared;
 use crate::store::{Settlement, Subject};
 
 /// Settles a request's token reservation exactly once: at end of stream, on an
 /// upstream error, or when the body is dropped early (client gone).
-#[derive(Debug)]
 pub(crate) struct SettleGuard {
-    pub(crate) shared: Arc<Shared>,
+    pub(crate) stage: Arc<EnforceStage>,
     pub(crate) account: Subject,
     pub(crate) cluster: Option<Subject>,
     /// Tokens reserved on admission.
@@ -26,6 +25,15 @@ pub(crate) struct SettleGuard {
     pub(crate) success: bool,
     pub(crate) scanner: UsageScanner,
     pub(crate) done: bool,
+}
+
+impl std::fmt::Debug for SettleGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SettleGuard")
+            .field("reserved", &self.reserved)
+            .field("done", &self.done)
+            .finish_non_exhaustive()
+    }
 }
 
 impl SettleGuard {
@@ -46,14 +54,11 @@ impl SettleGuard {
                     .output
                     .unwrap_or_else(|| self.scanner.estimated_output())
         };
-        self.shared
-            .telemetry
-            .metrics()
-            .tokens_settled(actual, self.reserved);
+        self.stage.sink.settled(actual, self.reserved);
         let delta = actual as f64 - self.reserved as f64;
         if delta != 0.0 {
-            self.shared.store.settle(Settlement {
-                now_ms: self.shared.clock.now_ms(),
+            self.stage.store.settle(Settlement {
+                now_ms: self.stage.clock.now_ms(),
                 account: self.account.clone(),
                 cluster: self.cluster.clone(),
                 token_delta: delta,

@@ -20,12 +20,14 @@
 //! extension and logs) but nothing is rejected.
 
 mod body;
-pub mod gcra;
 pub mod headers;
 mod layer;
 mod service;
 pub mod usage;
 
 pub use body::EnforceBody;
-pub use layer::EnforceLayer;
+pub use layer::{EnforceLayer, EnforceStage};
 pub use service::{Enforce, EnforceFuture};
+
+#[cfg(test)]
+mod tests;

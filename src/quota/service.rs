@@ -1,63 +1,61 @@
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::time::Instant;
 
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response};
-use http_body::Body;
-use tower::Service;
 use tracing::field::{display, Empty};
-use tracing::Instrument;
 
 use super::body::{EnforceBody, SettleGuard};
 use super::headers;
+use super::layer::EnforceStage;
 use super::usage::UsageScanner;
-use crate::admin::ListKind;
 use crate::dialect::{error_response, rate_limit_response, Dialect, ErrorKind};
 use crate::extensions::{
     Account, Action, Cluster, Decision, Reason, Scope, Suspicion, TierName, Verdict,
 };
-use crate::guard::{prepare, Settings, Shared, Tier};
-use crate::request::RequestInfo;
-use crate::store::{Admission, Limits, Outcome, Subject, Window};
+use crate::policy::ListKind;
+use crate::request::{request_id, RequestInfo};
+use crate::stage::{
+    prepared, unprepared, Sealed, Settings, Stage, StageFuture, StageService, Step, Tier,
+};
+use crate::store::{
+    Admission, BucketView, Limits, Outcome, StoreError, StoreFuture, Subject, Window,
+};
 
 /// The enforce stage: charges each request to its account's and cluster's buckets
 /// and answers 429/400/403 in the path's dialect when it may not pass. See
 /// [`crate::quota`].
-#[derive(Debug, Clone)]
-pub struct Enforce<S> {
-    pub(crate) inner: S,
-    pub(crate) shared: Arc<Shared>,
+pub type Enforce<S> = StageService<EnforceStage, S>;
+
+/// The response future of [`Enforce`].
+pub type EnforceFuture<S, ReqBody, ResBody> = StageFuture<EnforceStage, S, ReqBody, ResBody>;
+
+/// What an admitted request carries to its response: the headers to write and
+/// the reservation to settle.
+#[derive(Debug)]
+pub struct Admitted {
+    decision: Decision,
+    dialect: Dialect,
+    now_ms: u64,
+    views: [Option<BucketView>; 4],
+    /// Settled when the body ends, unless shadowed or nothing was reserved.
+    settle: Option<(Subject, Option<Subject>, u64, u64)>,
 }
 
-/// The future of [`Enforce`]. Admission awaits the store, so it is boxed once.
-pub type EnforceFuture<B, E> =
-    Pin<Box<dyn Future<Output = Result<Response<EnforceBody<B>>, E>> + Send>>;
+impl Sealed for EnforceStage {}
 
-impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Enforce<S>
-where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Send + 'static,
-    ReqBody: Body + From<Bytes> + Send + 'static,
-    ReqBody::Data: Send,
-    ReqBody::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    ResBody: Body + Send + 'static,
-{
-    type Response = Response<EnforceBody<ResBody>>;
-    type Error = S::Error;
-    type Future = EnforceFuture<ResBody, S::Error>;
+impl<ReqBody, ResBody> Stage<ReqBody, ResBody> for EnforceStage {
+    /// The store's admission.
+    type Wait = StoreFuture<'static, Outcome>;
+    type Plan = (Plan, Instant);
+    type Ctx = Admitted;
+    type Body = EnforceBody<ResBody>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
+    fn settings(&self) -> Arc<Settings> {
+        self.settings.load()
     }
 
-    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        // The ready inner service goes into the future; a fresh clone stays behind.
-        let clone = self.inner.clone();
-        let inner = std::mem::replace(&mut self.inner, clone);
-        let shared = self.shared.clone();
+    fn span(&self, req: &Request<ReqBody>) -> tracing::Span {
         let span = tracing::info_span!(
             "guard",
             request_id = Empty,
@@ -66,7 +64,147 @@ where
             action = Empty,
             status = Empty
         );
-        Box::pin(enforce(shared, inner, req).instrument(span))
+        if let Some(id) = request_id(req.headers()) {
+            span.record("request_id", &*id);
+        }
+        span
+    }
+
+    fn refused(&self, res: &Response<Bytes>) {
+        self.sink.unidentified(res.status().as_u16());
+    }
+
+    fn start(
+        &self,
+        settings: &Settings,
+        req: Request<ReqBody>,
+    ) -> Step<Request<ReqBody>, Self::Wait, Self::Plan, Admitted> {
+        let Some((account, info)) = prepared(&req) else {
+            return Step::Answer(unprepared(&req));
+        };
+        let plan = plan(settings, self, &req, account, &info);
+        let dialect = info.dialect;
+        if plan.action == Action::Block && (!plan.shadow || plan.blocklisted) {
+            let res = error_response(
+                dialect,
+                ErrorKind::Forbidden,
+                "This account has been blocked for automated bulk extraction. Contact support if you believe this is a mistake.",
+            );
+            return Step::Answer(self.refuse(res, plan.decision(403, None, false), &plan));
+        }
+        if let Some(message) = plan.too_large() {
+            if !plan.shadow {
+                let mut res = error_response(dialect, ErrorKind::InvalidRequest, &message);
+                // It can never fit: no client should retry it, whatever its policy.
+                headers::write_no_retry(res.headers_mut());
+                return Step::Answer(self.refuse(res, plan.decision(400, None, false), &plan));
+            }
+        }
+        let wait = self.store.admit(&plan.admission);
+        Step::Wait(wait, req, (plan, Instant::now()))
+    }
+
+    fn resume(
+        &self,
+        admitted: Result<Outcome, StoreError>,
+        mut req: Request<ReqBody>,
+        (plan, asked): Self::Plan,
+    ) -> Step<Request<ReqBody>, Self::Wait, Self::Plan, Admitted> {
+        self.sink
+            .store_call(asked.elapsed().as_secs_f64(), admitted.is_ok());
+        let dialect = plan.dialect;
+        let outcome = match admitted {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::warn!(error = %e, "quota store failed; refusing the request");
+                let res = error_response(
+                    dialect,
+                    ErrorKind::Unavailable,
+                    "Rate limiting is temporarily unavailable; please retry shortly.",
+                );
+                return Step::Answer(self.refuse(res, plan.decision(503, None, false), &plan));
+            }
+        };
+        let views = headers::effective(&outcome.views);
+        let mut shadowed = false;
+        if let Some(denial) = outcome.denied {
+            if plan.shadow {
+                shadowed = true;
+                tracing::info!(
+                    account = %plan.account.id, scope = denial.scope.as_str(),
+                    window = denial.window.describe(), "shadow mode: would have rejected"
+                );
+            } else {
+                let (res, d) = reject(&plan, &outcome, denial, views);
+                return Step::Answer(self.refuse(res, d, &plan));
+            }
+        }
+        let decision = plan.decision(200, outcome.denied.map(|d| d.scope), shadowed);
+        note(self, &decision, dialect, plan.admission.now_ms);
+        req.extensions_mut().insert(decision.clone());
+        let settle = (!shadowed && plan.admission.tokens > 0.0).then(|| {
+            (
+                plan.admission.account.clone(),
+                plan.admission.cluster.clone(),
+                plan.tokens,
+                plan.input_estimate,
+            )
+        });
+        Step::Call(
+            req,
+            Admitted {
+                decision,
+                dialect,
+                now_ms: plan.admission.now_ms,
+                views,
+                settle,
+            },
+        )
+    }
+
+    fn finish(
+        stage: &Arc<Self>,
+        ctx: Admitted,
+        res: Response<ResBody>,
+    ) -> Response<EnforceBody<ResBody>> {
+        let (mut parts, body) = res.into_parts();
+        headers::write(&mut parts.headers, ctx.dialect, &ctx.views, ctx.now_ms);
+        let settle = ctx
+            .settle
+            .map(|(account, cluster, reserved, input_estimate)| SettleGuard {
+                stage: stage.clone(),
+                account,
+                cluster,
+                reserved,
+                input_estimate,
+                success: parts.status.is_success(),
+                scanner: UsageScanner::for_content_type(
+                    parts
+                        .headers
+                        .get(http::header::CONTENT_TYPE)
+                        .and_then(|v| v.to_str().ok()),
+                ),
+                done: false,
+            });
+        parts.extensions.insert(ctx.decision);
+        Response::from_parts(parts, EnforceBody::new(body, settle))
+    }
+
+    fn answer(res: Response<Bytes>) -> Response<EnforceBody<ResBody>> {
+        res.map(EnforceBody::full)
+    }
+
+    fn pass(res: Response<ResBody>) -> Response<EnforceBody<ResBody>> {
+        res.map(EnforceBody::passthrough)
+    }
+}
+
+impl EnforceStage {
+    /// A refusal written by the stage: reported, and carrying its decision.
+    fn refuse(&self, mut res: Response<Bytes>, d: Decision, plan: &Plan) -> Response<Bytes> {
+        note(self, &d, plan.dialect, plan.admission.now_ms);
+        res.extensions_mut().insert(d);
+        res
     }
 }
 
@@ -78,15 +216,10 @@ fn scaled(base: &Limits, m: f64) -> Limits {
     out
 }
 
-fn with_decision<B>(mut res: Response<B>, decision: Decision) -> Response<B> {
-    res.extensions_mut().insert(decision);
-    res
-}
-
-/// Reports a decision: metrics, the decision memory, the audit log and the
-/// request's tracing span.
-fn note(shared: &Shared, d: &Decision, dialect: Dialect, now_ms: u64) {
-    shared.telemetry.record(d, dialect, now_ms);
+/// Reports a decision: to the sink (metrics, the decision memory, the audit
+/// log) and in the request's tracing span.
+fn note(stage: &EnforceStage, d: &Decision, dialect: Dialect, now_ms: u64) {
+    stage.sink.decision(d, dialect, now_ms);
     let span = tracing::Span::current();
     span.record("account", display(&d.account));
     span.record("cluster", display(&d.cluster.id));
@@ -102,139 +235,11 @@ fn note(shared: &Shared, d: &Decision, dialect: Dialect, now_ms: u64) {
     );
 }
 
-async fn enforce<S, ReqBody, ResBody>(
-    shared: Arc<Shared>,
-    mut inner: S,
-    req: Request<ReqBody>,
-) -> Result<Response<EnforceBody<ResBody>>, S::Error>
-where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
-    ReqBody: Body + From<Bytes>,
-    ReqBody::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    ResBody: Body,
-{
-    let settings = shared.settings();
-    if !settings.enabled {
-        return Ok(inner.call(req).await?.map(EnforceBody::passthrough));
-    }
-    let request_id = crate::telemetry::request_id(req.headers());
-    if let Some(id) = &request_id {
-        tracing::Span::current().record("request_id", &**id);
-    }
-    let mut req = match prepare(&settings, req).await {
-        Ok(r) => r,
-        Err(res) => {
-            shared
-                .telemetry
-                .metrics()
-                .unidentified(res.status().as_u16());
-            return Ok(res.map(EnforceBody::full));
-        }
-    };
-    let (Some(account), Some(info)) = (
-        req.extensions().get::<Account>().copied(),
-        req.extensions().get::<Arc<RequestInfo>>().cloned(),
-    ) else {
-        // `prepare` inserts both; reaching here would be a bug, so fail closed.
-        let res = error_response(
-            Dialect::from_path(req.uri().path()),
-            ErrorKind::Unavailable,
-            "The guard could not identify this request.",
-        );
-        return Ok(res.map(EnforceBody::full));
-    };
-    let plan = plan(&settings, &shared, &req, account, &info, request_id);
-    let dialect = info.dialect;
-    let now_ms = plan.admission.now_ms;
-
-    if plan.action == Action::Block && (!plan.shadow || plan.blocklisted) {
-        let res = error_response(
-            dialect,
-            ErrorKind::Forbidden,
-            "This account has been blocked for automated bulk extraction. Contact support if you believe this is a mistake.",
-        );
-        let d = plan.decision(403, None, false);
-        note(&shared, &d, dialect, now_ms);
-        return Ok(with_decision(res, d).map(EnforceBody::full));
-    }
-
-    if let Some(message) = plan.too_large() {
-        if !plan.shadow {
-            let mut res = error_response(dialect, ErrorKind::InvalidRequest, &message);
-            // It can never fit: no client should retry it, whatever its policy.
-            headers::write_no_retry(res.headers_mut());
-            let d = plan.decision(400, None, false);
-            note(&shared, &d, dialect, now_ms);
-            return Ok(with_decision(res, d).map(EnforceBody::full));
-        }
-    }
-
-    let started = std::time::Instant::now();
-    let admitted = shared.store.admit(&plan.admission).await;
-    shared
-        .telemetry
-        .metrics()
-        .store_call(started.elapsed().as_secs_f64(), admitted.is_ok());
-    let outcome = match admitted {
-        Ok(o) => o,
-        Err(e) => {
-            tracing::warn!(error = %e, "quota store failed; refusing the request");
-            let res = error_response(
-                dialect,
-                ErrorKind::Unavailable,
-                "Rate limiting is temporarily unavailable; please retry shortly.",
-            );
-            let d = plan.decision(503, None, false);
-            note(&shared, &d, dialect, now_ms);
-            return Ok(with_decision(res, d).map(EnforceBody::full));
-        }
-    };
-    let views = headers::effective(&outcome.views);
-    let mut shadowed = false;
-    if let Some(denial) = outcome.denied {
-        if plan.shadow {
-            shadowed = true;
-            tracing::info!(
-                account = %plan.account.id, scope = denial.scope.as_str(),
-                window = denial.window.describe(), "shadow mode: would have rejected"
-            );
-        } else {
-            let res = reject(&plan, &outcome, denial, views, dialect);
-            if let Some(d) = res.extensions().get::<Decision>() {
-                note(&shared, d, dialect, now_ms);
-            }
-            return Ok(res.map(EnforceBody::full));
-        }
-    }
-
-    let decision = plan.decision(200, outcome.denied.map(|d| d.scope), shadowed);
-    note(&shared, &decision, dialect, now_ms);
-    req.extensions_mut().insert(decision.clone());
-    let res = inner.call(req).await?;
-    let (mut parts, body) = res.into_parts();
-    headers::write(&mut parts.headers, dialect, &views, plan.admission.now_ms);
-    let settle = (!shadowed && plan.admission.tokens > 0.0).then(|| SettleGuard {
-        shared: shared.clone(),
-        account: plan.admission.account.clone(),
-        cluster: plan.admission.cluster.clone(),
-        reserved: plan.tokens,
-        input_estimate: info.input_tokens_estimate,
-        success: parts.status.is_success(),
-        scanner: UsageScanner::for_content_type(
-            parts
-                .headers
-                .get(http::header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok()),
-        ),
-        done: false,
-    });
-    parts.extensions.insert(decision);
-    Ok(Response::from_parts(parts, EnforceBody::new(body, settle)))
-}
-
 /// Everything decided before the store is asked.
-struct Plan {
+#[derive(Debug)]
+pub struct Plan {
     request_id: Option<Arc<str>>,
+    dialect: Dialect,
     /// An operator blocklisted the account: 403 even in shadow mode.
     blocklisted: bool,
     account: Account,
@@ -253,14 +258,13 @@ struct Plan {
 
 fn plan<B>(
     settings: &Settings,
-    shared: &Shared,
+    stage: &EnforceStage,
     req: &Request<B>,
     account: Account,
     info: &RequestInfo,
-    request_id: Option<Arc<str>>,
 ) -> Plan {
     let ext = req.extensions();
-    let ov = shared.overrides.get(&account.id);
+    let ov = stage.overrides.get(&account.id);
     let ov = ov.as_ref();
     let list = ov.and_then(|o| o.list);
     let cluster = match ext.get::<Cluster>().copied() {
@@ -328,7 +332,8 @@ fn plan<B>(
         ),
     });
     Plan {
-        request_id,
+        request_id: request_id(req.headers()),
+        dialect: info.dialect,
         blocklisted: list == Some(ListKind::Block),
         account,
         cluster,
@@ -342,7 +347,7 @@ fn plan<B>(
         output_cap,
         choices: info.choices,
         admission: Admission {
-            now_ms: shared.clock.now_ms(),
+            now_ms: stage.clock.now_ms(),
             account: account_subject,
             cluster: cluster_subject,
             tokens: tokens as f64,
@@ -389,13 +394,14 @@ impl Plan {
     }
 }
 
+/// The 429 of a denied admission, and its decision.
 fn reject(
     plan: &Plan,
     outcome: &Outcome,
     denial: crate::store::Denial,
-    views: [Option<crate::store::BucketView>; 4],
-    dialect: Dialect,
-) -> Response<Bytes> {
+    views: [Option<BucketView>; 4],
+) -> (Response<Bytes>, Decision) {
+    let dialect = plan.dialect;
     let who = match denial.scope {
         Scope::Account => "this account",
         Scope::Cluster => "the group of accounts this account belongs to",
@@ -442,5 +448,5 @@ fn reject(
             (Scope::Cluster, Window::TokensPerDay) => "cluster; tokens-day",
         }),
     );
-    with_decision(res, plan.decision(429, Some(denial.scope), false))
+    (res, plan.decision(429, Some(denial.scope), false))
 }

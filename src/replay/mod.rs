@@ -8,9 +8,12 @@
 //! [`Scorer`]. The `label` field never influences a decision.
 
 pub mod format;
+pub mod report;
 pub mod run;
 pub mod score;
+mod svg;
+mod text;
 
 pub use format::{parse_decision, parse_line, DecisionLine, Label, LineError, TrafficLine, Usage};
-pub use run::{replay, ReplayError, ReplayOptions, Replayer, Summary};
+pub use run::{replay, replay_observed, ReplayError, ReplayOptions, Replayer, Summary, Tally};
 pub use score::{score_streams, Report, ScoreError, Scorer};

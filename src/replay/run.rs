@@ -50,8 +50,17 @@ pub struct ReplayOptions {
     pub strict: bool,
     /// Compute the scoring report from the lines' labels.
     pub score: bool,
-    /// Show a progress bar (on a terminal).
+    /// Show a progress bar on stderr (on a terminal).
     pub progress: bool,
+    /// The input's size in bytes, when known (a file): the progress bar then
+    /// shows how far it is, with the rate and the time left.
+    pub input_bytes: Option<u64>,
+    /// A label for the progress bar (e.g. which config runs, with `--compare`).
+    pub label: Option<String>,
+    /// How many of the most suspicious clusters (of two or more accounts) to
+    /// describe at the end with their linking evidence and signals
+    /// ([`Summary::cluster_evidence`]); 0 for none.
+    pub cluster_evidence: usize,
 }
 
 /// Why a replay stopped.
@@ -187,7 +196,8 @@ pub struct Tally {
     pub denied: u64,
     /// Highest suspicion seen.
     pub max_score: f64,
-    /// Largest cluster size seen (clusters only).
+    /// Largest cluster size seen: the account's own cluster for an account (1
+    /// when it was never linked), the cluster's for a cluster.
     pub size: u32,
 }
 
@@ -204,6 +214,12 @@ pub struct Summary {
     pub by_status: BTreeMap<u16, u64>,
     /// Requests whose response carried a provenance tag.
     pub tagged: u64,
+    /// Why no response can be tagged under this config (no watermark key, or
+    /// `watermark.tag = "never"`); absent when tagging is on. Decisions may
+    /// still be on the `tag` rung: the rung is the scorer's verdict, the tag is
+    /// the watermark stage's, and it needs a key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tagging_off: Option<String>,
     /// Clusters of two or more accounts, by their largest size.
     pub clusters: u64,
     /// Histogram of those clusters' sizes (`2-9`, `10-99`, …).
@@ -218,6 +234,11 @@ pub struct Summary {
     pub seconds: f64,
     /// Lines per second.
     pub lines_per_second: f64,
+    /// The most suspicious clusters at the end of the replay, as the cluster
+    /// engine describes them (members, linking evidence, signals), when
+    /// [`ReplayOptions::cluster_evidence`] asked for them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cluster_evidence: Vec<crate::admin::ClusterView>,
     /// The scoring report, with `--score`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub score: Option<Report>,
@@ -250,6 +271,7 @@ impl Aggregates {
         a.requests += 1;
         a.denied += denied;
         a.max_score = a.max_score.max(d.score);
+        a.size = a.size.max(d.cluster_size);
         if d.cluster_size >= 2 {
             let c = self
                 .clusters
@@ -303,7 +325,50 @@ impl Aggregates {
     }
 }
 
-type Parsed = Vec<(u64, Result<TrafficLine, LineError>)>;
+/// Lines parsed by the reader thread, with the input bytes consumed so far.
+type Parsed = (Vec<(u64, Result<TrafficLine, LineError>)>, u64);
+
+/// Why nothing can be tagged under `config`, if so.
+fn tagging_off(config: &Config) -> Option<String> {
+    let w = &config.watermark;
+    if w.keys.is_empty() {
+        Some("no [[watermark.keys]] in the config: the watermark stage has no key to sign with, so no response is tagged".into())
+    } else if w.effective_tag() == crate::watermark::TagPolicy::Never {
+        Some("watermark.tag = \"never\"".into())
+    } else {
+        None
+    }
+}
+
+fn progress_bar(opts: &ReplayOptions) -> Option<indicatif::ProgressBar> {
+    if !opts.progress {
+        return None;
+    }
+    let label = opts.label.as_deref().unwrap_or("replay");
+    let bar = match opts.input_bytes {
+        Some(total) => {
+            let b = indicatif::ProgressBar::new(total);
+            b.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{prefix} [{bar:30}] {percent:>3}% {msg} ETA {eta}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
+            b
+        }
+        None => {
+            let b = indicatif::ProgressBar::new_spinner();
+            b.set_style(
+                indicatif::ProgressStyle::with_template("{prefix} {spinner} {msg} {elapsed}")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+            );
+            b
+        }
+    };
+    bar.set_prefix(label.to_owned());
+    Some(bar)
+}
 
 /// Replays `input` (JSON Lines) under `config`, writing one decision line per input
 /// line to `out` in input order. Malformed lines are reported on stderr with their
@@ -311,30 +376,36 @@ type Parsed = Vec<(u64, Result<TrafficLine, LineError>)>;
 pub fn replay(
     config: Config,
     input: impl BufRead + Send + 'static,
-    mut out: impl Write,
+    out: impl Write,
     opts: &ReplayOptions,
 ) -> Result<Summary, ReplayError> {
+    replay_observed(config, input, out, opts, &mut |_, _| {})
+}
+
+/// [`replay`], handing every replayed line and its decision to `observe` as well
+/// (in input order), e.g. to build a report beside the summary.
+pub fn replay_observed(
+    config: Config,
+    input: impl BufRead + Send + 'static,
+    mut out: impl Write,
+    opts: &ReplayOptions,
+    observe: &mut dyn FnMut(&TrafficLine, &DecisionLine),
+) -> Result<Summary, ReplayError> {
+    let tags_off = tagging_off(&config);
     let replayer = Replayer::new(config)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let (tx, rx) = sync_channel::<std::io::Result<Parsed>>(IN_FLIGHT);
     let reader = std::thread::spawn(move || read_batches(input, tx));
-    let bar = opts.progress.then(|| {
-        let b = indicatif::ProgressBar::new_spinner();
-        b.set_style(
-            indicatif::ProgressStyle::with_template("{spinner} {pos} lines ({per_sec}) {elapsed}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
-        );
-        b
-    });
+    let bar = progress_bar(opts);
     let started = std::time::Instant::now();
     let mut agg = Aggregates::default();
     let mut scorer = opts.score.then(Scorer::new);
     let mut result = Ok(());
     let mut buf = Vec::with_capacity(256);
     'outer: for batch in rx.iter() {
-        let batch = match batch {
+        let (batch, bytes_read) = match batch {
             Ok(b) => b,
             Err(e) => {
                 result = Err(ReplayError::Io(e));
@@ -372,6 +443,7 @@ pub fn replay(
             if let Some(s) = scorer.as_mut() {
                 s.observe(&line, &decision);
             }
+            observe(&line, &decision);
             buf.clear();
             if serde_json::to_writer(&mut buf, &decision).is_ok() {
                 buf.push(b'\n');
@@ -382,7 +454,14 @@ pub fn replay(
             }
         }
         if let Some(b) = &bar {
-            b.set_position(agg.summary.lines);
+            let secs = started.elapsed().as_secs_f64().max(1e-3);
+            let lines = agg.summary.lines;
+            b.set_message(format!("{lines} lines, {:.0} lines/s", lines as f64 / secs));
+            if opts.input_bytes.is_some() {
+                b.set_position(bytes_read);
+            } else {
+                b.tick();
+            }
         }
     }
     // Dropping the receiver stops the reader if we left early.
@@ -394,6 +473,17 @@ pub fn replay(
     result?;
     out.flush()?;
     let mut summary = agg.finish();
+    summary.tagging_off = tags_off;
+    if opts.cluster_evidence > 0 {
+        use crate::admin::ClusterInspector;
+        let inspector = crate::admin::DetectorInspector::for_guard(replayer.guard());
+        let (_, suspicious) = inspector.top_clusters(opts.cluster_evidence * 2);
+        summary.cluster_evidence = suspicious
+            .into_iter()
+            .filter(|c| c.size >= 2)
+            .take(opts.cluster_evidence)
+            .collect();
+    }
     summary.seconds = started.elapsed().as_secs_f64();
     summary.lines_per_second = summary.lines as f64 / summary.seconds.max(1e-9);
     summary.score = scorer.map(Scorer::finish);
@@ -402,7 +492,8 @@ pub fn replay(
 
 fn read_batches(mut input: impl BufRead, tx: std::sync::mpsc::SyncSender<std::io::Result<Parsed>>) {
     let mut n = 0u64;
-    let mut batch: Parsed = Vec::with_capacity(BATCH);
+    let mut bytes = 0u64;
+    let mut batch = Vec::with_capacity(BATCH);
     let mut buf: Vec<u8> = Vec::new();
     loop {
         buf.clear();
@@ -412,8 +503,9 @@ fn read_batches(mut input: impl BufRead, tx: std::sync::mpsc::SyncSender<std::io
             .read_until(b'\n', &mut buf);
         match read {
             Ok(0) => break,
-            Ok(_) => {
+            Ok(read) => {
                 n += 1;
+                bytes += read as u64;
                 let parsed = if buf.len() > MAX_LINE_BYTES && !buf.ends_with(b"\n") {
                     // Skip the rest of the over-long line.
                     if let Err(e) = skip_line(&mut input) {
@@ -435,7 +527,8 @@ fn read_batches(mut input: impl BufRead, tx: std::sync::mpsc::SyncSender<std::io
                     }
                 };
                 batch.push((n, parsed));
-                if batch.len() == BATCH && tx.send(Ok(std::mem::take(&mut batch))).is_err() {
+                if batch.len() == BATCH && tx.send(Ok((std::mem::take(&mut batch), bytes))).is_err()
+                {
                     return;
                 }
             }
@@ -446,7 +539,7 @@ fn read_batches(mut input: impl BufRead, tx: std::sync::mpsc::SyncSender<std::io
         }
     }
     if !batch.is_empty() {
-        let _ = tx.send(Ok(batch));
+        let _ = tx.send(Ok((batch, bytes)));
     }
 }
 

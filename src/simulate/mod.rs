@@ -52,7 +52,8 @@ mod render;
 mod scenario;
 mod tasks;
 mod templates;
-#[cfg(test)]
+// The tests read the generated lines with the replay line format.
+#[cfg(all(test, feature = "replay"))]
 mod tests;
 mod timing;
 

@@ -8,7 +8,7 @@ use super::{
     Admission, BucketView, Denial, Limits, Outcome, Settlement, Store, StoreFuture, Subject,
 };
 use crate::extensions::Scope;
-use crate::quota::gcra;
+use crate::store::gcra;
 
 /// An idle entry is forgotten once all its buckets have drained, or at the latest
 /// this long after its last use (a zero-rate bucket never drains).
@@ -211,9 +211,8 @@ impl MemoryStore {
 }
 
 impl Store for MemoryStore {
-    fn admit<'a>(&'a self, admission: &'a Admission) -> StoreFuture<'a, Outcome> {
-        let outcome = self.admit_now(admission);
-        Box::pin(std::future::ready(Ok(outcome)))
+    fn admit(&self, admission: &Admission) -> StoreFuture<'static, Outcome> {
+        StoreFuture::ready(Ok(self.admit_now(admission)))
     }
 
     fn settle(&self, settlement: Settlement) {
@@ -229,14 +228,14 @@ impl Store for MemoryStore {
         subject: &'a Subject,
         now_ms: u64,
     ) -> StoreFuture<'a, Option<[Option<BucketView>; 4]>> {
-        Box::pin(std::future::ready(Ok(Some(self.peek(subject, now_ms)))))
+        StoreFuture::ready(Ok(Some(self.peek(subject, now_ms))))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::quota::gcra::BucketLimit;
+    use crate::store::gcra::BucketLimit;
     use crate::store::Window;
 
     fn subject(scope: Scope, key: u8, rpm: f64, tpm: f64) -> Subject {

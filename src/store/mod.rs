@@ -2,27 +2,34 @@
 //!
 //! [`Store`] is the seam between the enforce stage and its state: the embedded
 //! [`MemoryStore`] (the default) keeps buckets in sharded in-memory maps;
-//! [`RedisStore`] keeps them in Redis so that several replicas share one set of
-//! limits, with the same arithmetic. [`build_store`] builds the one a
+//! `RedisStore` (feature `redis`) keeps them in Redis so that several replicas
+//! share one set of limits, with the same arithmetic. [`build_store`] builds the one a
 //! [`StoreConfig`] (`[store]`) describes. A store only does bucket arithmetic on the limits it is handed: tiers,
 //! cluster scaling and suspicion bands are computed by the caller, so every backend
 //! enforces exactly the same policy.
 
-mod config;
+pub mod gcra;
 mod memory;
+#[cfg(feature = "redis")]
 mod redis;
 
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 
-pub use self::config::{build_store, Backend, OnError, StoreConfig};
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use self::redis::RedisStore;
+#[cfg(feature = "redis")]
 pub(crate) use self::redis::{manager as redis_manager, RedisConn};
+pub use crate::config::{Backend, OnError, StoreConfig};
 pub use memory::MemoryStore;
 
+use self::gcra::BucketLimit;
+use crate::config::ConfigError;
 use crate::extensions::Scope;
-use crate::quota::gcra::BucketLimit;
 
 /// The four windows every subject has, in this order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
@@ -171,15 +178,69 @@ pub enum StoreError {
     Timeout,
 }
 
-/// A boxed future returned by [`Store`] methods.
-pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+/// The future of a [`Store`] call: ready at once for a store that answers in
+/// memory (no allocation), boxed for one that waits on I/O.
+pub struct StoreFuture<'a, T> {
+    kind: Kind<'a, T>,
+}
+
+enum Kind<'a, T> {
+    Ready(Option<Result<T, StoreError>>),
+    Waiting(Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>),
+}
+
+impl<'a, T> StoreFuture<'a, T> {
+    /// An answer known now.
+    pub fn ready(result: Result<T, StoreError>) -> Self {
+        Self {
+            kind: Kind::Ready(Some(result)),
+        }
+    }
+
+    /// An answer `future` will give.
+    pub fn new(future: impl Future<Output = Result<T, StoreError>> + Send + 'a) -> Self {
+        Self {
+            kind: Kind::Waiting(Box::pin(future)),
+        }
+    }
+}
+
+impl<T> fmt::Debug for StoreFuture<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self.kind {
+            Kind::Ready(_) => "StoreFuture::Ready",
+            Kind::Waiting(_) => "StoreFuture::Waiting",
+        })
+    }
+}
+
+// Never pinned structurally: the ready value is moved out, the waiting future
+// is boxed.
+impl<T> Unpin for StoreFuture<'_, T> {}
+
+impl<T> Future for StoreFuture<'_, T> {
+    type Output = Result<T, StoreError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match &mut self.get_mut().kind {
+            Kind::Ready(result) => Poll::Ready(
+                result
+                    .take()
+                    .expect("a `StoreFuture` polled after completion"),
+            ),
+            Kind::Waiting(future) => future.as_mut().poll(cx),
+        }
+    }
+}
 
 /// Quota state: atomic admission and after-the-fact settlement.
 pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// Checks every bucket of the account and cluster and, only if all have room,
     /// charges them. Must be atomic with respect to concurrent admissions so that
-    /// concurrent requests never overshoot.
-    fn admit<'a>(&'a self, admission: &'a Admission) -> StoreFuture<'a, Outcome>;
+    /// concurrent requests never overshoot. The future owns what it needs (the
+    /// enforce stage holds it in its own, unboxed, response future): a store
+    /// that answers in memory returns [`StoreFuture::ready`].
+    fn admit(&self, admission: &Admission) -> StoreFuture<'static, Outcome>;
 
     /// Applies a settlement. Fire and forget: it must not block, and it must not be
     /// lost if the caller goes away (a backend that needs I/O spawns it).
@@ -197,6 +258,56 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         now_ms: u64,
     ) -> StoreFuture<'a, Option<[Option<BucketView>; 4]>> {
         let _ = (subject, now_ms);
-        Box::pin(std::future::ready(Ok(None)))
+        StoreFuture::ready(Ok(None))
+    }
+}
+
+/// Builds the store `config` describes.
+///
+/// The Redis backend connects lazily (the first request connects; a Redis that is
+/// down at start-up is handled like any outage) and must be built inside a Tokio
+/// runtime, where it spawns its settlements.
+pub fn build_store(config: &StoreConfig) -> Result<Arc<dyn Store>, ConfigError> {
+    config.validate()?;
+    match config.backend {
+        Backend::Memory => Ok(Arc::new(MemoryStore::new())),
+        #[cfg(feature = "redis")]
+        Backend::Redis => Ok(Arc::new(RedisStore::new(config)?)),
+        // `validate` refuses it in a build without Redis support.
+        #[cfg(not(feature = "redis"))]
+        Backend::Redis => Err(crate::config::no_redis()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(feature = "redis")]
+    #[test]
+    fn building_redis_outside_a_runtime_is_an_error_not_a_panic() {
+        let cfg = StoreConfig {
+            backend: Backend::Redis,
+            url: Some("redis://127.0.0.1:1".into()),
+            ..StoreConfig::default()
+        };
+        let err = build_store(&cfg).expect_err("no runtime");
+        assert!(err.to_string().contains("Tokio runtime"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn builds_each_backend() {
+        let mem = build_store(&StoreConfig::default()).expect("memory");
+        assert_eq!(mem.tracked(), 0);
+        if cfg!(not(feature = "redis")) {
+            return;
+        }
+        let cfg = StoreConfig {
+            backend: Backend::Redis,
+            url: Some("redis://127.0.0.1:1".into()),
+            ..StoreConfig::default()
+        };
+        // Connecting is lazy: building succeeds even with nothing listening.
+        build_store(&cfg).expect("redis");
     }
 }

@@ -48,6 +48,7 @@ const CLUSTER_LOG_EVENTS: &str = "distill_guard_cluster_log_events_total";
 const CLUSTER_LOG_ERRORS: &str = "distill_guard_cluster_log_errors_total";
 const CLUSTER_LOG_UP: &str = "distill_guard_cluster_log_up";
 /// Kinds of shared cluster-log events, in [`Metrics::cluster_log`] order.
+#[cfg(feature = "redis")]
 const CLUSTER_LOG_KINDS: [&str; 4] = ["published", "applied", "dropped", "malformed"];
 
 /// The index of an HTTP status among the labelled ones.
@@ -93,6 +94,7 @@ fn size_class(size: u64) -> usize {
 
 const N_DECISIONS: usize = Action::ALL.len() * DIALECTS.len() * STATUSES.len() * SCOPES.len();
 
+#[cfg(feature = "redis")]
 #[derive(Debug)]
 struct ClusterLogMetrics {
     events: [Counter; 4],
@@ -126,6 +128,7 @@ pub struct Metrics {
     tracked: Gauge,
     admin_denied: Counter,
     /// Registered on first use, so a guard without shared clusters shows none.
+    #[cfg(feature = "redis")]
     cluster_log: OnceLock<ClusterLogMetrics>,
 }
 
@@ -223,6 +226,7 @@ impl Metrics {
             overrides: std::array::from_fn(|i| gauge(OVERRIDES, &[("kind", OVERRIDE_KINDS[i])])),
             tracked: gauge(TRACKED, &[]),
             admin_denied: counter(ADMIN_DENIED, &[]),
+            #[cfg(feature = "redis")]
             cluster_log: OnceLock::new(),
             recorder,
             handle,
@@ -332,8 +336,11 @@ impl Metrics {
     }
 
     /// Handles for the audit writer: records written, write errors.
-    pub fn audit_counters(&self) -> (Counter, Counter) {
-        (self.audit_written.clone(), self.audit_errors.clone())
+    pub fn audit_counters(&self) -> crate::audit::AuditCounters {
+        crate::audit::AuditCounters {
+            written: self.audit_written.clone(),
+            errors: self.audit_errors.clone(),
+        }
     }
 
     /// Current override counts: allowlisted, blocklisted, pinned, unlinked.
@@ -344,6 +351,7 @@ impl Metrics {
     }
 
     /// The shared cluster log's counters (see [`crate::cluster::share`]).
+    #[cfg(feature = "redis")]
     pub fn cluster_log(&self, c: crate::cluster::share::ShareCounts) {
         let m = self.cluster_log.get_or_init(|| {
             let key = |name, l: &[(&'static str, &'static str)]| Key::from_parts(name, labels(l));
@@ -494,6 +502,7 @@ fn describe(r: &PrometheusRecorder) {
 mod tests {
     use super::*;
 
+    #[cfg(feature = "redis")]
     #[test]
     fn cluster_log_metrics_appear_only_once_fed() {
         let m = Metrics::new();

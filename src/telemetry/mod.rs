@@ -2,16 +2,25 @@
 //! [`Recent`] decisions (explain by request id, chart, top accounts), and the
 //! audit log sink.
 //!
-//! The enforce stage calls [`Telemetry::record`] once per decision. Recording never
+//! The enforce stage reports each decision to its
+//! [`DecisionSink`](crate::stage::DecisionSink); `Telemetry` is one, calling
+//! [`Telemetry::record`] once per decision. Recording never
 //! blocks on I/O: counters are atomics, the decision memory is a short critical
 //! section, and audit records go through a bounded channel (dropped and counted
 //! when the writer falls behind).
 //!
 //! ```
+//! use std::sync::Arc;
+//! use distill_guard::telemetry::Telemetry;
 //! use distill_guard::{Config, Guard};
 //!
-//! let guard = Guard::from_config(Config::with_secret("s")).expect("valid");
-//! let text = guard.shared().telemetry().render_metrics(0);
+//! let telemetry = Arc::new(Telemetry::new(10_000));
+//! let guard = Guard::builder(Config::with_secret("s"))
+//!     .sink(telemetry.clone())
+//!     .build()
+//!     .expect("valid");
+//! # let _ = guard;
+//! let text = telemetry.render_metrics(0);
 //! assert!(text.contains("# TYPE distill_guard_clusters gauge"));
 //! ```
 
@@ -22,7 +31,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwapOption;
-use http::HeaderMap;
 
 pub use self::metrics::{Metrics, SIZE_CLASSES};
 pub use recent::{
@@ -32,29 +40,9 @@ pub use recent::{
 use crate::audit::AuditSink;
 use crate::dialect::Dialect;
 use crate::extensions::{Action, Decision};
+use crate::stage::DecisionSink;
 
-/// The default number of decisions remembered for explanations.
-pub const DEFAULT_RECENT_DECISIONS: usize = 10_000;
-
-/// The lowercase name of a dialect, for labels and JSON.
-pub fn dialect_name(d: Dialect) -> &'static str {
-    match d {
-        Dialect::OpenAi => "openai",
-        Dialect::Anthropic => "anthropic",
-    }
-}
-
-/// A request id fit to log and index: the `x-request-id` header when it is 1 to 128
-/// characters of `[A-Za-z0-9._:-]` (ids are client-settable, so anything else is
-/// ignored rather than echoed into logs).
-pub fn request_id(headers: &HeaderMap) -> Option<Arc<str>> {
-    let v = headers.get("x-request-id")?.to_str().ok()?;
-    let ok = !v.is_empty()
-        && v.len() <= 128
-        && v.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
-    ok.then(|| Arc::from(v))
-}
+pub use crate::config::DEFAULT_RECENT_DECISIONS;
 
 /// Operator-facing state of one guard.
 #[derive(Debug)]
@@ -173,6 +161,28 @@ impl Telemetry {
     }
 }
 
+/// The enforce stage's reports become metrics, the decision memory and audit
+/// lines: give a guard `Arc<Telemetry>` as its sink
+/// ([`GuardBuilder::sink`](crate::GuardBuilder::sink)) and the same `Arc` to the
+/// admin API.
+impl DecisionSink for Telemetry {
+    fn decision(&self, decision: &Decision, dialect: Dialect, at_ms: u64) {
+        self.record(decision, dialect, at_ms);
+    }
+
+    fn unidentified(&self, status: u16) {
+        self.metrics.unidentified(status);
+    }
+
+    fn store_call(&self, seconds: f64, ok: bool) {
+        self.metrics.store_call(seconds, ok);
+    }
+
+    fn settled(&self, actual_tokens: u64, reserved_tokens: u64) {
+        self.metrics.tokens_settled(actual_tokens, reserved_tokens);
+    }
+}
+
 /// Wall-clock Unix milliseconds.
 pub(crate) fn unix_ms() -> u64 {
     SystemTime::now()
@@ -210,7 +220,7 @@ mod tests {
             ..Default::default()
         };
         let t = Telemetry::new(100);
-        let (sink, task) = crate::audit::start(&cfg, &t)
+        let (sink, task) = crate::audit::start(&cfg, t.metrics().audit_counters())
             .await
             .expect("open")
             .expect("enabled");
@@ -238,45 +248,5 @@ mod tests {
             6,
             "every decision is remembered"
         );
-    }
-
-    #[test]
-    fn request_ids_are_sanitised() {
-        let mut h = HeaderMap::new();
-        assert!(request_id(&h).is_none());
-        h.insert("x-request-id", "0b6e-41a2:x_y.z".parse().expect("header"));
-        assert_eq!(request_id(&h).as_deref(), Some("0b6e-41a2:x_y.z"));
-        h.insert("x-request-id", "has space".parse().expect("header"));
-        assert!(request_id(&h).is_none());
-        h.insert("x-request-id", "a".repeat(129).parse().expect("header"));
-        assert!(request_id(&h).is_none());
-    }
-}
-
-#[cfg(test)]
-mod proptests {
-    use proptest::prelude::*;
-
-    use super::*;
-
-    proptest! {
-        #[test]
-        fn request_ids_are_either_clean_or_ignored(raw in proptest::collection::vec(any::<u8>(), 0..200)) {
-            let mut h = HeaderMap::new();
-            if let Ok(v) = http::HeaderValue::from_bytes(&raw) {
-                h.insert("x-request-id", v);
-                match request_id(&h) {
-                    Some(id) => {
-                        prop_assert!(id.len() <= 128 && !id.is_empty());
-                        prop_assert!(id.bytes().all(|b| b.is_ascii_alphanumeric() || b".-_:".contains(&b)));
-                        prop_assert_eq!(id.as_bytes(), &raw[..]);
-                    }
-                    None => prop_assert!(
-                        raw.is_empty() || raw.len() > 128
-                            || raw.iter().any(|b| !(b.is_ascii_alphanumeric() || b".-_:".contains(b)))
-                    ),
-                }
-            }
-        }
     }
 }

@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::dialect::Dialect;
 use crate::extensions::{AccountId, Action, ClusterId, Decision};
+use crate::request::request_id_bits;
 
 /// Chart series, in order: the five actions of admitted requests, then
 /// rate-limited (429) and other refusals (400, 503).
@@ -102,7 +103,9 @@ pub struct ClusterSummary {
 struct Inner {
     seq: u64,
     ring: VecDeque<(u64, DecisionRecord)>,
-    by_id: HashMap<Arc<str>, u64>,
+    /// By [`request_id_bits`]: the id as written, its other UUID spelling and the
+    /// request id a provenance tag carries all find the decision.
+    by_id: HashMap<[u8; 16], u64>,
     ticks: VecDeque<Tick>,
 }
 
@@ -174,34 +177,54 @@ impl Recent {
         g.seq += 1;
         let seq = g.seq;
         if let Some(id) = &decision.request_id {
-            g.by_id.insert(id.clone(), seq);
+            g.by_id.insert(request_id_bits(id), seq);
         }
         g.ring.push_back((
             seq,
             DecisionRecord {
                 at_ms,
-                dialect: super::dialect_name(dialect),
+                dialect: dialect.as_str(),
                 decision,
             },
         ));
         while g.ring.len() > self.capacity {
             if let Some((old, rec)) = g.ring.pop_front() {
                 if let Some(id) = &rec.decision.request_id {
-                    if g.by_id.get(id) == Some(&old) {
-                        g.by_id.remove(id);
+                    let key = request_id_bits(id);
+                    if g.by_id.get(&key) == Some(&old) {
+                        g.by_id.remove(&key);
                     }
                 }
             }
         }
     }
 
-    /// The decision taken for `request_id`, if still remembered.
+    /// The decision taken for `request_id` (as the response's `x-request-id` or a
+    /// provenance tag's `request_id` gives it), if still remembered.
     pub fn find(&self, request_id: &str) -> Option<DecisionRecord> {
+        let key = request_id_bits(request_id);
         let g = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        let seq = *g.by_id.get(request_id)?;
+        let seq = *g.by_id.get(&key)?;
         let front = g.ring.front()?.0;
         let idx = usize::try_from(seq.checked_sub(front)?).ok()?;
         g.ring.get(idx).map(|(_, r)| r.clone())
+    }
+
+    /// Distinct accounts of remembered decisions whose id starts with the hex
+    /// digits `prefix`, newest first, at most `limit`.
+    pub fn accounts_with_prefix(&self, prefix: &str, limit: usize) -> Vec<AccountId> {
+        let g = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut out: Vec<AccountId> = Vec::new();
+        for (_, r) in g.ring.iter().rev() {
+            if out.len() >= limit {
+                break;
+            }
+            let a = r.decision.account;
+            if a.starts_with_hex(prefix) && !out.contains(&a) {
+                out.push(a);
+            }
+        }
+        out
     }
 
     /// The latest `n` decisions of `account`, newest first.
@@ -363,6 +386,16 @@ mod tests {
             r.push(3, Dialect::OpenAi, decision(9, &format!("x{i}"), 200));
         }
         assert!(r.find("same").is_none());
+    }
+
+    #[test]
+    fn a_uuid_is_found_in_either_spelling() {
+        let r = Recent::new(4);
+        let id = "0b6e41a2-9c1d-4f7e-8a3b-5d2c1e0f9a87";
+        r.push(1, Dialect::OpenAi, decision(1, id, 200));
+        assert!(r.find(id).is_some());
+        assert!(r.find("0b6e41a29c1d4f7e8a3b5d2c1e0f9a87").is_some());
+        assert!(r.find("0b6e41a29c1d4f7e8a3b5d2c1e0f9a88").is_none());
     }
 
     #[test]

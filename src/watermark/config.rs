@@ -104,13 +104,38 @@ pub enum TagPolicy {
 }
 
 /// When tagged responses also carry the text-level mark.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
 pub enum TextMarkPolicy {
     /// `true`: every tagged response; `false`: none.
     Enabled(bool),
     /// Tagged responses whose action is at least this rung.
     AtLeast(Action),
+}
+
+impl<'de> Deserialize<'de> for TextMarkPolicy {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = TextMarkPolicy;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(
+                    "true, false, or the lowest action to mark (\"allow\", \"tag\", \"throttle\", \"degrade\" or \"block\")",
+                )
+            }
+            fn visit_bool<E: serde::de::Error>(self, on: bool) -> Result<TextMarkPolicy, E> {
+                Ok(TextMarkPolicy::Enabled(on))
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<TextMarkPolicy, E> {
+                Action::ALL
+                    .into_iter()
+                    .find(|a| a.as_str() == s)
+                    .map(TextMarkPolicy::AtLeast)
+                    .ok_or_else(|| E::invalid_value(serde::de::Unexpected::Str(s), &self))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
 }
 
 impl Default for TextMarkPolicy {

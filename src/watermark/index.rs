@@ -373,6 +373,21 @@ impl TraceIndex {
         })
     }
 
+    /// Distinct accounts of indexed responses whose id starts with the hex digits
+    /// `prefix`, newest first, at most `limit`.
+    pub fn accounts_with_prefix(&self, prefix: &str, limit: usize) -> Vec<AccountId> {
+        let mut out: Vec<AccountId> = Vec::new();
+        for e in self.lock().iter().rev() {
+            if out.len() >= limit {
+                break;
+            }
+            if e.account.starts_with_hex(prefix) && !out.contains(&e.account) {
+                out.push(e.account);
+            }
+        }
+        out
+    }
+
     /// The most recent indexed response whose account and cluster start with these
     /// prefixes, issued within `[from_ms, to_ms)`: resolves a text mark's prefixes
     /// to full ids.

@@ -93,7 +93,10 @@ where
         // Only generated text is worth tagging: not model lists, token counts, ….
         let issue = Endpoint::from_path(req.uri().path())
             .generates()
-            .then(|| self.marker.issue_for(req.extensions()))
+            .then(|| {
+                let id = crate::request::request_id(req.headers());
+                self.marker.issue_for(req.extensions(), id.as_deref())
+            })
             .flatten();
         let dialect = Dialect::from_path(req.uri().path());
         let future = self.inner.call(req);

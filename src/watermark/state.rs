@@ -17,8 +17,9 @@ use super::trace::{self, TraceResult};
 use crate::clock::{Clock, SystemClock};
 use crate::config::ConfigError;
 use crate::extensions::{
-    Account, AccountId, Action, Cluster, ClusterId, Decision, Suspicion, Verdict,
+    Account, AccountId, Action, Cluster, ClusterId, Decision, HardLink, Suspicion, Verdict,
 };
+use crate::request::RequestInfo;
 
 /// Who a request is served to and how suspicious it is: what the tagging policy
 /// looks at.
@@ -185,6 +186,37 @@ impl Watermarker {
             .map_or_else(Vec::new, |k| mark::echoes(prompt, current, k))
     }
 
+    /// The hard links a request from `account` carries through text marks (a
+    /// [`LinkSource`](crate::detect::LinkSource) for the detect stage): with keys
+    /// configured, the account's own mark link (what its marked answers are
+    /// traced by) and the link of every other account whose marks the prompt
+    /// echoes, so an operator feeding one account's harvested answers to another
+    /// links the two outright. Links already in `links` are not repeated.
+    pub fn echo_links(
+        &self,
+        account: &AccountId,
+        request: &RequestInfo,
+        links: &mut Vec<HardLink>,
+    ) {
+        if self.keys.is_none() {
+            return;
+        }
+        let own = mark::source_link(account);
+        if !links.contains(&own) {
+            links.push(own);
+        }
+        if !mark::contains_mark_bytes(&request.body) {
+            return;
+        }
+        if let Some(json) = &request.json {
+            for echo in self.echoes(&mark::marked_strings(json), account) {
+                if !links.contains(&echo.link) {
+                    links.push(echo.link);
+                }
+            }
+        }
+    }
+
     /// Whether a response to `subject` is tagged, and whether it is marked.
     pub fn policy_for(&self, subject: &Subject) -> (bool, bool) {
         if self.keys.is_none() {
@@ -202,7 +234,14 @@ impl Watermarker {
 
     /// The signing context for a response to a request with these extensions, or
     /// `None` when it is not tagged.
-    pub(crate) fn issue_for(self: &Arc<Self>, ext: &Extensions) -> Option<Issue> {
+    ///
+    /// The tag's request id is the request's `x-request-id` (`request_id`) when it
+    /// has one, so `/api/decisions/{request_id}` finds a tagged answer's decision.
+    pub(crate) fn issue_for(
+        self: &Arc<Self>,
+        ext: &Extensions,
+        request_id: Option<&str>,
+    ) -> Option<Issue> {
         let subject = Subject::of(ext)?;
         let (tag, marked) = self.policy_for(&subject);
         if !tag {
@@ -221,7 +260,10 @@ impl Watermarker {
             keys,
             account: subject.account,
             cluster: subject.cluster,
-            request_id: self.next_request_id(issued_at_ms),
+            request_id: match request_id {
+                Some(id) => RequestId::of_request(id),
+                None => self.next_request_id(issued_at_ms),
+            },
             issued_at_ms,
             mark,
             index: (self.index.capacity() > 0).then(|| self.index.clone()),

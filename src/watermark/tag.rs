@@ -74,10 +74,43 @@ macro_rules! hex128 {
     };
 }
 
-hex128!(
-    /// A response's request id: 128 bits, unique per tagged response.
-    RequestId
-);
+/// A response's request id: the bits of its `x-request-id`
+/// ([`request_id_bits`](crate::request::request_id_bits)), or 128 random bits
+/// when the request had none. Written as a UUID (8-4-4-4-12 hex digits), so the
+/// id `serve` generates reads the same in the tag and in `x-request-id`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct RequestId(pub [u8; 16]);
+
+impl fmt::Display for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, b) in self.0.iter().enumerate() {
+            if matches!(i, 4 | 6 | 8 | 10) {
+                f.write_str("-")?;
+            }
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl Serialize for RequestId {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl RequestId {
+    /// The tag's id for a request whose `x-request-id` is `id`.
+    pub fn of_request(id: &str) -> Self {
+        Self(crate::request::request_id_bits(id))
+    }
+}
 hex128!(
     /// The first 128 bits of a SHA-256 digest.
     ContentDigest

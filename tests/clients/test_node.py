@@ -1,9 +1,11 @@
 """The official Node SDKs (`openai`, `@anthropic-ai/sdk`), driven by node/check.mjs
 against the same servers.
 
-Skipped (with a reason `tests/sdk_clients.rs` turns into a `SKIPPED` line, which
-fails `.ci/run`) when Node or `node/node_modules` is missing; `.ci/run` installs
-them with `npm ci`.
+Runs on the Node that `.ci/setup` installs (`node/.runtime`, the version in
+`node/.node-version`), else on `node` from PATH if that is at least Node 22 (the
+pinned `openai` SDK needs it). Skipped (with a reason `tests/sdk_clients.rs`
+turns into a `SKIPPED` line, which fails `.ci/run`) when no such Node or
+`node/node_modules` is there; `.ci/setup` installs both.
 """
 
 from __future__ import annotations
@@ -18,10 +20,33 @@ import pytest
 NODE_DIR = pathlib.Path(__file__).resolve().parent / "node"
 
 
+MIN_NODE_MAJOR = 22
+
+
+def node_binary() -> str | None:
+    """The Node to run the checks on: .ci/setup's, else PATH's if recent enough."""
+    own = NODE_DIR / ".runtime" / "node_modules" / ".bin" / "node"
+    candidates = [str(own)] if own.exists() else []
+    on_path = shutil.which("node")
+    if on_path:
+        candidates.append(on_path)
+    for node in candidates:
+        try:
+            version = subprocess.run(
+                [node, "--version"], capture_output=True, text=True, timeout=30
+            ).stdout.strip()
+            major = int(version.lstrip("v").split(".")[0])
+        except (OSError, ValueError, subprocess.SubprocessError):
+            continue
+        if major >= MIN_NODE_MAJOR:
+            return node
+    return None
+
+
 def test_node_sdks(roomy, tight, slow, daily, tagged):
-    node = shutil.which("node")
+    node = node_binary()
     if node is None:
-        pytest.skip("node is not installed")
+        pytest.skip(f"no Node >= {MIN_NODE_MAJOR}: run .ci/setup")
     if not (NODE_DIR / "node_modules" / "openai").is_dir() or not (
         NODE_DIR / "node_modules" / "@anthropic-ai" / "sdk"
     ).is_dir():

@@ -22,10 +22,21 @@ pub fn redis_server_binary() -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// Reports the skip where CI and a person see it, even when libtest captures output.
+/// Reports the Redis skip where CI and a person see it.
 pub fn report_skip() {
-    let _ = writeln!(std::io::stderr(), "{SKIPPED}");
-    let _ = writeln!(std::io::stdout(), "{SKIPPED}");
+    report_skip_line(SKIPPED);
+}
+
+/// Prints a `… SKIPPED: why` line where `.ci/run` and a person see it: straight to
+/// the process's stdout and stderr, which libtest does not capture (`println!` and
+/// `eprintln!` in a passing test are swallowed by its capture).
+pub fn report_skip_line(line: &str) {
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "{line}");
+    let _ = err.flush();
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
 }
 
 /// A running (or killed, restartable) `redis-server`.

@@ -46,7 +46,13 @@ fn address(line: &str, prefix: &str) -> String {
 /// Starts `distill-guard serve --listen 127.0.0.1:0 ARGS` and reads the
 /// addresses it prints; with `admin`, also `--admin-listen 127.0.0.1:0`.
 pub fn serve(args: &[&str], admin: bool) -> Served {
+    serve_with_env(args, admin, &[])
+}
+
+/// [`serve`] with these environment variables set for the process.
+pub fn serve_with_env(args: &[&str], admin: bool, env: &[(&str, &str)]) -> Served {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_distill-guard"));
+    cmd.envs(env.iter().copied());
     cmd.args(["serve", "--listen", "127.0.0.1:0"]);
     if admin {
         cmd.args(["--admin-listen", "127.0.0.1:0"]);

@@ -39,7 +39,7 @@
 //!
 //! Not shared here: the scorer's hysteresis is recomputed by each replica from
 //! the same events; admin overrides are shared separately
-//! ([`crate::admin::RemoteOverrides`]); the watermark index is per process.
+//! ([`crate::policy::RemoteOverrides`]); the watermark index is per process.
 
 mod codec;
 mod redis;
@@ -206,13 +206,26 @@ pub fn wanted(config: &StoreConfig) -> bool {
     config.backend == crate::store::Backend::Redis && config.share_clusters
 }
 
+/// A random id for this replica in the log: from the operating system's
+/// randomness, or (if that fails) from the time and the process id, which only
+/// needs to differ between replicas.
+fn replica_id() -> u64 {
+    use rand::TryRngCore;
+    rand::rngs::OsRng.try_next_u64().unwrap_or_else(|_| {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        nanos.rotate_left(17) ^ u64::from(std::process::id())
+    })
+}
+
 impl ClusterShare {
     /// Starts sharing through the Redis of `config` (which must be valid and name
     /// the Redis backend): spawns the writer and the reader on the current Tokio
     /// runtime. The reader hands other replicas' events to `apply`. Connecting is
     /// lazy, as for the store.
     pub fn start(config: &StoreConfig, apply: Apply) -> Result<Self, ConfigError> {
-        let replica = rand::random::<u64>();
+        let replica = replica_id();
         let stats = Arc::new(ShareStats::default());
         let (queue, rx) = mpsc::channel(QUEUE);
         let (applied_tx, applied) = watch::channel(StreamId::ZERO);

@@ -21,91 +21,9 @@ use ::redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use ::redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
 use ::redis::{Cmd, Pipeline, RedisError, RedisFuture, RedisResult, Value};
 
-use crate::config::ConfigError;
-use crate::store::StoreConfig;
-
-/// The scheme of Sentinel targets.
-pub(crate) const SENTINEL_SCHEME: &str = "redis+sentinel://";
-/// A sentinel's port when the URL leaves it out.
-const SENTINEL_PORT: u16 = 26_379;
-
-/// A parsed `redis+sentinel://` URL.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct SentinelTarget {
-    /// `host:port` of every sentinel.
-    pub(crate) nodes: Vec<(String, u16)>,
-    /// The monitored service (the `sentinel monitor` name).
-    pub(crate) service: String,
-    pub(crate) username: Option<String>,
-    pub(crate) password: Option<String>,
-    pub(crate) db: i64,
-}
-
-/// Parses `redis+sentinel://[[user]:password@]host[:port][,host[:port]…]/service[/db]`.
-pub(crate) fn parse_sentinel(url: &str) -> Result<SentinelTarget, String> {
-    let rest = url
-        .strip_prefix(SENTINEL_SCHEME)
-        .ok_or_else(|| format!("a Sentinel URL starts with {SENTINEL_SCHEME}"))?;
-    let (authority, path) = rest.split_once('/').ok_or_else(|| {
-        "a Sentinel URL names its service: redis+sentinel://host:26379/mymaster".to_string()
-    })?;
-    let (userinfo, hosts) = match authority.rsplit_once('@') {
-        Some((u, h)) => (Some(u), h),
-        None => (None, authority),
-    };
-    let (username, password) = match userinfo {
-        None => (None, None),
-        Some(u) => match u.split_once(':') {
-            Some((user, pass)) => (
-                (!user.is_empty()).then(|| user.to_string()),
-                Some(pass.to_string()),
-            ),
-            None => (Some(u.to_string()), None),
-        },
-    };
-    let mut nodes = Vec::new();
-    for h in hosts.split(',') {
-        let bracketed = h.starts_with('[') && h.ends_with(']');
-        let (host, port) = match h.rsplit_once(':') {
-            Some((host, port)) if !bracketed => (
-                host,
-                port.parse::<u16>()
-                    .map_err(|_| format!("`{h}`: the port is not a number"))?,
-            ),
-            _ => (h, SENTINEL_PORT),
-        };
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        if host.is_empty() {
-            return Err("every sentinel needs a host: host:26379,host:26379".into());
-        }
-        nodes.push((host.to_string(), port));
-    }
-    let mut segments = path.split('/');
-    let service = segments.next().unwrap_or_default();
-    if service.is_empty() {
-        return Err(
-            "a Sentinel URL names its service: redis+sentinel://host:26379/mymaster".into(),
-        );
-    }
-    let db = match segments.next() {
-        None | Some("") => 0,
-        Some(d) => d
-            .parse::<i64>()
-            .ok()
-            .filter(|d| *d >= 0)
-            .ok_or_else(|| format!("`{d}` is not a database number"))?,
-    };
-    if segments.next().is_some_and(|s| !s.is_empty()) {
-        return Err("a Sentinel URL is …/service[/db], nothing after the database".into());
-    }
-    Ok(SentinelTarget {
-        nodes,
-        service: service.to_string(),
-        username,
-        password,
-        db,
-    })
-}
+use crate::config::{
+    check_url, parse_sentinel, ConfigError, StoreConfig, MAX_TIMEOUT, SENTINEL_SCHEME,
+};
 
 /// A connection to the configured Redis (a URL, or the primary Sentinel names).
 /// Cheap to clone; usable wherever the `redis` crate takes a connection.
@@ -236,15 +154,15 @@ pub(crate) fn manager(config: &StoreConfig, response: Duration) -> Result<RedisC
         .url
         .as_deref()
         .ok_or_else(|| ConfigError::single("store.url", "required for the Redis backend"))?;
-    super::check_url(url).map_err(|m| ConfigError::single("store.url", m))?;
+    check_url(url).map_err(|m| ConfigError::single("store.url", m))?;
     // Checked here too (not only by config validation) because deadlines are
     // computed as now + timeout, which must not overflow.
-    if config.timeout.is_zero() || config.timeout > crate::store::config::MAX_TIMEOUT {
+    if config.timeout.is_zero() || config.timeout > MAX_TIMEOUT {
         return Err(ConfigError::single(
             "store.timeout",
             format!(
                 "must be greater than 0 and at most {}",
-                humantime::format_duration(crate::store::config::MAX_TIMEOUT)
+                humantime::format_duration(MAX_TIMEOUT)
             ),
         ));
     }
@@ -320,41 +238,6 @@ mod tests {
             let err = crate::cluster::share::ClusterShare::start(&config, Box::new(|_| true))
                 .expect_err("refused");
             assert_eq!(err.errors[0].path, "store.timeout", "{err}");
-        }
-    }
-
-    #[test]
-    fn sentinel_urls_parse() {
-        let t = parse_sentinel("redis+sentinel://:pw@10.0.0.1:26380,sentinel-b,[::1]:5/mymaster/3")
-            .expect("valid");
-        assert_eq!(
-            t.nodes,
-            vec![
-                ("10.0.0.1".to_string(), 26_380),
-                ("sentinel-b".to_string(), SENTINEL_PORT),
-                ("::1".to_string(), 5)
-            ]
-        );
-        assert_eq!(t.service, "mymaster");
-        assert_eq!(
-            (t.username, t.password.as_deref(), t.db),
-            (None, Some("pw"), 3)
-        );
-        let t = parse_sentinel("redis+sentinel://[fe80::2]/svc").expect("valid");
-        assert_eq!(t.nodes, vec![("fe80::2".to_string(), SENTINEL_PORT)]);
-        let t = parse_sentinel("redis+sentinel://app:secret@h:1/svc").expect("valid");
-        assert_eq!(t.username.as_deref(), Some("app"));
-        assert_eq!(t.db, 0);
-        for bad in [
-            "redis+sentinel://h:1",
-            "redis+sentinel://h:1/",
-            "redis+sentinel://h:x/svc",
-            "redis+sentinel://,h/svc",
-            "redis+sentinel://h/svc/-1",
-            "redis+sentinel://h/svc/1/extra",
-            "redis://h/svc",
-        ] {
-            assert!(parse_sentinel(bad).is_err(), "{bad}");
         }
     }
 }

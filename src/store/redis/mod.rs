@@ -12,17 +12,15 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use ::redis::{
-    Client, Cmd, ConnectionAddr, ErrorKind, IntoConnectionInfo, Script, ServerErrorKind,
-    TlsCertificates, Value,
+    Client, Cmd, ErrorKind, IntoConnectionInfo, Script, ServerErrorKind, TlsCertificates, Value,
 };
 use dashmap::DashMap;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
-use super::config::{OnError, StoreConfig};
 use super::memory::{Entry, MAX_IDLE_MS};
 use super::{Admission, Denial, MemoryStore, Outcome, Settlement, Store, StoreError, StoreFuture};
 use super::{Subject, Window};
-use crate::config::ConfigError;
+use crate::config::{is_tls, ConfigError, OnError, StoreConfig};
 use crate::extensions::Scope;
 
 /// Extra lifetime of a key after its buckets have drained.
@@ -34,38 +32,19 @@ const DENY_CACHE_MAX: usize = 100_000;
 /// How often (in store time) expired cache entries are swept.
 const SWEEP_EVERY_MS: u64 = 60_000;
 
-/// Checks that `url` is a Redis URL this build can connect to: `redis://`,
-/// `redis+unix://`, or `rediss://` (TLS, certificates always verified).
-pub(crate) fn check_url(url: &str) -> Result<(), String> {
-    if url.starts_with(connect::SENTINEL_SCHEME) {
-        return connect::parse_sentinel(url).map(|_| ());
-    }
-    let client = Client::open(url).map_err(|e| format!("not a usable Redis URL: {e}"))?;
-    if let ConnectionAddr::TcpTls { insecure: true, .. } = client.get_connection_info().addr() {
-        return Err(
-            "`#insecure` (TLS without certificate checks) is not supported; give the server's CA with `tls_ca_file` instead".into(),
-        );
-    }
-    Ok(())
-}
-
-/// Whether `url` connects with TLS.
-pub(crate) fn is_tls(url: &str) -> bool {
-    Client::open(url).is_ok_and(|c| {
-        matches!(
-            c.get_connection_info().addr(),
-            ConnectionAddr::TcpTls { .. }
-        )
-    })
-}
-
 /// The client for `url`; with `ca_file` (TLS only) the server's certificate must
 /// chain to the certificates in that PEM file instead of the platform's roots.
 pub(crate) fn open_client(url: &str, ca_file: Option<&Path>) -> Result<Client, ConfigError> {
-    if is_tls(url) {
-        // rustls needs a process-wide crypto provider; an error only means one is
-        // already installed.
-        let _ = ::rustls::crypto::ring::default_provider().install_default();
+    if is_tls(url) && ::rustls::crypto::CryptoProvider::get_default().is_none() {
+        // rustls reads the process-wide crypto provider, which is the
+        // application's to choose: refuse clearly here rather than let the first
+        // connection panic when rustls cannot pick one itself.
+        return Err(ConfigError::single(
+            "store.url",
+            "a `rediss://` URL needs a process-wide rustls crypto provider: install one at \
+             start-up, e.g. `rustls::crypto::ring::default_provider().install_default()` \
+             (the distill-guard binary does)",
+        ));
     }
     // TCP_NODELAY (off by default in redis): a script call is never held back by
     // Nagle's algorithm behind an earlier, unacknowledged one.
@@ -702,10 +681,8 @@ impl Inner {
         }
     }
 
+    /// An admission the local copy of refused subjects could not answer.
     async fn admit(&self, a: &Admission) -> Result<Outcome, StoreError> {
-        if let Some(outcome) = self.cached_refusal(a) {
-            return Ok(outcome);
-        }
         let Some(_probe) = self.health.route() else {
             return self.fallback_admit(
                 a,
@@ -830,8 +807,14 @@ async fn admit_loop(inner: Weak<Inner>, mut queue: mpsc::UnboundedReceiver<Pendi
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
 impl Store for RedisStore {
-    fn admit<'a>(&'a self, admission: &'a Admission) -> StoreFuture<'a, Outcome> {
-        Box::pin(self.inner.admit(admission))
+    fn admit(&self, admission: &Admission) -> StoreFuture<'static, Outcome> {
+        // A refusal answered from the local copy needs no round trip (nor a box).
+        if let Some(outcome) = self.inner.cached_refusal(admission) {
+            return StoreFuture::ready(Ok(outcome));
+        }
+        let inner = self.inner.clone();
+        let admission = admission.clone();
+        StoreFuture::new(async move { inner.admit(&admission).await })
     }
 
     fn settle(&self, settlement: Settlement) {
@@ -857,7 +840,7 @@ impl Store for RedisStore {
         subject: &'a Subject,
         now_ms: u64,
     ) -> StoreFuture<'a, Option<[Option<super::BucketView>; 4]>> {
-        Box::pin(async move {
+        StoreFuture::new(async move {
             let inner = &self.inner;
             let mut conn = inner.conn.clone();
             let mut cmd = ::redis::cmd("GET");
@@ -927,25 +910,9 @@ mod tests {
     }
 
     #[test]
-    fn urls_are_checked_without_connecting() {
-        assert!(check_url("redis://127.0.0.1:6379/0").is_ok());
-        assert!(check_url("redis://user:pw@host:1").is_ok());
-        assert!(check_url("rediss://host").is_ok());
-        assert!(check_url("rediss://user:pw@host:6380/2").is_ok());
-        let insecure = check_url("rediss://host/#insecure").expect_err("insecure");
-        assert!(insecure.contains("tls_ca_file"), "{insecure}");
-        assert!(check_url("redis+sentinel://host:26379/primary").is_ok());
-        assert!(
-            check_url("redis+sentinel://host:26379").is_err(),
-            "no service"
-        );
-        assert!(is_tls("rediss://host") && !is_tls("redis://host"));
-        assert!(check_url("http://host").is_err());
-        assert!(check_url("").is_err());
-    }
-
-    #[test]
     fn connections_disable_nagle() {
+        // The application's choice of crypto provider (see `open_client`).
+        let _ = ::rustls::crypto::ring::default_provider().install_default();
         for url in ["redis://127.0.0.1:1", "rediss://127.0.0.1:1"] {
             let client = open_client(url, None).expect("client");
             assert!(

@@ -1,6 +1,6 @@
 //! The two Lua scripts and the encoding of their arguments and replies.
 //!
-//! The scripts do exactly the arithmetic of [`crate::quota::gcra`] and of the
+//! The scripts do exactly the arithmetic of [`crate::store::gcra`] and of the
 //! embedded store's entries, in IEEE doubles like Rust's `f64`: a bucket's level
 //! is drained by `elapsed × per_ms` (never below 0), a cost fits when
 //! `level + cost − capacity ≤ 1e-9 × max(capacity, 1)`, charges are clamped at 0,
@@ -29,7 +29,7 @@
 
 use redis::Value;
 
-use crate::quota::gcra::BucketLimit;
+use crate::store::gcra::BucketLimit;
 use crate::store::Limits;
 
 /// Bytes of one stored or returned subject state.

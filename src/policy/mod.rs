@@ -1,4 +1,6 @@
-//! Operator overrides per account, honoured by the enforce stage.
+//! Enforcement policy set by operators: per-account overrides that the enforce
+//! stage honours, below every stage (the admin API edits them, the guard holds
+//! them, the enforce stage reads them).
 //!
 //! * **allow**: the account's requests get `Action::Allow` and are never blocked,
 //!   throttled by suspicion or charged to a cluster; its tier's own limits still
@@ -12,14 +14,19 @@
 //! With the embedded store, overrides live in memory: they survive config reloads
 //! but not a restart; make a lasting change in the config (`[accounts]`) or the
 //! host application. With `[store] backend = "redis"` they are kept in Redis and
-//! every replica follows them (see [`RemoteOverrides`]): one change applies
+//! every replica follows them (see `RemoteOverrides`): one change applies
 //! behind the whole load balancer and survives restarts.
 
+#[cfg(feature = "redis")]
 mod remote;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
+#[cfg(feature = "redis")]
+use std::sync::OnceLock;
 
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use remote::RemoteOverrides;
 
 use dashmap::DashMap;
@@ -58,24 +65,8 @@ impl Override {
     }
 }
 
-/// One change, as posted to `POST /api/overrides`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct OverrideRequest {
-    /// The account hash (32 hex digits).
-    pub account: String,
-    /// `allow`, `block`, `unlist`, `pin_tier` (needs `tier`), `unpin_tier`,
-    /// `unlink`, `relink` or `clear` (everything).
-    pub action: OverrideAction,
-    /// The tier for `pin_tier`.
-    #[serde(default)]
-    pub tier: Option<String>,
-    /// A note kept with the override.
-    #[serde(default)]
-    pub note: Option<String>,
-}
-
-/// What an [`OverrideRequest`] does.
+/// One change to an account's override (`POST /api/overrides` names it in its
+/// `action` field).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OverrideAction {
@@ -102,6 +93,7 @@ pub enum OverrideAction {
 pub struct Overrides {
     map: DashMap<AccountId, Override>,
     len: AtomicUsize,
+    #[cfg(feature = "redis")]
     remote: OnceLock<RemoteOverrides>,
 }
 
@@ -145,6 +137,7 @@ impl Overrides {
         now_ms: u64,
     ) -> Result<Override, String> {
         let next = self.preview(&account, action, tier, note, now_ms);
+        #[cfg(feature = "redis")]
         if let Some(remote) = self.remote.get() {
             remote.save(&account, &next).await?;
         }
@@ -154,10 +147,18 @@ impl Overrides {
 
     /// Whether changes are kept in Redis and followed by every replica.
     pub fn is_shared(&self) -> bool {
-        self.remote.get().is_some()
+        #[cfg(feature = "redis")]
+        {
+            self.remote.get().is_some()
+        }
+        #[cfg(not(feature = "redis"))]
+        {
+            false
+        }
     }
 
     /// Keeps overrides in Redis from now on (the first call wins).
+    #[cfg(feature = "redis")]
     pub(crate) fn attach_remote(&self, remote: RemoteOverrides) {
         let _ = self.remote.set(remote);
     }
@@ -200,6 +201,7 @@ impl Overrides {
     }
 
     /// Makes the overrides in force exactly `all` (what Redis holds).
+    #[cfg(feature = "redis")]
     fn replace_all(&self, all: Vec<(AccountId, Override)>) {
         let keep: std::collections::HashSet<AccountId> = all.iter().map(|e| e.0).collect();
         self.map.retain(|a, _| keep.contains(a));

@@ -1,15 +1,14 @@
 //! The admin API's view of the detector: [`ClusterInspector`] over the guard's
-//! own cluster engine and scorer.
+//! own cluster engine and scorer (the detect stage knows nothing of the admin API).
 
 use std::sync::Arc;
 
-use crate::admin::{AccountView, ClusterInspector, ClusterView, KindEvidence, LinkEvidence};
+use super::hooks::{AccountView, ClusterInspector, ClusterView, KindEvidence, LinkEvidence};
 use crate::clock::Clock;
 use crate::cluster::ClusterSnapshot;
+use crate::detect::Detector;
 use crate::extensions::{AccountId, ClusterId};
 use crate::Guard;
-
-use super::Detector;
 
 /// Members listed per cluster view.
 const MAX_MEMBERS: usize = 50;

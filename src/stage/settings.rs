@@ -1,14 +1,17 @@
-//! The runtime form of a validated [`Config`]: what the stages read per request.
+//! The runtime form of a validated [`Config`]: what the stages read per request,
+//! and [`LiveSettings`], the handle through which a reload swaps it for all of
+//! them at once.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use ipnet::IpNet;
 
 use crate::config::{AnonymousPolicy, Band, Config, ConfigError, TierConfig};
 use crate::extensions::AccountId;
 use crate::identity::{Identity, KeyExtractor};
-use crate::quota::gcra::BucketLimit;
+use crate::store::gcra::BucketLimit;
 use crate::store::{Limits, Window};
 
 /// One tier's per-account limits.
@@ -154,6 +157,34 @@ impl Settings {
     /// How many accounts' budget a cluster of `members` gets.
     pub fn cluster_scale(&self, members: u32) -> f64 {
         (members.max(1) as f64).powf(self.cluster_exponent)
+    }
+}
+
+/// The settings in force, shared by every stage of a guard: each request reads
+/// the current [`Settings`] once (a lock-free load), and a reload swaps in new
+/// ones for every stage at once. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct LiveSettings(Arc<ArcSwap<Settings>>);
+
+impl LiveSettings {
+    /// Settings in force from now on.
+    pub fn new(settings: Settings) -> Self {
+        Self(Arc::new(ArcSwap::from_pointee(settings)))
+    }
+
+    /// Validates `config` and prepares it (see [`Settings::build`]).
+    pub fn from_config(config: Config) -> Result<Self, ConfigError> {
+        Settings::build(config, None).map(Self::new)
+    }
+
+    /// The settings in force now.
+    pub fn load(&self) -> Arc<Settings> {
+        self.0.load_full()
+    }
+
+    /// Puts `settings` in force for every stage sharing this handle.
+    pub fn store(&self, settings: Settings) {
+        self.0.store(Arc::new(settings));
     }
 }
 

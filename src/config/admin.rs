@@ -4,8 +4,11 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::Errors;
-use crate::telemetry::DEFAULT_RECENT_DECISIONS;
+use super::Errors;
+
+/// The default number of decisions remembered for explanations
+/// (`[admin] recent_decisions`).
+pub const DEFAULT_RECENT_DECISIONS: usize = 10_000;
 
 /// Shortest token accepted: a guessable admin token is worse than none.
 pub const MIN_TOKEN_LEN: usize = 16;
@@ -25,6 +28,11 @@ pub struct AdminConfig {
     /// Address of the admin listener (`serve --admin-listen` overrides). Absent:
     /// no admin listener.
     pub listen: Option<SocketAddr>,
+    /// Address of a listener serving only `GET /metrics`, **without** the token,
+    /// as Prometheus scrapers expect (`serve --metrics-listen` overrides). The
+    /// metrics carry no account, key or cluster id; bind it to a private
+    /// address all the same. Absent: metrics only on the admin listener.
+    pub metrics_listen: Option<SocketAddr>,
     /// Bearer token for every admin endpoint except the dashboard's static page.
     /// At least 16 characters. Set at most one of `token` and `token_env`.
     pub token: Option<String>,
@@ -41,6 +49,7 @@ impl Default for AdminConfig {
     fn default() -> Self {
         Self {
             listen: None,
+            metrics_listen: None,
             token: None,
             token_env: None,
             recent_decisions: DEFAULT_RECENT_DECISIONS,
@@ -88,6 +97,14 @@ impl AdminConfig {
         }
         if self.recent_decisions > 10_000_000 {
             errors.push("admin.recent_decisions", "must be at most 10000000");
+        }
+        if let (Some(m), Some(l)) = (self.metrics_listen, self.listen) {
+            if m == l && m.port() != 0 {
+                errors.push(
+                    "admin.metrics_listen",
+                    "must differ from admin.listen (the admin listener already serves /metrics, behind the token)",
+                );
+            }
         }
     }
 }

@@ -14,11 +14,10 @@ use std::time::Duration;
 
 use ::redis::Value;
 
-use super::Override;
+use super::{Override, Overrides};
 use crate::config::ConfigError;
+use crate::config::StoreConfig;
 use crate::extensions::AccountId;
-use crate::guard::Shared;
-use crate::store::StoreConfig;
 
 /// How often each replica checks for changes.
 const POLL: Duration = Duration::from_secs(1);
@@ -44,9 +43,12 @@ impl std::fmt::Debug for RemoteOverrides {
 
 impl RemoteOverrides {
     /// Connects (lazily) to the Redis of `config` and starts following it on
-    /// behalf of `shared`'s overrides; returns the handle the admin API writes
-    /// through. Must run inside a Tokio runtime.
-    pub(crate) fn start(config: &StoreConfig, shared: Weak<Shared>) -> Result<Self, ConfigError> {
+    /// behalf of `overrides` (until they are dropped); returns the handle that
+    /// changes are written through. Must run inside a Tokio runtime.
+    pub(crate) fn start(
+        config: &StoreConfig,
+        overrides: Weak<Overrides>,
+    ) -> Result<Self, ConfigError> {
         let handle = tokio::runtime::Handle::try_current().map_err(|_| {
             ConfigError::single(
                 "store",
@@ -60,7 +62,7 @@ impl RemoteOverrides {
             version: format!("{}overrides:version", config.key_prefix).into(),
             timeout: config.timeout,
         };
-        handle.spawn(remote.clone().follow(shared));
+        handle.spawn(remote.clone().follow(overrides));
         Ok(remote)
     }
 
@@ -142,14 +144,14 @@ impl RemoteOverrides {
         Ok(out)
     }
 
-    async fn follow(self, shared: Weak<Shared>) {
+    async fn follow(self, overrides: Weak<Overrides>) {
         let mut seen: Option<Option<i64>> = None;
         let mut down = false;
         let mut tick = tokio::time::interval(POLL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            if shared.strong_count() == 0 {
+            if overrides.strong_count() == 0 {
                 return;
             }
             let result = async {
@@ -167,10 +169,10 @@ impl RemoteOverrides {
                         tracing::info!("overrides in Redis: reachable again");
                     }
                     if let Some((v, all)) = change {
-                        let Some(shared) = shared.upgrade() else {
+                        let Some(overrides) = overrides.upgrade() else {
                             return;
                         };
-                        shared.overrides().replace_all(all);
+                        overrides.replace_all(all);
                         seen = Some(v);
                     }
                 }

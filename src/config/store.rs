@@ -1,0 +1,433 @@
+//! `[store]`: where quota state lives (the store itself is built by
+//! `distill_guard::store::build_store`), and the checks of its Redis URL.
+
+use std::time::Duration;
+
+#[cfg(feature = "redis")]
+use ::redis::{Client, ConnectionAddr};
+use serde::{Deserialize, Serialize};
+
+use super::ConfigError;
+
+/// Which backend keeps quota state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Backend {
+    /// In this process only (each replica has its own limits).
+    #[default]
+    Memory,
+    /// In Redis (or Valkey), shared by every replica pointing at it.
+    Redis,
+}
+
+/// What the Redis backend does when Redis fails or is slower than `timeout`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnError {
+    /// Keep serving: an in-process store enforces the same limits per replica until
+    /// Redis answers again.
+    #[default]
+    FailOpen,
+    /// Refuse requests with 503 (in the path's dialect) until Redis answers again.
+    FailClosed,
+}
+
+/// `[store]`: where quota state lives.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// `memory` (the default: this process only) or `redis` (shared by replicas).
+    pub backend: Backend,
+    /// Redis URL, required for `backend = "redis"`: `redis://[user:password@]host:port[/db]`,
+    /// `redis+unix:///path/to/socket`, or `rediss://…` for TLS (the server's
+    /// certificate is always verified, against the platform's trusted roots or
+    /// `tls_ca_file`).
+    pub url: Option<String>,
+    /// Longest wait for one Redis call (connecting included), e.g. `"100ms"`. A call
+    /// that takes longer counts as a failure and `on_error` applies.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// `fail_open` (local in-process limits take over while Redis is down) or
+    /// `fail_closed` (503 until Redis is back).
+    pub on_error: OnError,
+    /// Prefix of every Redis key this store writes, so several deployments can share
+    /// one Redis.
+    pub key_prefix: String,
+    /// Answer requests of a subject that Redis just refused from a local copy of its
+    /// buckets until they would fit again, so a flood of refused requests does not
+    /// become Redis load. A refund settled by another replica in that time is seen
+    /// only when the copy expires.
+    pub deny_cache: bool,
+    /// With the Redis backend, share the cluster engine's inputs between replicas
+    /// through a stream in the same Redis, so accounts seen by different replicas
+    /// are linked as if one replica had seen them all (see
+    /// `distill_guard::cluster::share`). Ignored with the memory backend.
+    pub share_clusters: bool,
+    /// About how many entries the shared cluster log keeps (each a batch of up to
+    /// 64 requests from one replica): what a new or restarted replica reads to
+    /// warm up.
+    pub cluster_log_len: u64,
+    /// With a `rediss://` URL: PEM file of the certificate authorities the server's
+    /// certificate must chain to, instead of the platform's trusted roots (for a
+    /// Redis with a private CA).
+    pub tls_ca_file: Option<std::path::PathBuf>,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            backend: Backend::Memory,
+            url: None,
+            timeout: Duration::from_millis(100),
+            on_error: OnError::FailOpen,
+            key_prefix: "distill-guard:".into(),
+            deny_cache: true,
+            share_clusters: true,
+            cluster_log_len: 100_000,
+            tls_ca_file: None,
+        }
+    }
+}
+
+/// Why `backend = "redis"` is refused by a build without Redis support.
+#[cfg(not(feature = "redis"))]
+const NO_REDIS: &str =
+    "this build has no Redis support: enable distill-guard's `redis` feature (the binary has it)";
+
+/// The error for `backend = "redis"` in a build without Redis support.
+#[cfg(not(feature = "redis"))]
+pub(crate) fn no_redis() -> ConfigError {
+    ConfigError::single("store.backend", NO_REDIS)
+}
+
+/// Longest accepted `timeout`: it bounds how long a request may wait on Redis.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(60);
+
+impl StoreConfig {
+    /// Every problem with this section, as `(field, message)` pairs.
+    pub fn problems(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        if self.timeout.is_zero() {
+            out.push(("timeout", "must be greater than 0".to_string()));
+        } else if self.timeout > MAX_TIMEOUT {
+            out.push((
+                "timeout",
+                format!(
+                    "must be at most {} (it bounds how long a request may wait on Redis)",
+                    humantime::format_duration(MAX_TIMEOUT)
+                ),
+            ));
+        }
+        if !(1_000..=100_000_000).contains(&self.cluster_log_len) {
+            out.push((
+                "cluster_log_len",
+                "must be between 1000 and 100000000 entries".to_string(),
+            ));
+        }
+        if self.key_prefix.len() > 256 {
+            out.push(("key_prefix", "must be at most 256 bytes".to_string()));
+        }
+        match (self.backend, &self.url) {
+            #[cfg(not(feature = "redis"))]
+            (Backend::Redis, _) => out.push(("backend", NO_REDIS.to_string())),
+            #[cfg(feature = "redis")]
+            (Backend::Redis, None) => out.push((
+                "url",
+                "required with backend = \"redis\", e.g. \"redis://127.0.0.1:6379\"".to_string(),
+            )),
+            #[cfg(feature = "redis")]
+            (Backend::Redis, Some(url)) => {
+                if let Err(msg) = check_url(url) {
+                    out.push(("url", msg));
+                } else if self.tls_ca_file.is_some() && !is_tls(url) {
+                    out.push((
+                        "tls_ca_file",
+                        "only used with a TLS URL (`rediss://`)".to_string(),
+                    ));
+                }
+            }
+            (Backend::Memory, _) => {}
+        }
+        out
+    }
+
+    /// Validates the section alone.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let problems = self.problems();
+        if problems.is_empty() {
+            return Ok(());
+        }
+        Err(ConfigError {
+            errors: problems
+                .into_iter()
+                .map(|(field, message)| super::FieldError {
+                    path: format!("store.{field}"),
+                    message,
+                })
+                .collect(),
+        })
+    }
+}
+
+/// The scheme of Sentinel targets.
+#[cfg(feature = "redis")]
+pub(crate) const SENTINEL_SCHEME: &str = "redis+sentinel://";
+/// A sentinel's port when the URL leaves it out.
+#[cfg(feature = "redis")]
+const SENTINEL_PORT: u16 = 26_379;
+
+/// A parsed `redis+sentinel://` URL.
+#[cfg(feature = "redis")]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SentinelTarget {
+    /// `host:port` of every sentinel.
+    pub(crate) nodes: Vec<(String, u16)>,
+    /// The monitored service (the `sentinel monitor` name).
+    pub(crate) service: String,
+    pub(crate) username: Option<String>,
+    pub(crate) password: Option<String>,
+    pub(crate) db: i64,
+}
+
+#[cfg(feature = "redis")]
+/// Parses `redis+sentinel://[[user]:password@]host[:port][,host[:port]…]/service[/db]`.
+pub(crate) fn parse_sentinel(url: &str) -> Result<SentinelTarget, String> {
+    let rest = url
+        .strip_prefix(SENTINEL_SCHEME)
+        .ok_or_else(|| format!("a Sentinel URL starts with {SENTINEL_SCHEME}"))?;
+    let (authority, path) = rest.split_once('/').ok_or_else(|| {
+        "a Sentinel URL names its service: redis+sentinel://host:26379/mymaster".to_string()
+    })?;
+    let (userinfo, hosts) = match authority.rsplit_once('@') {
+        Some((u, h)) => (Some(u), h),
+        None => (None, authority),
+    };
+    let (username, password) = match userinfo {
+        None => (None, None),
+        Some(u) => match u.split_once(':') {
+            Some((user, pass)) => (
+                (!user.is_empty()).then(|| user.to_string()),
+                Some(pass.to_string()),
+            ),
+            None => (Some(u.to_string()), None),
+        },
+    };
+    let mut nodes = Vec::new();
+    for h in hosts.split(',') {
+        let bracketed = h.starts_with('[') && h.ends_with(']');
+        let (host, port) = match h.rsplit_once(':') {
+            Some((host, port)) if !bracketed => (
+                host,
+                port.parse::<u16>()
+                    .map_err(|_| format!("`{h}`: the port is not a number"))?,
+            ),
+            _ => (h, SENTINEL_PORT),
+        };
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if host.is_empty() {
+            return Err("every sentinel needs a host: host:26379,host:26379".into());
+        }
+        nodes.push((host.to_string(), port));
+    }
+    let mut segments = path.split('/');
+    let service = segments.next().unwrap_or_default();
+    if service.is_empty() {
+        return Err(
+            "a Sentinel URL names its service: redis+sentinel://host:26379/mymaster".into(),
+        );
+    }
+    let db = match segments.next() {
+        None | Some("") => 0,
+        Some(d) => d
+            .parse::<i64>()
+            .ok()
+            .filter(|d| *d >= 0)
+            .ok_or_else(|| format!("`{d}` is not a database number"))?,
+    };
+    if segments.next().is_some_and(|s| !s.is_empty()) {
+        return Err("a Sentinel URL is …/service[/db], nothing after the database".into());
+    }
+    Ok(SentinelTarget {
+        nodes,
+        service: service.to_string(),
+        username,
+        password,
+        db,
+    })
+}
+
+#[cfg(feature = "redis")]
+/// Checks that `url` is a Redis URL this build can connect to: `redis://`,
+/// `redis+unix://`, or `rediss://` (TLS, certificates always verified).
+pub(crate) fn check_url(url: &str) -> Result<(), String> {
+    if url.starts_with(SENTINEL_SCHEME) {
+        return parse_sentinel(url).map(|_| ());
+    }
+    let client = Client::open(url).map_err(|e| format!("not a usable Redis URL: {e}"))?;
+    if let ConnectionAddr::TcpTls { insecure: true, .. } = client.get_connection_info().addr() {
+        return Err(
+            "`#insecure` (TLS without certificate checks) is not supported; give the server's CA with `tls_ca_file` instead".into(),
+        );
+    }
+    Ok(())
+}
+
+/// Whether `url` connects with TLS.
+#[cfg(feature = "redis")]
+pub(crate) fn is_tls(url: &str) -> bool {
+    Client::open(url).is_ok_and(|c| {
+        matches!(
+            c.get_connection_info().addr(),
+            ConnectionAddr::TcpTls { .. }
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    #[test]
+    fn memory_is_the_default_and_needs_nothing() {
+        let cfg = Config::from_toml_str("[identity]\nsecret = \"s\"\n").expect("valid");
+        assert_eq!(cfg.store, StoreConfig::default());
+        assert_eq!(cfg.store.backend, Backend::Memory);
+    }
+
+    #[cfg(feature = "redis")]
+    #[test]
+    fn redis_section_parses() {
+        let cfg = Config::from_toml_str(
+            r#"
+            [identity]
+            secret = "s"
+            [store]
+            backend = "redis"
+            url = "redis://127.0.0.1:6390/2"
+            timeout = "25ms"
+            on_error = "fail_closed"
+            key_prefix = "eu1:"
+            deny_cache = false
+            share_clusters = false
+            cluster_log_len = 5000
+            "#,
+        )
+        .expect("valid");
+        assert_eq!(cfg.store.backend, Backend::Redis);
+        assert_eq!(cfg.store.timeout, Duration::from_millis(25));
+        assert_eq!(cfg.store.on_error, OnError::FailClosed);
+        assert_eq!(cfg.store.key_prefix, "eu1:");
+        assert!(!cfg.store.deny_cache);
+        assert!(!cfg.store.share_clusters);
+        assert_eq!(cfg.store.cluster_log_len, 5000);
+    }
+
+    #[cfg(not(feature = "redis"))]
+    #[test]
+    fn a_build_without_redis_refuses_the_redis_backend() {
+        let err = Config::from_toml_str(
+            "[identity]\nsecret = \"s\"\n[store]\nbackend = \"redis\"\nurl = \"redis://h\"\n",
+        )
+        .expect_err("no redis support");
+        assert_eq!(err.errors.len(), 1, "{err}");
+        assert_eq!(err.errors[0].path, "store.backend");
+        assert!(err.to_string().contains("`redis` feature"), "{err}");
+        let store = StoreConfig {
+            backend: Backend::Redis,
+            ..StoreConfig::default()
+        };
+        let err = crate::store::build_store(&store).expect_err("no redis support");
+        assert_eq!(err.errors[0].path, "store.backend");
+    }
+
+    #[cfg(feature = "redis")]
+    #[test]
+    fn redis_errors_are_collected_with_paths() {
+        let err = Config::from_toml_str(
+            "[identity]\nsecret = \"s\"\n[store]\nbackend = \"redis\"\ntimeout = \"0s\"\n",
+        )
+        .expect_err("invalid");
+        let paths: Vec<&str> = err.errors.iter().map(|e| e.path.as_str()).collect();
+        assert!(paths.contains(&"store.url"), "{paths:?}");
+        assert!(paths.contains(&"store.timeout"), "{paths:?}");
+        let err =
+            Config::from_toml_str("[identity]\nsecret = \"s\"\n[store]\ncluster_log_len = 10\n")
+                .expect_err("log too short");
+        assert_eq!(err.errors[0].path, "store.cluster_log_len");
+
+        for bad in [
+            "http://x",
+            "not a url",
+            "rediss://127.0.0.1:6379/#insecure",
+            "redis://",
+        ] {
+            let cfg = StoreConfig {
+                backend: Backend::Redis,
+                url: Some(bad.into()),
+                ..StoreConfig::default()
+            };
+            let err = cfg.validate().expect_err(bad);
+            assert_eq!(err.errors[0].path, "store.url", "{bad}");
+        }
+        let err =
+            Config::from_toml_str("[identity]\nsecret = \"s\"\n[store]\nbackend = \"mongo\"\n")
+                .expect_err("unknown backend");
+        assert!(err.to_string().contains("mongo"), "{err}");
+    }
+
+    #[cfg(feature = "redis")]
+    #[test]
+    fn urls_are_checked_without_connecting() {
+        assert!(check_url("redis://127.0.0.1:6379/0").is_ok());
+        assert!(check_url("redis://user:pw@host:1").is_ok());
+        assert!(check_url("rediss://host").is_ok());
+        assert!(check_url("rediss://user:pw@host:6380/2").is_ok());
+        let insecure = check_url("rediss://host/#insecure").expect_err("insecure");
+        assert!(insecure.contains("tls_ca_file"), "{insecure}");
+        assert!(check_url("redis+sentinel://host:26379/primary").is_ok());
+        assert!(
+            check_url("redis+sentinel://host:26379").is_err(),
+            "no service"
+        );
+        assert!(is_tls("rediss://host") && !is_tls("redis://host"));
+        assert!(check_url("http://host").is_err());
+        assert!(check_url("").is_err());
+    }
+
+    #[cfg(feature = "redis")]
+    #[test]
+    fn sentinel_urls_parse() {
+        let t = parse_sentinel("redis+sentinel://:pw@10.0.0.1:26380,sentinel-b,[::1]:5/mymaster/3")
+            .expect("valid");
+        assert_eq!(
+            t.nodes,
+            vec![
+                ("10.0.0.1".to_string(), 26_380),
+                ("sentinel-b".to_string(), SENTINEL_PORT),
+                ("::1".to_string(), 5)
+            ]
+        );
+        assert_eq!(t.service, "mymaster");
+        assert_eq!(
+            (t.username, t.password.as_deref(), t.db),
+            (None, Some("pw"), 3)
+        );
+        let t = parse_sentinel("redis+sentinel://[fe80::2]/svc").expect("valid");
+        assert_eq!(t.nodes, vec![("fe80::2".to_string(), SENTINEL_PORT)]);
+        let t = parse_sentinel("redis+sentinel://app:secret@h:1/svc").expect("valid");
+        assert_eq!(t.username.as_deref(), Some("app"));
+        assert_eq!(t.db, 0);
+        for bad in [
+            "redis+sentinel://h:1",
+            "redis+sentinel://h:1/",
+            "redis+sentinel://h:x/svc",
+            "redis+sentinel://,h/svc",
+            "redis+sentinel://h/svc/-1",
+            "redis+sentinel://h/svc/1/extra",
+            "redis://h/svc",
+        ] {
+            assert!(parse_sentinel(bad).is_err(), "{bad}");
+        }
+    }
+}
