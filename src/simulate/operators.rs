@@ -291,12 +291,7 @@ impl Population {
         };
         let i = self.push(
             rng,
-            Who {
-                actor: &actor,
-                kind: "campaign",
-                org: None,
-                cohort,
-            },
+            Who::new(&actor, "campaign", cohort),
             client,
             net,
             (behaviour, Content::Campaign),

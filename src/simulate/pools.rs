@@ -12,6 +12,7 @@
 use rand::Rng;
 
 use super::knobs::POOL_KEEP;
+use super::prose::fill_slots;
 use super::random::{name_hash, rng_of};
 
 macro_rules! pools {
@@ -706,14 +707,7 @@ impl Pools {
         out: &mut String,
         depth: u8,
     ) {
-        let mut rest = frame;
-        while let Some(open) = rest.find('{') {
-            out.push_str(&rest[..open]);
-            let Some(close) = rest[open..].find('}') else {
-                out.push_str(&rest[open..]);
-                return;
-            };
-            let slot = &rest[open + 1..open + close];
+        fill_slots(frame, out, |slot, out| {
             if let Some((lo, hi)) = range_slot(slot) {
                 let n = rng.random_range(lo..=hi);
                 out.push_str(&n.to_string());
@@ -721,11 +715,11 @@ impl Pools {
                 let inner = self.pick(rng, p);
                 self.fill(rng, inner, out, depth + 1);
             } else {
-                out.push_str(&rest[open..=open + close]);
+                out.push('{');
+                out.push_str(slot);
+                out.push('}');
             }
-            rest = &rest[open + close + 1..];
-        }
-        out.push_str(rest);
+        });
     }
 }
 

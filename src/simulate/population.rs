@@ -327,6 +327,17 @@ pub(crate) struct Who<'a> {
     pub(crate) cohort: &'a str,
 }
 
+impl<'a> Who<'a> {
+    pub(crate) fn new(actor: &'a str, kind: &'static str, cohort: &'a str) -> Self {
+        Self {
+            actor,
+            kind,
+            org: None,
+            cohort,
+        }
+    }
+}
+
 fn label(who: Who<'_>, scenario: Scenario) -> Box<str> {
     let mut s = String::new();
     let mut o = Obj::new(&mut s);
@@ -566,12 +577,7 @@ impl Population {
         for _ in 0..app_users {
             let i = self.push(
                 rng,
-                Who {
-                    actor: &user(),
-                    kind: "organic",
-                    org: None,
-                    cohort: "hosted-app",
-                },
+                Who::new(&user(), "organic", "hosted-app"),
                 app_client.clone(),
                 Net::Pool(app_pool),
                 (Behaviour::Chat, Content::Chat { coder: false }),
@@ -656,12 +662,7 @@ impl Population {
         let coder = client.kind != ClientKind::Browser && rng.random_bool(0.66);
         let i = self.push(
             rng,
-            Who {
-                actor,
-                kind: "organic",
-                org: None,
-                cohort,
-            },
+            Who::new(actor, "organic", cohort),
             client,
             net,
             (Behaviour::Chat, Content::Chat { coder }),
@@ -726,12 +727,7 @@ impl Population {
         client.variant = 0;
         let i = self.push(
             rng,
-            Who {
-                actor,
-                kind: "organic",
-                org: None,
-                cohort,
-            },
+            Who::new(actor, "organic", cohort),
             client,
             net,
             (Behaviour::Agent, Content::Agent),
@@ -786,12 +782,7 @@ impl Population {
         } else {
             let i = self.push(
                 rng,
-                Who {
-                    actor,
-                    kind: "reseller_customer",
-                    org: None,
-                    cohort,
-                },
+                Who::new(actor, "reseller_customer", cohort),
                 client.clone(),
                 Net::Pool(pool),
                 (Behaviour::Chat, Content::Chat { coder: true }),
@@ -801,15 +792,7 @@ impl Population {
             i
         };
         let a = &mut self.accounts[i];
-        a.label = label(
-            Who {
-                actor,
-                kind: "reseller_customer",
-                org: None,
-                cohort,
-            },
-            self.scenario,
-        );
+        a.label = label(Who::new(actor, "reseller_customer", cohort), self.scenario);
         if a.client.dialect != dialect {
             a.model = model_of(rng, dialect);
         }
@@ -896,12 +879,7 @@ impl Population {
         let cot = rng.random_bool(0.5);
         let i = self.push(
             rng,
-            Who {
-                actor,
-                kind: "batch",
-                org: None,
-                cohort: "batch",
-            },
+            Who::new(actor, "batch", "batch"),
             client,
             net,
             (Behaviour::Job, Content::EvalMc { cot }),
@@ -926,12 +904,7 @@ impl Population {
         let (client, net) = self.job_client(rng);
         let i = self.push(
             rng,
-            Who {
-                actor,
-                kind: "batch",
-                org: None,
-                cohort: "researcher-eval",
-            },
+            Who::new(actor, "batch", "researcher-eval"),
             client,
             net,
             (Behaviour::Job, Content::Script),
@@ -972,12 +945,7 @@ impl Population {
         let net = Net::Home(residential(rng), residential(rng));
         let i = self.push(
             rng,
-            Who {
-                actor,
-                kind: "organic",
-                org: None,
-                cohort,
-            },
+            Who::new(actor, "organic", cohort),
             client,
             net,
             (Behaviour::Power, Content::Power),
@@ -1037,12 +1005,7 @@ impl Population {
         let net = Net::Home(residential(rng), residential(rng));
         let i = self.push(
             rng,
-            Who {
-                actor,
-                kind: "organic",
-                org: None,
-                cohort: "power-script",
-            },
+            Who::new(actor, "organic", "power-script"),
             client,
             net,
             (Behaviour::Job, Content::Script),

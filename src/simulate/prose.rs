@@ -253,7 +253,9 @@ const SENTENCES: &[&str] = &[
     "The numbers suggest the {noun} grew by about {n} percent.",
 ];
 
-fn fill<R: Rng + ?Sized>(rng: &mut R, frame: &str, out: &mut String) {
+/// Appends `frame` to `out`, letting `slot` write each `{name}` in it (an
+/// unclosed brace is written as it is).
+pub(crate) fn fill_slots(frame: &str, out: &mut String, mut slot: impl FnMut(&str, &mut String)) {
     let mut rest = frame;
     while let Some(open) = rest.find('{') {
         out.push_str(&rest[..open]);
@@ -261,42 +263,45 @@ fn fill<R: Rng + ?Sized>(rng: &mut R, frame: &str, out: &mut String) {
             out.push_str(&rest[open..]);
             return;
         };
-        let slot = &rest[open + 1..open + close];
-        match slot {
-            "noun" | "noun2" => out.push_str(pick(rng, NOUNS)),
-            "adj" | "adj2" => {
-                let adj = pick(rng, ADJECTIVES);
-                // "a accurate" → "an accurate".
-                if adj.starts_with(['a', 'e', 'i', 'o'])
-                    && (out.ends_with(" a ") || out.ends_with("A "))
-                {
-                    out.insert(out.len() - 1, 'n');
-                }
-                out.push_str(adj);
-            }
-            "verb" => out.push_str(pick(rng, VERBS)),
-            "topic" => out.push_str(pick(rng, TOPICS)),
-            "people" => {
-                let p = pick(rng, PEOPLE);
-                if open == 0 && out.is_empty() || out.ends_with(". ") || out.ends_with('\n') {
-                    let mut c = p.chars();
-                    if let Some(first) = c.next() {
-                        out.extend(first.to_uppercase());
-                        out.push_str(c.as_str());
-                    }
-                } else {
-                    out.push_str(p);
-                }
-            }
-            "n" => {
-                let n: u32 = rng.random_range(2..40);
-                out.push_str(&n.to_string());
-            }
-            _ => out.push_str(slot),
-        }
+        slot(&rest[open + 1..open + close], out);
         rest = &rest[open + close + 1..];
     }
     out.push_str(rest);
+}
+
+fn fill<R: Rng + ?Sized>(rng: &mut R, frame: &str, out: &mut String) {
+    fill_slots(frame, out, |slot, out| match slot {
+        "noun" | "noun2" => out.push_str(pick(rng, NOUNS)),
+        "adj" | "adj2" => {
+            let adj = pick(rng, ADJECTIVES);
+            // "a accurate" → "an accurate".
+            if adj.starts_with(['a', 'e', 'i', 'o'])
+                && (out.ends_with(" a ") || out.ends_with("A "))
+            {
+                out.insert(out.len() - 1, 'n');
+            }
+            out.push_str(adj);
+        }
+        "verb" => out.push_str(pick(rng, VERBS)),
+        "topic" => out.push_str(pick(rng, TOPICS)),
+        "people" => {
+            let p = pick(rng, PEOPLE);
+            if out.is_empty() || out.ends_with(". ") || out.ends_with('\n') {
+                let mut c = p.chars();
+                if let Some(first) = c.next() {
+                    out.extend(first.to_uppercase());
+                    out.push_str(c.as_str());
+                }
+            } else {
+                out.push_str(p);
+            }
+        }
+        "n" => {
+            let n: u32 = rng.random_range(2..40);
+            out.push_str(&n.to_string());
+        }
+        _ => out.push_str(slot),
+    });
 }
 
 /// Appends about `words` words of prose in paragraphs.

@@ -109,6 +109,16 @@ fn prompt(l: &TrafficLine) -> String {
         .unwrap_or_default()
 }
 
+/// The headers without the key and the length: what a client installation
+/// (or a relay) sends the same on every request.
+fn headers_but_key(l: &TrafficLine) -> Vec<(String, String)> {
+    l.headers
+        .iter()
+        .filter(|(n, _)| !matches!(n.as_str(), "authorization" | "x-api-key" | "content-length"))
+        .cloned()
+        .collect()
+}
+
 fn model(l: &TrafficLine) -> &str {
     l.body.get("model").and_then(|m| m.as_str()).unwrap_or("")
 }
@@ -526,18 +536,8 @@ fn naive_operators_use_one_client_on_few_prefixes_and_create_accounts_in_bursts(
     let mut uas = HashSet::new();
     for (name, ls) in by_actor(&r.lines) {
         let prefixes: HashSet<_> = ls.iter().filter_map(|l| prefix24(&l.ip)).collect();
-        let installs: HashSet<Vec<(String, String)>> = ls
-            .iter()
-            .map(|l| {
-                l.headers
-                    .iter()
-                    .filter(|(n, _)| {
-                        !matches!(n.as_str(), "authorization" | "x-api-key" | "content-length")
-                    })
-                    .cloned()
-                    .collect()
-            })
-            .collect();
+        let installs: HashSet<Vec<(String, String)>> =
+            ls.iter().map(|l| headers_but_key(l)).collect();
         assert!(prefixes.len() <= 3, "{name}: {}", prefixes.len());
         assert_eq!(installs.len(), 1, "{name}: one installation");
         uas.insert(ls[0].header("user-agent").unwrap_or("").to_owned());
@@ -593,15 +593,7 @@ fn spoofing_operators_rotate_addresses_and_draw_clients_from_real_sdks() {
 /// the reseller's innocent customers.
 #[test]
 fn resold_accounts_share_addresses_and_headers_with_innocent_customers() {
-    let relay_headers = |l: &TrafficLine| -> Vec<(String, String)> {
-        l.headers
-            .iter()
-            .filter(|(n, _)| {
-                !matches!(n.as_str(), "authorization" | "x-api-key" | "content-length")
-            })
-            .cloned()
-            .collect()
-    };
+    let relay_headers = headers_but_key;
     for scenario in [Scenario::Hydra, Scenario::Adaptive] {
         let r = two_days(scenario);
         let customers: Vec<&TrafficLine> = r
@@ -817,6 +809,14 @@ fn reasoning_power_users_send_extraction_like_tasks_at_human_volume() {
     assert!(median <= 8, "median active hours {median}");
 }
 
+/// The first of the body's values at `pointers`, as text (`none` without one).
+fn body_value(l: &TrafficLine, pointers: &[&str]) -> String {
+    pointers
+        .iter()
+        .find_map(|p| l.body.pointer(p))
+        .map_or("none".to_owned(), |v| v.to_string())
+}
+
 #[test]
 fn no_single_field_separates_organic_from_campaign_traffic() {
     type Field = fn(&TrafficLine) -> String;
@@ -834,32 +834,21 @@ fn no_single_field_separates_organic_from_campaign_traffic() {
         ("path", |l| l.path.clone()),
         ("model", |l| model(l).to_owned()),
         ("cap", |l| {
-            ["max_tokens", "max_completion_tokens", "max_output_tokens"]
-                .iter()
-                .find_map(|k| l.body.get(*k))
-                .map_or("none".to_owned(), |v| v.to_string())
+            body_value(
+                l,
+                &[
+                    "/max_tokens",
+                    "/max_completion_tokens",
+                    "/max_output_tokens",
+                ],
+            )
         }),
-        ("temperature", |l| {
-            l.body
-                .get("temperature")
-                .map_or("none".to_owned(), |v| v.to_string())
-        }),
+        ("temperature", |l| body_value(l, &["/temperature"])),
         ("effort", |l| {
-            l.body
-                .get("reasoning_effort")
-                .or_else(|| l.body.pointer("/reasoning/effort"))
-                .map_or("none".to_owned(), |v| v.to_string())
+            body_value(l, &["/reasoning_effort", "/reasoning/effort"])
         }),
-        ("thinking", |l| {
-            l.body
-                .pointer("/thinking/budget_tokens")
-                .map_or("none".to_owned(), |v| v.to_string())
-        }),
-        ("stream", |l| {
-            l.body
-                .get("stream")
-                .map_or("none".to_owned(), |v| v.to_string())
-        }),
+        ("thinking", |l| body_value(l, &["/thinking/budget_tokens"])),
+        ("stream", |l| body_value(l, &["/stream"])),
         ("body keys", |l| {
             l.body
                 .as_object()
