@@ -127,3 +127,71 @@ async fn passthrough_serves_untagged() {
     assert!(h.get("x-distill-guard-tag").is_none());
     assert!(!body.contains("distill_guard"));
 }
+
+/// `trace --server` completes a text mark's 14-hex-digit account prefix from the
+/// live server's admin API, so `trace` and `verify` end up naming the same
+/// account in full.
+#[tokio::test]
+async fn trace_with_a_server_completes_the_marks_account() {
+    let dir = tempfile::tempdir().expect("dir");
+    let config = dir.path().join("guard.toml");
+    std::fs::write(
+        &config,
+        r#"
+[identity]
+secret = "serve-watermark-test"
+[watermark]
+tag = "always"
+text_mark = true
+[[watermark.keys]]
+id = "k1"
+secret = "a watermark key for this test"
+[admin]
+token = "an admin token for this test"
+"#,
+    )
+    .expect("write config");
+    let path = config.to_str().expect("utf-8 path");
+    let served = support::process::serve(&["--config", path], true);
+    let (headers, body) = post(
+        &served.url,
+        "/v1/chat/completions",
+        json!({"model": "m", "max_tokens": 400, "messages": [{"role": "user", "content": "tell me about caches"}]}),
+    )
+    .await;
+    let tag = headers["x-distill-guard-tag"].to_str().expect("ascii");
+    let (code, verified) = verify(&config, tag, None);
+    assert_eq!(code, 0, "{verified}");
+    let account = serde_json::from_str::<Value>(&verified).expect("json")["account"]
+        .as_str()
+        .expect("account")
+        .to_owned();
+    let text = serde_json::from_str::<Value>(&body).expect("json")["choices"][0]["message"]
+        ["content"]
+        .as_str()
+        .expect("text")
+        .to_owned();
+    let leak = dir.path().join("leak.txt");
+    std::fs::write(&leak, &text).expect("write leak");
+    let trace = |server: Option<&str>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_distill-guard"));
+        cmd.args(["trace", "--json", "--config", path]);
+        if let Some(s) = server {
+            cmd.args(["--server", s]);
+        }
+        let out = cmd.arg(&leak).output().expect("trace");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<Value>(&out.stdout).expect("json")
+    };
+    let offline = trace(None);
+    assert_eq!(offline["method"], "mark");
+    let prefix = offline["account"].as_str().expect("prefix");
+    assert_eq!(prefix.len(), 14);
+    assert!(account.starts_with(prefix), "{prefix} vs {account}");
+    let online = trace(Some(served.admin()));
+    assert_eq!(online["account"], json!(account), "completed by the server");
+}
