@@ -12,7 +12,7 @@ OUT="${OUT:-bench-out}"
 mkdir -p "$OUT"
 PART="${1:-all}"
 SEEDS="${SEEDS:-1 2 3}"
-SCENARIOS="${SCENARIOS:-naive spoofed mixed organic}"
+SCENARIOS="${SCENARIOS:-naive spoofed hydra adaptive mixed organic}"
 HOURS="${HOURS:-24}"
 
 cargo build --release -q

@@ -44,10 +44,11 @@ pub struct Usage {
 /// organisation that runs several keys.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Label {
-    /// The operator behind the request, e.g. `campaign-naive` or `user-1234`.
+    /// The operator behind the request, e.g. `campaign-adaptive-2` or `user-1234`.
     pub actor: String,
-    /// `campaign` or `organic`. When absent, an actor whose name starts with
-    /// `campaign` is a campaign.
+    /// `campaign`, `organic`, `batch` (batch and eval jobs) or
+    /// `reseller_customer` (a reseller's innocent customer). When absent, an
+    /// actor whose name starts with `campaign` is a campaign.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
     /// The scenario that produced the line.
@@ -176,20 +177,28 @@ pub struct DecisionLine {
 }
 
 impl DecisionLine {
-    /// True when the client got no answer (status 400 or above).
+    /// True when the guard refused the request: status 429 (a quota) or 403 (a
+    /// block).
     pub fn denied(&self) -> bool {
-        self.status >= 400
+        matches!(self.status, 429 | 403)
     }
 
-    /// True when the answer was degraded (reasoning stripped, output capped).
+    /// True when the answer was degraded (reasoning stripped, output capped):
+    /// action `degrade` on a request that was not refused.
     pub fn degraded(&self) -> bool {
         !self.denied() && self.action == "degrade"
     }
 
-    /// True when the client got the full answer: delivered and not degraded. A
-    /// tagged answer is still harvested.
+    /// True when the request was enforced on: denied or degraded. A tag is not
+    /// enforcement.
+    pub fn enforced(&self) -> bool {
+        self.denied() || self.degraded()
+    }
+
+    /// True when the client got the full answer: status 200 and an action that
+    /// is neither `degrade` nor `block`. A tagged answer is still harvested.
     pub fn harvested(&self) -> bool {
-        !self.denied() && !self.degraded()
+        self.status == 200 && self.action != "degrade" && self.action != "block"
     }
 }
 

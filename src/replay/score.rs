@@ -1,28 +1,42 @@
-//! Scoring a replay against the ground-truth labels of its input.
+//! Scoring a replay against the ground-truth labels of its input, with the
+//! definitions of the project's evaluation (the same ones the README's tables
+//! and independent re-measurements use).
 //!
 //! Feed each labelled [`TrafficLine`] with its [`DecisionLine`] to a [`Scorer`]
-//! (in input order), then [`Scorer::finish`] gives a [`Report`]:
+//! (in input order), then [`Scorer::finish`] gives a [`Report`].
 //!
-//! - **clustering** precision and recall, pairwise and B-cubed, over accounts. An
-//!   account's predicted cluster is the cluster of its *last* decision (clusters
-//!   merge over time; earlier ids can be stale). Its true cluster is the label's
-//!   `actor` for campaign accounts, the label's `org` for organic accounts of an
-//!   organisation, and the account alone for every other organic account. An
-//!   account keeps the label of its first line.
-//! - for campaign traffic, the share of requests and of output tokens
-//!   **denied** (status ≥ 400), **degraded** (delivered with action `degrade`),
-//!   **tagged**, and **harvested** (delivered and not degraded: a tagged answer
-//!   is still harvested), over the whole run, over the first 24 simulated hours
-//!   (counted from the first line's timestamp), and after each campaign's first
-//!   denial; and per campaign the time from its first request to its first
-//!   denial or degradation.
-//! - for organic traffic, the accounts and requests **harmed**: denied or
-//!   degraded. (A mock upstream never fails, so in a replay every status ≥ 400 is
-//!   the guard's own 429, 403, 400 or 413.)
+//! Per request, from the decision line:
+//! - **denied**: status 429 or 403; **degraded**: action `degrade`;
+//!   **enforced**: denied or degraded;
+//! - **tagged**: `tagged: true` or action `tag` (a tag is not enforcement);
+//! - **harvest**: status 200 and action neither `degrade` nor `block`: what the
+//!   distiller actually received, tagged or not.
 //!
-//! Memory is one small record per account plus one per predicted cluster: pair
-//! counts come from the contingency table (Σ C(n_ij, 2)), never from enumerating
-//! pairs.
+//! Accounts are identified by the API key of the traffic line (`Authorization:
+//! Bearer` or `x-api-key`), never by the decision's `account` field (a line
+//! without a key falls back to it). A campaign is the set of accounts of one
+//! operator (`label.actor` of a line whose `label.kind` is `campaign`).
+//!
+//! - **Campaign harvest**: the share of all campaign output tokens (`usage`)
+//!   delivered as harvest, overall, over the first 24 hours and over the last 6
+//!   hours (does enforcement hold?).
+//! - **First enforcement**: per operator, the time from its first request to its
+//!   first enforced request; the worst operator is the figure (`None`, "never",
+//!   when one is never enforced on).
+//! - **Harm**: the share of accounts with at least one enforced request, for
+//!   organic accounts, batch jobs (`label.kind` or `label.cohort` naming a
+//!   batch) and innocent customers of a reseller (`kind` naming a reseller, or
+//!   cohort `hydra-customer`), each on its own.
+//! - **Clustering**: pairwise and B-cubed precision and recall over accounts
+//!   between an account's predicted cluster (the cluster of its *last*
+//!   decision: clusters merge over time) and its operator; every account that is
+//!   not a campaign's is its own operator. "Campaigns merged" precision counts
+//!   every campaign account as one label, so it measures only whether innocent
+//!   accounts were linked to anyone.
+//!
+//! Memory is one small record per account and per predicted cluster plus one
+//! bucket per hour of traffic: pair counts come from the contingency table
+//! (Σ C(n_ij, 2)), never from enumerating pairs.
 //!
 //! ```
 //! use distill_guard::replay::format::{parse_decision, parse_line};
@@ -30,6 +44,7 @@
 //!
 //! let mut scorer = Scorer::new();
 //! let traffic = r#"{"ts_ms": 0, "ip": "192.0.2.1", "method": "POST", "path": "/v1/messages",
+//!   "headers": [["x-api-key", "sk-a1"]],
 //!   "usage": {"input_tokens": 10, "output_tokens": 100}, "label": {"actor": "campaign-1"}}"#;
 //! let decision = r#"{"line": 1, "status": 429, "account": "a1", "cluster": "c1",
 //!   "cluster_size": 1, "score": 0.9, "action": "throttle", "tagged": false}"#;
@@ -48,7 +63,14 @@ use serde::Serialize;
 
 use super::format::{parse_decision, parse_line, DecisionLine, LineError, TrafficLine};
 
-const DAY_MS: u64 = 24 * 3_600_000;
+const HOUR_MS: u64 = 3_600_000;
+const DAY_MS: u64 = 24 * HOUR_MS;
+/// The window of the "last hours" harvest figure.
+const LAST_WINDOW_MS: u64 = 6 * HOUR_MS;
+/// Minute buckets kept for the last-window figure.
+const LAST_MINUTES: usize = (LAST_WINDOW_MS / 60_000) as usize;
+/// Most hourly points kept for the time series (a year).
+const MAX_HOURS: usize = 24 * 366;
 
 /// Precision and recall of a clustering.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -90,6 +112,12 @@ pub struct Clustering {
     pub pairwise: PrecisionRecall,
     /// B-cubed precision and recall, averaged over accounts.
     pub bcubed: PrecisionRecall,
+    /// B-cubed precision with every campaign account under one label: whether
+    /// accounts that are no campaign's were linked to anyone.
+    pub bcubed_precision_campaigns_merged: f64,
+    /// Accounts that are no campaign's but share their predicted cluster with
+    /// another account.
+    pub innocent_accounts_linked: u64,
 }
 
 /// Counts of a class of requests (or of their output tokens) by outcome.
@@ -97,13 +125,13 @@ pub struct Clustering {
 pub struct Outcomes {
     /// All of them.
     pub total: u64,
-    /// Status 400 or above.
+    /// Status 429 or 403.
     pub denied: u64,
-    /// Delivered with action `degrade`.
+    /// Action `degrade` (not denied).
     pub degraded: u64,
-    /// Delivered with a provenance tag.
+    /// Tagged (`tagged: true` or action `tag`) and not denied.
     pub tagged: u64,
-    /// Delivered and not degraded (tagged or not).
+    /// Status 200, action neither `degrade` nor `block` (tagged or not).
     pub harvested: u64,
     /// `denied / total`, `None` when `total` is 0.
     pub denied_share: Option<f64>,
@@ -119,7 +147,7 @@ fn share(part: u64, total: u64) -> Option<f64> {
     (total > 0).then(|| part as f64 / total as f64)
 }
 
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Default, Clone, Copy)]
 struct Tally {
     total: u64,
     denied: u64,
@@ -137,7 +165,7 @@ impl Tally {
         if d.degraded() {
             self.degraded += amount;
         }
-        if d.tagged && !d.denied() {
+        if (d.tagged || d.action == "tag") && !d.denied() {
             self.tagged += amount;
         }
         if d.harvested() {
@@ -179,6 +207,9 @@ pub struct ActorReport {
     pub time_to_first_enforcement_ms: Option<u64>,
     /// The share of its accounts in the predicted cluster holding most of them.
     pub largest_cluster_share: f64,
+    /// B-cubed recall over its accounts: on average, the share of the operator
+    /// that an account's predicted cluster holds.
+    pub bcubed_recall: f64,
 }
 
 /// What happened to campaign traffic.
@@ -192,6 +223,9 @@ pub struct CampaignReport {
     pub output_tokens: Outcomes,
     /// Harvested share of campaign output tokens in the first 24 hours.
     pub harvest_first_24h: Option<f64>,
+    /// Harvested share of campaign output tokens in the last 6 hours of the
+    /// traffic.
+    pub harvest_last_6h: Option<f64>,
     /// Harvested share of campaign output tokens requested after each campaign's
     /// first denial (`None` if no campaign was ever denied).
     pub harvest_after_first_denial: Option<f64>,
@@ -203,10 +237,28 @@ pub struct CampaignReport {
     pub actors: Vec<ActorReport>,
 }
 
+/// Harm to one class of innocent accounts: organic users, batch jobs or a
+/// reseller's customers.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct HarmReport {
+    /// Accounts.
+    pub accounts: u64,
+    /// Accounts with at least one request denied or degraded.
+    pub accounts_harmed: u64,
+    /// `accounts_harmed / accounts`.
+    pub accounts_harmed_share: Option<f64>,
+    /// Requests by outcome.
+    pub requests: Outcomes,
+    /// Requests denied or degraded.
+    pub requests_harmed: u64,
+    /// `requests_harmed / requests`.
+    pub requests_harmed_share: Option<f64>,
+}
+
 /// What happened to organic traffic.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct OrganicReport {
-    /// Organic accounts.
+    /// Organic accounts (not batch jobs, not a reseller's customers).
     pub accounts: u64,
     /// Organic accounts with at least one request denied or degraded.
     pub accounts_harmed: u64,
@@ -218,11 +270,16 @@ pub struct OrganicReport {
     pub requests_harmed: u64,
     /// `requests_harmed / requests`.
     pub requests_harmed_share: Option<f64>,
-    /// The same by the label's `cohort` (`-` when absent), sorted by name.
+    /// Batch and evaluation jobs.
+    pub batch: HarmReport,
+    /// Innocent customers of a reseller.
+    pub reseller_customers: HarmReport,
+    /// Every account that is not a campaign's, by the label's `cohort` (`-`
+    /// when absent), sorted by name.
     pub cohorts: Vec<CohortReport>,
 }
 
-/// Organic harm within one cohort of the labels.
+/// Harm within one cohort of the labels.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CohortReport {
     /// The label's `cohort`.
@@ -237,6 +294,21 @@ pub struct CohortReport {
     pub requests_harmed: u64,
 }
 
+/// One hour of traffic, counted from the first line.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct HourPoint {
+    /// Hours since the first line.
+    pub hour: u32,
+    /// Campaign output tokens requested.
+    pub campaign_tokens: u64,
+    /// Of those, harvested.
+    pub campaign_tokens_harvested: u64,
+    /// Requests of accounts that are no campaign's.
+    pub innocent_requests: u64,
+    /// Of those, denied or degraded.
+    pub innocent_requests_harmed: u64,
+}
+
 /// The scores of one replay.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Report {
@@ -248,8 +320,39 @@ pub struct Report {
     pub clustering: Clustering,
     /// Campaign traffic.
     pub campaign: CampaignReport,
-    /// Organic traffic.
+    /// Organic traffic (and batch jobs and reseller customers, each on its own).
     pub organic: OrganicReport,
+    /// Harvest and harm hour by hour.
+    pub hourly: Vec<HourPoint>,
+}
+
+/// The class of an account's label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Class {
+    Campaign,
+    Organic,
+    Batch,
+    Reseller,
+}
+
+impl Class {
+    fn of(label: &super::format::Label) -> Self {
+        if label.is_campaign() {
+            return Class::Campaign;
+        }
+        let has = |s: Option<&str>, needle: &str| {
+            s.is_some_and(|s| s.to_ascii_lowercase().contains(needle))
+        };
+        let (kind, cohort) = (label.kind.as_deref(), label.cohort.as_deref());
+        if has(kind, "batch") || has(cohort, "batch") {
+            Class::Batch
+        } else if has(kind, "reseller") || has(cohort, "reseller") || has(cohort, "hydra-customer")
+        {
+            Class::Reseller
+        } else {
+            Class::Organic
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -257,7 +360,7 @@ struct AccountAgg {
     truth: u32,
     predicted: u32,
     cohort: u32,
-    campaign: bool,
+    class: Class,
     harmed: bool,
 }
 
@@ -274,6 +377,59 @@ struct ActorAgg {
     first_ms: u64,
     first_denial_ms: Option<u64>,
     first_enforcement_ms: Option<u64>,
+}
+
+/// Campaign output tokens by minute over the last [`LAST_WINDOW_MS`].
+#[derive(Debug)]
+struct LastWindow {
+    /// The newest minute seen.
+    newest: Option<u64>,
+    /// (total, harvested) per minute, indexed by minute modulo the ring size.
+    ring: Vec<(u64, u64)>,
+}
+
+impl Default for LastWindow {
+    fn default() -> Self {
+        Self {
+            newest: None,
+            ring: vec![(0, 0); LAST_MINUTES],
+        }
+    }
+}
+
+impl LastWindow {
+    fn add(&mut self, ts_ms: u64, tokens: u64, harvested: bool) {
+        let minute = ts_ms / 60_000;
+        let n = self.ring.len() as u64;
+        match self.newest {
+            Some(newest) if minute + n <= newest => return, // older than the window
+            Some(newest) if minute > newest => {
+                // Clear the minutes between the old newest and this one.
+                let gap = (minute - newest).min(n);
+                for k in 1..=gap {
+                    self.ring[((newest + k) % n) as usize] = (0, 0);
+                }
+                self.newest = Some(minute);
+            }
+            Some(_) => {}
+            None => {
+                self.newest = Some(minute);
+            }
+        }
+        let cell = &mut self.ring[(minute % n) as usize];
+        cell.0 += tokens;
+        if harvested {
+            cell.1 += tokens;
+        }
+    }
+
+    fn harvested_share(&self) -> Option<f64> {
+        let (total, harvested) = self
+            .ring
+            .iter()
+            .fold((0, 0), |(t, h), (a, b)| (t + a, h + b));
+        share(harvested, total)
+    }
 }
 
 /// Accumulates per-account and per-campaign aggregates, line by line.
@@ -293,8 +449,39 @@ pub struct Scorer {
     campaign_tokens: Tally,
     first_day_tokens: Tally,
     after_denial_tokens: Tally,
-    organic_requests: Tally,
-    organic_harmed: u64,
+    last_window: LastWindow,
+    class_requests: [Tally; 3],
+    class_harmed: [u64; 3],
+    hourly: Vec<HourPoint>,
+}
+
+/// The index of a class that is no campaign's into the per-class arrays.
+fn innocent_index(class: Class) -> usize {
+    match class {
+        Class::Campaign | Class::Organic => 0,
+        Class::Batch => 1,
+        Class::Reseller => 2,
+    }
+}
+
+/// The API key a traffic line authenticates with: `Authorization: Bearer` or
+/// `x-api-key`.
+fn api_key(traffic: &TrafficLine) -> Option<&str> {
+    if let Some(v) = traffic.header("authorization") {
+        let v = v.trim();
+        let key = v
+            .strip_prefix("Bearer ")
+            .or_else(|| v.strip_prefix("bearer "))
+            .unwrap_or(v)
+            .trim();
+        if !key.is_empty() {
+            return Some(key);
+        }
+    }
+    traffic
+        .header("x-api-key")
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
 }
 
 impl Scorer {
@@ -303,31 +490,18 @@ impl Scorer {
         Self::default()
     }
 
-    fn truth_of(&mut self, traffic: &TrafficLine) -> Option<(u32, bool)> {
-        let label = traffic.label.as_ref()?;
-        let campaign = label.is_campaign();
-        let name = if campaign {
-            Some(label.actor.as_str())
-        } else {
-            label.org.as_deref()
-        };
-        let id = match name {
-            Some(name) => match self.truth_names.get(name) {
-                Some(&id) => id,
-                None => {
-                    let id = self.next_truth;
-                    self.next_truth += 1;
-                    self.truth_names.insert(name.into(), id);
-                    id
-                }
-            },
-            None => {
-                let id = self.next_truth;
-                self.next_truth += 1;
-                id
+    fn new_truth(&mut self, name: Option<&str>) -> u32 {
+        if let Some(name) = name {
+            if let Some(&id) = self.truth_names.get(name) {
+                return id;
             }
-        };
-        Some((id, campaign))
+        }
+        let id = self.next_truth;
+        self.next_truth += 1;
+        if let Some(name) = name {
+            self.truth_names.insert(name.into(), id);
+        }
+        id
     }
 
     fn predicted_of(&mut self, cluster: &str) -> u32 {
@@ -354,48 +528,71 @@ impl Scorer {
         id
     }
 
+    fn hour_point(&mut self, ts_ms: u64, start: u64) -> Option<&mut HourPoint> {
+        let hour = usize::try_from(ts_ms.saturating_sub(start) / HOUR_MS).ok()?;
+        if hour >= MAX_HOURS {
+            return None;
+        }
+        while self.hourly.len() <= hour {
+            let h = self.hourly.len() as u32;
+            self.hourly.push(HourPoint {
+                hour: h,
+                ..HourPoint::default()
+            });
+        }
+        self.hourly.get_mut(hour)
+    }
+
     /// Adds one input line and the decision replay made for it. Lines should
     /// come in input (time) order; unlabelled lines are only counted.
     pub fn observe(&mut self, traffic: &TrafficLine, decision: &DecisionLine) {
-        if traffic.label.is_none() {
+        let Some(label) = traffic.label.as_ref() else {
             self.unlabelled += 1;
             return;
-        }
+        };
         self.lines += 1;
         let start = *self.start_ms.get_or_insert(traffic.ts_ms);
         let predicted = self.predicted_of(&decision.cluster);
-        let harm = decision.denied() || decision.degraded();
-        let agg = match self.accounts.get_mut(decision.account.as_str()) {
+        let harm = decision.enforced();
+        let key = api_key(traffic).unwrap_or(decision.account.as_str());
+        let agg = match self.accounts.get_mut(key) {
             Some(agg) => {
                 agg.predicted = predicted;
                 agg.harmed |= harm;
                 *agg
             }
             None => {
-                let Some((truth, campaign)) = self.truth_of(traffic) else {
-                    return;
+                let class = Class::of(label);
+                let truth = if class == Class::Campaign {
+                    let actor = label.actor.clone();
+                    self.new_truth(Some(&actor))
+                } else {
+                    self.new_truth(None)
                 };
                 let cohort = self.cohort_of(traffic);
                 let agg = AccountAgg {
                     truth,
                     predicted,
                     cohort,
-                    campaign,
+                    class,
                     harmed: harm,
                 };
-                self.accounts.insert(decision.account.as_str().into(), agg);
+                self.accounts.insert(key.into(), agg);
                 agg
             }
         };
         let tokens = traffic.usage.output_tokens;
-        if !agg.campaign {
-            self.organic_requests.add(decision, 1);
-            if harm {
-                self.organic_harmed += 1;
-            }
+        if agg.class != Class::Campaign {
+            let i = innocent_index(agg.class);
+            self.class_requests[i].add(decision, 1);
+            self.class_harmed[i] += u64::from(harm);
             if let Some(c) = self.cohorts.get_mut(agg.cohort as usize) {
                 c.requests += 1;
                 c.requests_harmed += u64::from(harm);
+            }
+            if let Some(p) = self.hour_point(traffic.ts_ms, start) {
+                p.innocent_requests += 1;
+                p.innocent_requests_harmed += u64::from(harm);
             }
             return;
         }
@@ -403,6 +600,14 @@ impl Scorer {
         self.campaign_tokens.add(decision, tokens);
         if traffic.ts_ms.saturating_sub(start) < DAY_MS {
             self.first_day_tokens.add(decision, tokens);
+        }
+        self.last_window
+            .add(traffic.ts_ms, tokens, decision.harvested());
+        if let Some(p) = self.hour_point(traffic.ts_ms, start) {
+            p.campaign_tokens += tokens;
+            if decision.harvested() {
+                p.campaign_tokens_harvested += tokens;
+            }
         }
         let actor = self
             .campaign_truths
@@ -431,19 +636,22 @@ impl Scorer {
         let mut cells: HashMap<(u32, u32), u64> = HashMap::new();
         let mut true_sizes: HashMap<u32, u64> = HashMap::new();
         let mut predicted_sizes: HashMap<u32, u64> = HashMap::new();
+        // Campaign accounts per predicted cluster (for the merged precision).
+        let mut predicted_campaign: HashMap<u32, u64> = HashMap::new();
         let mut campaign_accounts = 0u64;
-        let mut organic_accounts = 0u64;
-        let mut organic_accounts_harmed = 0u64;
+        let mut class_accounts = [(0u64, 0u64); 3];
         let mut cohort_accounts = vec![(0u64, 0u64); self.cohorts.len()];
         for agg in self.accounts.values() {
             *cells.entry((agg.truth, agg.predicted)).or_default() += 1;
             *true_sizes.entry(agg.truth).or_default() += 1;
             *predicted_sizes.entry(agg.predicted).or_default() += 1;
-            if agg.campaign {
+            if agg.class == Class::Campaign {
                 campaign_accounts += 1;
+                *predicted_campaign.entry(agg.predicted).or_default() += 1;
             } else {
-                organic_accounts += 1;
-                organic_accounts_harmed += u64::from(agg.harmed);
+                let c = &mut class_accounts[innocent_index(agg.class)];
+                c.0 += 1;
+                c.1 += u64::from(agg.harmed);
                 if let Some(c) = cohort_accounts.get_mut(agg.cohort as usize) {
                     c.0 += 1;
                     c.1 += u64::from(agg.harmed);
@@ -459,6 +667,7 @@ impl Scorer {
         // B-cubed: each account e in cell (i, j) has precision n_ij / |pred_j| and
         // recall n_ij / |true_i|; the cell contributes n_ij times that.
         let (mut bp, mut br) = (0.0f64, 0.0f64);
+        let mut actor_recall: HashMap<u32, f64> = HashMap::new();
         for (&(i, j), &k) in &cells {
             let k = k as f64;
             // Every cell's row and column are in the margins (built together).
@@ -466,17 +675,44 @@ impl Scorer {
             let ti = true_sizes.get(&i).copied().unwrap_or(1).max(1) as f64;
             bp += k * k / pj;
             br += k * k / ti;
+            if self.campaign_truths.contains_key(&i) {
+                *actor_recall.entry(i).or_default() += k * k / ti / ti;
+            }
         }
-        let bcubed = if n == 0 {
-            PrecisionRecall {
-                precision: 1.0,
-                recall: 1.0,
+        // Merged precision: a campaign account's precision is the campaign
+        // share of its cluster; an innocent account's is 1 / cluster size.
+        let mut merged = 0.0f64;
+        let mut innocent_linked = 0u64;
+        for agg in self.accounts.values() {
+            let size = predicted_sizes
+                .get(&agg.predicted)
+                .copied()
+                .unwrap_or(1)
+                .max(1);
+            if agg.class == Class::Campaign {
+                let c = predicted_campaign.get(&agg.predicted).copied().unwrap_or(1);
+                merged += c as f64 / size as f64;
+            } else {
+                merged += 1.0 / size as f64;
+                innocent_linked += u64::from(size > 1);
             }
+        }
+        let (bcubed, merged) = if n == 0 {
+            (
+                PrecisionRecall {
+                    precision: 1.0,
+                    recall: 1.0,
+                },
+                1.0,
+            )
         } else {
-            PrecisionRecall {
-                precision: bp / n as f64,
-                recall: br / n as f64,
-            }
+            (
+                PrecisionRecall {
+                    precision: bp / n as f64,
+                    recall: br / n as f64,
+                },
+                merged / n as f64,
+            )
         };
         let clustering = Clustering {
             accounts: n,
@@ -490,6 +726,8 @@ impl Scorer {
                 recall: ratio(correct_pairs, true_pairs),
             },
             bcubed,
+            bcubed_precision_campaigns_merged: merged,
+            innocent_accounts_linked: innocent_linked,
         };
 
         let truth_name: HashMap<u32, &str> = self
@@ -519,8 +757,10 @@ impl Scorer {
                 } else {
                     largest as f64 / members as f64
                 },
+                bcubed_recall: actor_recall.get(&truth).copied().unwrap_or(0.0),
             });
         }
+        actors.sort_by(|a, b| a.actor.cmp(&b.actor));
         let worst = if actors.is_empty() {
             None
         } else {
@@ -534,6 +774,7 @@ impl Scorer {
             requests: self.campaign_requests.outcomes(),
             output_tokens: self.campaign_tokens.outcomes(),
             harvest_first_24h: share(self.first_day_tokens.harvested, self.first_day_tokens.total),
+            harvest_last_6h: self.last_window.harvested_share(),
             harvest_after_first_denial: share(
                 self.after_denial_tokens.harvested,
                 self.after_denial_tokens.total,
@@ -541,7 +782,18 @@ impl Scorer {
             worst_time_to_first_enforcement_ms: worst,
             actors,
         };
-        let organic_requests = self.organic_requests.outcomes();
+        let harm = |i: usize| {
+            let (accounts, harmed) = class_accounts[i];
+            let requests = self.class_requests[i].outcomes();
+            HarmReport {
+                accounts,
+                accounts_harmed: harmed,
+                accounts_harmed_share: share(harmed, accounts),
+                requests_harmed: self.class_harmed[i],
+                requests_harmed_share: share(self.class_harmed[i], requests.total),
+                requests,
+            }
+        };
         let mut cohorts: Vec<CohortReport> = self
             .cohort_names
             .iter()
@@ -558,14 +810,17 @@ impl Scorer {
             })
             .collect();
         cohorts.sort_by(|a, b| a.cohort.cmp(&b.cohort));
+        let organic = harm(0);
         let organic = OrganicReport {
+            accounts: organic.accounts,
+            accounts_harmed: organic.accounts_harmed,
+            accounts_harmed_share: organic.accounts_harmed_share,
+            requests: organic.requests,
+            requests_harmed: organic.requests_harmed,
+            requests_harmed_share: organic.requests_harmed_share,
+            batch: harm(1),
+            reseller_customers: harm(2),
             cohorts,
-            accounts: organic_accounts,
-            accounts_harmed: organic_accounts_harmed,
-            accounts_harmed_share: share(organic_accounts_harmed, organic_accounts),
-            requests_harmed: self.organic_harmed,
-            requests_harmed_share: share(self.organic_harmed, organic_requests.total),
-            requests: organic_requests,
         };
         Report {
             lines: self.lines,
@@ -573,6 +828,7 @@ impl Scorer {
             clustering,
             campaign,
             organic,
+            hourly: self.hourly,
         }
     }
 }
@@ -706,8 +962,11 @@ impl fmt::Display for Report {
         )?;
         writeln!(
             f,
-            "  b-cubed   precision {:.4}  recall {:.4}",
-            c.bcubed.precision, c.bcubed.recall
+            "  b-cubed   precision {:.4}  recall {:.4}  precision with campaigns merged {:.4} ({} innocent accounts linked)",
+            c.bcubed.precision,
+            c.bcubed.recall,
+            c.bcubed_precision_campaigns_merged,
+            c.innocent_accounts_linked
         )?;
         let k = &self.campaign;
         writeln!(f, "campaign: {} accounts", k.accounts)?;
@@ -715,18 +974,20 @@ impl fmt::Display for Report {
         writeln!(f, "  output tokens  {}", k.output_tokens)?;
         writeln!(
             f,
-            "  harvested: first 24 h {}, after first denial {}; slowest first enforcement {}",
+            "  harvested: first 24 h {}, last 6 h {}, after first denial {}; slowest first enforcement {}",
             pct(k.harvest_first_24h),
+            pct(k.harvest_last_6h),
             pct(k.harvest_after_first_denial),
             minutes(k.worst_time_to_first_enforcement_ms)
         )?;
         for a in &k.actors {
             writeln!(
                 f,
-                "  {}: {} accounts, largest cluster {:.1}%, harvested {} of tokens, first denial {}, first enforcement {}",
+                "  {}: {} accounts, largest cluster {:.1}%, b-cubed recall {:.4}, harvested {} of tokens, first denial {}, first enforcement {}",
                 a.actor,
                 a.accounts,
                 a.largest_cluster_share * 100.0,
+                a.bcubed_recall,
                 pct(a.output_tokens.harvested_share),
                 minutes(a.time_to_first_denial_ms),
                 minutes(a.time_to_first_enforcement_ms)
@@ -743,6 +1004,21 @@ impl fmt::Display for Report {
             o.requests_harmed,
             pct(o.requests_harmed_share)
         )?;
+        for (name, h) in [
+            ("batch jobs", &o.batch),
+            ("reseller customers", &o.reseller_customers),
+        ] {
+            writeln!(
+                f,
+                "{name}: {} accounts, {} harmed ({}); requests {}, {} harmed ({})",
+                h.accounts,
+                h.accounts_harmed,
+                pct(h.accounts_harmed_share),
+                h.requests.total,
+                h.requests_harmed,
+                pct(h.requests_harmed_share)
+            )?;
+        }
         for c in &o.cohorts {
             writeln!(
                 f,
@@ -857,13 +1133,14 @@ mod tests {
         assert!(close(r.campaign.actors[0].largest_cluster_share, 2.0 / 3.0));
     }
 
-    /// Asymmetric case: truth A = {a1, a2}, org O = {o1, o2} (organic, one org),
-    /// singleton u1. Predicted: everything in one cluster P = {a1, a2, o1, o2, u1}.
+    /// Asymmetric case: truth A = {a1, a2}; o1, o2 (organic, one org: still
+    /// each its own operator) and u1. Predicted: everything in one cluster
+    /// P = {a1, a2, o1, o2, u1}.
     ///
-    /// Pairwise: predicted pairs C(5,2) = 10; true pairs 1 + 1 = 2; correct 2
-    /// → P = 2/10 = 0.2, R = 1.
-    /// B-cubed precision: a1, a2: 2/5; o1, o2: 2/5; u1: 1/5 → (8/5 + 1/5) / 5 = 9/25.
-    /// B-cubed recall: all 1.
+    /// Pairwise: predicted pairs C(5,2) = 10; true pairs 1; correct 1
+    /// → P = 1/10, R = 1.
+    /// B-cubed precision: a1, a2: 2/5; o1, o2, u1: 1/5 → (4/5 + 3/5) / 5 = 7/25,
+    /// and the same with campaigns merged (one campaign). Recall: all 1.
     #[test]
     fn one_big_cluster_by_hand() {
         let mut s = Scorer::new();
@@ -883,16 +1160,168 @@ mod tests {
         let c = s.finish().clustering;
         assert_eq!(
             (c.predicted_pairs, c.true_pairs, c.correct_pairs),
-            (10, 2, 2)
+            (10, 1, 1)
         );
-        assert!(close(c.pairwise.precision, 0.2));
+        assert!(close(c.pairwise.precision, 0.1));
         assert!(close(c.pairwise.recall, 1.0));
         assert!(
-            close(c.bcubed.precision, 9.0 / 25.0),
+            close(c.bcubed.precision, 7.0 / 25.0),
             "{}",
             c.bcubed.precision
         );
+        assert!(close(c.bcubed_precision_campaigns_merged, 7.0 / 25.0));
+        assert_eq!(c.innocent_accounts_linked, 3);
         assert!(close(c.bcubed.recall, 1.0));
+    }
+
+    /// Two campaigns in one predicted cluster X = {a1, a2, b1}, b2 alone, u1
+    /// alone. Plain B-cubed precision: a1, a2 2/3, b1 1/3, b2 1, u1 1 → 11/15.
+    /// Campaigns merged: a1, a2, b1 3/3, b2 1, u1 1 → 1. Recall of A: a1, a2
+    /// hold all of A → 1; of B: b1 and b2 each hold half → 1/2.
+    #[test]
+    fn campaigns_merged_precision_and_recall_per_actor() {
+        let mut s = Scorer::new();
+        for (acct, actor, cluster) in [
+            ("a1", "campaign-A", "X"),
+            ("a2", "campaign-A", "X"),
+            ("b1", "campaign-B", "X"),
+            ("b2", "campaign-B", "Y"),
+            ("u1", "user-1", "Z"),
+        ] {
+            s.observe(
+                &traffic(0, actor, None, 1),
+                &decision(acct, cluster, 200, "allow", false),
+            );
+        }
+        let r = s.finish();
+        let c = &r.clustering;
+        assert!(
+            close(c.bcubed.precision, 11.0 / 15.0),
+            "{}",
+            c.bcubed.precision
+        );
+        assert!(close(c.bcubed_precision_campaigns_merged, 1.0));
+        assert_eq!(c.innocent_accounts_linked, 0);
+        let recall: Vec<(&str, f64)> = r
+            .campaign
+            .actors
+            .iter()
+            .map(|a| (a.actor.as_str(), a.bcubed_recall))
+            .collect();
+        assert_eq!(recall.len(), 2);
+        assert!(close(recall[0].1, 1.0) && recall[0].0 == "campaign-A");
+        assert!(close(recall[1].1, 0.5) && recall[1].0 == "campaign-B");
+    }
+
+    /// Accounts are the traffic line's API key, not the decision's account: two
+    /// keys the decisions call one account are two accounts, and one key under
+    /// two decision ids is one.
+    #[test]
+    fn accounts_are_the_traffic_lines_keys() {
+        let mut s = Scorer::new();
+        let keyed = |key: &str, header: &str| {
+            let mut t = traffic(0, "user-1", None, 1);
+            t.headers.push((header.into(), key.into()));
+            t
+        };
+        s.observe(
+            &keyed("Bearer sk-1", "authorization"),
+            &decision("same", "c1", 200, "allow", false),
+        );
+        s.observe(
+            &keyed("sk-2", "x-api-key"),
+            &decision("same", "c2", 200, "allow", false),
+        );
+        s.observe(
+            &keyed("Bearer sk-1", "Authorization"),
+            &decision("other", "c1", 429, "throttle", false),
+        );
+        let r = s.finish();
+        assert_eq!(r.clustering.accounts, 2);
+        assert_eq!(r.organic.accounts, 2);
+        assert_eq!(r.organic.accounts_harmed, 1);
+    }
+
+    /// Batch jobs and a reseller's customers are reported on their own, by the
+    /// label's kind or cohort; a 400 is neither denied nor harvested; a block
+    /// delivered with status 200 (shadow mode) is not harvest.
+    #[test]
+    fn harm_classes_and_edge_statuses() {
+        let mut s = Scorer::new();
+        let line = |actor: &str, kind: Option<&str>, cohort: Option<&str>| {
+            let mut t = traffic(0, actor, None, 5);
+            if let Some(l) = t.label.as_mut() {
+                l.kind = kind.map(Into::into);
+                l.cohort = cohort.map(Into::into);
+            }
+            t
+        };
+        s.observe(
+            &line("user-1", Some("batch"), None),
+            &decision("b1", "b1", 429, "throttle", false),
+        );
+        s.observe(
+            &line("user-2", Some("organic"), Some("batch")),
+            &decision("b2", "b2", 200, "allow", false),
+        );
+        s.observe(
+            &line("user-3", Some("reseller_customer"), None),
+            &decision("r1", "r1", 200, "degrade", false),
+        );
+        s.observe(
+            &line("user-4", None, Some("hydra-customer")),
+            &decision("r2", "r2", 200, "tag", true),
+        );
+        s.observe(
+            &line("user-5", Some("organic"), None),
+            &decision("o1", "o1", 400, "allow", false),
+        );
+        s.observe(
+            &line("campaign-A", Some("campaign"), None),
+            &decision("a1", "a1", 200, "block", false),
+        );
+        let r = s.finish();
+        let o = &r.organic;
+        assert_eq!((o.batch.accounts, o.batch.accounts_harmed), (2, 1));
+        assert_eq!(
+            (
+                o.reseller_customers.accounts,
+                o.reseller_customers.accounts_harmed
+            ),
+            (2, 1)
+        );
+        assert_eq!(o.reseller_customers.requests.tagged, 1);
+        assert_eq!((o.accounts, o.accounts_harmed), (1, 0));
+        assert_eq!((o.requests.denied, o.requests.harvested), (0, 0));
+        let k = r.campaign.output_tokens;
+        assert_eq!((k.total, k.harvested, k.denied, k.degraded), (5, 0, 0, 0));
+    }
+
+    /// The last-6-hours figure only counts campaign tokens within six hours of
+    /// the newest line.
+    #[test]
+    fn harvest_over_the_last_six_hours() {
+        let h = 3_600_000u64;
+        let mut s = Scorer::new();
+        // 10 h: harvested 100; 12 h: denied 300; 17 h: harvested 100.
+        for (ts, status, out) in [
+            (0, 200, 1000),
+            (10 * h, 200, 100),
+            (12 * h, 429, 300),
+            (17 * h, 200, 100),
+        ] {
+            s.observe(
+                &traffic(ts, "campaign-A", None, out),
+                &decision("a1", "a1", status, "allow", false),
+            );
+        }
+        let r = s.finish();
+        let last = r.campaign.harvest_last_6h.expect("some");
+        assert!(close(last, 100.0 / 400.0), "{last}");
+        assert_eq!(r.hourly.len(), 18);
+        assert_eq!(r.hourly[12].campaign_tokens, 300);
+        assert_eq!(r.hourly[12].campaign_tokens_harvested, 0);
+        assert_eq!(r.hourly[17].campaign_tokens_harvested, 100);
     }
 
     /// Organic accounts without an org are each their own operator even when
@@ -1001,6 +1430,8 @@ mod tests {
         assert_eq!(a.time_to_first_enforcement_ms, Some(h / 2));
         assert_eq!(a.time_to_first_denial_ms, Some(h));
         assert_eq!(r.campaign.worst_time_to_first_enforcement_ms, Some(h / 2));
+        // The last six hours hold only the 25 h line, which was denied.
+        assert_eq!(r.campaign.harvest_last_6h, Some(0.0));
         assert_eq!(r.organic.accounts, 1);
         assert_eq!(r.organic.accounts_harmed, 0);
         assert_eq!(r.organic.requests_harmed_share, Some(0.0));

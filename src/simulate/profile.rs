@@ -11,7 +11,7 @@
 use rand::Rng;
 
 use super::json::{self, Obj};
-use super::prose::pick;
+use super::random::pick;
 
 const OPENAI_PY: &[&str] = &[
     "1.35.10", "1.40.0", "1.43.0", "1.51.2", "1.54.4", "1.58.1", "1.61.0", "1.66.3", "1.70.0",
@@ -26,6 +26,7 @@ const PYTHONS: &[&str] = &["3.9.18", "3.10.12", "3.11.9", "3.12.3", "3.12.7", "3
 const NODES: &[&str] = &["v18.19.0", "v20.11.1", "v20.17.0", "v22.11.0", "v22.12.0"];
 const CURLS: &[&str] = &["7.81.0", "8.5.0", "8.7.1", "8.9.1", "8.11.0"];
 const REQUESTS: &[&str] = &["2.28.1", "2.31.0", "2.32.3"];
+const AIOHTTPS: &[&str] = &["3.8.6", "3.9.5", "3.10.10", "3.11.11"];
 const OSES: &[&str] = &["Linux", "Linux", "MacOS", "MacOS", "Windows"];
 const BROWSERS: &[&str] = &[
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36",
@@ -58,8 +59,15 @@ pub(crate) enum ClientKind {
     PyRequests,
     LangChain,
     Browser,
-    /// A Go relay (reseller gateway) that re-issues every request itself.
+    /// A Go relay (reseller gateway) that re-issues every request itself,
+    /// re-marshalling the body from its own struct.
     Gateway,
+    /// A Node relay (reseller gateway) that forwards the body as the customer
+    /// wrote it with Node's built-in `fetch` (undici) headers.
+    NodeRelay,
+    /// A Python relay (reseller gateway, Anthropic dialect) that forwards the
+    /// body with aiohttp's headers.
+    PyRelay,
 }
 
 /// The API dialect a request speaks.
@@ -135,6 +143,8 @@ impl Client {
                 pick(rng, BROWSERS),
             ),
             ClientKind::Gateway => (Dialect::OpenAi, "1.1", ""),
+            ClientKind::NodeRelay => (Dialect::OpenAi, "", pick(rng, NODES)),
+            ClientKind::PyRelay => (Dialect::Anthropic, pick(rng, AIOHTTPS), pick(rng, PYTHONS)),
         };
         Self {
             kind,
@@ -378,6 +388,37 @@ impl Client {
                 h.push(("authorization", &auth));
                 h.push(("content-type", "application/json"));
                 h.push(("accept-encoding", "gzip"));
+                write_pairs(&h, out);
+            }
+            ClientKind::NodeRelay => {
+                h.push(("host", host));
+                h.push(("connection", "keep-alive"));
+                h.push(("content-type", "application/json"));
+                h.push(("authorization", &auth));
+                h.push(("accept", "*/*"));
+                h.push(("accept-language", "*"));
+                h.push(("sec-fetch-mode", "cors"));
+                h.push(("user-agent", "node"));
+                h.push(("accept-encoding", "gzip, deflate"));
+                h.push(("content-length", &len));
+                write_pairs(&h, out);
+            }
+            ClientKind::PyRelay => {
+                let python: String = self
+                    .runtime
+                    .split('.')
+                    .take(2)
+                    .collect::<Vec<_>>()
+                    .join(".");
+                let ua = format!("Python/{python} aiohttp/{}", self.version);
+                h.push(("host", host));
+                h.push(("x-api-key", key));
+                h.push(("anthropic-version", "2023-06-01"));
+                h.push(("content-type", "application/json"));
+                h.push(("accept", "*/*"));
+                h.push(("accept-encoding", "gzip, deflate"));
+                h.push(("user-agent", &ua));
+                h.push(("content-length", &len));
                 write_pairs(&h, out);
             }
         }
@@ -885,6 +926,27 @@ mod tests {
         let browser = headers(&client(ClientKind::Browser, 6), "k", 1);
         assert!(browser.iter().any(|(n, _)| n == "origin"));
         assert!(browser.iter().any(|(n, _)| n == "accept-language"));
+    }
+
+    #[test]
+    fn relays_send_their_own_headers() {
+        let node = headers(&client(ClientKind::NodeRelay, 9), "sk-1", 10);
+        let get = |h: &[(String, String)], n: &str| {
+            h.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone())
+        };
+        assert_eq!(get(&node, "user-agent").as_deref(), Some("node"));
+        assert_eq!(get(&node, "sec-fetch-mode").as_deref(), Some("cors"));
+        assert_eq!(get(&node, "authorization").as_deref(), Some("Bearer sk-1"));
+        let py = client(ClientKind::PyRelay, 10);
+        assert_eq!(py.dialect, Dialect::Anthropic);
+        let h = headers(&py, "sk-ant-1", 10);
+        let ua = get(&h, "user-agent").expect("ua");
+        assert!(
+            ua.starts_with("Python/3.") && ua.contains(" aiohttp/"),
+            "{ua}"
+        );
+        assert_eq!(get(&h, "x-api-key").as_deref(), Some("sk-ant-1"));
+        assert!(get(&h, "authorization").is_none());
     }
 
     #[test]

@@ -1,69 +1,18 @@
-//! Prompts: what organic users ask, the shared system prompts of popular tools,
-//! and each campaign operator's own templates wrapped around a varying payload.
+//! Organic prompts: what people ask in a chat, what reasoning power users and
+//! students ask, the shared system prompts and tools of popular software, eval
+//! items and organisations' product templates.
 
 use rand::Rng;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
+use super::paraphrase::personal_reasoning;
+use super::pools::{Pools, P};
 use super::prose::{
-    code, fence, pick, prose, ADJECTIVES, CODE_LANGS, FUNCS, IDENTS, LANGS, NOUNS, TOPICS,
+    code, fence, prose, ADJECTIVES, CODE_LANGS, FUNCS, IDENTS, LANGS, NOUNS, TOPICS,
 };
-
-const OPENERS: &[&str] = &[
-    "",
-    "",
-    "",
-    "Hey, ",
-    "Hi! ",
-    "Quick question: ",
-    "Please ",
-    "Can you help me? ",
-    "I need some help. ",
-    "ok so ",
-    "Hello. ",
-    "So ",
-    "Urgent: ",
-];
-
-const CLOSERS: &[&str] = &[
-    "",
-    "",
-    "",
-    " Thanks!",
-    " Thank you.",
-    " Keep it short please.",
-    " Be specific.",
-    " thx",
-    " Explain briefly.",
-    " Use simple language.",
-    " Show an example if you can.",
-];
-
-const ERRORS: &[&str] = &[
-    "TypeError: 'NoneType' object is not subscriptable",
-    "KeyError: 'id'",
-    "IndexError: list index out of range",
-    "undefined is not a function",
-    "Cannot read properties of undefined (reading 'map')",
-    "error[E0502]: cannot borrow `x` as mutable because it is also borrowed as immutable",
-    "panic: runtime error: index out of range [3] with length 3",
-    "ModuleNotFoundError: No module named 'pandas'",
-    "SyntaxError: Unexpected token '}'",
-    "java.lang.NullPointerException",
-    "ERROR: column \"created_at\" does not exist",
-    "Segmentation fault (core dumped)",
-];
-
-const LANGUAGES: &[&str] = &[
-    "Spanish",
-    "French",
-    "German",
-    "Japanese",
-    "Portuguese",
-    "Italian",
-    "Korean",
-    "Dutch",
-];
+use super::random::{chance, pick};
+use super::tasks::{self, Focus};
 
 const AUDIENCES: &[&str] = &[
     "I'm five",
@@ -72,23 +21,6 @@ const AUDIENCES: &[&str] = &[
     "my grandmother",
     "a product manager",
     "someone with no maths background",
-];
-
-const FOLLOW_UPS: &[&str] = &[
-    "Thanks! Can you make it shorter?",
-    "Can you add comments to the code?",
-    "That didn't work. I still get {error}.",
-    "What about {topic}? How does that compare?",
-    "ok, and how would I test this?",
-    "Can you rewrite it in {lang}?",
-    "Make it more {adj}.",
-    "Great. Now turn that into a bullet list.",
-    "Why is that better than the first version?",
-    "Can you explain the second part again, step by step?",
-    "perfect, one more thing: how do I handle the case where {ident} is empty?",
-    "Hmm, I don't think that's right. Are you sure?",
-    "Could you give me {n} more examples?",
-    "Translate that into {language}.",
 ];
 
 fn cap_first(s: &mut String, start: usize) {
@@ -101,9 +33,14 @@ fn cap_first(s: &mut String, start: usize) {
 }
 
 /// An organic user's first message of a conversation.
-pub(crate) fn organic_prompt<R: Rng + ?Sized>(rng: &mut R, coder: bool, out: &mut String) {
+pub(crate) fn organic_prompt<R: Rng + ?Sized>(
+    rng: &mut R,
+    pools: &Pools,
+    coder: bool,
+    out: &mut String,
+) {
     let start = out.len();
-    out.push_str(pick(rng, OPENERS));
+    out.push_str(pools.pick(rng, P::ChatOpener));
     let kind = if coder {
         rng.random_range(0..6)
     } else {
@@ -127,7 +64,7 @@ pub(crate) fn organic_prompt<R: Rng + ?Sized>(rng: &mut R, coder: bool, out: &mu
         1 => {
             out.push_str(&format!(
                 "I'm getting `{}` when I run this:\n\n```{}\n",
-                pick(rng, ERRORS),
+                pools.pick(rng, P::Error),
                 fence(lang)
             ));
             code(rng, lang, out);
@@ -263,7 +200,10 @@ pub(crate) fn organic_prompt<R: Rng + ?Sized>(rng: &mut R, coder: bool, out: &mu
             ));
         }
         11 => {
-            out.push_str(&format!("Translate to {}: \"", pick(rng, LANGUAGES)));
+            out.push_str(&format!(
+                "Translate to {}: \"",
+                pools.pick(rng, P::Language)
+            ));
             let words = rng.random_range(10..40);
             prose(rng, words, out);
             out.push('"');
@@ -282,24 +222,82 @@ pub(crate) fn organic_prompt<R: Rng + ?Sized>(rng: &mut R, coder: bool, out: &mu
             pick(rng, super::prose::VERBS)
         )),
     }
-    out.push_str(pick(rng, CLOSERS));
+    out.push_str(pools.pick(rng, P::ChatCloser));
     if rng.random_bool(0.8) {
         cap_first(out, start);
     }
 }
 
 /// A follow-up message in an ongoing conversation.
-pub(crate) fn follow_up<R: Rng + ?Sized>(rng: &mut R, out: &mut String) {
-    let frame = pick(rng, FOLLOW_UPS);
-    let text = frame
-        .replace("{error}", pick(rng, ERRORS))
-        .replace("{topic}", pick(rng, TOPICS))
-        .replace("{lang}", pick(rng, LANGS))
-        .replace("{adj}", pick(rng, ADJECTIVES))
-        .replace("{ident}", pick(rng, IDENTS))
-        .replace("{language}", pick(rng, LANGUAGES))
-        .replace("{n}", &rng.random_range(2..8).to_string());
-    out.push_str(&text);
+pub(crate) fn follow_up<R: Rng + ?Sized>(rng: &mut R, pools: &Pools, out: &mut String) {
+    pools.fill_from(rng, P::FollowUp, out);
+}
+
+/// How a person who asks for reasoning writes: their habits, fixed per account.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Habits {
+    /// The seed of the person's habitual phrasings.
+    pub(crate) seed: u64,
+    /// Share of their tasks that ask for the reasoning.
+    pub(crate) ask_reasoning: f64,
+    /// Writes in lower case, casually.
+    pub(crate) casual: bool,
+    /// What they ask about: coding, agentic, maths, long-horizon.
+    pub(crate) focus: [f64; 4],
+}
+
+/// A reasoning power user's or student's task, in their own words: a task,
+/// often a request for the reasoning in one of their habitual phrasings,
+/// sometimes a greeting, a format wish or thanks.
+pub(crate) fn power_prompt<R: Rng + ?Sized>(
+    rng: &mut R,
+    pools: &Pools,
+    habits: &Habits,
+    out: &mut String,
+) {
+    let start = out.len();
+    if rng.random_bool(0.15) {
+        out.push_str(pools.pick(rng, P::ChatOpener));
+    }
+    let mut ask = String::new();
+    if chance(rng, habits.ask_reasoning) {
+        let which = rng.random_range(0..3);
+        personal_reasoning(
+            &mut super::random::rng_of(habits.seed, 0x0_4ab1),
+            pools,
+            habits.casual,
+            which,
+            &mut ask,
+        );
+    }
+    let ask_first = !ask.is_empty() && rng.random_bool(0.2);
+    if ask_first {
+        out.push_str(&ask);
+        out.push(if rng.random_bool(0.5) { '\n' } else { ' ' });
+    }
+    // Some say why they ask, in the same words anyone would.
+    if rng.random_bool(0.2) {
+        pools.fill_from(rng, P::Opener, out);
+        out.push(if rng.random_bool(0.5) { '\n' } else { ' ' });
+    }
+    let focus = Focus::draw(rng, &habits.focus);
+    tasks::task(rng, pools, focus, out);
+    if !ask.is_empty() && !ask_first {
+        out.push_str(pick(rng, &[" ", "\n\n", "\n"]));
+        out.push_str(&ask);
+    }
+    if rng.random_bool(0.15) {
+        out.push(' ');
+        pools.fill_from(rng, P::Format, out);
+    }
+    out.push_str(pools.pick(rng, P::ChatCloser));
+    if habits.casual {
+        let lower = out[start..].to_lowercase();
+        out.truncate(start);
+        out.push_str(&lower);
+    } else {
+        cap_first(out, start);
+    }
 }
 
 /// An assistant answer as it appears in a later turn's history.
@@ -586,176 +584,6 @@ pub(crate) fn org_system(org: u32) -> String {
     s
 }
 
-// ---------------------------------------------------------------- campaigns
-
-/// A payload a campaign wraps in its templates: a coding, agentic or reasoning
-/// task with varying details. `short` gives an ordinary small task.
-pub(crate) fn campaign_payload<R: Rng + ?Sized>(rng: &mut R, short: bool, out: &mut String) {
-    let lang = pick(rng, CODE_LANGS);
-    if short {
-        match rng.random_range(0..3) {
-            0 => out.push_str(&format!(
-                "What does `{}` return for an empty input in {lang}?",
-                pick(rng, FUNCS)
-            )),
-            1 => out.push_str(&format!(
-                "Convert {} degrees Fahrenheit to Celsius.",
-                rng.random_range(-40..120)
-            )),
-            _ => out.push_str(&format!(
-                "Name the time complexity of binary search over {} items.",
-                rng.random_range(10..100_000)
-            )),
-        }
-        return;
-    }
-    task(rng, lang, out);
-    // Many tasks carry context: existing code, a spec, logs. It makes the
-    // payload long, so the template is only the head and tail of the prompt.
-    match rng.random_range(0..10) {
-        0..3 => {
-            out.push_str(&format!("\n\nExisting code:\n```{}\n", fence(lang)));
-            code(rng, lang, out);
-            out.push_str("\n```");
-        }
-        3..5 => {
-            out.push_str("\n\nBackground:\n");
-            let words = rng.random_range(80..350);
-            prose(rng, words, out);
-        }
-        _ => {}
-    }
-}
-
-fn task<R: Rng + ?Sized>(rng: &mut R, lang: &str, out: &mut String) {
-    match rng.random_range(0..5) {
-        0 => out.push_str(&format!(
-            "Implement a {} in {lang} that supports {}, {} and {} in {} time. The input has up to {} operations and values up to 10^{}.",
-            pick(rng, &["priority queue", "LRU cache", "interval tree", "trie", "disjoint-set forest", "segment tree", "rate limiter", "skip list"]),
-            pick(rng, &["insert", "push", "add"]),
-            pick(rng, &["delete", "pop", "remove"]),
-            pick(rng, &["query", "peek", "range sum", "find"]),
-            pick(rng, &["O(log n)", "amortised O(1)", "O(sqrt n)"]),
-            rng.random_range(1_000..1_000_000),
-            rng.random_range(5..18)
-        )),
-        1 => {
-            out.push_str(&format!("Given the following {lang} function, find the bug and fix it:\n\n"));
-            code(rng, lang, out);
-        }
-        2 => out.push_str(&format!(
-            "A warehouse robot starts at ({}, {}) on a {}x{} grid with {} obstacles. It must visit every shelf marked S and return. Plan the sequence of tool calls (move, scan, pick, report) and justify each step.",
-            rng.random_range(0..9), rng.random_range(0..9), rng.random_range(10..40), rng.random_range(10..40), rng.random_range(3..30)
-        )),
-        3 => {
-            let (a, b, c) = (rng.random_range(2..60), rng.random_range(2..60), rng.random_range(100..5000));
-            out.push_str(&format!(
-                "Tank A fills in {a} hours and tank B drains in {b} hours. Starting with {c} litres in a tank of twice that capacity, when is it full if both run and a third pipe adds {} litres per hour?",
-                rng.random_range(5..200)
-            ));
-        }
-        _ => out.push_str(&format!(
-            "Prove or disprove: for every integer n > {}, the number n^{} + {} n is divisible by {}.",
-            rng.random_range(1..20), rng.random_range(2..6), rng.random_range(1..30), rng.random_range(2..12)
-        )),
-    }
-}
-
-/// The naive operator's five fixed templates (`{P}` marks the payload).
-pub(crate) const NAIVE_TEMPLATES: &[&str] = &[
-    "Solve the following problem. Before answering, think step by step and write out your complete reasoning in detail, including every intermediate step you considered.\n\nProblem:\n{P}\n\nAfter your reasoning, give the final answer on a line starting with \"Final answer:\".",
-    "You are an expert software engineer. Read the task below and produce a complete, production-quality solution.\n\n### Task\n{P}\n\n### Instructions\n1. Explain your approach step by step before writing any code.\n2. Write the full implementation in one code block.\n3. Analyse the time and space complexity.\n4. List edge cases and how your code handles them.",
-    "Act as an autonomous agent. Given the goal below, produce a detailed plan, then the exact sequence of tool calls with their arguments, reasoning out loud at each step.\n\nGoal: {P}\n\nShow your full chain of thought before the final plan.",
-    "{P}\n\nAnswer concisely.",
-    "Here is a task and a candidate answer. First reason carefully about whether the answer is right, showing all your work, then write an improved answer.\n\nTask: {P}\n\nCandidate answer: I am not sure.",
-];
-
-/// The naive operator's system prompt.
-pub(crate) const NAIVE_SYSTEM: &str = "You are a world-class reasoning assistant. Always think step by step, show every step of your reasoning inside <thinking> tags, and never skip steps.";
-
-/// The spoofing operator's templates (edited lightly per request).
-pub(crate) const SPOOFED_TEMPLATES: &[&str] = &[
-    "I'm working on this and would really like a careful walkthrough.\n\n{P}\n\nPlease reason through it step by step, explaining each decision, and finish with the complete solution.",
-    "Could you help with the following?\n{P}\nWalk me through your thinking in detail before giving the final answer.",
-    "Task:\n{P}\n\nRequirements: explain your reasoning fully, consider alternatives, then give a complete and correct final solution.",
-    "{P}\n\nThink it through carefully and show all intermediate steps. I want to understand the full reasoning, not just the answer.",
-    "Here's a problem from my course:\n\n{P}\n\nCan you solve it and explain every step of the reasoning so I can learn from it?",
-    "Please plan this out as if you were an agent with tools.\n\n{P}\n\nList each step, the tool you would call and why, and reflect on the outcome of each step.",
-    "{P}\n\nQuick answer is fine.",
-    "We need a robust solution for this:\n\n{P}\n\nFirst describe your approach and reasoning in depth, then provide the full implementation with tests.",
-    "Debug and explain:\n{P}\n\nGo line by line, reason about what each part does, and then give the fixed version.",
-    "Consider the following carefully.\n\n{P}\n\nBreak the problem into parts, reason about each one, verify your result, and state the final answer clearly.",
-    "I have a question.\n{P}\nPlease think step by step.",
-    "Help me understand this one:\n\n{P}\n\nShow your reasoning process in full detail and double-check it at the end.",
-];
-
-/// The spoofing operator's system prompts.
-pub(crate) const SPOOFED_SYSTEMS: &[&str] = &[
-    "You are a helpful assistant.",
-    "You are an expert tutor who explains reasoning thoroughly.",
-    "You are a senior engineer. Be thorough and explain your thought process.",
-];
-
-/// The operator behind the hydra resellers' distillation traffic.
-pub(crate) const HYDRA_TEMPLATES: &[&str] = &[
-    "[INST] Provide a comprehensive, step-by-step solution with detailed reasoning.\n\n{P}\n\nEnsure the reasoning is complete and the answer is verified. [/INST]",
-    "Problem statement:\n{P}\n\nOutput format: <reasoning>full chain of thought</reasoning><answer>final answer</answer>",
-    "### Instruction\n{P}\n\n### Response guidelines\nThink aloud. Enumerate every step. Verify. Then answer.",
-    "{P}\n\nRespond briefly.",
-    "Below is a task for an AI agent with tool access.\n\n{P}\n\nProduce the full trajectory: thoughts, tool calls, observations, and the final result.",
-    "Solve and explain in depth, as a teacher would for a strong student:\n\n{P}",
-    "Evaluate the following and explain your reasoning thoroughly, covering edge cases:\n{P}",
-    "Write the optimal solution with a rigorous justification.\n\n{P}\n\nInclude complexity analysis and tests.",
-];
-
-const SYNONYMS: &[(&str, &str)] = &[
-    ("carefully", "thoroughly"),
-    ("detail", "depth"),
-    ("explain", "describe"),
-    ("complete", "full"),
-    ("reasoning", "thinking"),
-    ("step by step", "one step at a time"),
-    ("Please", "Kindly"),
-    ("solution", "answer"),
-    ("problem", "question"),
-    ("help", "assist"),
-    ("really", "truly"),
-    ("final", "end"),
-];
-
-/// Fills `template` with the payload, lightly editing the template text itself
-/// when `edit` is set: synonyms, line breaks, a dropped courtesy, casing.
-pub(crate) fn fill_template<R: Rng + ?Sized>(
-    rng: &mut R,
-    template: &str,
-    payload: &str,
-    edit: bool,
-    out: &mut String,
-) {
-    if !edit {
-        out.push_str(&template.replace("{P}", payload));
-        return;
-    }
-    let mut t = template.to_owned();
-    for (a, b) in SYNONYMS {
-        if rng.random_bool(0.12) && t.contains(a) {
-            t = t.replacen(a, b, 1);
-        }
-    }
-    if rng.random_bool(0.3) {
-        t = t.replacen("\n\n", "\n", 1);
-    }
-    if rng.random_bool(0.15) {
-        t = t
-            .replacen("Please ", "", 1)
-            .replacen("Can you ", "Could you ", 1);
-    }
-    if rng.random_bool(0.2) {
-        t.push_str(pick(rng, &[" Thanks.", " Thank you!", "", " (important)"]));
-    }
-    out.push_str(&t.replace("{P}", payload));
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -772,18 +600,5 @@ mod tests {
         let tools: serde_json::Value =
             serde_json::from_str(&a.agent_tools_anthropic).expect("json");
         assert_eq!(tools[0]["name"], "read_file");
-    }
-
-    #[test]
-    fn edited_templates_keep_the_payload() {
-        let mut rng = ChaCha8Rng::seed_from_u64(3);
-        let mut seen = std::collections::HashSet::new();
-        for _ in 0..50 {
-            let mut s = String::new();
-            fill_template(&mut rng, SPOOFED_TEMPLATES[0], "PAYLOAD", true, &mut s);
-            assert!(s.contains("PAYLOAD"));
-            seen.insert(s);
-        }
-        assert!(seen.len() > 5, "edits vary: {}", seen.len());
     }
 }
