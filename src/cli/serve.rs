@@ -97,7 +97,8 @@ async fn serve(
     let server_cfg = config.server.clone();
     let backend = match &server_cfg.upstream {
         Some(url) => {
-            let up = Upstream::new(url, server_cfg.connect_timeout, server_cfg.upstream_timeout)?;
+            let up = Upstream::new(url, server_cfg.connect_timeout, server_cfg.upstream_timeout)
+                .map_err(|e| e.to_string())?;
             tracing::info!(upstream = %url, "forwarding to upstream");
             Backend::Upstream(Box::new(up))
         }

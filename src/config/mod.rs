@@ -32,6 +32,7 @@ mod error;
 mod model;
 mod parse;
 mod store;
+mod upstream;
 mod validate;
 mod warnings;
 
@@ -48,6 +49,7 @@ pub(crate) use store::no_redis;
 #[cfg(feature = "redis")]
 pub(crate) use store::{check_url, is_tls, parse_sentinel, SENTINEL_SCHEME};
 pub use store::{Backend, OnError, StoreConfig, MAX_TIMEOUT};
+pub use upstream::{parse_upstream, UpstreamUrlError};
 
 impl Config {
     /// Parses and validates TOML text. Every problem is reported at once: syntax

@@ -89,10 +89,9 @@ pub(super) fn validate(cfg: &Config, errors: &mut Errors) {
         .for_each(|(f, m)| errors.push(format!("store.{f}"), m));
 
     let s = &cfg.server;
-    #[cfg(feature = "proxy")]
     if let Some(up) = &s.upstream {
-        if let Err(msg) = crate::proxy::parse_upstream(up) {
-            errors.push("server.upstream", msg);
+        if let Err(e) = super::parse_upstream(up) {
+            errors.push("server.upstream", e.to_string());
         }
     }
     if s.upstream_timeout.is_zero() {
@@ -205,15 +204,10 @@ mod tests {
             "tiers.free.burst_tokens",
             "accounts.nothex",
             "accounts.00112233445566778899aabbccddeeff",
+            "server.upstream",
         ] {
             assert!(paths.contains(&want), "missing {want} in {paths:?}");
         }
-        // The upstream URL is the proxy's to check (feature `proxy`).
-        assert_eq!(
-            paths.contains(&"server.upstream"),
-            cfg!(feature = "proxy"),
-            "{paths:?}"
-        );
     }
 
     #[test]

@@ -68,7 +68,7 @@ pub struct Upstream {
 /// the platform's store (or `SSL_CERT_FILE` / `SSL_CERT_DIR` instead of it).
 /// An unreadable or empty `SSL_CERT_FILE` is an error: it names a CA the
 /// operator means to trust.
-fn root_store() -> Result<rustls::RootCertStore, String> {
+fn root_store() -> Result<rustls::RootCertStore, UpstreamError> {
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     let native = rustls_native_certs::load_native_certs();
@@ -79,10 +79,10 @@ fn root_store() -> Result<rustls::RootCertStore, String> {
                 || "it holds no PEM certificate".to_owned(),
                 |e| e.to_string(),
             );
-            return Err(format!(
-                "SSL_CERT_FILE={}: {why}",
-                std::path::Path::new(file).display()
-            ));
+            return Err(UpstreamError::CertFile {
+                file: file.into(),
+                why,
+            });
         }
     }
     for e in &native.errors {
@@ -97,14 +97,33 @@ fn root_store() -> Result<rustls::RootCertStore, String> {
 
 /// The TLS client settings for `https://` upstreams: ring as the crypto provider
 /// (set here, not process-wide), TLS 1.2 and 1.3, verified certificates only.
-fn tls_config() -> Result<rustls::ClientConfig, String> {
+fn tls_config(roots: rustls::RootCertStore) -> Result<rustls::ClientConfig, UpstreamError> {
     let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS set-up: {e}"))?
-        .with_root_certificates(root_store()?)
+        .map_err(|e| UpstreamError::Tls(Box::new(e)))?
+        .with_root_certificates(roots)
         .with_no_client_auth();
     Ok(config)
+}
+
+/// Why an [`Upstream`] cannot be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    /// The base URL is refused.
+    #[error(transparent)]
+    Url(#[from] crate::config::UpstreamUrlError),
+    /// `SSL_CERT_FILE` names a file that cannot be read or holds no certificate.
+    #[error("SSL_CERT_FILE={}: {why}", file.display())]
+    CertFile {
+        /// The file.
+        file: std::path::PathBuf,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// The TLS client could not be set up.
+    #[error("TLS set-up: {0}")]
+    Tls(#[source] crate::request::BoxError),
 }
 
 impl Upstream {
@@ -112,24 +131,22 @@ impl Upstream {
     /// optional path prefix), failing a request with 502 when the connection (or
     /// the TLS handshake) cannot be made within `connect_timeout` and with 504
     /// when response headers take longer than `timeout`.
-    pub fn new(base: &str, connect_timeout: Duration, timeout: Duration) -> Result<Self, String> {
-        let base = super::parse_upstream(base)?;
+    pub fn new(
+        base: &str,
+        connect_timeout: Duration,
+        timeout: Duration,
+    ) -> Result<Self, UpstreamError> {
+        let base = crate::config::parse_upstream(base)?;
         let mut http = HttpConnector::new();
         http.set_connect_timeout(Some(connect_timeout));
         http.set_nodelay(true);
         // The TLS layer above handles `https`.
         http.enforce_http(false);
         let tls = if base.scheme_str() == Some("https") {
-            tls_config()?
+            tls_config(root_store()?)?
         } else {
             // Never used for `http://`; an empty store keeps start-up cheap.
-            rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-                rustls::crypto::ring::default_provider(),
-            ))
-            .with_safe_default_protocol_versions()
-            .map_err(|e| format!("TLS set-up: {e}"))?
-            .with_root_certificates(rustls::RootCertStore::empty())
-            .with_no_client_auth()
+            tls_config(rustls::RootCertStore::empty())?
         };
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
