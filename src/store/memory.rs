@@ -99,6 +99,29 @@ impl Entry {
     }
 }
 
+/// An admission against the account's entry and the cluster's (both already
+/// brought to the admission's time), charging nothing: the binding denial, if
+/// any, and the bucket views (`[account, cluster]`). The Redis store judges
+/// the levels Redis returned with it, so both stores answer alike.
+#[cfg(feature = "redis")]
+pub(super) fn judge(
+    a: &Admission,
+    account: &Entry,
+    cluster: Option<&Entry>,
+) -> (Option<Denial>, [[Option<BucketView>; 4]; 2]) {
+    let costs = [1.0, 1.0, a.tokens, a.tokens];
+    let cluster = a.cluster.as_ref().zip(cluster);
+    let denied = account
+        .check(&costs, &a.account.limits, Scope::Account)
+        .or_else(|| cluster.and_then(|(c, e)| e.check(&costs, &c.limits, Scope::Cluster)));
+    let mut views = [[None; 4]; 2];
+    views[0] = account.views(&a.account.limits);
+    if let Some((c, e)) = cluster {
+        views[1] = e.views(&c.limits);
+    }
+    (denied, views)
+}
+
 /// The embedded, in-memory store (the default).
 ///
 /// Admission takes the account's map entry and then the cluster's, always in that

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use dashmap::DashMap;
 
 use crate::extensions::Scope;
-use crate::store::memory::Entry;
+use crate::store::memory::{judge, Entry};
 use crate::store::{Admission, Outcome, Settlement, Subject};
 
 /// Most subjects kept.
@@ -69,24 +69,13 @@ impl DenyCache {
         if !self.enabled || self.len() == 0 {
             return None;
         }
-        let costs = [1.0, 1.0, a.tokens, a.tokens];
         let acct = self.get(&a.account, a.now_ms)?;
         let cluster = match &a.cluster {
-            Some(c) => Some((c, self.get(c, a.now_ms)?)),
+            Some(c) => Some(self.get(c, a.now_ms)?),
             None => None,
         };
-        let denied = acct
-            .check(&costs, &a.account.limits, Scope::Account)
-            .or_else(|| {
-                cluster
-                    .as_ref()
-                    .and_then(|(c, e)| e.check(&costs, &c.limits, Scope::Cluster))
-            })?;
-        let mut views = [[None; 4]; 2];
-        views[0] = acct.views(&a.account.limits);
-        if let Some((c, e)) = &cluster {
-            views[1] = e.views(&c.limits);
-        }
+        let (denied, views) = judge(a, &acct, cluster.as_ref());
+        let denied = denied?;
         self.denials.fetch_add(1, Ordering::Relaxed);
         Some(Outcome {
             denied: Some(denied),

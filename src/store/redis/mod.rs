@@ -28,7 +28,7 @@ use self::batch::{admit_loop, settle_loop, Pending};
 use self::deny_cache::DenyCache;
 use self::health::Health;
 use self::keys::Keys;
-use super::memory::Entry;
+use super::memory::{judge, Entry};
 use super::{Admission, Denial, MemoryStore, Outcome, Settlement, Store, StoreError, StoreFuture};
 use super::{BucketView, Subject, Window};
 use crate::config::{ConfigError, OnError, StoreConfig};
@@ -251,7 +251,6 @@ impl Inner {
     /// The outcome Redis' reply means, computed with the embedded store's code on
     /// the levels Redis returned; refusals are remembered in the local cache.
     fn outcome_of(&self, a: &Admission, reply: &script::AdmitReply) -> Outcome {
-        let costs = [1.0, 1.0, a.tokens, a.tokens];
         let entry = |i: usize| {
             let s = reply.states.get(i).copied().unwrap_or(script::State {
                 levels: [0.0; 4],
@@ -265,12 +264,8 @@ impl Inner {
             }
         };
         let acct = entry(0);
-        let cluster = a.cluster.as_ref().map(|c| (c, entry(1)));
-        let mut views = [[None; 4]; 2];
-        views[0] = acct.views(&a.account.limits);
-        if let Some((c, e)) = &cluster {
-            views[1] = e.views(&c.limits);
-        }
+        let cluster = a.cluster.as_ref().map(|_| entry(1));
+        let (denied, views) = judge(a, &acct, cluster.as_ref());
         if reply.admitted {
             self.cache.admitted(a);
             return Outcome {
@@ -278,30 +273,22 @@ impl Inner {
                 views,
             };
         }
-        let denial = acct
-            .check(&costs, &a.account.limits, Scope::Account)
-            .or_else(|| {
-                cluster
-                    .as_ref()
-                    .and_then(|(c, e)| e.check(&costs, &c.limits, Scope::Cluster))
-            })
-            .unwrap_or_else(|| {
-                // Redis refused, yet the same arithmetic here admits: only possible if
-                // the stored state changed shape under us. Refuse briefly.
-                tracing::warn!("redis refused an admission the local arithmetic admits");
-                Denial {
-                    scope: Scope::Account,
-                    window: Window::RequestsPerMinute,
-                    retry_after_ms: Some(1),
-                }
-            });
+        let denial = denied.unwrap_or_else(|| {
+            // Redis refused, yet the same arithmetic here admits: only possible if
+            // the stored state changed shape under us. Refuse briefly.
+            tracing::warn!("redis refused an admission the local arithmetic admits");
+            Denial {
+                scope: Scope::Account,
+                window: Window::RequestsPerMinute,
+                retry_after_ms: Some(1),
+            }
+        });
         let until_ms = a.now_ms.saturating_add(
             denial
                 .retry_after_ms
                 .unwrap_or_else(|| denial.window.window_ms()),
         );
-        self.cache
-            .refused(a, acct, cluster.map(|(_, e)| e), until_ms);
+        self.cache.refused(a, acct, cluster, until_ms);
         Outcome {
             denied: Some(denial),
             views,
