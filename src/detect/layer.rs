@@ -4,33 +4,17 @@ use tower::Layer;
 
 use super::links::LinkSource;
 use super::service::Detect;
+use super::stage::DetectStage;
 use super::Detector;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConfigError};
 use crate::stage::LiveSettings;
-
-/// What the detect stage owns: the detector, the settings in force, the clock
-/// and where extra hard links come from. Built by [`DetectLayer`]; shared by
-/// every service it makes.
-#[derive(Clone)]
-pub struct DetectStage {
-    pub(crate) settings: LiveSettings,
-    pub(crate) detector: Arc<Detector>,
-    pub(crate) clock: Arc<dyn Clock>,
-    pub(crate) links: Arc<dyn LinkSource>,
-}
 
 /// Applies [`Detect`]: fingerprinting, account linking and scoring. Cheap to
 /// clone; every service it makes shares one detector.
 #[derive(Clone)]
 pub struct DetectLayer {
     pub(crate) stage: Arc<DetectStage>,
-}
-
-impl std::fmt::Debug for DetectStage {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DetectStage").finish_non_exhaustive()
-    }
 }
 
 impl std::fmt::Debug for DetectLayer {

@@ -24,13 +24,15 @@ mod detector;
 mod layer;
 mod links;
 mod service;
+mod stage;
 
 pub use body::DetectBody;
 pub use degrade::degrade_body;
 pub use detector::{hard_link_feature, Detection, Detector, SharedDetector};
-pub use layer::{DetectLayer, DetectStage};
+pub use layer::DetectLayer;
 pub use links::LinkSource;
 pub use service::{Detect, DetectFuture};
+pub use stage::DetectStage;
 
 #[cfg(test)]
 mod tests;

@@ -6,7 +6,7 @@ use http::{HeaderValue, Request, Response};
 
 use super::body::DetectBody;
 use super::degrade::degrade_body;
-use super::layer::DetectStage;
+use super::stage::DetectStage;
 use crate::extensions::{AccountId, Action, Cluster, HardLink, Suspicion, TierName, Verdict};
 use crate::network;
 use crate::request::RequestInfo;

@@ -6,7 +6,7 @@ use bytes::{Buf, Bytes};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
-use super::layer::EnforceStage;
+use super::stage::EnforceStage;
 use super::usage::UsageScanner;
 use crate::body::GuardBody;
 use crate::store::{Settlement, Subject};

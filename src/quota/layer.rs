@@ -3,24 +3,12 @@ use std::sync::Arc;
 use tower::Layer;
 
 use super::service::Enforce;
+use super::stage::EnforceStage;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConfigError};
 use crate::policy::Overrides;
 use crate::stage::{DecisionSink, LiveSettings};
 use crate::store::Store;
-
-/// What the enforce stage owns: the settings in force, the quota store, the
-/// clock, the operators' overrides and where decisions are reported. Built by
-/// [`EnforceLayer`]; shared by every service it makes and every body that
-/// settles a reservation.
-#[derive(Clone)]
-pub struct EnforceStage {
-    pub(crate) settings: LiveSettings,
-    pub(crate) store: Arc<dyn Store>,
-    pub(crate) clock: Arc<dyn Clock>,
-    pub(crate) overrides: Arc<Overrides>,
-    pub(crate) sink: Arc<dyn DecisionSink>,
-}
 
 /// Applies [`Enforce`]: per-account and per-cluster quotas for requests and
 /// tokens. Cheap to clone; every service it makes shares one store, so the
@@ -28,14 +16,6 @@ pub struct EnforceStage {
 #[derive(Clone)]
 pub struct EnforceLayer {
     pub(crate) stage: Arc<EnforceStage>,
-}
-
-impl std::fmt::Debug for EnforceStage {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EnforceStage")
-            .field("store", &self.store)
-            .finish_non_exhaustive()
-    }
 }
 
 impl std::fmt::Debug for EnforceLayer {

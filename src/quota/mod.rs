@@ -23,11 +23,13 @@ mod body;
 pub mod headers;
 mod layer;
 mod service;
+mod stage;
 pub mod usage;
 
 pub use body::EnforceBody;
-pub use layer::{EnforceLayer, EnforceStage};
+pub use layer::EnforceLayer;
 pub use service::{Enforce, EnforceFuture};
+pub use stage::EnforceStage;
 
 #[cfg(test)]
 mod tests;

@@ -7,7 +7,7 @@ use tracing::field::{display, Empty};
 
 use super::body::{EnforceBody, SettleGuard};
 use super::headers;
-use super::layer::EnforceStage;
+use super::stage::EnforceStage;
 use super::usage::UsageScanner;
 use crate::dialect::{error_response, rate_limit_response, Dialect, ErrorKind};
 use crate::extensions::{

@@ -3,7 +3,7 @@
 //! audit log sink.
 //!
 //! The enforce stage reports each decision to its
-//! [`DecisionSink`](crate::stage::DecisionSink); `Telemetry` is one, calling
+//! [`crate::stage::DecisionSink`]; `Telemetry` is one, calling
 //! [`Telemetry::record`] once per decision. Recording never
 //! blocks on I/O: counters are atomics, the decision memory is a short critical
 //! section, and audit records go through a bounded channel (dropped and counted
