@@ -35,6 +35,7 @@ mod store;
 mod upstream;
 mod validate;
 mod warnings;
+mod watermark;
 
 use std::path::Path;
 
@@ -50,6 +51,11 @@ pub(crate) use store::no_redis;
 pub(crate) use store::{check_url, is_tls, parse_sentinel, SENTINEL_SCHEME};
 pub use store::{Backend, OnError, StoreConfig, MAX_TIMEOUT};
 pub use upstream::{parse_upstream, UpstreamUrlError};
+pub(crate) use watermark::validate as validate_watermark;
+pub use watermark::{
+    valid_key_id, KeyConfig, SecretError, TagPolicy, TextMarkPolicy, WatermarkConfig,
+    MAX_KEY_ID_LEN,
+};
 
 impl Config {
     /// Parses and validates TOML text. Every problem is reported at once: syntax

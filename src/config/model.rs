@@ -46,7 +46,7 @@ pub struct Config {
     pub fingerprint: crate::fingerprint::FingerprintSection,
     /// Provenance tags, text marks and the trace-back index.
     #[serde(default)]
-    pub watermark: crate::watermark::WatermarkConfig,
+    pub watermark: super::watermark::WatermarkConfig,
     /// Where quota state lives (in-process or Redis).
     #[serde(default)]
     pub store: super::store::StoreConfig,
@@ -320,7 +320,7 @@ impl Config {
             admin: super::admin::AdminConfig::default(),
             audit: super::audit::AuditConfig::default(),
             fingerprint: crate::fingerprint::FingerprintSection::default(),
-            watermark: crate::watermark::WatermarkConfig::default(),
+            watermark: super::watermark::WatermarkConfig::default(),
             store: super::store::StoreConfig::default(),
             cluster: crate::cluster::ClusterConfig::default(),
             score: crate::score::ScoreConfig::default(),

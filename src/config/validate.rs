@@ -80,9 +80,7 @@ pub(super) fn validate(cfg: &Config, errors: &mut Errors) {
 
     cfg.admin.validate(errors);
     cfg.audit.validate(errors);
-    errors
-        .0
-        .extend(crate::watermark::config::validate(&cfg.watermark));
+    errors.0.extend(super::watermark::validate(&cfg.watermark));
     cfg.store
         .problems()
         .into_iter()

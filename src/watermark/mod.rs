@@ -41,7 +41,6 @@
 
 pub mod admin;
 mod body;
-pub mod config;
 mod future;
 pub mod index;
 mod issue;
@@ -54,8 +53,8 @@ mod state;
 pub mod tag;
 pub mod trace;
 
+pub use crate::config::{KeyConfig, SecretError, TagPolicy, TextMarkPolicy, WatermarkConfig};
 pub use body::WatermarkBody;
-pub use config::{KeyConfig, SecretError, TagPolicy, TextMarkPolicy, WatermarkConfig};
 pub use future::WatermarkFuture;
 pub use index::{IndexMatch, TraceIndex};
 pub use layer::WatermarkLayer;

@@ -8,14 +8,15 @@ use std::sync::Arc;
 use http::Extensions;
 use sha2::{Digest, Sha256};
 
-use super::config::{validate, TagPolicy, TextMarkPolicy, WatermarkConfig};
 use super::index::TraceIndex;
 use super::issue::Issue;
 use super::mark::{self, DetectedMark, MarkEcho, MarkPayload, MarkPlan};
 use super::tag::{self, Keys, RequestId, TagFields, VerifyError};
 use super::trace::{self, TraceResult};
 use crate::clock::{Clock, SystemClock};
-use crate::config::ConfigError;
+use crate::config::{
+    validate_watermark as validate, ConfigError, TagPolicy, TextMarkPolicy, WatermarkConfig,
+};
 use crate::extensions::{
     Account, AccountId, Action, Cluster, ClusterId, Decision, HardLink, Suspicion, Verdict,
 };

@@ -33,8 +33,7 @@ use hmac::{Hmac, Mac};
 use serde::{Serialize, Serializer};
 use sha2::Sha256;
 
-use super::config::{valid_key_id, KeyConfig};
-use crate::config::{ConfigError, FieldError};
+use crate::config::{valid_key_id, ConfigError, FieldError, KeyConfig};
 use crate::extensions::{AccountId, ClusterId};
 
 /// The version prefix of every tag.

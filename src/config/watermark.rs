@@ -16,7 +16,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::FieldError;
+use super::FieldError;
 use crate::extensions::Action;
 
 /// Longest key id accepted: ids travel in every tag.
@@ -223,7 +223,7 @@ pub fn valid_key_id(id: &str) -> bool {
 }
 
 /// Every problem in the section, with its TOML path.
-pub fn validate(cfg: &WatermarkConfig) -> Vec<FieldError> {
+pub(crate) fn validate(cfg: &WatermarkConfig) -> Vec<FieldError> {
     let mut errors = Vec::new();
     let mut push = |path: String, message: String| errors.push(FieldError { path, message });
     if !(0.0..=1.0).contains(&cfg.suspicion_threshold) {
