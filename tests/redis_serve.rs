@@ -1,12 +1,15 @@
 //! Two `distill-guard serve` processes on one real `redis-server`, as replicas
 //! behind a load balancer: a campaign whose accounts each talk to one replica
 //! is one cluster, with one id, on both; an override made on one replica is
-//! enforced by the other.
+//! enforced by the other; after Redis restarts, a replica that was idle
+//! through the outage holds the limit.
 //!
 //! When `redis-server` is not on PATH the test prints
 //! `redis tests SKIPPED: redis-server not found` and returns; CI fails on that line.
 
 mod support;
+
+use std::time::Duration;
 
 use axum::body::Body;
 use distill_guard::identity::Identity;
@@ -126,4 +129,80 @@ async fn two_serve_replicas_share_clusters_and_overrides() {
         async move { (campaign(&url, "sk-rep-blocked", 99).await == 403).then_some(()) }
     })
     .await;
+}
+
+async fn organic(url: &str, key: &str) -> u16 {
+    let req = Request::post(format!("{url}/v1/chat/completions"))
+        .header("content-type", "application/json")
+        .header("authorization", format!("Bearer {key}"))
+        .body(Body::from(support::traffic::organic_body(1)))
+        .expect("request");
+    send(req).await.status
+}
+
+/// The leak once seen after an outage: two replicas, 10 requests per minute,
+/// `fail_open`; Redis is killed, one request goes through replica A, Redis
+/// restarts empty; replica B (idle through the outage) then admitted 15 of 15
+/// requests of a fresh account, from its local buckets and then Redis'. It
+/// must admit exactly 10, and no more once it has settled on Redis.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_idle_through_an_outage_holds_the_limit_after_it() {
+    let Some(mut redis) = RedisServer::start() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("guard.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[identity]\nsecret = \"{SECRET}\"\n[store]\nbackend = \"redis\"\nurl = \"{}\"\non_error = \"fail_open\"\n[tiers.default]\nrequests_per_minute = 10\n[admin]\ntoken = \"{TOKEN}\"\n",
+            redis.url()
+        ),
+    )
+    .expect("write config");
+    let path = config.to_str().expect("utf-8 path");
+    let [a, b] = [
+        serve(&["--config", path], true),
+        serve(&["--config", path], true),
+    ];
+    assert_eq!(organic(&a.url, "sk-warm-a").await, 200);
+    assert_eq!(organic(&b.url, "sk-warm-b").await, 200);
+    // B is idle through the outage: its warm-up's token settlement is sent
+    // before Redis goes away.
+    wait::until("replica B has nothing left to send", || async {
+        let (_, st) = admin(&b, "GET", "/api/status", None).await;
+        st["store"]["shared"]["settlements_pending"] == 0
+            && st["store"]["shared"]["settlements_sent"] == 1
+    })
+    .await;
+
+    redis.kill();
+    assert_eq!(organic(&a.url, "sk-outage").await, 200, "fail_open");
+    // The outage lasts longer than the client's own reconnection attempts
+    // (two, 100 ms apart at most), so B's connection is dead, not renewed,
+    // when Redis is back: the duration of the scenario, not a wait for it.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    redis.restart();
+
+    let mut admitted = 0;
+    for _ in 0..15 {
+        if organic(&b.url, "sk-fresh").await == 200 {
+            admitted += 1;
+        }
+    }
+    assert_eq!(admitted, 10, "replica B admitted more than the limit");
+    let (_, st) = admin(&b, "GET", "/api/status", None).await;
+    assert_eq!(st["store"]["shared"]["outages"], 0, "{st}");
+    assert_eq!(st["store"]["shared"]["fallbacks"], 0, "{st}");
+
+    // Once B answers from Redis (whatever it went through), still refused.
+    wait::until("replica B's store is up", || async {
+        organic(&b.url, "sk-probe").await;
+        let (_, st) = admin(&b, "GET", "/api/status", None).await;
+        st["store"]["shared"]["up"] == true
+    })
+    .await;
+    for _ in 0..5 {
+        assert_eq!(organic(&b.url, "sk-fresh").await, 429);
+    }
 }

@@ -74,6 +74,9 @@ pub(super) async fn metrics(State(st): St) -> Response {
         t.metrics()
             .set_clusters_by_size(c.cluster_sizes().into_iter().map(|s| (s.size, s.clusters)));
     }
+    if let Some(s) = shared.store().status() {
+        t.metrics().store_status(s);
+    }
     let body = t.render_metrics(shared.store().tracked());
     (
         [(
@@ -83,6 +86,16 @@ pub(super) async fn metrics(State(st): St) -> Response {
         body,
     )
         .into_response()
+}
+
+/// The store for `/api/status`: what it tracks and, for a shared backend, how
+/// it is doing.
+fn store_status(store: &dyn crate::store::Store) -> Value {
+    let mut v = json!({ "tracked": store.tracked() });
+    if let Some(s) = store.status() {
+        v["shared"] = json!(s);
+    }
+    v
 }
 
 /// The shared cluster log's state for `/api/status` (`null` without one).
@@ -175,7 +188,7 @@ pub(super) async fn status(State(st): St) -> Response {
                 "cluster": st.hooks.cluster.is_some(),
                 "trace": st.hooks.trace.is_some(),
             },
-            "store": { "tracked": shared.store().tracked() },
+            "store": store_status(shared.store().as_ref()),
             "cluster_log": cluster_log(shared.detector()),
             "overrides": {
                 "allow": allow, "block": block, "tier": tier, "unlink": unlink,

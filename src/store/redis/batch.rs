@@ -7,6 +7,7 @@ use std::sync::{Arc, Weak};
 use ::redis::{Cmd, Script};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
+use super::settle_queue::SettleQueue;
 use super::{script, Inner};
 use crate::store::memory::MAX_IDLE_MS;
 use crate::store::{Settlement, StoreError, Subject};
@@ -130,20 +131,10 @@ impl Inner {
 const SETTLE_BATCH: usize = 256;
 
 /// Sends queued settlements to Redis, as many per call as have queued up while
-/// the previous call was in flight. Ends when the store is dropped.
-pub(super) async fn settle_loop(
-    inner: Weak<Inner>,
-    mut queue: mpsc::UnboundedReceiver<Settlement>,
-) {
-    let mut batch = Vec::with_capacity(SETTLE_BATCH);
-    while let Some(first) = queue.recv().await {
-        batch.push(first);
-        while batch.len() < SETTLE_BATCH {
-            match queue.try_recv() {
-                Ok(s) => batch.push(s),
-                Err(_) => break,
-            }
-        }
+/// the previous call was in flight. Ends when the store is dropped, after
+/// sending what was queued.
+pub(super) async fn settle_loop(inner: Weak<Inner>, queue: Arc<SettleQueue>) {
+    while let Some(batch) = queue.next_batch(SETTLE_BATCH).await {
         let Some(inner) = inner.upgrade() else {
             return;
         };
@@ -152,7 +143,7 @@ pub(super) async fn settle_loop(
         } else {
             inner.settle_or_fall_back(&batch).await;
         }
-        batch.clear();
+        queue.sent();
     }
 }
 

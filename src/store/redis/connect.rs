@@ -102,22 +102,58 @@ impl SentinelConn {
     }
 }
 
+/// Errors after which the connection is replaced (the manager reconnects; a
+/// Sentinel connection also asks the sentinels again), so the call is worth
+/// sending once more on the new connection: a connection that died while idle
+/// (Redis restarted, an idle timeout, a failover) fails its next call with such
+/// an error although Redis may be fine. Without the second attempt one stale
+/// socket passes for an outage, and a replica serves from its local buckets
+/// while the shared ones are there to be used.
+fn stale_connection(e: &RedisError) -> bool {
+    e.is_io_error()
+}
+
+impl RedisConn {
+    /// Runs `attempt` on the current connection, and once more on a fresh one
+    /// when the first attempt found the connection dead (see
+    /// [`stale_connection`]). A call that reached Redis before the connection
+    /// died may run twice; for the quota scripts that errs on charging, never
+    /// on admitting.
+    async fn twice<T, F, Fut>(&self, attempt: F) -> RedisResult<T>
+    where
+        F: Fn(ConnectionManager) -> Fut,
+        Fut: std::future::Future<Output = RedisResult<T>>,
+    {
+        match &*self.0 {
+            Target::Direct(m) => match attempt(m.clone()).await {
+                Err(e) if stale_connection(&e) => attempt(m.clone()).await,
+                other => other,
+            },
+            Target::Sentinel(s) => {
+                let (g, m) = s.primary().await?;
+                match attempt(m).await {
+                    Err(e) if failover_error(&e) => {
+                        s.forget(g);
+                        if !stale_connection(&e) {
+                            return Err(e);
+                        }
+                        let (g, m) = s.primary().await?;
+                        let r = attempt(m).await;
+                        if r.as_ref().is_err_and(failover_error) {
+                            s.forget(g);
+                        }
+                        r
+                    }
+                    other => other,
+                }
+            }
+        }
+    }
+}
+
 impl ConnectionLike for RedisConn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        match &*self.0 {
-            Target::Direct(m) => {
-                let mut m = m.clone();
-                Box::pin(async move { m.req_packed_command(cmd).await })
-            }
-            Target::Sentinel(s) => Box::pin(async move {
-                let (g, mut m) = s.primary().await?;
-                let r = m.req_packed_command(cmd).await;
-                if r.as_ref().is_err_and(failover_error) {
-                    s.forget(g);
-                }
-                r
-            }),
-        }
+        Box::pin(self.twice(move |mut m| async move { m.req_packed_command(cmd).await }))
     }
 
     fn req_packed_commands<'a>(
@@ -126,20 +162,9 @@ impl ConnectionLike for RedisConn {
         offset: usize,
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
-        match &*self.0 {
-            Target::Direct(m) => {
-                let mut m = m.clone();
-                Box::pin(async move { m.req_packed_commands(pipeline, offset, count).await })
-            }
-            Target::Sentinel(s) => Box::pin(async move {
-                let (g, mut m) = s.primary().await?;
-                let r = m.req_packed_commands(pipeline, offset, count).await;
-                if r.as_ref().is_err_and(failover_error) {
-                    s.forget(g);
-                }
-                r
-            }),
-        }
+        Box::pin(self.twice(move |mut m| async move {
+            m.req_packed_commands(pipeline, offset, count).await
+        }))
     }
 
     fn get_db(&self) -> i64 {

@@ -3,7 +3,8 @@
 //! One concern per file: `connect` (connections: URL, TLS, Sentinel; one call
 //! with a deadline), `script` (the Lua scripts and their replies), `keys` (a
 //! subject's key), `batch` (admissions and settlements sent together),
-//! `health` (outages and probes), `deny_cache` (refusals answered locally);
+//! `health` (outages and probes), `deny_cache` (refusals answered locally),
+//! `settle_queue` (settlements waiting for Redis, bounded);
 //! this file is the store that ties them together.
 
 mod batch;
@@ -12,6 +13,7 @@ mod deny_cache;
 mod health;
 mod keys;
 mod script;
+mod settle_queue;
 
 pub use connect::RedisCallError;
 pub(crate) use connect::{call, manager, within, RedisConn};
@@ -28,9 +30,10 @@ use self::batch::{admit_loop, settle_loop, Pending};
 use self::deny_cache::DenyCache;
 use self::health::Health;
 use self::keys::Keys;
+use self::settle_queue::{Push, Refusal, SettleQueue};
 use super::memory::{judge, Entry};
 use super::{Admission, Denial, MemoryStore, Outcome, Settlement, Store, StoreError, StoreFuture};
-use super::{BucketView, Subject, Window};
+use super::{BucketView, StoreStatus, Subject, Window};
 use crate::config::{ConfigError, OnError, StoreConfig};
 use crate::extensions::Scope;
 
@@ -70,7 +73,10 @@ use crate::extensions::Scope;
 /// * **Settlements** never block: they are queued to a task that sends all those
 ///   that queued up while its previous call was in flight (up to 256, in order)
 ///   with one script call, retries a failed batch once, and applies it to the
-///   in-process store if Redis still fails.
+///   in-process store if Redis still fails. The queue is bounded (16,384): when
+///   it is full a settlement is folded into a queued one of the same subjects,
+///   or else applied in process and counted as an overflow
+///   ([`Store::status`]).
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), distill_guard::config::ConfigError> {
@@ -102,7 +108,13 @@ struct Inner {
     health: Health,
     fallbacks: AtomicU64,
     /// Settlements waiting for the sending task.
-    settlements: mpsc::UnboundedSender<Settlement>,
+    settlements: Arc<SettleQueue>,
+    /// Settlements Redis applied.
+    settle_sent: AtomicU64,
+    /// Settlements applied in process: Redis down or failing.
+    settle_local: AtomicU64,
+    /// Settlements applied in process because the queue was full.
+    settle_overflow: AtomicU64,
     /// Admissions waiting for the batching task.
     admissions: mpsc::UnboundedSender<Pending>,
 }
@@ -121,6 +133,10 @@ impl fmt::Debug for RedisStore {
 }
 
 impl RedisStore {
+    /// Most settlements waiting for Redis at once (see [`Store::status`] for
+    /// what happens beyond).
+    pub const SETTLEMENT_QUEUE: usize = settle_queue::CAPACITY;
+
     /// A store for `config` (`backend` is not looked at). Does not connect: the
     /// first call does, so a Redis that is down at start-up is an ordinary outage.
     /// Must be called inside a Tokio runtime.
@@ -144,7 +160,7 @@ impl RedisStore {
             )
         })?;
         let conn = manager(config, config.timeout)?;
-        let (settlements, queue) = mpsc::unbounded_channel();
+        let settlements = Arc::new(SettleQueue::new(settle_queue::CAPACITY));
         let (admissions, admit_queue) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
             conn,
@@ -157,10 +173,13 @@ impl RedisStore {
             cache: DenyCache::new(config.deny_cache),
             health: Health::new(),
             fallbacks: AtomicU64::new(0),
-            settlements,
+            settlements: settlements.clone(),
+            settle_sent: AtomicU64::new(0),
+            settle_local: AtomicU64::new(0),
+            settle_overflow: AtomicU64::new(0),
             admissions,
         });
-        handle.spawn(settle_loop(Arc::downgrade(&inner), queue));
+        handle.spawn(settle_loop(Arc::downgrade(&inner), settlements));
         handle.spawn(admit_loop(Arc::downgrade(&inner), admit_queue));
         Ok(Self { inner })
     }
@@ -339,6 +358,8 @@ impl Inner {
             match self.settle_redis(batch).await {
                 Ok(()) => {
                     self.health.succeeded();
+                    self.settle_sent
+                        .fetch_add(batch.len() as u64, Ordering::Relaxed);
                     return;
                 }
                 Err(e) => error = Some(e),
@@ -350,11 +371,22 @@ impl Inner {
         self.settle_locally(batch);
     }
 
+    /// Applies `batch` in the in-process store (Redis down or failing).
     fn settle_locally(&self, batch: &[Settlement]) {
+        self.settle_local
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
         for s in batch {
             self.fallbacks.fetch_add(1, Ordering::Relaxed);
             self.local.settle_now(s);
         }
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Wakes the sending task, which finds the store gone and ends (what
+        // is still queued is lost with the store, as at process exit).
+        self.settlements.close();
     }
 }
 
@@ -377,9 +409,17 @@ impl Store for RedisStore {
             inner.settle_locally(std::slice::from_ref(&settlement));
             return;
         }
-        if let Err(unsent) = inner.settlements.send(settlement) {
-            // The sending task is gone (the runtime is shutting down).
-            inner.settle_locally(std::slice::from_ref(&unsent.0));
+        match inner.settlements.push(settlement) {
+            Push::Queued => {}
+            Push::Refused(s, Refusal::Full) => {
+                inner.settle_overflow.fetch_add(1, Ordering::Relaxed);
+                inner.fallbacks.fetch_add(1, Ordering::Relaxed);
+                inner.local.settle_now(&s);
+            }
+            // The store is being dropped.
+            Push::Refused(s, Refusal::Closed) => {
+                inner.settle_locally(std::slice::from_ref(&s));
+            }
         }
     }
 
@@ -407,6 +447,21 @@ impl Store for RedisStore {
             };
             entry.bring_to(now_ms, &subject.limits);
             Ok(Some(entry.views(&subject.limits)))
+        })
+    }
+
+    fn status(&self) -> Option<StoreStatus> {
+        let i = &self.inner;
+        Some(StoreStatus {
+            up: !i.health.is_down(),
+            outages: i.health.outages(),
+            fallbacks: i.fallbacks.load(Ordering::Relaxed),
+            local_denials: i.cache.denials(),
+            settlements_pending: i.settlements.pending(),
+            settlements_sent: i.settle_sent.load(Ordering::Relaxed),
+            settlements_merged: i.settlements.merged(),
+            settlements_local: i.settle_local.load(Ordering::Relaxed),
+            settlements_overflow: i.settle_overflow.load(Ordering::Relaxed),
         })
     }
 
