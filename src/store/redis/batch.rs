@@ -7,10 +7,10 @@ use std::sync::{Arc, Weak};
 use ::redis::{Cmd, Script};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
-use super::settle_queue::SettleQueue;
+use super::settle_queue::{Charge, SettleQueue};
 use super::{script, Inner};
 use crate::store::memory::MAX_IDLE_MS;
-use crate::store::{Settlement, StoreError, Subject};
+use crate::store::{StoreError, Subject};
 
 /// Extra lifetime of a key after its buckets have drained.
 const TTL_SLACK_MS: u64 = 1_000;
@@ -25,16 +25,17 @@ pub(super) struct Pending {
     pub(super) reply: oneshot::Sender<Result<script::AdmitReply, StoreError>>,
 }
 
-/// One call of a script batch: an admission or a settlement.
+/// One call of a script batch: an admission or a charge.
 pub(super) trait Call {
-    /// Its time, cost (or token delta), account and cluster.
-    fn parts(&self) -> (u64, f64, &Subject, Option<&Subject>);
+    /// Its time, requests and tokens, and its one or two subjects.
+    fn parts(&self) -> (u64, f64, f64, &Subject, Option<&Subject>);
 }
 
 impl Call for Pending {
-    fn parts(&self) -> (u64, f64, &Subject, Option<&Subject>) {
+    fn parts(&self) -> (u64, f64, f64, &Subject, Option<&Subject>) {
         (
             self.now_ms,
+            1.0,
             self.tokens,
             &self.account,
             self.cluster.as_ref(),
@@ -42,13 +43,14 @@ impl Call for Pending {
     }
 }
 
-impl Call for Settlement {
-    fn parts(&self) -> (u64, f64, &Subject, Option<&Subject>) {
+impl Call for Charge {
+    fn parts(&self) -> (u64, f64, f64, &Subject, Option<&Subject>) {
         (
             self.now_ms,
-            self.token_delta,
-            &self.account,
-            self.cluster.as_ref(),
+            self.requests,
+            self.tokens,
+            &self.first,
+            self.second.as_ref(),
         )
     }
 }
@@ -60,7 +62,7 @@ impl Inner {
     pub(super) fn batch_cmd<C: Call>(&self, script: &Script, batch: &[C]) -> (Cmd, Vec<usize>) {
         let counts: Vec<usize> = batch
             .iter()
-            .map(|c| 1 + usize::from(c.parts().3.is_some()))
+            .map(|c| 1 + usize::from(c.parts().4.is_some()))
             .collect();
         let keys: usize = counts.iter().sum();
         let key_len = self.keys.len();
@@ -71,7 +73,7 @@ impl Inner {
         cmd.arg("EVALSHA").arg(script.get_hash()).arg(keys);
         let mut buf = Vec::with_capacity(key_len.max(script::ARGS_BYTES_MAX));
         for c in batch {
-            let (_, _, account, cluster) = c.parts();
+            let (_, _, _, account, cluster) = c.parts();
             for subject in std::iter::once(account).chain(cluster) {
                 buf.clear();
                 self.keys.push(subject, &mut buf);
@@ -79,13 +81,14 @@ impl Inner {
             }
         }
         for c in batch {
-            let (now_ms, amount, account, cluster) = c.parts();
+            let (now_ms, requests, tokens, account, cluster) = c.parts();
             buf.clear();
             match cluster {
                 Some(cl) => script::pack_args(
                     &mut buf,
                     now_ms,
-                    amount,
+                    requests,
+                    tokens,
                     MAX_IDLE_MS,
                     TTL_SLACK_MS,
                     &[&account.limits, &cl.limits],
@@ -93,7 +96,8 @@ impl Inner {
                 None => script::pack_args(
                     &mut buf,
                     now_ms,
-                    amount,
+                    requests,
+                    tokens,
                     MAX_IDLE_MS,
                     TTL_SLACK_MS,
                     &[&account.limits],

@@ -30,7 +30,7 @@ use self::batch::{admit_loop, settle_loop, Pending};
 use self::deny_cache::DenyCache;
 use self::health::Health;
 use self::keys::Keys;
-use self::settle_queue::{Push, Refusal, SettleQueue};
+use self::settle_queue::{Charge, Push, Refusal, SettleQueue};
 use super::memory::{judge, Entry};
 use super::{Admission, Denial, MemoryStore, Outcome, Settlement, Store, StoreError, StoreFuture};
 use super::{BucketView, StoreStatus, Subject, Window};
@@ -216,7 +216,7 @@ impl RedisStore {
     pub async fn settle_in_redis(&self, settlement: &Settlement) -> Result<(), StoreError> {
         self.inner.cache.settled(settlement);
         self.inner
-            .settle_redis(std::slice::from_ref(settlement))
+            .settle_redis(&[Charge::from(settlement.clone())])
             .await
     }
 
@@ -314,6 +314,27 @@ impl Inner {
         }
     }
 
+    /// Queues `charge` for Redis; to the in-process store while Redis is down,
+    /// when the queue is full (an overflow), or when the store is going away.
+    fn queue_charge(&self, charge: Charge) {
+        if self.health.is_down() {
+            // The admission was most likely answered locally too.
+            self.settle_locally(std::slice::from_ref(&charge));
+            return;
+        }
+        match self.settlements.push(charge) {
+            Push::Queued => {}
+            Push::Refused(c, Refusal::Full) => {
+                self.settle_overflow.fetch_add(1, Ordering::Relaxed);
+                self.fallbacks.fetch_add(1, Ordering::Relaxed);
+                self.charge_locally(&c);
+            }
+            Push::Refused(c, Refusal::Closed) => {
+                self.settle_locally(std::slice::from_ref(&c));
+            }
+        }
+    }
+
     fn fallback_admit(&self, a: &Admission, error: StoreError) -> Result<Outcome, StoreError> {
         match self.on_error {
             OnError::FailOpen => {
@@ -343,7 +364,7 @@ impl Inner {
     }
 
     /// Applies `batch` in Redis, in order, with one script call.
-    async fn settle_redis(&self, batch: &[Settlement]) -> Result<(), StoreError> {
+    async fn settle_redis(&self, batch: &[Charge]) -> Result<(), StoreError> {
         let (cmd, _) = self.batch_cmd(&self.settle, batch);
         match self.run(&self.settle, &cmd).await? {
             Value::Int(n) if usize::try_from(n).ok() == Some(batch.len()) => Ok(()),
@@ -352,7 +373,7 @@ impl Inner {
     }
 
     /// Applies `batch` in Redis, retrying once, else in the in-process store.
-    async fn settle_or_fall_back(&self, batch: &[Settlement]) {
+    async fn settle_or_fall_back(&self, batch: &[Charge]) {
         let mut error = None;
         for _ in 0..2 {
             match self.settle_redis(batch).await {
@@ -372,13 +393,22 @@ impl Inner {
     }
 
     /// Applies `batch` in the in-process store (Redis down or failing).
-    fn settle_locally(&self, batch: &[Settlement]) {
+    fn settle_locally(&self, batch: &[Charge]) {
         self.settle_local
             .fetch_add(batch.len() as u64, Ordering::Relaxed);
-        for s in batch {
+        for c in batch {
             self.fallbacks.fetch_add(1, Ordering::Relaxed);
-            self.local.settle_now(s);
+            self.charge_locally(c);
         }
+    }
+
+    fn charge_locally(&self, c: &Charge) {
+        self.local.charge_now(
+            c.now_ms,
+            std::iter::once(&c.first).chain(&c.second),
+            c.requests,
+            c.tokens,
+        );
     }
 }
 
@@ -404,23 +434,7 @@ impl Store for RedisStore {
     fn settle(&self, settlement: Settlement) {
         let inner = &self.inner;
         inner.cache.settled(&settlement);
-        if inner.health.is_down() {
-            // The admission was most likely answered locally too.
-            inner.settle_locally(std::slice::from_ref(&settlement));
-            return;
-        }
-        match inner.settlements.push(settlement) {
-            Push::Queued => {}
-            Push::Refused(s, Refusal::Full) => {
-                inner.settle_overflow.fetch_add(1, Ordering::Relaxed);
-                inner.fallbacks.fetch_add(1, Ordering::Relaxed);
-                inner.local.settle_now(&s);
-            }
-            // The store is being dropped.
-            Push::Refused(s, Refusal::Closed) => {
-                inner.settle_locally(std::slice::from_ref(&s));
-            }
-        }
+        inner.queue_charge(Charge::from(settlement));
     }
 
     /// Reads the subject's state with one `GET` (no script, no charge). A missing

@@ -9,8 +9,9 @@
 //! busy subject owes still reaches Redis, in one settlement instead of
 //! several; a settlement with no such partner is applied to the in-process
 //! store instead (as when Redis fails) and counted as an overflow.
-//! Settlements are never folded while there is room, so in normal running
-//! Redis applies exactly the sequence of settlements it was given.
+//! Nothing is folded while there is room, so in normal running Redis applies
+//! exactly the sequence of settlements it was given. (The queue also carries
+//! the refunds of a Redis Cluster's two-step admissions, see [`Charge`].)
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,27 +19,57 @@ use std::sync::Mutex;
 
 use tokio::sync::Notify;
 
-use crate::store::Settlement;
+use crate::store::{Settlement, Subject};
 
 /// Most settlements waiting at once (a few hundred bytes each).
 pub(super) const CAPACITY: usize = 16_384;
 
-/// The subjects a settlement charges: account, and cluster if any.
-type Pair = ([u8; 16], Option<[u8; 16]>);
+/// Requests and tokens added to one or two subjects' buckets without a check
+/// (the settle script): a settlement (no requests, its token delta), or the
+/// refund of the half of an admission that one slot of a Redis Cluster
+/// charged when the other slot refused (minus one request, minus its tokens).
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Charge {
+    pub(super) now_ms: u64,
+    pub(super) first: Subject,
+    pub(super) second: Option<Subject>,
+    pub(super) requests: f64,
+    pub(super) tokens: f64,
+}
 
-fn pair(s: &Settlement) -> Pair {
-    (s.account.key, s.cluster.as_ref().map(|c| c.key))
+impl From<Settlement> for Charge {
+    fn from(s: Settlement) -> Self {
+        Charge {
+            now_ms: s.now_ms,
+            first: s.account,
+            second: s.cluster,
+            requests: 0.0,
+            tokens: s.token_delta,
+        }
+    }
+}
+
+/// The subjects a charge is for: the first (with its scope), and the second
+/// if any.
+type Pair = (bool, [u8; 16], Option<[u8; 16]>);
+
+fn pair(c: &Charge) -> Pair {
+    (
+        c.first.scope == crate::extensions::Scope::Cluster,
+        c.first.key,
+        c.second.as_ref().map(|s| s.key),
+    )
 }
 
 #[derive(Default)]
 struct State {
     /// Waiting settlements with their sequence numbers, oldest first.
-    items: VecDeque<(u64, Settlement)>,
+    items: VecDeque<(u64, Charge)>,
     /// Sequence number of the next settlement queued.
     next: u64,
     /// The latest queued settlement of each pair of subjects.
     latest: HashMap<Pair, u64>,
-    /// Settlements taken by the sender and not yet finished.
+    /// Charges taken by the sender and not yet finished.
     in_flight: usize,
     /// No more settlements are taken: the store is gone.
     closed: bool,
@@ -51,7 +82,7 @@ pub(super) enum Push {
     Queued,
     /// Not taken: the queue is full with other subjects, or closed. The caller
     /// applies it elsewhere.
-    Refused(Box<Settlement>, Refusal),
+    Refused(Box<Charge>, Refusal),
 }
 
 /// Why a settlement was not queued.
@@ -63,7 +94,7 @@ pub(super) enum Refusal {
     Closed,
 }
 
-/// Settlements waiting for the sending task.
+/// Charges waiting for the sending task.
 pub(super) struct SettleQueue {
     state: Mutex<State>,
     notify: Notify,
@@ -87,7 +118,7 @@ impl SettleQueue {
     }
 
     /// Offers `s` for sending; never waits.
-    pub(super) fn push(&self, s: Settlement) -> Push {
+    pub(super) fn push(&self, s: Charge) -> Push {
         let mut st = self.state();
         if st.closed {
             return Push::Refused(Box::new(s), Refusal::Closed);
@@ -122,7 +153,7 @@ impl SettleQueue {
     /// The next settlements to send, oldest first (at most `max`), once there
     /// are any; `None` once the queue is closed and empty. They count as in
     /// flight until [`SettleQueue::sent`].
-    pub(super) async fn next_batch(&self, max: usize) -> Option<Vec<Settlement>> {
+    pub(super) async fn next_batch(&self, max: usize) -> Option<Vec<Charge>> {
         loop {
             {
                 let mut st = self.state();
@@ -164,26 +195,27 @@ impl SettleQueue {
         self.notify.notify_one();
     }
 
-    /// Settlements queued or being sent.
+    /// Charges queued or being sent.
     pub(super) fn pending(&self) -> u64 {
         let st = self.state();
         (st.items.len() + st.in_flight) as u64
     }
 
-    /// Settlements folded into a queued one because the queue was full.
+    /// Charges folded into a queued one because the queue was full.
     pub(super) fn merged(&self) -> u64 {
         self.merged.load(Ordering::Relaxed)
     }
 }
 
-/// Folds `later` into `queued` (same subjects): the token deltas add up, the
-/// later time and the limits then in force win.
-fn fold(queued: &mut Settlement, later: Settlement) {
-    queued.token_delta += later.token_delta;
+/// Folds `later` into `queued` (same subjects): requests and tokens add up,
+/// the later time and the limits then in force win.
+fn fold(queued: &mut Charge, later: Charge) {
+    queued.requests += later.requests;
+    queued.tokens += later.tokens;
     if later.now_ms >= queued.now_ms {
         queued.now_ms = later.now_ms;
-        queued.account = later.account;
-        queued.cluster = later.cluster;
+        queued.first = later.first;
+        queued.second = later.second;
     }
 }
 
@@ -191,20 +223,19 @@ fn fold(queued: &mut Settlement, later: Settlement) {
 mod tests {
     use super::*;
     use crate::extensions::Scope;
-    use crate::store::Subject;
 
-    fn settlement(account: u8, cluster: Option<u8>, now_ms: u64, delta: f64) -> Settlement {
+    fn settlement(account: u8, cluster: Option<u8>, now_ms: u64, delta: f64) -> Charge {
         let subject = |scope, k| Subject {
             scope,
             key: [k; 16],
             limits: [None; 4],
         };
-        Settlement {
+        Charge::from(Settlement {
             now_ms,
             account: subject(Scope::Account, account),
             cluster: cluster.map(|c| subject(Scope::Cluster, c)),
             token_delta: delta,
-        }
+        })
     }
 
     #[tokio::test]
@@ -245,7 +276,7 @@ mod tests {
             assert!(matches!(q.push(s), Push::Refused(_, Refusal::Full)));
         }
         let batch = q.next_batch(10).await.expect("batch");
-        let got: Vec<(u64, f64)> = batch.iter().map(|s| (s.now_ms, s.token_delta)).collect();
+        let got: Vec<(u64, f64)> = batch.iter().map(|s| (s.now_ms, s.tokens)).collect();
         assert_eq!(got, [(10, -100.0), (11, 5.0), (13, -30.0)]);
         q.sent();
         // Taken from the queue, a pair no longer folds into what was sent.
