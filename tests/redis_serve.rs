@@ -16,7 +16,7 @@ use distill_guard::identity::Identity;
 use http::Request;
 use serde_json::{json, Value};
 use support::process::{send, serve, Served};
-use support::{wait, RedisServer};
+use support::{wait, RedisCluster, RedisServer};
 
 const TOKEN: &str = "an admin token for the replicas test";
 const SECRET: &str = "replicas-secret";
@@ -44,13 +44,31 @@ async fn two_serve_replicas_share_clusters_and_overrides() {
     let Some(redis) = RedisServer::start() else {
         return;
     };
+    share_clusters_and_overrides(&format!("backend = \"redis\"\nurl = \"{}\"", redis.url())).await;
+}
+
+/// The same on a Redis Cluster of three primaries: the log, the overrides and
+/// the buckets each live in a slot of their own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_serve_replicas_share_clusters_and_overrides_on_a_redis_cluster() {
+    let Some(redis) = RedisCluster::start(3, 0) else {
+        return;
+    };
+    let nodes: Vec<String> = redis.urls().iter().map(|u| format!("\"{u}\"")).collect();
+    share_clusters_and_overrides(&format!(
+        "backend = \"redis-cluster\"\nnodes = [{}]",
+        nodes.join(", ")
+    ))
+    .await;
+}
+
+async fn share_clusters_and_overrides(store: &str) {
     let dir = tempfile::tempdir().expect("temp dir");
     let config = dir.path().join("guard.toml");
     std::fs::write(
         &config,
         format!(
-            "[identity]\nsecret = \"{SECRET}\"\n[store]\nbackend = \"redis\"\nurl = \"{}\"\ntimeout = \"1s\"\n[cluster]\nwarmup_accounts = 3\n[admin]\ntoken = \"{TOKEN}\"\n",
-            redis.url()
+            "[identity]\nsecret = \"{SECRET}\"\n[store]\n{store}\ntimeout = \"1s\"\n[cluster]\nwarmup_accounts = 3\n[admin]\ntoken = \"{TOKEN}\"\n"
         ),
     )
     .expect("write config");

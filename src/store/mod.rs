@@ -21,7 +21,8 @@ use std::task::{Context, Poll};
 
 #[cfg(feature = "redis")]
 pub(crate) use self::redis::{
-    call as redis_call, manager as redis_manager, within as redis_within, RedisConn,
+    call as redis_call, manager as redis_manager, named as redis_key, within as redis_within,
+    RedisConn,
 };
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
@@ -323,10 +324,10 @@ pub fn build_store(config: &StoreConfig) -> Result<Arc<dyn Store>, ConfigError> 
     match config.backend {
         Backend::Memory => Ok(Arc::new(MemoryStore::new())),
         #[cfg(feature = "redis")]
-        Backend::Redis => Ok(Arc::new(RedisStore::new(config)?)),
+        Backend::Redis | Backend::RedisCluster => Ok(Arc::new(RedisStore::new(config)?)),
         // `validate` refuses it in a build without Redis support.
         #[cfg(not(feature = "redis"))]
-        Backend::Redis => Err(crate::config::no_redis()),
+        Backend::Redis | Backend::RedisCluster => Err(crate::config::no_redis()),
     }
 }
 

@@ -203,7 +203,7 @@ impl std::fmt::Debug for Msg {
 /// Whether `config` asks for shared clusters (`backend = "redis"` and
 /// `share_clusters`).
 pub fn wanted(config: &StoreConfig) -> bool {
-    config.backend == crate::store::Backend::Redis && config.share_clusters
+    config.backend.is_redis() && config.share_clusters
 }
 
 /// A random id for this replica in the log: from the operating system's
@@ -232,7 +232,7 @@ impl ClusterShare {
         redis::spawn(config, replica, rx, applied_tx, apply, stats.clone())?;
         tracing::info!(
             replica = format!("{replica:016x}"),
-            log = format!("{}clusters:log", config.key_prefix),
+            log = crate::store::redis_key(config, "clusters:log", ""),
             "clusters shared with the other replicas through Redis"
         );
         Ok(Self {

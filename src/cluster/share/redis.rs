@@ -72,7 +72,7 @@ pub(super) fn spawn(
             "shared clusters must be started inside a Tokio runtime",
         )
     })?;
-    let key = format!("{}clusters:log", config.key_prefix);
+    let key = crate::store::redis_key(config, "clusters:log", "");
     let writer = Writer {
         conn: redis_manager(config, config.timeout)?,
         key: key.clone(),

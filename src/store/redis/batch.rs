@@ -110,7 +110,10 @@ impl Inner {
 
     /// Runs `batch` with one script call, in order, and hands each admission its
     /// reply; on any error every admission of the batch gets it.
-    pub(super) async fn admit_batch(&self, batch: Vec<Pending>) {
+    pub(super) async fn admit_batch(self: &Arc<Self>, batch: Vec<Pending>) {
+        if self.keys.tagged() {
+            return self.admit_batch_on_slots(batch).await;
+        }
         let (cmd, counts) = self.batch_cmd(&self.admit, &batch);
         let replies = self
             .run(&self.admit, &cmd)
@@ -145,7 +148,7 @@ pub(super) async fn settle_loop(inner: Weak<Inner>, queue: Arc<SettleQueue>) {
         if inner.health.is_down() {
             inner.settle_locally(&batch);
         } else {
-            inner.settle_or_fall_back(&batch).await;
+            inner.settle_or_fall_back(batch).await;
         }
         queue.sent();
     }

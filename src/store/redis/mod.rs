@@ -14,9 +14,11 @@ mod health;
 mod keys;
 mod script;
 mod settle_queue;
+mod slots;
 
 pub use connect::RedisCallError;
 pub(crate) use connect::{call, manager, within, RedisConn};
+pub(crate) use keys::named;
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -34,7 +36,7 @@ use self::settle_queue::{Charge, Push, Refusal, SettleQueue};
 use super::memory::{judge, Entry};
 use super::{Admission, Denial, MemoryStore, Outcome, Settlement, Store, StoreError, StoreFuture};
 use super::{BucketView, StoreStatus, Subject, Window};
-use crate::config::{ConfigError, OnError, StoreConfig};
+use crate::config::{Backend, ConfigError, OnError, StoreConfig};
 use crate::extensions::Scope;
 
 /// Quota state in Redis: one set of quotas for every replica that uses the same
@@ -141,12 +143,6 @@ impl RedisStore {
     /// first call does, so a Redis that is down at start-up is an ordinary outage.
     /// Must be called inside a Tokio runtime.
     pub fn new(config: &StoreConfig) -> Result<Self, ConfigError> {
-        if config.url.is_none() {
-            return Err(ConfigError::single(
-                "store.url",
-                "required for the Redis backend",
-            ));
-        }
         if config.timeout.is_zero() {
             return Err(ConfigError::single(
                 "store.timeout",
@@ -166,7 +162,7 @@ impl RedisStore {
             conn,
             admit: Script::new(script::ADMIT_MANY),
             settle: Script::new(script::SETTLE),
-            keys: Keys::new(&config.key_prefix),
+            keys: Keys::new(&config.key_prefix, config.backend == Backend::RedisCluster),
             timeout: config.timeout,
             on_error: config.on_error,
             local: MemoryStore::new(),
@@ -215,9 +211,19 @@ impl RedisStore {
     /// that [`Store::settle`] adds. For shutdown paths and tests.
     pub async fn settle_in_redis(&self, settlement: &Settlement) -> Result<(), StoreError> {
         self.inner.cache.settled(settlement);
-        self.inner
-            .settle_redis(&[Charge::from(settlement.clone())])
-            .await
+        let mut charge = Charge::from(settlement.clone());
+        if self.inner.keys.tagged() {
+            // One call per slot on a Redis Cluster.
+            if let Some(second) = charge.second.take() {
+                self.inner
+                    .settle_redis(&[Charge {
+                        first: second,
+                        ..charge.clone()
+                    }])
+                    .await?;
+            }
+        }
+        self.inner.settle_redis(&[charge]).await
     }
 
     /// The Redis key of a subject.
@@ -316,7 +322,25 @@ impl Inner {
 
     /// Queues `charge` for Redis; to the in-process store while Redis is down,
     /// when the queue is full (an overflow), or when the store is going away.
-    fn queue_charge(&self, charge: Charge) {
+    /// On a Redis Cluster a charge whose subjects live in two slots is queued
+    /// as two, one per slot.
+    fn queue_charge(&self, mut charge: Charge) {
+        if self.keys.tagged() {
+            if let Some(second) = charge
+                .second
+                .take_if(|s| self.slot_of(s) != self.slot_of(&charge.first))
+            {
+                self.queue_one(Charge {
+                    first: second,
+                    second: None,
+                    ..charge.clone()
+                });
+            }
+        }
+        self.queue_one(charge);
+    }
+
+    fn queue_one(&self, charge: Charge) {
         if self.health.is_down() {
             // The admission was most likely answered locally too.
             self.settle_locally(std::slice::from_ref(&charge));
@@ -372,8 +396,18 @@ impl Inner {
         }
     }
 
-    /// Applies `batch` in Redis, retrying once, else in the in-process store.
-    async fn settle_or_fall_back(&self, batch: &[Charge]) {
+    /// Applies `batch` in Redis, retrying once, else in the in-process store;
+    /// on a Redis Cluster one call per slot (see `slots`).
+    async fn settle_or_fall_back(self: &Arc<Self>, batch: Vec<Charge>) {
+        if self.keys.tagged() {
+            return self.settle_on_slots(batch).await;
+        }
+        self.settle_group(&batch).await;
+    }
+
+    /// Applies `batch` (one slot's) in Redis, retrying once, else in the
+    /// in-process store.
+    async fn settle_group(&self, batch: &[Charge]) {
         let mut error = None;
         for _ in 0..2 {
             match self.settle_redis(batch).await {
