@@ -62,14 +62,14 @@ async fn two_serve_replicas_share_clusters_and_overrides_on_a_redis_cluster() {
     .await;
 }
 
-async fn share_clusters_and_overrides(store: &str) {
+/// Two `serve` replicas with the admin API, sharing a config of `sections`
+/// (the identity secret and admin token added); the directory holds it.
+fn replicas(sections: &str) -> (tempfile::TempDir, [Served; 2]) {
     let dir = tempfile::tempdir().expect("temp dir");
     let config = dir.path().join("guard.toml");
     std::fs::write(
         &config,
-        format!(
-            "[identity]\nsecret = \"{SECRET}\"\n[store]\n{store}\ntimeout = \"1s\"\n[cluster]\nwarmup_accounts = 3\n[admin]\ntoken = \"{TOKEN}\"\n"
-        ),
+        format!("[identity]\nsecret = \"{SECRET}\"\n[admin]\ntoken = \"{TOKEN}\"\n{sections}"),
     )
     .expect("write config");
     let path = config.to_str().expect("utf-8 path");
@@ -77,6 +77,13 @@ async fn share_clusters_and_overrides(store: &str) {
         serve(&["--config", path], true),
         serve(&["--config", path], true),
     ];
+    (dir, replicas)
+}
+
+async fn share_clusters_and_overrides(store: &str) {
+    let (_dir, replicas) = replicas(&format!(
+        "[store]\n{store}\ntimeout = \"1s\"\n[cluster]\nwarmup_accounts = 3\n"
+    ));
 
     // Six accounts; account `a` only ever talks to replica `a % 2`.
     for round in 0..3u64 {
@@ -168,21 +175,10 @@ async fn a_replica_idle_through_an_outage_holds_the_limit_after_it() {
     let Some(mut redis) = RedisServer::start() else {
         return;
     };
-    let dir = tempfile::tempdir().expect("temp dir");
-    let config = dir.path().join("guard.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[identity]\nsecret = \"{SECRET}\"\n[store]\nbackend = \"redis\"\nurl = \"{}\"\non_error = \"fail_open\"\n[tiers.default]\nrequests_per_minute = 10\n[admin]\ntoken = \"{TOKEN}\"\n",
-            redis.url()
-        ),
-    )
-    .expect("write config");
-    let path = config.to_str().expect("utf-8 path");
-    let [a, b] = [
-        serve(&["--config", path], true),
-        serve(&["--config", path], true),
-    ];
+    let (_dir, [a, b]) = replicas(&format!(
+        "[store]\nbackend = \"redis\"\nurl = \"{}\"\non_error = \"fail_open\"\n[tiers.default]\nrequests_per_minute = 10\n",
+        redis.url()
+    ));
     assert_eq!(organic(&a.url, "sk-warm-a").await, 200);
     assert_eq!(organic(&b.url, "sk-warm-b").await, 200);
     // B is idle through the outage: its warm-up's token settlement is sent
@@ -223,4 +219,62 @@ async fn a_replica_idle_through_an_outage_holds_the_limit_after_it() {
     for _ in 0..5 {
         assert_eq!(organic(&b.url, "sk-fresh").await, 429);
     }
+}
+
+/// The watermark trace-back index is shared: a response served by replica A
+/// is traced by replica B's admin API (`trace --server` may ask either).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_served_by_one_replica_is_traced_by_the_other() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let (_dir, [a, b]) = replicas(&format!(
+        "[store]\nbackend = \"redis\"\nurl = \"{}\"\ntimeout = \"1s\"\n[watermark]\ntag = \"always\"\ntext_mark = false\n[[watermark.keys]]\nid = \"k1\"\nsecret = \"a watermark key for the replicas test\"\n",
+        redis.url()
+    ));
+    let req = Request::post(format!("{}/v1/chat/completions", a.url))
+        .header("content-type", "application/json")
+        .header("authorization", "Bearer sk-traced")
+        .body(Body::from(
+            json!({"model": "m", "max_tokens": 400, "messages": [{"role": "user", "content": "tell me about caches"}]})
+                .to_string(),
+        ))
+        .expect("request");
+    let reply = send(req).await;
+    assert_eq!(reply.status, 200);
+    assert!(reply.headers.contains_key("x-distill-guard-tag"));
+    let text = reply.json()["choices"][0]["message"]["content"]
+        .as_str()
+        .expect("text")
+        .to_owned();
+    let account = Identity::new(SECRET.as_bytes())
+        .hash_key("sk-traced")
+        .to_string();
+    let query = format!(
+        "/api/trace?text={}",
+        url_escape(&text[..text.len().min(600)])
+    );
+    let hit = wait::until_some("replica B traces replica A's response", || async {
+        let (code, v) = admin(&b, "GET", &query, None).await;
+        (code == 200 && v["hits"][0]["account"] == json!(account)).then_some(v)
+    })
+    .await;
+    assert_eq!(hit["hits"][0]["detail"]["method"], "index", "{hit}");
+    let (_, st) = admin(&b, "GET", "/api/status", None).await;
+    assert!(
+        st["trace_index"]["shared"]["applied"].as_u64() >= Some(1),
+        "{st}"
+    );
+}
+
+/// Percent-encodes `s` for a query string.
+fn url_escape(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }

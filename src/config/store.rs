@@ -79,6 +79,10 @@ pub struct StoreConfig {
     /// are linked as if one replica had seen them all (see
     /// `distill_guard::cluster::share`). Ignored with the memory backend.
     pub share_clusters: bool,
+    /// With a Redis backend, share the watermark trace-back index between
+    /// replicas through a stream in the same Redis, so any replica can trace a
+    /// response another one served (see `distill_guard::watermark::share`).
+    pub share_trace_index: bool,
     /// About how many entries the shared cluster log keeps (each a batch of up to
     /// 64 requests from one replica): what a new or restarted replica reads to
     /// warm up.
@@ -100,6 +104,7 @@ impl Default for StoreConfig {
             key_prefix: "distill-guard:".into(),
             deny_cache: true,
             share_clusters: true,
+            share_trace_index: true,
             cluster_log_len: 100_000,
             tls_ca_file: None,
         }

@@ -317,8 +317,9 @@ impl RedisCluster {
             .count()
     }
 
-    /// The node serving `key`'s slot as primary.
-    pub fn primary_of(&self, key: &str) -> usize {
+    /// The node serving `key`'s slot as primary, as the first live node sees
+    /// it (`None` while it knows none, e.g. during a failover).
+    pub fn primary_of(&self, key: &str) -> Option<usize> {
         let live = self
             .nodes
             .iter()
@@ -348,14 +349,10 @@ impl RedisCluster {
                     .nth(1)
                     .and_then(|p| p.parse().ok())
                     .expect("a node port");
-                return self
-                    .nodes
-                    .iter()
-                    .position(|n| n.port == port)
-                    .expect("a node of this cluster");
+                return self.nodes.iter().position(|n| n.port == port);
             }
         }
-        panic!("no primary serves slot {slot}");
+        None
     }
 }
 
