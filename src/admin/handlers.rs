@@ -91,6 +91,9 @@ pub(super) async fn metrics(State(st): St) -> Response {
             t.metrics()
                 .set_clusters_by_size(c.cluster_sizes().into_iter().map(|s| (s.size, s.clusters)));
         }
+        if let Some(s) = shared.store().status() {
+            t.metrics().store_status(s);
+        }
         let body = t.render_metrics(shared.store().tracked());
         (
             [(
@@ -104,21 +107,48 @@ pub(super) async fn metrics(State(st): St) -> Response {
     .await
 }
 
+/// The store for `/api/status`: what it tracks and, for a shared backend, how
+/// it is doing.
+fn store_status(store: &dyn crate::store::Store) -> Value {
+    let mut v = json!({ "tracked": store.tracked() });
+    if let Some(s) = store.status() {
+        v["shared"] = json!(s);
+    }
+    v
+}
+
+/// The trace-back index for `/api/status`: its size and capacity and, when
+/// it is shared between replicas, the counters of its log.
+fn trace_index(index: &crate::watermark::TraceIndex) -> Value {
+    let mut v = json!({ "entries": index.len(), "capacity": index.capacity() });
+    #[cfg(feature = "redis")]
+    if let Some(c) = index.shared_counts() {
+        v["shared"] = log_counts(&c);
+    }
+    v
+}
+
+/// The counters of a log shared through Redis, for `/api/status`.
+#[cfg(feature = "redis")]
+fn log_counts(c: &crate::cluster::share::ShareCounts) -> Value {
+    json!({
+        "up": !c.down,
+        "published": c.published,
+        "applied": c.applied,
+        "dropped": c.dropped,
+        "malformed": c.malformed,
+        "errors": c.errors,
+    })
+}
+
 /// The shared cluster log's state for `/api/status` (`null` without one).
 fn cluster_log(detector: &crate::detect::Detector) -> Value {
     #[cfg(feature = "redis")]
     if let Some(s) = detector.share() {
-        let c = s.counts();
-        return json!({
-            "replica": format!("{:016x}", s.replica()),
-            "up": !c.down,
-            "published": c.published,
-            "applied": c.applied,
-            "dropped": c.dropped,
-            "malformed": c.malformed,
-            "errors": c.errors,
-            "read_up_to": s.read_up_to().to_string(),
-        });
+        let mut v = log_counts(&s.counts());
+        v["replica"] = json!(format!("{:016x}", s.replica()));
+        v["read_up_to"] = json!(s.read_up_to().to_string());
+        return v;
     }
     let _ = detector;
     Value::Null
@@ -195,8 +225,9 @@ pub(super) async fn status(State(st): St) -> Response {
                     "cluster": st.hooks.cluster.is_some(),
                     "trace": st.hooks.trace.is_some(),
                 },
-                "store": { "tracked": shared.store().tracked() },
+                "store": store_status(shared.store().as_ref()),
                 "cluster_log": cluster_log(shared.detector()),
+                "trace_index": trace_index(shared.watermarker().index()),
                 "overrides": {
                     "allow": allow, "block": block, "tier": tier, "unlink": unlink,
                     "shared": shared.overrides().is_shared(),

@@ -18,6 +18,17 @@ pub enum Backend {
     Memory,
     /// In Redis (or Valkey), shared by every replica pointing at it.
     Redis,
+    /// In a Redis Cluster (or Valkey cluster) reached through `nodes`, shared
+    /// by every replica pointing at it.
+    #[serde(rename = "redis-cluster")]
+    RedisCluster,
+}
+
+impl Backend {
+    /// Whether state is shared through Redis (a server or a cluster).
+    pub fn is_redis(self) -> bool {
+        matches!(self, Backend::Redis | Backend::RedisCluster)
+    }
 }
 
 /// What the Redis backend does when Redis fails or is slower than `timeout`.
@@ -36,13 +47,18 @@ pub enum OnError {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
-    /// `memory` (the default: this process only) or `redis` (shared by replicas).
+    /// `memory` (the default: this process only), `redis` (one Redis, shared by
+    /// replicas) or `redis-cluster` (a Redis Cluster, shared by replicas).
     pub backend: Backend,
     /// Redis URL, required for `backend = "redis"`: `redis://[user:password@]host:port[/db]`,
     /// `redis+unix:///path/to/socket`, or `rediss://…` for TLS (the server's
     /// certificate is always verified, against the platform's trusted roots or
     /// `tls_ca_file`).
     pub url: Option<String>,
+    /// Nodes of the Redis Cluster, required for `backend = "redis-cluster"`:
+    /// `redis://[user:password@]host:port` or `rediss://…` (all alike). A few
+    /// are enough: the client learns the rest of the cluster from them.
+    pub nodes: Vec<String>,
     /// Longest wait for one Redis call (connecting included), e.g. `"100ms"`. A call
     /// that takes longer counts as a failure and `on_error` applies.
     #[serde(with = "humantime_serde")]
@@ -63,6 +79,10 @@ pub struct StoreConfig {
     /// are linked as if one replica had seen them all (see
     /// `distill_guard::cluster::share`). Ignored with the memory backend.
     pub share_clusters: bool,
+    /// With a Redis backend, share the watermark trace-back index between
+    /// replicas through a stream in the same Redis, so any replica can trace a
+    /// response another one served (see `distill_guard::watermark::share`).
+    pub share_trace_index: bool,
     /// About how many entries the shared cluster log keeps (each a batch of up to
     /// 64 requests from one replica): what a new or restarted replica reads to
     /// warm up.
@@ -78,11 +98,13 @@ impl Default for StoreConfig {
         Self {
             backend: Backend::Memory,
             url: None,
+            nodes: Vec::new(),
             timeout: Duration::from_millis(100),
             on_error: OnError::FailOpen,
             key_prefix: "distill-guard:".into(),
             deny_cache: true,
             share_clusters: true,
+            share_trace_index: true,
             cluster_log_len: 100_000,
             tls_ca_file: None,
         }
@@ -129,7 +151,9 @@ impl StoreConfig {
         }
         match (self.backend, &self.url) {
             #[cfg(not(feature = "redis"))]
-            (Backend::Redis, _) => out.push(("backend", NO_REDIS.to_string())),
+            (Backend::Redis | Backend::RedisCluster, _) => {
+                out.push(("backend", NO_REDIS.to_string()))
+            }
             #[cfg(feature = "redis")]
             (Backend::Redis, None) => out.push((
                 "url",
@@ -146,7 +170,41 @@ impl StoreConfig {
                     ));
                 }
             }
+            #[cfg(feature = "redis")]
+            (Backend::RedisCluster, url) => {
+                if url.is_some() {
+                    out.push((
+                        "url",
+                        "not used with backend = \"redis-cluster\": list the cluster's `nodes`"
+                            .to_string(),
+                    ));
+                }
+                match check_cluster_nodes(&self.nodes) {
+                    Err(e) => out.push(("nodes", e.to_string())),
+                    Ok(tls) => {
+                        if self.tls_ca_file.is_some() && !tls {
+                            out.push((
+                                "tls_ca_file",
+                                "only used with TLS nodes (`rediss://`)".to_string(),
+                            ));
+                        }
+                    }
+                }
+                if self.key_prefix.contains(['{', '}']) {
+                    out.push((
+                        "key_prefix",
+                        "must not contain `{` or `}` with a Redis Cluster: the store sets the hash tags that place keys in slots"
+                            .to_string(),
+                    ));
+                }
+            }
             (Backend::Memory, _) => {}
+        }
+        if self.backend != Backend::RedisCluster && !self.nodes.is_empty() {
+            out.push((
+                "nodes",
+                "only used with backend = \"redis-cluster\"".to_string(),
+            ));
         }
         out
     }
@@ -217,6 +275,18 @@ pub(crate) enum RedisUrlError {
     /// Something after `/service/db`.
     #[error("a Sentinel URL is …/service[/db], nothing after the database")]
     Trailing,
+    /// `backend = "redis-cluster"` without nodes.
+    #[error("required with backend = \"redis-cluster\", e.g. [\"redis://10.0.0.5:6379\", \"redis://10.0.0.6:6379\"]")]
+    NoNodes,
+    /// A cluster node that is not `redis://host:port` or `rediss://host:port`.
+    #[error("`{0}`: a cluster node is redis://host:port or rediss://host:port")]
+    ClusterNode(String),
+    /// A cluster node naming a database (a cluster has only database 0).
+    #[error("`{0}`: a Redis Cluster has only database 0")]
+    ClusterDatabase(String),
+    /// Some nodes with TLS, some without.
+    #[error("all nodes use TLS (`rediss://`) or none does")]
+    ClusterMixed,
     /// The user or password holds a `%` that is not a percent-escape of UTF-8
     /// (the value itself is never repeated: it is a secret).
     #[error("the user or password of a Sentinel URL has a bad percent-escape: write `%25` for `%`, `%2F` for `/`, `%40` for `@`, `%3A` for `:`")]
@@ -323,6 +393,41 @@ pub(crate) fn check_url(url: &str) -> Result<(), RedisUrlError> {
     Ok(())
 }
 
+/// Checks the `nodes` of a Redis Cluster without connecting: at least one,
+/// each a `redis://` or `rediss://` URL with a host and port (no Unix socket,
+/// no Sentinel, no database other than 0, no `#insecure`), all with the same
+/// credentials and TLS mode. Returns whether they use TLS.
+#[cfg(feature = "redis")]
+pub(crate) fn check_cluster_nodes(nodes: &[String]) -> Result<bool, RedisUrlError> {
+    if nodes.is_empty() {
+        return Err(RedisUrlError::NoNodes);
+    }
+    let mut tls = None;
+    for node in nodes {
+        if node.starts_with(SENTINEL_SCHEME) {
+            return Err(RedisUrlError::ClusterNode(node.clone()));
+        }
+        check_url(node)?;
+        let client =
+            Client::open(node.as_str()).map_err(|e| RedisUrlError::Unusable(e.to_string()))?;
+        let info = client.get_connection_info();
+        let node_tls = match info.addr() {
+            ConnectionAddr::Tcp(..) => false,
+            ConnectionAddr::TcpTls { .. } => true,
+            _ => return Err(RedisUrlError::ClusterNode(node.clone())),
+        };
+        if info.redis_settings().db() != 0 {
+            return Err(RedisUrlError::ClusterDatabase(node.clone()));
+        }
+        if *tls.get_or_insert(node_tls) != node_tls {
+            return Err(RedisUrlError::ClusterMixed);
+        }
+    }
+    ::redis::cluster::ClusterClient::new(nodes.iter().map(String::as_str))
+        .map_err(|e| RedisUrlError::Unusable(e.to_string()))?;
+    Ok(tls.unwrap_or(false))
+}
+
 /// Whether `url` connects with TLS.
 #[cfg(feature = "redis")]
 pub(crate) fn is_tls(url: &str) -> bool {
@@ -425,6 +530,90 @@ mod tests {
             Config::from_toml_str("[identity]\nsecret = \"s\"\n[store]\nbackend = \"mongo\"\n")
                 .expect_err("unknown backend");
         assert!(err.to_string().contains("mongo"), "{err}");
+    }
+
+    #[cfg(feature = "redis")]
+    #[test]
+    fn redis_cluster_takes_nodes_and_checks_them() {
+        let cfg = Config::from_toml_str(
+            r#"
+            [identity]
+            secret = "s"
+            [store]
+            backend = "redis-cluster"
+            nodes = ["redis://10.0.0.5:6379", "redis://10.0.0.6:6379"]
+            "#,
+        )
+        .expect("valid");
+        assert_eq!(cfg.store.backend, Backend::RedisCluster);
+        assert!(cfg.store.backend.is_redis());
+        assert_eq!(cfg.store.nodes.len(), 2);
+
+        let problems = |store: &str| -> Vec<String> {
+            let text = format!("[identity]\nsecret = \"s\"\n[store]\n{store}\n");
+            match Config::from_toml_str(&text) {
+                Ok(_) => Vec::new(),
+                Err(e) => e
+                    .errors
+                    .iter()
+                    .map(|e| format!("{}: {}", e.path, e.message))
+                    .collect(),
+            }
+        };
+        let cluster = "backend = \"redis-cluster\"\n";
+        for (extra, path, words) in [
+            ("", "store.nodes", "required"),
+            ("nodes = []", "store.nodes", "required"),
+            (
+                "nodes = [\"redis+unix:///tmp/r.sock\"]",
+                "store.nodes",
+                "host:port",
+            ),
+            (
+                "nodes = [\"redis+sentinel://h:1/m\"]",
+                "store.nodes",
+                "host:port",
+            ),
+            ("nodes = [\"redis://h:1/2\"]", "store.nodes", "database 0"),
+            (
+                "nodes = [\"redis://h:1\", \"rediss://h:2\"]",
+                "store.nodes",
+                "TLS",
+            ),
+            (
+                "nodes = [\"rediss://h:1/#insecure\"]",
+                "store.nodes",
+                "insecure",
+            ),
+            (
+                "nodes = [\"redis://h:1\"]\nurl = \"redis://h:1\"",
+                "store.url",
+                "nodes",
+            ),
+            (
+                "nodes = [\"redis://h:1\"]\nkey_prefix = \"{dg}:\"",
+                "store.key_prefix",
+                "hash tags",
+            ),
+            (
+                "nodes = [\"redis://h:1\"]\ntls_ca_file = \"/ca.pem\"",
+                "store.tls_ca_file",
+                "TLS",
+            ),
+        ] {
+            let got = problems(&format!("{cluster}{extra}"));
+            assert!(
+                got.iter().any(|p| p.starts_with(path) && p.contains(words)),
+                "{extra}: {got:?}"
+            );
+        }
+        let got = problems("backend = \"redis\"\nurl = \"redis://h:1\"\nnodes = [\"redis://h:2\"]");
+        assert!(
+            got.iter()
+                .any(|p| p.starts_with("store.nodes") && p.contains("redis-cluster")),
+            "{got:?}"
+        );
+        assert!(problems(&format!("{cluster}nodes = [\"rediss://u:pw@h:1\"]")).is_empty());
     }
 
     #[cfg(feature = "redis")]

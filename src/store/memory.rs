@@ -181,15 +181,29 @@ impl MemoryStore {
 
     /// Synchronous settlement.
     pub fn settle_now(&self, s: &Settlement) {
-        let costs = [0.0, 0.0, s.token_delta, s.token_delta];
-        let apply = |subject: &Subject| {
+        self.charge_now(
+            s.now_ms,
+            std::iter::once(&s.account).chain(&s.cluster),
+            0.0,
+            s.token_delta,
+        );
+    }
+
+    /// Adds `requests` and `tokens` (negative gives back) to each subject's
+    /// buckets without checking them: a settlement, or the refund of an
+    /// admission a backend charged in two steps.
+    pub(crate) fn charge_now<'a>(
+        &self,
+        now_ms: u64,
+        subjects: impl IntoIterator<Item = &'a Subject>,
+        requests: f64,
+        tokens: f64,
+    ) {
+        let costs = [requests, requests, tokens, tokens];
+        for subject in subjects {
             let mut e = self.map(subject.scope).entry(subject.key).or_default();
-            e.bring_to(s.now_ms, &subject.limits);
-            e.charge(&costs, &subject.limits, s.now_ms);
-        };
-        apply(&s.account);
-        if let Some(c) = &s.cluster {
-            apply(c);
+            e.bring_to(now_ms, &subject.limits);
+            e.charge(&costs, &subject.limits, now_ms);
         }
     }
 
