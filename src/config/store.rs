@@ -294,6 +294,30 @@ pub(crate) enum RedisUrlError {
     /// Some nodes with TLS, some without.
     #[error("all nodes use TLS (`rediss://`) or none does")]
     ClusterMixed,
+    /// The user or password holds a `%` that is not a percent-escape of UTF-8
+    /// (the value itself is never repeated: it is a secret).
+    #[error("the user or password of a Sentinel URL has a bad percent-escape: write `%25` for `%`, `%2F` for `/`, `%40` for `@`, `%3A` for `:`")]
+    Escape,
+}
+
+/// Percent-decodes the user or password of a URL (RFC 3986 §2.1).
+#[cfg(feature = "redis")]
+fn percent_decode(s: &str) -> Result<String, RedisUrlError> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = b.get(i + 1..i + 3).ok_or(RedisUrlError::Escape)?;
+            let hex = std::str::from_utf8(hex).map_err(|_| RedisUrlError::Escape)?;
+            out.push(u8::from_str_radix(hex, 16).map_err(|_| RedisUrlError::Escape)?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| RedisUrlError::Escape)
 }
 
 #[cfg(feature = "redis")]
@@ -302,19 +326,22 @@ pub(crate) fn parse_sentinel(url: &str) -> Result<SentinelTarget, RedisUrlError>
     let rest = url
         .strip_prefix(SENTINEL_SCHEME)
         .ok_or(RedisUrlError::NotSentinel)?;
-    let (authority, path) = rest.split_once('/').ok_or(RedisUrlError::NoService)?;
-    let (userinfo, hosts) = match authority.rsplit_once('@') {
-        Some((u, h)) => (Some(u), h),
-        None => (None, authority),
+    // The user information ends at the last `@` (hosts, the service and the
+    // database have none), so a `/` or `@` in a password, escaped or not, never
+    // cuts the URL short.
+    let (userinfo, rest) = match rest.rfind('@') {
+        Some(at) => (Some(&rest[..at]), &rest[at + 1..]),
+        None => (None, rest),
     };
+    let (hosts, path) = rest.split_once('/').ok_or(RedisUrlError::NoService)?;
     let (username, password) = match userinfo {
         None => (None, None),
         Some(u) => match u.split_once(':') {
             Some((user, pass)) => (
-                (!user.is_empty()).then(|| user.to_string()),
-                Some(pass.to_string()),
+                Some(percent_decode(user)?).filter(|u| !u.is_empty()),
+                Some(percent_decode(pass)?),
             ),
-            None => (Some(u.to_string()), None),
+            None => (Some(percent_decode(u)?), None),
         },
     };
     let mut nodes = Vec::new();
@@ -639,6 +666,25 @@ mod tests {
         let t = parse_sentinel("redis+sentinel://app:secret@h:1/svc").expect("valid");
         assert_eq!(t.username.as_deref(), Some("app"));
         assert_eq!(t.db, 0);
+        // A `/` and an `@` in a password: percent-escaped, as URLs write them …
+        let t = parse_sentinel("redis+sentinel://ops%40eu:p%2Fa%40ss%3Aw%25d@h:1,g:2/svc/4")
+            .expect("escaped");
+        assert_eq!(t.username.as_deref(), Some("ops@eu"));
+        assert_eq!(t.password.as_deref(), Some("p/a@ss:w%d"));
+        assert_eq!(t.nodes, vec![("h".to_string(), 1), ("g".to_string(), 2)]);
+        assert_eq!((t.service.as_str(), t.db), ("svc", 4));
+        // … or raw, as a person pastes a generated password.
+        let t = parse_sentinel("redis+sentinel://:pa/ss@w@h:1/svc").expect("raw");
+        assert_eq!(t.password.as_deref(), Some("pa/ss@w"));
+        assert_eq!(t.nodes, vec![("h".to_string(), 1)]);
+        assert_eq!(t.service, "svc");
+        for bad in ["%", "%4", "%zz", "%ff"] {
+            let url = format!("redis+sentinel://:s3cret{bad}@h/svc");
+            let e = parse_sentinel(&url);
+            assert_eq!(e, Err(RedisUrlError::Escape), "{bad}");
+            // The error never repeats the secret.
+            assert!(!RedisUrlError::Escape.to_string().contains("s3cret"));
+        }
         for bad in [
             "redis+sentinel://h:1",
             "redis+sentinel://h:1/",

@@ -28,7 +28,7 @@ pub(crate) use self::redis::{
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use self::redis::{RedisCallError, RedisStore};
 pub use crate::config::{Backend, OnError, StoreConfig};
-pub use memory::MemoryStore;
+pub use memory::{MemoryStore, DEFAULT_MAX_ENTRIES};
 
 use self::gcra::BucketLimit;
 use crate::config::ConfigError;

@@ -4,6 +4,7 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod compress;
 pub mod process;
 pub mod traffic;
 pub mod wait;
