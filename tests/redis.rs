@@ -834,6 +834,96 @@ async fn a_full_settlement_queue_folds_or_overflows_and_counts_it() {
     );
 }
 
+/// Local leases (`local_leases`): two replicas hammer one account at one
+/// instant. Leases answer most admissions without a round trip, yet together
+/// the replicas never admit more than the limit; once the leases expire what
+/// is left of them is given back, and Redis holds exactly what was admitted
+/// (and settled: a lease takes its admissions' token refunds).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leases_never_admit_more_than_the_limit_and_are_given_back() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let mut cfg = store_config(&server, OnError::FailClosed, 2_000);
+    cfg.local_leases = true;
+    let replicas = [
+        RedisStore::new(&cfg).expect("replica A"),
+        RedisStore::new(&cfg).expect("replica B"),
+    ];
+    let account = subject(40, 1_000.0);
+    let at = |now_ms| Admission {
+        now_ms,
+        account: account.clone(),
+        cluster: None,
+        tokens: 10.0,
+    };
+    let mut admitted = 0u32;
+    for round in 0..200u64 {
+        for (i, store) in replicas.iter().enumerate() {
+            // Time stands still for the first 1,000 admissions (the burst),
+            // then moves on a millisecond per round.
+            let now = T0 + round.saturating_sub(100);
+            for _ in 0..5 {
+                if store.admit(&at(now)).await.expect("admit").denied.is_none() {
+                    admitted += 1;
+                    // Each used 6 of the 10 tokens it reserved.
+                    store.settle(Settlement {
+                        now_ms: now,
+                        account: account.clone(),
+                        cluster: None,
+                        token_delta: -4.0,
+                    });
+                }
+            }
+            let _ = i;
+        }
+    }
+    let status = |s: &RedisStore| s.status().expect("status");
+    let leased: u64 = replicas.iter().map(|s| status(s).leased_admissions).sum();
+    assert!(leased > 0, "leases answered some admissions");
+    // 1,000 at once plus what 99 ms refill (1.65 requests).
+    assert!(
+        admitted <= 1_001,
+        "{admitted} admitted over a limit of 1,000"
+    );
+    // Units leased to one replica wait there until used or given back: at
+    // most 1/16 of the capacity per replica.
+    assert!(admitted >= 1_001 - 2 * 62, "{admitted} admitted");
+
+    // A second later every lease has expired and is given back.
+    let later = T0 + 100 + 1_000;
+    for store in &replicas {
+        store.admit(&at(later)).await.expect("admit");
+        wait::until_true("the leases given back", || {
+            let s = status(store);
+            s.leases == 0 && s.settlements_pending == 0
+        })
+        .await;
+    }
+    // Redis holds exactly what was admitted (two more just now), drained by
+    // the time that passed.
+    let views = replicas[0]
+        .inspect(&account, later)
+        .await
+        .expect("inspect")
+        .expect("supported");
+    let held = 1_000.0 - views[0].expect("rpm").remaining;
+    let drained = 1_000.0 / 60_000.0 * 1_100.0;
+    let expect = (f64::from(admitted) + 2.0 - drained).max(0.0);
+    assert!(
+        (held - expect).abs() < 1e-6,
+        "Redis holds {held}, admitted {admitted} (+2) less {drained} drained"
+    );
+    // Tokens: 6 per settled admission (the refunds of leased ones went back
+    // with their leases), 10 for each of the last two, less what drained.
+    let tokens = 10_000.0 - views[2].expect("tpm").remaining;
+    let expect = f64::from(admitted) * 6.0 + 20.0 - 10_000.0 / 60_000.0 * 1_100.0;
+    assert!(
+        (tokens - expect).abs() < 1e-6,
+        "Redis holds {tokens} tokens, not {expect}"
+    );
+}
+
 /// `Store::inspect` reads a subject's buckets from Redis without charging them.
 #[tokio::test]
 async fn inspect_reads_buckets_without_charging() {

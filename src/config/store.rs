@@ -83,6 +83,12 @@ pub struct StoreConfig {
     /// replicas through a stream in the same Redis, so any replica can trace a
     /// response another one served (see `distill_guard::watermark::share`).
     pub share_trace_index: bool,
+    /// With a Redis backend, let this replica take a small share (a lease) of a
+    /// busy subject's buckets and admit its requests from it without a round
+    /// trip, giving back what is left after a second. Never admits more than
+    /// the limit; units leased to one replica wait there until used or given
+    /// back. Off: every admission is decided by Redis.
+    pub local_leases: bool,
     /// About how many entries the shared cluster log keeps (each a batch of up to
     /// 64 requests from one replica): what a new or restarted replica reads to
     /// warm up.
@@ -105,6 +111,7 @@ impl Default for StoreConfig {
             deny_cache: true,
             share_clusters: true,
             share_trace_index: true,
+            local_leases: false,
             cluster_log_len: 100_000,
             tls_ca_file: None,
         }

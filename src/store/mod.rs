@@ -222,6 +222,15 @@ pub struct StoreStatus {
     /// Settlements applied in process because the queue was full and held no
     /// settlement of the same subjects: the backend never sees them.
     pub settlements_overflow: u64,
+    /// Settlements (or their account's or cluster's half) taken by a local
+    /// lease, without a round trip.
+    pub settlements_leased: u64,
+    /// Local leases held now (`local_leases`).
+    pub leases: u64,
+    /// Local leases taken.
+    pub leases_taken: u64,
+    /// Admissions answered from a local lease, without a round trip.
+    pub leased_admissions: u64,
 }
 
 /// The future of a [`Store`] call: ready at once for a store that answers in

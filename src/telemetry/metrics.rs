@@ -53,8 +53,11 @@ const STORE_FALLBACKS: &str = "distill_guard_store_fallbacks_total";
 const STORE_LOCAL_DENIALS: &str = "distill_guard_store_local_denials_total";
 const STORE_SETTLEMENTS: &str = "distill_guard_store_settlements_total";
 const STORE_SETTLEMENTS_PENDING: &str = "distill_guard_store_settlements_pending";
+const STORE_LEASES: &str = "distill_guard_store_leases";
+const STORE_LEASES_TAKEN: &str = "distill_guard_store_leases_taken_total";
+const STORE_LEASED: &str = "distill_guard_store_leased_admissions_total";
 /// What became of settlements, in [`StoreMetrics::settlements`] order.
-const SETTLEMENT_OUTCOMES: [&str; 4] = ["sent", "merged", "local", "overflow"];
+const SETTLEMENT_OUTCOMES: [&str; 5] = ["sent", "merged", "local", "overflow", "leased"];
 /// Kinds of shared cluster-log events, in [`Metrics::cluster_log`] order.
 #[cfg(feature = "redis")]
 const CLUSTER_LOG_KINDS: [&str; 4] = ["published", "applied", "dropped", "malformed"];
@@ -117,8 +120,11 @@ struct StoreMetrics {
     outages: Counter,
     fallbacks: Counter,
     local_denials: Counter,
-    settlements: [Counter; 4],
+    settlements: [Counter; 5],
     pending: Gauge,
+    leases: Gauge,
+    leases_taken: Counter,
+    leased: Counter,
 }
 
 /// The metrics of one guard. Cheap to record into from any thread.
@@ -428,13 +434,22 @@ impl Metrics {
                 pending: self
                     .recorder
                     .register_gauge(&key(STORE_SETTLEMENTS_PENDING), &meta()),
+                leases: self.recorder.register_gauge(&key(STORE_LEASES), &meta()),
+                leases_taken: self
+                    .recorder
+                    .register_counter(&key(STORE_LEASES_TAKEN), &meta()),
+                leased: self.recorder.register_counter(&key(STORE_LEASED), &meta()),
             }
         });
+        m.leases.set(s.leases as f64);
+        m.leases_taken.absolute(s.leases_taken);
+        m.leased.absolute(s.leased_admissions);
         for (counter, n) in m.settlements.iter().zip([
             s.settlements_sent,
             s.settlements_merged,
             s.settlements_local,
             s.settlements_overflow,
+            s.settlements_leased,
         ]) {
             counter.absolute(n);
         }
@@ -573,7 +588,22 @@ fn describe(r: &PrometheusRecorder) {
     d(
         STORE_SETTLEMENTS,
         None,
-        "Token settlements of the shared quota store by outcome: sent (applied by it), merged (folded into a queued settlement of the same subjects because the queue was full, sent with it), local (applied in process: store down or failing), overflow (applied in process: queue full with other subjects).",
+        "Token settlements of the shared quota store by outcome: sent (applied by it), merged (folded into a queued settlement of the same subjects because the queue was full, sent with it), local (applied in process: store down or failing), overflow (applied in process: queue full with other subjects), leased (taken by a local lease).",
+    );
+    d(
+        STORE_LEASES_TAKEN,
+        None,
+        "Local leases taken from the shared quota store (local_leases).",
+    );
+    d(
+        STORE_LEASED,
+        None,
+        "Admissions answered from a local lease, without a round trip to the shared quota store.",
+    );
+    r.describe_gauge(
+        KeyName::from_const_str(STORE_LEASES),
+        None,
+        "Local leases held now (local_leases).".into(),
     );
     r.describe_gauge(
         KeyName::from_const_str(STORE_SETTLEMENTS_PENDING),
@@ -640,6 +670,8 @@ mod tests {
             settlements_merged: 4,
             settlements_overflow: 1,
             settlements_pending: 12,
+            leases: 3,
+            leased_admissions: 500,
             ..Default::default()
         };
         m.store_status(s);
@@ -654,6 +686,9 @@ mod tests {
             "distill_guard_store_settlements_total{outcome=\"local\"} 0",
             "distill_guard_store_settlements_total{outcome=\"overflow\"} 1",
             "distill_guard_store_settlements_pending 12",
+            "distill_guard_store_leases 3",
+            "distill_guard_store_leases_taken_total 0",
+            "distill_guard_store_leased_admissions_total 500",
         ] {
             assert!(
                 text.lines().any(|l| l == line),

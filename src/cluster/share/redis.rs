@@ -59,8 +59,13 @@ impl fmt::Display for StreamId {
     }
 }
 
+/// Where the writing replica's id (`u64`, little-endian) sits in every
+/// topic's entry: after a 3-byte magic.
+const ENTRY_REPLICA: std::ops::Range<usize> = 3..11;
+
 /// A stream replicas share: its key, how long it is kept, and how its
-/// entries are written and read.
+/// entries are written and read. Every entry starts with a 3-byte magic
+/// and the writing replica's id.
 pub(crate) struct Topic<T> {
     /// What log lines call it (`cluster log`).
     pub(crate) name: &'static str,
@@ -259,6 +264,16 @@ impl<T> Reader<T> {
             backoff = BACKOFF_MIN;
             for (id, payload) in entries {
                 if id <= last {
+                    continue;
+                }
+                // This replica's own entries come back too: skipped before
+                // decoding their events.
+                if payload
+                    .as_deref()
+                    .and_then(|p| p.get(ENTRY_REPLICA))
+                    .is_some_and(|r| r == self.replica.to_le_bytes())
+                {
+                    last = id;
                     continue;
                 }
                 match payload.as_deref().map(self.topic.decode) {

@@ -18,6 +18,8 @@ const TTL_SLACK_MS: u64 = 1_000;
 /// An admission queued for the next batched script call.
 pub(super) struct Pending {
     pub(super) now_ms: u64,
+    /// Requests to charge: 1 for an admission, more for a lease.
+    pub(super) requests: f64,
     pub(super) tokens: f64,
     pub(super) account: Subject,
     pub(super) cluster: Option<Subject>,
@@ -35,7 +37,7 @@ impl Call for Pending {
     fn parts(&self) -> (u64, f64, f64, &Subject, Option<&Subject>) {
         (
             self.now_ms,
-            1.0,
+            self.requests,
             self.tokens,
             &self.account,
             self.cluster.as_ref(),
@@ -151,6 +153,28 @@ pub(super) async fn settle_loop(inner: Weak<Inner>, queue: Arc<SettleQueue>) {
             inner.settle_or_fall_back(batch).await;
         }
         queue.sent();
+    }
+}
+
+/// Gives back the leases that expired while nobody asked the store: every
+/// lease period of wall time, the store's time estimated from the last
+/// admission's time and the wall time since. Ends when the store is dropped.
+pub(super) async fn lease_sweeper(inner: Weak<Inner>) {
+    let period = std::time::Duration::from_millis(super::lease::PERIOD_MS);
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut seen = (0u64, tokio::time::Instant::now());
+    loop {
+        tick.tick().await;
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        let latest = inner.leases.latest_ms();
+        if latest != seen.0 {
+            seen = (latest, tokio::time::Instant::now());
+        }
+        let elapsed = u64::try_from(seen.1.elapsed().as_millis()).unwrap_or(u64::MAX);
+        inner.sweep_leases(seen.0.saturating_add(elapsed));
     }
 }
 

@@ -12,6 +12,7 @@ mod connect;
 mod deny_cache;
 mod health;
 mod keys;
+mod lease;
 mod script;
 mod settle_queue;
 mod slots;
@@ -28,10 +29,11 @@ use std::time::Duration;
 use ::redis::{Cmd, ErrorKind, Script, ServerErrorKind, Value};
 use tokio::sync::{mpsc, oneshot};
 
-use self::batch::{admit_loop, settle_loop, Pending};
+use self::batch::{admit_loop, lease_sweeper, settle_loop, Pending};
 use self::deny_cache::DenyCache;
 use self::health::Health;
 use self::keys::Keys;
+use self::lease::Leases;
 use self::settle_queue::{Charge, Push, Refusal, SettleQueue};
 use super::memory::{judge, Entry};
 use super::{Admission, Denial, MemoryStore, Outcome, Settlement, Store, StoreError, StoreFuture};
@@ -107,6 +109,8 @@ struct Inner {
     local: MemoryStore,
     /// Refused subjects, answered without Redis until they would fit.
     cache: DenyCache,
+    /// Shares of busy subjects' buckets, admitted from locally.
+    leases: Leases,
     health: Health,
     fallbacks: AtomicU64,
     /// Settlements waiting for the sending task.
@@ -167,6 +171,7 @@ impl RedisStore {
             on_error: config.on_error,
             local: MemoryStore::new(),
             cache: DenyCache::new(config.deny_cache),
+            leases: Leases::new(config.local_leases),
             health: Health::new(),
             fallbacks: AtomicU64::new(0),
             settlements: settlements.clone(),
@@ -177,6 +182,9 @@ impl RedisStore {
         });
         handle.spawn(settle_loop(Arc::downgrade(&inner), settlements));
         handle.spawn(admit_loop(Arc::downgrade(&inner), admit_queue));
+        if config.local_leases {
+            handle.spawn(lease_sweeper(Arc::downgrade(&inner)));
+        }
         Ok(Self { inner })
     }
 
@@ -253,24 +261,47 @@ impl Inner {
     /// Queues the admission for the batching task and waits for its reply, at
     /// most `timeout` in all (queueing included).
     async fn admit_redis(&self, a: &Admission) -> Result<Outcome, StoreError> {
+        let reply = self
+            .charge_checked(
+                a.now_ms,
+                1.0,
+                a.tokens,
+                a.account.clone(),
+                a.cluster.clone(),
+            )
+            .await?;
+        Ok(self.outcome_of(a, &reply))
+    }
+
+    /// Queues a checked charge (`requests` and `tokens` on the subjects, all or
+    /// nothing: an admission, or a lease) for the batching task and waits for
+    /// Redis' reply, at most `timeout` in all (queueing included).
+    async fn charge_checked(
+        &self,
+        now_ms: u64,
+        requests: f64,
+        tokens: f64,
+        account: Subject,
+        cluster: Option<Subject>,
+    ) -> Result<script::AdmitReply, StoreError> {
         let deadline = tokio::time::Instant::now() + self.timeout;
         let (reply, answer) = oneshot::channel();
         self.admissions
             .send(Pending {
-                now_ms: a.now_ms,
-                tokens: a.tokens,
-                account: a.account.clone(),
-                cluster: a.cluster.clone(),
+                now_ms,
+                requests,
+                tokens,
+                account,
+                cluster,
                 reply,
             })
             .map_err(|_| StoreError::Stopped)?;
-        let reply = match tokio::time::timeout_at(deadline, answer).await {
-            Err(_) => return Err(StoreError::Timeout),
+        match tokio::time::timeout_at(deadline, answer).await {
+            Err(_) => Err(StoreError::Timeout),
             // The batching task dropped it: it is stopping.
-            Ok(Err(_)) => return Err(StoreError::Stopped),
-            Ok(Ok(reply)) => reply?,
-        };
-        Ok(self.outcome_of(a, &reply))
+            Ok(Err(_)) => Err(StoreError::Stopped),
+            Ok(Ok(reply)) => reply,
+        }
     }
 
     /// The outcome Redis' reply means, computed with the embedded store's code on
@@ -317,6 +348,38 @@ impl Inner {
         Outcome {
             denied: Some(denial),
             views,
+        }
+    }
+
+    /// Redis admitted `a`: takes the leases its subjects' demand has earned
+    /// (in the background) and gives back any taken under other limits.
+    fn take_leases(self: &Arc<Self>, a: &Admission) {
+        let mut back = Vec::new();
+        let wanted = self.leases.after_admission(a, &mut back);
+        for charge in back {
+            self.queue_charge(charge);
+        }
+        for w in wanted {
+            let inner = self.clone();
+            let now_ms = a.now_ms;
+            tokio::spawn(async move {
+                let reply = inner
+                    .charge_checked(now_ms, w.requests, w.tokens, w.subject.clone(), None)
+                    .await;
+                let state = match reply {
+                    Ok(r) if r.admitted => r.states.first().copied(),
+                    _ => None,
+                };
+                inner.leases.taken_or_refused(&w, now_ms, state);
+            });
+        }
+    }
+
+    /// Gives back what is left of the leases expired at `now_ms` (at most once
+    /// a lease period).
+    fn sweep_leases(&self, now_ms: u64) {
+        for charge in self.leases.sweep(now_ms, false) {
+            self.queue_charge(charge);
         }
     }
 
@@ -371,13 +434,16 @@ impl Inner {
 
     /// An admission the local copy of refused subjects could not answer: to
     /// Redis unless it is down, else to the fallback (`on_error`).
-    async fn admit(&self, a: &Admission) -> Result<Outcome, StoreError> {
+    async fn admit(self: &Arc<Self>, a: &Admission) -> Result<Outcome, StoreError> {
         let Some(_probe) = self.health.route() else {
             return self.fallback_admit(a, StoreError::Down);
         };
         match self.admit_redis(a).await {
             Ok(outcome) => {
                 self.health.succeeded();
+                if outcome.denied.is_none() {
+                    self.take_leases(a);
+                }
                 Ok(outcome)
             }
             Err(e) => {
@@ -456,8 +522,13 @@ impl Drop for Inner {
 
 impl Store for RedisStore {
     fn admit(&self, admission: &Admission) -> StoreFuture<'static, Outcome> {
-        // A refusal answered from the local copy needs no round trip (nor a box).
+        // A refusal answered from the local copy needs no round trip (nor a box),
+        // and neither does an admission a lease covers.
         if let Some(outcome) = self.inner.cache.refusal(admission) {
+            return StoreFuture::ready(Ok(outcome));
+        }
+        self.inner.sweep_leases(admission.now_ms);
+        if let Some(outcome) = self.inner.leases.admit(admission) {
             return StoreFuture::ready(Ok(outcome));
         }
         let inner = self.inner.clone();
@@ -465,9 +536,22 @@ impl Store for RedisStore {
         StoreFuture::new(async move { inner.admit(&admission).await })
     }
 
-    fn settle(&self, settlement: Settlement) {
+    fn settle(&self, mut settlement: Settlement) {
         let inner = &self.inner;
         inner.cache.settled(&settlement);
+        // Subjects whose leases take the delta need no round trip.
+        let (now, delta) = (settlement.now_ms, settlement.token_delta);
+        if let Some(c) = settlement.cluster.take() {
+            if !inner.leases.absorb(&c, now, delta) {
+                settlement.cluster = Some(c);
+            }
+        }
+        if inner.leases.absorb(&settlement.account, now, delta) {
+            match settlement.cluster.take() {
+                None => return,
+                Some(c) => settlement.account = c,
+            }
+        }
         inner.queue_charge(Charge::from(settlement));
     }
 
@@ -510,6 +594,10 @@ impl Store for RedisStore {
             settlements_merged: i.settlements.merged(),
             settlements_local: i.settle_local.load(Ordering::Relaxed),
             settlements_overflow: i.settle_overflow.load(Ordering::Relaxed),
+            settlements_leased: i.leases.absorbed(),
+            leases: i.leases.held() as u64,
+            leases_taken: i.leases.taken(),
+            leased_admissions: i.leases.admitted(),
         })
     }
 

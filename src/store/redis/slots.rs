@@ -56,7 +56,7 @@ impl Call for Part<'_> {
             (Half::Account, _) | (Half::Cluster, None) => (&p.account, None),
             (Half::Cluster, Some(c)) => (c, None),
         };
-        (p.now_ms, 1.0, p.tokens, first, second)
+        (p.now_ms, p.requests, p.tokens, first, second)
     }
 }
 
@@ -163,7 +163,7 @@ impl Inner {
                         now_ms: p.now_ms,
                         first: subject.clone(),
                         second: None,
-                        requests: -1.0,
+                        requests: -p.requests,
                         tokens: -p.tokens,
                     });
                 }
@@ -178,10 +178,10 @@ impl Inner {
             // The states before this admission: a granted half's state holds
             // its charge (given back above).
             if a.admitted {
-                uncharge(&mut sa, &p.account, p.tokens);
+                uncharge(&mut sa, &p.account, p.requests, p.tokens);
             }
             if c.admitted {
-                uncharge(&mut sc, cluster, p.tokens);
+                uncharge(&mut sc, cluster, p.requests, p.tokens);
             }
         }
         Ok(AdmitReply {
@@ -195,9 +195,9 @@ fn first_state(reply: &AdmitReply) -> Option<State> {
     reply.states.first().copied()
 }
 
-/// `state` as it was before an admission of `tokens` charged it.
-fn uncharge(state: &mut State, subject: &Subject, tokens: f64) {
-    let costs = [1.0, 1.0, tokens, tokens];
+/// `state` as it was before an admission of `requests` and `tokens` charged it.
+fn uncharge(state: &mut State, subject: &Subject, requests: f64, tokens: f64) {
+    let costs = [requests, requests, tokens, tokens];
     for ((level, limit), cost) in state.levels.iter_mut().zip(&subject.limits).zip(costs) {
         if limit.is_some() {
             *level = (*level - cost).max(0.0);
