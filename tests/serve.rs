@@ -625,3 +625,36 @@ async fn the_binary_ends_stalled_streams_and_slow_bodies() {
     assert!(reply.starts_with("HTTP/1.1 408"), "{reply}");
     assert!(reply.contains("\"type\":\"timeout_error\""), "{reply}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_headers_are_refused_and_the_server_goes_on() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let cfg = config_file(CONFIG);
+    let guard = spawn(&["--config", cfg.path().to_str().expect("path")]);
+    let addr = guard.url.trim_start_matches("http://").to_owned();
+    let mut sock = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    let huge = "a".repeat(1024 * 1024);
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer sk-big\r\nx-padding: {huge}\r\ncontent-length: 2\r\n\r\n{{}}"
+    );
+    // The server may close before reading it all: a write error is an answer too.
+    let _ = sock.write_all(head.as_bytes()).await;
+    let mut reply = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(20), sock.read_to_end(&mut reply)).await;
+    let reply = String::from_utf8_lossy(&reply);
+    assert!(
+        reply.is_empty() || reply.starts_with("HTTP/1.1 431"),
+        "refused: {reply}"
+    );
+    // The next client is served as usual.
+    let r = post(
+        &guard.url,
+        "/v1/chat/completions",
+        Some("sk-after"),
+        json!({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+}
