@@ -3,6 +3,8 @@
 //! was sent, and the reservation settles once on what was delivered: neither
 //! the whole reservation nor nothing.
 
+mod support;
+
 use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -16,9 +18,10 @@ use distill_guard::{Config, Guard};
 use http::{Request, Response};
 use http_body::Frame;
 use http_body_util::BodyExt;
-use serde_json::json;
 use tower::util::BoxCloneSyncService;
 use tower::ServiceExt;
+
+use support::stack::{remaining_tokens, streamed_chat};
 
 const BUDGET: u64 = 100_000;
 
@@ -79,39 +82,6 @@ fn guarded(up: HttpService) -> HttpService {
     stack(Some(&guard), up)
 }
 
-fn chat(path: &str, key: &str) -> Request<Body> {
-    Request::post(path)
-        .header("content-type", "application/json")
-        .header("authorization", format!("Bearer {key}"))
-        .header("x-api-key", key)
-        .body(Body::from(
-            json!({"model": "m", "stream": true, "max_tokens": 8000,
-                "messages": [{"role": "user", "content": "hello"}]})
-            .to_string(),
-        ))
-        .expect("request")
-}
-
-async fn charged(svc: &HttpService, path: &str, key: &str) -> u64 {
-    let req = Request::get(path)
-        .header("authorization", format!("Bearer {key}"))
-        .header("x-api-key", key)
-        .body(Body::empty())
-        .expect("request");
-    let res = svc.clone().oneshot(req).await.expect("infallible");
-    let name = if path.starts_with("/v1/messages") {
-        "anthropic-ratelimit-tokens-remaining"
-    } else {
-        "x-ratelimit-remaining-tokens"
-    };
-    BUDGET
-        - res.headers()[name]
-            .to_str()
-            .expect("ascii")
-            .parse::<u64>()
-            .expect("number")
-}
-
 /// Reads the whole answer; returns what arrived before the end or the error.
 async fn read(svc: &HttpService, req: Request<Body>) -> (String, bool) {
     let res = svc.clone().oneshot(req).await.expect("infallible");
@@ -147,14 +117,14 @@ async fn a_stream_reset_midway_settles_on_what_was_delivered() {
     ] {
         let svc = guarded(upstream(vec![event, event], true));
         let key = format!("sk-reset{path}");
-        let (text, failed) = read(&svc, chat(path, &key)).await;
+        let (text, failed) = read(&svc, streamed_chat(path, &key)).await;
         assert!(failed, "{path}: the client sees the reset");
         assert!(
             text.contains("0123456789abcdef"),
             "{path}: what came first arrived"
         );
         // 64 bytes of text (16 tokens) plus the input: not 8,000, not 0.
-        let c = charged(&svc, path, &key).await;
+        let c = BUDGET - remaining_tokens(&svc, path, &key).await;
         assert!((10..40).contains(&c), "{path}: charged {c}");
     }
 }
@@ -173,14 +143,14 @@ async fn malformed_sse_passes_and_settles_on_an_estimate() {
     for path in ["/v1/chat/completions", "/v1/messages"] {
         let svc = guarded(upstream(garbage.clone(), false));
         let key = format!("sk-garbage{path}");
-        let (text, failed) = read(&svc, chat(path, &key)).await;
+        let (text, failed) = read(&svc, streamed_chat(path, &key)).await;
         assert!(!failed);
         assert!(
             text.contains("{not json at all"),
             "{path}: passed through: {text}"
         );
         assert!(text.contains(": dg-tag "), "{path}: still tagged");
-        let c = charged(&svc, path, &key).await;
+        let c = BUDGET - remaining_tokens(&svc, path, &key).await;
         assert!((5..60).contains(&c), "{path}: charged {c}");
     }
 }
@@ -188,9 +158,9 @@ async fn malformed_sse_passes_and_settles_on_an_estimate() {
 #[tokio::test]
 async fn a_stream_that_ends_without_usage_is_charged_what_it_delivered() {
     let svc = guarded(upstream(vec![TEXT_32, TEXT_32, TEXT_32, TEXT_32], false));
-    let (_, failed) = read(&svc, chat("/v1/chat/completions", "sk-nousage")).await;
+    let (_, failed) = read(&svc, streamed_chat("/v1/chat/completions", "sk-nousage")).await;
     assert!(!failed);
     // 128 bytes of text: 32 tokens, plus the input estimate.
-    let c = charged(&svc, "/v1/chat/completions", "sk-nousage").await;
+    let c = BUDGET - remaining_tokens(&svc, "/v1/chat/completions", "sk-nousage").await;
     assert!((32..50).contains(&c), "charged {c}");
 }
