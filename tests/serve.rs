@@ -658,3 +658,47 @@ async fn oversized_headers_are_refused_and_the_server_goes_on() {
     .await;
     assert_eq!(r.status, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_that_never_answers_is_a_504_in_dialect() {
+    use tokio::io::AsyncReadExt;
+    // Accepts, reads the request, never answers.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let upstream = format!("http://{}", silent.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = silent.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 8192];
+                while matches!(sock.read(&mut buf).await, Ok(n) if n > 0) {}
+            });
+        }
+    });
+    let cfg = config_file(&format!("{CONFIG}[server]\nupstream_timeout = \"1s\"\n"));
+    let guard = spawn(&[
+        "--config",
+        cfg.path().to_str().expect("path"),
+        "--upstream",
+        &upstream,
+    ]);
+    for (path, key) in [
+        ("/v1/chat/completions", "sk-slow-o"),
+        ("/v1/messages", "sk-slow-a"),
+    ] {
+        let r = post(
+            &guard.url,
+            path,
+            Some(key),
+            json!({"model": "m", "max_tokens": 50, "messages": [{"role": "user", "content": "hi"}]}),
+        )
+        .await;
+        assert_eq!(r.status, 504, "{path}");
+        let v: Value = serde_json::from_str(&r.body).expect("json");
+        if path == "/v1/messages" {
+            assert_eq!(v["error"]["type"], "timeout_error");
+        } else {
+            assert_eq!(v["error"]["code"], "timeout");
+        }
+    }
+}
