@@ -478,6 +478,19 @@ event: message_stop\r\ndata: {\"type\":\"message_stop\"}\r\n\r\n";
     }
 
     #[test]
+    fn a_json_body_over_the_bound_is_unreadable() {
+        let mut s = UsageScanner::for_content_type(Some("application/json"));
+        let chunk = vec![b' '; 1024 * 1024];
+        for _ in 0..8 {
+            s.feed(&chunk);
+        }
+        assert!(!s.unreadable());
+        s.feed(b"{\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":1}}");
+        assert!(s.unreadable());
+        assert_eq!(s.finish(), Usage::default());
+    }
+
+    #[test]
     fn byte_scan_counts_delta_text() {
         assert_eq!(
             text_bytes_in(br#"{"choices":[{"delta":{"content":"abc\"d"}}]}"#),
