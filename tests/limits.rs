@@ -17,11 +17,12 @@ use distill_guard::proxy::server::{app_with_limits, stack, Backend, HttpService}
 use distill_guard::{Config, Guard};
 use http::{Request, Response};
 use http_body_util::BodyExt;
-use serde_json::{json, Value};
+use serde_json::Value;
 use tower::util::BoxCloneSyncService;
 use tower::ServiceExt;
 
 use support::compress::Pieces;
+use support::stack::{remaining_tokens, streamed_chat};
 
 const BUDGET: u64 = 100_000;
 
@@ -53,38 +54,6 @@ fn stalling_upstream(events: Vec<&'static str>) -> HttpService {
     }))
 }
 
-fn chat(path: &str, key: &str) -> Request<Body> {
-    Request::post(path)
-        .header("content-type", "application/json")
-        .header("authorization", format!("Bearer {key}"))
-        .header("x-api-key", key)
-        .body(Body::from(
-            json!({"model": "m", "stream": true, "max_tokens": 8000,
-                "messages": [{"role": "user", "content": "hello"}]})
-            .to_string(),
-        ))
-        .expect("request")
-}
-
-async fn remaining(svc: &HttpService, path: &str, key: &str) -> u64 {
-    let req = Request::get(path)
-        .header("authorization", format!("Bearer {key}"))
-        .header("x-api-key", key)
-        .body(Body::empty())
-        .expect("request");
-    let res = svc.clone().oneshot(req).await.expect("infallible");
-    let name = if path.starts_with("/v1/messages") {
-        "anthropic-ratelimit-tokens-remaining"
-    } else {
-        "x-ratelimit-remaining-tokens"
-    };
-    res.headers()[name]
-        .to_str()
-        .expect("ascii")
-        .parse()
-        .expect("number")
-}
-
 #[tokio::test(start_paused = true)]
 async fn a_stalled_stream_ends_with_an_error_event_and_settles_on_what_was_delivered() {
     let g = guard();
@@ -107,7 +76,7 @@ async fn a_stalled_stream_ends_with_an_error_event_and_settles_on_what_was_deliv
         let started = tokio::time::Instant::now();
         let res = svc
             .clone()
-            .oneshot(chat(path, &key))
+            .oneshot(streamed_chat(path, &key))
             .await
             .expect("infallible");
         assert_eq!(res.status(), 200);
@@ -130,7 +99,7 @@ async fn a_stalled_stream_ends_with_an_error_event_and_settles_on_what_was_deliv
         }
         // Settled on what was delivered (32 bytes of text: 8 tokens, plus the
         // input), not the 8,000-token reservation.
-        let charged = BUDGET - remaining(&svc, path, &key).await;
+        let charged = BUDGET - remaining_tokens(&svc, path, &key).await;
         assert!(charged > 0 && charged < 20, "{path}: charged {charged}");
     }
 }
@@ -186,17 +155,21 @@ async fn requests_beyond_max_concurrency_get_503_until_a_stream_ends() {
     // Two streams in flight hold both permits while their bodies are open.
     let a = app
         .clone()
-        .oneshot(chat("/v1/chat/completions", "sk-c1"))
+        .oneshot(streamed_chat("/v1/chat/completions", "sk-c1"))
         .await
         .expect("ok");
     let b = app
         .clone()
-        .oneshot(chat("/v1/messages", "sk-c2"))
+        .oneshot(streamed_chat("/v1/messages", "sk-c2"))
         .await
         .expect("ok");
     assert_eq!((a.status().as_u16(), b.status().as_u16()), (200, 200));
     for path in ["/v1/chat/completions", "/v1/messages"] {
-        let res = app.clone().oneshot(chat(path, "sk-c3")).await.expect("ok");
+        let res = app
+            .clone()
+            .oneshot(streamed_chat(path, "sk-c3"))
+            .await
+            .expect("ok");
         assert_eq!(res.status(), 503, "{path}");
         assert_eq!(res.headers()["retry-after"], "1");
         let v: Value =
@@ -212,7 +185,7 @@ async fn requests_beyond_max_concurrency_get_503_until_a_stream_ends() {
     drop(a);
     let res = app
         .clone()
-        .oneshot(chat("/v1/chat/completions", "sk-c4"))
+        .oneshot(streamed_chat("/v1/chat/completions", "sk-c4"))
         .await
         .expect("ok");
     assert_eq!(res.status(), 200);

@@ -625,3 +625,80 @@ async fn the_binary_ends_stalled_streams_and_slow_bodies() {
     assert!(reply.starts_with("HTTP/1.1 408"), "{reply}");
     assert!(reply.contains("\"type\":\"timeout_error\""), "{reply}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_headers_are_refused_and_the_server_goes_on() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let cfg = config_file(CONFIG);
+    let guard = spawn(&["--config", cfg.path().to_str().expect("path")]);
+    let addr = guard.url.trim_start_matches("http://").to_owned();
+    let mut sock = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    let huge = "a".repeat(1024 * 1024);
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer sk-big\r\nx-padding: {huge}\r\ncontent-length: 2\r\n\r\n{{}}"
+    );
+    // The server may close before reading it all: a write error is an answer too.
+    let _ = sock.write_all(head.as_bytes()).await;
+    let mut reply = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(20), sock.read_to_end(&mut reply)).await;
+    let reply = String::from_utf8_lossy(&reply);
+    assert!(
+        reply.is_empty() || reply.starts_with("HTTP/1.1 431"),
+        "refused: {reply}"
+    );
+    // The next client is served as usual.
+    let r = post(
+        &guard.url,
+        "/v1/chat/completions",
+        Some("sk-after"),
+        json!({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_that_never_answers_is_a_504_in_dialect() {
+    use tokio::io::AsyncReadExt;
+    // Accepts, reads the request, never answers.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let upstream = format!("http://{}", silent.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = silent.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 8192];
+                while matches!(sock.read(&mut buf).await, Ok(n) if n > 0) {}
+            });
+        }
+    });
+    let cfg = config_file(&format!("{CONFIG}[server]\nupstream_timeout = \"1s\"\n"));
+    let guard = spawn(&[
+        "--config",
+        cfg.path().to_str().expect("path"),
+        "--upstream",
+        &upstream,
+    ]);
+    for (path, key) in [
+        ("/v1/chat/completions", "sk-slow-o"),
+        ("/v1/messages", "sk-slow-a"),
+    ] {
+        let r = post(
+            &guard.url,
+            path,
+            Some(key),
+            json!({"model": "m", "max_tokens": 50, "messages": [{"role": "user", "content": "hi"}]}),
+        )
+        .await;
+        assert_eq!(r.status, 504, "{path}");
+        let v: Value = serde_json::from_str(&r.body).expect("json");
+        if path == "/v1/messages" {
+            assert_eq!(v["error"]["type"], "timeout_error");
+        } else {
+            assert_eq!(v["error"]["code"], "timeout");
+        }
+    }
+}

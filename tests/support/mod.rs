@@ -6,6 +6,8 @@
 
 pub mod compress;
 pub mod process;
+#[cfg(feature = "proxy")]
+pub mod stack;
 pub mod traffic;
 pub mod wait;
 

@@ -52,6 +52,14 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, watch};
 
 pub use codec::DecodeError;
+
+/// Decodes one batch of the shared log as a replica reads it and returns how
+/// many events it held, or why it was refused. For the fuzz targets
+/// (`fuzz/targets.rs`): the codec itself stays private.
+#[doc(hidden)]
+pub fn decode_batch_len(buf: &[u8]) -> Result<usize, DecodeError> {
+    codec::decode_batch(buf).map(|(_, events)| events.len())
+}
 pub use redis::StreamId;
 pub(crate) use redis::{ApplyFn, Topic};
 
