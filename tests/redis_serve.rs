@@ -228,9 +228,26 @@ async fn a_response_served_by_one_replica_is_traced_by_the_other() {
     let Some(redis) = RedisServer::start() else {
         return;
     };
+    trace_across_replicas(&format!("backend = \"redis\"\nurl = \"{}\"", redis.url())).await;
+}
+
+/// The same on a Redis Cluster of three primaries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_served_by_one_replica_is_traced_by_the_other_on_a_redis_cluster() {
+    let Some(redis) = RedisCluster::start(3, 0) else {
+        return;
+    };
+    let nodes: Vec<String> = redis.urls().iter().map(|u| format!("\"{u}\"")).collect();
+    trace_across_replicas(&format!(
+        "backend = \"redis-cluster\"\nnodes = [{}]",
+        nodes.join(", ")
+    ))
+    .await;
+}
+
+async fn trace_across_replicas(store: &str) {
     let (_dir, [a, b]) = replicas(&format!(
-        "[store]\nbackend = \"redis\"\nurl = \"{}\"\ntimeout = \"1s\"\n[watermark]\ntag = \"always\"\ntext_mark = false\n[[watermark.keys]]\nid = \"k1\"\nsecret = \"a watermark key for the replicas test\"\n",
-        redis.url()
+        "[store]\n{store}\ntimeout = \"1s\"\n[watermark]\ntag = \"always\"\ntext_mark = false\n[[watermark.keys]]\nid = \"k1\"\nsecret = \"a watermark key for the replicas test\"\n"
     ));
     let req = Request::post(format!("{}/v1/chat/completions", a.url))
         .header("content-type", "application/json")

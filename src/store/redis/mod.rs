@@ -72,8 +72,8 @@ use crate::extensions::Scope;
 ///   [`MemoryStore`] (per-replica limits; [`RedisStore::fallback_count`] counts
 ///   them, and one warning is logged per outage), with `fail_closed` they fail with
 ///   [`StoreError`], which the enforce stage answers with 503. While down, one
-///   request at a time (at most every 100 ms) probes Redis; the first success ends
-///   the outage.
+///   request at a time (at most every 100 ms after a timeout, 10 ms after a fast
+///   failure) probes Redis; the first success ends the outage.
 /// * **Settlements** never block: they are queued to a task that sends all those
 ///   that queued up while its previous call was in flight (up to 256, in order)
 ///   with one script call, retries a failed batch once, and applies it to the
