@@ -2,7 +2,7 @@
 # Reproduces every figure in the README's "Performance" and "Detection" tables.
 #
 #   benches/run.sh            # everything (about 15 minutes on 2 cores)
-#   benches/run.sh detection  # one part: detection | replay | load | criterion | memory
+#   benches/run.sh detection  # one part: detection | replay | load | redis | criterion | memory
 #
 # Results go to bench-out/ (gitignored). The machine is shared and noisy: every
 # timing figure is a median or a ratio measured in the same run.
@@ -68,6 +68,43 @@ if want load; then
     run_load passthrough --passthrough
     run_load guarded --config "$OUT/load.toml"
   done | tee "$OUT/load.txt"
+fi
+
+if want redis; then
+  echo "== whole-stack load: the embedded store vs Redis (wrk, loopback, 300 accounts, 32 connections) =="
+  command -v wrk >/dev/null || { echo "wrk not installed (apt-get install -y wrk)"; exit 1; }
+  command -v redis-server >/dev/null || { echo "redis-server not installed"; exit 1; }
+  # Shadow mode, limits that never bind and one suspicion band, so that every
+  # request is admitted and every admission is decided by the store (with the
+  # default bands the load's identical requests look like one operator and are
+  # refused, which the Redis store answers from its local cache of refusals).
+  port=6390
+  redis-server --port "$port" --save "" --appendonly no --daemonize yes --logfile "$OUT/redis-bench.log"
+  trap 'redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || true' EXIT
+  printf '[identity]\nsecret = "bench"\n[guard]\nshadow = true\n[quota]\nbands = [{ at_least = 0.0, multiplier = 1.0 }]\n[tiers.default]\nrequests_per_minute = 100000000\nrequests_per_day = 100000000000\ntokens_per_minute = 100000000000\ntokens_per_day = 100000000000000\n' > "$OUT/store-memory.toml"
+  sed "s|^\\[guard\\]|[store]\\nbackend = \"redis\"\\nurl = \"redis://127.0.0.1:$port\"\\n[guard]|" "$OUT/store-memory.toml" > "$OUT/store-redis.toml"
+  sed "s|^backend = \"redis\"|backend = \"redis\"\\nlocal_leases = true|" "$OUT/store-redis.toml" > "$OUT/store-leases.toml"
+  run_store() {
+    local label="$1" cfg="$2"
+    redis-cli -p "$port" flushall >/dev/null
+    "$BIN" serve --listen 127.0.0.1:0 --config "$cfg" > "$OUT/serve-$label.out" 2> "$OUT/serve-$label.err" &
+    local pid=$!
+    for _ in $(seq 50); do grep -q listening "$OUT/serve-$label.out" 2>/dev/null && break; sleep 0.1; done
+    local url; url="$(head -1 "$OUT/serve-$label.out" | awk '{print $3}')"
+    ACCOUNTS=300 wrk -t1 -c32 -d5s -s benches/load/chat.lua "$url" > /dev/null   # warm-up
+    ACCOUNTS=300 wrk -t1 -c32 -d15s -s benches/load/chat.lua "$url" | grep RESULT | sed "s/^/$label /"
+    kill "$pid"; wait "$pid" 2>/dev/null || true
+  }
+  for round in 1 2 3; do
+    run_store memory "$OUT/store-memory.toml"
+    run_store redis "$OUT/store-redis.toml"
+    run_store leases "$OUT/store-leases.toml"
+  done | tee "$OUT/redis.txt"
+  # Medians of the three rounds and their ratios to the embedded store.
+  for label in memory redis leases; do
+    grep "^$label " "$OUT/redis.txt" | sed 's/.*requests_per_sec=\([0-9.]*\).*/\1/' | sort -n | sed -n 2p | sed "s/^/$label median /"
+  done | tee "$OUT/redis-medians.txt"
+  awk '$1 == "memory" { m = $3 } $1 != "memory" { printf "%s / memory = %.2f\n", $1, $3 / m }' "$OUT/redis-medians.txt"
 fi
 
 if want criterion; then

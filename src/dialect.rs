@@ -49,6 +49,8 @@ pub enum ErrorKind {
     Unauthenticated,
     /// 403: blocked.
     Forbidden,
+    /// 408: the client did not send its request body in time.
+    RequestTimeout,
     /// 413: the body is over the configured limit.
     PayloadTooLarge,
     /// 502: the upstream could not be reached or answered garbage.
@@ -67,6 +69,7 @@ impl ErrorKind {
             ErrorKind::InvalidRequest => StatusCode::BAD_REQUEST,
             ErrorKind::Unauthenticated => StatusCode::UNAUTHORIZED,
             ErrorKind::Forbidden => StatusCode::FORBIDDEN,
+            ErrorKind::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ErrorKind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorKind::BadGateway => StatusCode::BAD_GATEWAY,
             ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -82,6 +85,7 @@ impl ErrorKind {
             }
             ErrorKind::Unauthenticated => ("invalid_request_error", Some("invalid_api_key")),
             ErrorKind::Forbidden => ("permission_error", Some("access_denied")),
+            ErrorKind::RequestTimeout => ("invalid_request_error", Some("request_timeout")),
             ErrorKind::PayloadTooLarge => ("invalid_request_error", Some("request_too_large")),
             ErrorKind::BadGateway => ("server_error", Some("bad_gateway")),
             ErrorKind::Unavailable => ("server_error", Some("service_unavailable")),
@@ -95,6 +99,7 @@ impl ErrorKind {
             ErrorKind::InvalidRequest => "invalid_request_error",
             ErrorKind::Unauthenticated => "authentication_error",
             ErrorKind::Forbidden => "permission_error",
+            ErrorKind::RequestTimeout => "timeout_error",
             ErrorKind::PayloadTooLarge => "request_too_large",
             ErrorKind::BadGateway => "api_error",
             ErrorKind::Unavailable => "overloaded_error",

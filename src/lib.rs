@@ -9,6 +9,7 @@ pub mod cluster;
 pub mod config;
 pub mod detect;
 pub mod dialect;
+pub mod encoding;
 pub mod extensions;
 pub mod features;
 pub mod fingerprint;

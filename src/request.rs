@@ -164,6 +164,27 @@ pub enum BufferError {
     TooLarge,
     /// The client's body failed (disconnect, bad framing).
     Read(String),
+    /// The client took longer than the server allows to send it (the body
+    /// failed with [`BodyReadTimeout`]).
+    TimedOut,
+}
+
+/// The error a request body fails with when its client sends it too slowly
+/// (`[server] request_read_timeout`); the stages answer it with 408.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the request body was not received in time")]
+pub struct BodyReadTimeout;
+
+/// True when `e`, or an error it wraps, is a [`BodyReadTimeout`].
+fn is_read_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if err.is::<BodyReadTimeout>() {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
 }
 
 /// The error type bodies are boxed into.
@@ -254,6 +275,7 @@ where
                     (Err(e), _) if e.is::<http_body_util::LengthLimitError>() => {
                         Err(BufferError::TooLarge)
                     }
+                    (Err(e), _) if is_read_timeout(&*e) => Err(BufferError::TimedOut),
                     (Err(e), _) => Err(BufferError::Read(e.to_string())),
                     (Ok(_), None) => panic!("`Buffer` polled after completion"),
                 }

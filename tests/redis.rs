@@ -433,6 +433,68 @@ async fn fail_closed_answers_503_and_recovers() {
     assert_eq!(send(&g, "sk-closed", None).await.0, StatusCode::OK);
 }
 
+/// Two replicas on one Redis, `fail_open`: Redis is killed, replica A admits
+/// during the outage, Redis restarts empty. Replica B's connection died while
+/// it was idle: its next call must reconnect and go to Redis, not pass for an
+/// outage and admit from B's local buckets on top of the shared ones (B used to
+/// admit 15 of 15 with a limit of 10 this way).
+#[tokio::test]
+async fn an_idle_replica_recovers_without_a_local_leak() {
+    let Some(mut server) = RedisServer::start() else {
+        return;
+    };
+    let config = store_config(&server, OnError::FailOpen, 500);
+    let a = RedisStore::new(&config).expect("replica A");
+    let b = RedisStore::new(&config).expect("replica B");
+    for store in [&a, &b] {
+        assert!(store
+            .admit(&admission(T0, 1))
+            .await
+            .expect("warm")
+            .denied
+            .is_none());
+    }
+    server.kill();
+    let during = a.admit(&admission(T0 + 1, 2)).await.expect("fail_open");
+    assert!(during.denied.is_none());
+    assert!(a.is_down(), "A saw the outage");
+    // The outage lasts longer than the client's own reconnection attempts
+    // (two, 100 ms apart at most), so B's connection is dead, not renewed,
+    // when Redis is back: the duration of the scenario, not a wait for it.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    server.restart();
+
+    // A fresh account, limit 10 per minute, 15 requests through B.
+    let mut admitted = 0;
+    for i in 0..15 {
+        if b.admit(&admission(T0 + 2 + i, 3))
+            .await
+            .expect("admit")
+            .denied
+            .is_none()
+        {
+            admitted += 1;
+        }
+    }
+    assert_eq!(admitted, 10, "B admitted more than the limit");
+    assert_eq!(b.outage_count(), 0, "a stale connection is not an outage");
+    assert_eq!(b.fallback_count(), 0, "every answer came from Redis");
+
+    // However long B's view of Redis takes to settle, the account stays refused.
+    wait::until("B answers from Redis", || async {
+        b.admit(&admission(T0 + 20, 4)).await.is_ok() && !b.is_down()
+    })
+    .await;
+    for i in 0..5 {
+        let out = b.admit(&admission(T0 + 30 + i, 3)).await.expect("admit");
+        assert!(
+            out.denied.is_some(),
+            "request {} of 10 per minute admitted",
+            16 + i
+        );
+    }
+}
+
 fn subject(key: u8, rpm: f64) -> Subject {
     Subject {
         scope: Scope::Account,
@@ -707,6 +769,159 @@ async fn batched_settlements_arrive_complete_and_in_order() {
         .await;
     }
     assert_eq!(store.fallback_count(), 0);
+}
+
+/// The settlement queue is bounded: beyond `SETTLEMENT_QUEUE` waiting, a
+/// settlement of subjects already queued is folded into theirs (and still
+/// reaches Redis), one of other subjects is applied in process; both are
+/// counted. Single-threaded runtime: the sending task runs only once the test
+/// awaits, so the queue is exactly full when the extra settlements arrive.
+#[tokio::test]
+async fn a_full_settlement_queue_folds_or_overflows_and_counts_it() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let store = RedisStore::new(&store_config(&server, OnError::FailClosed, 2_000)).expect("s");
+    let settle = |key: u8| Settlement {
+        now_ms: T0,
+        account: subject(key, 10.0),
+        cluster: None,
+        token_delta: 1.0,
+    };
+    for _ in 0..RedisStore::SETTLEMENT_QUEUE {
+        store.settle(settle(30));
+    }
+    for _ in 0..10 {
+        store.settle(settle(30));
+    }
+    for _ in 0..5 {
+        store.settle(settle(31));
+    }
+    let status = |s: &RedisStore| s.status().expect("a shared store reports");
+    let st = status(&store);
+    assert_eq!(st.settlements_pending, RedisStore::SETTLEMENT_QUEUE as u64);
+    assert_eq!((st.settlements_merged, st.settlements_overflow), (10, 5));
+
+    wait::until_true("the queue drained", || {
+        status(&store).settlements_pending == 0
+    })
+    .await;
+    let st = status(&store);
+    assert_eq!(st.settlements_sent, RedisStore::SETTLEMENT_QUEUE as u64);
+    assert_eq!(st.settlements_local, 0);
+    // Every token of account 30 reached Redis, the folded ones included; the
+    // overflow of account 31 is in the in-process store only.
+    let charged = |views: [Option<distill_guard::store::BucketView>; 4]| {
+        10_000.0 - views[2].expect("tokens").remaining
+    };
+    let mut con = raw(&server).await;
+    let bytes: Vec<u8> = redis::cmd("GET")
+        .arg(store.key_of(&subject(30, 10.0)))
+        .query_async(&mut con)
+        .await
+        .expect("get");
+    let level = f64::from_le_bytes(bytes[16..24].try_into().expect("8 bytes"));
+    assert_eq!(level, (RedisStore::SETTLEMENT_QUEUE + 10) as f64);
+    let absent: Option<Vec<u8>> = redis::cmd("GET")
+        .arg(store.key_of(&subject(31, 10.0)))
+        .query_async(&mut con)
+        .await
+        .expect("get");
+    assert!(absent.is_none(), "the overflow never reached Redis");
+    assert_eq!(
+        charged(store.fallback_store().peek(&subject(31, 10.0), T0)),
+        5.0
+    );
+}
+
+/// Local leases (`local_leases`): two replicas hammer one account at one
+/// instant. Leases answer most admissions without a round trip, yet together
+/// the replicas never admit more than the limit; once the leases expire what
+/// is left of them is given back, and Redis holds exactly what was admitted
+/// (and settled: a lease takes its admissions' token refunds).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leases_never_admit_more_than_the_limit_and_are_given_back() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let mut cfg = store_config(&server, OnError::FailClosed, 2_000);
+    cfg.local_leases = true;
+    let replicas = [
+        RedisStore::new(&cfg).expect("replica A"),
+        RedisStore::new(&cfg).expect("replica B"),
+    ];
+    let account = subject(40, 1_000.0);
+    let at = |now_ms| Admission {
+        now_ms,
+        account: account.clone(),
+        cluster: None,
+        tokens: 10.0,
+    };
+    let mut admitted = 0u32;
+    for round in 0..200u64 {
+        for (i, store) in replicas.iter().enumerate() {
+            // Time stands still for the first 1,000 admissions (the burst),
+            // then moves on a millisecond per round.
+            let now = T0 + round.saturating_sub(100);
+            for _ in 0..5 {
+                if store.admit(&at(now)).await.expect("admit").denied.is_none() {
+                    admitted += 1;
+                    // Each used 6 of the 10 tokens it reserved.
+                    store.settle(Settlement {
+                        now_ms: now,
+                        account: account.clone(),
+                        cluster: None,
+                        token_delta: -4.0,
+                    });
+                }
+            }
+            let _ = i;
+        }
+    }
+    let status = |s: &RedisStore| s.status().expect("status");
+    let leased: u64 = replicas.iter().map(|s| status(s).leased_admissions).sum();
+    assert!(leased > 0, "leases answered some admissions");
+    // 1,000 at once plus what 99 ms refill (1.65 requests).
+    assert!(
+        admitted <= 1_001,
+        "{admitted} admitted over a limit of 1,000"
+    );
+    // Units leased to one replica wait there until used or given back: at
+    // most 1/16 of the capacity per replica.
+    assert!(admitted >= 1_001 - 2 * 62, "{admitted} admitted");
+
+    // A second later every lease has expired and is given back.
+    let later = T0 + 100 + 1_000;
+    for store in &replicas {
+        store.admit(&at(later)).await.expect("admit");
+        wait::until_true("the leases given back", || {
+            let s = status(store);
+            s.leases == 0 && s.settlements_pending == 0
+        })
+        .await;
+    }
+    // Redis holds exactly what was admitted (two more just now), drained by
+    // the time that passed.
+    let views = replicas[0]
+        .inspect(&account, later)
+        .await
+        .expect("inspect")
+        .expect("supported");
+    let held = 1_000.0 - views[0].expect("rpm").remaining;
+    let drained = 1_000.0 / 60_000.0 * 1_100.0;
+    let expect = (f64::from(admitted) + 2.0 - drained).max(0.0);
+    assert!(
+        (held - expect).abs() < 1e-6,
+        "Redis holds {held}, admitted {admitted} (+2) less {drained} drained"
+    );
+    // Tokens: 6 per settled admission (the refunds of leased ones went back
+    // with their leases), 10 for each of the last two, less what drained.
+    let tokens = 10_000.0 - views[2].expect("tpm").remaining;
+    let expect = f64::from(admitted) * 6.0 + 20.0 - 10_000.0 / 60_000.0 * 1_100.0;
+    assert!(
+        (tokens - expect).abs() < 1e-6,
+        "Redis holds {tokens} tokens, not {expect}"
+    );
 }
 
 /// `Store::inspect` reads a subject's buckets from Redis without charging them.

@@ -448,3 +448,257 @@ async fn metrics_listener_serves_metrics_alone_without_a_token() {
     .await;
     assert_eq!(other.status, 404);
 }
+
+/// A model server behind a compressing front end (nginx's `gzip on`): answers
+/// 3,000 output tokens, gzip-compressed when the request accepts it, or always
+/// when the client sends `x-mock-compress: always`. Returns its address and the
+/// `Accept-Encoding` values it saw.
+async fn gzip_upstream() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use axum::response::IntoResponse;
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let app = axum::Router::new().fallback(move |headers: http::HeaderMap| {
+        let log = log.clone();
+        async move {
+            let accept = headers
+                .get("accept-encoding")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned();
+            log.lock().expect("lock").push(accept.clone());
+            let always = headers.get("x-mock-compress").is_some();
+            let body = json!({"id": "c", "object": "chat.completion",
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": "x".repeat(12_000)}}],
+                "usage": {"prompt_tokens": 12, "completion_tokens": 3000, "total_tokens": 3012}})
+            .to_string();
+            if always || accept.contains("gzip") {
+                let z = support::compress::compress("gzip", body.as_bytes());
+                (
+                    [("content-type", "application/json"), ("content-encoding", "gzip")],
+                    z,
+                )
+                    .into_response()
+            } else {
+                ([("content-type", "application/json")], body).into_response()
+            }
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (format!("http://{addr}"), seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accept_encoding_gzip_does_not_bypass_the_token_quota() {
+    let (upstream, seen) = gzip_upstream().await;
+    let cfg = config_file(CONFIG);
+    let guard = spawn(&[
+        "--config",
+        cfg.path().to_str().expect("path"),
+        "--upstream",
+        &upstream,
+    ]);
+    let remaining = |r: &support::process::Reply| -> u64 {
+        r.headers["x-ratelimit-remaining-tokens"]
+            .to_str()
+            .expect("ascii")
+            .parse()
+            .expect("number")
+    };
+    let body = json!({"model": "m", "max_tokens": 4000,
+        "messages": [{"role": "user", "content": "hello"}]})
+    .to_string();
+    for (key, always) in [("sk-gzip-negotiated", false), ("sk-gzip-forced", true)] {
+        let mut req = Request::post(format!("{}/v1/chat/completions", guard.url))
+            .header("content-type", "application/json")
+            .header("authorization", format!("Bearer {key}"))
+            .header("accept-encoding", "gzip");
+        if always {
+            req = req.header("x-mock-compress", "always");
+        }
+        let r = send(req.body(Body::from(body.clone())).expect("request")).await;
+        assert_eq!(r.status, 200);
+        let text = match r.headers.get("content-encoding") {
+            Some(_) => {
+                String::from_utf8(support::compress::decompress("gzip", &r.body)).expect("utf8")
+            }
+            None => r.text(),
+        };
+        assert!(text.contains("\"completion_tokens\":3000"), "{key}");
+        let models = Request::get(format!("{}/v1/models", guard.url))
+            .header("authorization", format!("Bearer {key}"))
+            .body(Body::empty())
+            .expect("request");
+        let after = send(models).await;
+        // Charged the reported 3,012 tokens, not the 3-token input estimate (the
+        // bucket refills in real time meanwhile: ~1,667 tokens a second).
+        let charged = 100_000 - remaining(&after);
+        assert!(
+            (2_500..=3_012).contains(&charged),
+            "{key}: charged {charged}"
+        );
+    }
+    let seen = seen.lock().expect("lock").clone();
+    assert_eq!(seen.first().map(String::as_str), Some("identity"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_ends_stalled_streams_and_slow_bodies() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // An upstream that sends SSE headers and one event, then goes silent.
+    let stalled = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let upstream = format!("http://{}", stalled.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = stalled.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 8192];
+                let _ = sock.read(&mut buf).await;
+                let event = "data: {\"choices\":[{\"delta\":{\"content\":\"partial\"}}]}\n\n";
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n{:x}\r\n{event}\r\n",
+                    event.len()
+                );
+                let _ = sock.write_all(head.as_bytes()).await;
+                // Hold the connection open, silent, until the test ends.
+                let _ = sock.read(&mut buf).await;
+            });
+        }
+    });
+    let cfg = config_file(&format!(
+        "{CONFIG}[server]\nstream_idle_timeout = \"1s\"\nrequest_read_timeout = \"1s\"\n"
+    ));
+    let guard = spawn(&[
+        "--config",
+        cfg.path().to_str().expect("path"),
+        "--upstream",
+        &upstream,
+    ]);
+    let r = post(
+        &guard.url,
+        "/v1/chat/completions",
+        Some("sk-stalled"),
+        json!({"model": "m", "stream": true, "max_tokens": 50,
+            "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert!(r.body.contains("partial"), "{}", r.body);
+    let last = r.body.rsplit("data: ").next().expect("an event");
+    let v: Value = serde_json::from_str(last.trim()).expect("the error event");
+    assert_eq!(v["error"]["code"], "timeout");
+
+    // A client that sends ten bytes of a hundred-byte body, then nothing.
+    let addr = guard.url.trim_start_matches("http://").to_owned();
+    let mut sock = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    sock.write_all(
+        b"POST /v1/messages HTTP/1.1\r\nhost: x\r\nx-api-key: sk-slow\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"model\":",
+    )
+    .await
+    .expect("write");
+    let mut reply = Vec::new();
+    let mut buf = [0u8; 4096];
+    // Bounded: the guard answers within its 1 s deadline; 20 s is a hang.
+    let read = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            let n = sock.read(&mut buf).await.expect("read");
+            if n == 0 {
+                break;
+            }
+            reply.extend_from_slice(&buf[..n]);
+            if reply.windows(12).any(|w| w == b"timeout_error") {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "no answer to a stalled body");
+    let reply = String::from_utf8_lossy(&reply);
+    assert!(reply.starts_with("HTTP/1.1 408"), "{reply}");
+    assert!(reply.contains("\"type\":\"timeout_error\""), "{reply}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_headers_are_refused_and_the_server_goes_on() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let cfg = config_file(CONFIG);
+    let guard = spawn(&["--config", cfg.path().to_str().expect("path")]);
+    let addr = guard.url.trim_start_matches("http://").to_owned();
+    let mut sock = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    let huge = "a".repeat(1024 * 1024);
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer sk-big\r\nx-padding: {huge}\r\ncontent-length: 2\r\n\r\n{{}}"
+    );
+    // The server may close before reading it all: a write error is an answer too.
+    let _ = sock.write_all(head.as_bytes()).await;
+    let mut reply = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(20), sock.read_to_end(&mut reply)).await;
+    let reply = String::from_utf8_lossy(&reply);
+    assert!(
+        reply.is_empty() || reply.starts_with("HTTP/1.1 431"),
+        "refused: {reply}"
+    );
+    // The next client is served as usual.
+    let r = post(
+        &guard.url,
+        "/v1/chat/completions",
+        Some("sk-after"),
+        json!({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_that_never_answers_is_a_504_in_dialect() {
+    use tokio::io::AsyncReadExt;
+    // Accepts, reads the request, never answers.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let upstream = format!("http://{}", silent.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = silent.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 8192];
+                while matches!(sock.read(&mut buf).await, Ok(n) if n > 0) {}
+            });
+        }
+    });
+    let cfg = config_file(&format!("{CONFIG}[server]\nupstream_timeout = \"1s\"\n"));
+    let guard = spawn(&[
+        "--config",
+        cfg.path().to_str().expect("path"),
+        "--upstream",
+        &upstream,
+    ]);
+    for (path, key) in [
+        ("/v1/chat/completions", "sk-slow-o"),
+        ("/v1/messages", "sk-slow-a"),
+    ] {
+        let r = post(
+            &guard.url,
+            path,
+            Some(key),
+            json!({"model": "m", "max_tokens": 50, "messages": [{"role": "user", "content": "hi"}]}),
+        )
+        .await;
+        assert_eq!(r.status, 504, "{path}");
+        let v: Value = serde_json::from_str(&r.body).expect("json");
+        if path == "/v1/messages" {
+            assert_eq!(v["error"]["type"], "timeout_error");
+        } else {
+            assert_eq!(v["error"]["code"], "timeout");
+        }
+    }
+}

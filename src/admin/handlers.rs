@@ -31,6 +31,22 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
     json_response(status, json!({ "error": message.into() }))
 }
 
+/// Runs a scan of the guard's state (tables of up to `max_accounts` entries, the
+/// trace-back index, the decision memory) on tokio's blocking pool, so that an
+/// operator's request never stalls the async workers serving model traffic.
+async fn off_workers<F>(scan: F) -> Response
+where
+    F: FnOnce() -> Response + Send + 'static,
+{
+    match tokio::task::spawn_blocking(scan).await {
+        Ok(res) => res,
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the scan failed: {e}"),
+        ),
+    }
+}
+
 pub(super) async fn require_token(State(st): St, req: Request, next: Next) -> Response {
     let admitted = match &st.token {
         super::TokenSource::Fixed(t) => t.admits(req.headers()),
@@ -63,43 +79,76 @@ pub(super) async fn not_found() -> Response {
 }
 
 pub(super) async fn metrics(State(st): St) -> Response {
-    let shared = st.guard.shared();
-    let t = &st.telemetry;
-    t.metrics().overrides(shared.overrides().counts());
+    off_workers(move || {
+        let shared = st.guard.shared();
+        let t = &st.telemetry;
+        t.metrics().overrides(shared.overrides().counts());
+        #[cfg(feature = "redis")]
+        if let Some(s) = shared.detector().share() {
+            t.metrics().cluster_log(s.counts());
+        }
+        if let Some(c) = &st.hooks.cluster {
+            t.metrics()
+                .set_clusters_by_size(c.cluster_sizes().into_iter().map(|s| (s.size, s.clusters)));
+        }
+        if let Some(s) = shared.store().status() {
+            t.metrics().store_status(s);
+        }
+        let body = t.render_metrics(shared.store().tracked());
+        (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            body,
+        )
+            .into_response()
+    })
+    .await
+}
+
+/// The store for `/api/status`: what it tracks and, for a shared backend, how
+/// it is doing.
+fn store_status(store: &dyn crate::store::Store) -> Value {
+    let mut v = json!({ "tracked": store.tracked() });
+    if let Some(s) = store.status() {
+        v["shared"] = json!(s);
+    }
+    v
+}
+
+/// The trace-back index for `/api/status`: its size and capacity and, when
+/// it is shared between replicas, the counters of its log.
+fn trace_index(index: &crate::watermark::TraceIndex) -> Value {
+    let mut v = json!({ "entries": index.len(), "capacity": index.capacity() });
     #[cfg(feature = "redis")]
-    if let Some(s) = shared.detector().share() {
-        t.metrics().cluster_log(s.counts());
+    if let Some(c) = index.shared_counts() {
+        v["shared"] = log_counts(&c);
     }
-    if let Some(c) = &st.hooks.cluster {
-        t.metrics()
-            .set_clusters_by_size(c.cluster_sizes().into_iter().map(|s| (s.size, s.clusters)));
-    }
-    let body = t.render_metrics(shared.store().tracked());
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        body,
-    )
-        .into_response()
+    v
+}
+
+/// The counters of a log shared through Redis, for `/api/status`.
+#[cfg(feature = "redis")]
+fn log_counts(c: &crate::cluster::share::ShareCounts) -> Value {
+    json!({
+        "up": !c.down,
+        "published": c.published,
+        "applied": c.applied,
+        "dropped": c.dropped,
+        "malformed": c.malformed,
+        "errors": c.errors,
+    })
 }
 
 /// The shared cluster log's state for `/api/status` (`null` without one).
 fn cluster_log(detector: &crate::detect::Detector) -> Value {
     #[cfg(feature = "redis")]
     if let Some(s) = detector.share() {
-        let c = s.counts();
-        return json!({
-            "replica": format!("{:016x}", s.replica()),
-            "up": !c.down,
-            "published": c.published,
-            "applied": c.applied,
-            "dropped": c.dropped,
-            "malformed": c.malformed,
-            "errors": c.errors,
-            "read_up_to": s.read_up_to().to_string(),
-        });
+        let mut v = log_counts(&s.counts());
+        v["replica"] = json!(format!("{:016x}", s.replica()));
+        v["read_up_to"] = json!(s.read_up_to().to_string());
+        return v;
     }
     let _ = detector;
     Value::Null
@@ -133,69 +182,76 @@ fn tier_json(settings: &Settings) -> Value {
 }
 
 pub(super) async fn status(State(st): St) -> Response {
-    let shared = st.guard.shared();
-    let settings = shared.settings();
-    let t = &st.telemetry;
-    let reload = st.reloader.as_ref().map(|r| r.status());
-    let timeline = t.recent().timeline();
-    let mut totals = [0u64; SERIES.len()];
-    for tick in &timeline {
-        for (a, b) in totals.iter_mut().zip(tick.counts) {
-            *a += b;
+    off_workers(move || {
+        let shared = st.guard.shared();
+        let settings = shared.settings();
+        let t = &st.telemetry;
+        let reload = st.reloader.as_ref().map(|r| r.status());
+        let timeline = t.recent().timeline();
+        let mut totals = [0u64; SERIES.len()];
+        for tick in &timeline {
+            for (a, b) in totals.iter_mut().zip(tick.counts) {
+                *a += b;
+            }
         }
-    }
-    let [allow, block, tier, unlink] = shared.overrides().counts();
-    let audit = t.audit();
-    json_response(
-        StatusCode::OK,
-        json!({
-            "version": env!("CARGO_PKG_VERSION"),
-            "uptime_seconds": t.uptime_seconds(),
-            "started_at_unix_ms": t.started_unix_ms(),
-            "now_ms": shared.clock().now_ms(),
-            "config": {
-                "generation": reload.as_ref().map_or(1, |r| r.generation),
-                "source": reload.as_ref().and_then(|r| r.source.clone()),
-                "loaded_at_unix_ms": reload.as_ref().map(|r| r.loaded_at_unix_ms),
-                "reloads_ok": reload.as_ref().map_or(0, |r| r.reloads_ok),
-                "reloads_failed": reload.as_ref().map_or(0, |r| r.reloads_failed),
-                "last_reload": reload.as_ref().and_then(|r| r.last_attempt.clone()),
-                "reload_available": st.reloader.is_some(),
-                "enabled": settings.enabled,
-                "shadow": settings.shadow,
-                "default_tier": &*settings.default_tier.name,
-                "tiers": tier_json(&settings),
-                "accounts_pinned": settings.account_tiers.len(),
-                "cluster_exponent": settings.cluster_exponent,
-                "bands": settings.bands,
-                "default_max_output_tokens": settings.default_max_output_tokens,
-            },
-            "audit": audit.map(|a| json!({"target": a.target(), "all": a.all()})),
-            "engines": {
-                "cluster": st.hooks.cluster.is_some(),
-                "trace": st.hooks.trace.is_some(),
-            },
-            "store": { "tracked": shared.store().tracked() },
-            "cluster_log": cluster_log(shared.detector()),
-            "overrides": {
-                "allow": allow, "block": block, "tier": tier, "unlink": unlink,
-                "shared": shared.overrides().is_shared(),
-            },
-            "decisions": {
-                "series": SERIES,
-                "window_seconds": timeline.len(),
-                "totals": SERIES.iter().zip(totals).map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
-                "remembered": t.recent().len(),
-                "capacity": t.recent().capacity(),
-                "timeline": timeline,
-            },
-        }),
-    )
+        let [allow, block, tier, unlink] = shared.overrides().counts();
+        let audit = t.audit();
+        json_response(
+            StatusCode::OK,
+            json!({
+                "version": env!("CARGO_PKG_VERSION"),
+                "uptime_seconds": t.uptime_seconds(),
+                "started_at_unix_ms": t.started_unix_ms(),
+                "now_ms": shared.clock().now_ms(),
+                "config": {
+                    "generation": reload.as_ref().map_or(1, |r| r.generation),
+                    "source": reload.as_ref().and_then(|r| r.source.clone()),
+                    "loaded_at_unix_ms": reload.as_ref().map(|r| r.loaded_at_unix_ms),
+                    "reloads_ok": reload.as_ref().map_or(0, |r| r.reloads_ok),
+                    "reloads_failed": reload.as_ref().map_or(0, |r| r.reloads_failed),
+                    "last_reload": reload.as_ref().and_then(|r| r.last_attempt.clone()),
+                    "reload_available": st.reloader.is_some(),
+                    "enabled": settings.enabled,
+                    "shadow": settings.shadow,
+                    "default_tier": &*settings.default_tier.name,
+                    "tiers": tier_json(&settings),
+                    "accounts_pinned": settings.account_tiers.len(),
+                    "cluster_exponent": settings.cluster_exponent,
+                    "bands": settings.bands,
+                    "default_max_output_tokens": settings.default_max_output_tokens,
+                },
+                "audit": audit.map(|a| json!({"target": a.target(), "all": a.all()})),
+                "engines": {
+                    "cluster": st.hooks.cluster.is_some(),
+                    "trace": st.hooks.trace.is_some(),
+                },
+                "store": store_status(shared.store().as_ref()),
+                "cluster_log": cluster_log(shared.detector()),
+                "trace_index": trace_index(shared.watermarker().index()),
+                "overrides": {
+                    "allow": allow, "block": block, "tier": tier, "unlink": unlink,
+                    "shared": shared.overrides().is_shared(),
+                },
+                "decisions": {
+                    "series": SERIES,
+                    "window_seconds": timeline.len(),
+                    "totals": SERIES.iter().zip(totals).map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
+                    "remembered": t.recent().len(),
+                    "capacity": t.recent().capacity(),
+                    "timeline": timeline,
+                },
+            }),
+        )
+    })
+    .await
 }
 
 pub(super) async fn accounts(State(st): St, Query(q): Query<Limit>) -> Response {
-    let (accounts, _) = st.telemetry.recent().top(q.get(20));
-    json_response(StatusCode::OK, json!({ "accounts": accounts }))
+    off_workers(move || {
+        let (accounts, _) = st.telemetry.recent().top(q.get(20));
+        json_response(StatusCode::OK, json!({ "accounts": accounts }))
+    })
+    .await
 }
 
 fn scaled(base: &Limits, m: f64) -> Limits {
@@ -273,15 +329,29 @@ fn resolve_account(st: &AdminState, hash: &str) -> Result<AccountId, (StatusCode
 }
 
 pub(super) async fn account(State(st): St, Path(hash): Path<String>) -> Response {
-    let id = match resolve_account(&st, &hash) {
-        Ok(id) => id,
-        Err((status, body)) => return json_response(status, body),
+    // The scans on the blocking pool; the store's answers on the async side.
+    let scan = {
+        let st = st.clone();
+        tokio::task::spawn_blocking(move || {
+            let id = resolve_account(&st, &hash)?;
+            let recent = st.telemetry.recent().of_account(&id, 20);
+            let engine = st.hooks.cluster.as_ref().and_then(|c| c.account(&id));
+            Ok((id, recent, engine))
+        })
+    };
+    let (id, recent, engine) = match scan.await {
+        Ok(Ok(found)) => found,
+        Ok(Err((status, body))) => return json_response(status, body),
+        Err(e) => {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("the scan failed: {e}"),
+            )
+        }
     };
     let shared = st.guard.shared();
     let settings = shared.settings();
     let ov = shared.overrides().get(&id);
-    let recent = st.telemetry.recent().of_account(&id, 20);
-    let engine = st.hooks.cluster.as_ref().and_then(|c| c.account(&id));
     let last = recent.first().map(|r| r.decision.clone());
     let pinned = ov
         .as_ref()
@@ -362,35 +432,44 @@ pub(super) async fn account(State(st): St, Path(hash): Path<String>) -> Response
 }
 
 pub(super) async fn clusters(State(st): St, Query(q): Query<Limit>) -> Response {
-    let n = q.get(10).min(100);
-    let Some(c) = &st.hooks.cluster else {
-        return error(StatusCode::INTERNAL_SERVER_ERROR, "no cluster engine");
-    };
-    json_response(StatusCode::OK, json!(c.top_clusters(n)))
+    off_workers(move || {
+        let n = q.get(10).min(100);
+        let Some(c) = &st.hooks.cluster else {
+            return error(StatusCode::INTERNAL_SERVER_ERROR, "no cluster engine");
+        };
+        json_response(StatusCode::OK, json!(c.top_clusters(n)))
+    })
+    .await
 }
 
 pub(super) async fn cluster(State(st): St, Path(id): Path<String>) -> Response {
-    let Some(id) = ClusterId::parse(&id) else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "a cluster id is `c_` and 32 hex digits",
-        );
-    };
-    let Some(engine) = &st.hooks.cluster else {
-        return error(StatusCode::INTERNAL_SERVER_ERROR, "no cluster engine");
-    };
-    match engine.cluster(&id) {
-        Some(c) => json_response(StatusCode::OK, json!(c)),
-        None => error(
-            StatusCode::NOT_FOUND,
-            "unknown cluster: no tracked account has it (clusters of one are named after their account)",
-        ),
-    }
+    off_workers(move || {
+        let Some(id) = ClusterId::parse(&id) else {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "a cluster id is `c_` and 32 hex digits",
+            );
+        };
+        let Some(engine) = &st.hooks.cluster else {
+            return error(StatusCode::INTERNAL_SERVER_ERROR, "no cluster engine");
+        };
+        match engine.cluster(&id) {
+            Some(c) => json_response(StatusCode::OK, json!(c)),
+            None => error(
+                StatusCode::NOT_FOUND,
+                "unknown cluster: no tracked account has it (clusters of one are named after their account)",
+            ),
+        }
+    })
+    .await
 }
 
 pub(super) async fn decisions(State(st): St, Query(q): Query<Limit>) -> Response {
-    let latest = st.telemetry.recent().latest(q.get(50));
-    json_response(StatusCode::OK, json!({ "decisions": latest }))
+    off_workers(move || {
+        let latest = st.telemetry.recent().latest(q.get(50));
+        json_response(StatusCode::OK, json!({ "decisions": latest }))
+    })
+    .await
 }
 
 /// A sentence an operator can paste into a reply to a customer.
@@ -439,31 +518,37 @@ pub(crate) fn explain(d: &Decision) -> String {
 }
 
 pub(super) async fn decision(State(st): St, Path(request_id): Path<String>) -> Response {
-    match st.telemetry.recent().find(&request_id) {
-        Some(rec) => {
-            let explanation = explain(&rec.decision);
-            json_response(
-                StatusCode::OK,
-                json!({ "decision": rec, "explanation": explanation }),
-            )
+    off_workers(move || {
+        match st.telemetry.recent().find(&request_id) {
+            Some(rec) => {
+                let explanation = explain(&rec.decision);
+                json_response(
+                    StatusCode::OK,
+                    json!({ "decision": rec, "explanation": explanation }),
+                )
+            }
+            None => error(
+                StatusCode::NOT_FOUND,
+                "no remembered decision with this request id (it may be older than the last admin.recent_decisions decisions)",
+            ),
         }
-        None => error(
-            StatusCode::NOT_FOUND,
-            "no remembered decision with this request id (it may be older than the last admin.recent_decisions decisions)",
-        ),
-    }
+    })
+    .await
 }
 
 pub(super) async fn list_overrides(State(st): St) -> Response {
-    let list: Vec<Value> = st
-        .guard
-        .shared()
-        .overrides()
-        .list()
-        .into_iter()
-        .map(|(a, o)| json!({ "account": a, "override": o }))
-        .collect();
-    json_response(StatusCode::OK, json!({ "overrides": list }))
+    off_workers(move || {
+        let list: Vec<Value> = st
+            .guard
+            .shared()
+            .overrides()
+            .list()
+            .into_iter()
+            .map(|(a, o)| json!({ "account": a, "override": o }))
+            .collect();
+        json_response(StatusCode::OK, json!({ "overrides": list }))
+    })
+    .await
 }
 
 pub(super) async fn post_override(State(st): St, body: Bytes) -> Response {
@@ -558,22 +643,25 @@ pub(super) async fn reload(State(st): St) -> Response {
 }
 
 pub(super) async fn trace(State(st): St, Query(q): Query<HashMap<String, String>>) -> Response {
-    let Some(index) = &st.hooks.trace else {
-        return error(StatusCode::INTERNAL_SERVER_ERROR, "no trace index");
-    };
-    let Some(text) = q.get("text").filter(|t| !t.trim().is_empty()) else {
-        return error(StatusCode::BAD_REQUEST, "give the text to trace as ?text=");
-    };
-    if text.len() > 100_000 {
-        return error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "text is limited to 100000 bytes",
-        );
-    }
-    let limit = q
-        .get("limit")
-        .and_then(|l| l.parse::<usize>().ok())
-        .unwrap_or(10)
-        .clamp(1, 100);
-    json_response(StatusCode::OK, json!({ "hits": index.trace(text, limit) }))
+    off_workers(move || {
+        let Some(index) = &st.hooks.trace else {
+            return error(StatusCode::INTERNAL_SERVER_ERROR, "no trace index");
+        };
+        let Some(text) = q.get("text").filter(|t| !t.trim().is_empty()) else {
+            return error(StatusCode::BAD_REQUEST, "give the text to trace as ?text=");
+        };
+        if text.len() > 100_000 {
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "text is limited to 100000 bytes",
+            );
+        }
+        let limit = q
+            .get("limit")
+            .and_then(|l| l.parse::<usize>().ok())
+            .unwrap_or(10)
+            .clamp(1, 100);
+        json_response(StatusCode::OK, json!({ "hits": index.trace(text, limit) }))
+    })
+    .await
 }

@@ -7,6 +7,7 @@ use clap::Args;
 use distill_guard::admin::{self, AdminHooks};
 use distill_guard::audit;
 use distill_guard::proxy::demo::DemoModel;
+use distill_guard::proxy::limits::{stream_idle_timeout, ServeLimits};
 use distill_guard::proxy::server::{self, Backend};
 use distill_guard::proxy::upstream::Upstream;
 use distill_guard::reload::Reloader;
@@ -131,7 +132,14 @@ async fn serve(
     reloader.spawn_watchers(
         (admin_cfg.watch_config && path.is_some()).then_some(std::time::Duration::from_secs(2)),
     );
-    let service = server::stack((!passthrough).then_some(&guard), backend.into_service());
+    let backend = match backend {
+        // A stalled upstream must not hold the client and its reservation.
+        Backend::Upstream(_) => {
+            stream_idle_timeout(backend.into_service(), server_cfg.stream_idle_timeout)
+        }
+        Backend::Demo(_) => backend.into_service(),
+    };
+    let service = server::stack((!passthrough).then_some(&guard), backend);
     let listener = tokio::net::TcpListener::bind(server_cfg.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", server_cfg.listen))?;
@@ -166,7 +174,7 @@ async fn serve(
     }
     server::run(
         listener,
-        server::app(service),
+        server::app_with_limits(service, ServeLimits::of(&server_cfg)),
         shutdown,
         server_cfg.shutdown_timeout,
     )

@@ -48,7 +48,7 @@ pub use parse::{check_toml, locate, Located};
 #[cfg(not(feature = "redis"))]
 pub(crate) use store::no_redis;
 #[cfg(feature = "redis")]
-pub(crate) use store::{check_url, is_tls, parse_sentinel, SENTINEL_SCHEME};
+pub(crate) use store::{check_cluster_nodes, check_url, is_tls, parse_sentinel, SENTINEL_SCHEME};
 pub use store::{Backend, OnError, StoreConfig, MAX_TIMEOUT};
 pub use upstream::{parse_upstream, UpstreamUrlError};
 pub(crate) use watermark::validate as validate_watermark;

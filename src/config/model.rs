@@ -288,6 +288,18 @@ pub struct ServerSection {
     /// On SIGTERM or Ctrl-C, how long in-flight requests may take to finish.
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
+    /// Longest silence between two pieces of an upstream's answer. A stream that
+    /// stalls longer ends with an error event in the path's dialect (a JSON body
+    /// is cut off); its token reservation settles on what was delivered.
+    #[serde(with = "humantime_serde")]
+    pub stream_idle_timeout: Duration,
+    /// Longest time a client may take to send its request body: 408 in the
+    /// path's dialect after it.
+    #[serde(with = "humantime_serde")]
+    pub request_read_timeout: Duration,
+    /// Most requests served at once (streams count until they end); beyond it a
+    /// request is answered 503 in its dialect at once. `0`: no limit.
+    pub max_concurrency: usize,
 }
 
 impl Default for ServerSection {
@@ -298,6 +310,9 @@ impl Default for ServerSection {
             upstream_timeout: Duration::from_secs(300),
             connect_timeout: Duration::from_secs(10),
             shutdown_timeout: Duration::from_secs(30),
+            stream_idle_timeout: Duration::from_secs(60),
+            request_read_timeout: Duration::from_secs(30),
+            max_concurrency: 1024,
         }
     }
 }

@@ -18,6 +18,17 @@ pub enum Backend {
     Memory,
     /// In Redis (or Valkey), shared by every replica pointing at it.
     Redis,
+    /// In a Redis Cluster (or Valkey cluster) reached through `nodes`, shared
+    /// by every replica pointing at it.
+    #[serde(rename = "redis-cluster")]
+    RedisCluster,
+}
+
+impl Backend {
+    /// Whether state is shared through Redis (a server or a cluster).
+    pub fn is_redis(self) -> bool {
+        matches!(self, Backend::Redis | Backend::RedisCluster)
+    }
 }
 
 /// What the Redis backend does when Redis fails or is slower than `timeout`.
@@ -36,13 +47,18 @@ pub enum OnError {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
-    /// `memory` (the default: this process only) or `redis` (shared by replicas).
+    /// `memory` (the default: this process only), `redis` (one Redis, shared by
+    /// replicas) or `redis-cluster` (a Redis Cluster, shared by replicas).
     pub backend: Backend,
     /// Redis URL, required for `backend = "redis"`: `redis://[user:password@]host:port[/db]`,
     /// `redis+unix:///path/to/socket`, or `rediss://…` for TLS (the server's
     /// certificate is always verified, against the platform's trusted roots or
     /// `tls_ca_file`).
     pub url: Option<String>,
+    /// Nodes of the Redis Cluster, required for `backend = "redis-cluster"`:
+    /// `redis://[user:password@]host:port` or `rediss://…` (all alike). A few
+    /// are enough: the client learns the rest of the cluster from them.
+    pub nodes: Vec<String>,
     /// Longest wait for one Redis call (connecting included), e.g. `"100ms"`. A call
     /// that takes longer counts as a failure and `on_error` applies.
     #[serde(with = "humantime_serde")]
@@ -63,6 +79,16 @@ pub struct StoreConfig {
     /// are linked as if one replica had seen them all (see
     /// `distill_guard::cluster::share`). Ignored with the memory backend.
     pub share_clusters: bool,
+    /// With a Redis backend, share the watermark trace-back index between
+    /// replicas through a stream in the same Redis, so any replica can trace a
+    /// response another one served (see `distill_guard::watermark::share`).
+    pub share_trace_index: bool,
+    /// With a Redis backend, let this replica take a small share (a lease) of a
+    /// busy subject's buckets and admit its requests from it without a round
+    /// trip, giving back what is left after a second. Never admits more than
+    /// the limit; units leased to one replica wait there until used or given
+    /// back. Off: every admission is decided by Redis.
+    pub local_leases: bool,
     /// About how many entries the shared cluster log keeps (each a batch of up to
     /// 64 requests from one replica): what a new or restarted replica reads to
     /// warm up.
@@ -78,11 +104,14 @@ impl Default for StoreConfig {
         Self {
             backend: Backend::Memory,
             url: None,
+            nodes: Vec::new(),
             timeout: Duration::from_millis(100),
             on_error: OnError::FailOpen,
             key_prefix: "distill-guard:".into(),
             deny_cache: true,
             share_clusters: true,
+            share_trace_index: true,
+            local_leases: false,
             cluster_log_len: 100_000,
             tls_ca_file: None,
         }
@@ -129,7 +158,9 @@ impl StoreConfig {
         }
         match (self.backend, &self.url) {
             #[cfg(not(feature = "redis"))]
-            (Backend::Redis, _) => out.push(("backend", NO_REDIS.to_string())),
+            (Backend::Redis | Backend::RedisCluster, _) => {
+                out.push(("backend", NO_REDIS.to_string()))
+            }
             #[cfg(feature = "redis")]
             (Backend::Redis, None) => out.push((
                 "url",
@@ -146,7 +177,41 @@ impl StoreConfig {
                     ));
                 }
             }
+            #[cfg(feature = "redis")]
+            (Backend::RedisCluster, url) => {
+                if url.is_some() {
+                    out.push((
+                        "url",
+                        "not used with backend = \"redis-cluster\": list the cluster's `nodes`"
+                            .to_string(),
+                    ));
+                }
+                match check_cluster_nodes(&self.nodes) {
+                    Err(e) => out.push(("nodes", e.to_string())),
+                    Ok(tls) => {
+                        if self.tls_ca_file.is_some() && !tls {
+                            out.push((
+                                "tls_ca_file",
+                                "only used with TLS nodes (`rediss://`)".to_string(),
+                            ));
+                        }
+                    }
+                }
+                if self.key_prefix.contains(['{', '}']) {
+                    out.push((
+                        "key_prefix",
+                        "must not contain `{` or `}` with a Redis Cluster: the store sets the hash tags that place keys in slots"
+                            .to_string(),
+                    ));
+                }
+            }
             (Backend::Memory, _) => {}
+        }
+        if self.backend != Backend::RedisCluster && !self.nodes.is_empty() {
+            out.push((
+                "nodes",
+                "only used with backend = \"redis-cluster\"".to_string(),
+            ));
         }
         out
     }
@@ -217,6 +282,42 @@ pub(crate) enum RedisUrlError {
     /// Something after `/service/db`.
     #[error("a Sentinel URL is …/service[/db], nothing after the database")]
     Trailing,
+    /// `backend = "redis-cluster"` without nodes.
+    #[error("required with backend = \"redis-cluster\", e.g. [\"redis://10.0.0.5:6379\", \"redis://10.0.0.6:6379\"]")]
+    NoNodes,
+    /// A cluster node that is not `redis://host:port` or `rediss://host:port`.
+    #[error("`{0}`: a cluster node is redis://host:port or rediss://host:port")]
+    ClusterNode(String),
+    /// A cluster node naming a database (a cluster has only database 0).
+    #[error("`{0}`: a Redis Cluster has only database 0")]
+    ClusterDatabase(String),
+    /// Some nodes with TLS, some without.
+    #[error("all nodes use TLS (`rediss://`) or none does")]
+    ClusterMixed,
+    /// The user or password holds a `%` that is not a percent-escape of UTF-8
+    /// (the value itself is never repeated: it is a secret).
+    #[error("the user or password of a Sentinel URL has a bad percent-escape: write `%25` for `%`, `%2F` for `/`, `%40` for `@`, `%3A` for `:`")]
+    Escape,
+}
+
+/// Percent-decodes the user or password of a URL (RFC 3986 §2.1).
+#[cfg(feature = "redis")]
+fn percent_decode(s: &str) -> Result<String, RedisUrlError> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = b.get(i + 1..i + 3).ok_or(RedisUrlError::Escape)?;
+            let hex = std::str::from_utf8(hex).map_err(|_| RedisUrlError::Escape)?;
+            out.push(u8::from_str_radix(hex, 16).map_err(|_| RedisUrlError::Escape)?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| RedisUrlError::Escape)
 }
 
 #[cfg(feature = "redis")]
@@ -225,19 +326,22 @@ pub(crate) fn parse_sentinel(url: &str) -> Result<SentinelTarget, RedisUrlError>
     let rest = url
         .strip_prefix(SENTINEL_SCHEME)
         .ok_or(RedisUrlError::NotSentinel)?;
-    let (authority, path) = rest.split_once('/').ok_or(RedisUrlError::NoService)?;
-    let (userinfo, hosts) = match authority.rsplit_once('@') {
-        Some((u, h)) => (Some(u), h),
-        None => (None, authority),
+    // The user information ends at the last `@` (hosts, the service and the
+    // database have none), so a `/` or `@` in a password, escaped or not, never
+    // cuts the URL short.
+    let (userinfo, rest) = match rest.rfind('@') {
+        Some(at) => (Some(&rest[..at]), &rest[at + 1..]),
+        None => (None, rest),
     };
+    let (hosts, path) = rest.split_once('/').ok_or(RedisUrlError::NoService)?;
     let (username, password) = match userinfo {
         None => (None, None),
         Some(u) => match u.split_once(':') {
             Some((user, pass)) => (
-                (!user.is_empty()).then(|| user.to_string()),
-                Some(pass.to_string()),
+                Some(percent_decode(user)?).filter(|u| !u.is_empty()),
+                Some(percent_decode(pass)?),
             ),
-            None => (Some(u.to_string()), None),
+            None => (Some(percent_decode(u)?), None),
         },
     };
     let mut nodes = Vec::new();
@@ -294,6 +398,41 @@ pub(crate) fn check_url(url: &str) -> Result<(), RedisUrlError> {
         return Err(RedisUrlError::Insecure);
     }
     Ok(())
+}
+
+/// Checks the `nodes` of a Redis Cluster without connecting: at least one,
+/// each a `redis://` or `rediss://` URL with a host and port (no Unix socket,
+/// no Sentinel, no database other than 0, no `#insecure`), all with the same
+/// credentials and TLS mode. Returns whether they use TLS.
+#[cfg(feature = "redis")]
+pub(crate) fn check_cluster_nodes(nodes: &[String]) -> Result<bool, RedisUrlError> {
+    if nodes.is_empty() {
+        return Err(RedisUrlError::NoNodes);
+    }
+    let mut tls = None;
+    for node in nodes {
+        if node.starts_with(SENTINEL_SCHEME) {
+            return Err(RedisUrlError::ClusterNode(node.clone()));
+        }
+        check_url(node)?;
+        let client =
+            Client::open(node.as_str()).map_err(|e| RedisUrlError::Unusable(e.to_string()))?;
+        let info = client.get_connection_info();
+        let node_tls = match info.addr() {
+            ConnectionAddr::Tcp(..) => false,
+            ConnectionAddr::TcpTls { .. } => true,
+            _ => return Err(RedisUrlError::ClusterNode(node.clone())),
+        };
+        if info.redis_settings().db() != 0 {
+            return Err(RedisUrlError::ClusterDatabase(node.clone()));
+        }
+        if *tls.get_or_insert(node_tls) != node_tls {
+            return Err(RedisUrlError::ClusterMixed);
+        }
+    }
+    ::redis::cluster::ClusterClient::new(nodes.iter().map(String::as_str))
+        .map_err(|e| RedisUrlError::Unusable(e.to_string()))?;
+    Ok(tls.unwrap_or(false))
 }
 
 /// Whether `url` connects with TLS.
@@ -402,6 +541,90 @@ mod tests {
 
     #[cfg(feature = "redis")]
     #[test]
+    fn redis_cluster_takes_nodes_and_checks_them() {
+        let cfg = Config::from_toml_str(
+            r#"
+            [identity]
+            secret = "s"
+            [store]
+            backend = "redis-cluster"
+            nodes = ["redis://10.0.0.5:6379", "redis://10.0.0.6:6379"]
+            "#,
+        )
+        .expect("valid");
+        assert_eq!(cfg.store.backend, Backend::RedisCluster);
+        assert!(cfg.store.backend.is_redis());
+        assert_eq!(cfg.store.nodes.len(), 2);
+
+        let problems = |store: &str| -> Vec<String> {
+            let text = format!("[identity]\nsecret = \"s\"\n[store]\n{store}\n");
+            match Config::from_toml_str(&text) {
+                Ok(_) => Vec::new(),
+                Err(e) => e
+                    .errors
+                    .iter()
+                    .map(|e| format!("{}: {}", e.path, e.message))
+                    .collect(),
+            }
+        };
+        let cluster = "backend = \"redis-cluster\"\n";
+        for (extra, path, words) in [
+            ("", "store.nodes", "required"),
+            ("nodes = []", "store.nodes", "required"),
+            (
+                "nodes = [\"redis+unix:///tmp/r.sock\"]",
+                "store.nodes",
+                "host:port",
+            ),
+            (
+                "nodes = [\"redis+sentinel://h:1/m\"]",
+                "store.nodes",
+                "host:port",
+            ),
+            ("nodes = [\"redis://h:1/2\"]", "store.nodes", "database 0"),
+            (
+                "nodes = [\"redis://h:1\", \"rediss://h:2\"]",
+                "store.nodes",
+                "TLS",
+            ),
+            (
+                "nodes = [\"rediss://h:1/#insecure\"]",
+                "store.nodes",
+                "insecure",
+            ),
+            (
+                "nodes = [\"redis://h:1\"]\nurl = \"redis://h:1\"",
+                "store.url",
+                "nodes",
+            ),
+            (
+                "nodes = [\"redis://h:1\"]\nkey_prefix = \"{dg}:\"",
+                "store.key_prefix",
+                "hash tags",
+            ),
+            (
+                "nodes = [\"redis://h:1\"]\ntls_ca_file = \"/ca.pem\"",
+                "store.tls_ca_file",
+                "TLS",
+            ),
+        ] {
+            let got = problems(&format!("{cluster}{extra}"));
+            assert!(
+                got.iter().any(|p| p.starts_with(path) && p.contains(words)),
+                "{extra}: {got:?}"
+            );
+        }
+        let got = problems("backend = \"redis\"\nurl = \"redis://h:1\"\nnodes = [\"redis://h:2\"]");
+        assert!(
+            got.iter()
+                .any(|p| p.starts_with("store.nodes") && p.contains("redis-cluster")),
+            "{got:?}"
+        );
+        assert!(problems(&format!("{cluster}nodes = [\"rediss://u:pw@h:1\"]")).is_empty());
+    }
+
+    #[cfg(feature = "redis")]
+    #[test]
     fn urls_are_checked_without_connecting() {
         assert!(check_url("redis://127.0.0.1:6379/0").is_ok());
         assert!(check_url("redis://user:pw@host:1").is_ok());
@@ -443,6 +666,25 @@ mod tests {
         let t = parse_sentinel("redis+sentinel://app:secret@h:1/svc").expect("valid");
         assert_eq!(t.username.as_deref(), Some("app"));
         assert_eq!(t.db, 0);
+        // A `/` and an `@` in a password: percent-escaped, as URLs write them …
+        let t = parse_sentinel("redis+sentinel://ops%40eu:p%2Fa%40ss%3Aw%25d@h:1,g:2/svc/4")
+            .expect("escaped");
+        assert_eq!(t.username.as_deref(), Some("ops@eu"));
+        assert_eq!(t.password.as_deref(), Some("p/a@ss:w%d"));
+        assert_eq!(t.nodes, vec![("h".to_string(), 1), ("g".to_string(), 2)]);
+        assert_eq!((t.service.as_str(), t.db), ("svc", 4));
+        // … or raw, as a person pastes a generated password.
+        let t = parse_sentinel("redis+sentinel://:pa/ss@w@h:1/svc").expect("raw");
+        assert_eq!(t.password.as_deref(), Some("pa/ss@w"));
+        assert_eq!(t.nodes, vec![("h".to_string(), 1)]);
+        assert_eq!(t.service, "svc");
+        for bad in ["%", "%4", "%zz", "%ff"] {
+            let url = format!("redis+sentinel://:s3cret{bad}@h/svc");
+            let e = parse_sentinel(&url);
+            assert_eq!(e, Err(RedisUrlError::Escape), "{bad}");
+            // The error never repeats the secret.
+            assert!(!RedisUrlError::Escape.to_string().contains("s3cret"));
+        }
         for bad in [
             "redis+sentinel://h:1",
             "redis+sentinel://h:1/",

@@ -95,6 +95,12 @@ pub(super) fn validate(cfg: &Config, errors: &mut Errors) {
     if s.upstream_timeout.is_zero() {
         errors.push("server.upstream_timeout", "must be greater than 0");
     }
+    if s.stream_idle_timeout.is_zero() {
+        errors.push("server.stream_idle_timeout", "must be greater than 0");
+    }
+    if s.request_read_timeout.is_zero() {
+        errors.push("server.request_read_timeout", "must be greater than 0");
+    }
     if s.connect_timeout.is_zero() {
         errors.push("server.connect_timeout", "must be greater than 0");
     }

@@ -136,7 +136,11 @@ impl GuardBuilder {
         let detector = Detector::from_config_shared(&self.config, clock.clone())?;
         let overrides = Arc::new(Overrides::new());
         #[cfg(feature = "redis")]
-        if self.config.store.backend == crate::store::Backend::Redis {
+        if crate::watermark::share::wanted(&self.config.store) {
+            crate::watermark::share::share(watermark.index(), &self.config.store)?;
+        }
+        #[cfg(feature = "redis")]
+        if self.config.store.backend.is_redis() {
             let remote = crate::policy::RemoteOverrides::start(
                 &self.config.store,
                 Arc::downgrade(&overrides),

@@ -2,7 +2,8 @@
 //!
 //! One hash, `{key_prefix}overrides`, maps account hashes to their override as
 //! JSON, and a counter, `{key_prefix}overrides:version`, goes up with every
-//! change (both written in one `MULTI`). Every replica loads the hash at start
+//! change (both written in one `MULTI`; with a Redis Cluster the keys are
+//! `{key_prefix}{overrides}` and `…{overrides}:version`, one slot). Every replica loads the hash at start
 //! and then checks the counter once a second, reloading the hash when it moved:
 //! a change made on any replica is in force everywhere within about a second
 //! and survives restarts. A change is written to Redis before it takes effect
@@ -58,8 +59,8 @@ impl RemoteOverrides {
         let conn = crate::store::redis_manager(config, config.timeout)?;
         let remote = Self {
             conn,
-            hash: format!("{}overrides", config.key_prefix).into(),
-            version: format!("{}overrides:version", config.key_prefix).into(),
+            hash: crate::store::redis_key(config, "overrides", "").into(),
+            version: crate::store::redis_key(config, "overrides", ":version").into(),
             timeout: config.timeout,
         };
         handle.spawn(remote.clone().follow(overrides));

@@ -4,6 +4,7 @@
 //! `replay` and the end-to-end tests all run exactly the same layers.
 
 pub mod demo;
+pub mod limits;
 pub mod server;
 pub mod upstream;
 

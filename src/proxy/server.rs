@@ -9,11 +9,12 @@ use axum::body::Body;
 use axum::Router;
 use http::{HeaderName, Request, Response};
 use tower::util::BoxCloneSyncService;
-use tower::{Layer, Service, ServiceBuilder, ServiceExt};
+use tower::{Layer, ServiceBuilder, ServiceExt};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
 use super::demo::DemoModel;
+use super::limits::{limited, ServeLimits};
 use super::upstream::Upstream;
 use crate::dialect::Dialect;
 use crate::guard::Guard;
@@ -59,12 +60,21 @@ pub fn stack(guard: Option<&Guard>, backend: HttpService) -> HttpService {
 const REQUEST_ID: &str = "x-request-id";
 const ANTHROPIC_REQUEST_ID: &str = "request-id";
 
-/// The Axum app `serve` runs: request ids, tracing, the peer address extension,
-/// then [`stack`].
+/// The Axum app `serve` runs, with the default [`ServeLimits`]: see
+/// [`app_with_limits`].
 pub fn app(service: HttpService) -> Router {
+    app_with_limits(service, ServeLimits::default())
+}
+
+/// The Axum app `serve` runs: request ids, tracing, the peer address extension,
+/// the concurrency bound and body read deadline of `limits`, then [`stack`].
+pub fn app_with_limits(service: HttpService, limits: ServeLimits) -> Router {
+    let permits = (limits.max_concurrency > 0)
+        .then(|| std::sync::Arc::new(tokio::sync::Semaphore::new(limits.max_concurrency)));
     let svc = service.clone();
     let svc = tower::service_fn(move |mut req: Request<Body>| {
-        let mut svc = svc.clone();
+        let svc = svc.clone();
+        let permits = permits.clone();
         async move {
             if let Some(ci) = req
                 .extensions()
@@ -78,7 +88,7 @@ pub fn app(service: HttpService) -> Router {
             let anthropic_id = (Dialect::from_path(req.uri().path()) == Dialect::Anthropic)
                 .then(|| req.headers().get(REQUEST_ID).cloned())
                 .flatten();
-            let mut res = svc.call(req).await?;
+            let mut res = limited(svc, permits, limits, req).await?;
             if let Some(id) = anthropic_id {
                 if !res.headers().contains_key(ANTHROPIC_REQUEST_ID) {
                     res.headers_mut()

@@ -39,7 +39,8 @@ impl std::fmt::Debug for SettleGuard {
 impl SettleGuard {
     /// Settles with what is known now. The actual cost is the upstream's usage where
     /// it reported it, else the input estimate plus the output estimated from the
-    /// text actually delivered. An upstream error refunds everything.
+    /// text actually delivered; an unreadable body costs its reservation. An
+    /// upstream error refunds everything.
     pub(crate) fn settle(&mut self) {
         if self.done {
             return;
@@ -48,6 +49,11 @@ impl SettleGuard {
         let usage = self.scanner.finish();
         let actual = if !self.success {
             0
+        } else if self.scanner.unreadable() && usage.output.is_none() {
+            // A body the guard could not read (a coding it cannot decode, a
+            // corrupt stream) costs what was reserved: never less than a
+            // readable one, so no client gains by asking for it.
+            self.reserved
         } else {
             usage.input.unwrap_or(self.input_estimate)
                 + usage

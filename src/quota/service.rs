@@ -142,6 +142,10 @@ impl<ReqBody, ResBody> Stage<ReqBody, ResBody> for EnforceStage {
         let decision = plan.decision(200, outcome.denied.map(|d| d.scope), shadowed);
         note(self, &decision, dialect, plan.admission.now_ms);
         req.extensions_mut().insert(decision.clone());
+        if plan.admission.tokens > 0.0 {
+            // The usage must be readable: ask for the answer uncompressed.
+            crate::encoding::ask_identity(req.headers_mut());
+        }
         let settle = (!shadowed && plan.admission.tokens > 0.0).then(|| {
             (
                 plan.admission.account.clone(),
@@ -178,12 +182,7 @@ impl<ReqBody, ResBody> Stage<ReqBody, ResBody> for EnforceStage {
                 reserved,
                 input_estimate,
                 success: parts.status.is_success(),
-                scanner: UsageScanner::for_content_type(
-                    parts
-                        .headers
-                        .get(http::header::CONTENT_TYPE)
-                        .and_then(|v| v.to_str().ok()),
-                ),
+                scanner: UsageScanner::for_response(&parts.headers),
                 done: false,
             });
         parts.extensions.insert(ctx.decision);

@@ -11,11 +11,20 @@
 //! * Anthropic messages: `usage.input_tokens` (+ cache tokens) and `output_tokens`,
 //!   in streams `message_start` (`message.usage`) and `message_delta` (`usage`,
 //!   cumulative).
+//!
+//! A compressed body (the upstream ignored the `Accept-Encoding: identity` the
+//! stage asked for) is decoded as it streams past, see [`crate::encoding`]; the
+//! bytes the client receives are left as they are. A body that cannot be read
+//! (an unknown coding, a corrupt stream, a JSON body over the bound) is reported
+//! [`unreadable`](UsageScanner::unreadable), and settles at its reservation.
 
+use http::HeaderMap;
 use serde_json::Value;
 
-/// Largest JSON response kept for usage parsing; larger bodies settle at their
-/// reservation.
+use crate::encoding::{Coding, Decoder};
+
+/// Largest JSON response kept for usage parsing; larger bodies are unreadable and
+/// settle at their reservation.
 const MAX_JSON_BYTES: usize = 8 * 1024 * 1024;
 /// Longest SSE line carried between chunks.
 const MAX_LINE_BYTES: usize = 1024 * 1024;
@@ -81,10 +90,37 @@ pub struct UsageScanner {
     /// Bytes of generated text seen in stream deltas, for an estimate when the
     /// upstream reports no usage (OpenAI streams without `include_usage`).
     text_bytes: usize,
+    /// Decodes a compressed body before it is scanned.
+    decoder: Option<Decoder>,
+    /// The body could not be read: its usage is unknown.
+    unreadable: bool,
 }
 
 impl UsageScanner {
-    /// A scanner for a response with this `Content-Type`.
+    /// A scanner for a response with these headers: its `Content-Type` says how
+    /// to read it, its `Content-Encoding` whether to decode it first.
+    pub fn for_response(headers: &HeaderMap) -> Self {
+        let ct = headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok());
+        let mut s = Self::for_content_type(ct);
+        if matches!(s.mode, Mode::Skip) {
+            return s;
+        }
+        let coding = Coding::of(headers);
+        if !coding.is_identity() {
+            match Decoder::new(coding) {
+                Ok(d) => s.decoder = Some(d),
+                Err(e) => {
+                    tracing::warn!(error = %e, ?coding, "cannot read usage from this response");
+                    s.give_up();
+                }
+            }
+        }
+        s
+    }
+
+    /// A scanner for an uncompressed response with this `Content-Type`.
     pub fn for_content_type(content_type: Option<&str>) -> Self {
         let ct = content_type.unwrap_or("").to_ascii_lowercase();
         let mode = if ct.starts_with("text/event-stream") {
@@ -99,17 +135,51 @@ impl UsageScanner {
             usage: Usage::default(),
             overflow: false,
             text_bytes: 0,
+            decoder: None,
+            unreadable: false,
         }
     }
 
-    /// Feeds a chunk of the body.
+    /// Stops reading: the body's usage cannot be known.
+    fn give_up(&mut self) {
+        self.unreadable = true;
+        self.mode = Mode::Skip;
+        self.decoder = None;
+    }
+
+    /// True when the body could not be read (unknown or corrupt coding, a JSON
+    /// body over the bound), so its usage is unknown whatever it held.
+    pub fn unreadable(&self) -> bool {
+        self.unreadable
+    }
+
+    /// Feeds a chunk of the body (as received, compressed or not).
     pub fn feed(&mut self, chunk: &[u8]) {
+        let Some(mut decoder) = self.decoder.take() else {
+            self.feed_plain(chunk);
+            return;
+        };
+        match decoder.feed(chunk) {
+            Ok(plain) => {
+                self.feed_plain(plain);
+                if !self.unreadable {
+                    self.decoder = Some(decoder);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot decode the response to read its usage");
+                self.give_up();
+            }
+        }
+    }
+
+    fn feed_plain(&mut self, chunk: &[u8]) {
         match &mut self.mode {
             Mode::Skip => {}
             Mode::Json(buf) => {
                 if buf.len() + chunk.len() > MAX_JSON_BYTES {
                     self.overflow = true;
-                    self.mode = Mode::Skip;
+                    self.give_up();
                 } else {
                     buf.extend_from_slice(chunk);
                 }
@@ -142,6 +212,16 @@ impl UsageScanner {
 
     /// Finishes the body and returns what was learned.
     pub fn finish(&mut self) -> Usage {
+        if let Some(mut decoder) = self.decoder.take() {
+            match decoder.finish() {
+                Ok(rest) => self.feed_plain(rest),
+                Err(e) => {
+                    tracing::warn!(error = %e, "compressed response ended early");
+                    // What was read so far stands; the rest is unknown.
+                    self.unreadable = self.usage.output.is_none();
+                }
+            }
+        }
         match std::mem::replace(&mut self.mode, Mode::Skip) {
             Mode::Json(buf) => {
                 // Most bodies carry usage: read just that, skipping the text.
@@ -395,6 +475,19 @@ event: message_stop\r\ndata: {\"type\":\"message_stop\"}\r\n\r\n";
         s.feed(json.as_bytes());
         s.finish();
         assert_eq!(s.estimated_output(), 4);
+    }
+
+    #[test]
+    fn a_json_body_over_the_bound_is_unreadable() {
+        let mut s = UsageScanner::for_content_type(Some("application/json"));
+        let chunk = vec![b' '; 1024 * 1024];
+        for _ in 0..8 {
+            s.feed(&chunk);
+        }
+        assert!(!s.unreadable());
+        s.feed(b"{\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":1}}");
+        assert!(s.unreadable());
+        assert_eq!(s.finish(), Usage::default());
     }
 
     #[test]

@@ -78,10 +78,69 @@ fn outcome(d: &DecisionLine) -> usize {
 #[derive(Debug, Default)]
 pub struct ReportBuilder {
     minutes: BTreeMap<u64, Minute>,
-    /// Each account's cluster as of its last decision (interned).
+    /// The cluster as of its last decision (interned) of each account that was
+    /// ever in a cluster of two or more; [`ALONE`] once it is alone again.
+    /// Accounts never linked are only counted (`seen`), so a replay of millions
+    /// of accounts holds an entry per linked account, not per account.
     last_cluster: HashMap<Box<str>, u32>,
     clusters: HashMap<Box<str>, u32>,
+    /// Every account seen, counted approximately in fixed memory.
+    seen: DistinctCount,
     labelled: u64,
+}
+
+/// The slot of an account whose last decision left it alone.
+const ALONE: u32 = u32::MAX;
+
+/// A HyperLogLog count of distinct accounts (2^14 registers, 16 KiB, about 1%
+/// error; exact in effect below some thousands).
+#[derive(Debug)]
+struct DistinctCount(Box<[u8; 1 << 14]>);
+
+impl Default for DistinctCount {
+    fn default() -> Self {
+        Self(Box::new([0; 1 << 14]))
+    }
+}
+
+impl DistinctCount {
+    fn add(&mut self, account: &str) {
+        // 64 bits of the account id (a keyed hash); anything else is hashed.
+        let h = match account
+            .get(..16)
+            .and_then(|h| u64::from_str_radix(h, 16).ok())
+        {
+            Some(h) => h,
+            None => {
+                use std::hash::{Hash, Hasher};
+                let mut d = std::collections::hash_map::DefaultHasher::new();
+                account.hash(&mut d);
+                d.finish()
+            }
+        };
+        // Mixed (splitmix64's finaliser), so ids that are not uniform count too.
+        let mut h = h ^ (h >> 30);
+        h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        h ^= h >> 27;
+        h = h.wrapping_mul(0x94d0_49bb_1331_11eb);
+        h ^= h >> 31;
+        let index = (h >> 50) as usize;
+        let rank = ((h << 14) | (1 << 13)).leading_zeros() as u8 + 1;
+        let r = &mut self.0[index];
+        *r = (*r).max(rank);
+    }
+
+    fn estimate(&self) -> u64 {
+        let m = self.0.len() as f64;
+        let sum: f64 = self.0.iter().map(|r| 2f64.powi(-i32::from(*r))).sum();
+        let raw = 0.7213 / (1.0 + 1.079 / m) * m * m / sum;
+        let zeros = self.0.iter().filter(|r| **r == 0).count();
+        if raw <= 2.5 * m && zeros > 0 {
+            (m * (m / zeros as f64).ln()).round() as u64
+        } else {
+            raw.round() as u64
+        }
+    }
 }
 
 impl ReportBuilder {
@@ -114,12 +173,21 @@ impl ReportBuilder {
         if decision.account.is_empty() {
             return;
         }
+        self.seen.add(&decision.account);
+        let linked = decision.cluster_size >= 2;
+        let slot = self.last_cluster.get_mut(decision.account.as_str());
+        if !linked {
+            if let Some(slot) = slot {
+                *slot = ALONE;
+            }
+            return;
+        }
         let next = self.clusters.len() as u32;
         let c = *self
             .clusters
             .entry(decision.cluster.as_str().into())
             .or_insert(next);
-        match self.last_cluster.get_mut(decision.account.as_str()) {
+        match slot {
             Some(slot) => *slot = c,
             None => {
                 self.last_cluster
@@ -131,12 +199,19 @@ impl ReportBuilder {
     /// The finished figures of this run, named `name` (e.g. the config file).
     pub fn finish(self, name: &str, summary: Summary) -> RunReport {
         let mut sizes: HashMap<u32, u64> = HashMap::new();
-        for c in self.last_cluster.values() {
+        for c in self.last_cluster.values().filter(|c| **c != ALONE) {
             *sizes.entry(*c).or_default() += 1;
         }
         let mut size_counts: BTreeMap<u64, u64> = BTreeMap::new();
+        let mut linked = 0;
         for n in sizes.values() {
             *size_counts.entry(*n).or_default() += 1;
+            linked += n;
+        }
+        // Accounts alone at their last decision: all those seen but the linked.
+        let alone = self.seen.estimate().saturating_sub(linked);
+        if alone > 0 {
+            *size_counts.entry(1).or_default() += alone;
         }
         RunReport {
             name: name.to_owned(),
@@ -638,7 +713,7 @@ pub fn render_html(traffic: &str, runs: &[RunReport]) -> String {
         let alone = r.size_counts.get(&1).copied().unwrap_or(0);
         let _ = write!(
             out,
-            "<p class=\"note\">{} accounts were linked to no other account.</p>",
+            "<p class=\"note\">About {} accounts were linked to no other account.</p>",
             thousands(alone)
         );
     });
@@ -686,6 +761,48 @@ mod tests {
             );
         }
         b.finish(name, Summary::default())
+    }
+
+    #[test]
+    fn cluster_sizes_hold_per_linked_account_not_per_account() {
+        let traffic = parse_line(
+            1,
+            r#"{"ts_ms": 1700000000000, "ip": "192.0.2.1", "method": "POST", "path": "/v1/messages"}"#,
+        )
+        .expect("traffic");
+        let mut b = ReportBuilder::new();
+        let decide = |b: &mut ReportBuilder, account: String, cluster: &str, size: u32| {
+            let d = format!(
+                r#"{{"line": 1, "status": 200, "account": "{account}", "cluster": "{cluster}",
+                "cluster_size": {size}, "score": 0.0, "action": "allow", "tagged": false}}"#
+            );
+            b.observe(&traffic, &parse_decision(1, &d).expect("decision"));
+        };
+        // 50,000 accounts never linked (keyed hashes: uniform hex) …
+        for i in 0..50_000u64 {
+            let a = format!("{:016x}{:016x}", i.wrapping_mul(0x9E37_79B9_7F4A_7C15), i);
+            decide(&mut b, a.clone(), &format!("c_{a}"), 1);
+        }
+        // … a cluster of three, and an account linked and then alone again.
+        for k in ["a1", "a2", "a3"] {
+            decide(&mut b, format!("{k:0>32}"), "c_x", 3);
+        }
+        decide(&mut b, format!("{:0>32}", "b1"), "c_y", 2);
+        decide(&mut b, format!("{:0>32}", "b1"), "c_b1", 1);
+        assert_eq!(
+            b.last_cluster.len(),
+            4,
+            "only accounts ever linked are held"
+        );
+        assert_eq!(b.clusters.len(), 2);
+        let r = b.finish("a", Summary::default());
+        assert_eq!(r.size_counts.get(&3), Some(&1));
+        assert_eq!(r.size_counts.get(&2), None);
+        let alone = r.size_counts.get(&1).copied().unwrap_or(0) as f64;
+        assert!(
+            (alone - 50_001.0).abs() / 50_001.0 < 0.03,
+            "about 50,001 alone: {alone}"
+        );
     }
 
     #[test]

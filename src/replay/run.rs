@@ -244,11 +244,33 @@ pub struct Summary {
     pub score: Option<Report>,
 }
 
+/// Accounts whose tallies a replay keeps for the summary's busiest accounts.
+/// When twice as many are held, those beyond the busiest [`KEPT_ACCOUNTS`] are
+/// dropped (a dropped account seen again starts a new tally), so a replay of
+/// millions of accounts holds a few thousand tallies, not one per account. The
+/// summary lists 10: accounts busy enough to be among them are never dropped.
+const KEPT_ACCOUNTS: usize = 4096;
+
 #[derive(Default)]
 struct Aggregates {
     summary: Summary,
     accounts: HashMap<String, Tally>,
     clusters: HashMap<String, Tally>,
+}
+
+/// Keeps the `keep` busiest of `tallies` (most requests, then the highest score).
+fn keep_busiest(tallies: &mut HashMap<String, Tally>, keep: usize) {
+    if tallies.len() <= keep {
+        return;
+    }
+    let mut all: Vec<(String, Tally)> = tallies.drain().collect();
+    all.select_nth_unstable_by(keep, |(_, a), (_, b)| {
+        b.requests
+            .cmp(&a.requests)
+            .then(b.max_score.total_cmp(&a.max_score))
+    });
+    all.truncate(keep);
+    tallies.extend(all);
 }
 
 impl Aggregates {
@@ -272,6 +294,9 @@ impl Aggregates {
         a.denied += denied;
         a.max_score = a.max_score.max(d.score);
         a.size = a.size.max(d.cluster_size);
+        if self.accounts.len() >= 2 * KEPT_ACCOUNTS {
+            keep_busiest(&mut self.accounts, KEPT_ACCOUNTS);
+        }
         if d.cluster_size >= 2 {
             let c = self
                 .clusters
@@ -560,6 +585,45 @@ fn skip_line(input: &mut impl BufRead) -> std::io::Result<()> {
         input.consume(used);
         if done {
             return Ok(());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(account: String, score: f64) -> DecisionLine {
+        DecisionLine {
+            line: 1,
+            status: 200,
+            account,
+            cluster: "c".into(),
+            cluster_size: 1,
+            score,
+            action: "allow".into(),
+            tagged: false,
+            reasons: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn busiest_accounts_survive_any_churn_of_fresh_ones() {
+        let mut agg = Aggregates::default();
+        for i in 0..100_000u32 {
+            // Ten busy accounts, one request every hundred lines each…
+            if i % 10 == 0 {
+                agg.observe(&line(format!("busy-{}", (i / 10) % 10), 0.5));
+            }
+            // … among a fresh account on every line.
+            agg.observe(&line(format!("fresh-{i}"), 0.0));
+            assert!(agg.accounts.len() < 2 * KEPT_ACCOUNTS, "bounded");
+        }
+        let s = agg.finish();
+        assert_eq!(s.top_accounts.len(), 10);
+        for t in &s.top_accounts {
+            assert!(t.id.starts_with("busy-"), "{}", t.id);
+            assert_eq!(t.requests, 1_000, "{} counted exactly", t.id);
         }
     }
 }

@@ -129,6 +129,11 @@ where
                     this.limit
                 ),
             )),
+            Err(BufferError::TimedOut) => Err(error_response(
+                *this.dialect,
+                ErrorKind::RequestTimeout,
+                "The request body was not received in time.",
+            )),
             Err(BufferError::Read(e)) => Err(error_response(
                 *this.dialect,
                 ErrorKind::InvalidRequest,

@@ -1,6 +1,6 @@
 //! The embedded store: two sharded maps (accounts, clusters) of four buckets each.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use dashmap::DashMap;
 
@@ -15,6 +15,11 @@ use crate::store::gcra;
 pub(super) const MAX_IDLE_MS: u64 = 2 * 86_400_000;
 /// How often (in store time) idle entries are swept.
 const SWEEP_EVERY_MS: u64 = 60_000;
+/// Most entries each map (accounts, clusters) holds by default: about 200 MB
+/// for both at their fullest. See [`MemoryStore::with_max_entries`].
+pub const DEFAULT_MAX_ENTRIES: usize = 1_000_000;
+/// How many admissions pass between two checks of the maps' sizes.
+const SIZE_CHECK_EVERY: u64 = 1024;
 
 #[derive(Debug, Clone, Copy, Default)]
 pub(super) struct Entry {
@@ -127,17 +132,75 @@ pub(super) fn judge(
 /// Admission takes the account's map entry and then the cluster's, always in that
 /// order and in two different maps, so concurrent admissions cannot deadlock and
 /// never overshoot. Entries whose buckets have drained are swept once a minute.
-#[derive(Debug, Default)]
+///
+/// Each map holds at most `max_entries` ([`DEFAULT_MAX_ENTRIES`]): past it (a
+/// churn of fresh keys faster than their buckets drain), the entries that would
+/// have drained soonest are dropped first, down to nine tenths of the bound.
+/// Those are the least used, so forgetting them gives away the least; a busy
+/// account's entry, which drains last, is the last to go.
+#[derive(Debug)]
 pub struct MemoryStore {
     accounts: DashMap<[u8; 16], Entry>,
     clusters: DashMap<[u8; 16], Entry>,
     last_sweep_ms: AtomicU64,
+    max_entries: usize,
+    admissions: AtomicU64,
+    shedding: AtomicBool,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self {
+            accounts: DashMap::new(),
+            clusters: DashMap::new(),
+            last_sweep_ms: AtomicU64::new(0),
+            max_entries: DEFAULT_MAX_ENTRIES,
+            admissions: AtomicU64::new(0),
+            shedding: AtomicBool::new(false),
+        }
+    }
 }
 
 impl MemoryStore {
     /// An empty store.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// At most `max` entries in each map (at least 1).
+    pub fn with_max_entries(mut self, max: usize) -> Self {
+        self.max_entries = max.max(1);
+        self
+    }
+
+    /// Keeps each map within its bound: first drops drained entries, then those
+    /// that would drain soonest, down to nine tenths of the bound.
+    fn shed(&self, now_ms: u64) {
+        if self.shedding.swap(true, Ordering::Acquire) {
+            return; // another admission is at it
+        }
+        for map in [&self.accounts, &self.clusters] {
+            if map.len() <= self.max_entries {
+                continue;
+            }
+            map.retain(|_, e| e.idle_at_ms > now_ms);
+            let len = map.len();
+            let keep = self.max_entries - self.max_entries / 10;
+            if len <= keep {
+                continue;
+            }
+            let mut idle: Vec<u64> = map.iter().map(|e| e.idle_at_ms).collect();
+            let cut = len - keep;
+            let (_, threshold, _) = idle.select_nth_unstable(cut);
+            let threshold = *threshold;
+            map.retain(|_, e| e.idle_at_ms >= threshold);
+            tracing::warn!(
+                dropped = len - map.len(),
+                max_entries = self.max_entries,
+                "quota store full: dropped the entries closest to drained"
+            );
+        }
+        self.shedding.store(false, Ordering::Release);
     }
 
     fn map(&self, scope: Scope) -> &DashMap<[u8; 16], Entry> {
@@ -150,6 +213,11 @@ impl MemoryStore {
     /// Synchronous admission (the embedded store never waits on I/O).
     pub fn admit_now(&self, a: &Admission) -> Outcome {
         self.maybe_sweep(a.now_ms);
+        if self.admissions.fetch_add(1, Ordering::Relaxed) % SIZE_CHECK_EVERY == 0
+            && (self.accounts.len() > self.max_entries || self.clusters.len() > self.max_entries)
+        {
+            self.shed(a.now_ms);
+        }
         let costs = [1.0, 1.0, a.tokens, a.tokens];
         let mut acct = self.accounts.entry(a.account.key).or_default();
         acct.bring_to(a.now_ms, &a.account.limits);
@@ -181,15 +249,29 @@ impl MemoryStore {
 
     /// Synchronous settlement.
     pub fn settle_now(&self, s: &Settlement) {
-        let costs = [0.0, 0.0, s.token_delta, s.token_delta];
-        let apply = |subject: &Subject| {
+        self.charge_now(
+            s.now_ms,
+            std::iter::once(&s.account).chain(&s.cluster),
+            0.0,
+            s.token_delta,
+        );
+    }
+
+    /// Adds `requests` and `tokens` (negative gives back) to each subject's
+    /// buckets without checking them: a settlement, or the refund of an
+    /// admission a backend charged in two steps.
+    pub(crate) fn charge_now<'a>(
+        &self,
+        now_ms: u64,
+        subjects: impl IntoIterator<Item = &'a Subject>,
+        requests: f64,
+        tokens: f64,
+    ) {
+        let costs = [requests, requests, tokens, tokens];
+        for subject in subjects {
             let mut e = self.map(subject.scope).entry(subject.key).or_default();
-            e.bring_to(s.now_ms, &subject.limits);
-            e.charge(&costs, &subject.limits, s.now_ms);
-        };
-        apply(&s.account);
-        if let Some(c) = &s.cluster {
-            apply(c);
+            e.bring_to(now_ms, &subject.limits);
+            e.charge(&costs, &subject.limits, now_ms);
         }
     }
 
@@ -331,5 +413,49 @@ mod tests {
         assert_eq!(store.tracked(), 100, "not yet drained");
         store.sweep(1_000 + 61_000);
         assert_eq!(store.tracked(), 0);
+    }
+
+    #[test]
+    fn fresh_key_churn_stays_within_the_bound_and_busy_accounts_keep_their_state() {
+        let store = MemoryStore::new().with_max_entries(1_000);
+        // One request a day: an entry drains a day after its request.
+        let daily = |k: u32| Subject {
+            scope: Scope::Account,
+            key: {
+                let mut key = [0u8; 16];
+                key[..4].copy_from_slice(&k.to_le_bytes());
+                key[15] = 1;
+                key
+            },
+            limits: [
+                None,
+                Some(BucketLimit::new(1.0, 86_400_000.0, 10.0)),
+                None,
+                None,
+            ],
+        };
+        let busy = daily(u32::MAX);
+        for _ in 0..9 {
+            let a = Admission {
+                now_ms: 1,
+                account: busy.clone(),
+                cluster: None,
+                tokens: 0.0,
+            };
+            assert!(store.admit_now(&a).denied.is_none());
+        }
+        for k in 0..50_000u32 {
+            let a = Admission {
+                now_ms: 2 + u64::from(k),
+                account: daily(k),
+                cluster: None,
+                tokens: 0.0,
+            };
+            store.admit_now(&a);
+            assert!(store.tracked() <= 1_000 + SIZE_CHECK_EVERY as usize, "{k}");
+        }
+        // The busy account spent 9 of its 10 and was never forgotten.
+        let v = store.peek(&busy, 60_000)[1].expect("view");
+        assert!(v.remaining < 1.5, "{}", v.remaining);
     }
 }

@@ -21,13 +21,14 @@ use std::task::{Context, Poll};
 
 #[cfg(feature = "redis")]
 pub(crate) use self::redis::{
-    call as redis_call, manager as redis_manager, within as redis_within, RedisConn,
+    call as redis_call, manager as redis_manager, named as redis_key, within as redis_within,
+    RedisConn,
 };
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use self::redis::{RedisCallError, RedisStore};
 pub use crate::config::{Backend, OnError, StoreConfig};
-pub use memory::MemoryStore;
+pub use memory::{MemoryStore, DEFAULT_MAX_ENTRIES};
 
 use self::gcra::BucketLimit;
 use crate::config::ConfigError;
@@ -194,6 +195,44 @@ impl StoreError {
     }
 }
 
+/// How a shared backend is doing, for the admin API (`/api/status`) and the
+/// metrics; see [`Store::status`]. Counters count since the store was built.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct StoreStatus {
+    /// Whether the backend answered its last call (no outage in progress).
+    pub up: bool,
+    /// Outages: times the backend went from answering to failing.
+    pub outages: u64,
+    /// Admissions and settlements answered by the in-process fallback
+    /// (`fail_open`) because the backend was down or too slow.
+    pub fallbacks: u64,
+    /// Requests refused from the local copy of refused subjects, without a
+    /// round trip.
+    pub local_denials: u64,
+    /// Settlements queued for the backend or being sent now.
+    pub settlements_pending: u64,
+    /// Settlements the backend applied.
+    pub settlements_sent: u64,
+    /// Settlements folded into a queued one of the same subjects because the
+    /// queue was full: their token deltas reach the backend in that one.
+    pub settlements_merged: u64,
+    /// Settlements applied in process because the backend was down or failed.
+    pub settlements_local: u64,
+    /// Settlements applied in process because the queue was full and held no
+    /// settlement of the same subjects: the backend never sees them.
+    pub settlements_overflow: u64,
+    /// Settlements (or their account's or cluster's half) taken by a local
+    /// lease, without a round trip.
+    pub settlements_leased: u64,
+    /// Local leases held now (`local_leases`).
+    pub leases: u64,
+    /// Local leases taken.
+    pub leases_taken: u64,
+    /// Admissions answered from a local lease, without a round trip.
+    pub leased_admissions: u64,
+}
+
 /// The future of a [`Store`] call: ready at once for a store that answers in
 /// memory (no allocation), boxed for one that waits on I/O.
 pub struct StoreFuture<'a, T> {
@@ -265,6 +304,12 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// Number of subjects currently tracked (for metrics and memory tests).
     fn tracked(&self) -> usize;
 
+    /// How a shared backend is doing; `None` for a store in this process only
+    /// (the default).
+    fn status(&self) -> Option<StoreStatus> {
+        None
+    }
+
     /// The current state of a subject's buckets under `subject.limits`, without
     /// charging anything (for the admin API). `None` when the backend cannot
     /// inspect (the default).
@@ -288,10 +333,10 @@ pub fn build_store(config: &StoreConfig) -> Result<Arc<dyn Store>, ConfigError> 
     match config.backend {
         Backend::Memory => Ok(Arc::new(MemoryStore::new())),
         #[cfg(feature = "redis")]
-        Backend::Redis => Ok(Arc::new(RedisStore::new(config)?)),
+        Backend::Redis | Backend::RedisCluster => Ok(Arc::new(RedisStore::new(config)?)),
         // `validate` refuses it in a build without Redis support.
         #[cfg(not(feature = "redis"))]
-        Backend::Redis => Err(crate::config::no_redis()),
+        Backend::Redis | Backend::RedisCluster => Err(crate::config::no_redis()),
     }
 }
 

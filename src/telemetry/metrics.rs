@@ -47,6 +47,17 @@ const ADMIN_DENIED: &str = "distill_guard_admin_unauthorized_total";
 const CLUSTER_LOG_EVENTS: &str = "distill_guard_cluster_log_events_total";
 const CLUSTER_LOG_ERRORS: &str = "distill_guard_cluster_log_errors_total";
 const CLUSTER_LOG_UP: &str = "distill_guard_cluster_log_up";
+const STORE_UP: &str = "distill_guard_store_up";
+const STORE_OUTAGES: &str = "distill_guard_store_outages_total";
+const STORE_FALLBACKS: &str = "distill_guard_store_fallbacks_total";
+const STORE_LOCAL_DENIALS: &str = "distill_guard_store_local_denials_total";
+const STORE_SETTLEMENTS: &str = "distill_guard_store_settlements_total";
+const STORE_SETTLEMENTS_PENDING: &str = "distill_guard_store_settlements_pending";
+const STORE_LEASES: &str = "distill_guard_store_leases";
+const STORE_LEASES_TAKEN: &str = "distill_guard_store_leases_taken_total";
+const STORE_LEASED: &str = "distill_guard_store_leased_admissions_total";
+/// What became of settlements, in [`StoreMetrics::settlements`] order.
+const SETTLEMENT_OUTCOMES: [&str; 5] = ["sent", "merged", "local", "overflow", "leased"];
 /// Kinds of shared cluster-log events, in [`Metrics::cluster_log`] order.
 #[cfg(feature = "redis")]
 const CLUSTER_LOG_KINDS: [&str; 4] = ["published", "applied", "dropped", "malformed"];
@@ -102,6 +113,20 @@ struct ClusterLogMetrics {
     up: Gauge,
 }
 
+/// A shared store's health (see [`crate::store::StoreStatus`]).
+#[derive(Debug)]
+struct StoreMetrics {
+    up: Gauge,
+    outages: Counter,
+    fallbacks: Counter,
+    local_denials: Counter,
+    settlements: [Counter; 5],
+    pending: Gauge,
+    leases: Gauge,
+    leases_taken: Counter,
+    leased: Counter,
+}
+
 /// The metrics of one guard. Cheap to record into from any thread.
 pub struct Metrics {
     recorder: PrometheusRecorder,
@@ -130,6 +155,8 @@ pub struct Metrics {
     /// Registered on first use, so a guard without shared clusters shows none.
     #[cfg(feature = "redis")]
     cluster_log: OnceLock<ClusterLogMetrics>,
+    /// Registered on first use, so the embedded store shows none.
+    store: OnceLock<StoreMetrics>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -228,6 +255,7 @@ impl Metrics {
             admin_denied: counter(ADMIN_DENIED, &[]),
             #[cfg(feature = "redis")]
             cluster_log: OnceLock::new(),
+            store: OnceLock::new(),
             recorder,
             handle,
         }
@@ -381,6 +409,57 @@ impl Metrics {
         m.up.set(if c.down { 0.0 } else { 1.0 });
     }
 
+    /// A shared store's health and counters (see [`crate::store::Store::status`]).
+    pub fn store_status(&self, s: crate::store::StoreStatus) {
+        let m = self.store.get_or_init(|| {
+            let key = |name| Key::from_parts(name, labels(&[]));
+            StoreMetrics {
+                up: self.recorder.register_gauge(&key(STORE_UP), &meta()),
+                outages: self.recorder.register_counter(&key(STORE_OUTAGES), &meta()),
+                fallbacks: self
+                    .recorder
+                    .register_counter(&key(STORE_FALLBACKS), &meta()),
+                local_denials: self
+                    .recorder
+                    .register_counter(&key(STORE_LOCAL_DENIALS), &meta()),
+                settlements: std::array::from_fn(|i| {
+                    self.recorder.register_counter(
+                        &Key::from_parts(
+                            STORE_SETTLEMENTS,
+                            labels(&[("outcome", SETTLEMENT_OUTCOMES[i])]),
+                        ),
+                        &meta(),
+                    )
+                }),
+                pending: self
+                    .recorder
+                    .register_gauge(&key(STORE_SETTLEMENTS_PENDING), &meta()),
+                leases: self.recorder.register_gauge(&key(STORE_LEASES), &meta()),
+                leases_taken: self
+                    .recorder
+                    .register_counter(&key(STORE_LEASES_TAKEN), &meta()),
+                leased: self.recorder.register_counter(&key(STORE_LEASED), &meta()),
+            }
+        });
+        m.leases.set(s.leases as f64);
+        m.leases_taken.absolute(s.leases_taken);
+        m.leased.absolute(s.leased_admissions);
+        for (counter, n) in m.settlements.iter().zip([
+            s.settlements_sent,
+            s.settlements_merged,
+            s.settlements_local,
+            s.settlements_overflow,
+            s.settlements_leased,
+        ]) {
+            counter.absolute(n);
+        }
+        m.pending.set(s.settlements_pending as f64);
+        m.up.set(if s.up { 1.0 } else { 0.0 });
+        m.outages.absolute(s.outages);
+        m.fallbacks.absolute(s.fallbacks);
+        m.local_denials.absolute(s.local_denials);
+    }
+
     /// A refused admin request (missing or wrong token).
     pub fn admin_unauthorized(&self) {
         self.admin_denied.increment(1);
@@ -491,6 +570,51 @@ fn describe(r: &PrometheusRecorder) {
         None,
         "Failed Redis calls of the shared cluster log.",
     );
+    d(
+        STORE_OUTAGES,
+        None,
+        "Outages of the shared quota store: times it went from answering to failing.",
+    );
+    d(
+        STORE_FALLBACKS,
+        None,
+        "Admissions and settlements answered in process because the shared quota store was down or too slow (fail_open).",
+    );
+    d(
+        STORE_LOCAL_DENIALS,
+        None,
+        "Requests refused from the local copy of refused subjects, without a round trip to the shared quota store.",
+    );
+    d(
+        STORE_SETTLEMENTS,
+        None,
+        "Token settlements of the shared quota store by outcome: sent (applied by it), merged (folded into a queued settlement of the same subjects because the queue was full, sent with it), local (applied in process: store down or failing), overflow (applied in process: queue full with other subjects), leased (taken by a local lease).",
+    );
+    d(
+        STORE_LEASES_TAKEN,
+        None,
+        "Local leases taken from the shared quota store (local_leases).",
+    );
+    d(
+        STORE_LEASED,
+        None,
+        "Admissions answered from a local lease, without a round trip to the shared quota store.",
+    );
+    r.describe_gauge(
+        KeyName::from_const_str(STORE_LEASES),
+        None,
+        "Local leases held now (local_leases).".into(),
+    );
+    r.describe_gauge(
+        KeyName::from_const_str(STORE_SETTLEMENTS_PENDING),
+        None,
+        "Settlements queued for the shared quota store or being sent.".into(),
+    );
+    r.describe_gauge(
+        KeyName::from_const_str(STORE_UP),
+        None,
+        "1 while the shared quota store's last call succeeded.".into(),
+    );
     r.describe_gauge(
         KeyName::from_const_str(CLUSTER_LOG_UP),
         None,
@@ -523,6 +647,48 @@ mod tests {
             "distill_guard_cluster_log_events_total{event=\"malformed\"} 1",
             "distill_guard_cluster_log_errors_total 3",
             "distill_guard_cluster_log_up 0",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "{line} missing from\n{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn store_metrics_appear_only_once_fed() {
+        let m = Metrics::new();
+        assert!(
+            !m.render(0).contains(STORE_UP),
+            "the embedded store shows none"
+        );
+        let s = crate::store::StoreStatus {
+            outages: 2,
+            fallbacks: 40,
+            local_denials: 7,
+            settlements_sent: 90,
+            settlements_merged: 4,
+            settlements_overflow: 1,
+            settlements_pending: 12,
+            leases: 3,
+            leased_admissions: 500,
+            ..Default::default()
+        };
+        m.store_status(s);
+        let text = m.render(0);
+        for line in [
+            "distill_guard_store_up 0",
+            "distill_guard_store_outages_total 2",
+            "distill_guard_store_fallbacks_total 40",
+            "distill_guard_store_local_denials_total 7",
+            "distill_guard_store_settlements_total{outcome=\"sent\"} 90",
+            "distill_guard_store_settlements_total{outcome=\"merged\"} 4",
+            "distill_guard_store_settlements_total{outcome=\"local\"} 0",
+            "distill_guard_store_settlements_total{outcome=\"overflow\"} 1",
+            "distill_guard_store_settlements_pending 12",
+            "distill_guard_store_leases 3",
+            "distill_guard_store_leases_taken_total 0",
+            "distill_guard_store_leased_admissions_total 500",
         ] {
             assert!(
                 text.lines().any(|l| l == line),

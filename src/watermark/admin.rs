@@ -85,6 +85,12 @@ where
         Err(BufferError::Read(e)) => {
             return respond(StatusCode::BAD_REQUEST, json!({"error": e}));
         }
+        Err(BufferError::TimedOut) => {
+            return respond(
+                StatusCode::REQUEST_TIMEOUT,
+                json!({"error": "the text was not received in time"}),
+            );
+        }
     };
     let Ok(text) = std::str::from_utf8(&bytes) else {
         return respond(

@@ -7,6 +7,7 @@ use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
 use super::sse::SseRewriter;
+use crate::encoding::Decoded;
 
 pin_project! {
     #[project = KindProj]
@@ -19,7 +20,7 @@ pin_project! {
         Prefixed { prefix: Option<Bytes>, body: Pin<Box<B>> },
         Failed { prefix: Option<Bytes>, error: Option<B::Error> },
         Sse {
-            #[pin] body: B,
+            #[pin] body: Decoded<B>,
             rewriter: Box<SseRewriter>,
             trailers: Option<HeaderMap>,
             done: bool,
@@ -88,7 +89,7 @@ impl<B: Body> WatermarkBody<B> {
         }
     }
 
-    pub(crate) fn sse(body: B, rewriter: SseRewriter) -> Self {
+    pub(crate) fn sse(body: Decoded<B>, rewriter: SseRewriter) -> Self {
         Self {
             kind: Kind::Sse {
                 body,

@@ -18,6 +18,7 @@ use super::state::Watermarker;
 use super::tag::TagKind;
 use super::TAG_HEADER;
 use crate::dialect::Dialect;
+use crate::encoding::{Coding, Decoded, Decoder};
 
 pin_project! {
     #[project = StateProj]
@@ -34,6 +35,8 @@ pin_project! {
         },
         Collecting {
             body: Option<Pin<Box<B>>>,
+            // Decodes the collected body of a compressed answer at its end.
+            decoder: Option<Decoder>,
             parts: Option<http::response::Parts>,
             buf: Vec<u8>,
             trailers: Option<HeaderMap>,
@@ -103,19 +106,28 @@ enum Route {
     Json,
 }
 
-fn route(res: &http::response::Parts, max_json: u64) -> Route {
+/// How a response is tagged, and the decoder of its compressed body (an upstream
+/// that compressed although the stage asked for identity).
+fn route(res: &http::response::Parts, max_json: u64) -> (Route, Option<Decoder>) {
     if !res.status.is_success() || res.status == http::StatusCode::NO_CONTENT {
-        return Route::Pass;
+        return (Route::Pass, None);
     }
+    let route = route_by_type(res, max_json);
+    if matches!(route, Route::Pass | Route::HeaderOnly) {
+        return (route, None);
+    }
+    match Coding::of(&res.headers) {
+        Coding::Identity => (route, None),
+        // Decoded and sent on uncompressed, so its body can be tagged.
+        coding => match Decoder::new(coding) {
+            Ok(d) => (route, Some(d)),
+            Err(_) => (Route::HeaderOnly, None),
+        },
+    }
+}
+
+fn route_by_type(res: &http::response::Parts, max_json: u64) -> Route {
     let h = &res.headers;
-    if let Some(enc) = h.get(CONTENT_ENCODING) {
-        let identity = enc
-            .to_str()
-            .is_ok_and(|v| v.trim().eq_ignore_ascii_case("identity"));
-        if !identity {
-            return Route::HeaderOnly;
-        }
-    }
     let ct = h
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -131,12 +143,20 @@ fn route(res: &http::response::Parts, max_json: u64) -> Route {
             .get(CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > max_json) {
+        if declared.is_some_and(|n| n > max_json) && Coding::of(h).is_identity() {
             return Route::HeaderOnly;
         }
         return Route::Json;
     }
     Route::HeaderOnly
+}
+
+/// The decoded bytes of a whole compressed body, if it decodes completely to at
+/// most `max` bytes.
+fn decode_whole(mut d: Decoder, raw: &[u8], max: u64) -> Option<Vec<u8>> {
+    let mut out = d.feed(raw).ok()?.to_vec();
+    out.extend_from_slice(d.finish().ok()?);
+    (out.len() as u64 <= max).then_some(out)
 }
 
 fn set_tag(headers: &mut HeaderMap, tag: &str) {
@@ -196,7 +216,8 @@ where
                         return Poll::Ready(Ok(res.map(WatermarkBody::passthrough)));
                     };
                     let (mut parts, body) = res.into_parts();
-                    match route(&parts, marker.max_json_bytes) {
+                    let (route, decoder) = route(&parts, marker.max_json_bytes);
+                    match route {
                         Route::Pass => {
                             state.set(State::Done);
                             return Poll::Ready(Ok(Response::from_parts(
@@ -221,10 +242,13 @@ where
                             );
                             set_tag(&mut parts.headers, rw.start_tag());
                             parts.headers.remove(CONTENT_LENGTH);
+                            if decoder.is_some() {
+                                parts.headers.remove(CONTENT_ENCODING);
+                            }
                             state.set(State::Done);
                             return Poll::Ready(Ok(Response::from_parts(
                                 parts,
-                                WatermarkBody::sse(body, rw),
+                                WatermarkBody::sse(Decoded::new(body, decoder), rw),
                             )));
                         }
                         Route::Json => {
@@ -237,6 +261,7 @@ where
                                 .min(1 << 20);
                             state.set(State::Collecting {
                                 body: Some(Box::pin(body)),
+                                decoder,
                                 parts: Some(parts),
                                 buf: Vec::with_capacity(capacity),
                                 trailers: None,
@@ -248,6 +273,7 @@ where
                 }
                 StateProj::Collecting {
                     body,
+                    decoder,
                     parts,
                     buf,
                     trailers,
@@ -318,6 +344,30 @@ where
                                 continue;
                             };
                             let trailers = trailers.take();
+                            // A compressed answer is decoded whole; one that does not
+                            // decode (or decodes past the bound) passes as it came,
+                            // with the header tag.
+                            let raw = std::mem::take(buf);
+                            let plain = match decoder.take() {
+                                None => Ok(raw),
+                                Some(d) => decode_whole(d, &raw, marker.max_json_bytes).ok_or(raw),
+                            };
+                            let mut plain = match plain {
+                                Ok(plain) => plain,
+                                Err(raw) => {
+                                    set_tag(&mut p.headers, &i.sign(TagKind::Header, None, None));
+                                    state.set(State::Done);
+                                    return Poll::Ready(Ok(Response::from_parts(
+                                        p,
+                                        WatermarkBody::full(raw.into(), trailers),
+                                    )));
+                                }
+                            };
+                            if Coding::of(&p.headers) != Coding::Identity {
+                                p.headers.remove(CONTENT_ENCODING);
+                                p.headers.remove(CONTENT_LENGTH);
+                            }
+                            let buf = &mut plain;
                             let body = match json::rewrite(buf, &i, marker.in_body) {
                                 Some(rw) => {
                                     set_tag(&mut p.headers, &rw.tag);

@@ -12,6 +12,11 @@
 //! a linear scan, meant for the occasional `trace` (a few milliseconds per 50 000
 //! entries), never for the request path.
 //!
+//! With a Redis store the replicas share their entries (see `share`): each
+//! entry is published as it is recorded, and the other replicas' entries are
+//! added as they arrive, so every replica's index holds the responses all of
+//! them served and `trace --server` may ask any replica.
+//!
 //! Confidence is a heuristic in `0..=1`: the larger of the share of the query's
 //! paragraphs found (SimHash within [`SIMHASH_DISTANCE`] bits) and the estimated
 //! share of the query's shingles contained in the response (from the MinHash
@@ -286,11 +291,26 @@ pub struct IndexMatch {
     pub confidence: f64,
 }
 
+/// Where a recorded entry is published (encoded), once sharing started.
+type Publish = Box<dyn Fn(Vec<u8>) + Send + Sync>;
+
 /// The bounded index of tagged responses. Cheap to share behind an `Arc`.
-#[derive(Debug)]
 pub struct TraceIndex {
     max_entries: usize,
     entries: Mutex<VecDeque<Entry>>,
+    publish: std::sync::OnceLock<Publish>,
+    /// The log the entries are shared through, once sharing started.
+    #[cfg(feature = "redis")]
+    log: std::sync::OnceLock<crate::cluster::share::SharedLog>,
+}
+
+impl std::fmt::Debug for TraceIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TraceIndex")
+            .field("max_entries", &self.max_entries)
+            .field("shared", &self.publish.get().is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl TraceIndex {
@@ -299,6 +319,9 @@ impl TraceIndex {
         Self {
             max_entries,
             entries: Mutex::new(VecDeque::with_capacity(max_entries.min(4096))),
+            publish: std::sync::OnceLock::new(),
+            #[cfg(feature = "redis")]
+            log: std::sync::OnceLock::new(),
         }
     }
 
@@ -324,17 +347,53 @@ impl TraceIndex {
         let Some(print) = TextPrint::of(text) else {
             return;
         };
-        let mut entries = self.lock();
-        while entries.len() >= self.max_entries {
-            entries.pop_front();
-        }
-        entries.push_back(Entry {
+        let entry = Entry {
             account,
             cluster,
             request_id,
             issued_at_ms,
             print,
-        });
+        };
+        if let Some(publish) = self.publish.get() {
+            let mut bytes = Vec::with_capacity(ENTRY_BYTES_MIN + 8 * entry.print.paragraphs.len());
+            encode_entry(&entry, &mut bytes);
+            publish(bytes);
+        }
+        self.push(entry);
+    }
+
+    fn push(&self, entry: Entry) {
+        if self.max_entries == 0 {
+            return;
+        }
+        let mut entries = self.lock();
+        while entries.len() >= self.max_entries {
+            entries.pop_front();
+        }
+        entries.push_back(entry);
+    }
+
+    /// Publishes every entry recorded from now on through `log` (once; later
+    /// calls are ignored).
+    #[cfg(feature = "redis")]
+    pub(crate) fn publish_to(&self, log: crate::cluster::share::SharedLog) {
+        let sender = log.clone();
+        if self.log.set(log).is_ok() {
+            let _ = self.publish.set(Box::new(move |bytes| sender.send(bytes)));
+        }
+    }
+
+    /// The counters of sharing this index with the other replicas (`None`
+    /// when it is not shared).
+    #[cfg(feature = "redis")]
+    pub fn shared_counts(&self) -> Option<crate::cluster::share::ShareCounts> {
+        self.log.get().map(crate::cluster::share::SharedLog::counts)
+    }
+
+    /// Adds an entry of another replica's batch (see [`decode_batch`]).
+    #[cfg(feature = "redis")]
+    pub(crate) fn add_shared(&self, entry: SharedEntry) {
+        self.push(entry.0);
     }
 
     /// The most responses kept.
@@ -410,9 +469,185 @@ impl TraceIndex {
     }
 }
 
+/// An entry received from another replica.
+#[cfg(feature = "redis")]
+#[derive(Debug, Clone)]
+pub(crate) struct SharedEntry(Entry);
+
+/// Bytes of an encoded entry without its paragraphs.
+const ENTRY_BYTES_MIN: usize = 16 * 3 + 8 + 4 + 4 * MINHASH_SLOTS + 1;
+/// The header of a batch of shared entries: `dw`, version 1.
+#[cfg(feature = "redis")]
+const MAGIC: &[u8; 3] = b"dw\x01";
+/// Most entries in one batch.
+#[cfg(feature = "redis")]
+const MAX_BATCH: usize = 4096;
+
+/// Appends `e` to `out`:
+/// `account[16] cluster[16] request_id[16] issued_at_ms u64 shingles u32
+/// minhash 64 × u32 n u8 n × paragraph u64`, little-endian.
+fn encode_entry(e: &Entry, out: &mut Vec<u8>) {
+    out.extend_from_slice(&e.account.0);
+    out.extend_from_slice(&e.cluster.0);
+    out.extend_from_slice(&e.request_id.0);
+    out.extend_from_slice(&e.issued_at_ms.to_le_bytes());
+    out.extend_from_slice(&e.print.shingles.to_le_bytes());
+    for m in &e.print.minhash {
+        out.extend_from_slice(&m.to_le_bytes());
+    }
+    let n = e.print.paragraphs.len().min(MAX_PARAGRAPHS);
+    out.push(n as u8);
+    for p in &e.print.paragraphs[..n] {
+        out.extend_from_slice(&p.to_le_bytes());
+    }
+}
+
+/// A batch of encoded entries from replica `replica`:
+/// `"dw" 0x01 | replica u64 | count u16 | count × entry`.
+#[cfg(feature = "redis")]
+pub(crate) fn encode_batch(replica: u64, entries: &[Vec<u8>]) -> Vec<u8> {
+    let count = entries.len().min(MAX_BATCH);
+    let len: usize = entries.iter().take(count).map(Vec::len).sum();
+    let mut out = Vec::with_capacity(13 + len);
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&replica.to_le_bytes());
+    out.extend_from_slice(&(count as u16).to_le_bytes());
+    for e in entries.iter().take(count) {
+        out.extend_from_slice(e);
+    }
+    out
+}
+
+/// Why a batch of shared entries could not be decoded.
+#[cfg(feature = "redis")]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum BatchError {
+    /// Not this format or version.
+    #[error("not a batch of trace index entries (bad magic or version)")]
+    Magic,
+    /// Ended in the middle of a field.
+    #[error("truncated at byte {0}")]
+    Truncated(usize),
+    /// Too many entries or paragraphs, or bytes left over.
+    #[error("bad count or trailing bytes")]
+    Count,
+}
+
+/// Decodes a batch: the replica that wrote it and its entries. Every length is
+/// checked; anything malformed is an error for the whole batch, never a panic.
+#[cfg(feature = "redis")]
+pub(crate) fn decode_batch(buf: &[u8]) -> Result<(u64, Vec<SharedEntry>), BatchError> {
+    let mut at = 0usize;
+    let mut take = |n: usize| -> Result<&[u8], BatchError> {
+        let end = at.checked_add(n).ok_or(BatchError::Truncated(at))?;
+        let s = buf.get(at..end).ok_or(BatchError::Truncated(at))?;
+        at = end;
+        Ok(s)
+    };
+    fn arr<const N: usize>(s: &[u8]) -> [u8; N] {
+        let mut a = [0u8; N];
+        a.copy_from_slice(&s[..N]);
+        a
+    }
+    if take(3).map_err(|_| BatchError::Magic)? != MAGIC {
+        return Err(BatchError::Magic);
+    }
+    let replica = u64::from_le_bytes(arr(take(8)?));
+    let count = usize::from(u16::from_le_bytes(arr(take(2)?)));
+    if count > MAX_BATCH {
+        return Err(BatchError::Count);
+    }
+    let mut out = Vec::with_capacity(count);
+    for _ in 0..count {
+        let account = AccountId(arr(take(16)?));
+        let cluster = ClusterId(arr(take(16)?));
+        let request_id = RequestId(arr(take(16)?));
+        let issued_at_ms = u64::from_le_bytes(arr(take(8)?));
+        let shingles = u32::from_le_bytes(arr(take(4)?));
+        let mut minhash = [0u32; MINHASH_SLOTS];
+        for m in &mut minhash {
+            *m = u32::from_le_bytes(arr(take(4)?));
+        }
+        let n = usize::from(take(1)?[0]);
+        if n > MAX_PARAGRAPHS {
+            return Err(BatchError::Count);
+        }
+        let mut paragraphs = Vec::with_capacity(n);
+        for _ in 0..n {
+            paragraphs.push(u64::from_le_bytes(arr(take(8)?)));
+        }
+        out.push(SharedEntry(Entry {
+            account,
+            cluster,
+            request_id,
+            issued_at_ms,
+            print: TextPrint {
+                minhash,
+                paragraphs,
+                shingles,
+            },
+        }));
+    }
+    if at != buf.len() {
+        return Err(BatchError::Count);
+    }
+    Ok((replica, out))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(feature = "redis")]
+    #[test]
+    fn shared_entries_round_trip_and_malformed_batches_are_errors() {
+        let idx = TraceIndex::new(10);
+        let entry = |text: &str, n: u8| Entry {
+            account: AccountId([n; 16]),
+            cluster: ClusterId([n + 1; 16]),
+            request_id: RequestId([n + 2; 16]),
+            issued_at_ms: 1_700_000_000_000 + u64::from(n),
+            print: TextPrint::of(text).expect("words"),
+        };
+        let entries = [entry(A, 1), entry(B, 5)];
+        let encoded: Vec<Vec<u8>> = entries
+            .iter()
+            .map(|e| {
+                let mut out = Vec::new();
+                encode_entry(e, &mut out);
+                out
+            })
+            .collect();
+        let batch = encode_batch(77, &encoded);
+        let (replica, got) = decode_batch(&batch).expect("decodes");
+        assert_eq!(replica, 77);
+        assert_eq!(got.len(), 2);
+        for (g, e) in got.iter().zip(&entries) {
+            assert_eq!(g.0.account, e.account);
+            assert_eq!(g.0.request_id, e.request_id);
+            assert_eq!(g.0.print, e.print);
+        }
+        for g in got {
+            idx.add_shared(g);
+        }
+        let hit = idx.lookup(&A[..200]).expect("traced from a shared entry");
+        assert_eq!(hit.account, AccountId([1; 16]));
+        // Every truncation, a wrong magic, trailing bytes and an oversized
+        // paragraph count are errors, never panics.
+        for cut in 0..batch.len() {
+            assert!(decode_batch(&batch[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut bad = batch.clone();
+        bad[0] = b'x';
+        assert_eq!(decode_batch(&bad).err(), Some(BatchError::Magic));
+        let mut long = batch.clone();
+        long.push(0);
+        assert_eq!(decode_batch(&long).err(), Some(BatchError::Count));
+        let mut paragraphs = encode_batch(1, &encoded[..1]);
+        let n_at = 13 + 16 * 3 + 8 + 4 + 4 * MINHASH_SLOTS;
+        paragraphs[n_at] = 200;
+        assert!(decode_batch(&paragraphs).is_err());
+    }
 
     const A: &str = "Photosynthesis converts light energy into chemical energy stored in glucose. \
         Chlorophyll in the chloroplasts absorbs mostly red and blue light and reflects green.\n\n\

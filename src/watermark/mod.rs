@@ -48,6 +48,9 @@ pub mod json;
 mod layer;
 pub mod mark;
 mod service;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub mod share;
 pub mod sse;
 mod state;
 pub mod tag;

@@ -99,6 +99,11 @@ where
             })
             .flatten();
         let dialect = Dialect::from_path(req.uri().path());
+        let mut req = req;
+        if issue.is_some() {
+            // Tags go into the body: ask for it uncompressed.
+            crate::encoding::ask_identity(req.headers_mut());
+        }
         let future = self.inner.call(req);
         let future = match issue {
             Some(issue) => WatermarkFuture::tagging(future, issue, self.marker.clone(), dialect),

@@ -4,7 +4,10 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod compress;
 pub mod process;
+#[cfg(feature = "proxy")]
+pub mod stack;
 pub mod traffic;
 pub mod wait;
 
@@ -60,6 +63,18 @@ fn free_port() -> u16 {
     l.local_addr().expect("local addr").port()
 }
 
+/// A free port whose cluster bus port (port + 10000) is free too.
+fn free_cluster_port() -> u16 {
+    for _ in 0..1_000 {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+        let port = l.local_addr().expect("local addr").port();
+        if port <= 55_000 && TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port pair for a cluster node");
+}
+
 impl RedisServer {
     /// Starts a server, or returns `None` (after reporting the skip) when
     /// `redis-server` is not installed.
@@ -87,7 +102,28 @@ impl RedisServer {
         Self::start_with(Some(conf), &["--sentinel"])
     }
 
+    /// A node of a Redis Cluster (not joined to one yet): cluster mode, node
+    /// timeout 500 ms so that a failover takes about a second.
+    pub fn start_cluster_node() -> Option<Self> {
+        Self::start_on(
+            None,
+            &[
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                "nodes.conf",
+                "--cluster-node-timeout",
+                "500",
+            ],
+            free_cluster_port,
+        )
+    }
+
     fn start_with(conf: Option<String>, extra: &[&str]) -> Option<Self> {
+        Self::start_on(conf, extra, free_port)
+    }
+
+    fn start_on(conf: Option<String>, extra: &[&str], port: fn() -> u16) -> Option<Self> {
         let Some(binary) = redis_server_binary() else {
             report_skip();
             return None;
@@ -96,7 +132,7 @@ impl RedisServer {
             let mut server = RedisServer {
                 binary: binary.clone(),
                 dir: tempfile::tempdir().expect("temp dir"),
-                port: free_port(),
+                port: port(),
                 child: None,
                 conf: conf.clone(),
                 extra: extra.iter().map(|s| s.to_string()).collect(),
@@ -189,6 +225,137 @@ impl RedisServer {
 
     pub fn dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// `redis-cli -p PORT ARGS…`'s output (empty when it fails).
+    pub fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new(redis_cli_binary().unwrap_or_else(|| PathBuf::from("redis-cli")))
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(args)
+            .output();
+        out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    }
+
+    /// Whether the process is running.
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+}
+
+/// `redis-cli` on PATH, if any.
+pub fn redis_cli_binary() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join("redis-cli"))
+        .find(|p| p.is_file())
+}
+
+/// The exact line CI looks for to tell that the Redis Cluster tests did not run.
+pub const CLUSTER_SKIPPED: &str = "redis tests SKIPPED: redis-server or redis-cli not found";
+
+/// A Redis Cluster of local `redis-server`s, made with `redis-cli --cluster
+/// create`: `masters` primaries sharing the 16,384 slots, each with `replicas`
+/// replicas. Every node is killed on drop.
+#[derive(Debug)]
+pub struct RedisCluster {
+    pub nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    /// Starts and joins the nodes and waits until the cluster serves every
+    /// slot; `None` (after reporting the skip) without `redis-server` or
+    /// `redis-cli`.
+    pub fn start(masters: usize, replicas: usize) -> Option<Self> {
+        if redis_server_binary().is_none() || redis_cli_binary().is_none() {
+            report_skip_line(CLUSTER_SKIPPED);
+            return None;
+        }
+        let mut nodes = Vec::new();
+        for _ in 0..masters * (1 + replicas) {
+            nodes.push(RedisServer::start_cluster_node()?);
+        }
+        let addrs: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        let out = Command::new(redis_cli_binary()?)
+            .args(["--cluster", "create"])
+            .args(&addrs)
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
+            .output()
+            .expect("run redis-cli --cluster create");
+        assert!(
+            out.status.success(),
+            "redis-cli --cluster create failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let cluster = RedisCluster { nodes };
+        let want = masters * (1 + replicas);
+        wait::until_blocking("the cluster serves every slot on every node", || {
+            cluster.nodes.iter().all(|n| {
+                let info = n.cli(&["cluster", "info"]);
+                info.contains("cluster_state:ok")
+                    && info.contains("cluster_slots_ok:16384")
+                    && info.contains(&format!("cluster_known_nodes:{want}"))
+            }) && cluster.replicas_attached() == masters * replicas
+        });
+        Some(cluster)
+    }
+
+    /// `redis://127.0.0.1:PORT` of every node.
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes.iter().map(RedisServer::url).collect()
+    }
+
+    /// Replicas whose link to their primary is up, as the first live node sees it.
+    fn replicas_attached(&self) -> usize {
+        let Some(n) = self.nodes.iter().find(|n| n.is_running()) else {
+            return 0;
+        };
+        n.cli(&["cluster", "nodes"])
+            .lines()
+            .filter(|l| l.contains(" slave ") && l.contains(" connected"))
+            .count()
+    }
+
+    /// The node serving `key`'s slot as primary, as the first live node sees
+    /// it (`None` while it knows none, e.g. during a failover).
+    pub fn primary_of(&self, key: &str) -> Option<usize> {
+        let live = self
+            .nodes
+            .iter()
+            .find(|n| n.is_running())
+            .expect("a live node");
+        let slot: u16 = live
+            .cli(&["cluster", "keyslot", key])
+            .trim()
+            .parse()
+            .expect("a slot number");
+        let nodes = live.cli(&["cluster", "nodes"]);
+        for line in nodes.lines() {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if fields.len() < 9 || !fields[2].contains("master") || fields[2].contains("fail") {
+                continue;
+            }
+            let serves = fields[8..].iter().any(|range| {
+                let (lo, hi) = range.split_once('-').unwrap_or((range, range));
+                match (lo.parse::<u16>(), hi.parse::<u16>()) {
+                    (Ok(lo), Ok(hi)) => (lo..=hi).contains(&slot),
+                    _ => false,
+                }
+            });
+            if serves {
+                let port: u16 = fields[1]
+                    .split(['@', ':'])
+                    .nth(1)
+                    .and_then(|p| p.parse().ok())
+                    .expect("a node port");
+                return self.nodes.iter().position(|n| n.port == port);
+            }
+        }
+        None
     }
 }
 

@@ -39,7 +39,9 @@
 //!
 //! Not shared here: the scorer's hysteresis is recomputed by each replica from
 //! the same events; admin overrides are shared separately
-//! ([`crate::policy::RemoteOverrides`]); the watermark index is per process.
+//! ([`crate::policy::RemoteOverrides`]); the watermark trace index travels
+//! the same way on a stream of its own (`crate::watermark::share`, through
+//! [`SharedLog`]).
 
 mod codec;
 mod redis;
@@ -50,7 +52,16 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, watch};
 
 pub use codec::DecodeError;
+
+/// Decodes one batch of the shared log as a replica reads it and returns how
+/// many events it held, or why it was refused. For the fuzz targets
+/// (`fuzz/targets.rs`): the codec itself stays private.
+#[doc(hidden)]
+pub fn decode_batch_len(buf: &[u8]) -> Result<usize, DecodeError> {
+    codec::decode_batch(buf).map(|(_, events)| events.len())
+}
 pub use redis::StreamId;
+pub(crate) use redis::{ApplyFn, Topic};
 
 use super::SIGNALS;
 use crate::config::ConfigError;
@@ -118,6 +129,18 @@ impl Event {
 /// the receiver is gone, which stops the reader.
 pub type Apply = Box<dyn Fn(Event) -> bool + Send + Sync>;
 
+/// The cluster log's stream for `config`.
+fn topic(config: &StoreConfig) -> Topic<Event> {
+    Topic {
+        name: "cluster log",
+        alone: "clusters are linked from this replica's traffic only",
+        key: crate::store::redis_key(config, "clusters:log", ""),
+        max_len: config.cluster_log_len,
+        encode: codec::encode_batch,
+        decode: |bytes| codec::decode_batch(bytes).map_err(|e| e.to_string()),
+    }
+}
+
 /// Counters of one replica's sharing, for metrics and tests.
 #[derive(Debug, Default)]
 pub struct ShareStats {
@@ -177,10 +200,18 @@ enum Msg {
     Flush(oneshot::Sender<Result<StreamId, ShareError>>),
 }
 
+/// One replica's end of a log shared through a Redis stream (the cluster
+/// log, the watermark trace index): a bounded queue of this replica's events
+/// for the writer, and what the reader has applied. Cheap to clone.
+#[derive(Debug, Clone)]
+pub(crate) struct SharedLog {
+    inner: Arc<Inner>,
+}
+
 /// One replica's end of the shared cluster log. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct ClusterShare {
-    inner: Arc<Inner>,
+    log: SharedLog,
 }
 
 #[derive(Debug)]
@@ -203,7 +234,7 @@ impl std::fmt::Debug for Msg {
 /// Whether `config` asks for shared clusters (`backend = "redis"` and
 /// `share_clusters`).
 pub fn wanted(config: &StoreConfig) -> bool {
-    config.backend == crate::store::Backend::Redis && config.share_clusters
+    config.backend.is_redis() && config.share_clusters
 }
 
 /// A random id for this replica in the log: from the operating system's
@@ -219,22 +250,21 @@ fn replica_id() -> u64 {
     })
 }
 
-impl ClusterShare {
-    /// Starts sharing through the Redis of `config` (which must be valid and name
-    /// the Redis backend): spawns the writer and the reader on the current Tokio
-    /// runtime. The reader hands other replicas' events to `apply`. Connecting is
-    /// lazy, as for the store.
-    pub fn start(config: &StoreConfig, apply: Apply) -> Result<Self, ConfigError> {
+impl SharedLog {
+    /// Starts sharing `topic` through the Redis of `config` (which must be
+    /// valid and name a Redis backend): spawns the writer and the reader on
+    /// the current Tokio runtime. The reader hands other replicas' events to
+    /// `apply`. Connecting is lazy, as for the store.
+    pub(crate) fn start<T: Send + 'static>(
+        config: &StoreConfig,
+        topic: Topic<T>,
+        apply: ApplyFn<T>,
+    ) -> Result<Self, ConfigError> {
         let replica = replica_id();
         let stats = Arc::new(ShareStats::default());
         let (queue, rx) = mpsc::channel(QUEUE);
         let (applied_tx, applied) = watch::channel(StreamId::ZERO);
-        redis::spawn(config, replica, rx, applied_tx, apply, stats.clone())?;
-        tracing::info!(
-            replica = format!("{replica:016x}"),
-            log = format!("{}clusters:log", config.key_prefix),
-            "clusters shared with the other replicas through Redis"
-        );
+        redis::spawn(config, topic, replica, rx, applied_tx, apply, stats.clone())?;
         Ok(Self {
             inner: Arc::new(Inner {
                 replica,
@@ -246,8 +276,69 @@ impl ClusterShare {
     }
 
     /// This replica's random id in the log.
-    pub fn replica(&self) -> u64 {
+    pub(crate) fn replica(&self) -> u64 {
         self.inner.replica
+    }
+
+    /// Queues an encoded event for the log. Never waits: when the queue is
+    /// full the event is dropped (and counted).
+    pub(crate) fn send(&self, bytes: Vec<u8>) {
+        if self.inner.queue.try_send(Msg::Event(bytes)).is_err() {
+            self.inner.stats.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// See [`ClusterShare::flush`].
+    pub(crate) async fn flush(&self) -> Result<StreamId, ShareError> {
+        let (tx, rx) = oneshot::channel();
+        self.inner
+            .queue
+            .send(Msg::Flush(tx))
+            .await
+            .map_err(|_| ShareError::Stopped)?;
+        rx.await.map_err(|_| ShareError::Stopped)?
+    }
+
+    /// See [`ClusterShare::caught_up`].
+    pub(crate) async fn caught_up(&self, id: StreamId) -> Result<(), ShareError> {
+        let mut rx = self.inner.applied.clone();
+        rx.wait_for(|seen| *seen >= id)
+            .await
+            .map(|_| ())
+            .map_err(|_| ShareError::Stopped)
+    }
+
+    /// The id of the last log entry this replica has read.
+    pub(crate) fn read_up_to(&self) -> StreamId {
+        *self.inner.applied.borrow()
+    }
+
+    /// The counters.
+    pub(crate) fn counts(&self) -> ShareCounts {
+        self.inner.stats.counts()
+    }
+}
+
+impl ClusterShare {
+    /// Starts sharing through the Redis of `config` (which must be valid and name
+    /// the Redis backend): spawns the writer and the reader on the current Tokio
+    /// runtime. The reader hands other replicas' events to `apply`. Connecting is
+    /// lazy, as for the store.
+    pub fn start(config: &StoreConfig, apply: Apply) -> Result<Self, ConfigError> {
+        let topic = topic(config);
+        let key = topic.key.clone();
+        let log = SharedLog::start(config, topic, apply)?;
+        tracing::info!(
+            replica = format!("{:016x}", log.replica()),
+            log = key,
+            "clusters shared with the other replicas through Redis"
+        );
+        Ok(Self { log })
+    }
+
+    /// This replica's random id in the log.
+    pub fn replica(&self) -> u64 {
+        self.log.replica()
     }
 
     /// Queues `event` for the log. Never waits: when the queue is full the event
@@ -255,7 +346,7 @@ impl ClusterShare {
     pub fn publish(&self, event: &Event) {
         let mut bytes = Vec::with_capacity(64);
         codec::encode_event(event, &mut bytes);
-        self.send(bytes);
+        self.log.send(bytes);
     }
 
     /// [`publish`](Self::publish) for an observation, without building an
@@ -269,45 +360,29 @@ impl ClusterShare {
     ) {
         let mut bytes = Vec::with_capacity(48 + 9 * features.len());
         codec::encode_observe(account, now_ms, signals, features, &mut bytes);
-        self.send(bytes);
-    }
-
-    fn send(&self, bytes: Vec<u8>) {
-        if self.inner.queue.try_send(Msg::Event(bytes)).is_err() {
-            self.inner.stats.dropped.fetch_add(1, Ordering::Relaxed);
-        }
+        self.log.send(bytes);
     }
 
     /// Waits until every event published before this call has been written (or
     /// dropped) and returns the id of the last entry this replica wrote; an
     /// error when any event was dropped since the previous flush.
     pub async fn flush(&self) -> Result<StreamId, ShareError> {
-        let (tx, rx) = oneshot::channel();
-        self.inner
-            .queue
-            .send(Msg::Flush(tx))
-            .await
-            .map_err(|_| ShareError::Stopped)?;
-        rx.await.map_err(|_| ShareError::Stopped)?
+        self.log.flush().await
     }
 
     /// Waits until this replica has read the log up to `id` (and applied the
     /// other replicas' events in it).
     pub async fn caught_up(&self, id: StreamId) -> Result<(), ShareError> {
-        let mut rx = self.inner.applied.clone();
-        rx.wait_for(|seen| *seen >= id)
-            .await
-            .map(|_| ())
-            .map_err(|_| ShareError::Stopped)
+        self.log.caught_up(id).await
     }
 
     /// The id of the last log entry this replica has read.
     pub fn read_up_to(&self) -> StreamId {
-        *self.inner.applied.borrow()
+        self.log.read_up_to()
     }
 
     /// The counters.
     pub fn counts(&self) -> ShareCounts {
-        self.inner.stats.counts()
+        self.log.counts()
     }
 }

@@ -1,7 +1,8 @@
-//! The two background tasks of [`ClusterShare`](super::ClusterShare): the writer
+//! The two background tasks of a [`SharedLog`](super::SharedLog): the writer
 //! batches this replica's events into `XADD`s, the reader follows the stream
 //! with `XREAD BLOCK` on its own connection and applies the other replicas'
-//! events.
+//! events. What an entry holds, and what applying an event means, is the
+//! [`Topic`]'s (the cluster log's, the watermark trace index's).
 
 use std::fmt;
 use std::sync::atomic::Ordering;
@@ -11,7 +12,7 @@ use std::time::Duration;
 use ::redis::Value;
 use tokio::sync::{mpsc, watch};
 
-use super::{codec, Apply, Msg, ShareError, ShareStats};
+use super::{Msg, ShareError, ShareStats};
 use crate::config::ConfigError;
 use crate::store::{redis_call, redis_manager, RedisCallError, StoreConfig};
 
@@ -58,32 +59,61 @@ impl fmt::Display for StreamId {
     }
 }
 
-pub(super) fn spawn(
+/// Where the writing replica's id (`u64`, little-endian) sits in every
+/// topic's entry: after a 3-byte magic.
+const ENTRY_REPLICA: std::ops::Range<usize> = 3..11;
+
+/// A stream replicas share: its key, how long it is kept, and how its
+/// entries are written and read. Every entry starts with a 3-byte magic
+/// and the writing replica's id.
+pub(crate) struct Topic<T> {
+    /// What log lines call it (`cluster log`).
+    pub(crate) name: &'static str,
+    /// What a replica does alone while Redis fails, for the warning.
+    pub(crate) alone: &'static str,
+    /// The stream's key.
+    pub(crate) key: String,
+    /// About how many entries the stream keeps (`XADD MAXLEN ~`).
+    pub(crate) max_len: u64,
+    /// One entry from this replica's id and its encoded events.
+    pub(crate) encode: fn(u64, &[Vec<u8>]) -> Vec<u8>,
+    /// An entry's replica and events; an error skips the entry whole.
+    pub(crate) decode: Decode<T>,
+}
+
+/// Decodes one entry: the replica that wrote it and its events, or why not.
+pub(crate) type Decode<T> = fn(&[u8]) -> Result<(u64, Vec<T>), String>;
+
+/// What applies another replica's event. Returns false once the receiver is
+/// gone, which stops the reader.
+pub(crate) type ApplyFn<T> = Box<dyn Fn(T) -> bool + Send + Sync>;
+
+pub(super) fn spawn<T: Send + 'static>(
     config: &StoreConfig,
+    topic: Topic<T>,
     replica: u64,
     rx: mpsc::Receiver<Msg>,
     applied: watch::Sender<StreamId>,
-    apply: Apply,
+    apply: ApplyFn<T>,
     stats: Arc<ShareStats>,
 ) -> Result<(), ConfigError> {
     let handle = tokio::runtime::Handle::try_current().map_err(|_| {
         ConfigError::single(
             "store",
-            "shared clusters must be started inside a Tokio runtime",
+            "logs shared through Redis must be started inside a Tokio runtime",
         )
     })?;
-    let key = format!("{}clusters:log", config.key_prefix);
+    let topic = Arc::new(topic);
     let writer = Writer {
         conn: redis_manager(config, config.timeout)?,
-        key: key.clone(),
-        max_len: config.cluster_log_len,
+        topic: topic.clone(),
         replica,
         timeout: config.timeout,
         stats: stats.clone(),
     };
     let reader = Reader {
         conn: redis_manager(config, BLOCK.saturating_add(config.timeout))?,
-        key,
+        topic,
         replica,
         timeout: BLOCK.saturating_add(config.timeout),
         stats,
@@ -93,29 +123,28 @@ pub(super) fn spawn(
     Ok(())
 }
 
-fn failed(stats: &ShareStats, what: &str, error: &RedisCallError) {
+fn failed<T>(topic: &Topic<T>, stats: &ShareStats, what: &str, error: &RedisCallError) {
     stats.errors.fetch_add(1, Ordering::Relaxed);
     if !stats.down.swap(true, Ordering::Relaxed) {
-        tracing::warn!(%error, "cluster log: {what} failed; clusters are linked from this replica's traffic only until Redis answers");
+        tracing::warn!(%error, "{}: {what} failed; {} until Redis answers", topic.name, topic.alone);
     }
 }
 
-fn recovered(stats: &ShareStats) {
+fn recovered<T>(topic: &Topic<T>, stats: &ShareStats) {
     if stats.down.swap(false, Ordering::Relaxed) {
-        tracing::info!("cluster log: Redis answers again; sharing resumed");
+        tracing::info!("{}: Redis answers again; sharing resumed", topic.name);
     }
 }
 
-struct Writer {
+struct Writer<T> {
     conn: crate::store::RedisConn,
-    key: String,
-    max_len: u64,
+    topic: Arc<Topic<T>>,
     replica: u64,
     timeout: Duration,
     stats: Arc<ShareStats>,
 }
 
-impl Writer {
+impl<T> Writer<T> {
     async fn run(self, mut rx: mpsc::Receiver<Msg>) {
         let mut last = StreamId::ZERO;
         // Why events were dropped since the last flush was answered, if any were.
@@ -139,11 +168,11 @@ impl Writer {
                     Ok(id) => {
                         last = id;
                         self.stats.published.fetch_add(n, Ordering::Relaxed);
-                        recovered(&self.stats);
+                        recovered(&self.topic, &self.stats);
                     }
                     Err(e) => {
                         self.stats.dropped.fetch_add(n, Ordering::Relaxed);
-                        failed(&self.stats, "publishing", &e);
+                        failed(&self.topic, &self.stats, "publishing", &e);
                         lost = Some(e);
                     }
                 }
@@ -164,12 +193,12 @@ impl Writer {
     }
 
     async fn write(&self, events: &[Vec<u8>]) -> Result<StreamId, RedisCallError> {
-        let payload = codec::encode_batch(self.replica, events);
+        let payload = (self.topic.encode)(self.replica, events);
         let mut cmd = ::redis::cmd("XADD");
-        cmd.arg(&self.key)
+        cmd.arg(&self.topic.key)
             .arg("MAXLEN")
             .arg("~")
-            .arg(self.max_len)
+            .arg(self.topic.max_len)
             .arg("*")
             .arg(FIELD)
             .arg(payload);
@@ -184,9 +213,9 @@ impl Writer {
     }
 }
 
-struct Reader {
+struct Reader<T> {
     conn: crate::store::RedisConn,
-    key: String,
+    topic: Arc<Topic<T>>,
     replica: u64,
     timeout: Duration,
     stats: Arc<ShareStats>,
@@ -195,8 +224,8 @@ struct Reader {
 /// One entry of an `XREAD` reply: its id and its batch, if it has one.
 type RawEntry = (StreamId, Option<Vec<u8>>);
 
-impl Reader {
-    async fn run(self, applied: watch::Sender<StreamId>, apply: Apply) {
+impl<T> Reader<T> {
+    async fn run(self, applied: watch::Sender<StreamId>, apply: ApplyFn<T>) {
         let mut last = StreamId::ZERO;
         let mut backoff = BACKOFF_MIN;
         let mut check_restart = false;
@@ -209,12 +238,12 @@ impl Reader {
                     Ok(newest) => {
                         check_restart = false;
                         if newest < last {
-                            tracing::warn!(%last, %newest, "cluster log: the stream's ids went backwards (Redis restarted without its data, its clock behind); reading it from the start");
+                            tracing::warn!(%last, %newest, "{}: the stream's ids went backwards (Redis restarted without its data, its clock behind); reading it from the start", self.topic.name);
                             last = StreamId::ZERO;
                         }
                     }
                     Err(e) => {
-                        failed(&self.stats, "reading", &e);
+                        failed(&self.topic, &self.stats, "reading", &e);
                         tokio::time::sleep(backoff).await;
                         backoff = (backoff * 2).min(BACKOFF_MAX);
                         continue;
@@ -224,20 +253,30 @@ impl Reader {
             let entries = match self.read(last).await {
                 Ok(entries) => entries,
                 Err(e) => {
-                    failed(&self.stats, "reading", &e);
+                    failed(&self.topic, &self.stats, "reading", &e);
                     check_restart = true;
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(BACKOFF_MAX);
                     continue;
                 }
             };
-            recovered(&self.stats);
+            recovered(&self.topic, &self.stats);
             backoff = BACKOFF_MIN;
             for (id, payload) in entries {
                 if id <= last {
                     continue;
                 }
-                match payload.as_deref().map(codec::decode_batch) {
+                // This replica's own entries come back too: skipped before
+                // decoding their events.
+                if payload
+                    .as_deref()
+                    .and_then(|p| p.get(ENTRY_REPLICA))
+                    .is_some_and(|r| r == self.replica.to_le_bytes())
+                {
+                    last = id;
+                    continue;
+                }
+                match payload.as_deref().map(self.topic.decode) {
                     Some(Ok((replica, events))) => {
                         if replica != self.replica {
                             for event in events {
@@ -250,11 +289,11 @@ impl Reader {
                     }
                     Some(Err(e)) => {
                         self.stats.malformed.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(%id, error = %e, "cluster log: skipping a malformed entry");
+                        tracing::warn!(%id, error = %e, "{}: skipping a malformed entry", self.topic.name);
                     }
                     None => {
                         self.stats.malformed.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(%id, "cluster log: skipping an entry without a batch");
+                        tracing::warn!(%id, "{}: skipping an entry without a batch", self.topic.name);
                     }
                 }
                 last = id;
@@ -270,7 +309,7 @@ impl Reader {
             .arg("BLOCK")
             .arg(BLOCK.as_millis() as u64)
             .arg("STREAMS")
-            .arg(&self.key)
+            .arg(&self.topic.key)
             .arg(after.to_string());
         let reply = redis_call(&self.conn, &cmd, self.timeout).await?;
         parse_xread(&reply).ok_or(RedisCallError::Reply(
@@ -281,7 +320,11 @@ impl Reader {
     /// The id of the newest entry (`0-0` when the stream is empty or absent).
     async fn newest(&self) -> Result<StreamId, RedisCallError> {
         let mut cmd = ::redis::cmd("XREVRANGE");
-        cmd.arg(&self.key).arg("+").arg("-").arg("COUNT").arg(1);
+        cmd.arg(&self.topic.key)
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(1);
         let reply = redis_call(&self.conn, &cmd, self.timeout).await?;
         let entries = parse_entries(&reply).ok_or(RedisCallError::Reply(
             "XREVRANGE answered in an unexpected shape",

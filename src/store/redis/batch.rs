@@ -7,9 +7,10 @@ use std::sync::{Arc, Weak};
 use ::redis::{Cmd, Script};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
+use super::settle_queue::{Charge, SettleQueue};
 use super::{script, Inner};
 use crate::store::memory::MAX_IDLE_MS;
-use crate::store::{Settlement, StoreError, Subject};
+use crate::store::{StoreError, Subject};
 
 /// Extra lifetime of a key after its buckets have drained.
 const TTL_SLACK_MS: u64 = 1_000;
@@ -17,6 +18,8 @@ const TTL_SLACK_MS: u64 = 1_000;
 /// An admission queued for the next batched script call.
 pub(super) struct Pending {
     pub(super) now_ms: u64,
+    /// Requests to charge: 1 for an admission, more for a lease.
+    pub(super) requests: f64,
     pub(super) tokens: f64,
     pub(super) account: Subject,
     pub(super) cluster: Option<Subject>,
@@ -24,16 +27,17 @@ pub(super) struct Pending {
     pub(super) reply: oneshot::Sender<Result<script::AdmitReply, StoreError>>,
 }
 
-/// One call of a script batch: an admission or a settlement.
+/// One call of a script batch: an admission or a charge.
 pub(super) trait Call {
-    /// Its time, cost (or token delta), account and cluster.
-    fn parts(&self) -> (u64, f64, &Subject, Option<&Subject>);
+    /// Its time, requests and tokens, and its one or two subjects.
+    fn parts(&self) -> (u64, f64, f64, &Subject, Option<&Subject>);
 }
 
 impl Call for Pending {
-    fn parts(&self) -> (u64, f64, &Subject, Option<&Subject>) {
+    fn parts(&self) -> (u64, f64, f64, &Subject, Option<&Subject>) {
         (
             self.now_ms,
+            self.requests,
             self.tokens,
             &self.account,
             self.cluster.as_ref(),
@@ -41,13 +45,14 @@ impl Call for Pending {
     }
 }
 
-impl Call for Settlement {
-    fn parts(&self) -> (u64, f64, &Subject, Option<&Subject>) {
+impl Call for Charge {
+    fn parts(&self) -> (u64, f64, f64, &Subject, Option<&Subject>) {
         (
             self.now_ms,
-            self.token_delta,
-            &self.account,
-            self.cluster.as_ref(),
+            self.requests,
+            self.tokens,
+            &self.first,
+            self.second.as_ref(),
         )
     }
 }
@@ -59,7 +64,7 @@ impl Inner {
     pub(super) fn batch_cmd<C: Call>(&self, script: &Script, batch: &[C]) -> (Cmd, Vec<usize>) {
         let counts: Vec<usize> = batch
             .iter()
-            .map(|c| 1 + usize::from(c.parts().3.is_some()))
+            .map(|c| 1 + usize::from(c.parts().4.is_some()))
             .collect();
         let keys: usize = counts.iter().sum();
         let key_len = self.keys.len();
@@ -70,7 +75,7 @@ impl Inner {
         cmd.arg("EVALSHA").arg(script.get_hash()).arg(keys);
         let mut buf = Vec::with_capacity(key_len.max(script::ARGS_BYTES_MAX));
         for c in batch {
-            let (_, _, account, cluster) = c.parts();
+            let (_, _, _, account, cluster) = c.parts();
             for subject in std::iter::once(account).chain(cluster) {
                 buf.clear();
                 self.keys.push(subject, &mut buf);
@@ -78,13 +83,14 @@ impl Inner {
             }
         }
         for c in batch {
-            let (now_ms, amount, account, cluster) = c.parts();
+            let (now_ms, requests, tokens, account, cluster) = c.parts();
             buf.clear();
             match cluster {
                 Some(cl) => script::pack_args(
                     &mut buf,
                     now_ms,
-                    amount,
+                    requests,
+                    tokens,
                     MAX_IDLE_MS,
                     TTL_SLACK_MS,
                     &[&account.limits, &cl.limits],
@@ -92,7 +98,8 @@ impl Inner {
                 None => script::pack_args(
                     &mut buf,
                     now_ms,
-                    amount,
+                    requests,
+                    tokens,
                     MAX_IDLE_MS,
                     TTL_SLACK_MS,
                     &[&account.limits],
@@ -105,7 +112,10 @@ impl Inner {
 
     /// Runs `batch` with one script call, in order, and hands each admission its
     /// reply; on any error every admission of the batch gets it.
-    pub(super) async fn admit_batch(&self, batch: Vec<Pending>) {
+    pub(super) async fn admit_batch(self: &Arc<Self>, batch: Vec<Pending>) {
+        if self.keys.tagged() {
+            return self.admit_batch_on_slots(batch).await;
+        }
         let (cmd, counts) = self.batch_cmd(&self.admit, &batch);
         let replies = self
             .run(&self.admit, &cmd)
@@ -130,29 +140,41 @@ impl Inner {
 const SETTLE_BATCH: usize = 256;
 
 /// Sends queued settlements to Redis, as many per call as have queued up while
-/// the previous call was in flight. Ends when the store is dropped.
-pub(super) async fn settle_loop(
-    inner: Weak<Inner>,
-    mut queue: mpsc::UnboundedReceiver<Settlement>,
-) {
-    let mut batch = Vec::with_capacity(SETTLE_BATCH);
-    while let Some(first) = queue.recv().await {
-        batch.push(first);
-        while batch.len() < SETTLE_BATCH {
-            match queue.try_recv() {
-                Ok(s) => batch.push(s),
-                Err(_) => break,
-            }
-        }
+/// the previous call was in flight. Ends when the store is dropped, after
+/// sending what was queued.
+pub(super) async fn settle_loop(inner: Weak<Inner>, queue: Arc<SettleQueue>) {
+    while let Some(batch) = queue.next_batch(SETTLE_BATCH).await {
         let Some(inner) = inner.upgrade() else {
             return;
         };
         if inner.health.is_down() {
             inner.settle_locally(&batch);
         } else {
-            inner.settle_or_fall_back(&batch).await;
+            inner.settle_or_fall_back(batch).await;
         }
-        batch.clear();
+        queue.sent();
+    }
+}
+
+/// Gives back the leases that expired while nobody asked the store: every
+/// lease period of wall time, the store's time estimated from the last
+/// admission's time and the wall time since. Ends when the store is dropped.
+pub(super) async fn lease_sweeper(inner: Weak<Inner>) {
+    let period = std::time::Duration::from_millis(super::lease::PERIOD_MS);
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut seen = (0u64, tokio::time::Instant::now());
+    loop {
+        tick.tick().await;
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        let latest = inner.leases.latest_ms();
+        if latest != seen.0 {
+            seen = (latest, tokio::time::Instant::now());
+        }
+        let elapsed = u64::try_from(seen.1.elapsed().as_millis()).unwrap_or(u64::MAX);
+        inner.sweep_leases(seen.0.saturating_add(elapsed));
     }
 }
 

@@ -19,6 +19,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ::redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use ::redis::cluster::{ClusterClientBuilder, ClusterConfig};
+use ::redis::cluster_async::ClusterConnection;
 use ::redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
 use ::redis::{
     Client, Cmd, IntoConnectionInfo, Pipeline, RedisError, RedisFuture, RedisResult,
@@ -26,7 +28,8 @@ use ::redis::{
 };
 
 use crate::config::{
-    check_url, is_tls, parse_sentinel, ConfigError, StoreConfig, MAX_TIMEOUT, SENTINEL_SCHEME,
+    check_cluster_nodes, check_url, is_tls, parse_sentinel, Backend, ConfigError, StoreConfig,
+    MAX_TIMEOUT, SENTINEL_SCHEME,
 };
 
 /// A connection to the configured Redis (a URL, or the primary Sentinel names).
@@ -37,6 +40,7 @@ pub(crate) struct RedisConn(Arc<Target>);
 enum Target {
     Direct(ConnectionManager),
     Sentinel(Box<SentinelConn>),
+    Cluster(ClusterConnection),
 }
 
 impl std::fmt::Debug for RedisConn {
@@ -44,6 +48,7 @@ impl std::fmt::Debug for RedisConn {
         f.write_str(match &*self.0 {
             Target::Direct(_) => "RedisConn(direct)",
             Target::Sentinel(_) => "RedisConn(sentinel)",
+            Target::Cluster(_) => "RedisConn(cluster)",
         })
     }
 }
@@ -102,22 +107,69 @@ impl SentinelConn {
     }
 }
 
+/// Errors after which the connection is replaced (the manager reconnects; a
+/// Sentinel connection also asks the sentinels again), so the call is worth
+/// sending once more on the new connection: a connection that died while idle
+/// (Redis restarted, an idle timeout, a failover) fails its next call with such
+/// an error although Redis may be fine. Without the second attempt one stale
+/// socket passes for an outage, and a replica serves from its local buckets
+/// while the shared ones are there to be used.
+fn stale_connection(e: &RedisError) -> bool {
+    e.is_io_error()
+}
+
+impl RedisConn {
+    /// Runs `attempt` on the current connection, and once more on a fresh one
+    /// when the first attempt found the connection dead (see
+    /// [`stale_connection`]). A call that reached Redis before the connection
+    /// died may run twice; for the quota scripts that errs on charging, never
+    /// on admitting.
+    async fn twice<T, F, Fut>(&self, attempt: F) -> RedisResult<T>
+    where
+        F: Fn(ConnectionManager) -> Fut,
+        Fut: std::future::Future<Output = RedisResult<T>>,
+    {
+        match &*self.0 {
+            Target::Direct(m) => match attempt(m.clone()).await {
+                Err(e) if stale_connection(&e) => attempt(m.clone()).await,
+                other => other,
+            },
+            // Not used: the cluster client retries by itself.
+            Target::Cluster(_) => Err(RedisError::from((
+                ::redis::ErrorKind::Client,
+                "a cluster connection is not a single server's",
+            ))),
+            Target::Sentinel(s) => {
+                let (g, m) = s.primary().await?;
+                match attempt(m).await {
+                    Err(e) if failover_error(&e) => {
+                        s.forget(g);
+                        if !stale_connection(&e) {
+                            return Err(e);
+                        }
+                        let (g, m) = s.primary().await?;
+                        let r = attempt(m).await;
+                        if r.as_ref().is_err_and(failover_error) {
+                            s.forget(g);
+                        }
+                        r
+                    }
+                    other => other,
+                }
+            }
+        }
+    }
+}
+
 impl ConnectionLike for RedisConn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        match &*self.0 {
-            Target::Direct(m) => {
-                let mut m = m.clone();
-                Box::pin(async move { m.req_packed_command(cmd).await })
-            }
-            Target::Sentinel(s) => Box::pin(async move {
-                let (g, mut m) = s.primary().await?;
-                let r = m.req_packed_command(cmd).await;
-                if r.as_ref().is_err_and(failover_error) {
-                    s.forget(g);
-                }
-                r
-            }),
+        if let Target::Cluster(c) = &*self.0 {
+            // The cluster client routes by key, follows MOVED and ASK, and
+            // reconnects and retries by itself.
+            let mut c = c.clone();
+            return Box::pin(async move { c.req_packed_command(cmd).await });
         }
+        Box::pin(self.twice(move |mut m| async move { m.req_packed_command(cmd).await }))
     }
 
     fn req_packed_commands<'a>(
@@ -126,26 +178,20 @@ impl ConnectionLike for RedisConn {
         offset: usize,
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
-        match &*self.0 {
-            Target::Direct(m) => {
-                let mut m = m.clone();
-                Box::pin(async move { m.req_packed_commands(pipeline, offset, count).await })
-            }
-            Target::Sentinel(s) => Box::pin(async move {
-                let (g, mut m) = s.primary().await?;
-                let r = m.req_packed_commands(pipeline, offset, count).await;
-                if r.as_ref().is_err_and(failover_error) {
-                    s.forget(g);
-                }
-                r
-            }),
+        if let Target::Cluster(c) = &*self.0 {
+            let mut c = c.clone();
+            return Box::pin(async move { c.req_packed_commands(pipeline, offset, count).await });
         }
+        Box::pin(self.twice(move |mut m| async move {
+            m.req_packed_commands(pipeline, offset, count).await
+        }))
     }
 
     fn get_db(&self) -> i64 {
         match &*self.0 {
             Target::Direct(m) => m.get_db(),
             Target::Sentinel(s) => s.db,
+            Target::Cluster(_) => 0,
         }
     }
 }
@@ -154,11 +200,6 @@ impl ConnectionLike for RedisConn {
 /// whose calls give up after `response` (connecting after `config.timeout`).
 /// Must be called inside a Tokio runtime.
 pub(crate) fn manager(config: &StoreConfig, response: Duration) -> Result<RedisConn, ConfigError> {
-    let url = config
-        .url
-        .as_deref()
-        .ok_or_else(|| ConfigError::single("store.url", "required for the Redis backend"))?;
-    check_url(url).map_err(|e| ConfigError::single("store.url", e.to_string()))?;
     // Checked here too (not only by config validation) because deadlines are
     // computed as now + timeout, which must not overflow.
     if config.timeout.is_zero() || config.timeout > MAX_TIMEOUT {
@@ -176,6 +217,14 @@ pub(crate) fn manager(config: &StoreConfig, response: Duration) -> Result<RedisC
             "the Redis backend must be started inside a Tokio runtime",
         )
     })?;
+    if config.backend == Backend::RedisCluster {
+        return cluster(config, response);
+    }
+    let url = config
+        .url
+        .as_deref()
+        .ok_or_else(|| ConfigError::single("store.url", "required for the Redis backend"))?;
+    check_url(url).map_err(|e| ConfigError::single("store.url", e.to_string()))?;
     let cfg = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(config.timeout))
         .set_response_timeout(Some(response))
@@ -224,29 +273,64 @@ pub(crate) fn manager(config: &StoreConfig, response: Duration) -> Result<RedisC
     Ok(RedisConn(Arc::new(target)))
 }
 
-/// The client for `url`; with `ca_file` (TLS only) the server's certificate must
-/// chain to the certificates in that PEM file instead of the platform's roots.
-fn open_client(url: &str, ca_file: Option<&Path>) -> Result<Client, ConfigError> {
-    if is_tls(url) && ::rustls::crypto::CryptoProvider::get_default().is_none() {
-        // rustls reads the process-wide crypto provider, which is the
-        // application's to choose: refuse clearly here rather than let the first
-        // connection panic when rustls cannot pick one itself.
+/// Most attempts the cluster client makes for one call (redirections,
+/// `TRYAGAIN`, a failover in progress), each within the call's `timeout`.
+const CLUSTER_RETRIES: u32 = 6;
+
+/// A connection to the Redis Cluster of `config.nodes`: the cluster client
+/// learns the slots from the nodes, routes each command by its key's slot,
+/// follows `MOVED` and `ASK`, refreshes the slots and reconnects after a
+/// failover, and retries meanwhile (a few times, 10 to 100 ms apart; the
+/// caller's `timeout` bounds it all). Connects in the background.
+fn cluster(config: &StoreConfig, response: Duration) -> Result<RedisConn, ConfigError> {
+    let field = "store.nodes";
+    let tls = check_cluster_nodes(&config.nodes)
+        .map_err(|e| ConfigError::single(field, e.to_string()))?;
+    need_crypto_provider(tls, field)?;
+    let mut builder = ClusterClientBuilder::new(config.nodes.iter().map(String::as_str))
+        .retries(CLUSTER_RETRIES)
+        .min_retry_wait(10)
+        .max_retry_wait(100)
+        .connection_timeout(config.timeout)
+        .response_timeout(response)
+        // TCP_NODELAY, as for a single server (see `open_client`).
+        .tcp_settings(::redis::io::tcp::TcpSettings::default().set_nodelay(true));
+    if let Some(pem) = read_ca(config.tls_ca_file.as_deref())? {
+        builder = builder.certs(TlsCertificates {
+            client_tls: None,
+            root_cert: Some(pem),
+        });
+    }
+    let client = builder
+        .build()
+        .map_err(|e| ConfigError::single(field, e.to_string()))?;
+    let connection = client.get_pending_async_connection_with_config(
+        ClusterConfig::new()
+            .set_connection_timeout(config.timeout)
+            .set_response_timeout(response),
+    );
+    Ok(RedisConn(Arc::new(Target::Cluster(connection))))
+}
+
+/// Refuses TLS without a process-wide rustls crypto provider: rustls reads
+/// it, and it is the application's to choose, so refuse clearly here rather
+/// than let the first connection panic when rustls cannot pick one itself.
+fn need_crypto_provider(tls: bool, field: &str) -> Result<(), ConfigError> {
+    if tls && ::rustls::crypto::CryptoProvider::get_default().is_none() {
         return Err(ConfigError::single(
-            "store.url",
+            field,
             "a `rediss://` URL needs a process-wide rustls crypto provider: install one at \
              start-up, e.g. `rustls::crypto::ring::default_provider().install_default()` \
              (the distill-guard binary does)",
         ));
     }
-    // TCP_NODELAY (off by default in redis): a script call is never held back by
-    // Nagle's algorithm behind an earlier, unacknowledged one.
-    let info = url
-        .into_connection_info()
-        .map_err(|e| ConfigError::single("store.url", e.to_string()))?;
-    let nodelay = info.tcp_settings().clone().set_nodelay(true);
-    let info = info.set_tcp_settings(nodelay);
+    Ok(())
+}
+
+/// The PEM certificates of `tls_ca_file`, if set.
+fn read_ca(ca_file: Option<&Path>) -> Result<Option<Vec<u8>>, ConfigError> {
     let Some(path) = ca_file else {
-        return Client::open(info).map_err(|e| ConfigError::single("store.url", e.to_string()));
+        return Ok(None);
     };
     let field = "store.tls_ca_file";
     let pem = std::fs::read(path)
@@ -260,6 +344,23 @@ fn open_client(url: &str, ca_file: Option<&Path>) -> Result<Client, ConfigError>
             format!("{} holds no PEM certificate", path.display()),
         ));
     }
+    Ok(Some(pem))
+}
+
+/// The client for `url`; with `ca_file` (TLS only) the server's certificate must
+/// chain to the certificates in that PEM file instead of the platform's roots.
+fn open_client(url: &str, ca_file: Option<&Path>) -> Result<Client, ConfigError> {
+    need_crypto_provider(is_tls(url), "store.url")?;
+    // TCP_NODELAY (off by default in redis): a script call is never held back by
+    // Nagle's algorithm behind an earlier, unacknowledged one.
+    let info = url
+        .into_connection_info()
+        .map_err(|e| ConfigError::single("store.url", e.to_string()))?;
+    let nodelay = info.tcp_settings().clone().set_nodelay(true);
+    let info = info.set_tcp_settings(nodelay);
+    let Some(pem) = read_ca(ca_file)? else {
+        return Client::open(info).map_err(|e| ConfigError::single("store.url", e.to_string()));
+    };
     Client::build_with_tls(
         info,
         TlsCertificates {
@@ -267,7 +368,7 @@ fn open_client(url: &str, ca_file: Option<&Path>) -> Result<Client, ConfigError>
             root_cert: Some(pem),
         },
     )
-    .map_err(|e| ConfigError::single(field, e.to_string()))
+    .map_err(|e| ConfigError::single("store.tls_ca_file", e.to_string()))
 }
 
 const CERT_BEGIN: &str = "-----BEGIN CERTIFICATE-----";

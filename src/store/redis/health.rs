@@ -6,8 +6,14 @@ use std::time::{Duration, Instant};
 use crate::config::OnError;
 use crate::store::StoreError;
 
-/// While Redis is down, how often a request may probe it.
+/// While Redis is down after a timeout, how often a request may probe it (a
+/// probe of a Redis that does not answer costs the store's `timeout`).
 const PROBE_EVERY: Duration = Duration::from_millis(100);
+/// While Redis is down after a fast failure (connection refused, an error
+/// reply), how often a request may probe it: a probe then costs little, and
+/// the sooner one succeeds, the fewer requests are answered in process once
+/// Redis is back.
+const PROBE_FAST: Duration = Duration::from_millis(10);
 
 /// The store's view of Redis: up, or down since a failure, with one probe at a
 /// time (at most every [`PROBE_EVERY`]) ending the outage on success.
@@ -79,8 +85,9 @@ impl Health {
 
     /// A call to Redis failed: an outage begins (logged once) or goes on.
     pub(super) fn failed(&self, error: &StoreError, on_error: OnError) {
+        let wait = probe_wait(error);
         self.next_probe_ms.store(
-            self.elapsed_ms() + PROBE_EVERY.as_millis() as u64,
+            self.elapsed_ms() + wait.as_millis() as u64,
             Ordering::Release,
         );
         if !self.down.swap(true, Ordering::AcqRel) {
@@ -91,6 +98,14 @@ impl Health {
             };
             tracing::warn!(%error, mode, "redis quota store unavailable");
         }
+    }
+}
+
+/// How long after `error` the next probe may go: longer after a timeout.
+fn probe_wait(error: &StoreError) -> Duration {
+    match error {
+        StoreError::Timeout => PROBE_EVERY,
+        _ => PROBE_FAST,
     }
 }
 
@@ -108,6 +123,9 @@ mod tests {
         h.failed(&StoreError::Timeout, OnError::FailOpen);
         h.failed(&StoreError::Timeout, OnError::FailOpen);
         assert_eq!(h.outages(), 1, "one outage, not two");
+        assert_eq!(probe_wait(&StoreError::Timeout), PROBE_EVERY);
+        assert_eq!(probe_wait(&StoreError::Stopped), PROBE_FAST);
+        assert!(PROBE_FAST < PROBE_EVERY, "a fast failure is probed sooner");
         assert!(h.route().is_none(), "no probe before the interval");
         h.next_probe_ms.store(0, Ordering::Release);
         let probe = h.route().expect("probe allowed");

@@ -1,6 +1,12 @@
 //! The Redis key of a subject: `{key_prefix}a:{32 hex digits}` for an account,
-//! `{key_prefix}c:…` for a cluster.
+//! `{key_prefix}c:…` for a cluster. With a Redis Cluster the hex digits are
+//! wrapped in braces, `{key_prefix}a:{{hex}}`: the subject's id is the key's
+//! hash tag, so a cluster's key (whose id is its oldest account's) shares a
+//! slot with that account's key, and anything else kept per subject would too.
+//! The named keys of the shared structures (overrides, the cluster log) have
+//! their name as hash tag there, so that keys written together share a slot.
 
+use crate::config::{Backend, StoreConfig};
 use crate::extensions::Scope;
 use crate::store::Subject;
 
@@ -10,18 +16,26 @@ const HEX: &[u8; 16] = b"0123456789abcdef";
 #[derive(Debug, Clone)]
 pub(super) struct Keys {
     prefix: String,
+    /// Hash tags around the id (a Redis Cluster).
+    tagged: bool,
 }
 
 impl Keys {
-    pub(super) fn new(prefix: &str) -> Self {
+    pub(super) fn new(prefix: &str, tagged: bool) -> Self {
         Self {
             prefix: prefix.to_owned(),
+            tagged,
         }
     }
 
     /// The length of every key.
     pub(super) fn len(&self) -> usize {
-        self.prefix.len() + 2 + 32
+        self.prefix.len() + 2 + 32 + if self.tagged { 2 } else { 0 }
+    }
+
+    /// Whether the ids are hash tags (a Redis Cluster).
+    pub(super) fn tagged(&self) -> bool {
+        self.tagged
     }
 
     /// The prefix.
@@ -44,10 +58,27 @@ impl Keys {
         };
         out.extend_from_slice(self.prefix.as_bytes());
         out.extend_from_slice(tag);
+        if self.tagged {
+            out.push(b'{');
+        }
         for b in subject.key {
             out.push(HEX[usize::from(b >> 4)]);
             out.push(HEX[usize::from(b & 15)]);
         }
+        if self.tagged {
+            out.push(b'}');
+        }
+    }
+}
+
+/// The key of a shared structure `name` (`overrides`, `clusters:log`) under
+/// the configured prefix, followed by `suffix`: `{prefix}{name}{suffix}`, or
+/// with a Redis Cluster `{prefix}{{name}}{suffix}` (the name is the hash tag).
+pub(crate) fn named(config: &StoreConfig, name: &str, suffix: &str) -> String {
+    if config.backend == Backend::RedisCluster {
+        format!("{}{{{name}}}{suffix}", config.key_prefix)
+    } else {
+        format!("{}{name}{suffix}", config.key_prefix)
     }
 }
 
@@ -57,7 +88,7 @@ mod tests {
 
     #[test]
     fn keys_are_prefixed_hex_ids() {
-        let keys = Keys::new("p:");
+        let keys = Keys::new("p:", false);
         let mut key = [0u8; 16];
         key[0] = 0xab;
         key[15] = 0x01;
@@ -75,5 +106,35 @@ mod tests {
             "p:c:ab000000000000000000000000000001"
         );
         assert_eq!(keys.of(&subject(Scope::Cluster)).len(), keys.len());
+
+        let tagged = Keys::new("p:", true);
+        assert_eq!(
+            tagged.of(&subject(Scope::Account)),
+            "p:a:{ab000000000000000000000000000001}"
+        );
+        assert_eq!(tagged.of(&subject(Scope::Cluster)).len(), tagged.len());
+        // An account and the cluster it founded (same id) share a slot.
+        assert_eq!(
+            ::redis::cluster_routing::Slot::for_key(tagged.of(&subject(Scope::Account))),
+            ::redis::cluster_routing::Slot::for_key(tagged.of(&subject(Scope::Cluster)))
+        );
+    }
+
+    #[test]
+    fn named_keys_tag_their_name_in_a_cluster() {
+        let mut config = StoreConfig {
+            key_prefix: "dg:".into(),
+            ..StoreConfig::default()
+        };
+        assert_eq!(
+            named(&config, "overrides", ":version"),
+            "dg:overrides:version"
+        );
+        config.backend = Backend::RedisCluster;
+        assert_eq!(named(&config, "overrides", ""), "dg:{overrides}");
+        assert_eq!(
+            named(&config, "overrides", ":version"),
+            "dg:{overrides}:version"
+        );
     }
 }

@@ -3,7 +3,8 @@
 //! One concern per file: `connect` (connections: URL, TLS, Sentinel; one call
 //! with a deadline), `script` (the Lua scripts and their replies), `keys` (a
 //! subject's key), `batch` (admissions and settlements sent together),
-//! `health` (outages and probes), `deny_cache` (refusals answered locally);
+//! `health` (outages and probes), `deny_cache` (refusals answered locally),
+//! `settle_queue` (settlements waiting for Redis, bounded);
 //! this file is the store that ties them together.
 
 mod batch;
@@ -11,10 +12,14 @@ mod connect;
 mod deny_cache;
 mod health;
 mod keys;
+mod lease;
 mod script;
+mod settle_queue;
+mod slots;
 
 pub use connect::RedisCallError;
 pub(crate) use connect::{call, manager, within, RedisConn};
+pub(crate) use keys::named;
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,14 +29,16 @@ use std::time::Duration;
 use ::redis::{Cmd, ErrorKind, Script, ServerErrorKind, Value};
 use tokio::sync::{mpsc, oneshot};
 
-use self::batch::{admit_loop, settle_loop, Pending};
+use self::batch::{admit_loop, lease_sweeper, settle_loop, Pending};
 use self::deny_cache::DenyCache;
 use self::health::Health;
 use self::keys::Keys;
+use self::lease::Leases;
+use self::settle_queue::{Charge, Push, Refusal, SettleQueue};
 use super::memory::{judge, Entry};
 use super::{Admission, Denial, MemoryStore, Outcome, Settlement, Store, StoreError, StoreFuture};
-use super::{BucketView, Subject, Window};
-use crate::config::{ConfigError, OnError, StoreConfig};
+use super::{BucketView, StoreStatus, Subject, Window};
+use crate::config::{Backend, ConfigError, OnError, StoreConfig};
 use crate::extensions::Scope;
 
 /// Quota state in Redis: one set of quotas for every replica that uses the same
@@ -65,12 +72,15 @@ use crate::extensions::Scope;
 ///   [`MemoryStore`] (per-replica limits; [`RedisStore::fallback_count`] counts
 ///   them, and one warning is logged per outage), with `fail_closed` they fail with
 ///   [`StoreError`], which the enforce stage answers with 503. While down, one
-///   request at a time (at most every 100 ms) probes Redis; the first success ends
-///   the outage.
+///   request at a time (at most every 100 ms after a timeout, 10 ms after a fast
+///   failure) probes Redis; the first success ends the outage.
 /// * **Settlements** never block: they are queued to a task that sends all those
 ///   that queued up while its previous call was in flight (up to 256, in order)
 ///   with one script call, retries a failed batch once, and applies it to the
-///   in-process store if Redis still fails.
+///   in-process store if Redis still fails. The queue is bounded (16,384): when
+///   it is full a settlement is folded into a queued one of the same subjects,
+///   or else applied in process and counted as an overflow
+///   ([`Store::status`]).
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), distill_guard::config::ConfigError> {
@@ -99,10 +109,18 @@ struct Inner {
     local: MemoryStore,
     /// Refused subjects, answered without Redis until they would fit.
     cache: DenyCache,
+    /// Shares of busy subjects' buckets, admitted from locally.
+    leases: Leases,
     health: Health,
     fallbacks: AtomicU64,
     /// Settlements waiting for the sending task.
-    settlements: mpsc::UnboundedSender<Settlement>,
+    settlements: Arc<SettleQueue>,
+    /// Settlements Redis applied.
+    settle_sent: AtomicU64,
+    /// Settlements applied in process: Redis down or failing.
+    settle_local: AtomicU64,
+    /// Settlements applied in process because the queue was full.
+    settle_overflow: AtomicU64,
     /// Admissions waiting for the batching task.
     admissions: mpsc::UnboundedSender<Pending>,
 }
@@ -121,16 +139,14 @@ impl fmt::Debug for RedisStore {
 }
 
 impl RedisStore {
+    /// Most settlements waiting for Redis at once (see [`Store::status`] for
+    /// what happens beyond).
+    pub const SETTLEMENT_QUEUE: usize = settle_queue::CAPACITY;
+
     /// A store for `config` (`backend` is not looked at). Does not connect: the
     /// first call does, so a Redis that is down at start-up is an ordinary outage.
     /// Must be called inside a Tokio runtime.
     pub fn new(config: &StoreConfig) -> Result<Self, ConfigError> {
-        if config.url.is_none() {
-            return Err(ConfigError::single(
-                "store.url",
-                "required for the Redis backend",
-            ));
-        }
         if config.timeout.is_zero() {
             return Err(ConfigError::single(
                 "store.timeout",
@@ -144,24 +160,31 @@ impl RedisStore {
             )
         })?;
         let conn = manager(config, config.timeout)?;
-        let (settlements, queue) = mpsc::unbounded_channel();
+        let settlements = Arc::new(SettleQueue::new(settle_queue::CAPACITY));
         let (admissions, admit_queue) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
             conn,
             admit: Script::new(script::ADMIT_MANY),
             settle: Script::new(script::SETTLE),
-            keys: Keys::new(&config.key_prefix),
+            keys: Keys::new(&config.key_prefix, config.backend == Backend::RedisCluster),
             timeout: config.timeout,
             on_error: config.on_error,
             local: MemoryStore::new(),
             cache: DenyCache::new(config.deny_cache),
+            leases: Leases::new(config.local_leases),
             health: Health::new(),
             fallbacks: AtomicU64::new(0),
-            settlements,
+            settlements: settlements.clone(),
+            settle_sent: AtomicU64::new(0),
+            settle_local: AtomicU64::new(0),
+            settle_overflow: AtomicU64::new(0),
             admissions,
         });
-        handle.spawn(settle_loop(Arc::downgrade(&inner), queue));
+        handle.spawn(settle_loop(Arc::downgrade(&inner), settlements));
         handle.spawn(admit_loop(Arc::downgrade(&inner), admit_queue));
+        if config.local_leases {
+            handle.spawn(lease_sweeper(Arc::downgrade(&inner)));
+        }
         Ok(Self { inner })
     }
 
@@ -196,9 +219,19 @@ impl RedisStore {
     /// that [`Store::settle`] adds. For shutdown paths and tests.
     pub async fn settle_in_redis(&self, settlement: &Settlement) -> Result<(), StoreError> {
         self.inner.cache.settled(settlement);
-        self.inner
-            .settle_redis(std::slice::from_ref(settlement))
-            .await
+        let mut charge = Charge::from(settlement.clone());
+        if self.inner.keys.tagged() {
+            // One call per slot on a Redis Cluster.
+            if let Some(second) = charge.second.take() {
+                self.inner
+                    .settle_redis(&[Charge {
+                        first: second,
+                        ..charge.clone()
+                    }])
+                    .await?;
+            }
+        }
+        self.inner.settle_redis(&[charge]).await
     }
 
     /// The Redis key of a subject.
@@ -228,24 +261,47 @@ impl Inner {
     /// Queues the admission for the batching task and waits for its reply, at
     /// most `timeout` in all (queueing included).
     async fn admit_redis(&self, a: &Admission) -> Result<Outcome, StoreError> {
+        let reply = self
+            .charge_checked(
+                a.now_ms,
+                1.0,
+                a.tokens,
+                a.account.clone(),
+                a.cluster.clone(),
+            )
+            .await?;
+        Ok(self.outcome_of(a, &reply))
+    }
+
+    /// Queues a checked charge (`requests` and `tokens` on the subjects, all or
+    /// nothing: an admission, or a lease) for the batching task and waits for
+    /// Redis' reply, at most `timeout` in all (queueing included).
+    async fn charge_checked(
+        &self,
+        now_ms: u64,
+        requests: f64,
+        tokens: f64,
+        account: Subject,
+        cluster: Option<Subject>,
+    ) -> Result<script::AdmitReply, StoreError> {
         let deadline = tokio::time::Instant::now() + self.timeout;
         let (reply, answer) = oneshot::channel();
         self.admissions
             .send(Pending {
-                now_ms: a.now_ms,
-                tokens: a.tokens,
-                account: a.account.clone(),
-                cluster: a.cluster.clone(),
+                now_ms,
+                requests,
+                tokens,
+                account,
+                cluster,
                 reply,
             })
             .map_err(|_| StoreError::Stopped)?;
-        let reply = match tokio::time::timeout_at(deadline, answer).await {
-            Err(_) => return Err(StoreError::Timeout),
+        match tokio::time::timeout_at(deadline, answer).await {
+            Err(_) => Err(StoreError::Timeout),
             // The batching task dropped it: it is stopping.
-            Ok(Err(_)) => return Err(StoreError::Stopped),
-            Ok(Ok(reply)) => reply?,
-        };
-        Ok(self.outcome_of(a, &reply))
+            Ok(Err(_)) => Err(StoreError::Stopped),
+            Ok(Ok(reply)) => reply,
+        }
     }
 
     /// The outcome Redis' reply means, computed with the embedded store's code on
@@ -295,6 +351,77 @@ impl Inner {
         }
     }
 
+    /// Redis admitted `a`: takes the leases its subjects' demand has earned
+    /// (in the background) and gives back any taken under other limits.
+    fn take_leases(self: &Arc<Self>, a: &Admission) {
+        let mut back = Vec::new();
+        let wanted = self.leases.after_admission(a, &mut back);
+        for charge in back {
+            self.queue_charge(charge);
+        }
+        for w in wanted {
+            let inner = self.clone();
+            let now_ms = a.now_ms;
+            tokio::spawn(async move {
+                let reply = inner
+                    .charge_checked(now_ms, w.requests, w.tokens, w.subject.clone(), None)
+                    .await;
+                let state = match reply {
+                    Ok(r) if r.admitted => r.states.first().copied(),
+                    _ => None,
+                };
+                inner.leases.taken_or_refused(&w, now_ms, state);
+            });
+        }
+    }
+
+    /// Gives back what is left of the leases expired at `now_ms` (at most once
+    /// a lease period).
+    fn sweep_leases(&self, now_ms: u64) {
+        for charge in self.leases.sweep(now_ms, false) {
+            self.queue_charge(charge);
+        }
+    }
+
+    /// Queues `charge` for Redis; to the in-process store while Redis is down,
+    /// when the queue is full (an overflow), or when the store is going away.
+    /// On a Redis Cluster a charge whose subjects live in two slots is queued
+    /// as two, one per slot.
+    fn queue_charge(&self, mut charge: Charge) {
+        if self.keys.tagged() {
+            if let Some(second) = charge
+                .second
+                .take_if(|s| self.slot_of(s) != self.slot_of(&charge.first))
+            {
+                self.queue_one(Charge {
+                    first: second,
+                    second: None,
+                    ..charge.clone()
+                });
+            }
+        }
+        self.queue_one(charge);
+    }
+
+    fn queue_one(&self, charge: Charge) {
+        if self.health.is_down() {
+            // The admission was most likely answered locally too.
+            self.settle_locally(std::slice::from_ref(&charge));
+            return;
+        }
+        match self.settlements.push(charge) {
+            Push::Queued => {}
+            Push::Refused(c, Refusal::Full) => {
+                self.settle_overflow.fetch_add(1, Ordering::Relaxed);
+                self.fallbacks.fetch_add(1, Ordering::Relaxed);
+                self.charge_locally(&c);
+            }
+            Push::Refused(c, Refusal::Closed) => {
+                self.settle_locally(std::slice::from_ref(&c));
+            }
+        }
+    }
+
     fn fallback_admit(&self, a: &Admission, error: StoreError) -> Result<Outcome, StoreError> {
         match self.on_error {
             OnError::FailOpen => {
@@ -307,13 +434,16 @@ impl Inner {
 
     /// An admission the local copy of refused subjects could not answer: to
     /// Redis unless it is down, else to the fallback (`on_error`).
-    async fn admit(&self, a: &Admission) -> Result<Outcome, StoreError> {
+    async fn admit(self: &Arc<Self>, a: &Admission) -> Result<Outcome, StoreError> {
         let Some(_probe) = self.health.route() else {
             return self.fallback_admit(a, StoreError::Down);
         };
         match self.admit_redis(a).await {
             Ok(outcome) => {
                 self.health.succeeded();
+                if outcome.denied.is_none() {
+                    self.take_leases(a);
+                }
                 Ok(outcome)
             }
             Err(e) => {
@@ -324,7 +454,7 @@ impl Inner {
     }
 
     /// Applies `batch` in Redis, in order, with one script call.
-    async fn settle_redis(&self, batch: &[Settlement]) -> Result<(), StoreError> {
+    async fn settle_redis(&self, batch: &[Charge]) -> Result<(), StoreError> {
         let (cmd, _) = self.batch_cmd(&self.settle, batch);
         match self.run(&self.settle, &cmd).await? {
             Value::Int(n) if usize::try_from(n).ok() == Some(batch.len()) => Ok(()),
@@ -332,13 +462,25 @@ impl Inner {
         }
     }
 
-    /// Applies `batch` in Redis, retrying once, else in the in-process store.
-    async fn settle_or_fall_back(&self, batch: &[Settlement]) {
+    /// Applies `batch` in Redis, retrying once, else in the in-process store;
+    /// on a Redis Cluster one call per slot (see `slots`).
+    async fn settle_or_fall_back(self: &Arc<Self>, batch: Vec<Charge>) {
+        if self.keys.tagged() {
+            return self.settle_on_slots(batch).await;
+        }
+        self.settle_group(&batch).await;
+    }
+
+    /// Applies `batch` (one slot's) in Redis, retrying once, else in the
+    /// in-process store.
+    async fn settle_group(&self, batch: &[Charge]) {
         let mut error = None;
         for _ in 0..2 {
             match self.settle_redis(batch).await {
                 Ok(()) => {
                     self.health.succeeded();
+                    self.settle_sent
+                        .fetch_add(batch.len() as u64, Ordering::Relaxed);
                     return;
                 }
                 Err(e) => error = Some(e),
@@ -350,18 +492,43 @@ impl Inner {
         self.settle_locally(batch);
     }
 
-    fn settle_locally(&self, batch: &[Settlement]) {
-        for s in batch {
+    /// Applies `batch` in the in-process store (Redis down or failing).
+    fn settle_locally(&self, batch: &[Charge]) {
+        self.settle_local
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        for c in batch {
             self.fallbacks.fetch_add(1, Ordering::Relaxed);
-            self.local.settle_now(s);
+            self.charge_locally(c);
         }
+    }
+
+    fn charge_locally(&self, c: &Charge) {
+        self.local.charge_now(
+            c.now_ms,
+            std::iter::once(&c.first).chain(&c.second),
+            c.requests,
+            c.tokens,
+        );
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Wakes the sending task, which finds the store gone and ends (what
+        // is still queued is lost with the store, as at process exit).
+        self.settlements.close();
     }
 }
 
 impl Store for RedisStore {
     fn admit(&self, admission: &Admission) -> StoreFuture<'static, Outcome> {
-        // A refusal answered from the local copy needs no round trip (nor a box).
+        // A refusal answered from the local copy needs no round trip (nor a box),
+        // and neither does an admission a lease covers.
         if let Some(outcome) = self.inner.cache.refusal(admission) {
+            return StoreFuture::ready(Ok(outcome));
+        }
+        self.inner.sweep_leases(admission.now_ms);
+        if let Some(outcome) = self.inner.leases.admit(admission) {
             return StoreFuture::ready(Ok(outcome));
         }
         let inner = self.inner.clone();
@@ -369,18 +536,23 @@ impl Store for RedisStore {
         StoreFuture::new(async move { inner.admit(&admission).await })
     }
 
-    fn settle(&self, settlement: Settlement) {
+    fn settle(&self, mut settlement: Settlement) {
         let inner = &self.inner;
         inner.cache.settled(&settlement);
-        if inner.health.is_down() {
-            // The admission was most likely answered locally too.
-            inner.settle_locally(std::slice::from_ref(&settlement));
-            return;
+        // Subjects whose leases take the delta need no round trip.
+        let (now, delta) = (settlement.now_ms, settlement.token_delta);
+        if let Some(c) = settlement.cluster.take() {
+            if !inner.leases.absorb(&c, now, delta) {
+                settlement.cluster = Some(c);
+            }
         }
-        if let Err(unsent) = inner.settlements.send(settlement) {
-            // The sending task is gone (the runtime is shutting down).
-            inner.settle_locally(std::slice::from_ref(&unsent.0));
+        if inner.leases.absorb(&settlement.account, now, delta) {
+            match settlement.cluster.take() {
+                None => return,
+                Some(c) => settlement.account = c,
+            }
         }
+        inner.queue_charge(Charge::from(settlement));
     }
 
     /// Reads the subject's state with one `GET` (no script, no charge). A missing
@@ -407,6 +579,25 @@ impl Store for RedisStore {
             };
             entry.bring_to(now_ms, &subject.limits);
             Ok(Some(entry.views(&subject.limits)))
+        })
+    }
+
+    fn status(&self) -> Option<StoreStatus> {
+        let i = &self.inner;
+        Some(StoreStatus {
+            up: !i.health.is_down(),
+            outages: i.health.outages(),
+            fallbacks: i.fallbacks.load(Ordering::Relaxed),
+            local_denials: i.cache.denials(),
+            settlements_pending: i.settlements.pending(),
+            settlements_sent: i.settle_sent.load(Ordering::Relaxed),
+            settlements_merged: i.settlements.merged(),
+            settlements_local: i.settle_local.load(Ordering::Relaxed),
+            settlements_overflow: i.settle_overflow.load(Ordering::Relaxed),
+            settlements_leased: i.leases.absorbed(),
+            leases: i.leases.held() as u64,
+            leases_taken: i.leases.taken(),
+            leased_admissions: i.leases.admitted(),
         })
     }
 

@@ -23,7 +23,9 @@
 //! order with exactly the outcome each would have alone; each key the batch
 //! touches is read once (one `MGET`) and written once at the end. Arguments of
 //! one call: the account's key, then the cluster's if any; and packed doubles:
-//! now (ms), cost or token delta, longest idle time (ms), TTL slack (ms), then
+//! now (ms), requests and tokens to add (an admission: 1 and its reservation; a
+//! settlement: 0 and its token delta; a refund: negative), longest idle time
+//! (ms), TTL slack (ms), then
 //! per key 4 × (capacity, rate per ms) with a NaN capacity for an unlimited
 //! window.
 
@@ -46,7 +48,7 @@ macro_rules! prelude {
 local HUGE, ceil, max = math.huge, math.ceil, math.max
 local unpack_, pack = struct.unpack, struct.pack
 local BAD = 'distill-guard: bad quota script arguments'
-local FORMAT = { '<dddddddddddd', '<dddddddddddddddddddd' }
+local FORMAT = { '<ddddddddddddd', '<ddddddddddddddddddddd' }
 
 -- One slot per distinct key of the batch, holding the key's value as Redis
 -- would hold it at this point had every call before run alone: levels V1..V4,
@@ -58,8 +60,8 @@ local SLOT, KEY = {}, {}
 local V1, V2, V3, V4, T, I, OK = {}, {}, {}, {}, {}, {}, {}
 local PUT, TTL = {}, {}
 local GONE = {}
--- The call being worked on: its packed arguments decoded into A (now, amount,
--- longest idle time, TTL slack, then per subject 4 x (capacity, rate per ms),
+-- The call being worked on: its packed arguments decoded into A (now,
+-- requests, tokens, longest idle time, TTL slack, then per subject 4 x (capacity, rate per ms),
 -- a NaN capacity meaning an unlimited window), its n subjects' slots S[k],
 -- their levels brought to now L[4(k - 1) + w], last updates LAST[k], idle
 -- times IDLE[k], and the cost per window COST[w].
@@ -80,7 +82,7 @@ end
 local function begin()
   local counts, total = {}, 0
   for j = 1, #ARGV do
-    local c = (#ARGV[j] / 8 - 4) / 8
+    local c = (#ARGV[j] / 8 - 5) / 8
     if c ~= 1 and c ~= 2 then return nil end
     counts[j] = c
     total = total + c
@@ -132,7 +134,7 @@ local function load(j, k0, c)
     end
     local elapsed = now - t
     if elapsed < 0 then elapsed = 0 end
-    local b, o = 4 + (k - 1) * 8, (k - 1) * 4
+    local b, o = 5 + (k - 1) * 8, (k - 1) * 4
     L[o + 1] = drained(v1, elapsed, A[b + 1], A[b + 2])
     L[o + 2] = drained(v2, elapsed, A[b + 3], A[b + 4])
     L[o + 3] = drained(v3, elapsed, A[b + 5], A[b + 6])
@@ -149,9 +151,9 @@ end
 -- a fresh subject, and an idle one is deleted). Puts each subject's packed
 -- state in reply[k + 1].
 local function commit(charged, reply)
-  local now, max_idle, slack = A[1], A[3], A[4]
+  local now, max_idle, slack = A[1], A[4], A[5]
   for k = 1, n do
-    local s, b, o = S[k], 4 + (k - 1) * 8, (k - 1) * 4
+    local s, b, o = S[k], 5 + (k - 1) * 8, (k - 1) * 4
     local idle, ttl = IDLE[k], 0
     if charged then
       for w = 1, 4 do
@@ -224,11 +226,10 @@ if not counts then return redis.error_reply(BAD) end
 local out, k0 = {}, 0
 for j = 1, #counts do
   load(j, k0, counts[j])
-  local amount = A[2]
-  COST[1], COST[2], COST[3], COST[4] = 1, 1, amount, amount
+  COST[1], COST[2], COST[3], COST[4] = A[2], A[2], A[3], A[3]
   local ok = true
   for k = 1, n do
-    local b, o = 4 + (k - 1) * 8, (k - 1) * 4
+    local b, o = 5 + (k - 1) * 8, (k - 1) * 4
     for w = 1, 4 do
       local c = A[b + 2 * w - 1]
       -- gcra::check: fits when level + cost - capacity <= 1e-9 * max(capacity, 1)
@@ -245,9 +246,11 @@ return out
 "#
 );
 
-/// Applies a batch of settlements in order: `ARGV[j]` = the packed arguments of
-/// settlement `j` (its token delta as the amount), `KEYS` = their keys one
-/// settlement after the other. Each adds its delta to its keys' token buckets.
+/// Applies a batch of charges in order: `ARGV[j]` = the packed arguments of
+/// charge `j` (a settlement: no requests and its token delta; a refund of an
+/// admission: minus one request and minus its tokens), `KEYS` = their keys one
+/// charge after the other. Each adds its requests and tokens to its keys'
+/// buckets, without checking them against the limits.
 /// Reply: the number of settlements applied.
 pub(super) const SETTLE: &str = concat!(
     prelude!(),
@@ -257,7 +260,7 @@ if not counts then return redis.error_reply(BAD) end
 local k0 = 0
 for j = 1, #counts do
   load(j, k0, counts[j])
-  COST[1], COST[2], COST[3], COST[4] = 0, 0, A[2], A[2]
+  COST[1], COST[2], COST[3], COST[4] = A[2], A[2], A[3], A[3]
   commit(true, nil)
   k0 = k0 + n
 end
@@ -267,20 +270,22 @@ return #ARGV
 );
 
 /// Bytes of the packed arguments of a call with two subjects.
-pub(super) const ARGS_BYTES_MAX: usize = 8 * (4 + 8 * 2);
+pub(super) const ARGS_BYTES_MAX: usize = 8 * (5 + 8 * 2);
 
 /// Appends the packed arguments of a call (its `ARGV[j]`) to `out`.
 pub(super) fn pack_args(
     out: &mut Vec<u8>,
     now_ms: u64,
-    amount: f64,
+    requests: f64,
+    tokens: f64,
     max_idle_ms: u64,
     slack_ms: u64,
     subjects: &[&Limits],
 ) {
     let mut push = |x: f64| out.extend_from_slice(&x.to_le_bytes());
     push(now_ms as f64);
-    push(finite_or_zero(amount));
+    push(finite_or_zero(requests));
+    push(finite_or_zero(tokens));
     push(max_idle_ms as f64);
     push(slack_ms as f64);
     for limits in subjects {
@@ -455,6 +460,7 @@ mod tests {
         pack_args(
             &mut bytes,
             1_700_000_000_000,
+            1.0,
             f64::INFINITY,
             5,
             6,
@@ -466,12 +472,12 @@ mod tests {
             .chunks_exact(8)
             .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")))
             .collect();
-        assert_eq!(xs.len(), 12);
-        assert_eq!(&xs[..4], &[1_700_000_000_000.0, 0.0, 5.0, 6.0]);
-        assert_eq!((xs[4], xs[5]), (60.0, 0.001));
-        assert!(xs[6].is_nan());
-        assert_eq!((xs[8], xs[9]), (0.0, 1.0), "a NaN limit is a zero limit");
-        assert!(xs[10].is_nan());
+        assert_eq!(xs.len(), 13);
+        assert_eq!(&xs[..5], &[1_700_000_000_000.0, 1.0, 0.0, 5.0, 6.0]);
+        assert_eq!((xs[5], xs[6]), (60.0, 0.001));
+        assert!(xs[7].is_nan());
+        assert_eq!((xs[9], xs[10]), (0.0, 1.0), "a NaN limit is a zero limit");
+        assert!(xs[11].is_nan());
     }
 
     #[test]
