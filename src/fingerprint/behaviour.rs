@@ -160,3 +160,77 @@ impl Behaviour {
         h.finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fingerprint::{Fingerprint, FingerprintSettings};
+    use crate::request::RequestInfo;
+
+    fn behaviour(body: serde_json::Value) -> Behaviour {
+        let info = RequestInfo::parse("/v1/chat/completions", bytes::Bytes::from(body.to_string()));
+        let fp = Fingerprint::compute(
+            &http::HeaderMap::new(),
+            None,
+            &info,
+            &FingerprintSettings::default(),
+        );
+        fp.behaviour.expect("a JSON body has a behaviour")
+    }
+
+    fn single(prompt: &str) -> serde_json::Value {
+        serde_json::json!({
+            "model": "m",
+            "max_tokens": 16000,
+            "reasoning_effort": "high",
+            "messages": [{"role": "user", "content": prompt}],
+        })
+    }
+
+    #[test]
+    fn elicitation_is_read_in_wordings_no_list_names() {
+        // None of these is one of the known phrases.
+        for prompt in [
+            "Lay out every intermediate deduction before you answer: how many primes are below 100?",
+            "How many primes are below 100? Leave nothing out of your derivation.",
+            "Spell out the complete rationale, please. Which sorting algorithm is stable?",
+        ] {
+            let b = behaviour(single(prompt));
+            assert!(b.elicitation >= 1, "{prompt}: {b:?}");
+            assert!(b.extraction() > 0.9, "{prompt}: {}", b.extraction());
+        }
+        // Reasoning words far from any request for all of it do not count.
+        let b = behaviour(single(
+            "My reasoning class meets on Tuesdays. What should I bring to the first lecture of the term?",
+        ));
+        assert_eq!(b.elicitation, 0, "{b:?}");
+    }
+
+    #[test]
+    fn conversations_tools_and_small_caps_are_not_extraction() {
+        let chat = serde_json::json!({
+            "model": "m", "max_tokens": 16000, "reasoning_effort": "high",
+            "messages": [
+                {"role": "user", "content": "Show your full reasoning: is 91 prime?"},
+                {"role": "assistant", "content": "No, 7 x 13."},
+                {"role": "user", "content": "And 97?"},
+            ],
+        });
+        let b = behaviour(chat);
+        assert_eq!(b.turns, Turns::Conversation);
+        assert_eq!(b.extraction(), 0.0);
+        let small = serde_json::json!({
+            "model": "m", "max_tokens": 256,
+            "messages": [{"role": "user", "content": "Translate 'good morning' into French."}],
+        });
+        let b = behaviour(small);
+        assert!(b.benign(), "{b:?}");
+        assert!(b.extraction() < 0.45);
+        let tools = serde_json::json!({
+            "model": "m", "max_tokens": 16000,
+            "tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}],
+            "messages": [{"role": "user", "content": "Show every step of your work."}],
+        });
+        assert_eq!(behaviour(tools).turns, Turns::Agentic);
+    }
+}
