@@ -7,8 +7,15 @@
 //! ```text
 //! cargo run --release --example tune -- \
 //!     [--scenarios naive,spoofed,mixed,organic] [--seeds 1,2,3] \
-//!     [--hours 24] [--scale 0.02] [--config guard.toml] \
-//!     [--set cluster.link_threshold=1.4 ...] [--json]
+//!     [--hours 24] [--scale 0.02] [--organic-accounts N] [--campaign-accounts N] \
+//!     [--perturb 0,7] [--config guard.toml] \
+//!     [--set cluster.link_threshold=1.4 ...] [--json] [--explain]
+//! ```
+//!
+//! Runs go in parallel (`TUNE_THREADS`, default 2); the table comes in the
+//! order of the arguments.
+//!
+//! ```text
 //! ```
 //!
 //! Detection only: quotas are not applied, so a request is denied here only
@@ -38,6 +45,9 @@ struct Args {
     sets: Vec<(String, String)>,
     json: bool,
     explain: bool,
+    organic: Option<u64>,
+    campaign: Option<u64>,
+    perturb: Vec<u64>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -50,6 +60,9 @@ fn parse_args() -> Result<Args, String> {
         sets: Vec::new(),
         json: false,
         explain: false,
+        organic: None,
+        campaign: None,
+        perturb: vec![0],
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -80,6 +93,30 @@ fn parse_args() -> Result<Args, String> {
                     .split_once('=')
                     .ok_or_else(|| format!("--set {kv}: expected key=value"))?;
                 a.sets.push((k.trim().to_owned(), v.trim().to_owned()));
+            }
+            "--organic-accounts" => {
+                a.organic = Some(
+                    value()?
+                        .parse()
+                        .map_err(|e| format!("--organic-accounts: {e}"))?,
+                )
+            }
+            "--campaign-accounts" => {
+                a.campaign = Some(
+                    value()?
+                        .parse()
+                        .map_err(|e| format!("--campaign-accounts: {e}"))?,
+                )
+            }
+            "--perturb" => {
+                a.perturb = value()?
+                    .split(',')
+                    .map(|s| {
+                        s.trim()
+                            .parse::<u64>()
+                            .map_err(|e| format!("perturb {s}: {e}"))
+                    })
+                    .collect::<Result<_, _>>()?
             }
             "--json" => a.json = true,
             "--explain" => a.explain = true,
@@ -160,14 +197,17 @@ fn run_one(
     config: &Config,
     scenario: Scenario,
     seed: u64,
-    hours: f64,
-    scale: f64,
-    explain: bool,
+    perturb: u64,
+    args: &Args,
 ) -> Result<Run, String> {
+    let explain = args.explain;
     let params = SimParams {
-        hours,
-        scale,
+        hours: args.hours,
+        scale: args.scale,
         seed,
+        perturb,
+        organic_accounts: args.organic,
+        campaign_accounts: args.campaign,
         ..SimParams::default()
     };
     let mut traffic = Vec::new();
@@ -189,6 +229,9 @@ fn run_one(
     let mut detect_ns: u128 = 0;
     let mut lines = 0u64;
     let mut campaign_start: Option<u64> = None;
+    // Per cohort: requests, summed extraction, benign requests, x>pivot requests.
+    let mut ids: HashMap<String, distill_guard::extensions::AccountId> = HashMap::new();
+    let mut cohort_x: HashMap<String, (u64, f64, u64, u64)> = HashMap::new();
     let mut first_throttle_ms: Option<u64> = None;
     for (i, raw) in text.lines().enumerate() {
         let line = parse_line(i as u64 + 1, raw).map_err(|e| e.to_string())?;
@@ -208,6 +251,21 @@ fn run_one(
         detect_ns += start.elapsed().as_nanos();
         lines += 1;
         let action = d.verdict.action;
+        if explain {
+            if let Some(l) = &line.label {
+                let key = if l.is_campaign() {
+                    "CAMPAIGN".to_owned()
+                } else {
+                    l.cohort.clone().unwrap_or_default()
+                };
+                let e = cohort_x.entry(key).or_default();
+                let x = d.fingerprint.extraction();
+                e.0 += 1;
+                e.1 += f64::from(x);
+                e.2 += u64::from(d.fingerprint.behaviour.is_some_and(|b| b.benign()));
+                e.3 += u64::from(x > 0.45);
+            }
+        }
         let decision = DecisionLine {
             line: i as u64 + 1,
             status: if action == Action::Block { 403 } else { 200 },
@@ -220,6 +278,9 @@ fn run_one(
             reasons: d.verdict.reasons.clone(),
         };
         scorer.observe(&line, &decision);
+        if explain {
+            ids.insert(decision.account.clone(), account);
+        }
         let campaign = line.label.as_ref().is_some_and(|l| l.is_campaign());
         if campaign {
             let s = *campaign_start.get_or_insert(line.ts_ms);
@@ -280,6 +341,37 @@ fn run_one(
         for (k, n) in harmed {
             eprintln!("  harmed organic: {k} x{n}");
         }
+        let mut ev: HashMap<String, (u64, f64, u64)> = HashMap::new();
+        for (account, (_, _, campaign, cohort)) in &last_cluster {
+            let key = if *campaign {
+                "CAMPAIGN".to_owned()
+            } else {
+                cohort.clone()
+            };
+            let id = ids.get(account).copied();
+            if let Some(snap) =
+                id.and_then(|id| detector.engine().inspect_account(&id, 0, u64::MAX / 2))
+            {
+                let e = ev.entry(key).or_default();
+                e.0 += 1;
+                e.1 += f64::from(snap.stats.evidence);
+                e.2 += u64::from(snap.stats.evidence >= 4.0);
+            }
+        }
+        let mut keys: Vec<&String> = cohort_x.keys().collect();
+        keys.sort();
+        for k in keys {
+            let (n, sx, nb, nh) = cohort_x[k];
+            let (na, se, n1) = ev.get(k).copied().unwrap_or_default();
+            eprintln!(
+                "  cohort {k}: requests {n} mean x {:.2} benign {:.0}% x>pivot {:.0}% | accounts {na} mean evidence {:.2} evidence>=4 {:.1}%",
+                sx / n.max(1) as f64,
+                100.0 * nb as f64 / n.max(1) as f64,
+                100.0 * nh as f64 / n.max(1) as f64,
+                se / na.max(1) as f64,
+                100.0 * n1 as f64 / na.max(1) as f64
+            );
+        }
     }
     for (cluster, truth, campaign, cohort) in last_cluster.values() {
         if *campaign {
@@ -293,6 +385,7 @@ fn run_one(
         // Wrong links by the cohorts they joined and the evidence they rested on.
         let mut patterns: HashMap<String, u64> = HashMap::new();
         let mut missed: HashMap<String, u64> = HashMap::new();
+        let mut right: HashMap<String, u64> = HashMap::new();
         for e in detector.engine().take_link_log() {
             use distill_guard::cluster::LinkOutcome;
             if e.outcome == LinkOutcome::Rejected {
@@ -321,6 +414,14 @@ fn run_one(
                 continue;
             };
             if a.1 == b.1 {
+                if a.2 {
+                    let ev: Vec<String> = e
+                        .evidence
+                        .iter()
+                        .map(|(f, k, w)| format!("{}/{k}={:.1}", f.as_str(), w))
+                        .collect();
+                    *right.entry(ev.join(" ")).or_default() += 1;
+                }
                 continue;
             }
             let ev: Vec<String> = e
@@ -344,6 +445,11 @@ fn run_one(
         patterns.sort_by_key(|x| std::cmp::Reverse(x.1));
         for (p, n) in patterns.iter().take(15) {
             eprintln!("  wrong link x{n}: {p}");
+        }
+        let mut right: Vec<(String, u64)> = right.into_iter().collect();
+        right.sort_by_key(|x| std::cmp::Reverse(x.1));
+        for (p, n) in right.iter().take(15) {
+            eprintln!("  campaign link x{n}: {p}");
         }
         let mut missed: Vec<(String, u64)> = missed.into_iter().collect();
         missed.sort_by_key(|x| std::cmp::Reverse(x.1));
@@ -413,58 +519,89 @@ fn main() {
         }
     };
     println!(
-        "| scenario | seed | lines | pairwise P | pairwise R | B3 P | B3 R | campaign accts ≥throttle | ≥degrade | block | organic accts ≥throttle | organic harmed (degrade/deny) | first throttle | first enforcement | organic false links | µs/line |"
+        "| scenario | seed | perturb | lines | harvest | last 6 h | worst first enforcement | P merged | B3 R | worst operator R | organic harmed | organic ≥throttle | batch harmed | reseller customers harmed | µs/line |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
-    let mut failures = 0;
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let mut jobs = Vec::new();
     for scenario in &args.scenarios {
         for seed in &args.seeds {
-            match run_one(
-                &config,
-                *scenario,
-                *seed,
-                args.hours,
-                args.scale,
-                args.explain,
-            ) {
-                Ok(r) => {
-                    let c = &r.report.clustering;
-                    let links: Vec<String> = r
-                        .false_links
-                        .iter()
-                        .map(|(k, n)| format!("{k}:{n}"))
-                        .collect();
-                    println!(
-                        "| {} | {} | {} | {:.4} | {:.4} | {:.4} | {:.4} | {} | {} | {} | {} | {} | {} | {} | {} | {:.1} |",
-                        scenario,
-                        seed,
-                        r.lines,
-                        c.pairwise.precision,
-                        c.pairwise.recall,
-                        c.bcubed.precision,
-                        c.bcubed.recall,
-                        pct(r.campaign_at_least[2], r.campaign_accounts),
-                        pct(r.campaign_at_least[3], r.campaign_accounts),
-                        pct(r.campaign_at_least[4], r.campaign_accounts),
-                        pct(r.organic_at_least[2], r.organic_accounts),
-                        pct(r.report.organic.accounts_harmed, r.report.organic.accounts),
-                        mins(r.first_throttle_ms),
-                        mins(r.report.campaign.worst_time_to_first_enforcement_ms),
-                        if links.is_empty() { "0".into() } else { links.join(" ") },
-                        r.detect_ns_per_line / 1000.0,
-                    );
-                    if args.json {
-                        if let Ok(j) = serde_json::to_string(&r.report) {
-                            eprintln!("{j}");
-                        }
-                    }
-                    let _ = (r.engine_accounts, r.engine_bytes);
-                }
-                Err(e) => {
-                    failures += 1;
-                    eprintln!("tune: {scenario} seed {seed}: {e}");
-                }
+            for perturb in &args.perturb {
+                jobs.push((*scenario, *seed, *perturb));
             }
+        }
+    }
+    let threads: usize = std::env::var("TUNE_THREADS")
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(2)
+        .max(1);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: std::sync::Mutex<Vec<Option<Result<Run, String>>>> =
+        std::sync::Mutex::new((0..jobs.len()).map(|_| None).collect());
+    std::thread::scope(|scope| {
+        for _ in 0..threads.min(jobs.len()) {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(&(scenario, seed, perturb)) = jobs.get(i) else {
+                    break;
+                };
+                let r = run_one(&config, scenario, seed, perturb, &args);
+                if let Ok(mut all) = results.lock() {
+                    all[i] = Some(r);
+                }
+            });
+        }
+    });
+    let results = results.into_inner().unwrap_or_default();
+    let mut failures = 0;
+    for ((scenario, seed, perturb), r) in jobs.iter().zip(results) {
+        match r {
+            Some(Ok(r)) => {
+                let c = &r.report.clustering;
+                let camp = &r.report.campaign;
+                let org = &r.report.organic;
+                let share = |x: Option<f64>| x.map_or("-".into(), |v| format!("{:.1}%", 100.0 * v));
+                let worst_r = camp
+                    .actors
+                    .iter()
+                    .map(|a| a.bcubed_recall)
+                    .fold(f64::NAN, f64::min);
+                println!(
+                    "| {} | {} | {} | {} | {} | {} | {} | {:.4} | {:.3} | {:.3} | {} ({}) | {} | {} | {} | {:.1} |",
+                    scenario,
+                    seed,
+                    perturb,
+                    r.lines,
+                    share(camp.output_tokens.harvested_share),
+                    share(camp.harvest_last_6h),
+                    mins(camp.worst_time_to_first_enforcement_ms),
+                    c.bcubed_precision_campaigns_merged,
+                    c.bcubed.recall,
+                    worst_r,
+                    pct(org.accounts_harmed, org.accounts),
+                    org.accounts_harmed,
+                    pct(r.organic_at_least[2], r.organic_accounts),
+                    pct(org.batch.accounts_harmed, org.batch.accounts),
+                    pct(org.reseller_customers.accounts_harmed, org.reseller_customers.accounts),
+                    r.detect_ns_per_line / 1000.0,
+                );
+                if args.json {
+                    if let Ok(j) = serde_json::to_string(&r.report) {
+                        eprintln!("{j}");
+                    }
+                }
+                let _ = (
+                    r.engine_accounts,
+                    r.engine_bytes,
+                    &r.false_links,
+                    r.first_throttle_ms,
+                );
+            }
+            Some(Err(e)) => {
+                failures += 1;
+                eprintln!("tune: {scenario} seed {seed}: {e}");
+            }
+            None => failures += 1,
         }
     }
     if failures > 0 {

@@ -25,17 +25,23 @@ pub enum Family {
     Timing,
     /// Hard links supplied by the host application or found by echoed marks.
     HardLink,
+    /// What the account asks for and how: turn structure, output budget,
+    /// reasoning requested, elicitation, task (see
+    /// [`crate::fingerprint::Behaviour`]). Links only accounts that already
+    /// look like extraction.
+    Behaviour,
 }
 
 impl Family {
     /// All families.
-    pub const ALL: [Family; 6] = [
+    pub const ALL: [Family; 7] = [
         Family::Client,
         Family::Network,
         Family::Shape,
         Family::Template,
         Family::Timing,
         Family::HardLink,
+        Family::Behaviour,
     ];
 
     /// The lowercase name.
@@ -47,6 +53,7 @@ impl Family {
             Family::Template => "template",
             Family::Timing => "timing",
             Family::HardLink => "hard_link",
+            Family::Behaviour => "behaviour",
         }
     }
 }
@@ -66,7 +73,7 @@ pub struct Feature {
 /// Every feature kind the crate produces, with its family. A kind's position is
 /// its wire code when observations are shared between replicas
 /// ([`crate::cluster::share`]): append new kinds, never reorder.
-pub const KINDS: [(Family, &str); 15] = [
+pub const KINDS: [(Family, &str); 16] = [
     (Family::Client, "header_order"),
     (Family::Client, "user_agent"),
     (Family::Client, "stainless"),
@@ -82,6 +89,7 @@ pub const KINDS: [(Family, &str); 15] = [
     (Family::Template, "head_lsh_band"),
     (Family::Template, "tail_lsh_band"),
     (Family::HardLink, "hard_link"),
+    (Family::Behaviour, "behaviour_signature"),
 ];
 
 impl Feature {

@@ -80,6 +80,113 @@ pub struct ClusterConfig {
     pub max_bridges: u32,
     /// Most pending cluster-pair bridge records kept.
     pub max_bridge_records: u32,
+    /// `[cluster.behaviour]`: how each account's behaviour evidence builds up
+    /// and decides which accounts may link on weak shared values.
+    pub behaviour: BehaviourEvidence,
+}
+
+/// `[cluster.behaviour]`: per-account behaviour evidence.
+///
+/// Every request adds `gain × (extraction − pivot)` when it looks like
+/// harvesting at all (its extraction score, see `docs/detection.md`, is above
+/// zero), or subtracts `benign_penalty` when it looks like ordinary use
+/// (a conversation, a small output cap) and `neutral_penalty` otherwise. A
+/// session (requests less than `session_gap` apart) counts once, with its
+/// strongest step, so a person's busy afternoon is one step. Evidence fades
+/// with `half_life` and stays within `floor..=ceiling`.
+///
+/// Accounts with evidence of at least `link_evidence` look like extraction:
+/// they link with one another on any shared value (client, network, shape,
+/// behaviour signature, not only templates), each value weighted down by the
+/// benign-looking accounts (evidence at most `benign_evidence`) that also hold
+/// it: by `s / (s + benign_scale × b)` for `s` extraction-like and `b`
+/// benign-looking recent holders.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BehaviourEvidence {
+    /// Evidence per unit of extraction score above the pivot.
+    pub gain: f64,
+    /// Extraction score at which a request adds nothing.
+    pub pivot: f64,
+    /// Subtracted for a request that looks like ordinary use.
+    pub benign_penalty: f64,
+    /// Subtracted for a request that neither looks like harvesting nor like
+    /// ordinary use (tool use, a conversation asking for reasoning).
+    pub neutral_penalty: f64,
+    /// Requests closer together than this are one session.
+    #[serde(with = "humantime_serde")]
+    pub session_gap: Duration,
+    /// Evidence this old counts half.
+    #[serde(with = "humantime_serde")]
+    pub half_life: Duration,
+    /// Lowest evidence (a long record of ordinary use is worth this much).
+    pub floor: f64,
+    /// Highest evidence.
+    pub ceiling: f64,
+    /// Evidence from which an account looks like extraction.
+    pub link_evidence: f64,
+    /// Evidence at or below which an account looks benign.
+    pub benign_evidence: f64,
+    /// How much more a benign-looking holder of a value discounts it than an
+    /// extraction-like holder supports it.
+    pub benign_scale: f64,
+    /// Most evidence one member adds to its cluster's.
+    pub member_cap: f64,
+}
+
+impl Default for BehaviourEvidence {
+    fn default() -> Self {
+        Self {
+            gain: 2.0,
+            pivot: 0.45,
+            benign_penalty: 1.0,
+            neutral_penalty: 0.1,
+            session_gap: Duration::from_secs(600),
+            half_life: Duration::from_secs(3 * 86_400),
+            floor: -4.0,
+            ceiling: 8.0,
+            link_evidence: 6.0,
+            benign_evidence: 0.0,
+            benign_scale: 1.5,
+            member_cap: 4.0,
+        }
+    }
+}
+
+impl BehaviourEvidence {
+    fn validate(&self, path: &str, errors: &mut Vec<FieldError>) {
+        let mut push = |field: &str, message: String| {
+            errors.push(FieldError {
+                path: format!("{path}.{field}"),
+                message,
+            })
+        };
+        for (name, v, lo, hi) in [
+            ("gain", self.gain, 0.0, 100.0),
+            ("pivot", self.pivot, 0.0, 1.0),
+            ("benign_penalty", self.benign_penalty, 0.0, 100.0),
+            ("neutral_penalty", self.neutral_penalty, 0.0, 100.0),
+            ("floor", self.floor, -1000.0, 0.0),
+            ("ceiling", self.ceiling, 0.0, 1000.0),
+            ("link_evidence", self.link_evidence, -1000.0, 1000.0),
+            ("benign_evidence", self.benign_evidence, -1000.0, 1000.0),
+            ("benign_scale", self.benign_scale, 0.0, 1000.0),
+            ("member_cap", self.member_cap, 0.0, 1000.0),
+        ] {
+            if !finite_in(v, lo, hi) {
+                push(name, format!("must be between {lo} and {hi}, got {v}"));
+            }
+        }
+        if self.benign_evidence > self.link_evidence {
+            push("benign_evidence", "must be at most link_evidence".into());
+        }
+        if self.half_life.as_secs() < 1 {
+            push("half_life", "must be at least 1s".into());
+        }
+        if self.session_gap.as_secs() > 86_400 {
+            push("session_gap", "must be at most one day".into());
+        }
+    }
 }
 
 /// Per-family weights of a shared rare feature.
@@ -99,6 +206,8 @@ pub struct FamilyWeights {
     /// Hard links from the host application: at least `link_threshold` links
     /// outright.
     pub hard_link: f64,
+    /// Behaviour signatures (only between accounts that look like extraction).
+    pub behaviour: f64,
 }
 
 impl Default for FamilyWeights {
@@ -110,6 +219,7 @@ impl Default for FamilyWeights {
             template: 1.0,
             timing: 0.3,
             hard_link: 10.0,
+            behaviour: 0.8,
         }
     }
 }
@@ -124,6 +234,7 @@ impl FamilyWeights {
             Family::Template => self.template,
             Family::Timing => self.timing,
             Family::HardLink => self.hard_link,
+            Family::Behaviour => self.behaviour,
         }
     }
 }
@@ -144,6 +255,8 @@ pub struct FamilyCounts {
     pub timing: u32,
     /// Hard links.
     pub hard_link: u32,
+    /// Behaviour.
+    pub behaviour: u32,
 }
 
 impl Default for FamilyCounts {
@@ -155,13 +268,14 @@ impl Default for FamilyCounts {
             template: 3,
             timing: 1,
             hard_link: 1,
+            behaviour: 1,
         }
     }
 }
 
 impl FamilyCounts {
     /// In the order of [`Family::ALL`].
-    pub fn as_array(&self) -> [u32; 6] {
+    pub fn as_array(&self) -> [u32; 7] {
         [
             self.client,
             self.network,
@@ -169,6 +283,7 @@ impl FamilyCounts {
             self.template,
             self.timing,
             self.hard_link,
+            self.behaviour,
         ]
     }
 }
@@ -197,6 +312,7 @@ impl Default for ClusterConfig {
             bridge_fraction: 0.1,
             max_bridges: 16,
             max_bridge_records: 65_536,
+            behaviour: BehaviourEvidence::default(),
         }
     }
 }
@@ -271,8 +387,8 @@ impl ClusterConfig {
                 format!("must be between 0.01 and 1000, got {}", self.link_threshold),
             );
         }
-        if !(1..=6).contains(&self.min_families) {
-            push("min_families", "must be between 1 and 6".into());
+        if !(1..=7).contains(&self.min_families) {
+            push("min_families", "must be between 1 and 7".into());
         }
         if !finite_in(self.min_family_weight, 0.0, 100.0) {
             push("min_family_weight", "must be between 0 and 100".into());
@@ -306,6 +422,8 @@ impl ClusterConfig {
         if self.max_bridge_records < 1 {
             push("max_bridge_records", "must be at least 1".into());
         }
+        self.behaviour
+            .validate(&format!("{path}.behaviour"), &mut errors);
         errors
     }
 

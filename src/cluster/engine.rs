@@ -11,9 +11,13 @@ use crate::extensions::{AccountId, Cluster, ClusterId};
 use crate::features::{Family, Feature};
 
 const NONE: u32 = u32::MAX;
-const FAMILIES: usize = 6;
-/// Number of per-account content signals the engine keeps averages of.
-pub const SIGNALS: usize = 4;
+const FAMILIES: usize = 7;
+/// Number of per-request content signals (see `crate::score::Signals`).
+pub const SIGNALS: usize = 6;
+/// Index of the extraction score in [`Observation::signals`].
+const EXTRACTION: usize = 4;
+/// Index of the benign flag in [`Observation::signals`].
+const BENIGN: usize = 5;
 /// Weight of one request in an account's signal averages.
 const ACCOUNT_ALPHA: f32 = 0.15;
 /// Weight of one request in a cluster's signal averages.
@@ -91,6 +95,7 @@ fn family_index(f: Family) -> usize {
         Family::Template => 3,
         Family::Timing => 4,
         Family::HardLink => 5,
+        Family::Behaviour => 6,
     }
 }
 
@@ -124,6 +129,10 @@ pub struct AccountStats {
     pub level: f32,
     /// When `level` was stored.
     pub level_at: u32,
+    /// Behaviour evidence: how much the account's requests have looked like
+    /// harvesting, net of its ordinary use, fading with
+    /// `[cluster.behaviour] half_life` (see [`BehaviourEvidence`](super::BehaviourEvidence)).
+    pub evidence: f32,
 }
 
 /// What the engine knows about the account's cluster (clusters of two or more).
@@ -144,6 +153,9 @@ pub struct ClusterStats {
     pub level: f32,
     /// When `level` was stored.
     pub level_at: u32,
+    /// The members' behaviour evidence, summed (each member's capped at
+    /// `[cluster.behaviour] member_cap`, negative evidence counted as none).
+    pub evidence: f32,
 }
 
 /// The engine's answer for one request.
@@ -243,6 +255,15 @@ struct Slot {
     level_at: u32,
     signals: [u8; SIGNALS],
     live: bool,
+    /// Behaviour evidence and when it was last faded.
+    evidence: f32,
+    evidence_at: u32,
+    /// The current session's start of quiet (its last request) and its
+    /// strongest step so far: a session counts once, with its strongest step.
+    session_at: u32,
+    session_best: f32,
+    /// What the account adds to its cluster's evidence now.
+    contribution: f32,
 }
 
 impl Slot {
@@ -263,6 +284,11 @@ impl Slot {
             level_at: s,
             signals: [0; SIGNALS],
             live: true,
+            evidence: 0.0,
+            evidence_at: s,
+            session_at: 0,
+            session_best: 0.0,
+            contribution: 0.0,
         }
     }
 
@@ -286,6 +312,8 @@ struct ClusterRec {
     signals: [f32; SIGNALS],
     level: f32,
     level_at: u32,
+    /// Sum of the members' contributions.
+    evidence: f32,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -308,6 +336,11 @@ struct Posting {
     checked: u32,
     /// Distinct clusters among the entries (and the last requester), saturating.
     roots: u8,
+    /// Distinct clusters among the entries that look like extraction.
+    suspicious_roots: u8,
+    /// Entries that look like extraction, and entries that look benign.
+    suspicious: u8,
+    benign: u8,
     entries: Vec<Entry>,
 }
 
@@ -468,6 +501,7 @@ impl ClusterEngine {
         let now_s = secs(obs.now_ms);
         st.maintain(&self.cfg, now_s);
         let slot = st.touch(&self.cfg, obs);
+        st.behaviour_step(&self.cfg, slot, obs, now_s);
         if self.cfg.enabled {
             let active = st.seen_accounts >= u64::from(self.cfg.warmup_accounts);
             self.link(&mut st, slot, obs, now_s, active);
@@ -760,11 +794,25 @@ impl ClusterEngine {
         st.candidates.clear();
         let half_life = cfg.half_life.as_secs().max(1) as f32;
         let ttl = u32::try_from(cfg.ttl.as_secs()).unwrap_or(u32::MAX);
+        let beh = &cfg.behaviour;
+        let (link_ev, benign_ev) = (beh.link_evidence as f32, beh.benign_evidence as f32);
+        let benign_scale = beh.benign_scale as f32;
+        // Accounts that look like extraction link only with one another, on
+        // any shared value weighted down by the benign-looking accounts that
+        // share it; the others link as before, on templates and hard links.
+        let me_susp = st.slots[slot as usize].evidence >= link_ev;
         let mut seen_values: [u64; 64] = [0; 64];
         let mut n_seen = 0usize;
         for f in obs.features {
-            let w = st.weight(cfg, f);
-            if w <= 0.0 {
+            // Between accounts that look like extraction a kind's override
+            // (an app's shared system prompt weighs little) gives way to its
+            // family's weight: sharing with benign accounts discounts it instead.
+            let w = if me_susp {
+                cfg.family_weights.get(f.family) as f32
+            } else {
+                st.weight(cfg, f)
+            };
+            if w <= 0.0 || (f.family == Family::Behaviour && !me_susp) {
                 continue;
             }
             // Each value once per request.
@@ -803,6 +851,9 @@ impl ClusterEngine {
                             last: now_s,
                             checked: 0,
                             roots: 0,
+                            suspicious_roots: 0,
+                            suspicious: 0,
+                            benign: 0,
                             entries: vec![
                                 Entry {
                                     slot: other,
@@ -813,7 +864,8 @@ impl ClusterEngine {
                         },
                     );
                     st.door[d] = Door::default();
-                    if active && !st.same_cluster(slot, other) {
+                    let other_susp = st.slots[other as usize].evidence >= link_ev;
+                    if active && !st.same_cluster(slot, other) && other_susp == me_susp {
                         let decay = 0.5f32.powf(now_s.saturating_sub(door.at) as f32 / half_life);
                         st.add_candidate(other, fam, f, w * decay);
                     }
@@ -845,6 +897,7 @@ impl ClusterEngine {
                         .get(e.slot as usize)
                         .is_some_and(|s| s.live && s.first_seen <= e.at)
             };
+            let susp_of = |e: &Entry| slots.get(e.slot as usize).map_or(0.0, |s| s.evidence);
             if p.checked == 0
                 || p.entries.len() <= 4
                 || now_s.saturating_sub(p.checked) >= RECHECK_S
@@ -852,36 +905,84 @@ impl ClusterEngine {
                 p.entries.retain(|e| e.slot == slot || fresh(e));
                 let mut roots: [u64; 64] = [0; 64];
                 let mut n_roots = 0usize;
-                for r in p
-                    .entries
-                    .iter()
-                    .map(|e| root_key(slots, e.slot))
-                    .chain(std::iter::once(mine))
-                {
+                let mut sroots: [u64; 64] = [0; 64];
+                let mut n_sroots = 0usize;
+                let (mut n_susp, mut n_benign) = (0usize, 0usize);
+                for e in &p.entries {
+                    let r = root_key(slots, e.slot);
                     if n_roots < roots.len() && !roots[..n_roots].contains(&r) {
                         roots[n_roots] = r;
                         n_roots += 1;
                     }
+                    let ev = susp_of(e);
+                    if ev >= link_ev {
+                        n_susp += 1;
+                        if n_sroots < sroots.len() && !sroots[..n_sroots].contains(&r) {
+                            sroots[n_sroots] = r;
+                            n_sroots += 1;
+                        }
+                    } else if ev <= benign_ev {
+                        n_benign += 1;
+                    }
+                }
+                if !roots[..n_roots].contains(&mine) {
+                    n_roots += 1;
                 }
                 p.roots = u8::try_from(n_roots).unwrap_or(u8::MAX);
+                p.suspicious_roots = u8::try_from(n_sroots).unwrap_or(u8::MAX);
+                p.suspicious = u8::try_from(n_susp).unwrap_or(u8::MAX);
+                p.benign = u8::try_from(n_benign).unwrap_or(u8::MAX);
                 p.checked = now_s.max(1);
             }
-            let common = !hard && u32::from(p.roots) > cfg.common_clusters;
+            let (common, exclusive) = if hard {
+                (false, 1.0)
+            } else if me_susp {
+                // Among accounts that look like extraction, a value many of
+                // them share is the operator's, not common: only the
+                // benign-looking accounts that share it weigh it down.
+                let s = f32::from(p.suspicious.max(1));
+                (false, s / (s + benign_scale * f32::from(p.benign)))
+            } else {
+                (u32::from(p.roots) > cfg.common_clusters, 1.0)
+            };
             gathered.clear();
             if active && !common {
                 for e in &p.entries {
-                    if e.slot == slot || !fresh(e) || root_key(slots, e.slot) == mine {
+                    if e.slot == slot
+                        || !fresh(e)
+                        || root_key(slots, e.slot) == mine
+                        || (susp_of(e) >= link_ev) != me_susp
+                    {
                         continue;
                     }
                     let decay = 0.5f32.powf(now_s.saturating_sub(e.at) as f32 / half_life);
-                    gathered.push((e.slot, w * decay));
+                    gathered.push((e.slot, w * decay * exclusive));
                 }
             }
             if let Some(e) = p.entries.iter_mut().find(|e| e.slot == slot) {
                 e.at = now_s;
             } else {
                 if p.entries.len() >= cfg.posting_cap as usize {
-                    if let Some((i, _)) = p.entries.iter().enumerate().min_by_key(|(_, e)| e.at) {
+                    // Class-balanced eviction: the oldest entry of whichever
+                    // class (looks like extraction or not) holds more of the
+                    // list, so a burst of ordinary users cannot flush an
+                    // operator's accounts out of a value's list, nor the reverse.
+                    let n_s = p.entries.iter().filter(|e| susp_of(e) >= link_ev).count();
+                    let n_o = p.entries.len() - n_s;
+                    let evict_susp = match n_s.cmp(&n_o) {
+                        std::cmp::Ordering::Greater => true,
+                        std::cmp::Ordering::Less => false,
+                        std::cmp::Ordering::Equal => me_susp,
+                    };
+                    let victim = p
+                        .entries
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, e)| (susp_of(e) >= link_ev) == evict_susp)
+                        .min_by_key(|(_, e)| e.at)
+                        .or_else(|| p.entries.iter().enumerate().min_by_key(|(_, e)| e.at))
+                        .map(|(i, _)| i);
+                    if let Some(i) = victim {
                         p.entries.swap_remove(i);
                     }
                 }
@@ -948,8 +1049,9 @@ impl ClusterEngine {
             }
             let m = &mut members[gi];
             // Backing: members matched on an anchor family (a template), not on
-            // the software or network a cluster may share with bystanders.
-            if anchor_idx.is_empty() || anchor_idx.iter().any(|i| c.fam[*i] > 0.0) {
+            // the software or network a cluster may share with bystanders
+            // (among accounts that look like extraction, any match backs).
+            if me_susp || anchor_idx.is_empty() || anchor_idx.iter().any(|i| c.fam[*i] > 0.0) {
                 m.1 += 1;
             }
             if total > m.3 {
@@ -965,6 +1067,7 @@ impl ClusterEngine {
             }
         }
         let hard_idx = family_index(Family::HardLink);
+        let behaviour_idx = family_index(Family::Behaviour);
         let tpl_idx = family_index(Family::Template);
         let threshold = cfg.link_threshold as f32;
         let min_anchor = cfg.min_anchor_weight as f32;
@@ -974,12 +1077,18 @@ impl ClusterEngine {
         for (gi, g) in groups.iter().enumerate() {
             let total: f32 = g.fam.iter().sum();
             let hard = g.fam[hard_idx] >= threshold;
+            // Behaviour adds weight but is not one of the independent
+            // families a link needs: many people ask alike, so two accounts
+            // must also share something an operator's software, network,
+            // requests or templates give away.
             let families = g
                 .fam
                 .iter()
-                .filter(|w| **w >= min_family && **w > 0.0)
+                .enumerate()
+                .filter(|(i, w)| *i != behaviour_idx && **w >= min_family && **w > 0.0)
                 .count();
-            let anchored = anchor_idx.is_empty()
+            let anchored = me_susp
+                || anchor_idx.is_empty()
                 || anchor_idx
                     .iter()
                     .any(|i| g.fam[*i] >= min_anchor && g.fam[*i] > 0.0);
@@ -1042,6 +1151,59 @@ fn root_key(slots: &[Slot], slot: u32) -> u64 {
 }
 
 impl State {
+    /// Adds one request's behaviour to its account's evidence (see
+    /// [`BehaviourEvidence`](super::BehaviourEvidence)) and passes the change
+    /// on to its cluster.
+    fn behaviour_step(
+        &mut self,
+        cfg: &ClusterConfig,
+        slot: u32,
+        obs: &Observation<'_>,
+        now_s: u32,
+    ) {
+        let b = &cfg.behaviour;
+        let x = obs.signals[EXTRACTION].clamp(0.0, 1.0);
+        let benign = obs.signals[BENIGN] >= 0.5;
+        let gain = b.gain as f32;
+        let step = if x > 0.0 {
+            gain * (x - b.pivot as f32)
+        } else if benign {
+            -(b.benign_penalty as f32)
+        } else {
+            -(b.neutral_penalty as f32)
+        };
+        let half_life = b.half_life.as_secs().max(1) as f32;
+        let gap = u32::try_from(b.session_gap.as_secs()).unwrap_or(u32::MAX);
+        let cap = b.member_cap as f32;
+        let s = &mut self.slots[slot as usize];
+        let dt = now_s.saturating_sub(s.evidence_at) as f32;
+        if dt > 0.0 {
+            s.evidence *= 0.5f32.powf(dt / half_life);
+            s.evidence_at = now_s;
+        }
+        if s.session_at == 0 || now_s.saturating_sub(s.session_at) > gap {
+            s.session_best = 0.0;
+        }
+        s.session_at = now_s;
+        let add = if step > 0.0 {
+            let add = (step - s.session_best).max(0.0);
+            s.session_best = s.session_best.max(step);
+            add
+        } else {
+            step
+        };
+        s.evidence = (s.evidence + add).clamp(b.floor as f32, b.ceiling as f32);
+        let contribution = s.evidence.clamp(0.0, cap);
+        let delta = contribution - s.contribution;
+        s.contribution = contribution;
+        let c = s.cluster;
+        if let Some(rec) = self.clusters.get_mut(c as usize) {
+            if c != NONE {
+                rec.evidence = (rec.evidence + delta).max(0.0);
+            }
+        }
+    }
+
     fn next_rand(&mut self) -> u64 {
         // xorshift64*: only for choosing eviction samples.
         let mut x = self.rng;
@@ -1247,6 +1409,7 @@ impl State {
             rec.iv_sum2 -= v * v;
             rec.iv_n = rec.iv_n.saturating_sub(1);
         }
+        rec.evidence = (rec.evidence - self.slots[slot as usize].contribution).max(0.0);
         self.slots[slot as usize].cluster = NONE;
         if rec.members.len() <= 1 {
             let rest = std::mem::take(&mut rec.members);
@@ -1271,6 +1434,7 @@ impl State {
             signals: [0.0; SIGNALS],
             level: 0.0,
             level_at: now_s,
+            evidence: 0.0,
         };
         match self.free_clusters.pop() {
             Some(i) => {
@@ -1306,6 +1470,7 @@ impl State {
             *cs += (f32::from(a) / 255.0 - *cs) / n;
         }
         rec.level = rec.level.max(s.level);
+        rec.evidence += s.contribution;
         let pos = (rec.members.len() - 1) as u32;
         let sm = &mut self.slots[slot as usize];
         sm.cluster = c;
@@ -1459,6 +1624,7 @@ impl State {
         rec.iv_n += s.iv_n;
         rec.joins += s.joins;
         rec.level = rec.level.max(s.level);
+        rec.evidence += s.evidence;
         if let (Some(from), true) = (
             self.evidence.get(small as usize).copied(),
             (big as usize) < self.evidence.len(),
@@ -1536,6 +1702,7 @@ impl State {
             signals: s.signals.map(|x| f32::from(x) / 255.0),
             level: s.level,
             level_at: s.level_at,
+            evidence: s.evidence,
         }
     }
 
@@ -1563,6 +1730,7 @@ impl State {
             signals: c.signals,
             level: c.level,
             level_at: c.level_at,
+            evidence: c.evidence,
         })
     }
 

@@ -128,9 +128,9 @@ impl Evidence {
     pub(super) fn record(
         &mut self,
         names: &mut KindNames,
-        weights: &[f32; 6],
-        kinds: &[&'static str; 6],
-        values: &[u64; 6],
+        weights: &[f32; 7],
+        kinds: &[&'static str; 7],
+        values: &[u64; 7],
         now_s: u32,
     ) {
         for (i, family) in Family::ALL.into_iter().enumerate() {
@@ -274,9 +274,9 @@ mod tests {
         w: f32,
         at: u32,
     ) {
-        let mut weights = [0.0; 6];
-        let mut kinds = [""; 6];
-        let mut values = [0; 6];
+        let mut weights = [0.0; 7];
+        let mut kinds = [""; 7];
+        let mut values = [0; 7];
         weights[family] = w;
         kinds[family] = kind;
         values[family] = value;

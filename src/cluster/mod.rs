@@ -48,7 +48,7 @@ mod evidence;
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod share;
 
-pub use config::{ClusterConfig, FamilyCounts, FamilyWeights};
+pub use config::{BehaviourEvidence, ClusterConfig, FamilyCounts, FamilyWeights};
 pub use engine::{
     AccountSnapshot, AccountStats, ClusterEngine, ClusterSnapshot, ClusterStats, EngineStats,
     Handle, LinkEvent, LinkOutcome, Linked, Observation, SIGNALS,

@@ -168,13 +168,15 @@ async fn a_campaign_is_linked_escalates_and_explains_itself() {
         }
     }
     let last = last.expect("some request served");
-    assert!(last.cluster.size >= 25, "{:?}", last.cluster);
+    // Its members' behaviour evidence stops it well before all 30 join: the
+    // last request served is from a cluster of about a dozen.
+    assert!(last.cluster.size >= 8, "{:?}", last.cluster);
     assert!(last.suspicion >= 0.7, "{last:?}");
     assert!(
         last.verdict
             .reasons
             .iter()
-            .any(|r| &*r.signal == "cluster_size" && r.weight > 0.0),
+            .any(|r| matches!(&*r.signal, "cluster_size" | "linked_extraction") && r.weight > 0.0),
         "{:?}",
         last.verdict.reasons
     );

@@ -6,6 +6,7 @@ use std::net::IpAddr;
 use http::HeaderMap;
 use serde::{Deserialize, Serialize};
 
+use super::behaviour::Behaviour;
 use super::body::conversation;
 use super::client::ClientFingerprint;
 use super::config::FingerprintSettings;
@@ -31,6 +32,8 @@ pub struct Fingerprint {
     pub shape: Option<ShapeFingerprint>,
     /// What its prompt looks like; `None` when the body is not a JSON object.
     pub template: Option<TemplateFingerprint>,
+    /// What it asks for and how; `None` when the body is not a JSON object.
+    pub behaviour: Option<Behaviour>,
 }
 
 impl Fingerprint {
@@ -47,7 +50,7 @@ impl Fingerprint {
         let trusted_peer = cfg.is_trusted_peer(peer);
         let client = ClientFingerprint::compute(headers, trusted_peer, cfg);
         let network = NetworkFingerprint::compute(headers, peer, trusted_peer, cfg);
-        let (shape, template) = match info.json.as_ref().and_then(|v| v.as_object()) {
+        let (shape, template, behaviour) = match info.json.as_ref().and_then(|v| v.as_object()) {
             Some(body) => {
                 let conv = conversation(body, cfg.max_items);
                 let shape = ShapeFingerprint::compute(body, &conv);
@@ -57,15 +60,17 @@ impl Fingerprint {
                     info.input_tokens_estimate,
                     cfg,
                 );
-                (Some(shape), Some(template))
+                let behaviour = Behaviour::compute(&conv, &shape.params, &template);
+                (Some(shape), Some(template), Some(behaviour))
             }
-            None => (None, None),
+            None => (None, None, None),
         };
         Self {
             client,
             network,
             shape,
             template,
+            behaviour,
         }
     }
 
@@ -97,6 +102,7 @@ impl Fingerprint {
     /// | network | `ip_prefix`, `asn`, `datacenter` |
     /// | shape | `key_order`, `params`, `tool_schema` |
     /// | template | `system_prompt`, `head_lsh_band` (one per band), `tail_lsh_band` (one per band) |
+    /// | behaviour | `behaviour_signature` (single-turn requests only) |
     ///
     /// Absent values give no feature. Values are hashes with the family, kind
     /// and (for bands) band index mixed in.
@@ -147,7 +153,23 @@ impl Fingerprint {
                 }
             }
         }
+        if let Some(b) = &self.behaviour {
+            if b.turns == super::behaviour::Turns::Single {
+                push(
+                    &mut out,
+                    Family::Behaviour,
+                    "behaviour_signature",
+                    Some(b.signature()),
+                );
+            }
+        }
         out
+    }
+
+    /// The request's extraction score (see [`Behaviour::extraction`]); zero
+    /// without a JSON body.
+    pub fn extraction(&self) -> f32 {
+        self.behaviour.map_or(0.0, |b| b.extraction())
     }
 }
 

@@ -42,6 +42,7 @@
 //!
 //! See `docs/fingerprint.md` for the spoofing model and the config reference.
 
+mod behaviour;
 mod body;
 mod client;
 mod compute;
@@ -54,6 +55,7 @@ mod template;
 mod text;
 mod useragent;
 
+pub use behaviour::{Behaviour, Turns};
 pub use client::{ClientFingerprint, Inconsistency, Stainless, VOLATILE_HEADERS};
 pub use compute::Fingerprint;
 pub use config::{FingerprintSection, FingerprintSettings};

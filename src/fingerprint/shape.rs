@@ -38,6 +38,11 @@ pub struct Params {
     /// Log2 bucket ([`log2_bucket`]) of `max_tokens`, `max_completion_tokens` or
     /// `max_output_tokens`.
     pub max_tokens_bucket: Option<u8>,
+    /// The output cap itself (`max_tokens`, `max_completion_tokens` or
+    /// `max_output_tokens`).
+    pub max_tokens: Option<u64>,
+    /// Anthropic `thinking.budget_tokens`, when thinking is on with a budget.
+    pub thinking_budget: Option<u64>,
     /// `stream`, when present (an explicit `false` differs from absent).
     pub stream: Option<bool>,
     /// `n`.
@@ -74,7 +79,12 @@ impl Params {
                 "n" => p.n = v.as_u64(),
                 "reasoning_effort" => effort = Some(v),
                 "reasoning" => reasoning = Some(v),
-                "thinking" => p.thinking_budget_bucket = thinking(v),
+                "thinking" => {
+                    p.thinking_budget_bucket = thinking(v);
+                    if p.thinking_budget_bucket.is_some() {
+                        p.thinking_budget = v.get("budget_tokens").and_then(Value::as_u64);
+                    }
+                }
                 "response_format" => {
                     p.response_format = v.get("type").unwrap_or(v).as_str().map(|f| short(f, 32));
                 }
@@ -92,6 +102,7 @@ impl Params {
             }
         }
         p.max_tokens_bucket = max_tokens.map(log2_bucket);
+        p.max_tokens = max_tokens;
         p.reasoning_effort = effort
             .or_else(|| reasoning.and_then(|r| r.get("effort")))
             .and_then(Value::as_str)

@@ -73,6 +73,13 @@ pub struct TemplateFingerprint {
     pub user_tokens: u32,
     /// Chain-of-thought elicitation.
     pub cot: CotSignals,
+    /// How strongly the prompt asks for the model's reasoning, in any wording:
+    /// 0 (not at all) to 3. A word about reasoning (`reasoning`, `thinking`,
+    /// `steps`, `derivation`, ...) close to a word asking for all of it
+    /// (`full`, `every`, `show`, `detailed`, ...) in the opening or closing
+    /// tokens of the last user turn or the start of the system prompt counts
+    /// once per place; a known phrase counts two.
+    pub elicitation: u8,
     /// The task category guess.
     pub task: TaskCategory,
     /// Log2 bucket of the estimated input tokens.
@@ -160,6 +167,13 @@ impl TemplateFingerprint {
                 .as_deref()
                 .is_some_and(|t| lex.has_cot_phrase(t))
             || lex.has_cot_phrase(&system_tokens);
+        let tail_window = tail_tokens.as_deref().unwrap_or(&head_tokens);
+        let mut elicitation = lex.elicitation(&user[..user.len().min(ELICIT_WINDOW)])
+            + lex.elicitation(&tail_window[tail_window.len().saturating_sub(ELICIT_WINDOW)..])
+            + lex.elicitation(&system_tokens[..system_tokens.len().min(2 * ELICIT_WINDOW)]);
+        if phrase {
+            elicitation += 2;
+        }
         let task = if !conv.tools.is_empty() || conv.tool_traffic {
             TaskCategory::AgenticTools
         } else {
@@ -176,11 +190,98 @@ impl TemplateFingerprint {
                 phrase,
                 reasoning_requested,
             },
+            elicitation: u8::try_from(elicitation.min(3)).unwrap_or(3),
             task,
             length_bucket: super::shape::log2_bucket(input_tokens),
         }
     }
 }
+
+/// Tokens at each end of the user turn (and twice as many at the start of the
+/// system prompt) read for elicitation: where a template's instructions sit,
+/// not the middle of a pasted document.
+const ELICIT_WINDOW: usize = 64;
+/// Distance in tokens within which a reasoning word and an exhaustive word
+/// make one request for the reasoning.
+const NEAR: usize = 6;
+
+/// Words that name the model's reasoning.
+const REASONING_WORDS: &[&str] = &[
+    "reasoning",
+    "reason",
+    "reasons",
+    "thinking",
+    "thought",
+    "thoughts",
+    "steps",
+    "step",
+    "work",
+    "working",
+    "workings",
+    "logic",
+    "derivation",
+    "derive",
+    "rationale",
+    "scratchpad",
+    "scratch",
+    "analysis",
+    "process",
+    "justification",
+    "justify",
+    "intermediate",
+    "chain",
+    "walkthrough",
+    "deliberation",
+    "calculations",
+    "calculation",
+    "trace",
+    "argument",
+    "explanation",
+    "solution",
+    "approach",
+    "rationales",
+    "deduction",
+];
+
+/// Words that ask for all of it, or for it to be shown.
+const EXHAUSTIVE_WORDS: &[&str] = &[
+    "full",
+    "all",
+    "every",
+    "each",
+    "complete",
+    "completely",
+    "detailed",
+    "detail",
+    "entire",
+    "whole",
+    "explicit",
+    "explicitly",
+    "thorough",
+    "thoroughly",
+    "show",
+    "display",
+    "write",
+    "spell",
+    "lay",
+    "expose",
+    "visible",
+    "verbose",
+    "including",
+    "include",
+    "nothing",
+    "skip",
+    "omit",
+    "leave",
+    "unabridged",
+    "exhaustive",
+    "exhaustively",
+    "everything",
+    "walk",
+    "reveal",
+    "print",
+    "output",
+];
 
 /// Chain-of-thought phrases, as token sequences.
 const COT_PHRASES: &[&str] = &[
@@ -291,6 +392,10 @@ struct Lexicon {
     math: Vec<u64>,
     /// Bitmap over the low 10 bits of the coding and math words.
     words: [u64; 16],
+    reasoning: Vec<u64>,
+    exhaustive: Vec<u64>,
+    /// Bitmap over the low 10 bits of the reasoning and exhaustive words.
+    elicit: [u64; 16],
 }
 
 fn set_bit(map: &mut [u64; 16], token: u64) {
@@ -330,12 +435,21 @@ fn lexicon() -> &'static Lexicon {
         for t in coding.iter().chain(&math) {
             set_bit(&mut words, *t);
         }
+        let reasoning = sorted(REASONING_WORDS);
+        let exhaustive = sorted(EXHAUSTIVE_WORDS);
+        let mut elicit = [0u64; 16];
+        for t in reasoning.iter().chain(&exhaustive) {
+            set_bit(&mut elicit, *t);
+        }
         Lexicon {
             phrases,
             starts,
             coding,
             math,
             words,
+            reasoning,
+            exhaustive,
+            elicit,
         }
     })
 }
@@ -351,6 +465,28 @@ impl Lexicon {
             }
         }
         false
+    }
+
+    /// Places in `tokens` where a reasoning word has an exhaustive word within
+    /// [`NEAR`] tokens (a place counts once however many words it has).
+    fn elicitation(&self, tokens: &[u64]) -> usize {
+        let mut places = 0;
+        let mut last_hit: Option<usize> = None;
+        for (i, t) in tokens.iter().enumerate() {
+            if !has_bit(&self.elicit, *t) || self.reasoning.binary_search(t).is_err() {
+                continue;
+            }
+            let lo = i.saturating_sub(NEAR);
+            let hi = (i + NEAR + 1).min(tokens.len());
+            let near = tokens[lo..hi]
+                .iter()
+                .any(|w| has_bit(&self.elicit, *w) && self.exhaustive.binary_search(w).is_ok());
+            if near && last_hit.is_none_or(|h| i > h + NEAR) {
+                places += 1;
+                last_hit = Some(i);
+            }
+        }
+        places
     }
 
     fn category(&self, user: &[u64], system: &[u64]) -> TaskCategory {

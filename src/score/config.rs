@@ -22,6 +22,18 @@ pub struct ScoreConfig {
     /// (real users ask for step-by-step reasoning too). Keep it below
     /// `ladder.throttle`.
     pub unlinked_cap: f64,
+    /// Behaviour evidence `e` (see `[cluster.behaviour]`) gives an account,
+    /// linked or not, the score `solo_cap × (1 - exp(-e / account_scale))`.
+    pub account_scale: f64,
+    /// Highest score an account reaches on its own behaviour evidence: below
+    /// `ladder.block`, so an account alone is at most degraded.
+    pub solo_cap: f64,
+    /// A cluster's summed behaviour evidence `s` gives it the score
+    /// `1 - exp(-s / cluster_scale)` (at most `solo_cap` below three members).
+    pub cluster_scale: f64,
+    /// Behaviour evidence a member needs before its cluster's summed evidence
+    /// counts for it (see `cluster_scale`).
+    pub member_evidence: f64,
     /// Requests an account needs before its timing regularity counts.
     pub min_requests_for_timing: u32,
     /// Suspicion falls back towards the current score with this half-life
@@ -61,6 +73,12 @@ pub struct SignalWeights {
     pub fingerprint_inconsistency: f64,
     /// Machine-regular inter-arrival times.
     pub timing_regularity: f64,
+    /// Multiplies the account's behaviour-evidence score (reason
+    /// `extraction_behaviour`).
+    pub extraction_behaviour: f64,
+    /// Multiplies the cluster's summed behaviour-evidence score (reason
+    /// `linked_extraction`).
+    pub linked_extraction: f64,
 }
 
 impl Default for SignalWeights {
@@ -75,6 +93,8 @@ impl Default for SignalWeights {
             logprob_probing: 0.15,
             fingerprint_inconsistency: 0.1,
             timing_regularity: 0.1,
+            extraction_behaviour: 1.0,
+            linked_extraction: 1.0,
         }
     }
 }
@@ -111,6 +131,10 @@ impl Default for ScoreConfig {
             weights: SignalWeights::default(),
             size_scale: 8.0,
             unlinked_cap: 0.3,
+            account_scale: 2.5,
+            solo_cap: 0.69,
+            cluster_scale: 3.0,
+            member_evidence: 0.5,
             min_requests_for_timing: 6,
             deescalate_half_life: Duration::from_secs(12 * 3600),
             ladder: Ladder::default(),
@@ -122,7 +146,7 @@ impl Default for ScoreConfig {
 
 impl SignalWeights {
     /// Every weight with its name.
-    pub fn named(&self) -> [(&'static str, f64); 9] {
+    pub fn named(&self) -> [(&'static str, f64); 11] {
         [
             ("cluster_size", self.cluster_size),
             ("template_reuse", self.template_reuse),
@@ -133,6 +157,8 @@ impl SignalWeights {
             ("logprob_probing", self.logprob_probing),
             ("fingerprint_inconsistency", self.fingerprint_inconsistency),
             ("timing_regularity", self.timing_regularity),
+            ("extraction_behaviour", self.extraction_behaviour),
+            ("linked_extraction", self.linked_extraction),
         ]
     }
 }
@@ -158,6 +184,20 @@ impl ScoreConfig {
         }
         if !(self.size_scale.is_finite() && self.size_scale >= 0.1 && self.size_scale <= 1e6) {
             push("size_scale", "must be between 0.1 and 1000000".into());
+        }
+        for (name, v) in [
+            ("account_scale", self.account_scale),
+            ("cluster_scale", self.cluster_scale),
+        ] {
+            if !(v.is_finite() && (0.01..=1000.0).contains(&v)) {
+                push(name, format!("must be between 0.01 and 1000, got {v}"));
+            }
+        }
+        if !(self.member_evidence.is_finite() && self.member_evidence.abs() <= 1000.0) {
+            push("member_evidence", "must be between -1000 and 1000".into());
+        }
+        if !unit(self.solo_cap) {
+            push("solo_cap", "must be between 0 and 1".into());
         }
         if !unit(self.unlinked_cap) {
             push("unlinked_cap", "must be between 0 and 1".into());

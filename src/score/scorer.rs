@@ -34,7 +34,7 @@ pub struct Assessment {
 #[derive(Debug, Clone)]
 pub struct Scorer {
     cfg: ScoreConfig,
-    names: [Arc<str>; 9],
+    names: [Arc<str>; NPARTS],
 }
 
 /// Signal indices into [`Scorer::names`].
@@ -47,6 +47,9 @@ const FOCUS: usize = 5;
 const PROBE: usize = 6;
 const INCONS: usize = 7;
 const TIMING: usize = 8;
+const EXTRACTION: usize = 9;
+const LINKED: usize = 10;
+const NPARTS: usize = 11;
 
 impl Scorer {
     /// A scorer for a validated config.
@@ -60,7 +63,12 @@ impl Scorer {
         &self.cfg
     }
 
-    fn content(&self, signals: [f32; 4], regularity: f32, out: &mut [f64; 9]) {
+    fn content(
+        &self,
+        signals: [f32; crate::cluster::SIGNALS],
+        regularity: f32,
+        out: &mut [f64; NPARTS],
+    ) {
         let w = &self.cfg.weights;
         out[COT] += w.cot_elicitation * f64::from(signals[0]);
         out[FOCUS] += w.narrow_focus * f64::from(signals[1]);
@@ -79,8 +87,8 @@ impl Scorer {
     }
 
     /// The raw (pre-hysteresis) account score and its parts.
-    fn account_raw(&self, a: &AccountStats) -> (f64, [f64; 9]) {
-        let mut parts = [0.0; 9];
+    fn account_raw(&self, a: &AccountStats) -> (f64, [f64; NPARTS]) {
+        let mut parts = [0.0; NPARTS];
         self.content(a.signals, self.regularity(a), &mut parts);
         let total: f64 = parts.iter().sum();
         let capped = total.min(self.cfg.unlinked_cap);
@@ -90,15 +98,26 @@ impl Scorer {
                 *p *= k;
             }
         }
+        // The account's own behaviour evidence is not capped below the
+        // throttle rung: an account that keeps asking for what harvesting
+        // asks for is enforced on before it is linked (up to `solo_cap`).
+        let behaviour = self.cfg.weights.extraction_behaviour
+            * self.cfg.solo_cap
+            * (1.0 - (-f64::from(a.evidence.max(0.0)) / self.cfg.account_scale).exp());
+        if behaviour > capped {
+            let mut only = [0.0; NPARTS];
+            only[EXTRACTION] = behaviour;
+            return (behaviour, only);
+        }
         (capped, parts)
     }
 
     /// The raw cluster score and its parts.
-    fn cluster_raw(&self, a: &AccountStats, c: &ClusterStats) -> (f64, [f64; 9]) {
+    fn cluster_raw(&self, a: &AccountStats, c: &ClusterStats) -> (f64, [f64; NPARTS]) {
         let w = &self.cfg.weights;
         let n = f64::from(c.size.max(1));
         let factor = 1.0 - (-(n - 1.0) / self.cfg.size_scale).exp();
-        let mut parts = [0.0; 9];
+        let mut parts = [0.0; NPARTS];
         parts[SIZE] = w.cluster_size;
         parts[TEMPLATE] = w.template_reuse * f64::from(c.template_share);
         if let Some(spread) = c.volume_spread {
@@ -114,6 +133,24 @@ impl Scorer {
             *p *= factor;
         }
         let total: f64 = parts.iter().sum();
+        // The members' summed behaviour evidence: a cluster of accounts that
+        // each look like extraction is one operator acting at scale.
+        let mut linked = self.cfg.weights.linked_extraction
+            * (1.0 - (-f64::from(c.evidence.max(0.0)) / self.cfg.cluster_scale).exp());
+        if c.size < 3 {
+            linked = linked.min(self.cfg.solo_cap);
+        }
+        // Only a member whose own requests look like extraction bears its
+        // cluster's behaviour score: a bystander linked by a shared template
+        // keeps its own level.
+        if f64::from(a.evidence) < self.cfg.member_evidence {
+            linked = 0.0;
+        }
+        if linked > total {
+            let mut only = [0.0; NPARTS];
+            only[LINKED] = linked;
+            return (linked.min(1.0), only);
+        }
         (total.min(1.0), parts)
     }
 
@@ -147,7 +184,7 @@ impl Scorer {
     }
 
     /// The top signals of a score's parts, largest first.
-    fn reasons(&self, parts: &[f64; 9]) -> Vec<Reason> {
+    fn reasons(&self, parts: &[f64; NPARTS]) -> Vec<Reason> {
         let mut reasons: Vec<Reason> = parts
             .iter()
             .enumerate()
@@ -186,9 +223,10 @@ impl Scorer {
             requests: 0,
             age_s: 0,
             interval_log_std: None,
-            signals: [0.0; 4],
+            signals: [0.0; crate::cluster::SIGNALS],
             level: 0.0,
             level_at: 0,
+            evidence: 0.0,
         };
         let (raw, parts) = self.cluster_raw(&nobody, c);
         let level = self.settle(c.level, c.level_at, raw, now_ms);
@@ -327,6 +365,7 @@ mod tests {
             focus: 1.0,
             probing: 1.0,
             inconsistency: 1.0,
+            ..Signals::default()
         };
         let mut worst = 0.0f64;
         for i in 0..500u64 {
@@ -338,5 +377,36 @@ mod tests {
         }
         assert!(worst > 0.2, "content signals do count: {worst}");
         assert!(worst <= ScoreConfig::default().unlinked_cap + 1e-6);
+    }
+
+    #[test]
+    fn a_lone_extractor_is_throttled_but_never_degraded() {
+        let mut cfg = Config::with_secret("s");
+        cfg.cluster.warmup_accounts = 0;
+        let d = Detector::from_config(&cfg).expect("valid");
+        let harvest = Signals {
+            extraction: 0.95,
+            ..Signals::default()
+        };
+        let mut worst = Action::Allow;
+        for i in 0..200u64 {
+            // One request an hour: every one its own session.
+            let (c, _, v) = d.observe(account(3), &[], harvest, T0 + i * 3_600_000);
+            assert_eq!(c.size, 1);
+            worst = worst.max(v.action);
+            assert!(v.action < Action::Degrade, "{v:?}");
+        }
+        assert_eq!(worst, Action::Throttle, "its behaviour counts on its own");
+        // Ordinary use brings it back down.
+        let calm = Signals {
+            benign: 1.0,
+            ..Signals::default()
+        };
+        let mut last = Action::Throttle;
+        for i in 0..200u64 {
+            let (_, _, v) = d.observe(account(3), &[], calm, T0 + (200 + i) * 3_600_000);
+            last = v.action;
+        }
+        assert!(last <= Action::Tag, "{last:?}");
     }
 }

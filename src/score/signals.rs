@@ -17,12 +17,25 @@ pub struct Signals {
     pub probing: f32,
     /// Client headers that contradict the user agent.
     pub inconsistency: f32,
+    /// How much the request looks like harvesting (see
+    /// [`crate::fingerprint::Behaviour::extraction`]).
+    pub extraction: f32,
+    /// 1 when the request looks like ordinary use (see
+    /// [`crate::fingerprint::Behaviour::benign`]).
+    pub benign: f32,
 }
 
 impl Signals {
     /// As the array the engine stores.
     pub fn to_array(self) -> [f32; crate::cluster::SIGNALS] {
-        [self.cot, self.focus, self.probing, self.inconsistency]
+        [
+            self.cot,
+            self.focus,
+            self.probing,
+            self.inconsistency,
+            self.extraction,
+            self.benign,
+        ]
     }
 
     /// Reads the signals of one request from its fingerprint.
@@ -47,6 +60,8 @@ impl Signals {
                     .is_some_and(|s| s.params.probes_distribution()),
             ),
             inconsistency: flag(fp.inconsistent()),
+            extraction: fp.extraction(),
+            benign: flag(fp.behaviour.is_some_and(|b| b.benign())),
         }
     }
 }
@@ -82,7 +97,7 @@ mod tests {
             r#"{"messages":[{"role":"user","content":"What a lovely day for a walk"}]}"#,
             &h,
         );
-        assert_eq!(plain.to_array(), [0.0; 4]);
+        assert_eq!(plain.to_array(), [0.0; 6]);
     }
 
     #[test]

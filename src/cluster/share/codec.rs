@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! "dg" 0x01 | replica u64 | count u16 | count × event
-//! event = 0x01 account[16] now_ms u64 signals 4×f32 n u8 n × (kind u8, value u64)   (observe)
+//! event = 0x01 account[16] now_ms u64 signals 6×f32 n u8 n × (kind u8, value u64)   (observe)
 //!       | 0x02 account[16] now_ms u64 hold_ms u64                                   (unlink)
 //!       | 0x03 account[16] now_ms u64 hold_ms u64                                   (dissolve)
 //!       | 0x04 account[16] now_ms u64                                               (relink)
@@ -20,7 +20,7 @@ use crate::cluster::SIGNALS;
 use crate::extensions::AccountId;
 use crate::features::Feature;
 
-const MAGIC: &[u8; 3] = b"dg\x01";
+const MAGIC: &[u8; 3] = b"dg\x02";
 const OBSERVE: u8 = 1;
 const UNLINK: u8 = 2;
 const DISSOLVE: u8 = 3;
@@ -246,7 +246,7 @@ mod tests {
         Event::Observe {
             account: AccountId([seed; 16]),
             now_ms: 1_700_000_000_000 + u64::from(seed),
-            signals: [0.25, 0.5, 0.0, 1.0],
+            signals: [0.25, 0.5, 0.0, 1.0, 0.75, 0.0],
             features: (0..n)
                 .map(|i| {
                     Feature::from_code((i % KINDS.len()) as u8, i as u64 * 7919).expect("kind")
@@ -317,7 +317,7 @@ mod tests {
     fn malformed_batches_are_errors() {
         let good = batch(&[observe(1, 3), observe(2, 3)]);
         assert_eq!(decode_batch(b""), Err(DecodeError::Magic));
-        assert_eq!(decode_batch(b"dg\x02rest"), Err(DecodeError::Magic));
+        assert_eq!(decode_batch(b"dg\x01rest"), Err(DecodeError::Magic));
         let mut trailing = good.clone();
         trailing.push(0);
         assert_eq!(decode_batch(&trailing), Err(DecodeError::Count));
@@ -329,7 +329,7 @@ mod tests {
         ));
         let mut bad_kind = good.clone();
         // First feature's kind code of the first event.
-        bad_kind[13 + 1 + 16 + 8 + 16 + 1] = 200;
+        bad_kind[13 + 1 + 16 + 8 + 4 * SIGNALS + 1] = 200;
         assert_eq!(decode_batch(&bad_kind), Err(DecodeError::Kind(200)));
         let mut huge = good;
         huge[11..13].copy_from_slice(&u16::MAX.to_le_bytes());
@@ -341,14 +341,14 @@ mod tests {
         let e = Event::Observe {
             account: AccountId([1; 16]),
             now_ms: 1,
-            signals: [f32::NAN, f32::INFINITY, -3.0, 0.5],
+            signals: [f32::NAN, f32::INFINITY, -3.0, 0.5, 0.5, 0.5],
             features: Vec::new(),
         };
         let (_, back) = decode_batch(&batch(&[e])).expect("decodes");
         let Event::Observe { signals, .. } = back[0] else {
             panic!()
         };
-        assert_eq!(signals, [0.0, 1.0, 0.0, 0.5]);
+        assert_eq!(signals, [0.0, 1.0, 0.0, 0.5, 0.5, 0.5]);
     }
 
     proptest! {
