@@ -336,8 +336,6 @@ struct Posting {
     checked: u32,
     /// Distinct clusters among the entries (and the last requester), saturating.
     roots: u8,
-    /// Distinct clusters among the entries that look like extraction.
-    suspicious_roots: u8,
     /// Entries that look like extraction, and entries that look benign.
     suspicious: u8,
     benign: u8,
@@ -851,7 +849,6 @@ impl ClusterEngine {
                             last: now_s,
                             checked: 0,
                             roots: 0,
-                            suspicious_roots: 0,
                             suspicious: 0,
                             benign: 0,
                             entries: vec![
@@ -905,8 +902,6 @@ impl ClusterEngine {
                 p.entries.retain(|e| e.slot == slot || fresh(e));
                 let mut roots: [u64; 64] = [0; 64];
                 let mut n_roots = 0usize;
-                let mut sroots: [u64; 64] = [0; 64];
-                let mut n_sroots = 0usize;
                 let (mut n_susp, mut n_benign) = (0usize, 0usize);
                 for e in &p.entries {
                     let r = root_key(slots, e.slot);
@@ -917,10 +912,6 @@ impl ClusterEngine {
                     let ev = susp_of(e);
                     if ev >= link_ev {
                         n_susp += 1;
-                        if n_sroots < sroots.len() && !sroots[..n_sroots].contains(&r) {
-                            sroots[n_sroots] = r;
-                            n_sroots += 1;
-                        }
                     } else if ev <= benign_ev {
                         n_benign += 1;
                     }
@@ -929,7 +920,6 @@ impl ClusterEngine {
                     n_roots += 1;
                 }
                 p.roots = u8::try_from(n_roots).unwrap_or(u8::MAX);
-                p.suspicious_roots = u8::try_from(n_sroots).unwrap_or(u8::MAX);
                 p.suspicious = u8::try_from(n_susp).unwrap_or(u8::MAX);
                 p.benign = u8::try_from(n_benign).unwrap_or(u8::MAX);
                 p.checked = now_s.max(1);
