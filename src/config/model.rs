@@ -254,6 +254,28 @@ pub struct TierConfig {
     pub burst_tokens: Option<u64>,
     /// Shadow mode for this tier only: decide and report, never reject.
     pub shadow: bool,
+    /// Limits per model: `[tiers.NAME.models."PATTERN"]`, where `PATTERN` is a
+    /// model name or a `*` glob matched against the request's `model` field
+    /// (ASCII case-insensitive; the most specific pattern wins; see
+    /// [`ModelLimits`](super::ModelLimits)). A request whose model matches a pattern must fit both
+    /// that model group's buckets and the tier's own; one that matches none,
+    /// or names no model, is held to the tier's limits alone.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub models: BTreeMap<String, super::models::ModelLimits>,
+}
+
+impl TierConfig {
+    /// The tier's limit per window (`None`: unlimited), in
+    /// [`Window`](crate::store::Window) order.
+    pub fn limits(&self) -> [Option<u64>; 4] {
+        [
+            self.requests_per_minute,
+            self.requests_per_day,
+            self.tokens_per_minute,
+            self.tokens_per_day,
+        ]
+        .map(Limit::limit)
+    }
 }
 
 impl Default for TierConfig {
@@ -266,6 +288,7 @@ impl Default for TierConfig {
             burst_requests: None,
             burst_tokens: None,
             shadow: false,
+            models: BTreeMap::new(),
         }
     }
 }
