@@ -66,13 +66,17 @@ fn admission(i: u64) -> Admission {
         account: Subject {
             scope: Scope::Account,
             key,
+            group: None,
             limits: limits(),
         },
         cluster: Some(Subject {
             scope: Scope::Cluster,
             key: ckey,
+            group: None,
             limits: limits(),
         }),
+        account_group: None,
+        cluster_group: None,
         tokens: 500.0,
     }
 }

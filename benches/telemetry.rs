@@ -24,6 +24,8 @@ fn decision(i: u64) -> Decision {
         shadowed: false,
         reserved_tokens: 1500,
         tier: "default".into(),
+        model_group: None,
+        limited_in_group: false,
         reasons: vec![Reason {
             signal: "template_reuse".into(),
             weight: 0.3,

@@ -91,6 +91,8 @@ fn decision() -> Decision {
         shadowed: false,
         reserved_tokens: 100,
         tier: "default".into(),
+        model_group: None,
+        limited_in_group: false,
         reasons: Vec::new(),
     }
 }

@@ -218,6 +218,8 @@ pub fn watermark_body(data: &[u8]) {
         shadowed: false,
         reserved_tokens: 10,
         tier: "default".into(),
+        model_group: None,
+        limited_in_group: false,
         reasons: Vec::new(),
     });
     let m = watermarker();

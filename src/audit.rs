@@ -270,6 +270,8 @@ mod tests {
             shadowed: false,
             reserved_tokens: 100,
             tier: "default".into(),
+            model_group: None,
+            limited_in_group: false,
             reasons: vec![Reason {
                 signal: "cluster_size".into(),
                 weight: 0.4,

@@ -307,6 +307,16 @@ pub struct Decision {
     pub reserved_tokens: u64,
     /// The tier the account was charged under.
     pub tier: Arc<str>,
+    /// The model group of the tier (`[tiers.NAME.models."PATTERN"]`, named by
+    /// its pattern as written) whose buckets the request was charged to
+    /// besides the tier's; `None` when its model matched no group or it named
+    /// no model. Never the raw model string, so it is safe as a metrics label.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model_group: Option<Arc<str>>,
+    /// True when the limit that denied the request (see `limited_by`) was its
+    /// model group's, false when it was the tier-wide one.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub limited_in_group: bool,
     /// The top signals behind the action, largest first.
     pub reasons: Vec<Reason>,
 }

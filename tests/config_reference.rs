@@ -7,6 +7,11 @@ fn examples_guard_toml_is_valid() {
     let text = include_str!("../examples/guard.toml");
     let cfg = Config::from_toml_str(text).expect("examples/guard.toml must be valid");
     assert_eq!(cfg.tiers["enterprise"].requests_per_day.limit(), None);
+    let gpt5 = &cfg.tiers["default"].models["gpt-5*"];
+    assert_eq!(
+        gpt5.limits(),
+        [Some(10), None, Some(40_000), Some(1_000_000)]
+    );
     assert_eq!(cfg.quota.bands.len(), 4);
     // The reference shows the defaults: it must not drift from the code.
     let defaults = Config::with_secret("x");

@@ -85,6 +85,7 @@ fn random_subjects(rng: &mut ChaCha8Rng, stable: bool) -> (Subject, Option<Subje
     let account = Subject {
         scope: Scope::Account,
         key: [a; 16],
+        group: None,
         limits: limits(rng, a),
     };
     let cluster = rng.random_bool(0.6).then(|| {
@@ -92,6 +93,7 @@ fn random_subjects(rng: &mut ChaCha8Rng, stable: bool) -> (Subject, Option<Subje
         Subject {
             scope: Scope::Cluster,
             key: [c; 16],
+            group: None,
             limits: limits(rng, c),
         }
     });
@@ -159,6 +161,8 @@ async fn lua_matches_memory(deny_cache: bool) {
                     now_ms: now,
                     account,
                     cluster,
+                    account_group: None,
+                    cluster_group: None,
                     token_delta: rng.random_range(-2_000.0..1_000.0_f64).round(),
                 };
                 memory.settle_now(&s);
@@ -169,6 +173,8 @@ async fn lua_matches_memory(deny_cache: bool) {
                 now_ms: now,
                 account,
                 cluster,
+                account_group: None,
+                cluster_group: None,
                 tokens: [0.0, 1.0, 250.0, 999.0, 4_000.0][rng.random_range(0..5)],
             };
             let want = memory.admit_now(&a);
@@ -401,6 +407,7 @@ async fn fail_open_keeps_serving_and_recovers() {
         .arg(store.key_of(&Subject {
             scope: Scope::Account,
             key: g.shared().settings().identity.hash_key("sk-after").0,
+            group: None,
             limits: [None; 4],
         }))
         .query_async(&mut con)
@@ -499,6 +506,7 @@ fn subject(key: u8, rpm: f64) -> Subject {
     Subject {
         scope: Scope::Account,
         key: [key; 16],
+        group: None,
         limits: [
             Some(BucketLimit::new(rpm, 60_000.0, rpm)),
             None,
@@ -513,6 +521,8 @@ fn admission(now_ms: u64, key: u8) -> Admission {
         now_ms,
         account: subject(key, 10.0),
         cluster: None,
+        account_group: None,
+        cluster_group: None,
         tokens: 100.0,
     }
 }
@@ -614,6 +624,8 @@ async fn settlement_during_an_outage_lands_locally() {
         now_ms: T0,
         account: subject(4, 10.0),
         cluster: None,
+        account_group: None,
+        cluster_group: None,
         token_delta: 700.0,
     });
     wait::until_true("the settlement landed locally", || {
@@ -739,6 +751,8 @@ async fn batched_settlements_arrive_complete_and_in_order() {
             now_ms: T0,
             account: subject((i % 3) as u8 + 20, 10.0),
             cluster: None,
+            account_group: None,
+            cluster_group: None,
             token_delta: deltas[i % deltas.len()],
         };
         memory.settle_now(&s);
@@ -786,6 +800,8 @@ async fn a_full_settlement_queue_folds_or_overflows_and_counts_it() {
         now_ms: T0,
         account: subject(key, 10.0),
         cluster: None,
+        account_group: None,
+        cluster_group: None,
         token_delta: 1.0,
     };
     for _ in 0..RedisStore::SETTLEMENT_QUEUE {
@@ -855,6 +871,8 @@ async fn leases_never_admit_more_than_the_limit_and_are_given_back() {
         now_ms,
         account: account.clone(),
         cluster: None,
+        account_group: None,
+        cluster_group: None,
         tokens: 10.0,
     };
     let mut admitted = 0u32;
@@ -871,6 +889,8 @@ async fn leases_never_admit_more_than_the_limit_and_are_given_back() {
                         now_ms: now,
                         account: account.clone(),
                         cluster: None,
+                        account_group: None,
+                        cluster_group: None,
                         token_delta: -4.0,
                     });
                 }
@@ -1041,6 +1061,8 @@ async fn batched_admissions_match(
                 now_ms: now,
                 account,
                 cluster,
+                account_group: None,
+                cluster_group: None,
                 tokens: [0.0, 1.0, 250.0, 999.0][rng.random_range(0..4)],
             });
         }
@@ -1062,6 +1084,8 @@ async fn batched_admissions_match(
             now_ms: now,
             account,
             cluster,
+            account_group: None,
+            cluster_group: None,
             token_delta: -rng.random_range(0.0..2_000.0_f64).round(),
         };
         memory.settle_now(&s);
@@ -1089,6 +1113,7 @@ async fn concurrent_admissions_over_a_limit_admit_exactly_the_limit() {
     let cluster = Subject {
         scope: Scope::Cluster,
         key: [42; 16],
+        group: None,
         limits: [
             Some(BucketLimit::new(1_000.0, 60_000.0, 1_000.0)),
             None,
@@ -1105,6 +1130,8 @@ async fn concurrent_admissions_over_a_limit_admit_exactly_the_limit() {
                 now_ms: T0,
                 account: subject(41, 100.0),
                 cluster: Some(cluster),
+                account_group: None,
+                cluster_group: None,
                 tokens: 1.0,
             };
             store
@@ -1426,6 +1453,8 @@ async fn rediss_with_the_servers_ca_works_and_without_it_is_refused() {
             now_ms: T0 + 1,
             account: subject(30, 10.0),
             cluster: None,
+            account_group: None,
+            cluster_group: None,
             token_delta: -400.0,
         })
         .await

@@ -46,6 +46,7 @@ fn account(id: u8, rpm: f64) -> Subject {
     Subject {
         scope: Scope::Account,
         key,
+        group: None,
         limits: limits(rpm),
     }
 }
@@ -91,6 +92,8 @@ async fn two_replicas_enforce_one_limit_across_slots() {
                     now_ms: T0 + round,
                     account: account(id, 8.0),
                     cluster: Some(cluster_of(1, 20.0)),
+                    account_group: None,
+                    cluster_group: None,
                     tokens: 10.0,
                 })
                 .await
@@ -137,6 +140,8 @@ async fn two_replicas_enforce_one_limit_across_slots() {
             now_ms: T0 + 9,
             account: account(id, 8.0),
             cluster: Some(cluster_of(1, 20.0)),
+            account_group: None,
+            cluster_group: None,
             token_delta: 5.0,
         });
     }
@@ -172,6 +177,8 @@ async fn fifty_concurrent_requests_never_overshoot() {
         now_ms: T0 + at,
         account: account(id, 4.0),
         cluster: Some(cluster_of(200, 20.0)),
+        account_group: None,
+        cluster_group: None,
         tokens: 10.0,
     };
     // Accounts 10..20, five requests each (their own limit is 4).
@@ -226,6 +233,8 @@ async fn a_failover_is_followed_with_the_configured_fail_mode() {
         now_ms: T0 + at,
         account: account(id, 10.0),
         cluster: None,
+        account_group: None,
+        cluster_group: None,
         tokens: 1.0,
     };
     for i in 0..3 {

@@ -117,7 +117,8 @@ async fn sync(from: &Guard, all: &[Guard]) {
 /// Fifty organic accounts per replica (the engine's warm-up and
 /// bystanders), then a 30-account campaign in which account `a` only ever
 /// talks to replica `a % n`. Returns the cluster of the last campaign request
-/// each replica served (blocked requests never reach the handler).
+/// each replica served (blocked requests never reach the handler: the
+/// campaign is usually blocked well before its last round).
 async fn traffic(clock: &ManualClock, guards: &[Guard]) -> Vec<Cluster> {
     let n = guards.len() as u64;
     for u in 0..50 * n {
@@ -203,7 +204,6 @@ async fn a_cluster_is_linked_across_replicas() {
             let id = ClusterId::of_account(first);
             for (c, v) in seen.iter().zip(&views) {
                 assert_eq!(c.id, id, "every replica charges the same cluster: {seen:?}");
-                assert!(c.size >= 27, "{seen:?}");
                 let v = v.expect("every replica knows campaign-0");
                 assert_eq!(v.id, id);
                 assert!(v.size >= 27, "{v:?}");
@@ -256,19 +256,25 @@ async fn a_new_replica_warms_up_from_the_log_and_unlinks_travel() {
     };
     let clock = ManualClock::new(T0);
     let first = vec![replica(config(&server, "w:", true), &clock)];
-    let seen = traffic(&clock, &first).await;
-    assert!(seen[0].size >= 27, "{seen:?}");
+    traffic(&clock, &first).await;
+    let a0 = account("campaign-0");
+    let built = first[0]
+        .shared()
+        .detector()
+        .engine()
+        .cluster_of(&a0)
+        .expect("linked");
+    assert!(built.size >= 27, "{built:?}");
     let late = replica(config(&server, "w:", true), &clock);
     let all = vec![first[0].clone(), late.clone()];
     sync(&first[0], &all).await;
-    let a0 = account("campaign-0");
     let view = late
         .shared()
         .detector()
         .engine()
         .cluster_of(&a0)
         .expect("warmed up");
-    assert_eq!(view, seen[0], "the late replica has the same cluster");
+    assert_eq!(view, built, "the late replica has the same cluster");
 
     let a5 = account("campaign-5");
     assert!(first[0]
@@ -291,7 +297,7 @@ async fn a_new_replica_warms_up_from_the_log_and_unlinks_travel() {
                 .cluster_of(&a0)
                 .expect("tracked")
                 .size,
-            seen[0].size - 1
+            built.size - 1
         );
     }
     // Held apart: its next request, on the other replica, stays alone.
@@ -322,7 +328,7 @@ async fn a_new_replica_warms_up_from_the_log_and_unlinks_travel() {
     let c = first[0].shared().detector().engine().cluster_of(&a5);
     assert_eq!(
         c.expect("tracked").id,
-        seen[0].id,
+        built.id,
         "linked again after relink"
     );
 }
@@ -384,13 +390,13 @@ async fn hostile_entries_and_a_redis_restart_are_survived() {
     sync(&guards[0], &guards).await;
     let postings = guards[1].shared().detector().engine().stats().postings;
     assert!(postings > 0, "shared values have posting lists");
-    let mut forged = b"dg\x01".to_vec();
+    let mut forged = b"dg\x02".to_vec();
     forged.extend_from_slice(&7u64.to_le_bytes()); // replica
     forged.extend_from_slice(&1u16.to_le_bytes()); // one event
     forged.push(1); // observe
     forged.extend_from_slice(&[0xee; 16]);
     forged.extend_from_slice(&(u64::MAX / 2).to_le_bytes());
-    forged.extend_from_slice(&[0; 16]); // four signals
+    forged.extend_from_slice(&[0; 4 * distill_guard::cluster::SIGNALS]); // the signals
     forged.push(0); // no features
     let _: String = redis::cmd("XADD")
         .arg("f:clusters:log")

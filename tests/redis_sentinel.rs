@@ -24,9 +24,12 @@ fn admission(now_ms: u64, key: u8) -> Admission {
         account: Subject {
             scope: Scope::Account,
             key: [key; 16],
+            group: None,
             limits: [Some(BucketLimit::new(rpm, 60_000.0, rpm)), None, None, None],
         },
         cluster: None,
+        account_group: None,
+        cluster_group: None,
         tokens: 0.0,
     }
 }

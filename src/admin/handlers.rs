@@ -374,6 +374,7 @@ pub(super) async fn account(State(st): St, Path(hash): Path<String>) -> Response
     let account_subject = Subject {
         scope: Scope::Account,
         key: id.0,
+        group: None,
         limits: scaled(&tier.base, m),
     };
     let account_views = shared
@@ -394,17 +395,50 @@ pub(super) async fn account(State(st): St, Path(hash): Path<String>) -> Response
             let subject = Subject {
                 scope: Scope::Cluster,
                 key: c.id.0,
+                group: None,
                 limits: scaled(&tier.base, m * settings.cluster_scale(c.size)),
             };
             shared.store().inspect(&subject, now).await.ok().flatten()
         }
         _ => None,
     };
-    let used = account_views
-        .iter()
-        .flatten()
-        .flatten()
-        .any(|v| v.remaining < v.limit);
+    // Each model group's buckets, for the account and (if any) its cluster.
+    let mut groups = serde_json::Map::new();
+    let mut group_used = false;
+    for g in &tier.models {
+        let account_group = account_subject.in_group(g.name.clone(), scaled(&g.limits, m));
+        let acct = shared
+            .store()
+            .inspect(&account_group, now)
+            .await
+            .ok()
+            .flatten();
+        group_used |= acct
+            .iter()
+            .flatten()
+            .flatten()
+            .any(|v| v.remaining < v.limit);
+        let cl = match cluster {
+            Some(c) if c.size > 1 || c.id.0 != id.0 => {
+                let subject = Subject::new(Scope::Cluster, c.id.0, [None; 4]).in_group(
+                    g.name.clone(),
+                    scaled(&g.limits, m * settings.cluster_scale(c.size)),
+                );
+                shared.store().inspect(&subject, now).await.ok().flatten()
+            }
+            _ => None,
+        };
+        groups.insert(
+            g.name.to_string(),
+            json!({"account": views_json(acct), "cluster": views_json(cl)}),
+        );
+    }
+    let used = group_used
+        || account_views
+            .iter()
+            .flatten()
+            .flatten()
+            .any(|v| v.remaining < v.limit);
     if recent.is_empty() && engine.is_none() && ov.is_none() && !used {
         return error(
             StatusCode::NOT_FOUND,
@@ -424,6 +458,7 @@ pub(super) async fn account(State(st): St, Path(hash): Path<String>) -> Response
                 "note": "limits as scaled by the latest decision's suspicion band (and cluster size for the cluster)",
                 "account": views_json(account_views),
                 "cluster": views_json(cluster_views),
+                "model_groups": groups,
             },
             "cluster_engine": engine,
             "recent_decisions": recent,
@@ -477,10 +512,14 @@ pub(crate) fn explain(d: &Decision) -> String {
     let mut s = match d.status {
         403 => "Refused with 403: the account is blocked".to_owned(),
         429 => format!(
-            "Refused with 429: the {} request or token budget was exhausted",
+            "Refused with 429: the {} request or token budget{} was exhausted",
             match d.limited_by {
                 Some(Scope::Cluster) => "shared cluster's",
                 _ => "account's own",
+            },
+            match (&d.model_group, d.limited_in_group) {
+                (Some(g), true) => format!(" for models `{g}`"),
+                _ => String::new(),
             }
         ),
         400 => {
@@ -498,6 +537,9 @@ pub(crate) fn explain(d: &Decision) -> String {
         " (action `{}`, tier `{}`, suspicion {:.2}",
         d.action, d.tier, d.suspicion
     ));
+    if let Some(g) = &d.model_group {
+        s.push_str(&format!(", model group `{g}`"));
+    }
     if d.cluster.size > 1 {
         s.push_str(&format!(
             ", cluster {} of {} accounts",

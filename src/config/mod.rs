@@ -30,6 +30,7 @@ mod admin;
 mod audit;
 mod error;
 mod model;
+mod models;
 mod parse;
 mod store;
 mod upstream;
@@ -44,6 +45,7 @@ pub use audit::AuditConfig;
 pub(crate) use error::Errors;
 pub use error::{ConfigError, FieldError};
 pub use model::*;
+pub use models::{best_match, ModelLimits, ModelPattern, PatternError, MAX_PATTERN_LEN};
 pub use parse::{check_toml, locate, Located};
 #[cfg(not(feature = "redis"))]
 pub(crate) use store::no_redis;

@@ -254,6 +254,28 @@ pub struct TierConfig {
     pub burst_tokens: Option<u64>,
     /// Shadow mode for this tier only: decide and report, never reject.
     pub shadow: bool,
+    /// Limits per model: `[tiers.NAME.models."PATTERN"]`, where `PATTERN` is a
+    /// model name or a `*` glob matched against the request's `model` field
+    /// (ASCII case-insensitive; the most specific pattern wins; see
+    /// [`ModelLimits`](super::ModelLimits)). A request whose model matches a pattern must fit both
+    /// that model group's buckets and the tier's own; one that matches none,
+    /// or names no model, is held to the tier's limits alone.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub models: BTreeMap<String, super::models::ModelLimits>,
+}
+
+impl TierConfig {
+    /// The tier's limit per window (`None`: unlimited), in
+    /// [`Window`](crate::store::Window) order.
+    pub fn limits(&self) -> [Option<u64>; 4] {
+        [
+            self.requests_per_minute,
+            self.requests_per_day,
+            self.tokens_per_minute,
+            self.tokens_per_day,
+        ]
+        .map(Limit::limit)
+    }
 }
 
 impl Default for TierConfig {
@@ -266,6 +288,7 @@ impl Default for TierConfig {
             burst_requests: None,
             burst_tokens: None,
             shadow: false,
+            models: BTreeMap::new(),
         }
     }
 }
@@ -297,6 +320,13 @@ pub struct ServerSection {
     /// path's dialect after it.
     #[serde(with = "humantime_serde")]
     pub request_read_timeout: Duration,
+    /// Longest time a connection may go without completing a request's headers:
+    /// from its opening, and between requests on a kept-alive connection. A
+    /// client that sends its headers a byte at a time (or nothing) is closed
+    /// after it, without an answer. Applies to the admin and metrics listeners
+    /// too.
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
     /// Most requests served at once (streams count until they end); beyond it a
     /// request is answered 503 in its dialect at once. `0`: no limit.
     pub max_concurrency: usize,
@@ -312,6 +342,7 @@ impl Default for ServerSection {
             shutdown_timeout: Duration::from_secs(30),
             stream_idle_timeout: Duration::from_secs(60),
             request_read_timeout: Duration::from_secs(30),
+            header_read_timeout: Duration::from_secs(30),
             max_concurrency: 1024,
         }
     }

@@ -222,23 +222,54 @@ fn render(path: &[Seg]) -> String {
     out
 }
 
-/// Parses a dotted path as validation writes it (`quota.bands[0].at_least`).
+/// Parses a dotted path as validation writes it (`quota.bands[0].at_least`,
+/// `tiers.default.models."gpt-4.1".tokens_per_day`): a quoted key may hold
+/// dots, and `\"` and `\\` inside it stand for `"` and `\`.
 fn parse_path(path: &str) -> Vec<Seg> {
     let mut out = Vec::new();
-    for part in path.split('.') {
-        let (key, rest) = match part.find('[') {
-            Some(i) => (&part[..i], &part[i..]),
-            None => (part, ""),
-        };
-        if !key.is_empty() {
-            out.push(Seg::Key(key.trim_matches('"').to_owned()));
+    let mut chars = path.chars().peekable();
+    let mut key = String::new();
+    let mut quoted = false;
+    let flush = |key: &mut String, quoted: &mut bool, out: &mut Vec<Seg>| {
+        if !key.is_empty() || *quoted {
+            out.push(Seg::Key(std::mem::take(key)));
         }
-        for idx in rest.split('[').filter(|s| !s.is_empty()) {
-            if let Ok(i) = idx.trim_end_matches(']').parse() {
-                out.push(Seg::Index(i));
+        *quoted = false;
+    };
+    while let Some(c) = chars.next() {
+        match c {
+            '"' if key.is_empty() && !quoted => {
+                quoted = true;
+                while let Some(q) = chars.next() {
+                    match q {
+                        '\\' => {
+                            if let Some(e) = chars.next() {
+                                key.push(e);
+                            }
+                        }
+                        '"' => break,
+                        other => key.push(other),
+                    }
+                }
             }
+            '.' => flush(&mut key, &mut quoted, &mut out),
+            '[' => {
+                flush(&mut key, &mut quoted, &mut out);
+                let mut digits = String::new();
+                for d in chars.by_ref() {
+                    if d == ']' {
+                        break;
+                    }
+                    digits.push(d);
+                }
+                if let Ok(i) = digits.parse() {
+                    out.push(Seg::Index(i));
+                }
+            }
+            other => key.push(other),
         }
     }
+    flush(&mut key, &mut quoted, &mut out);
     out
 }
 
@@ -709,6 +740,23 @@ mod tests {
         ];
         assert_eq!(render(&p), "quota.bands[2].at_least");
         assert_eq!(parse_path("quota.bands[2].at_least"), p);
+        assert_eq!(
+            parse_path(r#"tiers.default.models."gpt-4.1".tokens_per_day"#),
+            vec![
+                Seg::Key("tiers".into()),
+                Seg::Key("default".into()),
+                Seg::Key("models".into()),
+                Seg::Key("gpt-4.1".into()),
+                Seg::Key("tokens_per_day".into()),
+            ]
+        );
+        assert_eq!(
+            locate(
+                "[identity]\nsecret = \"s\"\n[tiers.default.models.\"gpt-4.1\"]\nrequests_per_minute = 0\n",
+                r#"tiers.default.models."gpt-4.1".requests_per_minute"#
+            ),
+            Some((4, 1))
+        );
         assert_eq!(
             render(&[Seg::Key("tiers".into()), Seg::Key("a b".into())]),
             "tiers.\"a b\""

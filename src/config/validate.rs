@@ -2,6 +2,7 @@
 
 use super::error::Errors;
 use super::model::{Config, Limit, TierConfig};
+use super::models::ModelPattern;
 use crate::extensions::AccountId;
 
 pub(super) fn validate(cfg: &Config, errors: &mut Errors) {
@@ -62,7 +63,7 @@ pub(super) fn validate(cfg: &Config, errors: &mut Errors) {
         if name.is_empty() {
             errors.push("tiers", "a tier name must not be empty");
         }
-        validate_tier(&format!("tiers.{name}"), tier, errors);
+        validate_tier(&format!("tiers.{}", key_segment(name)), tier, errors);
     }
 
     for (account, tier) in &cfg.accounts {
@@ -101,6 +102,9 @@ pub(super) fn validate(cfg: &Config, errors: &mut Errors) {
     if s.request_read_timeout.is_zero() {
         errors.push("server.request_read_timeout", "must be greater than 0");
     }
+    if s.header_read_timeout.is_zero() {
+        errors.push("server.header_read_timeout", "must be greater than 0");
+    }
     if s.connect_timeout.is_zero() {
         errors.push("server.connect_timeout", "must be greater than 0");
     }
@@ -129,7 +133,112 @@ fn validate_identity(cfg: &Config, errors: &mut Errors) {
     }
 }
 
+/// A config path segment for a table key: bare when TOML allows it, quoted
+/// otherwise (as `check-config` prints paths).
+pub(crate) fn key_segment(key: &str) -> String {
+    let bare = !key.is_empty()
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if bare {
+        key.to_owned()
+    } else {
+        format!("{key:?}")
+    }
+}
+
+const FIELDS: [&str; 4] = [
+    "requests_per_minute",
+    "requests_per_day",
+    "tokens_per_minute",
+    "tokens_per_day",
+];
+
+/// `[tiers.NAME.models."PATTERN"]`: valid patterns, no two alike but for case,
+/// positive limits, bursts only on limited minutes, and no limit above the
+/// tier's own (it would never bind).
+fn validate_models(path: &str, tier: &TierConfig, errors: &mut Errors) {
+    let mut seen: std::collections::HashMap<String, &str> = std::collections::HashMap::new();
+    let tier_limits = tier.limits();
+    let tier_bursts = [
+        tier.burst_requests.or(tier_limits[0]),
+        tier.burst_tokens.or(tier_limits[2]),
+    ];
+    for (pattern, group) in &tier.models {
+        let gpath = format!("{path}.models.{}", key_segment(pattern));
+        if let Err(e) = ModelPattern::parse(pattern) {
+            errors.push(&gpath, e.to_string());
+        }
+        if let Some(other) = seen.insert(pattern.to_ascii_lowercase(), pattern) {
+            errors.push(
+                &gpath,
+                format!("the same pattern as `{other}` (patterns compare without case)"),
+            );
+        }
+        let limits = group.limits();
+        let written = [
+            group.requests_per_minute,
+            group.requests_per_day,
+            group.tokens_per_minute,
+            group.tokens_per_day,
+        ];
+        if written.iter().all(Option::is_none) {
+            errors.push(
+                &gpath,
+                format!("sets no limit: give at least one of {}", FIELDS.join(", ")),
+            );
+        }
+        for (i, field) in FIELDS.iter().enumerate() {
+            if written[i] == Some(Limit::Count(0)) {
+                errors.push(
+                    format!("{gpath}.{field}"),
+                    "must be greater than 0 (leave it out for no separate limit on this model group)",
+                );
+            }
+            if let (Some(g), Some(t)) = (limits[i], tier_limits[i]) {
+                if g > t {
+                    errors.push(
+                        format!("{gpath}.{field}"),
+                        format!(
+                            "{g} is above the tier's own {field} ({t}): every request must fit the tier's limit too, so this one would never take effect"
+                        ),
+                    );
+                }
+            }
+        }
+        for (j, (field, burst, limit)) in [
+            ("burst_requests", group.burst_requests, limits[0]),
+            ("burst_tokens", group.burst_tokens, limits[2]),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            match (burst, limit) {
+                (Some(0), _) => errors.push(format!("{gpath}.{field}"), "must be greater than 0"),
+                (Some(_), None) => errors.push(
+                    format!("{gpath}.{field}"),
+                    "has no effect without a per-minute limit on this model group",
+                ),
+                (Some(b), Some(_)) => {
+                    if let Some(t) = tier_bursts[j] {
+                        if b > t {
+                            errors.push(
+                                format!("{gpath}.{field}"),
+                                format!(
+                                    "{b} is above the tier's own burst ({t}): the tier's bucket would refuse it first"
+                                ),
+                            );
+                        }
+                    }
+                }
+                (None, _) => {}
+            }
+        }
+    }
+}
+
 fn validate_tier(path: &str, tier: &TierConfig, errors: &mut Errors) {
+    validate_models(path, tier, errors);
     let limits = [
         ("requests_per_minute", tier.requests_per_minute),
         ("requests_per_day", tier.requests_per_day),
@@ -212,6 +321,88 @@ mod tests {
         ] {
             assert!(paths.contains(&want), "missing {want} in {paths:?}");
         }
+    }
+
+    #[test]
+    fn model_groups_are_checked_with_their_paths() {
+        let err = Config::from_toml_str(
+            r#"
+            [identity]
+            secret = "s"
+            [tiers.default]
+            requests_per_minute = 60
+            tokens_per_minute = 150000
+            [tiers.default.models."gpt-5*"]
+            requests_per_minute = 100
+            tokens_per_minute = 0
+            [tiers.default.models."GPT-5*"]
+            requests_per_minute = 5
+            [tiers.default.models."gpt-?"]
+            requests_per_minute = 5
+            [tiers.default.models."gpt 4"]
+            requests_per_minute = 5
+            [tiers.default.models."gpt-4.1"]
+            burst_tokens = 10
+            [tiers.default.models."o3"]
+            requests_per_minute = 10
+            burst_requests = 70
+            "#,
+        )
+        .expect_err("invalid");
+        let got: Vec<(&str, &str)> = err
+            .errors
+            .iter()
+            .map(|e| (e.path.as_str(), e.message.as_str()))
+            .collect();
+        for (path, words) in [
+            (
+                r#"tiers.default.models."gpt-5*".requests_per_minute"#,
+                "above the tier's own",
+            ),
+            (
+                r#"tiers.default.models."gpt-5*".tokens_per_minute"#,
+                "greater than 0",
+            ),
+            (
+                r#"tiers.default.models."gpt-5*""#,
+                "the same pattern as `GPT-5*`",
+            ),
+            (r#"tiers.default.models."gpt-?""#, "`?` is not a wildcard"),
+            (r#"tiers.default.models."gpt 4""#, "printable ASCII"),
+            (r#"tiers.default.models."gpt-4.1""#, "sets no limit"),
+            (
+                r#"tiers.default.models."gpt-4.1".burst_tokens"#,
+                "no effect",
+            ),
+            (
+                r#"tiers.default.models.o3.burst_requests"#,
+                "above the tier's own burst",
+            ),
+        ] {
+            assert!(
+                got.iter().any(|(p, m)| *p == path && m.contains(words)),
+                "missing {path}: {words} in {got:#?}"
+            );
+        }
+        // Below the tier's limits, it is valid; an unknown key is named with
+        // its whole path and line.
+        let ok = Config::from_toml_str(
+            "[identity]\nsecret = \"s\"\n[tiers.default.models.\"claude-opus-4-1*\"]\nrequests_per_minute = 5\n",
+        )
+        .expect("valid");
+        assert_eq!(
+            ok.tiers["default"].models["claude-opus-4-1*"].requests_per_minute,
+            Some(crate::config::Limit::Count(5))
+        );
+        let err = Config::from_toml_str(
+            "[identity]\nsecret = \"s\"\n[tiers.default.models.\"gpt-4.1\"]\nrpm = 5\n",
+        )
+        .expect_err("unknown key");
+        let text = err.to_string();
+        assert!(
+            text.contains(r#"tiers.default.models."gpt-4.1".rpm"#) && text.contains("line 4"),
+            "{text}"
+        );
     }
 
     #[test]

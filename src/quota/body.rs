@@ -11,12 +11,24 @@ use super::usage::UsageScanner;
 use crate::body::GuardBody;
 use crate::store::{Settlement, Subject};
 
+/// The subjects an admission charged: the account and cluster, and their
+/// buckets of the request's model group (so that reconciliation lands in the
+/// group the request was admitted under).
+#[derive(Debug, Clone)]
+pub(crate) struct Charged {
+    pub(crate) account: Subject,
+    pub(crate) cluster: Option<Subject>,
+    pub(crate) account_group: Option<Subject>,
+    pub(crate) cluster_group: Option<Subject>,
+}
+
 /// Settles a request's token reservation exactly once: at end of stream, on an
 /// upstream error, or when the body is dropped early (client gone).
 pub(crate) struct SettleGuard {
     pub(crate) stage: Arc<EnforceStage>,
-    pub(crate) account: Subject,
-    pub(crate) cluster: Option<Subject>,
+    /// The subjects charged on admission, in the order of
+    /// [`Admission::subjects`](crate::store::Admission::subjects).
+    pub(crate) charged: Charged,
     /// Tokens reserved on admission.
     pub(crate) reserved: u64,
     /// The input estimate used in the reservation.
@@ -63,10 +75,13 @@ impl SettleGuard {
         self.stage.sink.settled(actual, self.reserved);
         let delta = actual as f64 - self.reserved as f64;
         if delta != 0.0 {
+            let c = &self.charged;
             self.stage.store.settle(Settlement {
                 now_ms: self.stage.clock.now_ms(),
-                account: self.account.clone(),
-                cluster: self.cluster.clone(),
+                account: c.account.clone(),
+                cluster: c.cluster.clone(),
+                account_group: c.account_group.clone(),
+                cluster_group: c.cluster_group.clone(),
                 token_delta: delta,
             });
         }

@@ -14,9 +14,15 @@
 //!   the whole `Retry-After` (a daily limit: hours) before each automatic retry.
 //!
 //! Each window shows whichever of the account's and the cluster's bucket has less
-//! room, since that is what the client can actually use.
+//! room, since that is what the client can actually use. A request of a model
+//! group (`[tiers.NAME.models."PATTERN"]`) is held to the group's buckets and
+//! the tier's: the dialect fields show, per window, whichever of the two has
+//! less room; the IETF fields list both, the group's policies named
+//! `"PATTERN:requests-minute"` and so on beside the tier's `"requests-minute"`;
+//! and `x-distill-guard-model-group` names the group.
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use http::{HeaderMap, HeaderName, HeaderValue};
@@ -34,6 +40,58 @@ pub fn effective(views: &[[Option<BucketView>; 4]; 2]) -> [Option<BucketView>; 4
         };
     }
     out
+}
+
+/// What a response reports about its request's buckets: per window, the
+/// binding view across the account and its cluster, tier-wide and for the
+/// request's model group (if it has one).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Views {
+    /// The tier-wide buckets.
+    pub tier: [Option<BucketView>; 4],
+    /// The model group's name and buckets.
+    pub group: Option<(Arc<str>, [Option<BucketView>; 4])>,
+}
+
+impl Views {
+    /// The views of an admission's outcome (rows as in
+    /// [`Outcome::views`](crate::store::Outcome::views)); `group` names the
+    /// request's model group.
+    pub fn of(views: &[[Option<BucketView>; 4]; 4], group: Option<Arc<str>>) -> Self {
+        Self {
+            tier: effective(&[views[0], views[1]]),
+            group: group.map(|g| (g, effective(&[views[2], views[3]]))),
+        }
+    }
+
+    /// Per window, the one with less room of the tier-wide and the group's.
+    pub fn binding(&self) -> [Option<BucketView>; 4] {
+        match &self.group {
+            Some((_, g)) => effective(&[self.tier, *g]),
+            None => self.tier,
+        }
+    }
+
+    /// Writes the headers: the dialect's fields for [`Views::binding`], the
+    /// IETF fields with one policy per window and group.
+    pub fn write(&self, headers: &mut HeaderMap, dialect: Dialect, now_ms: u64) {
+        write_dialect(headers, dialect, &self.binding(), now_ms);
+        let (mut policy, mut state) = ietf(&self.tier, "");
+        if let Some((name, group)) = &self.group {
+            let (p, s) = ietf(group, &format!("{name}:"));
+            for (all, more) in [(&mut policy, p), (&mut state, s)] {
+                if !all.is_empty() && !more.is_empty() {
+                    all.push_str(", ");
+                }
+                all.push_str(&more);
+            }
+            set(headers, "x-distill-guard-model-group", name.to_string());
+        }
+        if !policy.is_empty() {
+            set(headers, "ratelimit-policy", policy);
+            set(headers, "ratelimit", state);
+        }
+    }
 }
 
 /// A Go-style duration as OpenAI prints it: `20ms`, `1s`, `6m0s`, `1h0m0s`.
@@ -77,7 +135,8 @@ fn int(v: f64) -> String {
     format!("{}", v.max(0.0).floor() as u64)
 }
 
-fn policy_name(w: Window) -> &'static str {
+/// The IETF policy name of a window (`requests-minute`, ...).
+pub fn policy_name(w: Window) -> &'static str {
     match w {
         Window::RequestsPerMinute => "requests-minute",
         Window::RequestsPerDay => "requests-day",
@@ -99,6 +158,21 @@ fn binding(minute: Option<BucketView>, day: Option<BucketView>) -> Option<Bucket
 
 /// Writes the rate-limit headers for `views` into `headers`.
 pub fn write(
+    headers: &mut HeaderMap,
+    dialect: Dialect,
+    views: &[Option<BucketView>; 4],
+    now_ms: u64,
+) {
+    write_dialect(headers, dialect, views, now_ms);
+    let (policy, state) = ietf(views, "");
+    if !policy.is_empty() {
+        set(headers, "ratelimit-policy", policy);
+        set(headers, "ratelimit", state);
+    }
+}
+
+/// Writes the dialect's own rate-limit fields for `views`.
+fn write_dialect(
     headers: &mut HeaderMap,
     dialect: Dialect,
     views: &[Option<BucketView>; 4],
@@ -169,6 +243,11 @@ pub fn write(
             }
         }
     }
+}
+
+/// The `RateLimit-Policy` and `RateLimit` lists of `views`, each policy
+/// named `{prefix}{window}`.
+fn ietf(views: &[Option<BucketView>; 4], prefix: &str) -> (String, String) {
     let mut policy = String::new();
     let mut state = String::new();
     for w in Window::ALL {
@@ -179,24 +258,21 @@ pub fn write(
             }
             let _ = write!(
                 policy,
-                "\"{}\";q={};w={}",
+                "\"{prefix}{}\";q={};w={}",
                 policy_name(w),
                 int(v.limit),
                 w.window_ms() / 1000
             );
             let _ = write!(
                 state,
-                "\"{}\";r={};t={}",
+                "\"{prefix}{}\";r={};t={}",
                 policy_name(w),
                 int(v.remaining),
                 v.reset_ms.div_ceil(1000)
             );
         }
     }
-    if !policy.is_empty() {
-        set(headers, "ratelimit-policy", policy);
-        set(headers, "ratelimit", state);
-    }
+    (policy, state)
 }
 
 /// The longest wait a client's automatic retry should sleep through. Longer waits

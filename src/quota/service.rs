@@ -5,7 +5,7 @@ use bytes::Bytes;
 use http::{HeaderValue, Request, Response};
 use tracing::field::{display, Empty};
 
-use super::body::{EnforceBody, SettleGuard};
+use super::body::{Charged, EnforceBody, SettleGuard};
 use super::headers;
 use super::stage::EnforceStage;
 use super::usage::UsageScanner;
@@ -15,12 +15,11 @@ use crate::extensions::{
 };
 use crate::policy::ListKind;
 use crate::request::{request_id, RequestInfo};
+use crate::stage::ModelGroup;
 use crate::stage::{
     prepared, unprepared, Sealed, Settings, Stage, StageFuture, StageService, Step, Tier,
 };
-use crate::store::{
-    Admission, BucketView, Limits, Outcome, StoreError, StoreFuture, Subject, Window,
-};
+use crate::store::{Admission, Denial, Limits, Outcome, StoreError, StoreFuture, Subject, Window};
 
 /// The enforce stage: charges each request to its account's and cluster's buckets
 /// and answers 429/400/403 in the path's dialect when it may not pass. See
@@ -37,9 +36,10 @@ pub struct Admitted {
     decision: Decision,
     dialect: Dialect,
     now_ms: u64,
-    views: [Option<BucketView>; 4],
-    /// Settled when the body ends, unless shadowed or nothing was reserved.
-    settle: Option<(Subject, Option<Subject>, u64, u64)>,
+    views: headers::Views,
+    /// Settled when the body ends, unless shadowed or nothing was reserved:
+    /// the subjects charged, the tokens reserved and the input estimate.
+    settle: Option<(Charged, u64, u64)>,
 }
 
 impl Sealed for EnforceStage {}
@@ -125,13 +125,14 @@ impl<ReqBody, ResBody> Stage<ReqBody, ResBody> for EnforceStage {
                 return Step::Answer(self.refuse(res, plan.decision(503, None, false), &plan));
             }
         };
-        let views = headers::effective(&outcome.views);
+        let views = headers::Views::of(&outcome.views, plan.group.clone());
         let mut shadowed = false;
         if let Some(denial) = outcome.denied {
             if plan.shadow {
                 shadowed = true;
                 tracing::info!(
                     account = %plan.account.id, scope = denial.scope.as_str(),
+                    model_group = plan.group.as_deref().filter(|_| denial.model_group),
                     window = denial.window.describe(), "shadow mode: would have rejected"
                 );
             } else {
@@ -139,7 +140,7 @@ impl<ReqBody, ResBody> Stage<ReqBody, ResBody> for EnforceStage {
                 return Step::Answer(self.refuse(res, d, &plan));
             }
         }
-        let decision = plan.decision(200, outcome.denied.map(|d| d.scope), shadowed);
+        let decision = plan.decision(200, outcome.denied, shadowed);
         note(self, &decision, dialect, plan.admission.now_ms);
         req.extensions_mut().insert(decision.clone());
         if plan.admission.tokens > 0.0 {
@@ -147,9 +148,14 @@ impl<ReqBody, ResBody> Stage<ReqBody, ResBody> for EnforceStage {
             crate::encoding::ask_identity(req.headers_mut());
         }
         let settle = (!shadowed && plan.admission.tokens > 0.0).then(|| {
+            let a = &plan.admission;
             (
-                plan.admission.account.clone(),
-                plan.admission.cluster.clone(),
+                Charged {
+                    account: a.account.clone(),
+                    cluster: a.cluster.clone(),
+                    account_group: a.account_group.clone(),
+                    cluster_group: a.cluster_group.clone(),
+                },
                 plan.tokens,
                 plan.input_estimate,
             )
@@ -172,13 +178,12 @@ impl<ReqBody, ResBody> Stage<ReqBody, ResBody> for EnforceStage {
         res: Response<ResBody>,
     ) -> Response<EnforceBody<ResBody>> {
         let (mut parts, body) = res.into_parts();
-        headers::write(&mut parts.headers, ctx.dialect, &ctx.views, ctx.now_ms);
+        ctx.views.write(&mut parts.headers, ctx.dialect, ctx.now_ms);
         let settle = ctx
             .settle
-            .map(|(account, cluster, reserved, input_estimate)| SettleGuard {
+            .map(|(charged, reserved, input_estimate)| SettleGuard {
                 stage: stage.clone(),
-                account,
-                cluster,
+                charged,
                 reserved,
                 input_estimate,
                 success: parts.status.is_success(),
@@ -228,6 +233,7 @@ fn note(stage: &EnforceStage, d: &Decision, dialect: Dialect, now_ms: u64) {
         suspicion = d.suspicion,
         cluster_size = d.cluster.size,
         tier = &*d.tier,
+        model_group = d.model_group.as_deref(),
         limited_by = d.limited_by.map(|s| s.as_str()),
         shadowed = d.shadowed,
         "decision"
@@ -247,6 +253,8 @@ pub struct Plan {
     action: Action,
     reasons: Vec<crate::extensions::Reason>,
     tier: Arc<Tier>,
+    /// The request's model group in its tier, if its model matched one.
+    group: Option<Arc<str>>,
     shadow: bool,
     tokens: u64,
     input_estimate: u64,
@@ -317,19 +325,23 @@ fn plan<B>(
     } else {
         0
     };
-    let account_subject = Subject {
-        scope: Scope::Account,
-        key: account.id.0,
-        limits: scaled(&tier.base, multiplier),
-    };
-    let cluster_subject = (cluster.id.0 != account.id.0 || cluster.size > 1).then(|| Subject {
-        scope: Scope::Cluster,
-        key: cluster.id.0,
-        limits: scaled(
-            &tier.base,
-            multiplier * settings.cluster_scale(cluster.size),
-        ),
+    let group = model_group(&tier, info);
+    let cluster_multiplier = multiplier * settings.cluster_scale(cluster.size);
+    let account_subject =
+        Subject::new(Scope::Account, account.id.0, scaled(&tier.base, multiplier));
+    let cluster_subject = (cluster.id.0 != account.id.0 || cluster.size > 1).then(|| {
+        Subject::new(
+            Scope::Cluster,
+            cluster.id.0,
+            scaled(&tier.base, cluster_multiplier),
+        )
     });
+    let account_group =
+        group.map(|g| account_subject.in_group(g.name.clone(), scaled(&g.limits, multiplier)));
+    let cluster_group = group
+        .zip(cluster_subject.as_ref())
+        .map(|(g, c)| c.in_group(g.name.clone(), scaled(&g.limits, cluster_multiplier)));
+    let group = group.map(|g| g.name.clone());
     Plan {
         request_id: request_id(req.headers()),
         dialect: info.dialect,
@@ -340,6 +352,7 @@ fn plan<B>(
         action,
         reasons: verdict.reasons,
         tier,
+        group,
         shadow,
         tokens,
         input_estimate: info.input_tokens_estimate,
@@ -349,13 +362,26 @@ fn plan<B>(
             now_ms: stage.clock.now_ms(),
             account: account_subject,
             cluster: cluster_subject,
+            account_group,
+            cluster_group,
             tokens: tokens as f64,
         },
     }
 }
 
+/// The model group of `tier` a request belongs to: the most specific pattern
+/// matching its `model` field. A body that is not a JSON object, or has no
+/// string `model`, belongs to no group (the tier's limits alone apply).
+fn model_group<'t>(tier: &'t Tier, info: &RequestInfo) -> Option<&'t ModelGroup> {
+    if tier.models.is_empty() {
+        return None;
+    }
+    let model = info.json.as_ref()?.get("model")?.as_str()?;
+    tier.group_for(model)
+}
+
 impl Plan {
-    fn decision(&self, status: u16, limited_by: Option<Scope>, shadowed: bool) -> Decision {
+    fn decision(&self, status: u16, denial: Option<Denial>, shadowed: bool) -> Decision {
         Decision {
             request_id: self.request_id.clone(),
             account: self.account.id,
@@ -363,29 +389,44 @@ impl Plan {
             suspicion: self.suspicion,
             action: self.action,
             status,
-            limited_by,
+            limited_by: denial.map(|d| d.scope),
             shadowed,
             reserved_tokens: self.tokens,
             tier: self.tier.name.clone(),
+            model_group: self.group.clone(),
+            limited_in_group: denial.is_some_and(|d| d.model_group),
             reasons: self.reasons.clone(),
         }
     }
 
     /// The message for a request that no amount of waiting would admit.
     fn too_large(&self) -> Option<String> {
-        for w in [Window::TokensPerMinute, Window::TokensPerDay] {
-            if let Some(limit) = self.tier.base[w.index()] {
-                if self.tokens as f64 > limit.capacity {
-                    return Some(format!(
-                        "This request may use up to {} tokens (about {} input + {} × {} output), more than the whole {} budget of {} for this account's tier `{}`. It can never be served as is: lower max_tokens or shorten the input.",
-                        self.tokens,
-                        self.input_estimate,
-                        self.choices,
-                        self.output_cap,
-                        w.describe(),
-                        limit.capacity as u64,
-                        self.tier.name,
-                    ));
+        let group = self
+            .group
+            .as_deref()
+            .and_then(|name| self.tier.group_named(name));
+        let budgets = std::iter::once((&self.tier.base, None))
+            .chain(group.map(|g| (&g.limits, Some(&*g.name))));
+        for (limits, group) in budgets {
+            for w in [Window::TokensPerMinute, Window::TokensPerDay] {
+                if let Some(limit) = limits[w.index()] {
+                    if self.tokens as f64 > limit.capacity {
+                        let whose = match group {
+                            Some(g) => {
+                                format!("models `{g}` in this account's tier `{}`", self.tier.name)
+                            }
+                            None => format!("this account's tier `{}`", self.tier.name),
+                        };
+                        return Some(format!(
+                            "This request may use up to {} tokens (about {} input + {} × {} output), more than the whole {} budget of {} for {whose}. It can never be served as is: lower max_tokens or shorten the input.",
+                            self.tokens,
+                            self.input_estimate,
+                            self.choices,
+                            self.output_cap,
+                            w.describe(),
+                            limit.capacity as u64,
+                        ));
+                    }
                 }
             }
         }
@@ -397,19 +438,21 @@ impl Plan {
 fn reject(
     plan: &Plan,
     outcome: &Outcome,
-    denial: crate::store::Denial,
-    views: [Option<BucketView>; 4],
+    denial: Denial,
+    views: headers::Views,
 ) -> (Response<Bytes>, Decision) {
     let dialect = plan.dialect;
-    let who = match denial.scope {
-        Scope::Account => "this account",
-        Scope::Cluster => "the group of accounts this account belongs to",
+    let group = plan.group.as_deref().filter(|_| denial.model_group);
+    let who = match (denial.scope, group) {
+        (Scope::Account, None) => "this account".to_owned(),
+        (Scope::Cluster, None) => "the group of accounts this account belongs to".to_owned(),
+        (Scope::Account, Some(g)) => format!("this account on models `{g}`"),
+        (Scope::Cluster, Some(g)) => {
+            format!("the group of accounts this account belongs to on models `{g}`")
+        }
     };
-    let sub = match denial.scope {
-        Scope::Account => 0,
-        Scope::Cluster => 1,
-    };
-    let limit = outcome.views[sub][denial.window.index()].map_or(0, |v| v.limit as u64);
+    let row = Outcome::row(denial.scope, denial.model_group);
+    let limit = outcome.views[row][denial.window.index()].map_or(0, |v| v.limit as u64);
     let retry_ms = denial.retry_after_ms.unwrap_or(denial.window.window_ms());
     let message = match denial.retry_after_ms {
         Some(ms) => format!(
@@ -428,24 +471,22 @@ fn reject(
         ),
     };
     let mut res = rate_limit_response(dialect, denial.window.is_tokens(), &message);
-    headers::write(res.headers_mut(), dialect, &views, plan.admission.now_ms);
+    views.write(res.headers_mut(), dialect, plan.admission.now_ms);
     headers::write_retry_after(res.headers_mut(), retry_ms);
     if denial.retry_after_ms.is_none() {
         // Not admissible at the current limit at all: waiting alone will not help.
         headers::write_no_retry(res.headers_mut());
     }
-    res.headers_mut().insert(
-        "x-distill-guard-limit",
-        HeaderValue::from_static(match (denial.scope, denial.window) {
-            (Scope::Account, Window::RequestsPerMinute) => "account; requests-minute",
-            (Scope::Account, Window::RequestsPerDay) => "account; requests-day",
-            (Scope::Account, Window::TokensPerMinute) => "account; tokens-minute",
-            (Scope::Account, Window::TokensPerDay) => "account; tokens-day",
-            (Scope::Cluster, Window::RequestsPerMinute) => "cluster; requests-minute",
-            (Scope::Cluster, Window::RequestsPerDay) => "cluster; requests-day",
-            (Scope::Cluster, Window::TokensPerMinute) => "cluster; tokens-minute",
-            (Scope::Cluster, Window::TokensPerDay) => "cluster; tokens-day",
-        }),
+    let mut limit_header = format!(
+        "{}; {}",
+        denial.scope.as_str(),
+        headers::policy_name(denial.window)
     );
-    (res, plan.decision(429, Some(denial.scope), false))
+    if let Some(g) = group {
+        limit_header.push_str(&format!("; model=\"{g}\""));
+    }
+    if let Ok(v) = HeaderValue::from_str(&limit_header) {
+        res.headers_mut().insert("x-distill-guard-limit", v);
+    }
+    (res, plan.decision(429, Some(denial), false))
 }

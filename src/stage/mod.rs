@@ -16,5 +16,5 @@ mod sink;
 pub(crate) use prepare::{prepared, unprepared};
 pub(crate) use service::Sealed;
 pub use service::{Stage, StageFuture, StageService, Step};
-pub use settings::{LiveSettings, Settings, Tier};
+pub use settings::{LiveSettings, ModelGroup, Settings, Tier};
 pub use sink::DecisionSink;

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use ipnet::IpNet;
 
-use crate::config::{AnonymousPolicy, Band, Config, ConfigError, TierConfig};
+use crate::config::{
+    best_match, AnonymousPolicy, Band, Config, ConfigError, ModelPattern, TierConfig,
+};
 use crate::extensions::AccountId;
 use crate::identity::{Identity, KeyExtractor};
 use crate::store::gcra::BucketLimit;
@@ -23,27 +25,72 @@ pub struct Tier {
     pub base: Limits,
     /// Shadow mode for this tier.
     pub shadow: bool,
+    /// Its model groups (`[tiers.NAME.models."PATTERN"]`), in config order.
+    pub models: Vec<ModelGroup>,
+}
+
+/// One model group of a tier: the requests whose `model` its pattern is the
+/// most specific match for, and their own per-account limits.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelGroup {
+    /// The pattern as written in the config: the group's name in headers,
+    /// metrics, decisions and the store's keys.
+    pub name: Arc<str>,
+    /// The pattern, ready to match.
+    pub pattern: ModelPattern,
+    /// The group's per-account limits at suspicion multiplier 1; `None` for a
+    /// window the group does not limit separately.
+    pub limits: Limits,
+}
+
+/// The bucket limits of `[limit per window]` with the per-minute bursts given.
+fn bucket_limits(limits: [Option<u64>; 4], bursts: [Option<u64>; 2]) -> Limits {
+    let mut out: Limits = [None; 4];
+    for w in Window::ALL {
+        let burst = match w {
+            Window::RequestsPerMinute => bursts[0],
+            Window::TokensPerMinute => bursts[1],
+            Window::RequestsPerDay | Window::TokensPerDay => None,
+        };
+        out[w.index()] = limits[w.index()]
+            .map(|n| BucketLimit::new(n as f64, w.window_ms() as f64, burst.unwrap_or(n) as f64));
+    }
+    out
 }
 
 impl Tier {
     fn from_config(name: &str, t: &TierConfig) -> Self {
-        let mut base: Limits = [None; 4];
-        for w in Window::ALL {
-            let (limit, burst) = match w {
-                Window::RequestsPerMinute => (t.requests_per_minute.limit(), t.burst_requests),
-                Window::RequestsPerDay => (t.requests_per_day.limit(), None),
-                Window::TokensPerMinute => (t.tokens_per_minute.limit(), t.burst_tokens),
-                Window::TokensPerDay => (t.tokens_per_day.limit(), None),
-            };
-            base[w.index()] = limit.map(|n| {
-                BucketLimit::new(n as f64, w.window_ms() as f64, burst.unwrap_or(n) as f64)
-            });
-        }
+        let models = t
+            .models
+            .iter()
+            .filter_map(|(pattern, g)| {
+                // Validation refuses bad patterns; skip rather than panic.
+                let parsed = ModelPattern::parse(pattern).ok()?;
+                Some(ModelGroup {
+                    name: pattern.as_str().into(),
+                    pattern: parsed,
+                    limits: bucket_limits(g.limits(), [g.burst_requests, g.burst_tokens]),
+                })
+            })
+            .collect();
         Self {
             name: name.into(),
-            base,
+            base: bucket_limits(t.limits(), [t.burst_requests, t.burst_tokens]),
             shadow: t.shadow,
+            models,
         }
+    }
+
+    /// The model group a request for `model` belongs to: the most specific
+    /// pattern that matches (see [`ModelLimits`](crate::config::ModelLimits));
+    /// `None` when none does (the tier's limits alone apply).
+    pub fn group_for(&self, model: &str) -> Option<&ModelGroup> {
+        best_match(self.models.iter().map(|g| (&g.pattern, g)), model).map(|(_, g)| g)
+    }
+
+    /// The group named `name` (its pattern as written).
+    pub fn group_named(&self, name: &str) -> Option<&ModelGroup> {
+        self.models.iter().find(|g| &*g.name == name)
     }
 }
 

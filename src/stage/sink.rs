@@ -28,7 +28,8 @@ use crate::extensions::Decision;
 /// let account = distill_guard::extensions::AccountId([1; 16]);
 /// # let d = Decision { request_id: None, account, cluster: distill_guard::extensions::Cluster::singleton(account),
 /// #     suspicion: 0.0, action: distill_guard::extensions::Action::Allow, status: 200, limited_by: None,
-/// #     shadowed: false, reserved_tokens: 0, tier: "default".into(), reasons: vec![] };
+/// #     shadowed: false, reserved_tokens: 0, tier: "default".into(), model_group: None,
+/// #     limited_in_group: false, reasons: vec![] };
 /// sink.decision(&d, Dialect::OpenAi, 0);
 /// assert_eq!(*seen.lock().unwrap(), [200]);
 /// ```

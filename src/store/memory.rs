@@ -1,13 +1,15 @@
-//! The embedded store: two sharded maps (accounts, clusters) of four buckets each.
+//! The embedded store: four sharded maps (accounts, clusters, and their model
+//! groups' buckets) of four buckets each.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 
 use dashmap::DashMap;
 
 use super::{
     Admission, BucketView, Denial, Limits, Outcome, Settlement, Store, StoreFuture, Subject,
 };
-use crate::extensions::Scope;
+
 use crate::store::gcra;
 
 /// An idle entry is forgotten once all its buckets have drained, or at the latest
@@ -45,14 +47,16 @@ impl Entry {
         self.last_ms = self.last_ms.max(now_ms);
     }
 
-    pub(super) fn check(&self, costs: &[f64; 4], limits: &Limits, scope: Scope) -> Option<Denial> {
+    pub(super) fn check(&self, costs: &[f64; 4], subject: &Subject) -> Option<Denial> {
+        let limits = &subject.limits;
         let mut worst: Option<Denial> = None;
         for w in super::Window::ALL {
             let i = w.index();
             let Some(limit) = &limits[i] else { continue };
             if let Err(retry) = gcra::check(self.levels[i], costs[i], limit) {
                 let denial = Denial {
-                    scope,
+                    scope: subject.scope,
+                    model_group: subject.group.is_some(),
                     window: w,
                     retry_after_ms: retry,
                 };
@@ -104,34 +108,44 @@ impl Entry {
     }
 }
 
-/// An admission against the account's entry and the cluster's (both already
-/// brought to the admission's time), charging nothing: the binding denial, if
-/// any, and the bucket views (`[account, cluster]`). The Redis store judges
-/// the levels Redis returned with it, so both stores answer alike.
+/// An admission against its subjects' entries (all brought to the admission's
+/// time, by row of [`Outcome::views`]), charging nothing: the binding denial,
+/// if any, and the bucket views. The Redis store judges the levels Redis
+/// returned with it, so both stores answer alike.
 #[cfg(feature = "redis")]
 pub(super) fn judge(
     a: &Admission,
-    account: &Entry,
-    cluster: Option<&Entry>,
-) -> (Option<Denial>, [[Option<BucketView>; 4]; 2]) {
+    entries: &[Option<Entry>; 4],
+) -> (Option<Denial>, [[Option<BucketView>; 4]; 4]) {
     let costs = [1.0, 1.0, a.tokens, a.tokens];
-    let cluster = a.cluster.as_ref().zip(cluster);
-    let denied = account
-        .check(&costs, &a.account.limits, Scope::Account)
-        .or_else(|| cluster.and_then(|(c, e)| e.check(&costs, &c.limits, Scope::Cluster)));
-    let mut views = [[None; 4]; 2];
-    views[0] = account.views(&a.account.limits);
-    if let Some((c, e)) = cluster {
-        views[1] = e.views(&c.limits);
+    let mut denied = None;
+    let mut views = [[None; 4]; 4];
+    for s in a.subjects() {
+        let row = s.row();
+        let e = entries[row].unwrap_or_default();
+        if denied.is_none() {
+            denied = e.check(&costs, s);
+        }
+        views[row] = e.views(&s.limits);
     }
     (denied, views)
 }
 
+/// A map's key: the subject's id and, for a model group's buckets, the group.
+pub(super) type Key = ([u8; 16], Option<Arc<str>>);
+
+/// The key of `subject` in its map.
+pub(super) fn key_of(subject: &Subject) -> Key {
+    (subject.key, subject.group.clone())
+}
+
 /// The embedded, in-memory store (the default).
 ///
-/// Admission takes the account's map entry and then the cluster's, always in that
-/// order and in two different maps, so concurrent admissions cannot deadlock and
-/// never overshoot. Entries whose buckets have drained are swept once a minute.
+/// Admission takes the entries of its subjects (the account's, the cluster's,
+/// then the account's and the cluster's of the request's model group), always
+/// in that order and each in its own map, so concurrent admissions cannot
+/// deadlock and never overshoot. Entries whose buckets have drained are swept
+/// once a minute.
 ///
 /// Each map holds at most `max_entries` ([`DEFAULT_MAX_ENTRIES`]): past it (a
 /// churn of fresh keys faster than their buckets drain), the entries that would
@@ -140,8 +154,9 @@ pub(super) fn judge(
 /// account's entry, which drains last, is the last to go.
 #[derive(Debug)]
 pub struct MemoryStore {
-    accounts: DashMap<[u8; 16], Entry>,
-    clusters: DashMap<[u8; 16], Entry>,
+    /// By row of [`Outcome::views`]: accounts, clusters, accounts' model
+    /// groups, clusters' model groups.
+    maps: [DashMap<Key, Entry>; 4],
     last_sweep_ms: AtomicU64,
     max_entries: usize,
     admissions: AtomicU64,
@@ -151,8 +166,7 @@ pub struct MemoryStore {
 impl Default for MemoryStore {
     fn default() -> Self {
         Self {
-            accounts: DashMap::new(),
-            clusters: DashMap::new(),
+            maps: std::array::from_fn(|_| DashMap::new()),
             last_sweep_ms: AtomicU64::new(0),
             max_entries: DEFAULT_MAX_ENTRIES,
             admissions: AtomicU64::new(0),
@@ -179,7 +193,7 @@ impl MemoryStore {
         if self.shedding.swap(true, Ordering::Acquire) {
             return; // another admission is at it
         }
-        for map in [&self.accounts, &self.clusters] {
+        for map in &self.maps {
             if map.len() <= self.max_entries {
                 continue;
             }
@@ -203,58 +217,44 @@ impl MemoryStore {
         self.shedding.store(false, Ordering::Release);
     }
 
-    fn map(&self, scope: Scope) -> &DashMap<[u8; 16], Entry> {
-        match scope {
-            Scope::Account => &self.accounts,
-            Scope::Cluster => &self.clusters,
-        }
+    fn map(&self, subject: &Subject) -> &DashMap<Key, Entry> {
+        &self.maps[subject.row()]
     }
 
     /// Synchronous admission (the embedded store never waits on I/O).
     pub fn admit_now(&self, a: &Admission) -> Outcome {
         self.maybe_sweep(a.now_ms);
         if self.admissions.fetch_add(1, Ordering::Relaxed) % SIZE_CHECK_EVERY == 0
-            && (self.accounts.len() > self.max_entries || self.clusters.len() > self.max_entries)
+            && self.maps.iter().any(|m| m.len() > self.max_entries)
         {
             self.shed(a.now_ms);
         }
         let costs = [1.0, 1.0, a.tokens, a.tokens];
-        let mut acct = self.accounts.entry(a.account.key).or_default();
-        acct.bring_to(a.now_ms, &a.account.limits);
-        let mut denied = acct.check(&costs, &a.account.limits, Scope::Account);
-        let mut views = [[None; 4]; 2];
-        match &a.cluster {
-            None => {
-                if denied.is_none() {
-                    acct.charge(&costs, &a.account.limits, a.now_ms);
-                }
-                views[0] = acct.views(&a.account.limits);
+        // One map per row, taken in row order: no two admissions can wait on
+        // each other's entries in opposite orders.
+        let mut held = Vec::with_capacity(4);
+        let mut denied = None;
+        for s in a.subjects() {
+            let mut e = self.map(s).entry(key_of(s)).or_default();
+            e.bring_to(a.now_ms, &s.limits);
+            if denied.is_none() {
+                denied = e.check(&costs, s);
             }
-            Some(c) => {
-                let mut cl = self.clusters.entry(c.key).or_default();
-                cl.bring_to(a.now_ms, &c.limits);
-                if denied.is_none() {
-                    denied = cl.check(&costs, &c.limits, Scope::Cluster);
-                }
-                if denied.is_none() {
-                    acct.charge(&costs, &a.account.limits, a.now_ms);
-                    cl.charge(&costs, &c.limits, a.now_ms);
-                }
-                views[0] = acct.views(&a.account.limits);
-                views[1] = cl.views(&c.limits);
+            held.push((s, e));
+        }
+        let mut views = [[None; 4]; 4];
+        for (s, e) in &mut held {
+            if denied.is_none() {
+                e.charge(&costs, &s.limits, a.now_ms);
             }
+            views[s.row()] = e.views(&s.limits);
         }
         Outcome { denied, views }
     }
 
     /// Synchronous settlement.
     pub fn settle_now(&self, s: &Settlement) {
-        self.charge_now(
-            s.now_ms,
-            std::iter::once(&s.account).chain(&s.cluster),
-            0.0,
-            s.token_delta,
-        );
+        self.charge_now(s.now_ms, s.subjects(), 0.0, s.token_delta);
     }
 
     /// Adds `requests` and `tokens` (negative gives back) to each subject's
@@ -269,7 +269,7 @@ impl MemoryStore {
     ) {
         let costs = [requests, requests, tokens, tokens];
         for subject in subjects {
-            let mut e = self.map(subject.scope).entry(subject.key).or_default();
+            let mut e = self.map(subject).entry(key_of(subject)).or_default();
             e.bring_to(now_ms, &subject.limits);
             e.charge(&costs, &subject.limits, now_ms);
         }
@@ -277,7 +277,7 @@ impl MemoryStore {
 
     /// Current bucket views of a subject, without charging (for inspection).
     pub fn peek(&self, subject: &Subject, now_ms: u64) -> [Option<BucketView>; 4] {
-        match self.map(subject.scope).get(&subject.key) {
+        match self.map(subject).get(&key_of(subject)) {
             Some(e) => {
                 let mut e = *e;
                 e.bring_to(now_ms, &subject.limits);
@@ -289,8 +289,9 @@ impl MemoryStore {
 
     /// Drops every entry whose buckets have drained by `now_ms`.
     pub fn sweep(&self, now_ms: u64) {
-        self.accounts.retain(|_, e| e.idle_at_ms > now_ms);
-        self.clusters.retain(|_, e| e.idle_at_ms > now_ms);
+        for map in &self.maps {
+            map.retain(|_, e| e.idle_at_ms > now_ms);
+        }
     }
 
     fn maybe_sweep(&self, now_ms: u64) {
@@ -325,7 +326,7 @@ impl Store for MemoryStore {
     }
 
     fn tracked(&self) -> usize {
-        self.accounts.len() + self.clusters.len()
+        self.maps.iter().map(DashMap::len).sum()
     }
 
     fn inspect<'a>(
@@ -340,6 +341,7 @@ impl Store for MemoryStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::extensions::Scope;
     use crate::store::gcra::BucketLimit;
     use crate::store::Window;
 
@@ -347,6 +349,7 @@ mod tests {
         Subject {
             scope,
             key: [key; 16],
+            group: None,
             limits: [
                 Some(BucketLimit::new(rpm, 60_000.0, rpm)),
                 None,
@@ -363,6 +366,8 @@ mod tests {
             now_ms: 1,
             account: subject(Scope::Account, 1, 10.0, 1000.0),
             cluster: Some(subject(Scope::Cluster, 9, 2.0, 1000.0)),
+            account_group: None,
+            cluster_group: None,
             tokens: 10.0,
         };
         assert!(store.admit_now(&a).denied.is_none());
@@ -383,6 +388,8 @@ mod tests {
             now_ms: 0,
             account: acct.clone(),
             cluster: None,
+            account_group: None,
+            cluster_group: None,
             tokens: 600.0,
         };
         assert!(store.admit_now(&a).denied.is_none());
@@ -390,6 +397,8 @@ mod tests {
             now_ms: 0,
             account: acct.clone(),
             cluster: None,
+            account_group: None,
+            cluster_group: None,
             token_delta: -500.0,
         });
         let v = store.peek(&acct, 0)[2].expect("tokens");
@@ -404,6 +413,8 @@ mod tests {
                 now_ms: 1_000,
                 account: subject(Scope::Account, k, 1.0, 1000.0),
                 cluster: None,
+                account_group: None,
+                cluster_group: None,
                 tokens: 1.0,
             };
             store.admit_now(&a);
@@ -427,6 +438,7 @@ mod tests {
                 key[15] = 1;
                 key
             },
+            group: None,
             limits: [
                 None,
                 Some(BucketLimit::new(1.0, 86_400_000.0, 10.0)),
@@ -440,6 +452,8 @@ mod tests {
                 now_ms: 1,
                 account: busy.clone(),
                 cluster: None,
+                account_group: None,
+                cluster_group: None,
                 tokens: 0.0,
             };
             assert!(store.admit_now(&a).denied.is_none());
@@ -449,6 +463,8 @@ mod tests {
                 now_ms: 2 + u64::from(k),
                 account: daily(k),
                 cluster: None,
+                account_group: None,
+                cluster_group: None,
                 tokens: 0.0,
             };
             store.admit_now(&a);

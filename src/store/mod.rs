@@ -106,12 +106,46 @@ pub struct Subject {
     pub scope: Scope,
     /// Its 128-bit id.
     pub key: [u8; 16],
+    /// The model group whose buckets these are (its pattern as configured,
+    /// `[tiers.NAME.models."PATTERN"]`); `None` for the subject's own,
+    /// tier-wide buckets. Each group is a separate set of buckets of the same
+    /// account or cluster.
+    pub group: Option<Arc<str>>,
     /// Effective limits (tier, cluster scaling and suspicion already applied).
     pub limits: Limits,
 }
 
+impl Subject {
+    /// The tier-wide buckets of `scope` `key` under `limits`.
+    pub fn new(scope: Scope, key: [u8; 16], limits: Limits) -> Self {
+        Self {
+            scope,
+            key,
+            group: None,
+            limits,
+        }
+    }
+
+    /// The same account or cluster's buckets for model group `group`, under
+    /// `limits`.
+    pub fn in_group(&self, group: Arc<str>, limits: Limits) -> Self {
+        Self {
+            scope: self.scope,
+            key: self.key,
+            group: Some(group),
+            limits,
+        }
+    }
+
+    /// Its row in [`Outcome::views`].
+    pub fn row(&self) -> usize {
+        Outcome::row(self.scope, self.group.is_some())
+    }
+}
+
 /// One admission check: charge one request and `tokens` tokens to the account and
-/// (when present) the cluster, all or nothing.
+/// (when present) the cluster, and to their buckets of the request's model
+/// group (when it has one), all or nothing.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Admission {
     /// Current time.
@@ -120,8 +154,38 @@ pub struct Admission {
     pub account: Subject,
     /// The cluster, unless it is the account alone.
     pub cluster: Option<Subject>,
+    /// The account's buckets of the request's model group, when it has one.
+    pub account_group: Option<Subject>,
+    /// The cluster's buckets of the request's model group, when it has one
+    /// and there is a cluster.
+    pub cluster_group: Option<Subject>,
     /// Tokens to reserve.
     pub tokens: f64,
+}
+
+impl Admission {
+    /// An admission of `tokens` for `account` (and `cluster`), with no model
+    /// group.
+    pub fn new(now_ms: u64, account: Subject, cluster: Option<Subject>, tokens: f64) -> Self {
+        Self {
+            now_ms,
+            account,
+            cluster,
+            account_group: None,
+            cluster_group: None,
+            tokens,
+        }
+    }
+
+    /// Its subjects in the order every store checks them: the account, the
+    /// cluster, the account's model group, the cluster's model group (those
+    /// present).
+    pub fn subjects(&self) -> impl Iterator<Item = &Subject> {
+        std::iter::once(&self.account)
+            .chain(&self.cluster)
+            .chain(&self.account_group)
+            .chain(&self.cluster_group)
+    }
 }
 
 /// The state of one bucket after an admission.
@@ -140,6 +204,9 @@ pub struct BucketView {
 pub struct Denial {
     /// Account or cluster.
     pub scope: Scope,
+    /// True when it was the account's or cluster's bucket of the request's
+    /// model group, false for its tier-wide bucket.
+    pub model_group: bool,
     /// The window.
     pub window: Window,
     /// How long until the request would fit; `None` when it never will under the
@@ -152,12 +219,37 @@ pub struct Denial {
 pub struct Outcome {
     /// The binding denial, if refused. Nothing is charged on a denial.
     pub denied: Option<Denial>,
-    /// Bucket states per subject (`[account, cluster]`) and window.
-    pub views: [[Option<BucketView>; 4]; 2],
+    /// Bucket states per subject and window, by row: [`Outcome::ACCOUNT`],
+    /// [`Outcome::CLUSTER`], [`Outcome::ACCOUNT_GROUP`],
+    /// [`Outcome::CLUSTER_GROUP`] (`None` for an absent subject or an
+    /// unlimited window).
+    pub views: [[Option<BucketView>; 4]; 4],
+}
+
+impl Outcome {
+    /// The row of the account's tier-wide buckets.
+    pub const ACCOUNT: usize = 0;
+    /// The row of the cluster's tier-wide buckets.
+    pub const CLUSTER: usize = 1;
+    /// The row of the account's buckets of the request's model group.
+    pub const ACCOUNT_GROUP: usize = 2;
+    /// The row of the cluster's buckets of the request's model group.
+    pub const CLUSTER_GROUP: usize = 3;
+
+    /// The row of `scope`'s tier-wide buckets, or with `model_group` of its
+    /// buckets of the request's model group.
+    pub fn row(scope: Scope, model_group: bool) -> usize {
+        match (scope, model_group) {
+            (Scope::Account, false) => Self::ACCOUNT,
+            (Scope::Cluster, false) => Self::CLUSTER,
+            (Scope::Account, true) => Self::ACCOUNT_GROUP,
+            (Scope::Cluster, true) => Self::CLUSTER_GROUP,
+        }
+    }
 }
 
 /// A settlement of a finished request: `token_delta` more tokens (negative refunds)
-/// on the account's and cluster's token buckets.
+/// on the token buckets of every subject its admission charged.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settlement {
     /// Current time.
@@ -166,8 +258,35 @@ pub struct Settlement {
     pub account: Subject,
     /// The cluster, if one was charged.
     pub cluster: Option<Subject>,
+    /// The account's model group buckets, if they were charged.
+    pub account_group: Option<Subject>,
+    /// The cluster's model group buckets, if they were charged.
+    pub cluster_group: Option<Subject>,
     /// Tokens to add (positive) or give back (negative).
     pub token_delta: f64,
+}
+
+impl Settlement {
+    /// A settlement of `token_delta` on `account` (and `cluster`), with no
+    /// model group.
+    pub fn new(now_ms: u64, account: Subject, cluster: Option<Subject>, token_delta: f64) -> Self {
+        Self {
+            now_ms,
+            account,
+            cluster,
+            account_group: None,
+            cluster_group: None,
+            token_delta,
+        }
+    }
+
+    /// Its subjects, in the order of [`Admission::subjects`].
+    pub fn subjects(&self) -> impl Iterator<Item = &Subject> {
+        std::iter::once(&self.account)
+            .chain(&self.cluster)
+            .chain(&self.account_group)
+            .chain(&self.cluster_group)
+    }
 }
 
 /// Why a store could not answer.
@@ -290,8 +409,8 @@ impl<T> Future for StoreFuture<'_, T> {
 
 /// Quota state: atomic admission and after-the-fact settlement.
 pub trait Store: Send + Sync + fmt::Debug + 'static {
-    /// Checks every bucket of the account and cluster and, only if all have room,
-    /// charges them. Must be atomic with respect to concurrent admissions so that
+    /// Checks every bucket of the account and cluster (and of their model
+    /// group) and, only if all have room, charges them. Must be atomic with respect to concurrent admissions so that
     /// concurrent requests never overshoot. The future owns what it needs (the
     /// enforce stage holds it in its own, unboxed, response future): a store
     /// that answers in memory returns [`StoreFuture::ready`].

@@ -3,7 +3,9 @@
 //! Every guard owns its own recorder (no process-global state), so several guards in
 //! one process and parallel tests never mix their numbers. Hot-path handles are
 //! registered once and cached; label values come from small closed sets (action,
-//! dialect, status, scope), never from an account, key or cluster id.
+//! dialect, status, scope) or from the config (tier names and model groups'
+//! patterns), never from an account, key, cluster id or a request's own model
+//! string.
 
 use std::sync::OnceLock;
 
@@ -25,6 +27,19 @@ pub const SIZE_CLASSES: [&str; 5] = ["1", "2-9", "10-99", "100-999", "1000+"];
 const OVERRIDE_KINDS: [&str; 4] = ["allow", "block", "tier", "unlink"];
 
 const DECISIONS: &str = "distill_guard_decisions_total";
+const MODEL_GROUPS: &str = "distill_guard_model_group_decisions_total";
+/// Outcomes of a model group's request, in [`GroupOutcome`] order.
+const GROUP_OUTCOMES: [&str; 5] = [
+    "admitted",
+    "refused_by_group",
+    "refused_by_tier",
+    "refused_other",
+    "shadow_would_deny",
+];
+/// Most (tier, group, outcome) series kept: groups come from the config, so
+/// only many reloads with new patterns could pass it; beyond it the counts
+/// go to `group="other"`.
+const MAX_GROUP_SERIES: usize = 4096;
 const UNIDENTIFIED: &str = "distill_guard_unidentified_requests_total";
 const SHADOW: &str = "distill_guard_shadow_would_deny_total";
 const RESERVED: &str = "distill_guard_tokens_reserved_total";
@@ -127,11 +142,47 @@ struct StoreMetrics {
     leased: Counter,
 }
 
+/// What became of a request of a model group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum GroupOutcome {
+    /// Admitted.
+    Admitted,
+    /// Refused with 429 by the group's own bucket.
+    RefusedByGroup,
+    /// Refused with 429 by the tier's account- or cluster-wide bucket.
+    RefusedByTier,
+    /// Refused otherwise (blocked, too large, store down).
+    RefusedOther,
+    /// Let through by shadow mode, though a limit would have refused it.
+    ShadowWouldDeny,
+}
+
+impl GroupOutcome {
+    /// The outcome of a decision of a grouped request.
+    pub fn of(d: &crate::extensions::Decision) -> Self {
+        if d.shadowed {
+            GroupOutcome::ShadowWouldDeny
+        } else if d.status < 400 {
+            GroupOutcome::Admitted
+        } else if d.status == 429 && d.limited_in_group {
+            GroupOutcome::RefusedByGroup
+        } else if d.status == 429 {
+            GroupOutcome::RefusedByTier
+        } else {
+            GroupOutcome::RefusedOther
+        }
+    }
+}
+
+type GroupSeries = (std::sync::Arc<str>, std::sync::Arc<str>, GroupOutcome);
+
 /// The metrics of one guard. Cheap to record into from any thread.
 pub struct Metrics {
     recorder: PrometheusRecorder,
     handle: PrometheusHandle,
     decisions: Box<[OnceLock<Counter>]>,
+    /// Per tier, model group and outcome, registered on first use.
+    groups: dashmap::DashMap<GroupSeries, Counter>,
     unidentified: [OnceLock<Counter>; STATUSES.len()],
     shadow: [Counter; 2],
     reserved: Counter,
@@ -230,6 +281,7 @@ impl Metrics {
         };
         Self {
             decisions: (0..N_DECISIONS).map(|_| OnceLock::new()).collect(),
+            groups: dashmap::DashMap::new(),
             unidentified: std::array::from_fn(|_| OnceLock::new()),
             shadow: [
                 counter(SHADOW, &[("scope", "account")]),
@@ -295,6 +347,40 @@ impl Metrics {
         }
         self.suspicion.record(suspicion);
         self.cluster_size.record(f64::from(cluster_size.max(1)));
+    }
+
+    /// Counts one decision of a request of model group `group` of `tier`
+    /// (both as configured: bounded label values).
+    pub fn model_group(
+        &self,
+        tier: &std::sync::Arc<str>,
+        group: &std::sync::Arc<str>,
+        outcome: GroupOutcome,
+    ) {
+        let key = (tier.clone(), group.clone(), outcome);
+        if let Some(c) = self.groups.get(&key) {
+            c.increment(1);
+            return;
+        }
+        let key = if self.groups.len() >= MAX_GROUP_SERIES {
+            (tier.clone(), std::sync::Arc::from("other"), outcome)
+        } else {
+            key
+        };
+        let label = Key::from_parts(
+            MODEL_GROUPS,
+            vec![
+                Label::new("tier", key.0.to_string()),
+                Label::new("group", key.1.to_string()),
+                Label::from_static_parts("outcome", GROUP_OUTCOMES[outcome as usize]),
+            ],
+        );
+        let counter = self
+            .groups
+            .entry(key)
+            .or_insert_with(|| self.recorder.register_counter(&label, &meta()))
+            .clone();
+        counter.increment(1);
     }
 
     /// Counts a request refused before it could be attributed (401, 413, 400).
@@ -488,6 +574,11 @@ fn describe(r: &PrometheusRecorder) {
         DECISIONS,
         None,
         "Decisions of the enforce stage by action, dialect, HTTP status and the scope of the limit that denied (none when admitted).",
+    );
+    d(
+        MODEL_GROUPS,
+        None,
+        "Decisions of requests of a model group ([tiers.NAME.models.\"PATTERN\"]) by tier, group (the pattern as configured) and outcome.",
     );
     d(
         UNIDENTIFIED,
@@ -728,6 +819,34 @@ mod tests {
             text.contains("distill_guard_reconciliation_error_tokens_bucket{le=\"-10\"} 1"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn model_groups_are_labelled_by_their_configured_pattern() {
+        let m = Metrics::new();
+        let (tier, group) = (
+            std::sync::Arc::from("default"),
+            std::sync::Arc::from("gpt-5*"),
+        );
+        m.model_group(&tier, &group, GroupOutcome::Admitted);
+        m.model_group(&tier, &group, GroupOutcome::Admitted);
+        m.model_group(&tier, &group, GroupOutcome::RefusedByGroup);
+        let text = m.render(0);
+        assert!(
+            text.contains("distill_guard_model_group_decisions_total{tier=\"default\",group=\"gpt-5*\",outcome=\"admitted\"} 2"),
+            "{text}"
+        );
+        assert!(text.contains("outcome=\"refused_by_group\"} 1"), "{text}");
+        // The number of series is bounded whatever the configs seen.
+        for i in 0..MAX_GROUP_SERIES + 10 {
+            m.model_group(
+                &tier,
+                &std::sync::Arc::from(format!("g{i}")),
+                GroupOutcome::Admitted,
+            );
+        }
+        assert!(m.groups.len() <= MAX_GROUP_SERIES + 1);
+        assert!(m.render(0).contains("group=\"other\""));
     }
 
     #[test]

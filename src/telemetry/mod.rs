@@ -32,7 +32,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwapOption;
 
-pub use self::metrics::{Metrics, SIZE_CLASSES};
+pub use self::metrics::{GroupOutcome, Metrics, SIZE_CLASSES};
 pub use recent::{
     AccountSummary, ClusterSummary, DecisionRecord, Recent, Tick, SERIES, TIMELINE_SECONDS,
 };
@@ -140,6 +140,10 @@ impl Telemetry {
                 self.metrics.shadow_would_deny(scope);
             }
         }
+        if let Some(group) = &decision.model_group {
+            self.metrics
+                .model_group(&decision.tier, group, GroupOutcome::of(decision));
+        }
         if decision.status < 400 && decision.reserved_tokens > 0 {
             self.metrics.tokens_reserved(decision.reserved_tokens);
         }
@@ -207,6 +211,8 @@ mod tests {
             shadowed: false,
             reserved_tokens: 0,
             tier: "default".into(),
+            model_group: None,
+            limited_in_group: false,
             reasons: vec![],
         }
     }

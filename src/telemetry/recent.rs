@@ -352,6 +352,8 @@ mod tests {
             shadowed: false,
             reserved_tokens: 10,
             tier: "default".into(),
+            model_group: None,
+            limited_in_group: false,
             reasons: vec![],
         })
     }

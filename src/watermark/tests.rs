@@ -71,6 +71,8 @@ fn decision(action: Action, suspicion: f64) -> Decision {
         shadowed: false,
         reserved_tokens: 10,
         tier: "default".into(),
+        model_group: None,
+        limited_in_group: false,
         reasons: Vec::new(),
     }
 }

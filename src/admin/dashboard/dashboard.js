@@ -248,12 +248,20 @@
       ", rejected " + s.config.reloads_failed);
     box.appendChild(p);
     var t = el("table"); t.id = "tiers"; box.appendChild(t);
-    table("tiers", ["tier", "req/min", "req/day", "tokens/min", "tokens/day", "shadow"],
-      s.config.tiers.map(function (x) {
-        var l = x.limits;
-        return [x.name + (x["default"] ? " (default)" : ""), l.requests_per_minute, l.requests_per_day,
-          l.tokens_per_minute, l.tokens_per_day, l.shadow ? "yes" : "no"];
-      }));
+    var rows = [];
+    s.config.tiers.forEach(function (x) {
+      var l = x.limits;
+      rows.push([x.name + (x["default"] ? " (default)" : ""), l.requests_per_minute, l.requests_per_day,
+        l.tokens_per_minute, l.tokens_per_day, l.shadow ? "yes" : "no"]);
+      // Model groups: their own limits, checked together with the tier's ("—": none of their own).
+      Object.keys(l.models || {}).sort().forEach(function (pattern) {
+        var g = l.models[pattern];
+        var v = function (k) { return g[k] === undefined ? "—" : g[k]; };
+        rows.push([{ text: "  ↳ model " + pattern, cls: "mono", title: "model group of tier " + x.name },
+          v("requests_per_minute"), v("requests_per_day"), v("tokens_per_minute"), v("tokens_per_day"), ""]);
+      });
+    });
+    table("tiers", ["tier", "req/min", "req/day", "tokens/min", "tokens/day", "shadow"], rows);
   }
 
   var timer = null;

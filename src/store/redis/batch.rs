@@ -21,53 +21,48 @@ pub(super) struct Pending {
     /// Requests to charge: 1 for an admission, more for a lease.
     pub(super) requests: f64,
     pub(super) tokens: f64,
-    pub(super) account: Subject,
-    pub(super) cluster: Option<Subject>,
+    /// One to four subjects, in the order of [`Admission::subjects`](crate::store::Admission::subjects).
+    pub(super) subjects: Vec<Subject>,
     /// Where its reply goes; closed when the caller gave up (timeout, cancel).
     pub(super) reply: oneshot::Sender<Result<script::AdmitReply, StoreError>>,
 }
 
 /// One call of a script batch: an admission or a charge.
 pub(super) trait Call {
-    /// Its time, requests and tokens, and its one or two subjects.
-    fn parts(&self) -> (u64, f64, f64, &Subject, Option<&Subject>);
+    /// Its time, requests and tokens.
+    fn amounts(&self) -> (u64, f64, f64);
+    /// Its subjects, one to four.
+    fn subjects(&self) -> impl Iterator<Item = &Subject>;
 }
 
 impl Call for Pending {
-    fn parts(&self) -> (u64, f64, f64, &Subject, Option<&Subject>) {
-        (
-            self.now_ms,
-            self.requests,
-            self.tokens,
-            &self.account,
-            self.cluster.as_ref(),
-        )
+    fn amounts(&self) -> (u64, f64, f64) {
+        (self.now_ms, self.requests, self.tokens)
+    }
+
+    fn subjects(&self) -> impl Iterator<Item = &Subject> {
+        self.subjects.iter()
     }
 }
 
 impl Call for Charge {
-    fn parts(&self) -> (u64, f64, f64, &Subject, Option<&Subject>) {
-        (
-            self.now_ms,
-            self.requests,
-            self.tokens,
-            &self.first,
-            self.second.as_ref(),
-        )
+    fn amounts(&self) -> (u64, f64, f64) {
+        (self.now_ms, self.requests, self.tokens)
+    }
+
+    fn subjects(&self) -> impl Iterator<Item = &Subject> {
+        self.subjects.iter()
     }
 }
 
 impl Inner {
-    /// The `EVALSHA` of `script` over `batch`: every call's keys (its account's,
-    /// then its cluster's if any), then every call's packed arguments. Built
-    /// straight into the command's buffer; the subject counts per call.
+    /// The `EVALSHA` of `script` over `batch`: every call's keys (in the order
+    /// of its subjects), then every call's packed arguments. Built straight
+    /// into the command's buffer; the subject counts per call.
     pub(super) fn batch_cmd<C: Call>(&self, script: &Script, batch: &[C]) -> (Cmd, Vec<usize>) {
-        let counts: Vec<usize> = batch
-            .iter()
-            .map(|c| 1 + usize::from(c.parts().4.is_some()))
-            .collect();
+        let counts: Vec<usize> = batch.iter().map(|c| c.subjects().count()).collect();
         let keys: usize = counts.iter().sum();
-        let key_len = self.keys.len();
+        let key_len = self.keys.len() + 16;
         let mut cmd = Cmd::with_capacity(
             3 + keys + batch.len(),
             64 + keys * key_len + batch.len() * script::ARGS_BYTES_MAX,
@@ -75,36 +70,24 @@ impl Inner {
         cmd.arg("EVALSHA").arg(script.get_hash()).arg(keys);
         let mut buf = Vec::with_capacity(key_len.max(script::ARGS_BYTES_MAX));
         for c in batch {
-            let (_, _, _, account, cluster) = c.parts();
-            for subject in std::iter::once(account).chain(cluster) {
+            for subject in c.subjects() {
                 buf.clear();
                 self.keys.push(subject, &mut buf);
                 cmd.arg(buf.as_slice());
             }
         }
         for c in batch {
-            let (now_ms, requests, tokens, account, cluster) = c.parts();
+            let (now_ms, requests, tokens) = c.amounts();
             buf.clear();
-            match cluster {
-                Some(cl) => script::pack_args(
-                    &mut buf,
-                    now_ms,
-                    requests,
-                    tokens,
-                    MAX_IDLE_MS,
-                    TTL_SLACK_MS,
-                    &[&account.limits, &cl.limits],
-                ),
-                None => script::pack_args(
-                    &mut buf,
-                    now_ms,
-                    requests,
-                    tokens,
-                    MAX_IDLE_MS,
-                    TTL_SLACK_MS,
-                    &[&account.limits],
-                ),
-            }
+            script::pack_args(
+                &mut buf,
+                now_ms,
+                requests,
+                tokens,
+                MAX_IDLE_MS,
+                TTL_SLACK_MS,
+                c.subjects().map(|s| &s.limits),
+            );
             cmd.arg(buf.as_slice());
         }
         (cmd, counts)

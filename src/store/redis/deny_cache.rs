@@ -7,8 +7,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use dashmap::DashMap;
 
-use crate::extensions::Scope;
-use crate::store::memory::{judge, Entry};
+use crate::store::memory::{judge, key_of, Entry, Key};
 use crate::store::{Admission, Outcome, Settlement, Subject};
 
 /// Most subjects kept.
@@ -26,7 +25,7 @@ struct Cached {
 /// Refused subjects: their buckets as Redis last returned them.
 pub(super) struct DenyCache {
     enabled: bool,
-    map: DashMap<(bool, [u8; 16]), Cached>,
+    map: DashMap<(usize, Key), Cached>,
     /// About how many entries `map` holds, kept beside it because
     /// `DashMap::len` and `is_empty` lock every shard and the admission path
     /// asks on every call. Only a short-cut and a cap: a stale count makes a
@@ -37,8 +36,8 @@ pub(super) struct DenyCache {
     denials: AtomicU64,
 }
 
-fn key(subject: &Subject) -> (bool, [u8; 16]) {
-    (subject.scope == Scope::Cluster, subject.key)
+fn key(subject: &Subject) -> (usize, Key) {
+    (subject.row(), key_of(subject))
 }
 
 impl DenyCache {
@@ -69,12 +68,11 @@ impl DenyCache {
         if !self.enabled || self.len() == 0 {
             return None;
         }
-        let acct = self.get(&a.account, a.now_ms)?;
-        let cluster = match &a.cluster {
-            Some(c) => Some(self.get(c, a.now_ms)?),
-            None => None,
-        };
-        let (denied, views) = judge(a, &acct, cluster.as_ref());
+        let mut entries = [None; 4];
+        for s in a.subjects() {
+            entries[s.row()] = Some(self.get(s, a.now_ms)?);
+        }
+        let (denied, views) = judge(a, &entries);
         let denied = denied?;
         self.denials.fetch_add(1, Ordering::Relaxed);
         Some(Outcome {
@@ -86,37 +84,27 @@ impl DenyCache {
     /// Redis admitted `a`: its subjects' copies are stale.
     pub(super) fn admitted(&self, a: &Admission) {
         if self.enabled {
-            self.remove(&a.account);
-            if let Some(c) = &a.cluster {
-                self.remove(c);
-            }
+            a.subjects().for_each(|s| self.remove(s));
         }
     }
 
-    /// Redis refused `a` until `until_ms`: keep its subjects' buckets.
-    pub(super) fn refused(
-        &self,
-        a: &Admission,
-        account: Entry,
-        cluster: Option<Entry>,
-        until_ms: u64,
-    ) {
+    /// Redis refused `a` until `until_ms`: keep its subjects' buckets (by
+    /// row of the outcome's views).
+    pub(super) fn refused(&self, a: &Admission, entries: &[Option<Entry>; 4], until_ms: u64) {
         if !self.enabled {
             return;
         }
-        self.insert(&a.account, account, until_ms, a.now_ms);
-        if let (Some(c), Some(e)) = (&a.cluster, cluster) {
-            self.insert(c, e, until_ms, a.now_ms);
+        for s in a.subjects() {
+            if let Some(e) = entries[s.row()] {
+                self.insert(s, e, until_ms, a.now_ms);
+            }
         }
     }
 
     /// A settlement changes its subjects' buckets: their copies are stale.
     pub(super) fn settled(&self, s: &Settlement) {
         if self.enabled {
-            self.remove(&s.account);
-            if let Some(c) = &s.cluster {
-                self.remove(c);
-            }
+            s.subjects().for_each(|x| self.remove(x));
         }
     }
 

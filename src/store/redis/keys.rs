@@ -1,8 +1,11 @@
 //! The Redis key of a subject: `{key_prefix}a:{32 hex digits}` for an account,
-//! `{key_prefix}c:…` for a cluster. With a Redis Cluster the hex digits are
+//! `{key_prefix}c:…` for a cluster, followed by `:m:{pattern}` for the
+//! subject's buckets of a model group (`[tiers.NAME.models."PATTERN"]`). With a Redis Cluster the hex digits are
 //! wrapped in braces, `{key_prefix}a:{{hex}}`: the subject's id is the key's
 //! hash tag, so a cluster's key (whose id is its oldest account's) shares a
-//! slot with that account's key, and anything else kept per subject would too.
+//! slot with that account's key, and so do the subjects' model group keys:
+//! an admission of an account (with its model group) is one atomic script
+//! call there too.
 //! The named keys of the shared structures (overrides, the cluster log) have
 //! their name as hash tag there, so that keys written together share a slot.
 
@@ -28,7 +31,8 @@ impl Keys {
         }
     }
 
-    /// The length of every key.
+    /// The length of every key without a model group (a group's adds its
+    /// pattern and 3).
     pub(super) fn len(&self) -> usize {
         self.prefix.len() + 2 + 32 + if self.tagged { 2 } else { 0 }
     }
@@ -45,7 +49,8 @@ impl Keys {
 
     /// The key of `subject`.
     pub(super) fn of(&self, subject: &Subject) -> String {
-        let mut key = Vec::with_capacity(self.len());
+        let mut key =
+            Vec::with_capacity(self.len() + 3 + subject.group.as_ref().map_or(0, |g| g.len()));
         self.push(subject, &mut key);
         String::from_utf8_lossy(&key).into_owned()
     }
@@ -67,6 +72,10 @@ impl Keys {
         }
         if self.tagged {
             out.push(b'}');
+        }
+        if let Some(group) = &subject.group {
+            out.extend_from_slice(b":m:");
+            out.extend_from_slice(group.as_bytes());
         }
     }
 }
@@ -95,6 +104,7 @@ mod tests {
         let subject = |scope| Subject {
             scope,
             key,
+            group: None,
             limits: [None; 4],
         };
         assert_eq!(
@@ -117,6 +127,21 @@ mod tests {
         assert_eq!(
             ::redis::cluster_routing::Slot::for_key(tagged.of(&subject(Scope::Account))),
             ::redis::cluster_routing::Slot::for_key(tagged.of(&subject(Scope::Cluster)))
+        );
+        // A model group's buckets: the same id, the group after it, and with a
+        // Redis Cluster the same slot as the subject's own key.
+        let grouped = subject(Scope::Account).in_group("gpt-5*".into(), [None; 4]);
+        assert_eq!(
+            keys.of(&grouped),
+            "p:a:ab000000000000000000000000000001:m:gpt-5*"
+        );
+        assert_eq!(
+            tagged.of(&grouped),
+            "p:a:{ab000000000000000000000000000001}:m:gpt-5*"
+        );
+        assert_eq!(
+            ::redis::cluster_routing::Slot::for_key(tagged.of(&grouped)),
+            ::redis::cluster_routing::Slot::for_key(tagged.of(&subject(Scope::Account)))
         );
     }
 

@@ -28,8 +28,7 @@ use dashmap::DashMap;
 
 use super::script::State;
 use super::settle_queue::Charge;
-use crate::extensions::Scope;
-use crate::store::memory::Entry;
+use crate::store::memory::{key_of, Entry, Key};
 use crate::store::{Admission, BucketView, Limits, Outcome, Subject};
 
 /// How long a lease lasts, in store time.
@@ -96,8 +95,7 @@ impl Lease {
         let (requests, tokens) = (finite(self.requests_left), finite(self.tokens_left));
         (requests > 0.0 || tokens > 0.0).then(|| Charge {
             now_ms,
-            first: self.subject.clone(),
-            second: None,
+            subjects: vec![self.subject.clone()],
             requests: -requests,
             tokens: -tokens,
         })
@@ -128,11 +126,11 @@ pub(super) struct Wanted {
 /// The leases this replica holds, and the demand that earns them.
 pub(super) struct Leases {
     enabled: bool,
-    accounts: DashMap<[u8; 16], Lease>,
-    clusters: DashMap<[u8; 16], Lease>,
+    /// By subject (row of the outcome's views, id and model group).
+    leases: DashMap<LeaseKey, Lease>,
     /// About how many leases are held (a short-cut, like the deny cache's).
     held: AtomicUsize,
-    demand: DashMap<(bool, [u8; 16]), Demand>,
+    demand: DashMap<LeaseKey, Demand>,
     last_sweep_ms: AtomicU64,
     /// Admissions answered from a lease.
     admitted: AtomicU64,
@@ -144,8 +142,11 @@ pub(super) struct Leases {
     latest_ms: AtomicU64,
 }
 
-fn is_cluster(s: &Subject) -> bool {
-    s.scope == Scope::Cluster
+/// A subject's key in the lease and demand maps.
+type LeaseKey = (usize, Key);
+
+fn lease_key(s: &Subject) -> LeaseKey {
+    (s.row(), key_of(s))
 }
 
 impl Leases {
@@ -153,8 +154,7 @@ impl Leases {
     pub(super) fn new(enabled: bool) -> Self {
         Self {
             enabled,
-            accounts: DashMap::new(),
-            clusters: DashMap::new(),
+            leases: DashMap::new(),
             held: AtomicUsize::new(0),
             demand: DashMap::new(),
             last_sweep_ms: AtomicU64::new(0),
@@ -162,14 +162,6 @@ impl Leases {
             taken: AtomicU64::new(0),
             absorbed: AtomicU64::new(0),
             latest_ms: AtomicU64::new(0),
-        }
-    }
-
-    fn map(&self, subject: &Subject) -> &DashMap<[u8; 16], Lease> {
-        if is_cluster(subject) {
-            &self.clusters
-        } else {
-            &self.accounts
         }
     }
 
@@ -198,30 +190,47 @@ impl Leases {
         self.absorbed.load(Ordering::Relaxed)
     }
 
-    /// Admits `a` from the leases of its account (and cluster) when they cover
-    /// it; `None` when Redis must be asked.
+    /// Admits `a` from the leases of its subjects when they all cover it;
+    /// `None` when Redis must be asked.
     pub(super) fn admit(&self, a: &Admission) -> Option<Outcome> {
-        if !self.enabled || self.held() == 0 {
+        if !self.enabled || self.held() < a.subjects().count() {
             return None;
         }
-        let mut acct = self.accounts.get_mut(&a.account.key)?;
-        if !acct.covers(&a.account, a.now_ms, a.tokens) {
-            return None;
-        }
-        let mut views = [[None; 4]; 2];
-        match &a.cluster {
-            None => acct.take(a.tokens),
-            Some(c) => {
-                let mut cl = self.clusters.get_mut(&c.key)?;
-                if !cl.covers(c, a.now_ms, a.tokens) {
-                    return None;
-                }
-                acct.take(a.tokens);
-                cl.take(a.tokens);
-                views[1] = cl.views(a.now_ms);
+        // One entry at a time (several in one map could share a shard): first
+        // check every lease, then take from each.
+        for s in a.subjects() {
+            if !self
+                .leases
+                .get(&lease_key(s))?
+                .covers(s, a.now_ms, a.tokens)
+            {
+                return None;
             }
         }
-        views[0] = acct.views(a.now_ms);
+        let mut views = [[None; 4]; 4];
+        let mut taken: Vec<&Subject> = Vec::with_capacity(4);
+        for s in a.subjects() {
+            let ok = match self.leases.get_mut(&lease_key(s)) {
+                Some(mut l) if l.covers(s, a.now_ms, a.tokens) => {
+                    l.take(a.tokens);
+                    views[s.row()] = l.views(a.now_ms);
+                    true
+                }
+                _ => false,
+            };
+            if !ok {
+                // Another admission used it up in between: put back what
+                // this one took and ask Redis.
+                for t in taken {
+                    if let Some(mut l) = self.leases.get_mut(&lease_key(t)) {
+                        l.requests_left += 1.0;
+                        l.tokens_left += a.tokens;
+                    }
+                }
+                return None;
+            }
+            taken.push(s);
+        }
         self.admitted.fetch_add(1, Ordering::Relaxed);
         Some(Outcome {
             denied: None,
@@ -238,7 +247,7 @@ impl Leases {
         if !self.enabled || self.held() == 0 || !delta.is_finite() {
             return false;
         }
-        let Some(mut l) = self.map(subject).get_mut(&subject.key) else {
+        let Some(mut l) = self.leases.get_mut(&lease_key(subject)) else {
             return false;
         };
         if l.subject.limits != subject.limits || now_ms >= l.expires_ms {
@@ -267,14 +276,15 @@ impl Leases {
         if !self.enabled {
             return out;
         }
-        for subject in std::iter::once(&a.account).chain(&a.cluster) {
-            let map = self.map(subject);
+        for subject in a.subjects() {
+            let key = lease_key(subject);
             // A lease that did not cover this admission is done with: used
             // up (the next one is twice as large), expired, or taken under
             // other limits.
             let mut used_up = None;
-            if let Some((_, done)) =
-                map.remove_if(&subject.key, |_, l| !l.covers(subject, a.now_ms, a.tokens))
+            if let Some((_, done)) = self
+                .leases
+                .remove_if(&key, |_, l| !l.covers(subject, a.now_ms, a.tokens))
             {
                 self.held.fetch_sub(1, Ordering::Relaxed);
                 if done.subject.limits == subject.limits && done.expires_ms > a.now_ms {
@@ -282,11 +292,10 @@ impl Leases {
                 }
                 give_back.extend(done.give_back(a.now_ms));
             }
-            let key = (is_cluster(subject), subject.key);
             if !self.demand.contains_key(&key) && self.demand.len() >= MAX_TRACKED {
                 continue;
             }
-            let mut d = self.demand.entry(key).or_insert(Demand {
+            let mut d = self.demand.entry(key.clone()).or_insert(Demand {
                 since_ms: a.now_ms,
                 admissions: 0,
                 tokens: 0.0,
@@ -303,7 +312,7 @@ impl Leases {
             }
             d.admissions += 1;
             d.tokens = d.tokens.max(a.tokens);
-            if d.admissions < HOT_AFTER || d.acquiring || map.contains_key(&subject.key) {
+            if d.admissions < HOT_AFTER || d.acquiring || self.leases.contains_key(&key) {
                 continue;
             }
             if let Some((requests, tokens)) = size(&subject.limits, d.next, d.tokens) {
@@ -321,7 +330,7 @@ impl Leases {
     /// The lease `w` was charged in Redis (`state`: the subject's buckets
     /// after it) or refused (`None`).
     pub(super) fn taken_or_refused(&self, w: &Wanted, now_ms: u64, state: Option<State>) {
-        let key = (is_cluster(&w.subject), w.subject.key);
+        let key = lease_key(&w.subject);
         if let Some(mut d) = self.demand.get_mut(&key) {
             d.acquiring = false;
             d.admissions = 0;
@@ -355,7 +364,7 @@ impl Leases {
                 idle_at_ms: s.idle_at_ms,
             },
         };
-        if self.map(&w.subject).insert(w.subject.key, lease).is_none() {
+        if self.leases.insert(key, lease).is_none() {
             self.held.fetch_add(1, Ordering::Relaxed);
         }
         self.taken.fetch_add(1, Ordering::Relaxed);
@@ -383,13 +392,12 @@ impl Leases {
         {
             return out;
         }
-        for map in [&self.accounts, &self.clusters] {
-            map.retain(|_, l| {
+        {
+            self.leases.retain(|key, l| {
                 if l.expires_ms > now_ms && now_ms + PERIOD_MS >= l.expires_ms {
                     return true;
                 }
-                let key = (is_cluster(&l.subject), l.subject.key);
-                if let Some(mut d) = self.demand.get_mut(&key) {
+                if let Some(mut d) = self.demand.get_mut(key) {
                     let used_up = l.requests_left < 1.0;
                     d.next = if used_up {
                         (l.granted_requests * 2.0).min(MAX_REQUESTS)
@@ -437,12 +445,14 @@ fn size(limits: &Limits, requests: f64, tokens: f64) -> Option<(f64, f64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::extensions::Scope;
     use crate::store::gcra::BucketLimit;
 
     fn subject(scope: Scope, rpm: f64, tpm: Option<f64>) -> Subject {
         Subject {
             scope,
             key: [1; 16],
+            group: None,
             limits: [
                 Some(BucketLimit::new(rpm, 60_000.0, rpm)),
                 None,
@@ -462,6 +472,7 @@ mod tests {
         let small = subject(Scope::Account, 20.0, None);
         assert_eq!(size(&small.limits, 64.0, 10.0), None);
         let unlimited = Subject {
+            group: None,
             limits: [None; 4],
             ..small
         };
@@ -479,6 +490,8 @@ mod tests {
             now_ms,
             account: s.clone(),
             cluster: None,
+            account_group: None,
+            cluster_group: None,
             tokens: 10.0,
         };
         let mut back = Vec::new();
@@ -507,7 +520,7 @@ mod tests {
         // Expired and swept: nothing left to give back; the next is larger.
         assert!(leases.sweep(5 + PERIOD_MS, false).is_empty());
         assert_eq!(leases.held(), 0);
-        let d = leases.demand.get(&(false, s.key)).map(|d| d.next);
+        let d = leases.demand.get(&lease_key(&s)).map(|d| d.next);
         assert_eq!(d, Some(2.0 * FIRST_REQUESTS));
         assert!(back.is_empty());
     }
@@ -550,6 +563,8 @@ mod tests {
             now_ms: 10,
             account: subject(Scope::Account, 6_000.0, Some(1e6)),
             cluster: Some(halved),
+            account_group: None,
+            cluster_group: None,
             tokens: 10.0,
         };
         assert!(leases.admit(&a).is_none());

@@ -219,19 +219,11 @@ impl RedisStore {
     /// that [`Store::settle`] adds. For shutdown paths and tests.
     pub async fn settle_in_redis(&self, settlement: &Settlement) -> Result<(), StoreError> {
         self.inner.cache.settled(settlement);
-        let mut charge = Charge::from(settlement.clone());
-        if self.inner.keys.tagged() {
-            // One call per slot on a Redis Cluster.
-            if let Some(second) = charge.second.take() {
-                self.inner
-                    .settle_redis(&[Charge {
-                        first: second,
-                        ..charge.clone()
-                    }])
-                    .await?;
-            }
+        // One call per slot on a Redis Cluster.
+        for charge in self.inner.per_slot(Charge::from(settlement.clone())) {
+            self.inner.settle_redis(&[charge]).await?;
         }
-        self.inner.settle_redis(&[charge]).await
+        Ok(())
     }
 
     /// The Redis key of a subject.
@@ -262,13 +254,7 @@ impl Inner {
     /// most `timeout` in all (queueing included).
     async fn admit_redis(&self, a: &Admission) -> Result<Outcome, StoreError> {
         let reply = self
-            .charge_checked(
-                a.now_ms,
-                1.0,
-                a.tokens,
-                a.account.clone(),
-                a.cluster.clone(),
-            )
+            .charge_checked(a.now_ms, 1.0, a.tokens, a.subjects().cloned().collect())
             .await?;
         Ok(self.outcome_of(a, &reply))
     }
@@ -281,8 +267,7 @@ impl Inner {
         now_ms: u64,
         requests: f64,
         tokens: f64,
-        account: Subject,
-        cluster: Option<Subject>,
+        subjects: Vec<Subject>,
     ) -> Result<script::AdmitReply, StoreError> {
         let deadline = tokio::time::Instant::now() + self.timeout;
         let (reply, answer) = oneshot::channel();
@@ -291,8 +276,7 @@ impl Inner {
                 now_ms,
                 requests,
                 tokens,
-                account,
-                cluster,
+                subjects,
                 reply,
             })
             .map_err(|_| StoreError::Stopped)?;
@@ -319,9 +303,11 @@ impl Inner {
                 idle_at_ms: s.idle_at_ms,
             }
         };
-        let acct = entry(0);
-        let cluster = a.cluster.as_ref().map(|_| entry(1));
-        let (denied, views) = judge(a, &acct, cluster.as_ref());
+        let mut entries = [None; 4];
+        for (i, subject) in a.subjects().enumerate() {
+            entries[subject.row()] = Some(entry(i));
+        }
+        let (denied, views) = judge(a, &entries);
         if reply.admitted {
             self.cache.admitted(a);
             return Outcome {
@@ -335,6 +321,7 @@ impl Inner {
             tracing::warn!("redis refused an admission the local arithmetic admits");
             Denial {
                 scope: Scope::Account,
+                model_group: false,
                 window: Window::RequestsPerMinute,
                 retry_after_ms: Some(1),
             }
@@ -344,7 +331,7 @@ impl Inner {
                 .retry_after_ms
                 .unwrap_or_else(|| denial.window.window_ms()),
         );
-        self.cache.refused(a, acct, cluster, until_ms);
+        self.cache.refused(a, &entries, until_ms);
         Outcome {
             denied: Some(denial),
             views,
@@ -364,7 +351,7 @@ impl Inner {
             let now_ms = a.now_ms;
             tokio::spawn(async move {
                 let reply = inner
-                    .charge_checked(now_ms, w.requests, w.tokens, w.subject.clone(), None)
+                    .charge_checked(now_ms, w.requests, w.tokens, vec![w.subject.clone()])
                     .await;
                 let state = match reply {
                     Ok(r) if r.admitted => r.states.first().copied(),
@@ -385,22 +372,12 @@ impl Inner {
 
     /// Queues `charge` for Redis; to the in-process store while Redis is down,
     /// when the queue is full (an overflow), or when the store is going away.
-    /// On a Redis Cluster a charge whose subjects live in two slots is queued
-    /// as two, one per slot.
-    fn queue_charge(&self, mut charge: Charge) {
-        if self.keys.tagged() {
-            if let Some(second) = charge
-                .second
-                .take_if(|s| self.slot_of(s) != self.slot_of(&charge.first))
-            {
-                self.queue_one(Charge {
-                    first: second,
-                    second: None,
-                    ..charge.clone()
-                });
-            }
+    /// On a Redis Cluster a charge whose subjects live in several slots is
+    /// queued as one charge per slot.
+    fn queue_charge(&self, charge: Charge) {
+        for c in self.per_slot(charge) {
+            self.queue_one(c);
         }
-        self.queue_one(charge);
     }
 
     fn queue_one(&self, charge: Charge) {
@@ -503,12 +480,8 @@ impl Inner {
     }
 
     fn charge_locally(&self, c: &Charge) {
-        self.local.charge_now(
-            c.now_ms,
-            std::iter::once(&c.first).chain(&c.second),
-            c.requests,
-            c.tokens,
-        );
+        self.local
+            .charge_now(c.now_ms, &c.subjects, c.requests, c.tokens);
     }
 }
 
@@ -536,23 +509,18 @@ impl Store for RedisStore {
         StoreFuture::new(async move { inner.admit(&admission).await })
     }
 
-    fn settle(&self, mut settlement: Settlement) {
+    fn settle(&self, settlement: Settlement) {
         let inner = &self.inner;
         inner.cache.settled(&settlement);
         // Subjects whose leases take the delta need no round trip.
         let (now, delta) = (settlement.now_ms, settlement.token_delta);
-        if let Some(c) = settlement.cluster.take() {
-            if !inner.leases.absorb(&c, now, delta) {
-                settlement.cluster = Some(c);
-            }
+        let mut charge = Charge::from(settlement);
+        charge
+            .subjects
+            .retain(|s| !inner.leases.absorb(s, now, delta));
+        if !charge.subjects.is_empty() {
+            inner.queue_charge(charge);
         }
-        if inner.leases.absorb(&settlement.account, now, delta) {
-            match settlement.cluster.take() {
-                None => return,
-                Some(c) => settlement.account = c,
-            }
-        }
-        inner.queue_charge(Charge::from(settlement));
     }
 
     /// Reads the subject's state with one `GET` (no script, no charge). A missing

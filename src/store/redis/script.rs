@@ -22,7 +22,8 @@
 //! Both scripts take a batch of calls (admissions, or settlements), run in
 //! order with exactly the outcome each would have alone; each key the batch
 //! touches is read once (one `MGET`) and written once at the end. Arguments of
-//! one call: the account's key, then the cluster's if any; and packed doubles:
+//! one call: its one to four subjects' keys (the account's, the cluster's if
+//! any, then their model group's if any); and packed doubles:
 //! now (ms), requests and tokens to add (an admission: 1 and its reservation; a
 //! settlement: 0 and its token delta; a refund: negative), longest idle time
 //! (ms), TTL slack (ms), then
@@ -48,7 +49,10 @@ macro_rules! prelude {
 local HUGE, ceil, max = math.huge, math.ceil, math.max
 local unpack_, pack = struct.unpack, struct.pack
 local BAD = 'distill-guard: bad quota script arguments'
-local FORMAT = { '<ddddddddddddd', '<ddddddddddddddddddddd' }
+local FORMAT = {
+  '<d' .. string.rep('d', 4 + 8), '<d' .. string.rep('d', 4 + 16),
+  '<d' .. string.rep('d', 4 + 24), '<d' .. string.rep('d', 4 + 32),
+}
 
 -- One slot per distinct key of the batch, holding the key's value as Redis
 -- would hold it at this point had every call before run alone: levels V1..V4,
@@ -75,7 +79,7 @@ local function sane(v1, v2, v3, v4, t, i)
     and t == t and t >= 0 and t < HUGE and i == i and i < HUGE
 end
 
--- Checks the batch's shape (every ARGV[j] packs a call with one or two
+-- Checks the batch's shape (every ARGV[j] packs a call with one to four
 -- subjects, KEYS holds exactly their keys, one call after the other) and reads
 -- every distinct key with one MGET. Returns each call's subject count, or nil
 -- when the batch is malformed (then nothing has been read or written).
@@ -83,7 +87,7 @@ local function begin()
   local counts, total = {}, 0
   for j = 1, #ARGV do
     local c = (#ARGV[j] / 8 - 5) / 8
-    if c ~= 1 and c ~= 2 then return nil end
+    if c ~= 1 and c ~= 2 and c ~= 3 and c ~= 4 then return nil end
     counts[j] = c
     total = total + c
   end
@@ -269,18 +273,18 @@ return #ARGV
 "#
 );
 
-/// Bytes of the packed arguments of a call with two subjects.
-pub(super) const ARGS_BYTES_MAX: usize = 8 * (5 + 8 * 2);
+/// Bytes of the packed arguments of a call with four subjects.
+pub(super) const ARGS_BYTES_MAX: usize = 8 * (5 + 8 * 4);
 
 /// Appends the packed arguments of a call (its `ARGV[j]`) to `out`.
-pub(super) fn pack_args(
+pub(super) fn pack_args<'a>(
     out: &mut Vec<u8>,
     now_ms: u64,
     requests: f64,
     tokens: f64,
     max_idle_ms: u64,
     slack_ms: u64,
-    subjects: &[&Limits],
+    subjects: impl IntoIterator<Item = &'a Limits>,
 ) {
     let mut push = |x: f64| out.extend_from_slice(&x.to_le_bytes());
     push(now_ms as f64);
@@ -289,7 +293,7 @@ pub(super) fn pack_args(
     push(max_idle_ms as f64);
     push(slack_ms as f64);
     for limits in subjects {
-        for limit in limits.iter() {
+        for limit in limits {
             match limit {
                 Some(BucketLimit { capacity, per_ms }) => {
                     // NaN is the "unlimited" marker; a NaN limit (a caller bug) is
@@ -464,7 +468,7 @@ mod tests {
             f64::INFINITY,
             5,
             6,
-            &[&limits],
+            [&limits],
         );
         assert_eq!(&bytes[..4], b"kept", "appends");
         let bytes = &bytes[4..];

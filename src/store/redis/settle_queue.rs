@@ -24,15 +24,16 @@ use crate::store::{Settlement, Subject};
 /// Most settlements waiting at once (a few hundred bytes each).
 pub(super) const CAPACITY: usize = 16_384;
 
-/// Requests and tokens added to one or two subjects' buckets without a check
-/// (the settle script): a settlement (no requests, its token delta), or the
-/// refund of the half of an admission that one slot of a Redis Cluster
-/// charged when the other slot refused (minus one request, minus its tokens).
+/// Requests and tokens added to some subjects' buckets without a check (the
+/// settle script): a settlement (no requests, its token delta), the refund of
+/// the part of an admission that one slot of a Redis Cluster charged when
+/// another slot refused (minus one request, minus its tokens), or the rest of
+/// a lease given back.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) struct Charge {
     pub(super) now_ms: u64,
-    pub(super) first: Subject,
-    pub(super) second: Option<Subject>,
+    /// One to four subjects, in the order of [`Admission::subjects`](crate::store::Admission::subjects).
+    pub(super) subjects: Vec<Subject>,
     pub(super) requests: f64,
     pub(super) tokens: f64,
 }
@@ -41,24 +42,21 @@ impl From<Settlement> for Charge {
     fn from(s: Settlement) -> Self {
         Charge {
             now_ms: s.now_ms,
-            first: s.account,
-            second: s.cluster,
+            subjects: s.subjects().cloned().collect(),
             requests: 0.0,
             tokens: s.token_delta,
         }
     }
 }
 
-/// The subjects a charge is for: the first (with its scope), and the second
-/// if any.
-type Pair = (bool, [u8; 16], Option<[u8; 16]>);
+/// The subjects a charge is for: each one's row, id and model group.
+type Pair = Vec<(usize, [u8; 16], Option<std::sync::Arc<str>>)>;
 
 fn pair(c: &Charge) -> Pair {
-    (
-        c.first.scope == crate::extensions::Scope::Cluster,
-        c.first.key,
-        c.second.as_ref().map(|s| s.key),
-    )
+    c.subjects
+        .iter()
+        .map(|s| (s.row(), s.key, s.group.clone()))
+        .collect()
 }
 
 #[derive(Default)]
@@ -214,8 +212,7 @@ fn fold(queued: &mut Charge, later: Charge) {
     queued.tokens += later.tokens;
     if later.now_ms >= queued.now_ms {
         queued.now_ms = later.now_ms;
-        queued.first = later.first;
-        queued.second = later.second;
+        queued.subjects = later.subjects;
     }
 }
 
@@ -228,12 +225,15 @@ mod tests {
         let subject = |scope, k| Subject {
             scope,
             key: [k; 16],
+            group: None,
             limits: [None; 4],
         };
         Charge::from(Settlement {
             now_ms,
             account: subject(Scope::Account, account),
             cluster: cluster.map(|c| subject(Scope::Cluster, c)),
+            account_group: None,
+            cluster_group: None,
             token_delta: delta,
         })
     }
