@@ -31,6 +31,9 @@ pub mod admin;
 #[cfg(feature = "metrics")]
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub mod audit;
+#[cfg(any(feature = "admin", feature = "proxy"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "admin", feature = "proxy"))))]
+pub mod listen;
 #[cfg(feature = "proxy")]
 #[cfg_attr(docsrs, doc(cfg(feature = "proxy")))]
 pub mod proxy;

@@ -702,3 +702,41 @@ async fn an_upstream_that_never_answers_is_a_504_in_dialect() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_that_send_their_headers_too_slowly_are_disconnected() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let cfg = config_file(&format!(
+        "{CONFIG}[server]\nheader_read_timeout = \"1s\"\n[admin]\ntoken = \"a token for the slow client test\"\n"
+    ));
+    let guard = process::serve(&["--config", cfg.path().to_str().expect("path")], true);
+    for url in [guard.url.as_str(), guard.admin()] {
+        let addr = url.trim_start_matches("http://").to_owned();
+        // Half a request line, then nothing more: the guard closes at its 1 s
+        // deadline without an answer; 20 s is a hang.
+        let mut sock = tokio::net::TcpStream::connect(&addr)
+            .await
+            .expect("connect");
+        sock.write_all(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthor")
+            .await
+            .expect("write");
+        let mut reply = Vec::new();
+        let read =
+            tokio::time::timeout(Duration::from_secs(20), sock.read_to_end(&mut reply)).await;
+        assert!(read.is_ok(), "{url}: a slow client held the connection");
+        assert!(
+            reply.is_empty(),
+            "{url}: {}",
+            String::from_utf8_lossy(&reply)
+        );
+    }
+    // Clients that send their request at once are served as usual.
+    let r = post(
+        &guard.url,
+        "/v1/chat/completions",
+        Some("sk-prompt"),
+        json!({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+}

@@ -212,11 +212,14 @@ pub fn router_from_config(
 
 /// Serves `app` on `listener` until `shutdown` resolves; every 10 s also drains
 /// histogram samples so an unscraped `/metrics` stays bounded. (The
-/// `distill_guard_clusters` gauge is refreshed by each `/metrics` scrape.)
+/// `distill_guard_clusters` gauge is refreshed by each `/metrics` scrape.) A
+/// connection that goes `header_read_timeout` without completing a request's
+/// headers is closed (see [`crate::listen::serve`]).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     app: Router,
     telemetry: Arc<Telemetry>,
+    header_read_timeout: std::time::Duration,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let upkeep = tokio::spawn(async move {
@@ -226,9 +229,7 @@ pub async fn serve(
             telemetry.metrics().upkeep();
         }
     });
-    let res = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let res = crate::listen::serve(listener, app, header_read_timeout, shutdown).await;
     upkeep.abort();
     res
 }

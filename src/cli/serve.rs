@@ -6,6 +6,7 @@ use std::sync::Arc;
 use clap::Args;
 use distill_guard::admin::{self, AdminHooks};
 use distill_guard::audit;
+use distill_guard::config::ServerSection;
 use distill_guard::proxy::demo::DemoModel;
 use distill_guard::proxy::limits::{stream_idle_timeout, ServeLimits};
 use distill_guard::proxy::server::{self, Backend};
@@ -159,7 +160,7 @@ async fn serve(
         let hooks = AdminHooks::for_guard(&guard);
         match admin::router_from_config(&guard, &telemetry, Some(reloader.clone()), hooks) {
             Some(app) => {
-                let a = spawn_listener(admin_addr, "admin", app, &telemetry).await?;
+                let a = spawn_listener(admin_addr, "admin", app, &telemetry, &server_cfg).await?;
                 println!("admin on http://{a}");
                 tracing::info!(addr = %a, "admin API, metrics and dashboard");
             }
@@ -168,13 +169,14 @@ async fn serve(
     }
     if let Some(metrics_addr) = admin_cfg.metrics_listen {
         let app = admin::metrics_router(&guard, &telemetry, AdminHooks::for_guard(&guard));
-        let a = spawn_listener(metrics_addr, "metrics", app, &telemetry).await?;
+        let a = spawn_listener(metrics_addr, "metrics", app, &telemetry, &server_cfg).await?;
         println!("metrics on http://{a}/metrics");
         tracing::info!(addr = %a, "Prometheus metrics, no token");
     }
     server::run(
         listener,
         server::app_with_limits(service, ServeLimits::of(&server_cfg)),
+        server_cfg.header_read_timeout,
         shutdown,
         server_cfg.shutdown_timeout,
     )
@@ -196,6 +198,7 @@ async fn spawn_listener(
     what: &'static str,
     app: axum::Router,
     telemetry: &Arc<Telemetry>,
+    server_cfg: &ServerSection,
 ) -> Result<SocketAddr, String> {
     let l = tokio::net::TcpListener::bind(addr)
         .await
@@ -205,8 +208,9 @@ async fn spawn_listener(
         .map_err(|e| format!("cannot read the {what} address: {e}"))?;
     let t = telemetry.clone();
     let stop = shutdown_signal()?;
+    let header_read_timeout = server_cfg.header_read_timeout;
     tokio::spawn(async move {
-        if let Err(e) = admin::serve(l, app, t, stop).await {
+        if let Err(e) = admin::serve(l, app, t, header_read_timeout, stop).await {
             tracing::error!(error = %e, "{what} listener failed");
         }
     });

@@ -320,6 +320,13 @@ pub struct ServerSection {
     /// path's dialect after it.
     #[serde(with = "humantime_serde")]
     pub request_read_timeout: Duration,
+    /// Longest time a connection may go without completing a request's headers:
+    /// from its opening, and between requests on a kept-alive connection. A
+    /// client that sends its headers a byte at a time (or nothing) is closed
+    /// after it, without an answer. Applies to the admin and metrics listeners
+    /// too.
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
     /// Most requests served at once (streams count until they end); beyond it a
     /// request is answered 503 in its dialect at once. `0`: no limit.
     pub max_concurrency: usize,
@@ -335,6 +342,7 @@ impl Default for ServerSection {
             shutdown_timeout: Duration::from_secs(30),
             stream_idle_timeout: Duration::from_secs(60),
             request_read_timeout: Duration::from_secs(30),
+            header_read_timeout: Duration::from_secs(30),
             max_concurrency: 1024,
         }
     }

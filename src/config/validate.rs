@@ -102,6 +102,9 @@ pub(super) fn validate(cfg: &Config, errors: &mut Errors) {
     if s.request_read_timeout.is_zero() {
         errors.push("server.request_read_timeout", "must be greater than 0");
     }
+    if s.header_read_timeout.is_zero() {
+        errors.push("server.header_read_timeout", "must be greater than 0");
+    }
     if s.connect_timeout.is_zero() {
         errors.push("server.connect_timeout", "must be greater than 0");
     }

@@ -107,23 +107,22 @@ pub fn app_with_limits(service: HttpService, limits: ServeLimits) -> Router {
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves, then lets in-flight
-/// requests finish for up to `grace`.
+/// requests finish for up to `grace`. A connection that goes
+/// `header_read_timeout` without completing a request's headers is closed (see
+/// [`crate::listen::serve`]).
 pub async fn run(
     listener: tokio::net::TcpListener,
     app: Router,
+    header_read_timeout: Duration,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     grace: Duration,
 ) -> std::io::Result<()> {
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let server = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
+    let server = crate::listen::serve(listener, app, header_read_timeout, async move {
         shutdown.await;
         let _ = tx.send(());
     });
-    let server = tokio::spawn(async move { server.await });
+    let server = tokio::spawn(server);
     tokio::select! {
         res = server => res.unwrap_or_else(|e| Err(std::io::Error::other(e))),
         _ = async {
