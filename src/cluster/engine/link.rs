@@ -1,0 +1,357 @@
+//! One request's linking pass: gather candidates from the posting lists of its
+//! features, pool them by cluster, and link the requester with those whose
+//! evidence passes the linking rule.
+
+use super::inspect::LinkOutcome;
+use super::observe::Observation;
+use super::state::{root_key, State};
+use super::{family_index, FAMILIES, NONE};
+use crate::cluster::config::ClusterConfig;
+use crate::features::{Family, Feature};
+
+/// The evidence one request holds for linking with one account (or, pooled,
+/// with one cluster).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Candidate {
+    pub(super) slot: u32,
+    pub(super) fam: [f32; FAMILIES],
+    pub(super) kinds: [&'static str; FAMILIES],
+    /// The shared value behind the strongest weight of each family.
+    pub(super) values: [u64; FAMILIES],
+    /// Distinct shared values per family.
+    pub(super) count: [u16; FAMILIES],
+}
+
+impl Candidate {
+    fn empty(slot: u32) -> Self {
+        Self {
+            slot,
+            fam: [0.0; FAMILIES],
+            kinds: [""; FAMILIES],
+            values: [0; FAMILIES],
+            count: [0; FAMILIES],
+        }
+    }
+}
+
+/// The candidates of one cluster (or one account alone), pooled.
+#[derive(Debug)]
+struct Group {
+    /// The largest weight per family, the shared values counted together;
+    /// `slot` is the member with the strongest evidence.
+    evidence: Candidate,
+    /// Members that back the group (matched on an anchor family).
+    backing: u32,
+    /// The strongest member's summed evidence.
+    best: f32,
+}
+
+/// What a request's linking pass fixes at its start.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Pass {
+    /// The requesting account.
+    pub(super) slot: u32,
+    pub(super) now_s: u32,
+    /// Past the warm-up: candidates are gathered and links formed.
+    pub(super) active: bool,
+    /// The requester looks like extraction.
+    pub(super) me_susp: bool,
+    /// `half_life`, in seconds.
+    half_life: f32,
+    /// `ttl`, in seconds.
+    pub(super) ttl: u32,
+    /// `[cluster.behaviour]` `link_evidence`, `benign_evidence`, `benign_scale`.
+    pub(super) link_ev: f32,
+    pub(super) benign_ev: f32,
+    pub(super) benign_scale: f32,
+}
+
+impl Pass {
+    /// The decay of evidence from a use at `at` (Unix seconds).
+    pub(super) fn decay(&self, at: u32) -> f32 {
+        0.5f32.powf(self.now_s.saturating_sub(at) as f32 / self.half_life)
+    }
+
+    /// Whether an account with behaviour evidence `ev` looks like extraction.
+    pub(super) fn suspicious(&self, ev: f32) -> bool {
+        ev >= self.link_ev
+    }
+}
+
+impl State {
+    /// Links the requesting account `slot` where the evidence is strong enough.
+    pub(super) fn link(
+        &mut self,
+        cfg: &ClusterConfig,
+        slot: u32,
+        obs: &Observation<'_>,
+        now_s: u32,
+        active: bool,
+    ) {
+        self.scratch.clear();
+        self.candidates.clear();
+        let beh = &cfg.behaviour;
+        let link_ev = beh.link_evidence as f32;
+        let pass = Pass {
+            slot,
+            now_s,
+            active,
+            // Accounts that look like extraction link only with one another, on
+            // any shared value weighted down by the benign-looking accounts that
+            // share it; the others link as before, on templates and hard links.
+            me_susp: self.slots[slot as usize].evidence >= link_ev,
+            half_life: cfg.half_life.as_secs().max(1) as f32,
+            ttl: u32::try_from(cfg.ttl.as_secs()).unwrap_or(u32::MAX),
+            link_ev,
+            benign_ev: beh.benign_evidence as f32,
+            benign_scale: beh.benign_scale as f32,
+        };
+        self.gather(cfg, &pass, obs);
+        if !active || self.candidates.is_empty() {
+            return;
+        }
+        if self.slots[slot as usize].hold_until > now_s {
+            return;
+        }
+        let anchors: Vec<usize> = cfg
+            .anchor_families
+            .iter()
+            .map(|f| family_index(*f))
+            .collect();
+        let groups = self.pool(cfg, &pass, &anchors);
+        self.settle(cfg, &pass, obs, &anchors, &groups);
+    }
+
+    /// Looks every feature of the request up in the posting lists and gathers
+    /// the accounts it shares them with into `candidates`.
+    fn gather(&mut self, cfg: &ClusterConfig, pass: &Pass, obs: &Observation<'_>) {
+        let me_susp = pass.me_susp;
+        let mut seen_values: [u64; 64] = [0; 64];
+        let mut n_seen = 0usize;
+        for f in obs.features {
+            // Between accounts that look like extraction a kind's override
+            // (an app's shared system prompt weighs little) gives way to its
+            // family's weight: sharing with benign accounts discounts it instead.
+            let w = if me_susp {
+                cfg.family_weights.get(f.family) as f32
+            } else {
+                self.weight(cfg, f)
+            };
+            if w <= 0.0 || (f.family == Family::Behaviour && !me_susp) {
+                continue;
+            }
+            // Each value once per request.
+            if seen_values[..n_seen].contains(&f.value) {
+                continue;
+            }
+            if n_seen < seen_values.len() {
+                seen_values[n_seen] = f.value;
+                n_seen += 1;
+            }
+            let fam = family_index(f.family);
+            if !self.postings.contains_key(&f.value) {
+                if let Some((other, at)) = self.admit(cfg, pass, f.value) {
+                    let other_susp = pass.suspicious(self.slots[other as usize].evidence);
+                    if pass.active && !self.same_cluster(pass.slot, other) && other_susp == me_susp
+                    {
+                        self.add_candidate(other, fam, f, w * pass.decay(at));
+                    }
+                }
+                continue;
+            }
+            self.visit_posting(cfg, pass, f.value, f.family == Family::HardLink, w);
+            let g = std::mem::take(&mut self.gathered);
+            for &(other, weight) in &g {
+                self.add_candidate(other, fam, f, weight);
+            }
+            self.gathered = g;
+        }
+    }
+
+    /// Pools the candidates by cluster: candidates in one cluster pool their
+    /// evidence (the largest weight per family, the shared values counted
+    /// together), so that a large campaign whose recent users of one value are
+    /// not the recent users of another still adds up. Weights are scaled down
+    /// for families with fewer shared values than `matches_for_full_weight`.
+    fn pool(&mut self, cfg: &ClusterConfig, pass: &Pass, anchors: &[usize]) -> Vec<Group> {
+        let mut groups: Vec<Group> = Vec::new();
+        self.groups.clear();
+        let State {
+            candidates,
+            groups: index,
+            slots,
+            ..
+        } = &mut *self;
+        for c in candidates.iter() {
+            let root = root_key(slots, c.slot);
+            let total: f32 = c.fam.iter().sum();
+            let gi = match index.get(&root) {
+                Some(gi) => *gi,
+                None => {
+                    groups.push(Group {
+                        evidence: Candidate::empty(c.slot),
+                        backing: 0,
+                        best: f32::MIN,
+                    });
+                    index.insert(root, groups.len() - 1);
+                    groups.len() - 1
+                }
+            };
+            let g = &mut groups[gi];
+            let ev = &mut g.evidence;
+            for i in 0..FAMILIES {
+                if c.fam[i] > ev.fam[i] {
+                    ev.fam[i] = c.fam[i];
+                    ev.kinds[i] = c.kinds[i];
+                    ev.values[i] = c.values[i];
+                }
+                ev.count[i] = ev.count[i].max(c.count[i]);
+            }
+            // Backing: members matched on an anchor family (a template), not on
+            // the software or network a cluster may share with bystanders
+            // (among accounts that look like extraction, any match backs).
+            if pass.me_susp || anchors.is_empty() || anchors.iter().any(|i| c.fam[*i] > 0.0) {
+                g.backing += 1;
+            }
+            if total > g.best {
+                g.best = total;
+                g.evidence.slot = c.slot;
+            }
+        }
+        let full = cfg.matches_for_full_weight.as_array();
+        for g in &mut groups {
+            let count = g.evidence.count;
+            for (i, w) in g.evidence.fam.iter_mut().enumerate() {
+                let need = full[i].max(1) as f32;
+                *w *= (f32::from(count[i]) / need).min(1.0);
+            }
+        }
+        groups
+    }
+
+    /// Applies the linking rule to each group and links the requester with
+    /// those that pass, strongest first.
+    fn settle(
+        &mut self,
+        cfg: &ClusterConfig,
+        pass: &Pass,
+        obs: &Observation<'_>,
+        anchors: &[usize],
+        groups: &[Group],
+    ) {
+        let (slot, now_s) = (pass.slot, pass.now_s);
+        let hard_idx = family_index(Family::HardLink);
+        let behaviour_idx = family_index(Family::Behaviour);
+        let tpl_idx = family_index(Family::Template);
+        let threshold = cfg.link_threshold as f32;
+        let min_anchor = cfg.min_anchor_weight as f32;
+        let min_family = cfg.min_family_weight as f32;
+        // (total, group, hard, template) for the groups that pass.
+        let mut passing: Vec<(f32, usize, bool, bool)> = Vec::new();
+        for (gi, g) in groups.iter().enumerate() {
+            let fam = &g.evidence.fam;
+            let total: f32 = fam.iter().sum();
+            let hard = fam[hard_idx] >= threshold;
+            // Behaviour adds weight but is not one of the independent
+            // families a link needs: many people ask alike, so two accounts
+            // must also share something an operator's software, network,
+            // requests or templates give away.
+            let families = fam
+                .iter()
+                .enumerate()
+                .filter(|(i, w)| *i != behaviour_idx && **w >= min_family && **w > 0.0)
+                .count();
+            let anchored = pass.me_susp
+                || anchors.is_empty()
+                || anchors
+                    .iter()
+                    .any(|i| fam[*i] >= min_anchor && fam[*i] > 0.0);
+            if hard || (total >= threshold && families >= cfg.min_families as usize && anchored) {
+                passing.push((total, gi, hard, fam[tpl_idx] > 0.0));
+            } else if self.log_cap > 0 && total >= threshold / 2.0 {
+                self.log_event(obs, &g.evidence, LinkOutcome::Rejected);
+            }
+        }
+        // Strongest first, so the best evidence decides which cluster a new
+        // account joins.
+        passing.sort_by(|a, b| b.0.total_cmp(&a.0));
+        for (_, gi, hard, template) in passing {
+            let g = &groups[gi];
+            let other = g.evidence.slot;
+            let their = self.slots[other as usize].cluster;
+            let size = self
+                .clusters
+                .get(their as usize)
+                .map_or(1, |c| c.members.len() as u32);
+            let mine = self.slots[slot as usize].cluster;
+            let outcome = if self.slots[other as usize].hold_until > now_s {
+                LinkOutcome::Skipped
+            } else if !hard
+                && their != NONE
+                && their != mine
+                && mine == NONE
+                && g.backing < cfg.join_min_members.min(size)
+            {
+                // Evidence in proportion to the cluster joined: one request
+                // must match several of its members.
+                self.counters.guarded += 1;
+                LinkOutcome::Guarded
+            } else {
+                self.connect(cfg, slot, other, hard, template, now_s)
+            };
+            if matches!(outcome, LinkOutcome::Joined | LinkOutcome::Merged) {
+                let c = self.slots[slot as usize].cluster;
+                let State {
+                    evidence,
+                    kind_names,
+                    ..
+                } = &mut *self;
+                if let Some(ev) = evidence.get_mut(c as usize) {
+                    ev.record(
+                        kind_names,
+                        &g.evidence.fam,
+                        &g.evidence.kinds,
+                        &g.evidence.values,
+                        now_s,
+                    );
+                }
+            }
+            self.log_event(obs, &g.evidence, outcome);
+        }
+    }
+
+    /// The weight of a feature's kind (cached per kind).
+    fn weight(&mut self, cfg: &ClusterConfig, f: &Feature) -> f32 {
+        let key = (f.kind.as_ptr() as usize, f.kind.len());
+        for &(p, l, fam, w) in &self.kind_weights {
+            if (p, l) == key && fam == f.family {
+                return w;
+            }
+        }
+        let w = cfg.weight_of(f.family, f.kind) as f32;
+        if self.kind_weights.len() < 64 {
+            self.kind_weights.push((key.0, key.1, f.family, w));
+        }
+        w
+    }
+
+    /// Adds one shared value's weight to the candidate `other`.
+    fn add_candidate(&mut self, other: u32, fam: usize, f: &Feature, w: f32) {
+        let i = match self.scratch.get(&other) {
+            Some(i) => *i,
+            None => {
+                self.candidates.push(Candidate::empty(other));
+                let i = self.candidates.len() - 1;
+                self.scratch.insert(other, i);
+                i
+            }
+        };
+        let c = &mut self.candidates[i];
+        c.count[fam] = c.count[fam].saturating_add(1);
+        if w > c.fam[fam] {
+            c.fam[fam] = w;
+            c.kinds[fam] = f.kind;
+            c.values[fam] = f.value;
+        }
+    }
+}
