@@ -217,7 +217,10 @@ pub struct Denial {
 /// The result of an admission.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Outcome {
-    /// The binding denial, if refused. Nothing is charged on a denial.
+    /// The binding denial, if refused: of every bucket that refused, the one
+    /// that lifts last (the first in subject order on a tie), so that waiting
+    /// its `retry_after_ms` makes the request fit. Nothing is charged on a
+    /// denial.
     pub denied: Option<Denial>,
     /// Bucket states per subject and window, by row: [`Outcome::ACCOUNT`],
     /// [`Outcome::CLUSTER`], [`Outcome::ACCOUNT_GROUP`],
