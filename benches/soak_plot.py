@@ -9,7 +9,7 @@ import csv
 import sys
 from html import escape
 
-W, PANEL_H, LEFT, RIGHT, TOP, GAP = 760, 150, 70, 20, 40, 50
+W, PANEL_H, LEFT, RIGHT, TOP, GAP = 760, 150, 60, 20, 56, 50
 COLOURS = ["#1f77b4", "#ff7f0e", "#d62728", "#2ca02c"]
 
 
@@ -29,17 +29,28 @@ def nice_max(v):
     return 10 * step
 
 
+def short(v):
+    """An axis label: 2M, 400k, 1,250, 0.5."""
+    if v >= 1e6:
+        return f"{v / 1e6:g}M"
+    if v >= 1e4:
+        return f"{v / 1e3:g}k"
+    if v >= 10 or v == 0:
+        return f"{v:,.0f}"
+    return f"{v:g}"
+
+
 def panel(out, y0, title, unit, series, x_max):
     """One chart: `series` is [(label, [(x, y), ...])]; y from 0."""
     y_max = nice_max(max((y for _, pts in series for _, y in pts), default=1) * 1.1)
     x_of = lambda x: LEFT + (W - LEFT - RIGHT) * x / x_max
     y_of = lambda y: y0 + PANEL_H - PANEL_H * y / y_max
     out.append(f'<text x="{LEFT}" y="{y0 - 8}" font-weight="bold">{escape(title)}</text>')
-    for i in range(5):
-        v = y_max * i / 4
+    for i in range(6):
+        v = y_max * i / 5
         y = y_of(v)
         out.append(f'<line x1="{LEFT}" x2="{W - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" stroke="#ddd"/>')
-        label = f"{v:,.0f}" if y_max >= 10 else f"{v:.2f}"
+        label = short(v)
         out.append(f'<text x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end">{label}</text>')
     out.append(
         f'<text x="12" y="{y0 + PANEL_H / 2}" transform="rotate(-90 12 {y0 + PANEL_H / 2})"'
@@ -50,12 +61,14 @@ def panel(out, y0, title, unit, series, x_max):
         out.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{y0 + PANEL_H}" y2="{y0 + PANEL_H + 4}" stroke="#333"/>')
         out.append(f'<text x="{x:.1f}" y="{y0 + PANEL_H + 16}" text-anchor="middle">{m}</text>')
     out.append(f'<rect x="{LEFT}" y="{y0}" width="{W - LEFT - RIGHT}" height="{PANEL_H}" fill="none" stroke="#333"/>')
-    lx = W - RIGHT - 10
-    for i, (label, pts) in enumerate(series):
+    # The legend above the chart, right-aligned, on the title's line.
+    lx = W - RIGHT
+    for i, (label, pts) in reversed(list(enumerate(series))):
         c = COLOURS[i % len(COLOURS)]
         d = " ".join(f"{x_of(x):.1f},{y_of(y):.1f}" for x, y in pts)
         out.append(f'<polyline points="{d}" fill="none" stroke="{c}" stroke-width="1.6"/>')
-        out.append(f'<text x="{lx}" y="{y0 + 16 + 14 * i}" text-anchor="end" fill="{c}">{escape(label)}</text>')
+        out.append(f'<text x="{lx}" y="{y0 - 8}" text-anchor="end" fill="{c}" font-weight="bold">{escape(label)}</text>')
+        lx -= 8 + 7 * len(label)
 
 
 def main():
@@ -79,8 +92,10 @@ def main():
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{h}" viewBox="0 0 {W} {h}"'
         ' font-family="sans-serif" font-size="11">',
         f'<rect width="{W}" height="{h}" fill="white"/>',
-        f'<text x="{LEFT}" y="18" font-size="13" font-weight="bold">distill-guard soak: serve (shadow mode,'
-        f' demo model), {total:,.0f} requests, 9 in 10 from a fresh key; x: minutes</text>',
+        f'<text x="{LEFT}" y="18" font-size="13" font-weight="bold">distill-guard soak: serve in shadow mode'
+        f' before its demo model, {total:,.0f} requests</text>',
+        f'<text x="{LEFT}" y="34">9 in 10 from a fresh API key, every one from a fresh address and prompt;'
+        ' x axis: minutes</text>',
     ]
     for i, (title, unit, series) in enumerate(panels):
         panel(out, TOP + 14 + i * (PANEL_H + GAP), title, unit, series, max(x_max, 1))
