@@ -2,8 +2,8 @@
 //! harvesting, net of its ordinary use (see
 //! [`BehaviourEvidence`](crate::cluster::BehaviourEvidence)).
 
-use super::observe::Observation;
 use super::state::State;
+use super::types::Observation;
 use super::NONE;
 use crate::cluster::config::ClusterConfig;
 

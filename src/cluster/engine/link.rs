@@ -2,37 +2,11 @@
 //! features, pool them by cluster, and link the requester with those whose
 //! evidence passes the linking rule.
 
-use super::inspect::LinkOutcome;
-use super::observe::Observation;
-use super::state::{root_key, State};
+use super::state::{root_key, Candidate, Pass, State};
+use super::types::{LinkOutcome, Observation};
 use super::{family_index, FAMILIES, NONE};
 use crate::cluster::config::ClusterConfig;
 use crate::features::{Family, Feature};
-
-/// The evidence one request holds for linking with one account (or, pooled,
-/// with one cluster).
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Candidate {
-    pub(super) slot: u32,
-    pub(super) fam: [f32; FAMILIES],
-    pub(super) kinds: [&'static str; FAMILIES],
-    /// The shared value behind the strongest weight of each family.
-    pub(super) values: [u64; FAMILIES],
-    /// Distinct shared values per family.
-    pub(super) count: [u16; FAMILIES],
-}
-
-impl Candidate {
-    fn empty(slot: u32) -> Self {
-        Self {
-            slot,
-            fam: [0.0; FAMILIES],
-            kinds: [""; FAMILIES],
-            values: [0; FAMILIES],
-            count: [0; FAMILIES],
-        }
-    }
-}
 
 /// The candidates of one cluster (or one account alone), pooled.
 #[derive(Debug)]
@@ -44,38 +18,6 @@ struct Group {
     backing: u32,
     /// The strongest member's summed evidence.
     best: f32,
-}
-
-/// What a request's linking pass fixes at its start.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Pass {
-    /// The requesting account.
-    pub(super) slot: u32,
-    pub(super) now_s: u32,
-    /// Past the warm-up: candidates are gathered and links formed.
-    pub(super) active: bool,
-    /// The requester looks like extraction.
-    pub(super) me_susp: bool,
-    /// `half_life`, in seconds.
-    half_life: f32,
-    /// `ttl`, in seconds.
-    pub(super) ttl: u32,
-    /// `[cluster.behaviour]` `link_evidence`, `benign_evidence`, `benign_scale`.
-    pub(super) link_ev: f32,
-    pub(super) benign_ev: f32,
-    pub(super) benign_scale: f32,
-}
-
-impl Pass {
-    /// The decay of evidence from a use at `at` (Unix seconds).
-    pub(super) fn decay(&self, at: u32) -> f32 {
-        0.5f32.powf(self.now_s.saturating_sub(at) as f32 / self.half_life)
-    }
-
-    /// Whether an account with behaviour evidence `ev` looks like extraction.
-    pub(super) fn suspicious(&self, ev: f32) -> bool {
-        ev >= self.link_ev
-    }
 }
 
 impl State {

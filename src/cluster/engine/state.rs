@@ -4,12 +4,8 @@
 use std::collections::VecDeque;
 
 use super::hasher::{FastMap, SeededHasher};
-use super::inspect::LinkEvent;
-use super::link::Candidate;
-use super::membership::Bridge;
-use super::observe::{AccountStats, ClusterStats, Handle, Linked, Observation, SIGNALS};
-use super::postings::{Door, Posting};
-use super::{secs, JOIN_TAU_S, NONE};
+use super::types::{AccountStats, ClusterStats, Handle, LinkEvent, Linked, Observation, SIGNALS};
+use super::{secs, FAMILIES, JOIN_TAU_S, NONE};
 use crate::cluster::config::ClusterConfig;
 use crate::cluster::evidence::{Evidence, KindNames};
 use crate::extensions::{AccountId, Cluster, ClusterId};
@@ -104,6 +100,101 @@ pub(super) struct Counters {
     pub(super) merges: u64,
     pub(super) guarded: u64,
     pub(super) evicted: u64,
+}
+
+/// The doorkeeper's memory of a value's first sender (direct-mapped by the
+/// value's hash).
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Door {
+    pub(super) tag: u32,
+    pub(super) slot: u32,
+    pub(super) at: u32,
+}
+
+/// One recent sender of a value.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Entry {
+    pub(super) slot: u32,
+    pub(super) at: u32,
+}
+
+/// One value's posting list.
+#[derive(Debug, Clone)]
+pub(super) struct Posting {
+    pub(super) last: u32,
+    /// When `roots` was last measured (0: never).
+    pub(super) checked: u32,
+    /// Distinct clusters among the entries (and the last requester), saturating.
+    pub(super) roots: u8,
+    /// Entries that look like extraction, and entries that look benign.
+    pub(super) suspicious: u8,
+    pub(super) benign: u8,
+    pub(super) entries: Vec<Entry>,
+}
+
+/// The merge guard's record of the accounts bridging two clusters.
+#[derive(Debug, Clone)]
+pub(super) struct Bridge {
+    pub(super) last: u32,
+    /// Distinct bridging accounts of each cluster (low 64 bits of their ids).
+    pub(super) sides: [Vec<u64>; 2],
+}
+
+/// The evidence one request holds for linking with one account (or, pooled,
+/// with one cluster).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Candidate {
+    pub(super) slot: u32,
+    pub(super) fam: [f32; FAMILIES],
+    pub(super) kinds: [&'static str; FAMILIES],
+    /// The shared value behind the strongest weight of each family.
+    pub(super) values: [u64; FAMILIES],
+    /// Distinct shared values per family.
+    pub(super) count: [u16; FAMILIES],
+}
+
+impl Candidate {
+    pub(super) fn empty(slot: u32) -> Self {
+        Self {
+            slot,
+            fam: [0.0; FAMILIES],
+            kinds: [""; FAMILIES],
+            values: [0; FAMILIES],
+            count: [0; FAMILIES],
+        }
+    }
+}
+
+/// What a request's linking pass fixes at its start.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Pass {
+    /// The requesting account.
+    pub(super) slot: u32,
+    pub(super) now_s: u32,
+    /// Past the warm-up: candidates are gathered and links formed.
+    pub(super) active: bool,
+    /// The requester looks like extraction.
+    pub(super) me_susp: bool,
+    /// `half_life`, in seconds.
+    pub(super) half_life: f32,
+    /// `ttl`, in seconds.
+    pub(super) ttl: u32,
+    /// `[cluster.behaviour]` `link_evidence`, `benign_evidence`, `benign_scale`.
+    pub(super) link_ev: f32,
+    pub(super) benign_ev: f32,
+    pub(super) benign_scale: f32,
+}
+
+impl Pass {
+    /// The decay of evidence from a use at `at` (Unix seconds).
+    pub(super) fn decay(&self, at: u32) -> f32 {
+        0.5f32.powf(self.now_s.saturating_sub(at) as f32 / self.half_life)
+    }
+
+    /// Whether an account with behaviour evidence `ev` looks like extraction.
+    pub(super) fn suspicious(&self, ev: f32) -> bool {
+        ev >= self.link_ev
+    }
 }
 
 #[derive(Debug)]
