@@ -5,7 +5,7 @@
 use super::state::State;
 use super::types::Observation;
 use super::NONE;
-use crate::cluster::config::ClusterConfig;
+use crate::config::ClusterConfig;
 
 /// Index of the extraction score in [`Observation::signals`].
 const EXTRACTION: usize = 4;

@@ -218,7 +218,10 @@ impl State {
             other: self.slots[c.slot as usize].id,
             evidence: Family::ALL
                 .iter()
-                .map(|f| (*f, c.kinds[family_index(*f)], c.fam[family_index(*f)]))
+                .filter_map(|f| {
+                    let i = family_index(*f);
+                    Some((*f, c.kinds[i]?, c.fam[i]))
+                })
                 .filter(|e| e.2 > 0.0)
                 .collect(),
             outcome,
@@ -245,7 +248,7 @@ impl State {
             .map(|m| self.slots[*m as usize].id)
             .collect();
         let (kinds, mut values) = match self.evidence.get(c as usize) {
-            Some(ev) => (ev.kinds(&self.kind_names), ev.values(&self.kind_names)),
+            Some(ev) => (ev.kinds(), ev.values()),
             None => (Vec::new(), Vec::new()),
         };
         for v in &mut values {

@@ -5,7 +5,7 @@
 use super::state::{root_key, Candidate, Pass, State};
 use super::types::{LinkOutcome, Observation};
 use super::{family_index, FAMILIES, NONE};
-use crate::cluster::config::ClusterConfig;
+use crate::config::ClusterConfig;
 use crate::features::{Family, Feature};
 
 /// The candidates of one cluster (or one account alone), pooled.
@@ -75,11 +75,11 @@ impl State {
             // (an app's shared system prompt weighs little) gives way to its
             // family's weight: sharing with benign accounts discounts it instead.
             let w = if me_susp {
-                cfg.family_weights.get(f.family) as f32
+                cfg.family_weights.get(f.family()) as f32
             } else {
-                self.weight(cfg, f)
+                self.weight(f)
             };
-            if w <= 0.0 || (f.family == Family::Behaviour && !me_susp) {
+            if w <= 0.0 || (f.family() == Family::Behaviour && !me_susp) {
                 continue;
             }
             // Each value once per request.
@@ -90,7 +90,7 @@ impl State {
                 seen_values[n_seen] = f.value;
                 n_seen += 1;
             }
-            let fam = family_index(f.family);
+            let fam = family_index(f.family());
             if !self.postings.contains_key(&f.value) {
                 if let Some((other, at)) = self.admit(cfg, pass, f.value) {
                     let other_susp = pass.suspicious(self.slots[other as usize].evidence);
@@ -101,7 +101,7 @@ impl State {
                 }
                 continue;
             }
-            self.visit_posting(cfg, pass, f.value, f.family == Family::HardLink, w);
+            self.visit_posting(cfg, pass, f.value, f.family() == Family::HardLink, w);
             let g = std::mem::take(&mut self.gathered);
             for &(other, weight) in &g {
                 self.add_candidate(other, fam, f, weight);
@@ -243,14 +243,8 @@ impl State {
             };
             if matches!(outcome, LinkOutcome::Joined | LinkOutcome::Merged) {
                 let c = self.slots[slot as usize].cluster;
-                let State {
-                    evidence,
-                    kind_names,
-                    ..
-                } = &mut *self;
-                if let Some(ev) = evidence.get_mut(c as usize) {
+                if let Some(ev) = self.evidence.get_mut(c as usize) {
                     ev.record(
-                        kind_names,
                         &g.evidence.fam,
                         &g.evidence.kinds,
                         &g.evidence.values,
@@ -262,19 +256,9 @@ impl State {
         }
     }
 
-    /// The weight of a feature's kind (cached per kind).
-    fn weight(&mut self, cfg: &ClusterConfig, f: &Feature) -> f32 {
-        let key = (f.kind.as_ptr() as usize, f.kind.len());
-        for &(p, l, fam, w) in &self.kind_weights {
-            if (p, l) == key && fam == f.family {
-                return w;
-            }
-        }
-        let w = cfg.weight_of(f.family, f.kind) as f32;
-        if self.kind_weights.len() < 64 {
-            self.kind_weights.push((key.0, key.1, f.family, w));
-        }
-        w
+    /// The weight of a feature's kind.
+    fn weight(&self, f: &Feature) -> f32 {
+        self.kind_weights[usize::from(f.kind.code())]
     }
 
     /// Adds one shared value's weight to the candidate `other`.
@@ -292,7 +276,7 @@ impl State {
         c.count[fam] = c.count[fam].saturating_add(1);
         if w > c.fam[fam] {
             c.fam[fam] = w;
-            c.kinds[fam] = f.kind;
+            c.kinds[fam] = Some(f.kind);
             c.values[fam] = f.value;
         }
     }

@@ -5,8 +5,8 @@ use super::observe::ClusterEngine;
 use super::state::{Bridge, ClusterRec, State};
 use super::types::{LinkOutcome, SIGNALS};
 use super::{secs, JOIN_TAU_S, NONE};
-use crate::cluster::config::ClusterConfig;
 use crate::cluster::evidence::Evidence;
+use crate::config::ClusterConfig;
 use crate::extensions::{AccountId, ClusterId};
 
 impl ClusterEngine {

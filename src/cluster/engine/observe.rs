@@ -6,7 +6,7 @@ use std::sync::{Mutex, MutexGuard};
 use super::secs;
 use super::state::State;
 use super::types::{Handle, Linked, Observation};
-use crate::cluster::config::ClusterConfig;
+use crate::config::ClusterConfig;
 use crate::extensions::{AccountId, Cluster};
 
 /// Online account linking. Cheap to share (`Arc`); all methods take `&self`.

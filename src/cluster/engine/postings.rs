@@ -3,7 +3,7 @@
 //! list's entries.
 
 use super::state::{root_key, Door, Entry, Pass, Posting, Slot, State};
-use crate::cluster::config::ClusterConfig;
+use crate::config::ClusterConfig;
 
 /// Seconds for which a posting's commonness is reused before it is measured
 /// again (measuring touches every entry's account).

@@ -6,9 +6,10 @@ use std::collections::VecDeque;
 use super::hasher::{FastMap, SeededHasher};
 use super::types::{AccountStats, ClusterStats, Handle, LinkEvent, Linked, Observation, SIGNALS};
 use super::{secs, FAMILIES, JOIN_TAU_S, NONE};
-use crate::cluster::config::ClusterConfig;
-use crate::cluster::evidence::{Evidence, KindNames};
+use crate::cluster::evidence::Evidence;
+use crate::config::ClusterConfig;
 use crate::extensions::{AccountId, Cluster, ClusterId};
+use crate::features::FeatureKind;
 
 /// Weight of one request in an account's signal averages.
 const ACCOUNT_ALPHA: f32 = 0.15;
@@ -146,7 +147,8 @@ pub(super) struct Bridge {
 pub(super) struct Candidate {
     pub(super) slot: u32,
     pub(super) fam: [f32; FAMILIES],
-    pub(super) kinds: [&'static str; FAMILIES],
+    /// The kind behind the strongest weight of each family.
+    pub(super) kinds: [Option<FeatureKind>; FAMILIES],
     /// The shared value behind the strongest weight of each family.
     pub(super) values: [u64; FAMILIES],
     /// Distinct shared values per family.
@@ -158,7 +160,7 @@ impl Candidate {
         Self {
             slot,
             fam: [0.0; FAMILIES],
-            kinds: [""; FAMILIES],
+            kinds: [None; FAMILIES],
             values: [0; FAMILIES],
             count: [0; FAMILIES],
         }
@@ -206,8 +208,6 @@ pub(super) struct State {
     pub(super) clusters: Vec<ClusterRec>,
     /// What linked each cluster's members, by the cluster's index.
     pub(super) evidence: Vec<Evidence>,
-    /// The feature kinds the summaries name by id.
-    pub(super) kind_names: KindNames,
     pub(super) free_clusters: Vec<u32>,
     pub(super) door: Vec<Door>,
     pub(super) postings: FastMap<u64, Posting>,
@@ -224,9 +224,8 @@ pub(super) struct State {
     pub(super) gathered: Vec<(u32, f32)>,
     pub(super) log: VecDeque<LinkEvent>,
     pub(super) log_cap: usize,
-    /// Weights by feature kind, keyed by the kind's address and length (kinds
-    /// are `&'static str`s, so this skips the config's string map).
-    pub(super) kind_weights: Vec<(usize, usize, crate::features::Family, f32)>,
+    /// Weights by feature kind (by wire code), from the config.
+    pub(super) kind_weights: [f32; FeatureKind::ALL.len()],
 }
 
 impl State {
@@ -241,7 +240,6 @@ impl State {
             live: 0,
             clusters: Vec::new(),
             evidence: Vec::new(),
-            kind_names: KindNames::default(),
             free_clusters: Vec::new(),
             door: vec![Door::default(); door_len],
             postings: FastMap::with_hasher(hasher),
@@ -257,7 +255,7 @@ impl State {
             gathered: Vec::new(),
             log: VecDeque::new(),
             log_cap: 0,
-            kind_weights: Vec::new(),
+            kind_weights: FeatureKind::ALL.map(|k| cfg.weight_of(k) as f32),
         }
     }
 

@@ -3,7 +3,7 @@
 
 use crate::cluster::evidence::{KindSummary, ValueSummary};
 use crate::extensions::{AccountId, Cluster, ClusterId};
-use crate::features::{Family, Feature};
+use crate::features::{Family, Feature, FeatureKind};
 
 /// Number of per-request content signals (see `crate::score::Signals`).
 pub const SIGNALS: usize = 6;
@@ -175,7 +175,7 @@ pub struct LinkEvent {
     /// The account it matched.
     pub other: AccountId,
     /// The evidence per family: the strongest shared kind and its decayed weight.
-    pub evidence: Vec<(Family, &'static str, f32)>,
+    pub evidence: Vec<(Family, FeatureKind, f32)>,
     /// What happened.
     pub outcome: LinkOutcome,
 }
