@@ -3,6 +3,7 @@
 #
 #   benches/run.sh            # everything (about 15 minutes on 2 cores)
 #   benches/run.sh detection  # one part: detection | replay | load | redis | criterion | memory
+#   benches/run.sh soak       # 30 minutes under fresh-key churn (not part of "all")
 #
 # Results go to bench-out/ (gitignored). The machine is shared and noisy: every
 # timing figure is a median or a ratio measured in the same run.
@@ -118,4 +119,9 @@ fi
 if want memory; then
   echo "== memory per tracked account at 1M accounts =="
   cargo bench --bench memory
+fi
+
+if [ "$PART" = soak ]; then
+  echo "== soak: $((${SOAK_MINUTES:-30})) minutes of serve under fresh-key churn =="
+  OUT="$OUT" BIN="$BIN" benches/soak.sh
 fi

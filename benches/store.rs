@@ -7,7 +7,10 @@
 //! * `guard/*`: whole requests through the enforce stage (key hashing, body
 //!   parsing, admission, headers, settlement) to a mock model;
 //! * `refused/*`: 1,000 accounts over their limit asking again (an attack): the
-//!   Redis store answers from its cache of refused subjects.
+//!   Redis store answers from its cache of refused subjects;
+//! * `*/…+group`: the same with the request's model in a model group of its
+//!   tier (`[tiers.NAME.models."PATTERN"]`), so each admission checks and
+//!   charges the account's and cluster's group buckets too.
 //!
 //! Skips the Redis half cleanly when `redis-server` is not installed. With
 //! `BENCH_REDIS_STATS=1` it prints Redis' `INFO commandstats` at the end (script
@@ -107,7 +110,23 @@ where
     })
 }
 
-fn bench_store(c: &mut Criterion, name: &str, rt: &tokio::runtime::Runtime, store: Arc<dyn Store>) {
+/// `a` with its account's and cluster's buckets of a model group.
+fn grouped(mut a: Admission) -> Admission {
+    a.account_group = Some(a.account.in_group("gpt-5*".into(), limits()));
+    a.cluster_group = a
+        .cluster
+        .as_ref()
+        .map(|c| c.in_group("gpt-5*".into(), limits()));
+    a
+}
+
+fn bench_store(
+    c: &mut Criterion,
+    name: &str,
+    rt: &tokio::runtime::Runtime,
+    store: Arc<dyn Store>,
+    groups: bool,
+) {
     let mut group = c.benchmark_group("store");
     group.throughput(Throughput::Elements(1));
     group.sample_size(10);
@@ -118,7 +137,11 @@ fn bench_store(c: &mut Criterion, name: &str, rt: &tokio::runtime::Runtime, stor
             run(rt, iters, move |i| {
                 let store = store.clone();
                 async move {
-                    let a = admission(i);
+                    let a = if groups {
+                        grouped(admission(i))
+                    } else {
+                        admission(i)
+                    };
                     let out = store.admit(&a).await.expect("admit");
                     assert!(out.denied.is_none());
                 }
@@ -167,8 +190,22 @@ fn bench_refused(
     group.finish();
 }
 
-fn guard(store: Arc<dyn Store>) -> Guard {
-    let cfg = Config::from_toml_str(
+fn guard(store: Arc<dyn Store>, groups: bool) -> Guard {
+    let group = if groups {
+        // The request's model `m` falls in the last of three groups.
+        r#"
+        [tiers.default.models."gpt-5*"]
+        requests_per_minute = 1000000000
+        [tiers.default.models."claude-*"]
+        requests_per_minute = 1000000000
+        [tiers.default.models."m"]
+        requests_per_minute = 1000000000
+        tokens_per_minute = 1000000000
+        "#
+    } else {
+        ""
+    };
+    let cfg = Config::from_toml_str(&format!(
         r#"
         [identity]
         secret = "bench-secret"
@@ -177,14 +214,21 @@ fn guard(store: Arc<dyn Store>) -> Guard {
         requests_per_day = 1000000000
         tokens_per_minute = 1000000000
         tokens_per_day = 1000000000
+        {group}
         "#,
-    )
+    ))
     .expect("config");
     Guard::builder(cfg).store(store).build().expect("guard")
 }
 
-fn bench_guard(c: &mut Criterion, name: &str, rt: &tokio::runtime::Runtime, store: Arc<dyn Store>) {
-    let g = guard(store);
+fn bench_guard(
+    c: &mut Criterion,
+    name: &str,
+    rt: &tokio::runtime::Runtime,
+    store: Arc<dyn Store>,
+    groups: bool,
+) {
+    let g = guard(store, groups);
     let keys: Arc<Vec<String>> = Arc::new((0..10_000).map(|i| format!("sk-bench-{i}")).collect());
     let mut group = c.benchmark_group("guard");
     group.throughput(Throughput::Elements(1));
@@ -225,8 +269,10 @@ fn bench_guard(c: &mut Criterion, name: &str, rt: &tokio::runtime::Runtime, stor
 
 fn benches(c: &mut Criterion) {
     let rt = runtime();
-    bench_store(c, "memory", &rt, Arc::new(MemoryStore::new()));
-    bench_guard(c, "memory", &rt, Arc::new(MemoryStore::new()));
+    bench_store(c, "memory", &rt, Arc::new(MemoryStore::new()), false);
+    bench_store(c, "memory+group", &rt, Arc::new(MemoryStore::new()), true);
+    bench_guard(c, "memory", &rt, Arc::new(MemoryStore::new()), false);
+    bench_guard(c, "memory+group", &rt, Arc::new(MemoryStore::new()), true);
     bench_refused(c, "memory", &rt, Arc::new(MemoryStore::new()));
 
     let Some(server) = support::RedisServer::start() else {
@@ -244,8 +290,10 @@ fn benches(c: &mut Criterion) {
         })
         .expect("redis store")
     });
-    bench_store(c, "redis", &rt, Arc::new(redis.clone()));
-    bench_guard(c, "redis", &rt, Arc::new(redis.clone()));
+    bench_store(c, "redis", &rt, Arc::new(redis.clone()), false);
+    bench_store(c, "redis+group", &rt, Arc::new(redis.clone()), true);
+    bench_guard(c, "redis", &rt, Arc::new(redis.clone()), false);
+    bench_guard(c, "redis+group", &rt, Arc::new(redis.clone()), true);
     bench_refused(c, "redis", &rt, Arc::new(redis.clone()));
     assert_eq!(redis.fallback_count(), 0, "redis failed during the bench");
     if std::env::var_os("BENCH_REDIS_STATS").is_some() {

@@ -275,6 +275,8 @@ fn run_one(
             score: d.suspicion.value(),
             action: action.as_str().to_owned(),
             tagged: action >= Action::Tag,
+            model_group: None,
+            limited_in_group: false,
             reasons: d.verdict.reasons.clone(),
         };
         scorer.observe(&line, &decision);

@@ -1207,3 +1207,73 @@ async fn a_tagged_answer_leads_to_its_decision_and_a_mark_to_its_account() {
         StatusCode::NOT_FOUND
     );
 }
+
+/// The admin API, the metrics and the explanations know the model groups: an
+/// account shows each group's buckets, decisions name their group, metrics
+/// count per configured pattern, the status lists each tier's groups.
+#[tokio::test]
+async fn model_groups_show_in_buckets_decisions_metrics_and_status() {
+    let e = env_with(
+        |cfg| {
+            cfg.tiers
+                .get_mut("default")
+                .expect("default")
+                .models
+                .insert(
+                    "m".into(),
+                    distill_guard::config::ModelLimits {
+                        requests_per_minute: Some(Limit::Count(2)),
+                        ..Default::default()
+                    },
+                );
+        },
+        AdminHooks::default(),
+    );
+    let mut statuses = Vec::new();
+    for i in 0..3 {
+        statuses.push(chat(&e, "sk-groups", Some(&format!("g-{i}"))).await.status);
+    }
+    assert_eq!(
+        statuses,
+        [
+            StatusCode::OK,
+            StatusCode::OK,
+            StatusCode::TOO_MANY_REQUESTS
+        ]
+    );
+    let id = account_of(&e, "sk-other-groups").await;
+    chat(&e, "sk-other-groups", None).await;
+    let v = admin_get(&e, &format!("/api/accounts/{id}")).await.json();
+    let group = &v["buckets"]["model_groups"]["m"]["account"]["requests_per_minute"];
+    assert_eq!(group["limit"], 2.0, "{v:#}");
+    assert_eq!(group["remaining"], 0.0, "{v:#}");
+    assert_eq!(
+        v["buckets"]["account"]["requests_per_minute"]["remaining"],
+        3.0
+    );
+    assert!(v["buckets"]["model_groups"]["m"]["cluster"].is_null());
+
+    let d = admin_get(&e, "/api/decisions/g-2").await.json();
+    let text = d["explanation"].as_str().expect("explanation");
+    assert!(
+        text.contains("for models `m`") && text.contains("model group `m`"),
+        "{text}"
+    );
+    assert_eq!(d["decision"]["model_group"], "m", "{d:#}");
+    assert_eq!(d["decision"]["limited_in_group"], true, "{d:#}");
+
+    let metrics = admin_get(&e, "/metrics").await.text;
+    for want in [
+        "distill_guard_model_group_decisions_total{tier=\"default\",group=\"m\",outcome=\"admitted\"} 4",
+        "distill_guard_model_group_decisions_total{tier=\"default\",group=\"m\",outcome=\"refused_by_group\"} 1",
+    ] {
+        assert!(metrics.contains(want), "missing {want} in\n{metrics}");
+    }
+    let status = admin_get(&e, "/api/status").await.json();
+    let tiers = status["config"]["tiers"].as_array().expect("tiers");
+    let default = tiers
+        .iter()
+        .find(|t| t["name"] == "default")
+        .expect("default tier");
+    assert_eq!(default["limits"]["models"]["m"]["requests_per_minute"], 2);
+}

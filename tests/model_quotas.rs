@@ -15,7 +15,8 @@ use axum::body::Body;
 use bytes::Bytes;
 use distill_guard::clock::ManualClock;
 use distill_guard::config::Config;
-use distill_guard::extensions::{Decision, Scope};
+use distill_guard::extensions::{Cluster, ClusterId, Decision, Scope, Suspicion};
+use distill_guard::policy::OverrideAction;
 use distill_guard::proxy::demo::{DemoModel, DemoUsage};
 use distill_guard::proxy::server::{stack, Backend, HttpService};
 use distill_guard::store::{MemoryStore, Store};
@@ -47,6 +48,7 @@ tokens_per_minute = 20000
 "#;
 
 struct Harness {
+    guard: Guard,
     clock: ManualClock,
     svc: HttpService,
     store: Arc<dyn Store>,
@@ -64,7 +66,12 @@ fn harness(store: Arc<dyn Store>, extra: &str) -> Harness {
         .build()
         .expect("guard");
     let svc = stack(Some(&guard), Backend::Demo(DemoModel::new()).into_service());
-    Harness { clock, svc, store }
+    Harness {
+        guard,
+        clock,
+        svc,
+        store,
+    }
 }
 
 /// One request: dialect by path, the model, stream or not, the output cap
@@ -467,6 +474,87 @@ async fn edges_fall_back_to_the_tier(store: Arc<dyn Store>) {
     assert_eq!(d.model_group.as_deref(), Some("gpt-5*"));
 }
 
+/// A cluster has its own buckets per group, with the same sub-linear
+/// capacity as the tier's (`members^0.5`), and suspicion bands scale a
+/// group's limits like the tier's.
+async fn cluster_and_suspicion_scale_group_limits(store: Arc<dyn Store>) {
+    let h = harness(store, "");
+    let cluster = Cluster {
+        id: ClusterId::from_name("operator-models"),
+        size: 4,
+    };
+    // 4 members: gpt-5* gets 3 × 4^0.5 = 6 requests per minute for the cluster.
+    let mut admitted = 0;
+    for i in 0..8 {
+        let call = openai(&format!("sk-member-{}", i % 4), "gpt-5");
+        let mut req = call.build();
+        req.extensions_mut().insert(cluster);
+        let (res, body) = h.send_request(req).await;
+        match res.status().as_u16() {
+            200 => admitted += 1,
+            429 => {
+                assert_eq!(
+                    header(&res, "x-distill-guard-limit"),
+                    Some("cluster; requests-minute; model=\"gpt-5*\"")
+                );
+                let text = String::from_utf8_lossy(&body).into_owned();
+                assert!(
+                    text.contains("group of accounts") && text.contains("models `gpt-5*`"),
+                    "{text}"
+                );
+                let d = decision(&res);
+                assert_eq!(d.limited_by, Some(Scope::Cluster));
+                assert!(d.limited_in_group);
+            }
+            s => panic!("unexpected {s}"),
+        }
+    }
+    assert_eq!(admitted, 6);
+    // The cluster's tier-wide bucket (20 × 2 = 40) still had room.
+    let mut req = openai("sk-member-0", "o3").build();
+    req.extensions_mut().insert(cluster);
+    assert_eq!(h.send_request(req).await.0.status(), 200);
+
+    // Suspicion 0.6 halves every limit: gpt-5* holds 1.5 requests, so one.
+    let mut statuses = Vec::new();
+    for _ in 0..2 {
+        let mut req = openai("sk-suspect", "gpt-5").build();
+        req.extensions_mut().insert(Suspicion::new(0.6));
+        statuses.push(h.send_request(req).await.0.status().as_u16());
+    }
+    assert_eq!(statuses, [200, 429]);
+}
+
+/// A tier pinned by an operator's override (or the config's `[accounts]`)
+/// brings its own groups: the account is held to the pinned tier's.
+async fn pinned_tiers_bring_their_groups(store: Arc<dyn Store>) {
+    let h = harness(
+        store,
+        r#"
+        [tiers.pro]
+        requests_per_minute = 100
+        [tiers.pro.models."gpt-5*"]
+        requests_per_minute = 50
+        "#,
+    );
+    let (res, _) = h.send(&openai("sk-pinned", "gpt-5")).await;
+    assert_eq!(num(&res, "x-ratelimit-limit-requests"), 3);
+    let account = decision(&res).account;
+    h.guard.shared().overrides().apply(
+        account,
+        OverrideAction::PinTier,
+        Some("pro".into()),
+        None,
+        0,
+    );
+    for _ in 0..5 {
+        let (res, _) = h.send(&openai("sk-pinned", "gpt-5")).await;
+        assert_eq!(res.status(), 200);
+        assert_eq!(num(&res, "x-ratelimit-limit-requests"), 50);
+        assert_eq!(decision(&res).tier.as_ref(), "pro");
+    }
+}
+
 macro_rules! on_every_store {
     ($($name:ident),* $(,)?) => {
         mod memory {
@@ -538,4 +626,6 @@ on_every_store!(
     headers_report_the_group,
     tokens_reconcile_into_the_right_group,
     edges_fall_back_to_the_tier,
+    cluster_and_suspicion_scale_group_limits,
+    pinned_tiers_bring_their_groups,
 );

@@ -71,9 +71,13 @@ fn limits_from(rng: &mut ChaCha8Rng) -> [Option<BucketLimit>; 4] {
     ]
 }
 
-/// An account and maybe a cluster; with `stable` each key always has the same
-/// limits, otherwise they change from call to call (tiers, suspicion bands).
-fn random_subjects(rng: &mut ChaCha8Rng, stable: bool) -> (Subject, Option<Subject>) {
+/// An account and maybe a cluster, and maybe their buckets of one of two model
+/// groups (so the scripts see calls of one to four subjects); with `stable`
+/// each key always has the same limits, otherwise they change from call to
+/// call (tiers, suspicion bands).
+type Subjects = (Subject, Option<Subject>, Option<Subject>, Option<Subject>);
+
+fn random_subjects(rng: &mut ChaCha8Rng, stable: bool) -> Subjects {
     let limits = |rng: &mut ChaCha8Rng, key: u8| {
         if stable {
             limits_from(&mut ChaCha8Rng::seed_from_u64(u64::from(key)))
@@ -97,14 +101,27 @@ fn random_subjects(rng: &mut ChaCha8Rng, stable: bool) -> (Subject, Option<Subje
             limits: limits(rng, c),
         }
     });
-    (account, cluster)
+    let group = rng.random_bool(0.5).then(|| rng.random_range(0..2u8));
+    let account_group = group.map(|g| {
+        let l = limits(rng, 200 + 10 * g + a);
+        account.in_group(["gpt-5*", "o*"][usize::from(g)].into(), l)
+    });
+    let cluster_group = group.zip(cluster.as_ref()).map(|(g, c)| {
+        let l = limits(rng, 130 + 10 * g + (c.key[0] - 100));
+        c.in_group(["gpt-5*", "o*"][usize::from(g)].into(), l)
+    });
+    (account, cluster, account_group, cluster_group)
 }
 
 fn assert_close(a: &Outcome, b: &Outcome, step: usize) {
     match (a.denied, b.denied) {
         (None, None) => {}
         (Some(x), Some(y)) => {
-            assert_eq!((x.scope, x.window), (y.scope, y.window), "step {step}");
+            assert_eq!(
+                (x.scope, x.model_group, x.window),
+                (y.scope, y.model_group, y.window),
+                "step {step}"
+            );
             match (x.retry_after_ms, y.retry_after_ms) {
                 (Some(p), Some(q)) => assert!(p.abs_diff(q) <= 1, "step {step}: {p} vs {q}"),
                 (p, q) => assert_eq!(p, q, "step {step}"),
@@ -155,14 +172,15 @@ async fn lua_matches_memory(deny_cache: bool) {
                 2 => now + rng.random_range(0..600_000),
                 _ => now + rng.random_range(0..3_000),
             };
-            let (account, cluster) = random_subjects(&mut rng, deny_cache);
+            let (account, cluster, account_group, cluster_group) =
+                random_subjects(&mut rng, deny_cache);
             if rng.random_bool(0.2) {
                 let s = Settlement {
                     now_ms: now,
                     account,
                     cluster,
-                    account_group: None,
-                    cluster_group: None,
+                    account_group,
+                    cluster_group,
                     token_delta: rng.random_range(-2_000.0..1_000.0_f64).round(),
                 };
                 memory.settle_now(&s);
@@ -173,8 +191,8 @@ async fn lua_matches_memory(deny_cache: bool) {
                 now_ms: now,
                 account,
                 cluster,
-                account_group: None,
-                cluster_group: None,
+                account_group,
+                cluster_group,
                 tokens: [0.0, 1.0, 250.0, 999.0, 4_000.0][rng.random_range(0..5)],
             };
             let want = memory.admit_now(&a);
@@ -898,9 +916,10 @@ async fn leases_never_admit_more_than_the_limit_and_are_given_back() {
             let _ = i;
         }
     }
-    let status = |s: &RedisStore| s.status().expect("status");
-    let leased: u64 = replicas.iter().map(|s| status(s).leased_admissions).sum();
-    assert!(leased > 0, "leases answered some admissions");
+    assert!(
+        leased_admissions(&replicas) > 0,
+        "leases answered some admissions"
+    );
     // 1,000 at once plus what 99 ms refill (1.65 requests).
     assert!(
         admitted <= 1_001,
@@ -914,11 +933,7 @@ async fn leases_never_admit_more_than_the_limit_and_are_given_back() {
     let later = T0 + 100 + 1_000;
     for store in &replicas {
         store.admit(&at(later)).await.expect("admit");
-        wait::until_true("the leases given back", || {
-            let s = status(store);
-            s.leases == 0 && s.settlements_pending == 0
-        })
-        .await;
+        leases_given_back(store).await;
     }
     // Redis holds exactly what was admitted (two more just now), drained by
     // the time that passed.
@@ -1056,13 +1071,13 @@ async fn batched_admissions_match(
                 1 => now + rng.random_range(0..60_000),
                 _ => now + rng.random_range(0..400),
             };
-            let (account, cluster) = random_subjects(&mut rng, false);
+            let (account, cluster, account_group, cluster_group) = random_subjects(&mut rng, false);
             batch.push(Admission {
                 now_ms: now,
                 account,
                 cluster,
-                account_group: None,
-                cluster_group: None,
+                account_group,
+                cluster_group,
                 tokens: [0.0, 1.0, 250.0, 999.0][rng.random_range(0..4)],
             });
         }
@@ -1079,13 +1094,13 @@ async fn batched_admissions_match(
             }
         }
         // A refund between rounds, through Redis and the embedded store alike.
-        let (account, cluster) = random_subjects(&mut rng, false);
+        let (account, cluster, account_group, cluster_group) = random_subjects(&mut rng, false);
         let s = Settlement {
             now_ms: now,
             account,
             cluster,
-            account_group: None,
-            cluster_group: None,
+            account_group,
+            cluster_group,
             token_delta: -rng.random_range(0.0..2_000.0_f64).round(),
         };
         memory.settle_now(&s);
@@ -1534,4 +1549,116 @@ async fn tls_settings_are_validated() {
     };
     let err = plain.validate().expect_err("CA file without TLS");
     assert!(err.to_string().contains("store.tls_ca_file"), "{err}");
+}
+
+/// Admissions the replicas answered from their leases.
+fn leased_admissions(replicas: &[RedisStore]) -> u64 {
+    replicas
+        .iter()
+        .map(|s| s.status().expect("status").leased_admissions)
+        .sum()
+}
+
+/// Waits until `store` holds no lease and has sent every settlement.
+async fn leases_given_back(store: &RedisStore) {
+    wait::until_true("the leases given back", || {
+        let s = store.status().expect("status");
+        s.leases == 0 && s.settlements_pending == 0
+    })
+    .await;
+}
+
+/// Local leases with a model group: an admission is answered locally only
+/// when the account's and its group's buckets are both leased, so across two
+/// replicas the group's limit holds exactly while the tier's has room, and
+/// every unit comes back when the leases expire.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leases_cover_model_group_buckets_too() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let mut cfg = store_config(&server, OnError::FailClosed, 2_000);
+    cfg.local_leases = true;
+    cfg.key_prefix = "lease-groups:".into();
+    let replicas = [
+        RedisStore::new(&cfg).expect("replica A"),
+        RedisStore::new(&cfg).expect("replica B"),
+    ];
+    let account = subject(41, 100_000.0);
+    let group = account.in_group(
+        "gpt-5*".into(),
+        [
+            Some(BucketLimit::new(1_000.0, 60_000.0, 1_000.0)),
+            None,
+            None,
+            None,
+        ],
+    );
+    let at = |now_ms| Admission {
+        now_ms,
+        account: account.clone(),
+        cluster: None,
+        account_group: Some(group.clone()),
+        cluster_group: None,
+        tokens: 10.0,
+    };
+    let mut admitted = 0u32;
+    for _ in 0..200u64 {
+        for store in &replicas {
+            for _ in 0..6 {
+                if store.admit(&at(T0)).await.expect("admit").denied.is_none() {
+                    admitted += 1;
+                    store.settle(Settlement {
+                        now_ms: T0,
+                        account: account.clone(),
+                        cluster: None,
+                        account_group: Some(group.clone()),
+                        cluster_group: None,
+                        token_delta: -4.0,
+                    });
+                }
+            }
+        }
+    }
+    assert!(
+        leased_admissions(&replicas) > 0,
+        "leases answered some admissions"
+    );
+    assert!(
+        admitted <= 1_000,
+        "{admitted} admitted over the group's 1,000"
+    );
+    // Units leased to a replica and unused: at most 1/16 of the group's
+    // capacity per replica.
+    assert!(admitted >= 1_000 - 2 * 62, "{admitted} admitted");
+    let later = T0 + 1_000;
+    for store in &replicas {
+        store.admit(&at(later)).await.expect("admit");
+        leases_given_back(store).await;
+    }
+    // Redis holds exactly what was admitted in the group's bucket and in the
+    // tier's (which never refused), drained by the second that passed.
+    let held = |subject: &Subject, capacity: f64| {
+        let subject = subject.clone();
+        let store = replicas[0].clone();
+        async move {
+            let views = store
+                .inspect(&subject, later)
+                .await
+                .expect("inspect")
+                .expect("supported");
+            capacity - views[0].expect("rpm").remaining
+        }
+    };
+    let group_held = held(&group, 1_000.0).await;
+    let expect = f64::from(admitted) + 2.0 - 1_000.0 / 60_000.0 * 1_000.0;
+    assert!(
+        (group_held - expect).abs() < 1e-6,
+        "the group's bucket holds {group_held}, expected {expect} for {admitted} admitted"
+    );
+    // The tier's bucket (100,000 a minute) drained all of it in that second:
+    // it holds at most the two admissions made just now (a give-back that
+    // lands after one of them is clamped at an empty bucket).
+    let account_held = held(&account, 100_000.0).await;
+    assert!(account_held <= 2.0, "{account_held}");
 }

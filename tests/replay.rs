@@ -236,3 +236,71 @@ async fn replay_matches_the_same_requests_sent_over_a_socket() {
         "the file exercises limits"
     );
 }
+
+/// Replay knows the model groups: each decision line names its request's
+/// group and whether the group's limit refused it; the summary counts them.
+#[test]
+fn replay_reports_model_groups() {
+    let cfg = Config::from_toml_str(
+        r#"
+        [identity]
+        secret = "replay-test"
+        [tiers.default]
+        requests_per_minute = 50
+        [tiers.default.models."gpt-5*"]
+        requests_per_minute = 2
+        "#,
+    )
+    .expect("valid");
+    let lines: Vec<String> = (0..6u64)
+        .map(|i| {
+            json!({
+                "ts_ms": T0 + i,
+                "ip": "203.0.113.9",
+                "method": "POST",
+                "path": "/v1/chat/completions",
+                "headers": [["authorization", "Bearer sk-groups"]],
+                "body": {"model": if i % 2 == 0 { "gpt-5" } else { "o3" }, "max_tokens": 10,
+                         "messages": [{"role": "user", "content": "hi"}]},
+            })
+            .to_string()
+        })
+        .collect();
+    let mut out = Vec::new();
+    let summary = replay(
+        cfg,
+        Cursor::new(lines.join("\n").into_bytes()),
+        &mut out,
+        &ReplayOptions::default(),
+    )
+    .expect("replay");
+    let decisions: Vec<Value> = String::from_utf8(out)
+        .expect("utf8")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    let got: Vec<(u64, Option<&str>, bool)> = decisions
+        .iter()
+        .map(|d| {
+            (
+                d["status"].as_u64().expect("status"),
+                d["model_group"].as_str(),
+                d["limited_in_group"].as_bool().unwrap_or(false),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (200, Some("gpt-5*"), false),
+            (200, None, false),
+            (200, Some("gpt-5*"), false),
+            (200, None, false),
+            (429, Some("gpt-5*"), true),
+            (200, None, false),
+        ]
+    );
+    let g = &summary.by_model_group["gpt-5*"];
+    assert_eq!((g.requests, g.denied, g.denied_by_group), (3, 1, 1));
+    assert!(summary.to_string().contains("requests by model group"));
+}

@@ -171,6 +171,15 @@ pub struct DecisionLine {
     pub action: String,
     /// Whether the response carried a provenance tag.
     pub tagged: bool,
+    /// The model group of the account's tier the request was charged to
+    /// (its pattern as configured, `[tiers.NAME.models."PATTERN"]`), when its
+    /// model matched one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_group: Option<String>,
+    /// True when the limit that refused it was its model group's, not the
+    /// tier's.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub limited_in_group: bool,
     /// The top signals behind the score, largest first.
     #[serde(default)]
     pub reasons: Vec<Reason>,
@@ -340,6 +349,8 @@ mod tests {
             score: 0.91,
             action: "degrade".into(),
             tagged: true,
+            model_group: None,
+            limited_in_group: false,
             reasons: vec![Reason {
                 signal: "cot_elicitation".into(),
                 weight: 0.4,

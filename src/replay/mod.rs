@@ -15,5 +15,7 @@ mod svg;
 mod text;
 
 pub use format::{parse_decision, parse_line, DecisionLine, Label, LineError, TrafficLine, Usage};
-pub use run::{replay, replay_observed, ReplayError, ReplayOptions, Replayer, Summary, Tally};
+pub use run::{
+    replay, replay_observed, GroupTally, ReplayError, ReplayOptions, Replayer, Summary, Tally,
+};
 pub use score::{score_streams, Report, ScoreError, Scorer};

@@ -168,6 +168,8 @@ fn decision_line(line_no: u64, head: &Response<()>) -> DecisionLine {
             score: (d.suspicion * 1e4).round() / 1e4,
             action: d.action.as_str().to_owned(),
             tagged,
+            model_group: d.model_group.as_deref().map(str::to_owned),
+            limited_in_group: d.limited_in_group,
             reasons: d.reasons.iter().take(5).cloned().collect(),
         },
         // Rejected before an account was known (401, 413): no decision.
@@ -180,6 +182,8 @@ fn decision_line(line_no: u64, head: &Response<()>) -> DecisionLine {
             score: 0.0,
             action: Action::Allow.as_str().to_owned(),
             tagged,
+            model_group: None,
+            limited_in_group: false,
             reasons: Vec::new(),
         },
     }
@@ -201,6 +205,17 @@ pub struct Tally {
     pub size: u32,
 }
 
+/// The requests of one model group in a replay.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct GroupTally {
+    /// Requests charged to the group.
+    pub requests: u64,
+    /// Of those, refused (status ≥ 400).
+    pub denied: u64,
+    /// Of those, refused by the group's own limit.
+    pub denied_by_group: u64,
+}
+
 /// What a replay did.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Summary {
@@ -214,6 +229,10 @@ pub struct Summary {
     pub by_status: BTreeMap<u16, u64>,
     /// Requests whose response carried a provenance tag.
     pub tagged: u64,
+    /// Requests per model group (`[tiers.NAME.models."PATTERN"]`, by pattern
+    /// as configured); absent when no request matched one.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub by_model_group: BTreeMap<String, GroupTally>,
     /// Why no response can be tagged under this config (no watermark key, or
     /// `watermark.tag = "never"`); absent when tagging is on. Decisions may
     /// still be on the `tag` rung: the rung is the scorer's verdict, the tag is
@@ -279,6 +298,12 @@ impl Aggregates {
         *s.by_action.entry(d.action.clone()).or_default() += 1;
         *s.by_status.entry(d.status).or_default() += 1;
         s.tagged += u64::from(d.tagged);
+        if let Some(g) = &d.model_group {
+            let t = s.by_model_group.entry(g.clone()).or_default();
+            t.requests += 1;
+            t.denied += u64::from(d.status >= 400);
+            t.denied_by_group += u64::from(d.limited_in_group);
+        }
         if d.account.is_empty() {
             return;
         }
@@ -603,6 +628,8 @@ mod tests {
             score,
             action: "allow".into(),
             tagged: false,
+            model_group: None,
+            limited_in_group: false,
             reasons: Vec::new(),
         }
     }

@@ -1079,6 +1079,8 @@ mod tests {
             score: 0.0,
             action: action.into(),
             tagged,
+            model_group: None,
+            limited_in_group: false,
             reasons: Vec::new(),
         }
     }

@@ -117,6 +117,26 @@ impl fmt::Display for Summary {
             .map(|(s, n)| vec![status_text(*s), thousands(*n), share(*n, decided)])
             .collect();
         table(f, &["status", "responses", "share"], &rows)?;
+        if !self.by_model_group.is_empty() {
+            writeln!(f, "\nrequests by model group")?;
+            let rows: Vec<Vec<String>> = self
+                .by_model_group
+                .iter()
+                .map(|(g, t)| {
+                    vec![
+                        g.clone(),
+                        thousands(t.requests),
+                        thousands(t.denied),
+                        thousands(t.denied_by_group),
+                    ]
+                })
+                .collect();
+            table(
+                f,
+                &["model group", "requests", "refused", "by the group's limit"],
+                &rows,
+            )?;
+        }
         let on_tag_rung: u64 = self
             .by_action
             .iter()

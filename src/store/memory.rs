@@ -60,15 +60,7 @@ impl Entry {
                     window: w,
                     retry_after_ms: retry,
                 };
-                worst = Some(match worst {
-                    None => denial,
-                    Some(prev) => match (prev.retry_after_ms, retry) {
-                        (None, _) => prev,
-                        (_, None) => denial,
-                        (Some(a), Some(b)) if b > a => denial,
-                        _ => prev,
-                    },
-                });
+                worst = Some(later_of(worst, denial));
             }
         }
         worst
@@ -123,12 +115,27 @@ pub(super) fn judge(
     for s in a.subjects() {
         let row = s.row();
         let e = entries[row].unwrap_or_default();
-        if denied.is_none() {
-            denied = e.check(&costs, s);
+        if let Some(d) = e.check(&costs, s) {
+            denied = Some(later_of(denied, d));
         }
         views[row] = e.views(&s.limits);
     }
     (denied, views)
+}
+
+/// Of two refusals, the one that lifts later (never is latest); the first on a
+/// tie. An admission refused by several buckets reports the one it must wait
+/// for, so its `Retry-After` is when it would fit.
+pub(super) fn later_of(first: Option<Denial>, next: Denial) -> Denial {
+    match first {
+        None => next,
+        Some(prev) => match (prev.retry_after_ms, next.retry_after_ms) {
+            (None, _) => prev,
+            (_, None) => next,
+            (Some(a), Some(b)) if b > a => next,
+            _ => prev,
+        },
+    }
 }
 
 /// A map's key: the subject's id and, for a model group's buckets, the group.
@@ -237,8 +244,8 @@ impl MemoryStore {
         for s in a.subjects() {
             let mut e = self.map(s).entry(key_of(s)).or_default();
             e.bring_to(a.now_ms, &s.limits);
-            if denied.is_none() {
-                denied = e.check(&costs, s);
+            if let Some(d) = e.check(&costs, s) {
+                denied = Some(later_of(denied, d));
             }
             held.push((s, e));
         }
@@ -378,6 +385,43 @@ mod tests {
         assert_eq!(d.window, Window::RequestsPerMinute);
         // The account was not charged for the denied request.
         assert_eq!(out.views[0][0].expect("view").remaining, 8.0);
+    }
+
+    #[test]
+    fn the_denial_that_lifts_last_is_reported() {
+        let store = MemoryStore::new();
+        // The account holds one request and refills one a second; its model
+        // group holds one and refills one a minute. When both refuse, the
+        // group's refusal lifts last and is the one reported.
+        let account = Subject::new(
+            Scope::Account,
+            [1; 16],
+            [
+                Some(BucketLimit::new(60.0, 60_000.0, 1.0)),
+                None,
+                None,
+                None,
+            ],
+        );
+        let group = account.in_group(
+            "gpt-5*".into(),
+            [Some(BucketLimit::new(1.0, 60_000.0, 1.0)), None, None, None],
+        );
+        let at = |now_ms| Admission {
+            account_group: Some(group.clone()),
+            ..Admission::new(now_ms, account.clone(), None, 0.0)
+        };
+        assert!(store.admit_now(&at(0)).denied.is_none());
+        let d = store.admit_now(&at(0)).denied.expect("both full");
+        assert!(d.model_group, "{d:?}");
+        assert_eq!(d.retry_after_ms, Some(60_000));
+        // A second later only the group refuses; a minute later neither.
+        let d = store
+            .admit_now(&at(1_000))
+            .denied
+            .expect("the group is full");
+        assert_eq!(d.retry_after_ms, Some(59_000));
+        assert!(store.admit_now(&at(60_000)).denied.is_none());
     }
 
     #[test]

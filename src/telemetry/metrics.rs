@@ -58,6 +58,7 @@ const AUDIT_DROPPED: &str = "distill_guard_audit_dropped_total";
 const AUDIT_ERRORS: &str = "distill_guard_audit_write_errors_total";
 const OVERRIDES: &str = "distill_guard_overrides";
 const TRACKED: &str = "distill_guard_store_tracked_subjects";
+const RUNTIME_TASKS: &str = "distill_guard_runtime_tasks";
 const ADMIN_DENIED: &str = "distill_guard_admin_unauthorized_total";
 const CLUSTER_LOG_EVENTS: &str = "distill_guard_cluster_log_events_total";
 const CLUSTER_LOG_ERRORS: &str = "distill_guard_cluster_log_errors_total";
@@ -202,6 +203,7 @@ pub struct Metrics {
     audit_errors: Counter,
     overrides: [Gauge; OVERRIDE_KINDS.len()],
     tracked: Gauge,
+    runtime_tasks: Gauge,
     admin_denied: Counter,
     /// Registered on first use, so a guard without shared clusters shows none.
     #[cfg(feature = "redis")]
@@ -304,6 +306,7 @@ impl Metrics {
             audit_errors: counter(AUDIT_ERRORS, &[]),
             overrides: std::array::from_fn(|i| gauge(OVERRIDES, &[("kind", OVERRIDE_KINDS[i])])),
             tracked: gauge(TRACKED, &[]),
+            runtime_tasks: gauge(RUNTIME_TASKS, &[]),
             admin_denied: counter(ADMIN_DENIED, &[]),
             #[cfg(feature = "redis")]
             cluster_log: OnceLock::new(),
@@ -552,9 +555,14 @@ impl Metrics {
     }
 
     /// Renders every metric in the Prometheus text format. `tracked` is the
-    /// store's current subject count.
+    /// store's current subject count. Rendered on a tokio runtime, it also
+    /// reports the tasks alive on that runtime.
     pub fn render(&self, tracked: usize) -> String {
         self.tracked.set(tracked as f64);
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            self.runtime_tasks
+                .set(rt.metrics().num_alive_tasks() as f64);
+        }
         self.handle.run_upkeep();
         self.handle.render()
     }
@@ -645,6 +653,11 @@ fn describe(r: &PrometheusRecorder) {
         TRACKED,
         None,
         "Accounts and clusters the quota store tracks.",
+    );
+    d(
+        RUNTIME_TASKS,
+        None,
+        "Tasks alive on the async runtime (connections, requests, streams, background work), refreshed on every scrape; under steady load it levels off, one that only grows is a leak.",
     );
     d(
         ADMIN_DENIED,
@@ -811,6 +824,14 @@ mod tests {
             text.contains("distill_guard_store_tracked_subjects 3"),
             "{text}"
         );
+        // Off a runtime there is no task to count.
+        assert!(text.contains("distill_guard_runtime_tasks 0"), "{text}");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        let _held = rt.spawn(std::future::pending::<()>());
+        let text = rt.block_on(async { m.render(3) });
+        assert!(text.contains("distill_guard_runtime_tasks 1"), "{text}");
         assert!(
             text.contains("# TYPE distill_guard_reconciliation_error_tokens histogram"),
             "{text}"
