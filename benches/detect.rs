@@ -18,7 +18,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use distill_guard::config::Config;
 use distill_guard::detect::{degrade_body, Detector};
 use distill_guard::extensions::AccountId;
-use distill_guard::features::{Family, Feature};
+use distill_guard::features::{Feature, FeatureKind};
 use distill_guard::request::{Endpoint, RequestInfo};
 use distill_guard::score::Signals;
 use http::HeaderMap;
@@ -44,53 +44,44 @@ fn mix(x: u64) -> u64 {
 fn features(i: u64, r: u64) -> Vec<Feature> {
     let mut f = vec![
         Feature {
-            family: Family::Client,
-            kind: "header_order",
+            kind: FeatureKind::HeaderOrder,
             value: mix(i % 7),
         },
         Feature {
-            family: Family::Client,
-            kind: "user_agent",
+            kind: FeatureKind::UserAgent,
             value: mix(100 + i % 5),
         },
         Feature {
-            family: Family::Client,
-            kind: "stainless",
+            kind: FeatureKind::Stainless,
             value: mix(200 + i % 5),
         },
         Feature {
-            family: Family::Client,
-            kind: "accept_values",
+            kind: FeatureKind::AcceptValues,
             value: mix(300 + i % 3),
         },
         Feature {
-            family: Family::Network,
-            kind: "ip_prefix",
+            kind: FeatureKind::IpPrefix,
             value: mix(1_000 + i % 50_000),
         },
         Feature {
-            family: Family::Shape,
-            kind: "key_order",
+            kind: FeatureKind::KeyOrder,
             value: mix(400 + i % 11),
         },
         Feature {
-            family: Family::Shape,
-            kind: "params",
+            kind: FeatureKind::Params,
             value: mix(500 + i % 40),
         },
         Feature {
-            family: Family::Template,
-            kind: "system_prompt",
+            kind: FeatureKind::SystemPrompt,
             value: mix(600 + i % 1000),
         },
     ];
     for band in 0..16 {
         f.push(Feature {
-            family: Family::Template,
             kind: if band < 8 {
-                "head_lsh_band"
+                FeatureKind::HeadLshBand
             } else {
-                "tail_lsh_band"
+                FeatureKind::TailLshBand
             },
             value: mix(i << 20 ^ r << 5 ^ band),
         });

@@ -14,7 +14,7 @@
 use distill_guard::config::Config;
 use distill_guard::detect::Detector;
 use distill_guard::extensions::AccountId;
-use distill_guard::features::{Family, Feature};
+use distill_guard::features::{Feature, FeatureKind};
 use distill_guard::score::Signals;
 
 fn mix(x: u64) -> u64 {
@@ -33,28 +33,24 @@ fn rss_bytes() -> u64 {
 
 fn features(i: u64, r: u64, out: &mut Vec<Feature>) {
     out.clear();
-    let f = |family, kind, value| Feature {
-        family,
-        kind,
-        value,
-    };
+    let f = |kind, value| Feature { kind, value };
     out.extend([
-        f(Family::Client, "header_order", mix(i % 7)),
-        f(Family::Client, "user_agent", mix(100 + i % 5)),
-        f(Family::Client, "stainless", mix(200 + i % 5)),
-        f(Family::Client, "accept_values", mix(300 + i % 3)),
-        f(Family::Network, "ip_prefix", mix(1_000 + i / 3)),
-        f(Family::Shape, "key_order", mix(400 + i % 11)),
-        f(Family::Shape, "params", mix(500 + i % 40)),
-        f(Family::Template, "system_prompt", mix(600 + i % 1000)),
+        f(FeatureKind::HeaderOrder, mix(i % 7)),
+        f(FeatureKind::UserAgent, mix(100 + i % 5)),
+        f(FeatureKind::Stainless, mix(200 + i % 5)),
+        f(FeatureKind::AcceptValues, mix(300 + i % 3)),
+        f(FeatureKind::IpPrefix, mix(1_000 + i / 3)),
+        f(FeatureKind::KeyOrder, mix(400 + i % 11)),
+        f(FeatureKind::Params, mix(500 + i % 40)),
+        f(FeatureKind::SystemPrompt, mix(600 + i % 1000)),
     ]);
     for band in 0..16 {
         let kind = if band < 8 {
-            "head_lsh_band"
+            FeatureKind::HeadLshBand
         } else {
-            "tail_lsh_band"
+            FeatureKind::TailLshBand
         };
-        out.push(f(Family::Template, kind, mix((i << 24) ^ (r << 6) ^ band)));
+        out.push(f(kind, mix((i << 24) ^ (r << 6) ^ band)));
     }
 }
 

@@ -61,54 +61,137 @@ impl Family {
 /// One hashed feature value of a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Feature {
-    /// Its evidence family.
-    pub family: Family,
-    /// A short stable name of the feature kind within the family, e.g.
-    /// `header_order`, `ip_prefix`, `system_prompt`, `tail_lsh_band`.
-    pub kind: &'static str,
-    /// A 64-bit hash of the value (with the kind mixed in).
+    /// Its kind (which names its family).
+    pub kind: FeatureKind,
+    /// A 64-bit hash of the value (with the family and kind mixed in).
     pub value: u64,
 }
 
-/// Every feature kind the crate produces, with its family. A kind's position is
-/// its wire code when observations are shared between replicas
-/// ([`crate::cluster::share`]): append new kinds, never reorder.
-pub const KINDS: [(Family, &str); 16] = [
-    (Family::Client, "header_order"),
-    (Family::Client, "user_agent"),
-    (Family::Client, "stainless"),
-    (Family::Client, "accept_values"),
-    (Family::Client, "tls"),
-    (Family::Network, "ip_prefix"),
-    (Family::Network, "asn"),
-    (Family::Network, "datacenter"),
-    (Family::Shape, "key_order"),
-    (Family::Shape, "params"),
-    (Family::Shape, "tool_schema"),
-    (Family::Template, "system_prompt"),
-    (Family::Template, "head_lsh_band"),
-    (Family::Template, "tail_lsh_band"),
-    (Family::HardLink, "hard_link"),
-    (Family::Behaviour, "behaviour_signature"),
-];
-
 impl Feature {
-    /// The kind's position in [`KINDS`], if it is one the crate knows (a feature
-    /// built by hand with another kind has none).
-    pub fn kind_code(&self) -> Option<u8> {
-        KINDS
-            .iter()
-            .position(|&(f, k)| f == self.family && k == self.kind)
-            .and_then(|i| u8::try_from(i).ok())
+    /// Its evidence family.
+    pub fn family(&self) -> Family {
+        self.kind.family()
+    }
+}
+
+/// What a feature describes. Its [`code`](Self::code) is its wire code when
+/// observations are shared between replicas (`cluster::share`, feature
+/// `redis`); its serde name (`header_order`, `system_prompt`, …) is the name
+/// configs (`[cluster] kind_weights`), the admin API and reports use. Append
+/// new kinds, never reorder or rename.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[repr(u8)]
+pub enum FeatureKind {
+    /// Order of the request's headers.
+    HeaderOrder = 0,
+    /// User-agent family and version.
+    UserAgent = 1,
+    /// The set of `x-stainless-*` SDK headers.
+    Stainless = 2,
+    /// `accept` and `accept-encoding` values.
+    AcceptValues = 3,
+    /// TLS fingerprint supplied by a terminating proxy.
+    Tls = 4,
+    /// Client address prefix.
+    IpPrefix = 5,
+    /// Autonomous system.
+    Asn = 6,
+    /// Datacenter or hosting tag.
+    Datacenter = 7,
+    /// Order of the JSON body's keys.
+    KeyOrder = 8,
+    /// The parameter vector (model, temperature, caps, …).
+    Params = 9,
+    /// The tools' schema.
+    ToolSchema = 10,
+    /// The system prompt's hash.
+    SystemPrompt = 11,
+    /// One LSH band of the prompt's head.
+    HeadLshBand = 12,
+    /// One LSH band of the prompt's tail.
+    TailLshBand = 13,
+    /// A hard link supplied by the host application or an echoed mark.
+    HardLink = 14,
+    /// The behaviour signature of a single-turn request.
+    BehaviourSignature = 15,
+}
+
+impl FeatureKind {
+    /// Every kind, in wire-code order.
+    pub const ALL: [FeatureKind; 16] = [
+        FeatureKind::HeaderOrder,
+        FeatureKind::UserAgent,
+        FeatureKind::Stainless,
+        FeatureKind::AcceptValues,
+        FeatureKind::Tls,
+        FeatureKind::IpPrefix,
+        FeatureKind::Asn,
+        FeatureKind::Datacenter,
+        FeatureKind::KeyOrder,
+        FeatureKind::Params,
+        FeatureKind::ToolSchema,
+        FeatureKind::SystemPrompt,
+        FeatureKind::HeadLshBand,
+        FeatureKind::TailLshBand,
+        FeatureKind::HardLink,
+        FeatureKind::BehaviourSignature,
+    ];
+
+    /// The wire code.
+    pub const fn code(self) -> u8 {
+        self as u8
     }
 
-    /// The feature of kind `code` (see [`KINDS`]) and `value`.
-    pub fn from_code(code: u8, value: u64) -> Option<Feature> {
-        KINDS.get(usize::from(code)).map(|&(family, kind)| Feature {
-            family,
-            kind,
-            value,
-        })
+    /// The kind of wire code `code`, if there is one.
+    pub fn from_code(code: u8) -> Option<FeatureKind> {
+        Self::ALL.get(usize::from(code)).copied()
+    }
+
+    /// The evidence family it belongs to.
+    pub const fn family(self) -> Family {
+        match self {
+            FeatureKind::HeaderOrder
+            | FeatureKind::UserAgent
+            | FeatureKind::Stainless
+            | FeatureKind::AcceptValues
+            | FeatureKind::Tls => Family::Client,
+            FeatureKind::IpPrefix | FeatureKind::Asn | FeatureKind::Datacenter => Family::Network,
+            FeatureKind::KeyOrder | FeatureKind::Params | FeatureKind::ToolSchema => Family::Shape,
+            FeatureKind::SystemPrompt | FeatureKind::HeadLshBand | FeatureKind::TailLshBand => {
+                Family::Template
+            }
+            FeatureKind::HardLink => Family::HardLink,
+            FeatureKind::BehaviourSignature => Family::Behaviour,
+        }
+    }
+
+    /// The snake-case name (its serde name).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            FeatureKind::HeaderOrder => "header_order",
+            FeatureKind::UserAgent => "user_agent",
+            FeatureKind::Stainless => "stainless",
+            FeatureKind::AcceptValues => "accept_values",
+            FeatureKind::Tls => "tls",
+            FeatureKind::IpPrefix => "ip_prefix",
+            FeatureKind::Asn => "asn",
+            FeatureKind::Datacenter => "datacenter",
+            FeatureKind::KeyOrder => "key_order",
+            FeatureKind::Params => "params",
+            FeatureKind::ToolSchema => "tool_schema",
+            FeatureKind::SystemPrompt => "system_prompt",
+            FeatureKind::HeadLshBand => "head_lsh_band",
+            FeatureKind::TailLshBand => "tail_lsh_band",
+            FeatureKind::HardLink => "hard_link",
+            FeatureKind::BehaviourSignature => "behaviour_signature",
+        }
+    }
+}
+
+impl std::fmt::Display for FeatureKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -116,40 +199,41 @@ impl Feature {
 mod tests {
     use super::*;
 
+    /// The wire codes and names of the kinds as they were when kinds were
+    /// strings in a table: the shared-cluster log and configs depend on them.
+    const WIRE: [(Family, &str); 16] = [
+        (Family::Client, "header_order"),
+        (Family::Client, "user_agent"),
+        (Family::Client, "stainless"),
+        (Family::Client, "accept_values"),
+        (Family::Client, "tls"),
+        (Family::Network, "ip_prefix"),
+        (Family::Network, "asn"),
+        (Family::Network, "datacenter"),
+        (Family::Shape, "key_order"),
+        (Family::Shape, "params"),
+        (Family::Shape, "tool_schema"),
+        (Family::Template, "system_prompt"),
+        (Family::Template, "head_lsh_band"),
+        (Family::Template, "tail_lsh_band"),
+        (Family::HardLink, "hard_link"),
+        (Family::Behaviour, "behaviour_signature"),
+    ];
+
     #[test]
-    fn every_kind_the_fingerprint_produces_has_a_code() {
-        use crate::fingerprint::{Fingerprint, FingerprintSettings};
-        let cfg = crate::Config::from_toml_str("[identity]\nsecret = \"s\"\n").expect("config");
-        let settings = FingerprintSettings::from_config(&cfg).expect("settings");
-        let body = br#"{"model":"m","tools":[{"type":"function","function":{"name":"f","parameters":{}}}],"messages":[{"role":"system","content":"You are a careful assistant that answers questions about geography in detail."},{"role":"user","content":"Tell me about the rivers of Europe and the cities on their banks, with lengths and sources."}]}"#;
-        let req = http::Request::builder()
-            .method("POST")
-            .uri("/v1/chat/completions")
-            .header("user-agent", "OpenAI/Python 1.40.0")
-            .header("x-stainless-lang", "python")
-            .header("accept", "application/json")
-            .header("content-type", "application/json")
-            .body(())
-            .expect("request");
-        let info = crate::request::RequestInfo::parse(req.uri().path(), body.as_slice().into());
-        let fp = Fingerprint::compute(
-            req.headers(),
-            Some("203.0.113.7".parse().expect("ip")),
-            &info,
-            &settings,
-        );
-        let features = fp.features();
-        assert!(features.len() > 8, "{features:?}");
-        for f in &features {
-            let code = f.kind_code().unwrap_or_else(|| panic!("no code for {f:?}"));
-            assert_eq!(Feature::from_code(code, f.value), Some(*f));
+    fn wire_codes_families_and_names_are_stable() {
+        assert_eq!(FeatureKind::ALL.len(), WIRE.len());
+        for (i, kind) in FeatureKind::ALL.into_iter().enumerate() {
+            let (family, name) = WIRE[i];
+            assert_eq!(usize::from(kind.code()), i, "{kind:?}");
+            assert_eq!(FeatureKind::from_code(kind.code()), Some(kind));
+            assert_eq!((kind.family(), kind.as_str()), (family, name));
+            let json = serde_json::to_string(&kind).expect("serializes");
+            assert_eq!(json, format!("\"{name}\""));
+            let back: FeatureKind = serde_json::from_str(&json).expect("deserializes");
+            assert_eq!(back, kind);
         }
-        let odd = Feature {
-            family: Family::Client,
-            kind: "hard_link",
-            value: 1,
-        };
-        assert_eq!(odd.kind_code(), None, "family and kind must both match");
-        assert_eq!(Feature::from_code(KINDS.len() as u8, 1), None);
+        assert_eq!(FeatureKind::from_code(WIRE.len() as u8), None);
+        assert_eq!(FeatureKind::from_code(u8::MAX), None);
     }
 }

@@ -123,6 +123,27 @@ fn check_config_lists_every_error_with_its_path_and_line() {
     );
 }
 
+/// Model groups: a bad pattern, a limit above the tier's and an unknown key
+/// inside a group are each reported with the group's quoted path and line.
+#[test]
+fn check_config_reports_model_groups_with_their_paths() {
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(
+        dir.path().join("guard.toml"),
+        concat!(
+            "[identity]\nsecret = \"9f2c41d0b7e85a36c1f04e9d2b7a8c55\"\n",
+            "[tiers.default]\nrequests_per_minute = 60\n",
+            "[tiers.default.models.\"gpt-5*\"]\nrequests_per_minute = 100\n",
+            "[tiers.default.models.\"gpt-4.1\"]\nrpm = 5\n",
+            "[tiers.default.models.\"o[13]\"]\nrequests_per_minute = 5\n",
+        ),
+    )
+    .expect("write");
+    let out = run(dir.path(), &["check-config", "guard.toml"]);
+    assert_eq!(out.status.code(), Some(1));
+    snapshot("check-config-model-groups.txt", &text(&out.stdout));
+}
+
 #[test]
 fn check_config_warns_about_the_shipped_placeholder_secret() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));

@@ -916,9 +916,10 @@ async fn leases_never_admit_more_than_the_limit_and_are_given_back() {
             let _ = i;
         }
     }
-    let status = |s: &RedisStore| s.status().expect("status");
-    let leased: u64 = replicas.iter().map(|s| status(s).leased_admissions).sum();
-    assert!(leased > 0, "leases answered some admissions");
+    assert!(
+        leased_admissions(&replicas) > 0,
+        "leases answered some admissions"
+    );
     // 1,000 at once plus what 99 ms refill (1.65 requests).
     assert!(
         admitted <= 1_001,
@@ -932,11 +933,7 @@ async fn leases_never_admit_more_than_the_limit_and_are_given_back() {
     let later = T0 + 100 + 1_000;
     for store in &replicas {
         store.admit(&at(later)).await.expect("admit");
-        wait::until_true("the leases given back", || {
-            let s = status(store);
-            s.leases == 0 && s.settlements_pending == 0
-        })
-        .await;
+        leases_given_back(store).await;
     }
     // Redis holds exactly what was admitted (two more just now), drained by
     // the time that passed.
@@ -1554,6 +1551,23 @@ async fn tls_settings_are_validated() {
     assert!(err.to_string().contains("store.tls_ca_file"), "{err}");
 }
 
+/// Admissions the replicas answered from their leases.
+fn leased_admissions(replicas: &[RedisStore]) -> u64 {
+    replicas
+        .iter()
+        .map(|s| s.status().expect("status").leased_admissions)
+        .sum()
+}
+
+/// Waits until `store` holds no lease and has sent every settlement.
+async fn leases_given_back(store: &RedisStore) {
+    wait::until_true("the leases given back", || {
+        let s = store.status().expect("status");
+        s.leases == 0 && s.settlements_pending == 0
+    })
+    .await;
+}
+
 /// Local leases with a model group: an admission is answered locally only
 /// when the account's and its group's buckets are both leased, so across two
 /// replicas the group's limit holds exactly while the tier's has room, and
@@ -1606,9 +1620,10 @@ async fn leases_cover_model_group_buckets_too() {
             }
         }
     }
-    let status = |s: &RedisStore| s.status().expect("status");
-    let leased: u64 = replicas.iter().map(|s| status(s).leased_admissions).sum();
-    assert!(leased > 0, "leases answered some admissions");
+    assert!(
+        leased_admissions(&replicas) > 0,
+        "leases answered some admissions"
+    );
     assert!(
         admitted <= 1_000,
         "{admitted} admitted over the group's 1,000"
@@ -1619,11 +1634,7 @@ async fn leases_cover_model_group_buckets_too() {
     let later = T0 + 1_000;
     for store in &replicas {
         store.admit(&at(later)).await.expect("admit");
-        wait::until_true("the leases given back", || {
-            let s = status(store);
-            s.leases == 0 && s.settlements_pending == 0
-        })
-        .await;
+        leases_given_back(store).await;
     }
     // Redis holds exactly what was admitted in the group's bucket and in the
     // tier's (which never refused), drained by the second that passed.

@@ -328,6 +328,24 @@ fn resolve_account(st: &AdminState, hash: &str) -> Result<AccountId, (StatusCode
     }
 }
 
+/// A subject's buckets, without charging; `None` when the store cannot say.
+async fn inspect(
+    store: &dyn crate::store::Store,
+    subject: &Subject,
+    now: u64,
+) -> Option<[Option<BucketView>; 4]> {
+    store.inspect(subject, now).await.ok().flatten()
+}
+
+/// Whether any bucket of `views` holds something.
+fn is_used(views: &Option<[Option<BucketView>; 4]>) -> bool {
+    views
+        .iter()
+        .flatten()
+        .flatten()
+        .any(|v| v.remaining < v.limit)
+}
+
 pub(super) async fn account(State(st): St, Path(hash): Path<String>) -> Response {
     // The scans on the blocking pool; the store's answers on the async side.
     let scan = {
@@ -371,18 +389,9 @@ pub(super) async fn account(State(st): St, Path(hash): Path<String>) -> Response
         settings.multiplier(suspicion)
     };
     let now = shared.clock().now_ms();
-    let account_subject = Subject {
-        scope: Scope::Account,
-        key: id.0,
-        group: None,
-        limits: scaled(&tier.base, m),
-    };
-    let account_views = shared
-        .store()
-        .inspect(&account_subject, now)
-        .await
-        .ok()
-        .flatten();
+    let store = shared.store();
+    let account_subject = Subject::new(Scope::Account, id.0, scaled(&tier.base, m));
+    let account_views = inspect(store.as_ref(), &account_subject, now).await;
     let cluster = engine
         .as_ref()
         .map(|e| crate::extensions::Cluster {
@@ -390,55 +399,37 @@ pub(super) async fn account(State(st): St, Path(hash): Path<String>) -> Response
             size: e.cluster.size,
         })
         .or_else(|| last.as_ref().map(|d| d.cluster));
-    let cluster_views = match cluster {
-        Some(c) if c.size > 1 || c.id.0 != id.0 => {
-            let subject = Subject {
-                scope: Scope::Cluster,
-                key: c.id.0,
-                group: None,
-                limits: scaled(&tier.base, m * settings.cluster_scale(c.size)),
-            };
-            shared.store().inspect(&subject, now).await.ok().flatten()
-        }
-        _ => None,
+    // The cluster's subject and multiplier, unless the account is alone.
+    let cluster_subject = cluster.filter(|c| c.size > 1 || c.id.0 != id.0).map(|c| {
+        let cm = m * settings.cluster_scale(c.size);
+        (
+            Subject::new(Scope::Cluster, c.id.0, scaled(&tier.base, cm)),
+            cm,
+        )
+    });
+    let cluster_views = match &cluster_subject {
+        Some((subject, _)) => inspect(store.as_ref(), subject, now).await,
+        None => None,
     };
     // Each model group's buckets, for the account and (if any) its cluster.
     let mut groups = serde_json::Map::new();
-    let mut group_used = false;
+    let mut used = is_used(&account_views);
     for g in &tier.models {
         let account_group = account_subject.in_group(g.name.clone(), scaled(&g.limits, m));
-        let acct = shared
-            .store()
-            .inspect(&account_group, now)
-            .await
-            .ok()
-            .flatten();
-        group_used |= acct
-            .iter()
-            .flatten()
-            .flatten()
-            .any(|v| v.remaining < v.limit);
-        let cl = match cluster {
-            Some(c) if c.size > 1 || c.id.0 != id.0 => {
-                let subject = Subject::new(Scope::Cluster, c.id.0, [None; 4]).in_group(
-                    g.name.clone(),
-                    scaled(&g.limits, m * settings.cluster_scale(c.size)),
-                );
-                shared.store().inspect(&subject, now).await.ok().flatten()
+        let acct = inspect(store.as_ref(), &account_group, now).await;
+        used |= is_used(&acct);
+        let cl = match &cluster_subject {
+            Some((c, cm)) => {
+                let subject = c.in_group(g.name.clone(), scaled(&g.limits, *cm));
+                inspect(store.as_ref(), &subject, now).await
             }
-            _ => None,
+            None => None,
         };
         groups.insert(
             g.name.to_string(),
             json!({"account": views_json(acct), "cluster": views_json(cl)}),
         );
     }
-    let used = group_used
-        || account_views
-            .iter()
-            .flatten()
-            .flatten()
-            .any(|v| v.remaining < v.limit);
     if recent.is_empty() && engine.is_none() && ov.is_none() && !used {
         return error(
             StatusCode::NOT_FOUND,

@@ -68,7 +68,7 @@ impl DetectorInspector {
             .iter()
             .map(|v| LinkEvidence {
                 family: v.family.as_str().to_owned(),
-                kind: v.kind.to_owned(),
+                kind: v.kind.as_str().to_owned(),
                 // A prefix of the 64-bit feature hash: enough to tell values
                 // apart, never the raw header, address or prompt.
                 feature: format!("{}:{:08x}", v.kind, v.value >> 32),
@@ -82,7 +82,7 @@ impl DetectorInspector {
             .iter()
             .map(|k| KindEvidence {
                 family: k.family.as_str().to_owned(),
-                kind: k.kind.to_owned(),
+                kind: k.kind.as_str().to_owned(),
                 links: k.links,
                 weight_sum: round3(k.weight_sum),
                 weight_max: round3(k.weight_max),
@@ -207,7 +207,7 @@ mod tests {
     use crate::config::Config;
     use crate::detect::hard_link_feature;
     use crate::extensions::HardLink;
-    use crate::features::{Family, Feature};
+    use crate::features::{Feature, FeatureKind};
     use crate::score::Signals;
 
     const T0: u64 = 1_714_000_000_000;
@@ -233,8 +233,7 @@ mod tests {
             d.observe(account(i), &[link], cot, clock.now_ms());
         }
         let lone = Feature {
-            family: Family::Template,
-            kind: "system_prompt",
+            kind: FeatureKind::SystemPrompt,
             value: 99,
         };
         d.observe(account(9), &[lone], Signals::default(), clock.now_ms());

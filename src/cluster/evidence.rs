@@ -6,7 +6,7 @@
 //! hashes, shown as short prefixes). Nothing grows with the member count; merged
 //! clusters combine their tables, keeping the strongest entries.
 
-use crate::features::Family;
+use crate::features::{Family, FeatureKind};
 
 /// Feature kinds remembered per cluster.
 pub(super) const EVIDENCE_KINDS: usize = 8;
@@ -19,7 +19,7 @@ pub struct KindSummary {
     /// The evidence family.
     pub family: Family,
     /// The feature kind (e.g. `system_prompt`, `user_agent`, `hard_link`).
-    pub kind: &'static str,
+    pub kind: FeatureKind,
     /// Links in which it was its family's strongest evidence.
     pub links: u32,
     /// Sum of its weights over those links.
@@ -34,7 +34,7 @@ pub struct ValueSummary {
     /// The evidence family.
     pub family: Family,
     /// The feature kind.
-    pub kind: &'static str,
+    pub kind: FeatureKind,
     /// The feature's 64-bit hash (never the raw value).
     pub value: u64,
     /// Links it carried.
@@ -48,39 +48,13 @@ pub struct ValueSummary {
     pub members: u32,
 }
 
-/// Feature kinds by a one-byte id, so that a cluster's summary stays small
-/// (kinds are a few dozen `&'static str`s from the fingerprint stage).
-#[derive(Debug, Default)]
-pub(super) struct KindNames(Vec<&'static str>);
-
-/// The id shared by kinds beyond the first 255.
-const OTHER_KIND: u8 = u8::MAX;
-
-impl KindNames {
-    /// The id of `kind`, registering it if new.
-    pub(super) fn id(&mut self, kind: &'static str) -> u8 {
-        if let Some(i) = self.0.iter().position(|k| *k == kind) {
-            return i as u8;
-        }
-        if self.0.len() < usize::from(OTHER_KIND) {
-            self.0.push(kind);
-            return (self.0.len() - 1) as u8;
-        }
-        OTHER_KIND
-    }
-
-    fn name(&self, id: u8) -> &'static str {
-        self.0.get(usize::from(id)).copied().unwrap_or("other")
-    }
-}
-
 #[derive(Debug, Clone, Copy)]
 struct KindTally {
     links: u32,
     sum: f32,
     max: f32,
     family: Family,
-    kind: u8,
+    kind: FeatureKind,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -90,7 +64,7 @@ struct ValueTally {
     at: u32,
     links: u16,
     family: Family,
-    kind: u8,
+    kind: FeatureKind,
 }
 
 const NO_KIND: KindTally = KindTally {
@@ -98,7 +72,7 @@ const NO_KIND: KindTally = KindTally {
     sum: 0.0,
     max: 0.0,
     family: Family::Client,
-    kind: 0,
+    kind: FeatureKind::HeaderOrder,
 };
 
 const NO_VALUE: ValueTally = ValueTally {
@@ -107,7 +81,7 @@ const NO_VALUE: ValueTally = ValueTally {
     at: 0,
     links: 0,
     family: Family::Client,
-    kind: 0,
+    kind: FeatureKind::HeaderOrder,
 };
 
 /// The per-cluster summary. Empty entries have `links == 0`.
@@ -127,18 +101,19 @@ impl Evidence {
     /// kind, its weight and the value behind it.
     pub(super) fn record(
         &mut self,
-        names: &mut KindNames,
         weights: &[f32; 7],
-        kinds: &[&'static str; 7],
+        kinds: &[Option<FeatureKind>; 7],
         values: &[u64; 7],
         now_s: u32,
     ) {
         for (i, family) in Family::ALL.into_iter().enumerate() {
             let w = weights[i];
-            if w <= 0.0 || !w.is_finite() || kinds[i].is_empty() {
+            let Some(kind) = kinds[i] else {
+                continue;
+            };
+            if w <= 0.0 || !w.is_finite() {
                 continue;
             }
-            let kind = names.id(kinds[i]);
             self.add_kind(KindTally {
                 family,
                 kind,
@@ -218,14 +193,14 @@ impl Evidence {
     }
 
     /// The kinds, strongest (summed weight) first.
-    pub(super) fn kinds(&self, names: &KindNames) -> Vec<KindSummary> {
+    pub(super) fn kinds(&self) -> Vec<KindSummary> {
         let mut out: Vec<KindSummary> = self
             .kinds
             .iter()
             .filter(|k| k.links > 0)
             .map(|k| KindSummary {
                 family: k.family,
-                kind: names.name(k.kind),
+                kind: k.kind,
                 links: k.links,
                 weight_sum: k.sum,
                 weight_max: k.max,
@@ -236,14 +211,14 @@ impl Evidence {
     }
 
     /// The values, strongest first; `members` is filled in by the caller.
-    pub(super) fn values(&self, names: &KindNames) -> Vec<ValueSummary> {
+    pub(super) fn values(&self) -> Vec<ValueSummary> {
         let mut out: Vec<ValueSummary> = self
             .values
             .iter()
             .filter(|v| v.links > 0)
             .map(|v| ValueSummary {
                 family: v.family,
-                kind: names.name(v.kind),
+                kind: v.kind,
                 value: v.value,
                 links: u32::from(v.links),
                 weight: v.weight,
@@ -264,52 +239,42 @@ impl Evidence {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use FeatureKind::{HardLink, SystemPrompt, UserAgent};
 
-    fn link(
-        names: &mut KindNames,
-        ev: &mut Evidence,
-        family: usize,
-        kind: &'static str,
-        value: u64,
-        w: f32,
-        at: u32,
-    ) {
+    fn link(ev: &mut Evidence, kind: FeatureKind, value: u64, w: f32, at: u32) {
+        let family = Family::ALL
+            .iter()
+            .position(|f| *f == kind.family())
+            .expect("family");
         let mut weights = [0.0; 7];
-        let mut kinds = [""; 7];
+        let mut kinds = [None; 7];
         let mut values = [0; 7];
         weights[family] = w;
-        kinds[family] = kind;
+        kinds[family] = Some(kind);
         values[family] = value;
-        ev.record(names, &weights, &kinds, &values, at);
+        ev.record(&weights, &kinds, &values, at);
     }
 
     #[test]
     fn a_summary_is_small() {
         // Kept per cluster: at most a few hundred bytes whatever the member count.
         assert!(std::mem::size_of::<Evidence>() <= 224);
-        let mut names = KindNames::default();
-        assert_eq!(names.id("a"), 0);
-        assert_eq!(names.id("b"), 1);
-        assert_eq!(names.id("a"), 0);
-        assert_eq!(names.name(1), "b");
-        assert_eq!(names.name(200), "other");
     }
 
     #[test]
     fn links_are_tallied_per_kind_and_value() {
-        let mut names = KindNames::default();
         let mut ev = Evidence::EMPTY;
-        link(&mut names, &mut ev, 3, "system_prompt", 42, 1.0, 10);
-        link(&mut names, &mut ev, 3, "system_prompt", 42, 0.5, 11);
-        link(&mut names, &mut ev, 0, "user_agent", 7, 0.25, 12);
-        let kinds = ev.kinds(&names);
+        link(&mut ev, SystemPrompt, 42, 1.0, 10);
+        link(&mut ev, SystemPrompt, 42, 0.5, 11);
+        link(&mut ev, UserAgent, 7, 0.25, 12);
+        let kinds = ev.kinds();
         assert_eq!(kinds.len(), 2);
-        assert_eq!(kinds[0].kind, "system_prompt");
+        assert_eq!(kinds[0].kind, SystemPrompt);
         assert_eq!(kinds[0].family, Family::Template);
         assert_eq!(kinds[0].links, 2);
         assert!((kinds[0].weight_sum - 1.5).abs() < 1e-6);
         assert_eq!(kinds[0].weight_max, 1.0);
-        let values = ev.values(&names);
+        let values = ev.values();
         assert_eq!(values[0].value, 42);
         assert_eq!(values[0].links, 2);
         assert_eq!(values[0].last_s, 11);
@@ -319,53 +284,41 @@ mod tests {
 
     #[test]
     fn the_tables_stay_bounded_and_keep_the_strongest() {
-        let mut names = KindNames::default();
         let mut ev = Evidence::EMPTY;
-        const KINDS: [&str; 12] = [
-            "k0", "k1", "k2", "k3", "k4", "k5", "k6", "k7", "k8", "k9", "k10", "k11",
-        ];
-        for (i, kind) in KINDS.iter().enumerate() {
-            link(
-                &mut names,
-                &mut ev,
-                2,
-                kind,
-                i as u64,
-                (i + 1) as f32,
-                i as u32,
-            );
+        let kinds = &FeatureKind::ALL[..12];
+        for (i, kind) in kinds.iter().enumerate() {
+            link(&mut ev, *kind, i as u64, (i + 1) as f32, i as u32);
         }
-        let kinds = ev.kinds(&names);
-        assert_eq!(kinds.len(), EVIDENCE_KINDS);
-        assert_eq!(kinds[0].kind, "k11");
-        assert!(kinds.iter().all(|k| k.kind != "k0"), "{kinds:?}");
-        let values = ev.values(&names);
+        let tallied = ev.kinds();
+        assert_eq!(tallied.len(), EVIDENCE_KINDS);
+        assert_eq!(tallied[0].kind, kinds[11]);
+        assert!(tallied.iter().all(|k| k.kind != kinds[0]), "{tallied:?}");
+        let values = ev.values();
         assert_eq!(values.len(), EVIDENCE_VALUES);
         assert_eq!(
             values.iter().map(|v| v.value).collect::<Vec<_>>(),
             [11, 10, 9, 8]
         );
         // A weak value does not push a strong one out.
-        link(&mut names, &mut ev, 2, "k0", 99, 0.1, 100);
-        assert!(ev.values(&names).iter().all(|v| v.value != 99));
+        link(&mut ev, kinds[0], 99, 0.1, 100);
+        assert!(ev.values().iter().all(|v| v.value != 99));
     }
 
     #[test]
     fn merging_combines_the_summaries() {
-        let mut names = KindNames::default();
         let mut a = Evidence::EMPTY;
         let mut b = Evidence::EMPTY;
-        link(&mut names, &mut a, 3, "system_prompt", 1, 1.0, 10);
-        link(&mut names, &mut b, 3, "system_prompt", 1, 2.0, 20);
-        link(&mut names, &mut b, 5, "hard_link", 9, 4.0, 21);
+        link(&mut a, SystemPrompt, 1, 1.0, 10);
+        link(&mut b, SystemPrompt, 1, 2.0, 20);
+        link(&mut b, HardLink, 9, 4.0, 21);
         a.absorb(&b);
-        let kinds = a.kinds(&names);
-        assert_eq!(kinds[0].kind, "hard_link");
-        assert_eq!(kinds[1].kind, "system_prompt");
+        let kinds = a.kinds();
+        assert_eq!(kinds[0].kind, HardLink);
+        assert_eq!(kinds[1].kind, SystemPrompt);
         assert_eq!(kinds[1].links, 2);
         assert!((kinds[1].weight_sum - 3.0).abs() < 1e-6);
         assert_eq!(kinds[1].weight_max, 2.0);
-        let values = a.values(&names);
+        let values = a.values();
         assert_eq!(values.len(), 2);
         assert_eq!(values[1].value, 1);
         assert_eq!(values[1].links, 2);

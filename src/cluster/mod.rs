@@ -41,14 +41,13 @@
 //!   `max_features` posting lists, `max_bridge_records` guard records;
 //!   everything unseen for `ttl` is forgotten.
 
-mod config;
 mod engine;
 mod evidence;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod share;
 
-pub use config::{BehaviourEvidence, ClusterConfig, FamilyCounts, FamilyWeights};
+pub use crate::config::{BehaviourEvidence, ClusterConfig, FamilyCounts, FamilyWeights};
 pub use engine::{
     AccountSnapshot, AccountStats, ClusterEngine, ClusterSnapshot, ClusterStats, EngineStats,
     Handle, LinkEvent, LinkOutcome, Linked, Observation, SIGNALS,

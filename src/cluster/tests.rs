@@ -2,7 +2,7 @@ use std::collections::{HashMap, HashSet};
 
 use super::*;
 use crate::extensions::{AccountId, ClusterId};
-use crate::features::{Family, Feature};
+use crate::features::{Family, Feature, FeatureKind};
 
 const T0: u64 = 1_714_000_000_000;
 const DAY: u64 = 86_400_000;
@@ -15,11 +15,22 @@ fn acct(group: u8, i: u32) -> AccountId {
     AccountId(b)
 }
 
-fn feat(family: Family, kind: &'static str, value: u64) -> Feature {
+/// A feature of the kind named `name` (short names stand for the kind of
+/// `family` they abbreviate); its value mixes in the name's length.
+fn feat(family: Family, name: &'static str, value: u64) -> Feature {
+    let kind = match name {
+        "head_band" => FeatureKind::HeadLshBand,
+        "tail_band" => FeatureKind::TailLshBand,
+        "tools" => FeatureKind::ToolSchema,
+        _ => FeatureKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == name)
+            .unwrap_or_else(|| panic!("no feature kind {name}")),
+    };
+    assert_eq!(kind.family(), family, "{name}");
     Feature {
-        family,
         kind,
-        value: value.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (kind.len() as u64),
+        value: value.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (name.len() as u64),
     }
 }
 
@@ -433,6 +444,27 @@ fn evicted_slots_are_not_confused_with_their_new_owner() {
 }
 
 #[test]
+fn kind_weights_name_feature_kinds() {
+    use crate::config::Config;
+    let cfg = Config::from_toml_str(
+        "[identity]\nsecret = \"s\"\n[cluster.kind_weights]\nuser_agent = 0.5\ntail_lsh_band = 2.0\n",
+    )
+    .expect("known kinds");
+    assert_eq!(cfg.cluster.weight_of(FeatureKind::UserAgent), 0.5);
+    assert_eq!(cfg.cluster.weight_of(FeatureKind::TailLshBand), 2.0);
+    // The defaults' override is replaced, not merged.
+    let template = cfg.cluster.family_weights.get(Family::Template);
+    assert_eq!(cfg.cluster.weight_of(FeatureKind::SystemPrompt), template);
+    let err = Config::from_toml_str(
+        "[identity]\nsecret = \"s\"\n[cluster.kind_weights]\nsystem_promt = 0.5\n",
+    )
+    .expect_err("a misspelt kind");
+    let text = err.to_string();
+    assert!(text.contains("cluster.kind_weights"), "{text}");
+    assert!(text.contains("system_promt"), "{text}");
+}
+
+#[test]
 fn config_sections_default_and_report_every_bad_field() {
     use crate::config::Config;
     let cfg = Config::from_toml_str("[identity]\nsecret = \"s\"\n").expect("identity alone");
@@ -618,7 +650,7 @@ fn merged_clusters_combine_their_evidence_and_stay_inspectable() {
     assert_eq!(m.size, 5);
     assert_eq!(m.links, 4);
     assert_eq!(m.kinds.len(), 1);
-    assert_eq!(m.kinds[0].kind, "hard_link");
+    assert_eq!(m.kinds[0].kind, FeatureKind::HardLink);
     assert_eq!(m.kinds[0].links, 4, "A's two, B's one, the merge");
     let values: HashSet<u64> = m.values.iter().map(|v| v.value).collect();
     assert_eq!(

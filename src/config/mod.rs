@@ -28,10 +28,13 @@
 
 mod admin;
 mod audit;
+mod cluster;
 mod error;
+mod fingerprint;
 mod model;
 mod models;
 mod parse;
+mod score;
 mod store;
 mod upstream;
 mod validate;
@@ -42,11 +45,14 @@ use std::path::Path;
 
 pub use admin::{AdminConfig, DEFAULT_RECENT_DECISIONS, MIN_TOKEN_LEN};
 pub use audit::AuditConfig;
+pub use cluster::{BehaviourEvidence, ClusterConfig, FamilyCounts, FamilyWeights};
 pub(crate) use error::Errors;
 pub use error::{ConfigError, FieldError};
+pub use fingerprint::FingerprintSection;
 pub use model::*;
 pub use models::{best_match, ModelLimits, ModelPattern, PatternError, MAX_PATTERN_LEN};
 pub use parse::{check_toml, locate, Located};
+pub use score::{Ladder, ScoreConfig, SignalWeights};
 #[cfg(not(feature = "redis"))]
 pub(crate) use store::no_redis;
 #[cfg(feature = "redis")]

@@ -43,7 +43,7 @@ pub struct Config {
     pub audit: super::audit::AuditConfig,
     /// Request fingerprinting (see `distill_guard::fingerprint`).
     #[serde(default)]
-    pub fingerprint: crate::fingerprint::FingerprintSection,
+    pub fingerprint: super::FingerprintSection,
     /// Provenance tags, text marks and the trace-back index.
     #[serde(default)]
     pub watermark: super::watermark::WatermarkConfig,
@@ -52,10 +52,10 @@ pub struct Config {
     pub store: super::store::StoreConfig,
     /// Account linking (see `distill_guard::cluster`).
     #[serde(default)]
-    pub cluster: crate::cluster::ClusterConfig,
+    pub cluster: super::ClusterConfig,
     /// Suspicion and the action ladder (see `distill_guard::score`).
     #[serde(default)]
-    pub score: crate::score::ScoreConfig,
+    pub score: super::ScoreConfig,
 }
 
 /// `[network]`: where client addresses come from (see the spoofing model in
@@ -365,11 +365,11 @@ impl Config {
             server: ServerSection::default(),
             admin: super::admin::AdminConfig::default(),
             audit: super::audit::AuditConfig::default(),
-            fingerprint: crate::fingerprint::FingerprintSection::default(),
+            fingerprint: super::FingerprintSection::default(),
             watermark: super::watermark::WatermarkConfig::default(),
             store: super::store::StoreConfig::default(),
-            cluster: crate::cluster::ClusterConfig::default(),
-            score: crate::score::ScoreConfig::default(),
+            cluster: super::ClusterConfig::default(),
+            score: super::ScoreConfig::default(),
         }
     }
 

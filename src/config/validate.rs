@@ -7,9 +7,7 @@ use crate::extensions::AccountId;
 
 pub(super) fn validate(cfg: &Config, errors: &mut Errors) {
     validate_identity(cfg, errors);
-    errors
-        .0
-        .extend(crate::fingerprint::config::validate(&cfg.fingerprint));
+    errors.0.extend(cfg.fingerprint.validate());
     errors.0.extend(cfg.cluster.validate("cluster"));
     errors.0.extend(cfg.score.validate("score"));
 

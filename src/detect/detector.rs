@@ -13,7 +13,7 @@ use crate::cluster::share::{ClusterShare, Event};
 use crate::cluster::{ClusterEngine, Observation};
 use crate::config::{Config, ConfigError};
 use crate::extensions::{AccountId, Cluster, HardLink, Suspicion, Verdict};
-use crate::features::{Family, Feature};
+use crate::features::{Feature, FeatureKind};
 use crate::fingerprint::{Fingerprint, FingerprintSettings};
 use crate::request::RequestInfo;
 use crate::score::{Scorer, Signals};
@@ -53,8 +53,7 @@ pub fn hard_link_feature(link: &HardLink) -> Feature {
     let mut b = [0u8; 8];
     b.copy_from_slice(&digest[..8]);
     Feature {
-        family: Family::HardLink,
-        kind: "hard_link",
+        kind: FeatureKind::HardLink,
         value: u64::from_le_bytes(b),
     }
 }

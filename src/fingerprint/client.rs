@@ -19,8 +19,8 @@
 use http::HeaderMap;
 use serde::{Deserialize, Serialize};
 
-use super::config::FingerprintSettings;
 use super::hash::{hash_str, seed, StableHasher};
+use super::settings::FingerprintSettings;
 use super::useragent::{self, ClientKind, UserAgent};
 
 /// Header names left out of the header order: their presence changes from request

@@ -9,12 +9,12 @@ use serde::{Deserialize, Serialize};
 use super::behaviour::Behaviour;
 use super::body::conversation;
 use super::client::ClientFingerprint;
-use super::config::FingerprintSettings;
 use super::hash::{hash_str, seed, StableHasher};
 use super::network::NetworkFingerprint;
+use super::settings::FingerprintSettings;
 use super::shape::ShapeFingerprint;
 use super::template::TemplateFingerprint;
-use crate::features::{Family, Feature};
+use crate::features::{Feature, FeatureKind};
 use crate::request::RequestInfo;
 
 /// The fingerprint of one request: a request extension that handlers can read.
@@ -109,46 +109,37 @@ impl Fingerprint {
     pub fn features(&self) -> Vec<Feature> {
         let mut out = Vec::with_capacity(32);
         let c = &self.client;
+        push(&mut out, FeatureKind::HeaderOrder, Some(c.header_order));
+        push(&mut out, FeatureKind::UserAgent, c.user_agent_hash());
         push(
             &mut out,
-            Family::Client,
-            "header_order",
-            Some(c.header_order),
-        );
-        push(&mut out, Family::Client, "user_agent", c.user_agent_hash());
-        push(
-            &mut out,
-            Family::Client,
-            "stainless",
+            FeatureKind::Stainless,
             c.stainless.as_ref().map(|s| s.set_hash),
         );
-        push(
-            &mut out,
-            Family::Client,
-            "accept_values",
-            c.accept_values_hash(),
-        );
-        push(&mut out, Family::Client, "tls", c.tls);
+        push(&mut out, FeatureKind::AcceptValues, c.accept_values_hash());
+        push(&mut out, FeatureKind::Tls, c.tls);
         let n = &self.network;
-        push(&mut out, Family::Network, "ip_prefix", n.prefix);
-        push(&mut out, Family::Network, "asn", n.asn);
-        push(&mut out, Family::Network, "datacenter", n.datacenter);
+        push(&mut out, FeatureKind::IpPrefix, n.prefix);
+        push(&mut out, FeatureKind::Asn, n.asn);
+        push(&mut out, FeatureKind::Datacenter, n.datacenter);
         if let Some(s) = &self.shape {
-            push(&mut out, Family::Shape, "key_order", Some(s.key_order));
-            push(&mut out, Family::Shape, "params", Some(s.params_hash));
+            push(&mut out, FeatureKind::KeyOrder, Some(s.key_order));
+            push(&mut out, FeatureKind::Params, Some(s.params_hash));
             push(
                 &mut out,
-                Family::Shape,
-                "tool_schema",
+                FeatureKind::ToolSchema,
                 s.tools.as_ref().map(|t| t.schema_hash),
             );
         }
         if let Some(t) = &self.template {
-            push(&mut out, Family::Template, "system_prompt", t.system_prompt);
-            for (kind, sketch) in [("head_lsh_band", &t.head), ("tail_lsh_band", &t.tail)] {
+            push(&mut out, FeatureKind::SystemPrompt, t.system_prompt);
+            for (kind, sketch) in [
+                (FeatureKind::HeadLshBand, &t.head),
+                (FeatureKind::TailLshBand, &t.tail),
+            ] {
                 if let Some(s) = sketch {
                     for band in &s.bands {
-                        push(&mut out, Family::Template, kind, Some(*band));
+                        push(&mut out, kind, Some(*band));
                     }
                 }
             }
@@ -157,8 +148,7 @@ impl Fingerprint {
             if b.turns == super::behaviour::Turns::Single {
                 push(
                     &mut out,
-                    Family::Behaviour,
-                    "behaviour_signature",
+                    FeatureKind::BehaviourSignature,
                     Some(b.signature()),
                 );
             }
@@ -173,14 +163,13 @@ impl Fingerprint {
     }
 }
 
-fn push(out: &mut Vec<Feature>, family: Family, kind: &'static str, raw: Option<u64>) {
+fn push(out: &mut Vec<Feature>, kind: FeatureKind, raw: Option<u64>) {
     if let Some(raw) = raw {
         let mut h = StableHasher::new(seed::FEATURE);
-        h.write_str(family.as_str());
-        h.write_u64(hash_str(seed::FEATURE, kind));
+        h.write_str(kind.family().as_str());
+        h.write_u64(hash_str(seed::FEATURE, kind.as_str()));
         h.write_u64(raw);
         out.push(Feature {
-            family,
             kind,
             value: h.finish(),
         });

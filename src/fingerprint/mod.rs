@@ -24,6 +24,7 @@
 //! hashes, identical across runs and machines.
 //!
 //! ```
+//! use distill_guard::features::FeatureKind;
 //! use distill_guard::fingerprint::{Fingerprint, FingerprintSettings};
 //! use distill_guard::request::RequestInfo;
 //!
@@ -37,7 +38,7 @@
 //! let fp = Fingerprint::compute(&headers, None, &info, &FingerprintSettings::default());
 //! assert_eq!(fp.client.user_agent.as_ref().unwrap().family, "openai-python");
 //! assert!(!fp.inconsistent());
-//! assert!(fp.features().iter().any(|f| f.kind == "head_lsh_band"));
+//! assert!(fp.features().iter().any(|f| f.kind == FeatureKind::HeadLshBand));
 //! ```
 //!
 //! See `docs/fingerprint.md` for the spoofing model and the config reference.
@@ -46,20 +47,21 @@ mod behaviour;
 mod body;
 mod client;
 mod compute;
-pub(crate) mod config;
-mod hash;
+pub(crate) mod hash;
 mod network;
+mod settings;
 mod shape;
 mod sketch;
 mod template;
 mod text;
 mod useragent;
 
+pub use crate::config::FingerprintSection;
 pub use behaviour::{Behaviour, Turns};
 pub use client::{ClientFingerprint, Inconsistency, Stainless, VOLATILE_HEADERS};
 pub use compute::Fingerprint;
-pub use config::{FingerprintSection, FingerprintSettings};
 pub use network::NetworkFingerprint;
+pub use settings::FingerprintSettings;
 pub use shape::{log2_bucket, Params, ShapeFingerprint, Tools};
 pub use sketch::WindowSketch;
 pub use template::{CotSignals, TaskCategory, TemplateFingerprint};

@@ -11,8 +11,8 @@ use std::net::IpAddr;
 use http::HeaderMap;
 use serde::{Deserialize, Serialize};
 
-use super::config::FingerprintSettings;
 use super::hash::{seed, StableHasher};
+use super::settings::FingerprintSettings;
 use crate::network as addr;
 
 /// Where the request comes from, as hashes.

@@ -11,7 +11,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::body::Conversation;
-use super::config::FingerprintSettings;
+use super::settings::FingerprintSettings;
 use super::sketch::WindowSketch;
 use super::text::{
     ceil_boundary, floor_boundary, is_mask, nfkc, normalized_hash, token_of, tokenize, Mask,

@@ -536,7 +536,7 @@ fn spoofed_headers_from_untrusted_peers_are_ignored() {
     let fams: Vec<(Family, &str)> = proxied
         .features()
         .iter()
-        .map(|f| (f.family, f.kind))
+        .map(|f| (f.family(), f.kind.as_str()))
         .collect();
     for want in [
         (Family::Client, "tls"),
@@ -548,7 +548,7 @@ fn spoofed_headers_from_untrusted_peers_are_ignored() {
     assert!(!direct
         .features()
         .iter()
-        .any(|f| f.kind == "tls" || f.kind == "asn"));
+        .any(|f| f.kind.as_str() == "tls" || f.kind.as_str() == "asn"));
     // A "not a datacenter" value is no tag.
     let h = headers(&[("x-dc", "false")]);
     assert!(!Fingerprint::compute(&h, ip("10.0.0.5"), &info, &cfg)
@@ -640,7 +640,7 @@ fn non_json_bodies_still_get_client_and_network_parts() {
         let info = RequestInfo::parse("/v1/chat/completions", Bytes::copy_from_slice(body));
         let fp = Fingerprint::compute(&headers(OPENAI_PYTHON), ip("203.0.113.7"), &info, &cfg);
         assert!(fp.shape.is_none() && fp.template.is_none());
-        let kinds: Vec<&str> = fp.features().iter().map(|f| f.kind).collect();
+        let kinds: Vec<&str> = fp.features().iter().map(|f| f.kind.as_str()).collect();
         for want in ["header_order", "user_agent", "stainless", "ip_prefix"] {
             assert!(kinds.contains(&want), "missing {want} in {kinds:?}");
         }
@@ -665,7 +665,7 @@ fn features_have_stable_kinds_families_and_values() {
     let info = RequestInfo::parse("/v1/chat/completions", Bytes::from(body.to_string()));
     let fp = Fingerprint::compute(&headers(OPENAI_PYTHON), ip("203.0.113.7"), &info, &cfg);
     let f = fp.features();
-    let count = |kind: &str| f.iter().filter(|x| x.kind == kind).count();
+    let count = |kind: &str| f.iter().filter(|x| x.kind.as_str() == kind).count();
     assert_eq!(count("head_lsh_band"), 8);
     assert_eq!(count("tail_lsh_band"), 8);
     for (kind, family) in [
@@ -678,9 +678,9 @@ fn features_have_stable_kinds_families_and_values() {
         ("tool_schema", Family::Shape),
         ("system_prompt", Family::Template),
     ] {
-        let x: Vec<_> = f.iter().filter(|x| x.kind == kind).collect();
+        let x: Vec<_> = f.iter().filter(|x| x.kind.as_str() == kind).collect();
         assert_eq!(x.len(), 1, "{kind}");
-        assert_eq!(x[0].family, family, "{kind}");
+        assert_eq!(x[0].family(), family, "{kind}");
     }
     // Identical requests give identical features; band values differ per band.
     assert_eq!(
@@ -689,7 +689,7 @@ fn features_have_stable_kinds_families_and_values() {
     );
     let mut heads: Vec<u64> = f
         .iter()
-        .filter(|x| x.kind == "head_lsh_band")
+        .filter(|x| x.kind.as_str() == "head_lsh_band")
         .map(|x| x.value)
         .collect();
     heads.sort_unstable();
@@ -899,7 +899,7 @@ fn template_features_are_shared_across_accounts_of_one_template() {
         Fingerprint::compute(&headers(OPENAI_PYTHON), ip(peer), &chat(text), &cfg)
             .features()
             .into_iter()
-            .filter(|f| f.family == Family::Template && f.kind != "system_prompt")
+            .filter(|f| f.family() == Family::Template && f.kind.as_str() != "system_prompt")
             .collect()
     };
     let a = features(&templated(PAYLOADS[0]), "198.51.100.1");
@@ -914,11 +914,11 @@ fn template_features_are_shared_across_accounts_of_one_template() {
     // Head and tail bands never collide with each other.
     let heads: Vec<u64> = a
         .iter()
-        .filter(|f| f.kind == "head_lsh_band")
+        .filter(|f| f.kind.as_str() == "head_lsh_band")
         .map(|f| f.value)
         .collect();
     assert!(a
         .iter()
-        .filter(|f| f.kind == "tail_lsh_band")
+        .filter(|f| f.kind.as_str() == "tail_lsh_band")
         .all(|f| !heads.contains(&f.value)));
 }

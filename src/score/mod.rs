@@ -18,10 +18,9 @@
 //! Every [`Verdict`](crate::extensions::Verdict) lists its top signals and their
 //! contributions.
 
-mod config;
 mod scorer;
 mod signals;
 
-pub use config::{Ladder, ScoreConfig, SignalWeights};
+pub use crate::config::{Ladder, ScoreConfig, SignalWeights};
 pub use scorer::{Assessment, Scorer};
 pub use signals::Signals;

@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
-use super::config::ScoreConfig;
 use crate::cluster::{AccountStats, ClusterStats, Linked};
+use crate::config::ScoreConfig;
 use crate::extensions::{Action, Reason, Suspicion, Verdict};
 
 /// Standard deviation of log inter-arrival times at or above which timing looks

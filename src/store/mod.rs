@@ -143,6 +143,20 @@ impl Subject {
     }
 }
 
+/// The subjects of an admission or settlement in the order every store checks
+/// them: the account, the cluster, then their model group's buckets.
+fn in_order<'a>(
+    account: &'a Subject,
+    cluster: &'a Option<Subject>,
+    account_group: &'a Option<Subject>,
+    cluster_group: &'a Option<Subject>,
+) -> impl Iterator<Item = &'a Subject> {
+    std::iter::once(account)
+        .chain(cluster)
+        .chain(account_group)
+        .chain(cluster_group)
+}
+
 /// One admission check: charge one request and `tokens` tokens to the account and
 /// (when present) the cluster, and to their buckets of the request's model
 /// group (when it has one), all or nothing.
@@ -181,10 +195,12 @@ impl Admission {
     /// cluster, the account's model group, the cluster's model group (those
     /// present).
     pub fn subjects(&self) -> impl Iterator<Item = &Subject> {
-        std::iter::once(&self.account)
-            .chain(&self.cluster)
-            .chain(&self.account_group)
-            .chain(&self.cluster_group)
+        in_order(
+            &self.account,
+            &self.cluster,
+            &self.account_group,
+            &self.cluster_group,
+        )
     }
 }
 
@@ -285,10 +301,12 @@ impl Settlement {
 
     /// Its subjects, in the order of [`Admission::subjects`].
     pub fn subjects(&self) -> impl Iterator<Item = &Subject> {
-        std::iter::once(&self.account)
-            .chain(&self.cluster)
-            .chain(&self.account_group)
-            .chain(&self.cluster_group)
+        in_order(
+            &self.account,
+            &self.cluster,
+            &self.account_group,
+            &self.cluster_group,
+        )
     }
 }
 

@@ -2,10 +2,10 @@
 //! harvesting, net of its ordinary use (see
 //! [`BehaviourEvidence`](crate::cluster::BehaviourEvidence)).
 
-use super::observe::Observation;
 use super::state::State;
+use super::types::Observation;
 use super::NONE;
-use crate::cluster::config::ClusterConfig;
+use crate::config::ClusterConfig;
 
 /// Index of the extraction score in [`Observation::signals`].
 const EXTRACTION: usize = 4;

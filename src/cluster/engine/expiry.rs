@@ -2,7 +2,7 @@
 //! account beyond `max_accounts`, old posting lists and bridge records.
 
 use super::state::State;
-use crate::cluster::config::ClusterConfig;
+use crate::config::ClusterConfig;
 
 /// Slots examined per request by the incremental expiry sweep.
 const SWEEP_PER_CALL: usize = 4;

@@ -4,109 +4,18 @@
 
 use std::collections::BTreeMap;
 
-use super::link::Candidate;
-use super::membership::Bridge;
-use super::observe::{AccountStats, ClusterEngine, ClusterStats, Observation};
-use super::postings::{Door, Entry, Posting};
-use super::state::{ClusterRec, Slot, State};
+use super::observe::ClusterEngine;
+use super::state::{Bridge, Candidate, ClusterRec, Door, Entry, Posting, Slot, State};
+use super::types::{
+    AccountSnapshot, ClusterSnapshot, EngineStats, LinkEvent, LinkOutcome, Observation,
+};
 use super::{family_index, secs, NONE};
-use crate::cluster::evidence::{Evidence, KindSummary, ValueSummary};
+use crate::cluster::evidence::Evidence;
 use crate::extensions::{AccountId, ClusterId};
 use crate::features::Family;
 
 /// Cluster records examined per lock by the operators' scans.
 const SCAN_CHUNK: usize = 4096;
-
-/// A cluster as an operator inspects it (see [`ClusterEngine::inspect_cluster`]).
-#[derive(Debug, Clone, PartialEq)]
-pub struct ClusterSnapshot {
-    /// The cluster id.
-    pub id: ClusterId,
-    /// Members.
-    pub size: u32,
-    /// Some members (as many as asked for).
-    pub members: Vec<AccountId>,
-    /// Links that formed it (joins and merges, its merged parts' included).
-    pub links: u32,
-    /// Its statistics, as the scorer sees them.
-    pub stats: ClusterStats,
-    /// What linked its members, per feature kind, strongest first.
-    pub kinds: Vec<KindSummary>,
-    /// The strongest shared values, strongest first.
-    pub values: Vec<ValueSummary>,
-}
-
-/// An account as an operator inspects it (see [`ClusterEngine::inspect_account`]).
-#[derive(Debug, Clone, PartialEq)]
-pub struct AccountSnapshot {
-    /// The account.
-    pub account: AccountId,
-    /// Its statistics.
-    pub stats: AccountStats,
-    /// Its cluster; `None` when it is alone.
-    pub cluster: Option<ClusterSnapshot>,
-    /// Held apart from linking until then (Unix seconds), after an unlink.
-    pub held_until_s: Option<u32>,
-}
-
-/// Counters and sizes, for metrics and memory measurements.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct EngineStats {
-    /// Accounts tracked now.
-    pub accounts: u64,
-    /// Clusters of two or more accounts.
-    pub clusters: u64,
-    /// Accounts in clusters of two or more.
-    pub linked_accounts: u64,
-    /// Feature values with a posting list.
-    pub postings: u64,
-    /// Entries over all posting lists.
-    pub posting_entries: u64,
-    /// Pending bridge records of the merge guard.
-    pub bridges: u64,
-    /// Links formed (an account joining a cluster, or two clusters merging).
-    pub links: u64,
-    /// Merges of two multi-account clusters.
-    pub merges: u64,
-    /// Candidate merges held back by the merge guard.
-    pub guarded: u64,
-    /// Accounts forgotten (expiry or capacity).
-    pub evicted: u64,
-    /// Approximate heap bytes held by the engine.
-    pub bytes: u64,
-}
-
-/// What became of a passing pair.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LinkOutcome {
-    /// A singleton joined a cluster (or two singletons formed one).
-    Joined,
-    /// Two clusters merged.
-    Merged,
-    /// The merge guard held a merge back.
-    Guarded,
-    /// Already in one cluster, or held apart by an administrator.
-    Skipped,
-    /// Evidence at least half the threshold that failed the rule (logged only,
-    /// for tuning).
-    Rejected,
-}
-
-/// One pair whose evidence passed the linking rule: for explanations, audits and
-/// tuning (see [`ClusterEngine::enable_link_log`]).
-#[derive(Debug, Clone, PartialEq)]
-pub struct LinkEvent {
-    /// When, Unix milliseconds.
-    pub at_ms: u64,
-    /// The requesting account.
-    pub account: AccountId,
-    /// The account it matched.
-    pub other: AccountId,
-    /// The evidence per family: the strongest shared kind and its decayed weight.
-    pub evidence: Vec<(Family, &'static str, f32)>,
-    /// What happened.
-    pub outcome: LinkOutcome,
-}
 
 impl ClusterEngine {
     /// Keeps the last `capacity` passing pairs with their evidence (0 turns the
@@ -309,7 +218,10 @@ impl State {
             other: self.slots[c.slot as usize].id,
             evidence: Family::ALL
                 .iter()
-                .map(|f| (*f, c.kinds[family_index(*f)], c.fam[family_index(*f)]))
+                .filter_map(|f| {
+                    let i = family_index(*f);
+                    Some((*f, c.kinds[i]?, c.fam[i]))
+                })
                 .filter(|e| e.2 > 0.0)
                 .collect(),
             outcome,
@@ -336,7 +248,7 @@ impl State {
             .map(|m| self.slots[*m as usize].id)
             .collect();
         let (kinds, mut values) = match self.evidence.get(c as usize) {
-            Some(ev) => (ev.kinds(&self.kind_names), ev.values(&self.kind_names)),
+            Some(ev) => (ev.kinds(), ev.values()),
             None => (Vec::new(), Vec::new()),
         };
         for v in &mut values {

@@ -2,37 +2,11 @@
 //! features, pool them by cluster, and link the requester with those whose
 //! evidence passes the linking rule.
 
-use super::inspect::LinkOutcome;
-use super::observe::Observation;
-use super::state::{root_key, State};
+use super::state::{root_key, Candidate, Pass, State};
+use super::types::{LinkOutcome, Observation};
 use super::{family_index, FAMILIES, NONE};
-use crate::cluster::config::ClusterConfig;
+use crate::config::ClusterConfig;
 use crate::features::{Family, Feature};
-
-/// The evidence one request holds for linking with one account (or, pooled,
-/// with one cluster).
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Candidate {
-    pub(super) slot: u32,
-    pub(super) fam: [f32; FAMILIES],
-    pub(super) kinds: [&'static str; FAMILIES],
-    /// The shared value behind the strongest weight of each family.
-    pub(super) values: [u64; FAMILIES],
-    /// Distinct shared values per family.
-    pub(super) count: [u16; FAMILIES],
-}
-
-impl Candidate {
-    fn empty(slot: u32) -> Self {
-        Self {
-            slot,
-            fam: [0.0; FAMILIES],
-            kinds: [""; FAMILIES],
-            values: [0; FAMILIES],
-            count: [0; FAMILIES],
-        }
-    }
-}
 
 /// The candidates of one cluster (or one account alone), pooled.
 #[derive(Debug)]
@@ -44,38 +18,6 @@ struct Group {
     backing: u32,
     /// The strongest member's summed evidence.
     best: f32,
-}
-
-/// What a request's linking pass fixes at its start.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Pass {
-    /// The requesting account.
-    pub(super) slot: u32,
-    pub(super) now_s: u32,
-    /// Past the warm-up: candidates are gathered and links formed.
-    pub(super) active: bool,
-    /// The requester looks like extraction.
-    pub(super) me_susp: bool,
-    /// `half_life`, in seconds.
-    half_life: f32,
-    /// `ttl`, in seconds.
-    pub(super) ttl: u32,
-    /// `[cluster.behaviour]` `link_evidence`, `benign_evidence`, `benign_scale`.
-    pub(super) link_ev: f32,
-    pub(super) benign_ev: f32,
-    pub(super) benign_scale: f32,
-}
-
-impl Pass {
-    /// The decay of evidence from a use at `at` (Unix seconds).
-    pub(super) fn decay(&self, at: u32) -> f32 {
-        0.5f32.powf(self.now_s.saturating_sub(at) as f32 / self.half_life)
-    }
-
-    /// Whether an account with behaviour evidence `ev` looks like extraction.
-    pub(super) fn suspicious(&self, ev: f32) -> bool {
-        ev >= self.link_ev
-    }
 }
 
 impl State {
@@ -133,11 +75,11 @@ impl State {
             // (an app's shared system prompt weighs little) gives way to its
             // family's weight: sharing with benign accounts discounts it instead.
             let w = if me_susp {
-                cfg.family_weights.get(f.family) as f32
+                cfg.family_weights.get(f.family()) as f32
             } else {
-                self.weight(cfg, f)
+                self.weight(f)
             };
-            if w <= 0.0 || (f.family == Family::Behaviour && !me_susp) {
+            if w <= 0.0 || (f.family() == Family::Behaviour && !me_susp) {
                 continue;
             }
             // Each value once per request.
@@ -148,7 +90,7 @@ impl State {
                 seen_values[n_seen] = f.value;
                 n_seen += 1;
             }
-            let fam = family_index(f.family);
+            let fam = family_index(f.family());
             if !self.postings.contains_key(&f.value) {
                 if let Some((other, at)) = self.admit(cfg, pass, f.value) {
                     let other_susp = pass.suspicious(self.slots[other as usize].evidence);
@@ -159,7 +101,7 @@ impl State {
                 }
                 continue;
             }
-            self.visit_posting(cfg, pass, f.value, f.family == Family::HardLink, w);
+            self.visit_posting(cfg, pass, f.value, f.family() == Family::HardLink, w);
             let g = std::mem::take(&mut self.gathered);
             for &(other, weight) in &g {
                 self.add_candidate(other, fam, f, weight);
@@ -301,14 +243,8 @@ impl State {
             };
             if matches!(outcome, LinkOutcome::Joined | LinkOutcome::Merged) {
                 let c = self.slots[slot as usize].cluster;
-                let State {
-                    evidence,
-                    kind_names,
-                    ..
-                } = &mut *self;
-                if let Some(ev) = evidence.get_mut(c as usize) {
+                if let Some(ev) = self.evidence.get_mut(c as usize) {
                     ev.record(
-                        kind_names,
                         &g.evidence.fam,
                         &g.evidence.kinds,
                         &g.evidence.values,
@@ -320,19 +256,9 @@ impl State {
         }
     }
 
-    /// The weight of a feature's kind (cached per kind).
-    fn weight(&mut self, cfg: &ClusterConfig, f: &Feature) -> f32 {
-        let key = (f.kind.as_ptr() as usize, f.kind.len());
-        for &(p, l, fam, w) in &self.kind_weights {
-            if (p, l) == key && fam == f.family {
-                return w;
-            }
-        }
-        let w = cfg.weight_of(f.family, f.kind) as f32;
-        if self.kind_weights.len() < 64 {
-            self.kind_weights.push((key.0, key.1, f.family, w));
-        }
-        w
+    /// The weight of a feature's kind.
+    fn weight(&self, f: &Feature) -> f32 {
+        self.kind_weights[usize::from(f.kind.code())]
     }
 
     /// Adds one shared value's weight to the candidate `other`.
@@ -350,7 +276,7 @@ impl State {
         c.count[fam] = c.count[fam].saturating_add(1);
         if w > c.fam[fam] {
             c.fam[fam] = w;
-            c.kinds[fam] = f.kind;
+            c.kinds[fam] = Some(f.kind);
             c.values[fam] = f.value;
         }
     }

@@ -1,20 +1,13 @@
 //! Cluster membership: joins, merges behind the merge guard, detaching an
 //! account, and the operators' unlink, relink and dissolve.
 
-use super::inspect::LinkOutcome;
-use super::observe::{ClusterEngine, SIGNALS};
-use super::state::{ClusterRec, State};
+use super::observe::ClusterEngine;
+use super::state::{Bridge, ClusterRec, State};
+use super::types::{LinkOutcome, SIGNALS};
 use super::{secs, JOIN_TAU_S, NONE};
-use crate::cluster::config::ClusterConfig;
 use crate::cluster::evidence::Evidence;
+use crate::config::ClusterConfig;
 use crate::extensions::{AccountId, ClusterId};
-
-#[derive(Debug, Clone)]
-pub(super) struct Bridge {
-    pub(super) last: u32,
-    /// Distinct bridging accounts of each cluster (low 64 bits of their ids).
-    pub(super) sides: [Vec<u64>; 2],
-}
 
 impl ClusterEngine {
     /// Removes `account` from its cluster (an administrator's override) and keeps

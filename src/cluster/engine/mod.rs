@@ -2,8 +2,10 @@
 //! one lock.
 //!
 //! One file per concern:
+//! * `types`: what goes in with a request, what comes out, what operators read;
 //! * `observe`: [`ClusterEngine`] and the request path;
-//! * `state`: the locked state, account slots and cluster records;
+//! * `state`: the locked state and its records (account slots, clusters,
+//!   posting lists, bridge records, link candidates);
 //! * `behaviour`: per-account behaviour evidence;
 //! * `link`: one request's linking pass (candidates, pooling, the linking rule);
 //! * `postings`: the doorkeeper, posting lists and commonness;
@@ -21,10 +23,12 @@ mod membership;
 mod observe;
 mod postings;
 mod state;
+mod types;
 
-pub use inspect::{AccountSnapshot, ClusterSnapshot, EngineStats, LinkEvent, LinkOutcome};
-pub use observe::{
-    AccountStats, ClusterEngine, ClusterStats, Handle, Linked, Observation, SIGNALS,
+pub use observe::ClusterEngine;
+pub use types::{
+    AccountSnapshot, AccountStats, ClusterSnapshot, ClusterStats, EngineStats, Handle, LinkEvent,
+    LinkOutcome, Linked, Observation, SIGNALS,
 };
 
 use crate::features::Family;

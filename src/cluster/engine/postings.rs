@@ -2,43 +2,12 @@
 //! recently; the doorkeeper in front of them; and commonness, measured over a
 //! list's entries.
 
-use super::link::Pass;
-use super::state::{root_key, Slot, State};
-use crate::cluster::config::ClusterConfig;
+use super::state::{root_key, Door, Entry, Pass, Posting, Slot, State};
+use crate::config::ClusterConfig;
 
 /// Seconds for which a posting's commonness is reused before it is measured
 /// again (measuring touches every entry's account).
 const RECHECK_S: u32 = 30;
-
-/// The doorkeeper's memory of a value's first sender (direct-mapped by the
-/// value's hash).
-#[derive(Debug, Clone, Copy, Default)]
-pub(super) struct Door {
-    tag: u32,
-    slot: u32,
-    at: u32,
-}
-
-/// One recent sender of a value.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Entry {
-    pub(super) slot: u32,
-    pub(super) at: u32,
-}
-
-/// One value's posting list.
-#[derive(Debug, Clone)]
-pub(super) struct Posting {
-    pub(super) last: u32,
-    /// When `roots` was last measured (0: never).
-    checked: u32,
-    /// Distinct clusters among the entries (and the last requester), saturating.
-    roots: u8,
-    /// Entries that look like extraction, and entries that look benign.
-    suspicious: u8,
-    benign: u8,
-    pub(super) entries: Vec<Entry>,
-}
 
 impl State {
     /// The doorkeeper: a value gets a posting list only once a second account

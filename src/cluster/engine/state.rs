@@ -4,15 +4,12 @@
 use std::collections::VecDeque;
 
 use super::hasher::{FastMap, SeededHasher};
-use super::inspect::LinkEvent;
-use super::link::Candidate;
-use super::membership::Bridge;
-use super::observe::{AccountStats, ClusterStats, Handle, Linked, Observation, SIGNALS};
-use super::postings::{Door, Posting};
-use super::{secs, JOIN_TAU_S, NONE};
-use crate::cluster::config::ClusterConfig;
-use crate::cluster::evidence::{Evidence, KindNames};
+use super::types::{AccountStats, ClusterStats, Handle, LinkEvent, Linked, Observation, SIGNALS};
+use super::{secs, FAMILIES, JOIN_TAU_S, NONE};
+use crate::cluster::evidence::Evidence;
+use crate::config::ClusterConfig;
 use crate::extensions::{AccountId, Cluster, ClusterId};
+use crate::features::FeatureKind;
 
 /// Weight of one request in an account's signal averages.
 const ACCOUNT_ALPHA: f32 = 0.15;
@@ -106,6 +103,102 @@ pub(super) struct Counters {
     pub(super) evicted: u64,
 }
 
+/// The doorkeeper's memory of a value's first sender (direct-mapped by the
+/// value's hash).
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Door {
+    pub(super) tag: u32,
+    pub(super) slot: u32,
+    pub(super) at: u32,
+}
+
+/// One recent sender of a value.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Entry {
+    pub(super) slot: u32,
+    pub(super) at: u32,
+}
+
+/// One value's posting list.
+#[derive(Debug, Clone)]
+pub(super) struct Posting {
+    pub(super) last: u32,
+    /// When `roots` was last measured (0: never).
+    pub(super) checked: u32,
+    /// Distinct clusters among the entries (and the last requester), saturating.
+    pub(super) roots: u8,
+    /// Entries that look like extraction, and entries that look benign.
+    pub(super) suspicious: u8,
+    pub(super) benign: u8,
+    pub(super) entries: Vec<Entry>,
+}
+
+/// The merge guard's record of the accounts bridging two clusters.
+#[derive(Debug, Clone)]
+pub(super) struct Bridge {
+    pub(super) last: u32,
+    /// Distinct bridging accounts of each cluster (low 64 bits of their ids).
+    pub(super) sides: [Vec<u64>; 2],
+}
+
+/// The evidence one request holds for linking with one account (or, pooled,
+/// with one cluster).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Candidate {
+    pub(super) slot: u32,
+    pub(super) fam: [f32; FAMILIES],
+    /// The kind behind the strongest weight of each family.
+    pub(super) kinds: [Option<FeatureKind>; FAMILIES],
+    /// The shared value behind the strongest weight of each family.
+    pub(super) values: [u64; FAMILIES],
+    /// Distinct shared values per family.
+    pub(super) count: [u16; FAMILIES],
+}
+
+impl Candidate {
+    pub(super) fn empty(slot: u32) -> Self {
+        Self {
+            slot,
+            fam: [0.0; FAMILIES],
+            kinds: [None; FAMILIES],
+            values: [0; FAMILIES],
+            count: [0; FAMILIES],
+        }
+    }
+}
+
+/// What a request's linking pass fixes at its start.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Pass {
+    /// The requesting account.
+    pub(super) slot: u32,
+    pub(super) now_s: u32,
+    /// Past the warm-up: candidates are gathered and links formed.
+    pub(super) active: bool,
+    /// The requester looks like extraction.
+    pub(super) me_susp: bool,
+    /// `half_life`, in seconds.
+    pub(super) half_life: f32,
+    /// `ttl`, in seconds.
+    pub(super) ttl: u32,
+    /// `[cluster.behaviour]` `link_evidence`, `benign_evidence`, `benign_scale`.
+    pub(super) link_ev: f32,
+    pub(super) benign_ev: f32,
+    pub(super) benign_scale: f32,
+}
+
+impl Pass {
+    /// The decay of evidence from a use at `at` (Unix seconds).
+    pub(super) fn decay(&self, at: u32) -> f32 {
+        0.5f32.powf(self.now_s.saturating_sub(at) as f32 / self.half_life)
+    }
+
+    /// Whether an account with behaviour evidence `ev` looks like extraction.
+    pub(super) fn suspicious(&self, ev: f32) -> bool {
+        ev >= self.link_ev
+    }
+}
+
 #[derive(Debug)]
 pub(super) struct State {
     pub(super) slots: Vec<Slot>,
@@ -115,8 +208,6 @@ pub(super) struct State {
     pub(super) clusters: Vec<ClusterRec>,
     /// What linked each cluster's members, by the cluster's index.
     pub(super) evidence: Vec<Evidence>,
-    /// The feature kinds the summaries name by id.
-    pub(super) kind_names: KindNames,
     pub(super) free_clusters: Vec<u32>,
     pub(super) door: Vec<Door>,
     pub(super) postings: FastMap<u64, Posting>,
@@ -133,9 +224,8 @@ pub(super) struct State {
     pub(super) gathered: Vec<(u32, f32)>,
     pub(super) log: VecDeque<LinkEvent>,
     pub(super) log_cap: usize,
-    /// Weights by feature kind, keyed by the kind's address and length (kinds
-    /// are `&'static str`s, so this skips the config's string map).
-    pub(super) kind_weights: Vec<(usize, usize, crate::features::Family, f32)>,
+    /// Weights by feature kind (by wire code), from the config.
+    pub(super) kind_weights: [f32; FeatureKind::ALL.len()],
 }
 
 impl State {
@@ -150,7 +240,6 @@ impl State {
             live: 0,
             clusters: Vec::new(),
             evidence: Vec::new(),
-            kind_names: KindNames::default(),
             free_clusters: Vec::new(),
             door: vec![Door::default(); door_len],
             postings: FastMap::with_hasher(hasher),
@@ -166,7 +255,7 @@ impl State {
             gathered: Vec::new(),
             log: VecDeque::new(),
             log_cap: 0,
-            kind_weights: Vec::new(),
+            kind_weights: FeatureKind::ALL.map(|k| cfg.weight_of(k) as f32),
         }
     }
 

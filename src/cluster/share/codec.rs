@@ -10,15 +10,15 @@
 //!       | 0x04 account[16] now_ms u64                                               (relink)
 //! ```
 //!
-//! Feature kinds travel as their position in [`crate::features::KINDS`]; a
-//! feature of a kind the crate does not know is not shared. Decoding checks
+//! Feature kinds travel as their wire code ([`FeatureKind::code`]); a code
+//! the crate does not know is a malformed entry. Decoding checks
 //! every length and value: a malformed entry is an error, never a panic, and is
 //! skipped whole.
 
 use super::Event;
 use crate::cluster::SIGNALS;
 use crate::extensions::AccountId;
-use crate::features::Feature;
+use crate::features::{Feature, FeatureKind};
 
 const MAGIC: &[u8; 3] = b"dg\x02";
 const OBSERVE: u8 = 1;
@@ -112,11 +112,9 @@ pub(super) fn encode_observe(
         if usize::from(n) == MAX_FEATURES {
             break;
         }
-        if let Some(code) = f.kind_code() {
-            out.push(code);
-            out.extend_from_slice(&f.value.to_le_bytes());
-            n += 1;
-        }
+        out.push(f.kind.code());
+        out.extend_from_slice(&f.value.to_le_bytes());
+        n += 1;
     }
     out[n_at] = n;
 }
@@ -200,7 +198,8 @@ pub(super) fn decode_batch(buf: &[u8]) -> Result<(u64, Vec<Event>), DecodeError>
                 for _ in 0..n {
                     let code = r.u8()?;
                     let value = r.u64()?;
-                    features.push(Feature::from_code(code, value).ok_or(DecodeError::Kind(code))?);
+                    let kind = FeatureKind::from_code(code).ok_or(DecodeError::Kind(code))?;
+                    features.push(Feature { kind, value });
                 }
                 Event::Observe {
                     account,
@@ -239,7 +238,6 @@ pub(super) fn decode_batch(buf: &[u8]) -> Result<(u64, Vec<Event>), DecodeError>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::features::{Family, KINDS};
     use proptest::prelude::*;
 
     fn observe(seed: u8, n: usize) -> Event {
@@ -249,7 +247,11 @@ mod tests {
             signals: [0.25, 0.5, 0.0, 1.0, 0.75, 0.0],
             features: (0..n)
                 .map(|i| {
-                    Feature::from_code((i % KINDS.len()) as u8, i as u64 * 7919).expect("kind")
+                    let kind = FeatureKind::ALL[i % FeatureKind::ALL.len()];
+                    Feature {
+                        kind,
+                        value: i as u64 * 7919,
+                    }
                 })
                 .collect(),
         }
@@ -293,24 +295,16 @@ mod tests {
     }
 
     #[test]
-    fn unknown_kinds_are_left_out_and_long_lists_capped() {
-        let mut e = observe(1, 300);
-        if let Event::Observe { features, .. } = &mut e {
-            features.insert(
-                0,
-                Feature {
-                    family: Family::Timing,
-                    kind: "made_up",
-                    value: 9,
-                },
-            );
-        }
-        let (_, back) = decode_batch(&batch(&[e])).expect("decodes");
-        let Event::Observe { features, .. } = &back[0] else {
+    fn long_lists_are_capped() {
+        let e = observe(1, 300);
+        let (_, back) = decode_batch(&batch(std::slice::from_ref(&e))).expect("decodes");
+        let (Event::Observe { features, .. }, Event::Observe { features: sent, .. }) =
+            (&back[0], &e)
+        else {
             panic!("{back:?}")
         };
         assert_eq!(features.len(), MAX_FEATURES);
-        assert!(features.iter().all(|f| f.kind != "made_up"));
+        assert_eq!(features[..], sent[..MAX_FEATURES]);
     }
 
     #[test]

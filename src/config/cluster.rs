@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::FieldError;
-use crate::features::Family;
+use super::FieldError;
+use crate::features::{Family, FeatureKind};
 
 /// `[cluster]`: online account linking. Every field has a working default; see
 /// `docs/detection.md` for how the numbers were chosen.
@@ -42,9 +42,10 @@ pub struct ClusterConfig {
     /// Weight of one shared, rare feature value per evidence family (the largest
     /// weight within a family counts, once per family).
     pub family_weights: FamilyWeights,
-    /// Weight overrides per feature kind (for example `system_prompt = 0.3`),
-    /// replacing the family weight for that kind.
-    pub kind_weights: BTreeMap<String, f64>,
+    /// Weight overrides per feature kind (for example `system_prompt = 0.3`;
+    /// the kinds are [`FeatureKind`]'s names), replacing the family weight for
+    /// that kind.
+    pub kind_weights: BTreeMap<FeatureKind, f64>,
     /// Evidence (sum over families of the largest shared weight) needed to link
     /// two accounts.
     pub link_threshold: f64,
@@ -300,7 +301,7 @@ impl Default for ClusterConfig {
             ttl: Duration::from_secs(3 * 86_400),
             warmup_accounts: 50,
             family_weights: FamilyWeights::default(),
-            kind_weights: BTreeMap::from([("system_prompt".to_owned(), 0.3)]),
+            kind_weights: BTreeMap::from([(FeatureKind::SystemPrompt, 0.3)]),
             link_threshold: 1.5,
             min_families: 2,
             min_family_weight: 0.25,
@@ -371,9 +372,6 @@ impl ClusterConfig {
             }
         }
         for (kind, w) in &self.kind_weights {
-            if kind.is_empty() {
-                push("kind_weights", "kind names must not be empty".into());
-            }
             if !finite_in(*w, 0.0, 100.0) {
                 push(
                     &format!("kind_weights.{kind}"),
@@ -427,11 +425,11 @@ impl ClusterConfig {
         errors
     }
 
-    /// The weight of a feature of `family` and `kind`.
-    pub fn weight_of(&self, family: Family, kind: &str) -> f64 {
+    /// The weight of a feature of `kind`: its override, else its family's.
+    pub fn weight_of(&self, kind: FeatureKind) -> f64 {
         self.kind_weights
-            .get(kind)
+            .get(&kind)
             .copied()
-            .unwrap_or_else(|| self.family_weights.get(family))
+            .unwrap_or_else(|| self.family_weights.get(kind.family()))
     }
 }

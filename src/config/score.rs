@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::FieldError;
+use super::FieldError;
 
 /// `[score]`: suspicion and the action ladder. Every field has a working default;
 /// see `docs/detection.md` for how the numbers were chosen.
