@@ -31,6 +31,7 @@ mod audit;
 mod cluster;
 mod error;
 mod fingerprint;
+mod limit;
 mod model;
 mod models;
 mod parse;
@@ -49,6 +50,7 @@ pub use cluster::{BehaviourEvidence, ClusterConfig, FamilyCounts, FamilyWeights}
 pub(crate) use error::Errors;
 pub use error::{ConfigError, FieldError};
 pub use fingerprint::FingerprintSection;
+pub use limit::{Limit, Unlimited};
 pub use model::*;
 pub use models::{best_match, ModelLimits, ModelPattern, PatternError, MAX_PATTERN_LEN};
 pub use parse::{check_toml, locate, Located};

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::model::Limit;
+use super::limit::Limit;
 
 /// `[tiers.NAME.models."PATTERN"]`: the limits of one model group of a tier,
 /// per account (a cluster of `n` accounts gets them times

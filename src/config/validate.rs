@@ -1,7 +1,8 @@
 //! Validation that walks the whole config and collects every error.
 
 use super::error::Errors;
-use super::model::{Config, Limit, TierConfig};
+use super::limit::Limit;
+use super::model::{Config, TierConfig};
 use super::models::ModelPattern;
 use crate::extensions::AccountId;
 

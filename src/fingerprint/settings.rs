@@ -25,27 +25,9 @@ pub struct FingerprintSettings {
 }
 
 impl Default for FingerprintSettings {
-    /// The defaults of `[fingerprint]` with no trusted proxies.
+    /// The defaults of `[fingerprint]` with no trusted proxies (they validate: tested).
     fn default() -> Self {
-        Self::from_section(&FingerprintSection::default(), Vec::new())
-            .unwrap_or_else(|_| unreachable_defaults())
-    }
-}
-
-/// The defaults always validate (tested); this keeps `Default` free of panics.
-fn unreachable_defaults() -> FingerprintSettings {
-    FingerprintSettings {
-        trusted_proxies: Vec::new(),
-        tls_header: None,
-        asn_header: None,
-        datacenter_header: None,
-        head_tokens: 16,
-        tail_tokens: 16,
-        shingle_tokens: 3,
-        minhash_hashes: 32,
-        lsh_bands: 8,
-        max_text_bytes: 64 * 1024,
-        max_items: 512,
+        Self::build(&FingerprintSection::default(), Vec::new())
     }
 }
 
@@ -61,11 +43,17 @@ impl FingerprintSettings {
         if !errors.is_empty() {
             return Err(ConfigError { errors });
         }
+        Ok(Self::build(s, trusted))
+    }
+
+    /// Builds the settings from a section that has validated; a header name that
+    /// does not parse is left unset.
+    fn build(s: &FingerprintSection, trusted: Vec<IpNet>) -> Self {
         let header = |v: &Option<String>| {
             v.as_deref()
                 .and_then(|n| HeaderName::from_bytes(n.as_bytes()).ok())
         };
-        Ok(Self {
+        Self {
             trusted_proxies: trusted,
             tls_header: header(&s.tls_fingerprint_header),
             asn_header: header(&s.asn_header),
@@ -77,7 +65,7 @@ impl FingerprintSettings {
             lsh_bands: s.lsh_bands,
             max_text_bytes: s.max_text_bytes,
             max_items: s.max_items,
-        })
+        }
     }
 
     /// True when `peer` is one of the trusted proxies, whose headers are believed.
@@ -111,6 +99,27 @@ mod tests {
         let s = FingerprintSettings::from_config(&cfg).expect("settings");
         assert_eq!(s.minhash_hashes % s.lsh_bands, 0);
         assert!(s.tls_header.is_none());
+        assert!(FingerprintSection::default().validate().is_empty());
+        let d = FingerprintSettings::default();
+        assert_eq!(
+            (
+                d.head_tokens,
+                d.tail_tokens,
+                d.shingle_tokens,
+                d.minhash_hashes
+            ),
+            (
+                s.head_tokens,
+                s.tail_tokens,
+                s.shingle_tokens,
+                s.minhash_hashes
+            )
+        );
+        assert_eq!(
+            (d.lsh_bands, d.max_text_bytes, d.max_items),
+            (s.lsh_bands, s.max_text_bytes, s.max_items)
+        );
+        assert!(d.trusted_proxies.is_empty() && d.tls_header.is_none());
     }
 
     #[test]

@@ -20,7 +20,7 @@ use tokio::time::{Instant, Sleep};
 use tower::util::BoxCloneSyncService;
 use tower::ServiceExt;
 
-use super::server::HttpService;
+use super::boxed::HttpService;
 use crate::config::ServerSection;
 use crate::dialect::{error_body, error_response, Dialect, ErrorKind};
 use crate::request::{BodyReadTimeout, BoxError};

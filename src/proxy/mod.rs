@@ -3,6 +3,7 @@
 //! [`server::stack`] is the one place the guarded stack is assembled, so `serve`,
 //! `replay` and the end-to-end tests all run exactly the same layers.
 
+mod boxed;
 pub mod demo;
 pub mod limits;
 pub mod server;

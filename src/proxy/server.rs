@@ -1,18 +1,18 @@
 //! The `serve` stack: guard layers around the upstream (or the demo model), plus
 //! request ids and tracing, served with graceful shutdown.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::Router;
-use http::{HeaderName, Request, Response};
+use http::{HeaderName, Request};
 use tower::util::BoxCloneSyncService;
 use tower::{Layer, ServiceBuilder, ServiceExt};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
+pub use super::boxed::HttpService;
 use super::demo::DemoModel;
 use super::limits::{limited, ServeLimits};
 use super::upstream::Upstream;
@@ -28,9 +28,6 @@ pub enum Backend {
     /// A real upstream.
     Upstream(Box<Upstream>),
 }
-
-/// A boxed, cloneable HTTP service.
-pub type HttpService = BoxCloneSyncService<Request<Body>, Response<Body>, Infallible>;
 
 impl Backend {
     /// The backend as a boxed service.

@@ -39,6 +39,15 @@ impl Population {
     }
 }
 
+/// The population of a run: the organic accounts and resellers, then the
+/// campaigns (each on its own random stream, so the organic part is the same in
+/// every scenario).
+pub(crate) fn population(scenario: Scenario, params: SimParams) -> Population {
+    let mut p = Population::without_campaigns(scenario, params);
+    p.campaigns();
+    p
+}
+
 /// Runs the simulation, writing sorted JSON lines to `out`.
 pub(crate) fn run<W: Write>(
     scenario: Scenario,
@@ -46,7 +55,7 @@ pub(crate) fn run<W: Write>(
     out: W,
 ) -> Result<Stats, SimulateError> {
     params.validate_for(scenario)?;
-    let pop = Population::new(scenario, *params);
+    let pop = population(scenario, *params);
     let mut out = std::io::BufWriter::with_capacity(1 << 20, out);
     let mut stats = Stats {
         campaign_accounts: pop.accounts.iter().filter(|a| a.campaign).count() as u64,

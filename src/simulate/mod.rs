@@ -43,6 +43,7 @@ mod json;
 mod knobs;
 mod operators;
 mod paraphrase;
+mod plan;
 mod pools;
 mod population;
 mod profile;

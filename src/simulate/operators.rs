@@ -11,6 +11,7 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
 use super::paraphrase::{compose, system_prompt, Voice, PAYLOAD};
+use super::plan::Operator;
 use super::pools::P;
 use super::population::{
     pool_in, residential, snap_cap, tz_of, Behaviour, Content, Net, NewModel, Population, System,
@@ -31,37 +32,6 @@ pub(crate) const CAMPAIGN_CLIENTS: [ClientKind; 7] = [
     ClientKind::LangChain,
 ];
 const CLIENT_BASE: [f64; 7] = [30.0, 14.0, 12.0, 6.0, 5.0, 5.0, 10.0];
-
-/// One operator's plan.
-#[derive(Debug)]
-pub(crate) struct Operator {
-    pub(crate) kind: OperatorKind,
-    pub(crate) actor: String,
-    pub(crate) start_ms: u64,
-    pub(crate) accounts: usize,
-    /// Its paraphraser's (or template author's) house style.
-    pub(crate) voice: Voice,
-    /// Fixed templates with [`PAYLOAD`] (naive, spoofed, hydra).
-    pub(crate) templates: Vec<String>,
-    /// The template of its short ordinary tasks.
-    pub(crate) short_template: String,
-    pub(crate) systems: Vec<String>,
-    /// Share of requests (or accounts, for adaptive) with a system prompt.
-    pub(crate) system_share: f64,
-    pub(crate) focus: [f64; 4],
-    pub(crate) short_share: f64,
-    /// Share of long tasks asking for the reasoning in words (adaptive).
-    pub(crate) cot_share: f64,
-    pub(crate) ordinary_cap_share: f64,
-    pub(crate) output_median: f64,
-    /// Accounts re-draw their client installation this often.
-    pub(crate) client_redraw_ms: Option<u64>,
-    pub(crate) client_weights: [f64; 7],
-    /// Amplitude of the daily rhythm of Poisson timing (0 flat, 1 human).
-    pub(crate) rhythm: f64,
-    /// When its accounts move to the newly released model.
-    pub(crate) pivot_ms: Option<u64>,
-}
 
 /// How an operator rotates residential addresses.
 #[derive(Debug, Clone, Copy)]

@@ -8,7 +8,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::json::Obj;
 use super::knobs::Knobs;
-use super::operators::Operator;
+use super::plan::Operator;
 use super::pools::Pools;
 use super::profile::{Client, ClientKind, Dialect, Endpoint};
 use super::random::{chance, exponential, geometric, log_normal, mix, pick, pick_or, rng_of};
@@ -408,7 +408,9 @@ fn count_of(n: usize, share: f64) -> usize {
 }
 
 impl Population {
-    pub(crate) fn new(scenario: Scenario, params: SimParams) -> Self {
+    /// The organic accounts and the resellers of a run; the campaigns are
+    /// added by [`Population::campaigns`].
+    pub(crate) fn without_campaigns(scenario: Scenario, params: SimParams) -> Self {
         let knobs = Knobs::for_perturb(params.perturb);
         let hours_ms = (params.hours * HOUR_MS as f64) as u64;
         let release_ms =
@@ -431,7 +433,6 @@ impl Population {
         let mut rng = rng_of(mix(params.seed, params.perturb), 0x0_0a61c);
         p.resellers(&mut rng);
         p.organic(&mut rng);
-        p.campaigns();
         p
     }
 

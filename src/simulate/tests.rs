@@ -258,8 +258,8 @@ fn a_perturbation_moves_operator_sizes_starts_and_cohorts() {
         campaign_accounts: Some(600),
         ..SimParams::default()
     };
-    let base = population::Population::new(Scenario::Adaptive, params);
-    let moved = population::Population::new(
+    let base = super::generator::population(Scenario::Adaptive, params);
+    let moved = super::generator::population(
         Scenario::Adaptive,
         SimParams {
             perturb: 11,
