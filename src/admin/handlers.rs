@@ -120,10 +120,12 @@ fn store_status(store: &dyn crate::store::Store) -> Value {
 /// The trace-back index for `/api/status`: its size and capacity and, when
 /// it is shared between replicas, the counters of its log.
 fn trace_index(index: &crate::watermark::TraceIndex) -> Value {
-    let mut v = json!({ "entries": index.len(), "capacity": index.capacity() });
+    let v = json!({ "entries": index.len(), "capacity": index.capacity() });
     #[cfg(feature = "redis")]
     if let Some(c) = index.shared_counts() {
+        let mut v = v;
         v["shared"] = log_counts(&c);
+        return v;
     }
     v
 }

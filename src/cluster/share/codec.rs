@@ -3,12 +3,20 @@
 //! One stream entry carries one batch from one replica:
 //!
 //! ```text
-//! "dg" 0x01 | replica u64 | count u16 | count × event
+//! "dg" 0x02 | replica u64 | count u16 | count × event
 //! event = 0x01 account[16] now_ms u64 signals 6×f32 n u8 n × (kind u8, value u64)   (observe)
 //!       | 0x02 account[16] now_ms u64 hold_ms u64                                   (unlink)
 //!       | 0x03 account[16] now_ms u64 hold_ms u64                                   (dissolve)
 //!       | 0x04 account[16] now_ms u64                                               (relink)
 //! ```
+//!
+//! Version 1 (`"dg" 0x01`, written by builds before the behaviour signals) is
+//! the same with 4 signals (chain of thought, focus, probing, inconsistency);
+//! it is still read, the two later signals (extraction, benign) taken as 0, as
+//! those builds computed nothing for them. So during a rolling upgrade the
+//! upgraded replicas apply the others' events (an administrator's unlink
+//! included); the older ones cannot read version 2 and skip it (see
+//! docs/redis.md).
 //!
 //! Feature kinds travel as their wire code ([`FeatureKind::code`]); a code
 //! the crate does not know is a malformed entry. Decoding checks
@@ -21,6 +29,10 @@ use crate::extensions::AccountId;
 use crate::features::{Feature, FeatureKind};
 
 const MAGIC: &[u8; 3] = b"dg\x02";
+/// Version 1: observations carry the first [`V1_SIGNALS`] signals only.
+const MAGIC_V1: &[u8; 3] = b"dg\x01";
+/// Signals of a version 1 observation.
+const V1_SIGNALS: usize = 4;
 const OBSERVE: u8 = 1;
 const UNLINK: u8 = 2;
 const DISSOLVE: u8 = 3;
@@ -170,9 +182,11 @@ impl<'a> Reader<'a> {
 /// Decodes one batch: the replica that wrote it and its events.
 pub(super) fn decode_batch(buf: &[u8]) -> Result<(u64, Vec<Event>), DecodeError> {
     let mut r = Reader { buf, at: 0 };
-    if r.take(3).map_err(|_| DecodeError::Magic)? != MAGIC {
-        return Err(DecodeError::Magic);
-    }
+    let signals_sent = match r.take(3).map_err(|_| DecodeError::Magic)? {
+        m if m == MAGIC => SIGNALS,
+        m if m == MAGIC_V1 => V1_SIGNALS,
+        _ => return Err(DecodeError::Magic),
+    };
     let replica = r.u64()?;
     let count = usize::from(u16::from_le_bytes(r.array()?));
     if count > MAX_EVENTS {
@@ -187,7 +201,7 @@ pub(super) fn decode_batch(buf: &[u8]) -> Result<(u64, Vec<Event>), DecodeError>
         let event = match tag {
             OBSERVE => {
                 let mut signals = [0f32; SIGNALS];
-                for s in &mut signals {
+                for s in signals.iter_mut().take(signals_sent) {
                     let x = r.f32()?;
                     // Signals are shares in 0..=1; anything else is clamped, and
                     // NaN counts as no signal.
@@ -311,7 +325,7 @@ mod tests {
     fn malformed_batches_are_errors() {
         let good = batch(&[observe(1, 3), observe(2, 3)]);
         assert_eq!(decode_batch(b""), Err(DecodeError::Magic));
-        assert_eq!(decode_batch(b"dg\x01rest"), Err(DecodeError::Magic));
+        assert_eq!(decode_batch(b"dg\x03rest"), Err(DecodeError::Magic));
         let mut trailing = good.clone();
         trailing.push(0);
         assert_eq!(decode_batch(&trailing), Err(DecodeError::Count));
@@ -328,6 +342,49 @@ mod tests {
         let mut huge = good;
         huge[11..13].copy_from_slice(&u16::MAX.to_le_bytes());
         assert_eq!(decode_batch(&huge), Err(DecodeError::Count));
+    }
+
+    /// A batch as builds before the behaviour signals wrote it: `dg\x01`, four
+    /// signals per observation.
+    fn batch_v1(events: &[Event]) -> Vec<u8> {
+        let mut out = MAGIC_V1.to_vec();
+        out.extend_from_slice(&42u64.to_le_bytes());
+        out.extend_from_slice(&(events.len() as u16).to_le_bytes());
+        for e in events {
+            let mut v = Vec::new();
+            encode_event(e, &mut v);
+            if matches!(e, Event::Observe { .. }) {
+                // Drop the two signals version 1 did not have.
+                let end = 1 + 16 + 8 + 4 * V1_SIGNALS;
+                v.drain(end..end + 4 * (SIGNALS - V1_SIGNALS));
+            }
+            out.extend_from_slice(&v);
+        }
+        out
+    }
+
+    #[test]
+    fn version_1_batches_are_read_with_the_later_signals_at_zero() {
+        let unlink = Event::Unlink {
+            account: AccountId([2; 16]),
+            now_ms: 5,
+            hold_ms: 86_400_000,
+        };
+        let sent = vec![observe(1, 20), unlink.clone(), observe(3, 0)];
+        let (replica, back) = decode_batch(&batch_v1(&sent)).expect("decodes");
+        assert_eq!(replica, 42);
+        let mut expected = sent;
+        for e in &mut expected {
+            if let Event::Observe { signals, .. } = e {
+                signals[V1_SIGNALS..].fill(0.0);
+            }
+        }
+        assert_eq!(back, expected);
+        assert_eq!(back[1], unlink);
+        // Read as version 1, a version 2 observation leaves bytes over.
+        let mut relabelled = batch(&[observe(1, 2)]);
+        relabelled[..3].copy_from_slice(MAGIC_V1);
+        assert!(decode_batch(&relabelled).is_err());
     }
 
     #[test]
