@@ -41,7 +41,7 @@
 //! the same events; admin overrides are shared separately
 //! ([`crate::policy::RemoteOverrides`]); the watermark trace index travels
 //! the same way on a stream of its own (`crate::watermark::share`, through
-//! [`SharedLog`]).
+//! `SharedLog`).
 
 mod codec;
 mod redis;

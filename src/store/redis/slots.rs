@@ -26,10 +26,10 @@ use std::sync::Arc;
 
 use ::redis::cluster_routing::Slot;
 
-use super::batch::{Call, Pending};
+use super::call::{Call, Pending};
+use super::inner::Inner;
 use super::script::{self, AdmitReply, State};
 use super::settle_queue::Charge;
-use super::Inner;
 use crate::store::{StoreError, Subject};
 
 /// One call of a slot's script: an admission, or the part of it whose
