@@ -189,6 +189,12 @@ impl FeatureKind {
     }
 }
 
+impl std::fmt::Display for Family {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl std::fmt::Display for FeatureKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
@@ -235,5 +241,14 @@ mod tests {
         }
         assert_eq!(FeatureKind::from_code(WIRE.len() as u8), None);
         assert_eq!(FeatureKind::from_code(u8::MAX), None);
+    }
+
+    #[test]
+    fn family_names_are_their_serde_names() {
+        for family in Family::ALL {
+            let json = serde_json::to_string(&family).expect("serializes");
+            assert_eq!(json, format!("\"{}\"", family.as_str()));
+            assert_eq!(family.to_string(), family.as_str());
+        }
     }
 }

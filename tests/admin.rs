@@ -16,6 +16,7 @@ use distill_guard::admin::{
 use distill_guard::clock::ManualClock;
 use distill_guard::config::{Config, Limit, TierConfig};
 use distill_guard::extensions::{AccountId, Action, Cluster, ClusterId, Decision, Reason, Verdict};
+use distill_guard::features::{Family, FeatureKind};
 use distill_guard::proxy::demo::DemoModel;
 use distill_guard::proxy::server::{app, stack, Backend};
 use distill_guard::request::BoxError;
@@ -529,9 +530,9 @@ fn fake_cluster() -> ClusterView {
         members: vec![AccountId([7; 16])],
         links: 39,
         evidence: vec![LinkEvidence {
-            family: "template".into(),
-            kind: "simhash".into(),
-            feature: "simhash 9f3a…".into(),
+            family: Family::Template,
+            kind: FeatureKind::SystemPrompt,
+            feature: "system_prompt:9f3a0c11".into(),
             accounts: 40,
             links: 39,
             weight: 3.2,
@@ -620,6 +621,7 @@ async fn engines_plug_in_through_hooks() {
     let e = env_with(|_| {}, hooks);
     let c = admin_get(&e, "/api/clusters").await.json();
     assert_eq!(c["largest"][0]["evidence"][0]["family"], "template");
+    assert_eq!(c["largest"][0]["evidence"][0]["kind"], "system_prompt");
     let one = admin_get(
         &e,
         &format!("/api/clusters/{}", ClusterId::from_name("ring")),

@@ -9,15 +9,18 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::extensions::{AccountId, ClusterId, Reason};
+use crate::features::{Family, FeatureKind};
 use crate::request::BoxError;
 
 /// One piece of evidence that links accounts: a rare feature value they share.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LinkEvidence {
-    /// The feature family (e.g. `client`, `network`, `template`, `hard_link`).
-    pub family: String,
-    /// The feature kind within the family (e.g. `system_prompt`, `user_agent`).
-    pub kind: String,
+    /// The feature family (serialised by name: `client`, `network`, `template`,
+    /// `hard_link`, …).
+    pub family: Family,
+    /// The feature kind within the family (serialised by name: `system_prompt`,
+    /// `user_agent`, …).
+    pub kind: FeatureKind,
     /// A short, non-secret description of the shared value (a hash prefix, a
     /// network prefix, a template signature).
     pub feature: String,
@@ -32,10 +35,10 @@ pub struct LinkEvidence {
 /// One feature kind's part in the links that formed a cluster.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct KindEvidence {
-    /// The feature family.
-    pub family: String,
-    /// The feature kind.
-    pub kind: String,
+    /// The feature family (serialised by name).
+    pub family: Family,
+    /// The feature kind (serialised by name, e.g. `header_order`).
+    pub kind: FeatureKind,
     /// Links in which it was its family's strongest evidence.
     pub links: u32,
     /// Sum of its weights over those links.

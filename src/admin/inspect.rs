@@ -67,8 +67,8 @@ impl DetectorInspector {
             .values
             .iter()
             .map(|v| LinkEvidence {
-                family: v.family.as_str().to_owned(),
-                kind: v.kind.as_str().to_owned(),
+                family: v.family,
+                kind: v.kind,
                 // A prefix of the 64-bit feature hash: enough to tell values
                 // apart, never the raw header, address or prompt.
                 feature: format!("{}:{:08x}", v.kind, v.value >> 32),
@@ -81,8 +81,8 @@ impl DetectorInspector {
             .kinds
             .iter()
             .map(|k| KindEvidence {
-                family: k.family.as_str().to_owned(),
-                kind: k.kind.as_str().to_owned(),
+                family: k.family,
+                kind: k.kind,
                 links: k.links,
                 weight_sum: round3(k.weight_sum),
                 weight_max: round3(k.weight_max),
@@ -163,16 +163,19 @@ impl ClusterInspector for DetectorInspector {
 
     fn top_clusters(&self, n: usize) -> TopClusters {
         let now = self.clock.now_ms();
-        let (largest, suspicious) =
-            self.detector
-                .engine()
-                .top_clusters(n.min(MAX_TOP), self.max_members, now);
-        let mut suspicious: Vec<ClusterView> =
-            suspicious.into_iter().map(|c| self.view(c, now)).collect();
+        let top = self
+            .detector
+            .engine()
+            .top_clusters(n.min(MAX_TOP), self.max_members, now);
+        let mut suspicious: Vec<ClusterView> = top
+            .most_suspicious
+            .into_iter()
+            .map(|c| self.view(c, now))
+            .collect();
         // Stored levels pick the candidates; order by suspicion as of now.
         suspicious.sort_by(|a, b| b.suspicion.total_cmp(&a.suspicion));
         TopClusters {
-            largest: largest.into_iter().map(|c| self.view(c, now)).collect(),
+            largest: top.largest.into_iter().map(|c| self.view(c, now)).collect(),
             most_suspicious: suspicious,
         }
     }
@@ -192,9 +195,9 @@ impl ClusterInspector for DetectorInspector {
             .engine()
             .size_counts()
             .into_iter()
-            .map(|(size, clusters)| SizeCount {
-                size: u64::from(size),
-                clusters,
+            .map(|c| SizeCount {
+                size: u64::from(c.size),
+                clusters: c.clusters,
             })
             .collect()
     }
@@ -207,7 +210,7 @@ mod tests {
     use crate::config::Config;
     use crate::detect::hard_link_feature;
     use crate::extensions::HardLink;
-    use crate::features::{Feature, FeatureKind};
+    use crate::features::{Family, Feature, FeatureKind};
     use crate::score::Signals;
 
     const T0: u64 = 1_714_000_000_000;
@@ -244,8 +247,21 @@ mod tests {
         assert_eq!(a.cluster.members.len(), 5);
         assert!(a.cluster.members.contains(&account(3)));
         let e = &a.cluster.evidence[0];
-        assert_eq!(e.family, "hard_link");
-        assert_eq!(e.kind, "hard_link");
+        assert_eq!(
+            (e.family, e.kind),
+            (Family::HardLink, FeatureKind::HardLink)
+        );
+        // The API's JSON names them as strings.
+        let json = serde_json::to_value(e).expect("serialises");
+        assert_eq!(
+            (&json["family"], &json["kind"]),
+            (&"hard_link".into(), &"hard_link".into())
+        );
+        let json = serde_json::to_value(&a.cluster.evidence_by_kind[0]).expect("serialises");
+        assert_eq!(
+            (&json["family"], &json["kind"]),
+            (&"hard_link".into(), &"hard_link".into())
+        );
         assert_eq!(e.accounts, 5, "{e:?}");
         assert_eq!(e.links, 4);
         assert_eq!(

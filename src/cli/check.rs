@@ -5,6 +5,8 @@ use clap::Args;
 use distill_guard::config::{check_toml, locate, Located};
 use serde_json::json;
 
+use super::{CliError, FileAction};
+
 #[derive(Debug, Args)]
 pub(crate) struct CheckArgs {
     /// The config file.
@@ -35,10 +37,9 @@ fn human_line(file: &Path, kind: &str, l: &Located) -> String {
     format!("{at}: {kind}: {}", l.error)
 }
 
-pub(crate) fn run(args: CheckArgs) -> Result<ExitCode, String> {
+pub(crate) fn run(args: CheckArgs) -> Result<ExitCode, CliError> {
     let file = &args.file;
-    let text = std::fs::read_to_string(file)
-        .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    let text = std::fs::read_to_string(file).map_err(CliError::file(FileAction::Read, file))?;
     let (errors, warnings) = match check_toml(&text) {
         Ok(config) => {
             let warnings: Vec<Located> = config

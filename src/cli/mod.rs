@@ -1,6 +1,7 @@
 //! Command-line interface.
 
 mod check;
+mod error;
 mod replay;
 mod serve;
 mod simulate;
@@ -12,6 +13,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use distill_guard::config::Config;
+pub(crate) use error::{CliError, FileAction, ServerProblem};
 
 /// Tower layers and a reverse proxy that protect LLM serving APIs from large-scale
 /// distillation.
@@ -63,7 +65,7 @@ pub(crate) fn init_tracing(verbose: u8) {
         .try_init();
 }
 
-pub(crate) fn run(cli: Cli) -> Result<ExitCode, String> {
+pub(crate) fn run(cli: Cli) -> Result<ExitCode, CliError> {
     match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::CheckConfig(args) => check::run(args),
@@ -75,10 +77,12 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode, String> {
 }
 
 /// Loads a config file; errors name the file, and its warnings are logged.
-pub(crate) fn load_file(path: &std::path::Path) -> Result<Config, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let config = Config::from_toml_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+pub(crate) fn load_file(path: &std::path::Path) -> Result<Config, CliError> {
+    let text = std::fs::read_to_string(path).map_err(CliError::file(FileAction::Read, path))?;
+    let config = Config::from_toml_str(&text).map_err(|source| CliError::ConfigFile {
+        path: path.to_owned(),
+        source,
+    })?;
     for w in config.warnings() {
         tracing::warn!(file = %path.display(), "{w}");
     }
@@ -87,7 +91,7 @@ pub(crate) fn load_file(path: &std::path::Path) -> Result<Config, String> {
 
 /// Loads a config file, or the embedded default (every default, a fresh random
 /// identity secret) when none is given.
-pub(crate) fn load_config(path: Option<&PathBuf>) -> Result<Config, String> {
+pub(crate) fn load_config(path: Option<&PathBuf>) -> Result<Config, CliError> {
     match path {
         Some(p) => load_file(p),
         None => {
@@ -95,7 +99,7 @@ pub(crate) fn load_config(path: Option<&PathBuf>) -> Result<Config, String> {
             let mut secret = [0u8; 32];
             rand::rngs::OsRng
                 .try_fill_bytes(&mut secret)
-                .map_err(|e| format!("cannot get randomness for the identity secret: {e}"))?;
+                .map_err(CliError::Randomness)?;
             let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
             tracing::warn!(
                 "no --config given: using the embedded defaults with a random identity secret \

@@ -8,6 +8,8 @@ use distill_guard::config::Config;
 use distill_guard::replay::report::{render_html, ReportBuilder, RunReport, TOP_CLUSTERS};
 use distill_guard::replay::{replay_observed, ReplayOptions, Summary};
 
+use super::{CliError, FileAction};
+
 #[derive(Debug, Args)]
 pub(crate) struct ReplayArgs {
     /// Config file (TOML). Without it: every default, with a fixed identity secret
@@ -43,15 +45,15 @@ pub(crate) struct ReplayArgs {
     compare: Option<PathBuf>,
 }
 
-fn open_input(path: &Path) -> Result<Box<dyn std::io::BufRead + Send>, String> {
+fn open_input(path: &Path) -> Result<Box<dyn std::io::BufRead + Send>, CliError> {
     if path.as_os_str() == "-" {
         return Ok(Box::new(BufReader::new(std::io::stdin())));
     }
-    let f = File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    let f = File::open(path).map_err(CliError::file(FileAction::Open, path))?;
     Ok(Box::new(BufReader::with_capacity(1 << 20, f)))
 }
 
-fn config_of(path: Option<&PathBuf>) -> Result<Config, String> {
+fn config_of(path: Option<&PathBuf>) -> Result<Config, CliError> {
     match path {
         Some(p) => super::load_file(p),
         None => Ok(Config::with_secret("distill-guard-replay")),
@@ -68,7 +70,7 @@ fn run_one(
     config_path: Option<&PathBuf>,
     out: Box<dyn Write>,
     label: Option<String>,
-) -> Result<(Summary, Option<RunReport>), String> {
+) -> Result<(Summary, Option<RunReport>), CliError> {
     let config = config_of(config_path)?;
     let input = open_input(&args.traffic)?;
     let input_bytes = (args.traffic.as_os_str() != "-")
@@ -91,15 +93,14 @@ fn run_one(
         if let Some(b) = builder.as_mut() {
             b.observe(t, d);
         }
-    })
-    .map_err(|e| e.to_string())?;
+    })?;
     let report = builder.map(|b| b.finish(&name_of(config_path), summary.clone()));
     Ok((summary, report))
 }
 
-pub(crate) fn run(args: ReplayArgs) -> Result<ExitCode, String> {
+pub(crate) fn run(args: ReplayArgs) -> Result<ExitCode, CliError> {
     if args.compare.is_some() && args.traffic.as_os_str() == "-" {
-        return Err("--compare replays the traffic twice: give a file, not stdin".into());
+        return Err(CliError::CompareNeedsFile);
     }
     // Check both configs before the first (possibly long) replay.
     config_of(args.config.as_ref())?;
@@ -108,7 +109,7 @@ pub(crate) fn run(args: ReplayArgs) -> Result<ExitCode, String> {
     }
     let out: Box<dyn Write> = match &args.out {
         Some(p) => Box::new(BufWriter::new(
-            File::create(p).map_err(|e| format!("cannot create {}: {e}", p.display()))?,
+            File::create(p).map_err(CliError::file(FileAction::Create, p))?,
         )),
         None => Box::new(BufWriter::new(std::io::stdout())),
     };
@@ -139,15 +140,14 @@ pub(crate) fn run(args: ReplayArgs) -> Result<ExitCode, String> {
             .as_ref()
             .is_some_and(|p| p.extension().is_some_and(|e| e == "json"));
     let text = match (&second, json) {
-        (None, true) => serde_json::to_string_pretty(&first).map_err(|e| e.to_string())?,
+        (None, true) => serde_json::to_string_pretty(&first)?,
         (None, false) => first.to_string(),
         (Some((b, _)), true) => serde_json::to_string_pretty(&serde_json::json!({
             "config": name_of(args.config.as_ref()),
             "summary": first,
             "compare": name_of(args.compare.as_ref()),
             "compare_summary": b,
-        }))
-        .map_err(|e| e.to_string())?,
+        }))?,
         (Some((b, _)), false) => format!(
             "== {}\n{first}\n== {}\n{b}",
             name_of(args.config.as_ref()),
@@ -156,7 +156,7 @@ pub(crate) fn run(args: ReplayArgs) -> Result<ExitCode, String> {
     };
     match &args.summary {
         Some(p) => std::fs::write(p, format!("{}\n", text.trim_end()))
-            .map_err(|e| format!("cannot write {}: {e}", p.display()))?,
+            .map_err(CliError::file(FileAction::Write, p))?,
         None => eprintln!("{}", text.trim_end()),
     }
     if let Some(path) = &args.report {
@@ -165,7 +165,7 @@ pub(crate) fn run(args: ReplayArgs) -> Result<ExitCode, String> {
             runs.push(r);
         }
         let html = render_html(&args.traffic.display().to_string(), &runs);
-        std::fs::write(path, html).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        std::fs::write(path, html).map_err(CliError::file(FileAction::Write, path))?;
         eprintln!("report written to {}", path.display());
     }
     Ok(ExitCode::SUCCESS)

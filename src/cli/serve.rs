@@ -15,6 +15,8 @@ use distill_guard::reload::Reloader;
 use distill_guard::telemetry::Telemetry;
 use distill_guard::Guard;
 
+use super::CliError;
+
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
     /// Config file (TOML). Without it, the embedded defaults are used.
@@ -72,7 +74,7 @@ impl Overrides {
     }
 }
 
-pub(crate) fn run(args: ServeArgs) -> Result<ExitCode, String> {
+pub(crate) fn run(args: ServeArgs) -> Result<ExitCode, CliError> {
     let mut config = super::load_config(args.config.as_ref())?;
     let overrides = Overrides {
         listen: args.listen,
@@ -82,11 +84,11 @@ pub(crate) fn run(args: ServeArgs) -> Result<ExitCode, String> {
         metrics_listen: args.metrics_listen,
     };
     overrides.apply(&mut config);
-    config.validate().map_err(|e| e.to_string())?;
+    config.validate()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+        .map_err(CliError::system("start the runtime"))?;
     runtime.block_on(serve(config, args.config, overrides))
 }
 
@@ -94,13 +96,12 @@ async fn serve(
     config: distill_guard::Config,
     path: Option<PathBuf>,
     overrides: Overrides,
-) -> Result<ExitCode, String> {
+) -> Result<ExitCode, CliError> {
     let passthrough = overrides.passthrough;
     let server_cfg = config.server.clone();
     let backend = match &server_cfg.upstream {
         Some(url) => {
-            let up = Upstream::new(url, server_cfg.connect_timeout, server_cfg.upstream_timeout)
-                .map_err(|e| e.to_string())?;
+            let up = Upstream::new(url, server_cfg.connect_timeout, server_cfg.upstream_timeout)?;
             tracing::info!(upstream = %url, "forwarding to upstream");
             Backend::Upstream(Box::new(up))
         }
@@ -115,13 +116,10 @@ async fn serve(
     let audit_cfg = config.audit.clone();
     // The guard reports its decisions to the telemetry the admin API reads.
     let telemetry = Arc::new(Telemetry::new(admin_cfg.recent_decisions));
-    let guard = Guard::builder(config)
-        .sink(telemetry.clone())
-        .build()
-        .map_err(|e| e.to_string())?;
+    let guard = Guard::builder(config).sink(telemetry.clone()).build()?;
     if let Some((sink, writer)) = audit::start(&audit_cfg, telemetry.metrics().audit_counters())
         .await
-        .map_err(|e| format!("cannot open the audit log: {e}"))?
+        .map_err(CliError::system("open the audit log"))?
     {
         tracing::info!(target = sink.target(), all = sink.all(), "audit log on");
         telemetry.install_audit(sink, writer);
@@ -143,10 +141,10 @@ async fn serve(
     let service = server::stack((!passthrough).then_some(&guard), backend);
     let listener = tokio::net::TcpListener::bind(server_cfg.listen)
         .await
-        .map_err(|e| format!("cannot listen on {}: {e}", server_cfg.listen))?;
+        .map_err(CliError::listen(server_cfg.listen, "proxy"))?;
     let addr = listener
         .local_addr()
-        .map_err(|e| format!("cannot read the listening address: {e}"))?;
+        .map_err(CliError::listen(server_cfg.listen, "proxy"))?;
     if passthrough {
         tracing::warn!("--passthrough: the guard is OFF, requests are forwarded unchecked");
     }
@@ -181,7 +179,7 @@ async fn serve(
         server_cfg.shutdown_timeout,
     )
     .await
-    .map_err(|e| format!("server error: {e}"))?;
+    .map_err(CliError::Serve)?;
     if let Some(writer) = telemetry.close_audit() {
         // Requests still in flight after the grace period may add a last record;
         // what is queued is written, within a bound.
@@ -199,13 +197,11 @@ async fn spawn_listener(
     app: axum::Router,
     telemetry: &Arc<Telemetry>,
     server_cfg: &ServerSection,
-) -> Result<SocketAddr, String> {
+) -> Result<SocketAddr, CliError> {
     let l = tokio::net::TcpListener::bind(addr)
         .await
-        .map_err(|e| format!("cannot listen on {addr} ({what}): {e}"))?;
-    let bound = l
-        .local_addr()
-        .map_err(|e| format!("cannot read the {what} address: {e}"))?;
+        .map_err(CliError::listen(addr, what))?;
+    let bound = l.local_addr().map_err(CliError::listen(addr, what))?;
     let t = telemetry.clone();
     let stop = shutdown_signal()?;
     let header_read_timeout = server_cfg.header_read_timeout;
@@ -219,14 +215,14 @@ async fn spawn_listener(
 
 /// Registers the shutdown signals now (so a signal sent right after the
 /// "listening" line is not lost) and resolves when one arrives.
-fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>, String> {
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>, CliError> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
         let mut term = signal(SignalKind::terminate())
-            .map_err(|e| format!("cannot install the SIGTERM handler: {e}"))?;
+            .map_err(CliError::system("install the SIGTERM handler"))?;
         let mut int = signal(SignalKind::interrupt())
-            .map_err(|e| format!("cannot install the SIGINT handler: {e}"))?;
+            .map_err(CliError::system("install the SIGINT handler"))?;
         Ok(async move {
             tokio::select! {
                 _ = term.recv() => {},

@@ -6,6 +6,8 @@ use std::process::ExitCode;
 use clap::Args;
 use distill_guard::simulate::{generate, Knobs, Scenario, SimParams, DEFAULT_SCALE};
 
+use super::{CliError, FileAction};
+
 #[derive(Debug, Args)]
 pub(crate) struct SimulateArgs {
     /// Scenario: naive, spoofed, hydra, adaptive, mixed or organic (see docs/simulate.md).
@@ -44,19 +46,14 @@ pub(crate) struct SimulateArgs {
     out: Option<PathBuf>,
 }
 
-pub(crate) fn run(args: SimulateArgs) -> Result<ExitCode, String> {
+pub(crate) fn run(args: SimulateArgs) -> Result<ExitCode, CliError> {
     if args.print_knobs {
         let knobs = Knobs::for_perturb(args.perturb);
-        let text = serde_json::to_string_pretty(&knobs).map_err(|e| e.to_string())?;
+        let text = serde_json::to_string_pretty(&knobs)?;
         println!("{text}");
         return Ok(ExitCode::SUCCESS);
     }
-    let scenario: Scenario = args
-        .scenario
-        .as_deref()
-        .unwrap_or_default()
-        .parse()
-        .map_err(|e| format!("{e}"))?;
+    let scenario: Scenario = args.scenario.as_deref().unwrap_or_default().parse()?;
     let params = SimParams {
         hours: args.hours,
         scale: args.scale,
@@ -73,10 +70,10 @@ pub(crate) fn run(args: SimulateArgs) -> Result<ExitCode, String> {
     } else {
         Box::new(BufWriter::with_capacity(
             1 << 20,
-            File::create(&path).map_err(|e| format!("cannot create {}: {e}", path.display()))?,
+            File::create(&path).map_err(CliError::file(FileAction::Create, &path))?,
         ))
     };
-    let stats = generate(scenario, &params, out).map_err(|e| e.to_string())?;
+    let stats = generate(scenario, &params, out)?;
     eprintln!(
         "wrote {} lines ({} campaign, {} organic; {} campaign and {} organic accounts in the population)",
         stats.lines, stats.campaign_lines, stats.organic_lines, stats.campaign_accounts, stats.organic_accounts

@@ -6,6 +6,8 @@ use clap::Args;
 use distill_guard::watermark::tag::{TagFields, TagKind};
 use distill_guard::watermark::Watermarker;
 
+use super::{CliError, FileAction, ServerProblem};
+
 #[derive(Debug, Args)]
 pub(crate) struct VerifyArgs {
     /// Config file with the `[[watermark.keys]]` that signed the tag.
@@ -35,20 +37,20 @@ pub(crate) struct TraceArgs {
     json: bool,
 }
 
-fn stdin_text() -> Result<String, String> {
+fn stdin_text() -> Result<String, CliError> {
     let mut s = String::new();
     std::io::stdin()
         .read_to_string(&mut s)
-        .map_err(|e| format!("cannot read standard input: {e}"))?;
+        .map_err(CliError::Stdin)?;
     Ok(s)
 }
 
-fn watermarker(config: &Path) -> Result<Watermarker, String> {
+fn watermarker(config: &Path) -> Result<Watermarker, CliError> {
     let cfg = super::load_file(config)?;
-    Watermarker::from_config(&cfg.watermark).map_err(|e| e.to_string())
+    Ok(Watermarker::from_config(&cfg.watermark)?)
 }
 
-pub(crate) fn verify(args: VerifyArgs) -> Result<ExitCode, String> {
+pub(crate) fn verify(args: VerifyArgs) -> Result<ExitCode, CliError> {
     let marker = watermarker(&args.config)?;
     let input = match args.tag.as_deref() {
         None | Some("-") => stdin_text()?,
@@ -57,10 +59,7 @@ pub(crate) fn verify(args: VerifyArgs) -> Result<ExitCode, String> {
     match marker.verify(input.trim()) {
         Ok(fields) => {
             if args.json {
-                println!(
-                    "{}",
-                    serde_json::to_string(&fields).map_err(|e| e.to_string())?
-                );
+                println!("{}", serde_json::to_string(&fields)?);
             } else {
                 print!("{}", verify_text(&fields));
             }
@@ -80,17 +79,15 @@ pub(crate) fn verify(args: VerifyArgs) -> Result<ExitCode, String> {
     }
 }
 
-pub(crate) fn trace(args: TraceArgs) -> Result<ExitCode, String> {
+pub(crate) fn trace(args: TraceArgs) -> Result<ExitCode, CliError> {
     let marker = watermarker(&args.config)?;
     let text = match &args.file {
         None => stdin_text()?,
         Some(p) if p.as_os_str() == "-" => stdin_text()?,
-        Some(p) => {
-            std::fs::read_to_string(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?
-        }
+        Some(p) => std::fs::read_to_string(p).map_err(CliError::file(FileAction::Read, p))?,
     };
     let mut result = match marker.trace(&text) {
-        Some(r) => Some(serde_json::to_value(&r).map_err(|e| e.to_string())?),
+        Some(r) => Some(serde_json::to_value(&r)?),
         None => None,
     };
     if let Some(server) = &args.server {
@@ -102,7 +99,7 @@ pub(crate) fn trace(args: TraceArgs) -> Result<ExitCode, String> {
     match result {
         Some(r) => {
             if args.json {
-                println!("{}", serde_json::to_string(&r).map_err(|e| e.to_string())?);
+                println!("{}", serde_json::to_string(&r)?);
             } else {
                 print!("{}", trace_text(&r));
             }
@@ -213,6 +210,9 @@ pub(crate) fn trace_text(r: &serde_json::Value) -> String {
     format!("traced: {how}\n{}", rows(&out))
 }
 
+/// How long a live server has to answer.
+const ANSWER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Longest excerpt sent to a live server (the query string carries it).
 const REMOTE_TEXT_BYTES: usize = 8_000;
 
@@ -235,20 +235,16 @@ fn admin_get(
     config: &Path,
     server: &str,
     path: &str,
-) -> Result<(http::StatusCode, serde_json::Value), String> {
+) -> Result<(http::StatusCode, serde_json::Value), CliError> {
     let cfg = super::load_file(config)?;
-    let token = cfg
-        .admin
-        .resolve_token()
-        .ok_or("the config has no [admin] token (token or token_env) to query a server with")?;
+    let token = cfg.admin.resolve_token().ok_or(CliError::NoAdminToken)?;
+    let problem = |problem| CliError::server(server, problem);
     let url = format!("{}{path}", server.trim_end_matches('/'));
-    let uri: http::Uri = url
-        .parse()
-        .map_err(|e| format!("bad --server URL {server}: {e}"))?;
+    let uri: http::Uri = url.parse().map_err(|e| problem(ServerProblem::Url(e)))?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| e.to_string())?;
+        .map_err(CliError::system("start the runtime"))?;
     let (status, body) = rt.block_on(async {
         use http_body_util::BodyExt;
         let client: hyper_util::client::legacy::Client<_, http_body_util::Empty<bytes::Bytes>> =
@@ -257,25 +253,26 @@ fn admin_get(
         let req = http::Request::get(uri)
             .header("authorization", format!("Bearer {token}"))
             .body(http_body_util::Empty::new())
-            .map_err(|e| e.to_string())?;
-        let res = tokio::time::timeout(std::time::Duration::from_secs(30), client.request(req))
+            .map_err(|e| problem(ServerProblem::Request(e)))?;
+        let res = tokio::time::timeout(ANSWER_TIMEOUT, client.request(req))
             .await
-            .map_err(|_| format!("{server} did not answer within 30 s"))?
-            .map_err(|e| format!("cannot reach {server}: {e}"))?;
+            .map_err(|_| problem(ServerProblem::Timeout(ANSWER_TIMEOUT.as_secs())))?
+            .map_err(|e| problem(ServerProblem::Unreachable(e)))?;
         let status = res.status();
         let bytes = res
             .into_body()
             .collect()
             .await
-            .map_err(|e| format!("reading the answer from {server}: {e}"))?
+            .map_err(|e| problem(ServerProblem::Body(e)))?
             .to_bytes();
-        Ok::<_, String>((status, bytes))
+        Ok::<_, CliError>((status, bytes))
     })?;
-    let v: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
-        format!(
-            "{server} answered {status} with non-JSON: {e}: {}",
-            String::from_utf8_lossy(&body[..body.len().min(200)])
-        )
+    let v: serde_json::Value = serde_json::from_slice(&body).map_err(|source| {
+        problem(ServerProblem::NotJson {
+            status,
+            source,
+            start: String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned(),
+        })
     })?;
     Ok((status, v))
 }
@@ -286,7 +283,7 @@ fn remote_trace(
     config: &Path,
     server: &str,
     text: &str,
-) -> Result<Option<serde_json::Value>, String> {
+) -> Result<Option<serde_json::Value>, CliError> {
     let mut cut = text.len().min(REMOTE_TEXT_BYTES);
     while !text.is_char_boundary(cut) {
         cut -= 1;
@@ -294,7 +291,10 @@ fn remote_trace(
     let path = format!("/api/trace?limit=1&text={}", encode(&text[..cut]));
     let (status, v) = admin_get(config, server, &path)?;
     if !status.is_success() {
-        return Err(format!("{server} answered {status}: {v}"));
+        return Err(CliError::server(
+            server,
+            ServerProblem::Status { status, answer: v },
+        ));
     }
     let first = v
         .get("hits")
@@ -303,7 +303,7 @@ fn remote_trace(
         .cloned();
     match first {
         Some(detail) if detail.get("account").is_some() => Ok(Some(detail)),
-        Some(_) => Err(format!("{server} answered an unexpected trace result")),
+        Some(_) => Err(CliError::server(server, ServerProblem::UnexpectedTrace)),
         None => Ok(None),
     }
 }
@@ -315,7 +315,7 @@ fn complete_prefix(
     config: &Path,
     server: &str,
     result: &mut serde_json::Value,
-) -> Result<(), String> {
+) -> Result<(), CliError> {
     let Some(prefix) = result.get("account").and_then(|a| a.as_str()) else {
         return Ok(());
     };

@@ -49,8 +49,8 @@ pub mod share;
 
 pub use crate::config::{BehaviourEvidence, ClusterConfig, FamilyCounts, FamilyWeights};
 pub use engine::{
-    AccountSnapshot, AccountStats, ClusterEngine, ClusterSnapshot, ClusterStats, EngineStats,
-    Handle, LinkEvent, LinkOutcome, Linked, Observation, SIGNALS,
+    AccountSnapshot, AccountStats, ClusterEngine, ClusterSizeCount, ClusterSnapshot, ClusterStats,
+    EngineStats, Handle, LinkEvent, LinkOutcome, Linked, Observation, TopClusterSnapshots, SIGNALS,
 };
 pub use evidence::{KindSummary, ValueSummary};
 

@@ -536,10 +536,10 @@ fn inspection_shows_members_and_the_evidence_that_linked_them() {
     let map = run(&engine, reqs);
     let campaign_cluster = map[&acct(2, 0)];
 
-    let (largest, suspicious) = engine.top_clusters(3, 1000, now);
-    assert_eq!(largest.len(), 1, "only the campaign is a cluster");
-    assert_eq!(suspicious.len(), 1);
-    let c = &largest[0];
+    let top = engine.top_clusters(3, 1000, now);
+    assert_eq!(top.largest.len(), 1, "only the campaign is a cluster");
+    assert_eq!(top.most_suspicious.len(), 1);
+    let c = &top.largest[0];
     assert_eq!(c.id, campaign_cluster);
     assert_eq!(c.size, 60);
     assert_eq!(c.members.len(), 60);
@@ -600,7 +600,11 @@ fn inspection_shows_members_and_the_evidence_that_linked_them() {
         .is_none());
     assert!(engine.inspect_account(&acct(9, 9), 5, now).is_none());
 
-    let counts = engine.size_counts();
+    let counts: Vec<(u32, u64)> = engine
+        .size_counts()
+        .iter()
+        .map(|c| (c.size, c.clusters))
+        .collect();
     assert!(counts.contains(&(60, 1)), "{counts:?}");
     let alone = counts.iter().find(|(s, _)| *s == 1).map_or(0, |c| c.1);
     assert_eq!(alone, engine.stats().accounts - 60);
@@ -669,15 +673,22 @@ fn merged_clusters_combine_their_evidence_and_stay_inspectable() {
         .inspect_cluster(&ClusterId::of_account(acct(7, 0)), 10, t)
         .is_none());
 
-    let (largest, suspicious) = engine.top_clusters(5, 10, t);
+    let top = engine.top_clusters(5, 10, t);
     assert_eq!(
-        largest.iter().map(|c| c.size).collect::<Vec<_>>(),
+        top.largest.iter().map(|c| c.size).collect::<Vec<_>>(),
         vec![5, 2]
     );
-    assert_eq!(suspicious[0].id, ClusterId::of_account(acct(8, 0)));
-    assert_eq!(suspicious[0].stats.level, 0.9);
-    assert_eq!(engine.top_clusters(1, 10, t).0.len(), 1);
-    assert_eq!(engine.size_counts(), vec![(2, 1), (5, 1)]);
+    assert_eq!(top.most_suspicious[0].id, ClusterId::of_account(acct(8, 0)));
+    assert_eq!(top.most_suspicious[0].stats.level, 0.9);
+    assert_eq!(engine.top_clusters(1, 10, t).largest.len(), 1);
+    let sizes = |engine: &ClusterEngine| -> Vec<(u32, u64)> {
+        engine
+            .size_counts()
+            .iter()
+            .map(|c| (c.size, c.clusters))
+            .collect()
+    };
+    assert_eq!(sizes(&engine), vec![(2, 1), (5, 1)]);
 
     // The account that named A leaves: A keeps its id and is still found.
     assert!(engine.unlink(&acct(6, 0), t, 3_600_000));
@@ -689,5 +700,5 @@ fn merged_clusters_combine_their_evidence_and_stay_inspectable() {
     let held = engine.inspect_account(&acct(6, 0), 10, t).expect("tracked");
     assert!(held.cluster.is_none());
     assert_eq!(held.held_until_s, Some(((t + 3_600_000) / 1000) as u32));
-    assert_eq!(engine.size_counts(), vec![(1, 1), (2, 1), (4, 1)]);
+    assert_eq!(sizes(&engine), vec![(1, 1), (2, 1), (4, 1)]);
 }

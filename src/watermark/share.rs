@@ -42,7 +42,7 @@ pub fn share(index: &Arc<TraceIndex>, config: &StoreConfig) -> Result<(), Config
         key: crate::store::redis_key(config, "watermark:index", ""),
         max_len: (index.capacity() as u64 / 16).max(1_000),
         encode: encode_batch,
-        decode: |bytes| decode_batch(bytes).map_err(|e| e.to_string()),
+        decode: decode_batch,
     };
     let key = topic.key.clone();
     let target = Arc::downgrade(index);

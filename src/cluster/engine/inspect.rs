@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use super::observe::ClusterEngine;
 use super::state::{Bridge, Candidate, ClusterRec, Door, Entry, Posting, Slot, State};
 use super::types::{
-    AccountSnapshot, ClusterSnapshot, EngineStats, LinkEvent, LinkOutcome, Observation,
+    AccountSnapshot, ClusterSizeCount, ClusterSnapshot, EngineStats, LinkEvent, LinkOutcome,
+    Observation, TopClusterSnapshots,
 };
 use super::{family_index, secs, NONE};
 use crate::cluster::evidence::Evidence;
@@ -104,14 +105,9 @@ impl ClusterEngine {
     /// The `n` largest clusters and the `n` with the highest stored suspicion
     /// level (each with at most `max_members` members). Scans in short locked
     /// chunks, so requests are never held up for long.
-    pub fn top_clusters(
-        &self,
-        n: usize,
-        max_members: usize,
-        now_ms: u64,
-    ) -> (Vec<ClusterSnapshot>, Vec<ClusterSnapshot>) {
+    pub fn top_clusters(&self, n: usize, max_members: usize, now_ms: u64) -> TopClusterSnapshots {
         if n == 0 {
-            return (Vec::new(), Vec::new());
+            return TopClusterSnapshots::default();
         }
         type Top = (u32, f32, u32, ClusterId); // (size, level, index, id)
         fn by_size(a: &Top, b: &Top) -> std::cmp::Ordering {
@@ -175,12 +171,15 @@ impl ClusterEngine {
                 })
                 .collect()
         };
-        (snap(largest), snap(suspicious))
+        TopClusterSnapshots {
+            largest: snap(largest),
+            most_suspicious: snap(suspicious),
+        }
     }
 
     /// How many clusters have each size, accounts alone counted as clusters of
-    /// one: `(size, clusters)`, by size. Scans in short locked chunks.
-    pub fn size_counts(&self) -> Vec<(u32, u64)> {
+    /// one, by size. Scans in short locked chunks.
+    pub fn size_counts(&self) -> Vec<ClusterSizeCount> {
         let mut counts: BTreeMap<u32, u64> = Default::default();
         let mut linked = 0u64;
         let mut start = 0usize;
@@ -203,7 +202,10 @@ impl ClusterEngine {
             }
             start = end;
         }
-        counts.into_iter().collect()
+        counts
+            .into_iter()
+            .map(|(size, clusters)| ClusterSizeCount { size, clusters })
+            .collect()
     }
 }
 

@@ -27,8 +27,8 @@ mod types;
 
 pub use observe::ClusterEngine;
 pub use types::{
-    AccountSnapshot, AccountStats, ClusterSnapshot, ClusterStats, EngineStats, Handle, LinkEvent,
-    LinkOutcome, Linked, Observation, SIGNALS,
+    AccountSnapshot, AccountStats, ClusterSizeCount, ClusterSnapshot, ClusterStats, EngineStats,
+    Handle, LinkEvent, LinkOutcome, Linked, Observation, TopClusterSnapshots, SIGNALS,
 };
 
 use crate::features::Family;

@@ -89,6 +89,26 @@ pub struct Handle {
     pub(super) cluster_id: Option<ClusterId>,
 }
 
+/// The largest and the most suspicious clusters (see
+/// [`ClusterEngine::top_clusters`](super::ClusterEngine::top_clusters)).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TopClusterSnapshots {
+    /// The largest clusters, largest first (ties: higher stored level first).
+    pub largest: Vec<ClusterSnapshot>,
+    /// The clusters with the highest stored suspicion level, highest first.
+    pub most_suspicious: Vec<ClusterSnapshot>,
+}
+
+/// How many clusters have one size (see
+/// [`ClusterEngine::size_counts`](super::ClusterEngine::size_counts)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClusterSizeCount {
+    /// Members per cluster (1 for accounts alone).
+    pub size: u32,
+    /// Clusters of that size.
+    pub clusters: u64,
+}
+
 /// A cluster as an operator inspects it (see [`ClusterEngine::inspect_cluster`](super::ClusterEngine::inspect_cluster)).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClusterSnapshot {

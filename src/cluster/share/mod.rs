@@ -130,14 +130,14 @@ impl Event {
 pub type Apply = Box<dyn Fn(Event) -> bool + Send + Sync>;
 
 /// The cluster log's stream for `config`.
-fn topic(config: &StoreConfig) -> Topic<Event> {
+fn topic(config: &StoreConfig) -> Topic<Event, codec::DecodeError> {
     Topic {
         name: "cluster log",
         alone: "clusters are linked from this replica's traffic only",
         key: crate::store::redis_key(config, "clusters:log", ""),
         max_len: config.cluster_log_len,
         encode: codec::encode_batch,
-        decode: |bytes| codec::decode_batch(bytes).map_err(|e| e.to_string()),
+        decode: codec::decode_batch,
     }
 }
 
@@ -255,9 +255,9 @@ impl SharedLog {
     /// valid and name a Redis backend): spawns the writer and the reader on
     /// the current Tokio runtime. The reader hands other replicas' events to
     /// `apply`. Connecting is lazy, as for the store.
-    pub(crate) fn start<T: Send + 'static>(
+    pub(crate) fn start<T: Send + 'static, E: std::fmt::Display + 'static>(
         config: &StoreConfig,
-        topic: Topic<T>,
+        topic: Topic<T, E>,
         apply: ApplyFn<T>,
     ) -> Result<Self, ConfigError> {
         let replica = replica_id();

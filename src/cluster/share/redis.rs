@@ -66,7 +66,7 @@ const ENTRY_REPLICA: std::ops::Range<usize> = 3..11;
 /// A stream replicas share: its key, how long it is kept, and how its
 /// entries are written and read. Every entry starts with a 3-byte magic
 /// and the writing replica's id.
-pub(crate) struct Topic<T> {
+pub(crate) struct Topic<T, E> {
     /// What log lines call it (`cluster log`).
     pub(crate) name: &'static str,
     /// What a replica does alone while Redis fails, for the warning.
@@ -78,19 +78,20 @@ pub(crate) struct Topic<T> {
     /// One entry from this replica's id and its encoded events.
     pub(crate) encode: fn(u64, &[Vec<u8>]) -> Vec<u8>,
     /// An entry's replica and events; an error skips the entry whole.
-    pub(crate) decode: Decode<T>,
+    pub(crate) decode: Decode<T, E>,
 }
 
-/// Decodes one entry: the replica that wrote it and its events, or why not.
-pub(crate) type Decode<T> = fn(&[u8]) -> Result<(u64, Vec<T>), String>;
+/// Decodes one entry: the replica that wrote it and its events, or why not
+/// (the topic codec's own error).
+pub(crate) type Decode<T, E> = fn(&[u8]) -> Result<(u64, Vec<T>), E>;
 
 /// What applies another replica's event. Returns false once the receiver is
 /// gone, which stops the reader.
 pub(crate) type ApplyFn<T> = Box<dyn Fn(T) -> bool + Send + Sync>;
 
-pub(super) fn spawn<T: Send + 'static>(
+pub(super) fn spawn<T: Send + 'static, E: std::fmt::Display + 'static>(
     config: &StoreConfig,
-    topic: Topic<T>,
+    topic: Topic<T, E>,
     replica: u64,
     rx: mpsc::Receiver<Msg>,
     applied: watch::Sender<StreamId>,
@@ -123,28 +124,28 @@ pub(super) fn spawn<T: Send + 'static>(
     Ok(())
 }
 
-fn failed<T>(topic: &Topic<T>, stats: &ShareStats, what: &str, error: &RedisCallError) {
+fn failed<T, E>(topic: &Topic<T, E>, stats: &ShareStats, what: &str, error: &RedisCallError) {
     stats.errors.fetch_add(1, Ordering::Relaxed);
     if !stats.down.swap(true, Ordering::Relaxed) {
         tracing::warn!(%error, "{}: {what} failed; {} until Redis answers", topic.name, topic.alone);
     }
 }
 
-fn recovered<T>(topic: &Topic<T>, stats: &ShareStats) {
+fn recovered<T, E>(topic: &Topic<T, E>, stats: &ShareStats) {
     if stats.down.swap(false, Ordering::Relaxed) {
         tracing::info!("{}: Redis answers again; sharing resumed", topic.name);
     }
 }
 
-struct Writer<T> {
+struct Writer<T, E> {
     conn: crate::store::RedisConn,
-    topic: Arc<Topic<T>>,
+    topic: Arc<Topic<T, E>>,
     replica: u64,
     timeout: Duration,
     stats: Arc<ShareStats>,
 }
 
-impl<T> Writer<T> {
+impl<T, E> Writer<T, E> {
     async fn run(self, mut rx: mpsc::Receiver<Msg>) {
         let mut last = StreamId::ZERO;
         // Why events were dropped since the last flush was answered, if any were.
@@ -213,9 +214,9 @@ impl<T> Writer<T> {
     }
 }
 
-struct Reader<T> {
+struct Reader<T, E> {
     conn: crate::store::RedisConn,
-    topic: Arc<Topic<T>>,
+    topic: Arc<Topic<T, E>>,
     replica: u64,
     timeout: Duration,
     stats: Arc<ShareStats>,
@@ -224,7 +225,7 @@ struct Reader<T> {
 /// One entry of an `XREAD` reply: its id and its batch, if it has one.
 type RawEntry = (StreamId, Option<Vec<u8>>);
 
-impl<T> Reader<T> {
+impl<T, E: std::fmt::Display> Reader<T, E> {
     async fn run(self, applied: watch::Sender<StreamId>, apply: ApplyFn<T>) {
         let mut last = StreamId::ZERO;
         let mut backoff = BACKOFF_MIN;
