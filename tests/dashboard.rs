@@ -12,7 +12,7 @@ use std::time::Duration;
 use axum::body::Body;
 use http::Request;
 use serde_json::{json, Value};
-use support::process::Served;
+use support::process::serve_config as serve;
 
 const TOKEN: &str = "dashboard test admin token";
 
@@ -29,10 +29,6 @@ fn chromium() -> Option<PathBuf> {
         }
     }
     None
-}
-
-fn serve(config: &std::path::Path) -> Served {
-    support::process::serve(&["--config", config.to_str().expect("utf-8 path")], true)
 }
 
 async fn request(req: Request<Body>) -> (u16, Value) {

@@ -4,7 +4,7 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{Read, Write};
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +20,7 @@ use distill_guard::Guard;
 use http::Request;
 use http_body_util::BodyExt;
 use serde_json::json;
+use support::process::serve_config as serve;
 use support::process::{self, Served};
 use support::wait;
 use tower::ServiceExt;
@@ -178,10 +179,6 @@ async fn a_bad_config_is_rejected_and_the_old_one_keeps_serving() {
     ));
 }
 
-fn serve(config: &std::path::Path) -> Served {
-    support::process::serve(&["--config", config.to_str().expect("utf-8 path")], true)
-}
-
 async fn admin_status(admin: &str, token: &str) -> serde_json::Value {
     let client: hyper_util::client::legacy::Client<_, Body> =
         hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
@@ -266,32 +263,26 @@ fn serve_without_an_admin_token_keeps_the_admin_listener_disabled() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("guard.toml");
     std::fs::write(&path, config_text(5, "")).expect("write");
-    let mut child = process::bin()
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-            "--config",
-        ])
-        .arg(&path)
+    let mut served = process::Serve::new()
+        .config(&path)
+        .admin()
         .env("RUST_LOG", "info")
         .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .spawn()
-        .expect("start the binary");
-    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
-    let mut line = String::new();
-    out.read_line(&mut line).expect("first line");
-    assert!(line.starts_with("listening on "), "{line:?}");
-    line.clear();
-    out.read_line(&mut line).expect("second line");
-    assert_eq!(line.trim(), "admin disabled: no token configured");
-    let _ = child.kill();
-    let output = child.wait_with_output().expect("exit");
-    let log = String::from_utf8_lossy(&output.stderr);
+        .start();
+    assert_eq!(
+        served.admin, None,
+        "the binary said the admin listener is disabled"
+    );
+    let _ = served.child.kill();
+    let mut log = String::new();
+    served
+        .child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut log)
+        .expect("read the log");
     assert!(log.contains("admin listener disabled"), "{log}");
 }
 

@@ -5,8 +5,6 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::process::Stdio;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -51,28 +49,14 @@ requests_per_minute = 3
 "#,
         audit.display()
     ));
-    let mut child = process::bin()
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-            "--config",
-            cfg.path().to_str().expect("path"),
-        ])
+    let mut served = process::Serve::new()
+        .config(cfg.path())
+        .admin()
         .env("RUST_LOG", "trace")
-        .stdout(Stdio::piped())
         .stderr(std::fs::File::create(&log).expect("log file"))
-        .spawn()
-        .expect("start the binary");
-    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
-    let mut line = String::new();
-    out.read_line(&mut line).expect("first line");
-    let url = line.trim().trim_start_matches("listening on ").to_owned();
-    line.clear();
-    out.read_line(&mut line).expect("second line");
-    let admin = line.trim().trim_start_matches("admin on ").to_owned();
+        .start();
+    let url = served.url.clone();
+    let admin = served.admin().to_owned();
 
     let mut emitted = String::new();
     // Both dialects, JSON and streamed, the key in either header; the fourth and
@@ -161,11 +145,11 @@ requests_per_minute = 3
     }
 
     // Stop it gracefully, so the audit log is flushed.
-    process::signal(child.id(), "-TERM");
-    let status = process::exit_within(&mut child, Duration::from_secs(20));
+    process::signal(served.child.id(), "-TERM");
+    let status = process::exit_within(&mut served.child, Duration::from_secs(20));
     if status.is_none() {
-        let _ = child.kill();
-        let _ = child.wait();
+        let _ = served.child.kill();
+        let _ = served.child.wait();
     }
     let logs = std::fs::read_to_string(&log).expect("logs");
     let audit_log = std::fs::read_to_string(&audit).expect("audit log");

@@ -388,43 +388,9 @@ async fn trace_finds_stripped_text_in_a_live_servers_index() {
 
 #[tokio::test]
 async fn metrics_listener_serves_metrics_alone_without_a_token() {
-    use std::io::{BufRead, BufReader};
-    use std::process::Stdio;
     let cfg = config_file(CONFIG);
-    let mut child = process::bin()
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--metrics-listen",
-            "127.0.0.1:0",
-            "--config",
-            cfg.path().to_str().expect("path"),
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start");
-    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
-    let mut line = String::new();
-    out.read_line(&mut line).expect("listening line");
-    let url = line
-        .trim()
-        .strip_prefix("listening on ")
-        .expect("listening")
-        .to_owned();
-    line.clear();
-    out.read_line(&mut line).expect("metrics line");
-    let metrics = line
-        .trim()
-        .strip_prefix("metrics on ")
-        .unwrap_or_else(|| panic!("metrics line: {line:?}"))
-        .to_owned();
-    let served = Served {
-        child,
-        url,
-        admin: None,
-    };
+    let served = process::Serve::new().config(cfg.path()).metrics().start();
+    let metrics = served.metrics().to_owned();
     let r = post(
         &served.url,
         "/v1/chat/completions",

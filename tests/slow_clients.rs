@@ -4,6 +4,8 @@
 //! kept-alive connections are closed once idle that long; a request in flight,
 //! however long, is never cut (HTTP/1 and HTTP/2).
 
+mod support;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -16,6 +18,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
+
+use support::wait::finishes_at;
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -72,13 +76,16 @@ async fn headers_sent_a_byte_at_a_time_are_cut_off_at_the_deadline() {
     let opened = Instant::now();
     sock.write_all(b"GET / HTTP/1.1\r\n").await.expect("write");
     // A byte every second: each read makes progress, the whole never completes.
-    let got = closed_while_dripping(
-        &mut sock,
-        b"host: x\r\nx-padding: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n",
-        Duration::from_secs(1),
+    let got = finishes_at(
+        "the close of a trickling connection",
+        opened + TIMEOUT,
+        closed_while_dripping(
+            &mut sock,
+            b"host: x\r\nx-padding: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n",
+            Duration::from_secs(1),
+        ),
     )
     .await;
-    assert_eq!(opened.elapsed(), TIMEOUT);
     assert!(got.is_empty(), "{}", String::from_utf8_lossy(&got));
 }
 
@@ -89,8 +96,12 @@ async fn a_connection_that_sends_nothing_or_a_partial_http2_preface_is_closed() 
         let mut sock = TcpStream::connect(addr).await.expect("connect");
         let opened = Instant::now();
         sock.write_all(sent).await.expect("write");
-        let got = closed_while_dripping(&mut sock, b"", TIMEOUT).await;
-        assert_eq!(opened.elapsed(), TIMEOUT, "{sent:?}");
+        let got = finishes_at(
+            &format!("the close of a connection that sent {sent:?}"),
+            opened + TIMEOUT,
+            closed_while_dripping(&mut sock, b"", TIMEOUT),
+        )
+        .await;
         assert!(got.is_empty(), "{sent:?}");
     }
 }
@@ -121,22 +132,24 @@ async fn a_request_in_flight_is_never_cut_and_the_idle_connection_then_closes() 
     let sent = Instant::now();
     let mut got = Vec::new();
     let mut buf = [0u8; 1024];
-    let answered = loop {
-        let n = sock.read(&mut buf).await.expect("read");
-        assert!(n > 0, "closed while the answer was on its way");
-        got.extend_from_slice(&buf[..n]);
-        if got.ends_with(b"slow ok") {
-            break Instant::now();
+    // The answer comes when the handler is done (three timeouts), uncut.
+    finishes_at("the slow answer", sent + TIMEOUT * 3, async {
+        while !got.ends_with(b"slow ok") {
+            let n = sock.read(&mut buf).await.expect("read");
+            assert!(n > 0, "closed while the answer was on its way");
+            got.extend_from_slice(&buf[..n]);
         }
-    };
-    assert_eq!(answered - sent, TIMEOUT * 3);
+    })
+    .await;
     // Then idle: closed one timeout after the answer.
-    let n = tokio::time::timeout(TIMEOUT * 10, sock.read(&mut buf))
-        .await
-        .expect("the idle connection was never closed")
-        .unwrap_or(0);
+    let n = finishes_at(
+        "the close of the idle connection",
+        sent + TIMEOUT * 4,
+        sock.read(&mut buf),
+    )
+    .await
+    .unwrap_or(0);
     assert_eq!(n, 0);
-    assert_eq!(answered.elapsed(), TIMEOUT);
 }
 
 #[tokio::test(start_paused = true)]
@@ -149,21 +162,26 @@ async fn over_http2_streams_in_flight_keep_the_connection_and_idle_closes_it() {
             .expect("handshake");
     let conn = tokio::spawn(conn);
     let opened = Instant::now();
-    let res = send
-        .send_request(
+    let res = finishes_at(
+        "the slow answer",
+        opened + TIMEOUT * 3,
+        send.send_request(
             Request::get(format!("http://{addr}/slow"))
                 .body(Body::empty())
                 .expect("request"),
-        )
-        .await
-        .expect("an answer after three timeouts");
+        ),
+    )
+    .await
+    .expect("an answer after three timeouts");
     assert_eq!(res.status(), 200);
     let body = res.into_body().collect().await.expect("body").to_bytes();
     assert_eq!(&body[..], b"slow ok");
-    let answered = Instant::now();
-    assert_eq!(answered - opened, TIMEOUT * 3);
-    // Idle from there: the server closes the connection one timeout later.
-    let ended = tokio::time::timeout(TIMEOUT * 10, conn).await;
-    assert!(ended.is_ok(), "the idle HTTP/2 connection was never closed");
-    assert_eq!(answered.elapsed(), TIMEOUT);
+    // Idle from there: the server closes the connection one timeout later
+    // (how the client's connection task ends does not matter, only when).
+    let _ = finishes_at(
+        "the close of the idle HTTP/2 connection",
+        opened + TIMEOUT * 4,
+        conn,
+    )
+    .await;
 }

@@ -16,8 +16,11 @@ pub struct Served {
     pub child: Child,
     /// `http://127.0.0.1:PORT` of the API listener.
     pub url: String,
-    /// `http://127.0.0.1:PORT` of the admin listener, when one was asked for.
+    /// `http://127.0.0.1:PORT` of the admin listener, when one was asked for
+    /// and started (`None` when the binary said it is disabled).
     pub admin: Option<String>,
+    /// `http://127.0.0.1:PORT` of the metrics listener, when one was asked for.
+    pub metrics: Option<String>,
 }
 
 impl Served {
@@ -26,6 +29,13 @@ impl Served {
         self.admin
             .as_deref()
             .expect("started with an admin listener")
+    }
+
+    /// The metrics listener's URL (panics when it was not started).
+    pub fn metrics(&self) -> &str {
+        self.metrics
+            .as_deref()
+            .expect("started with a metrics listener")
     }
 }
 
@@ -41,6 +51,95 @@ fn address(line: &str, prefix: &str) -> String {
         .strip_prefix(prefix)
         .unwrap_or_else(|| panic!("expected `{prefix}…`, got {line:?}"))
         .to_owned()
+}
+
+/// `distill-guard serve --listen 127.0.0.1:0`, to add to and [`start`](Self::start):
+/// the one place the tests start the server and read the addresses it prints.
+pub struct Serve {
+    cmd: Command,
+    admin: bool,
+    metrics: bool,
+}
+
+impl Serve {
+    /// The command, its standard error discarded.
+    pub fn new() -> Self {
+        let mut cmd = bin();
+        cmd.args(["serve", "--listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        Self {
+            cmd,
+            admin: false,
+            metrics: false,
+        }
+    }
+
+    /// `--config PATH`.
+    pub fn config(mut self, path: &std::path::Path) -> Self {
+        self.cmd.arg("--config").arg(path);
+        self
+    }
+
+    /// More arguments.
+    pub fn args(mut self, args: &[&str]) -> Self {
+        self.cmd.args(args);
+        self
+    }
+
+    /// `--admin-listen 127.0.0.1:0`: reads the admin listener's address (or
+    /// that it is disabled: no token configured).
+    pub fn admin(mut self) -> Self {
+        self.cmd.args(["--admin-listen", "127.0.0.1:0"]);
+        self.admin = true;
+        self
+    }
+
+    /// `--metrics-listen 127.0.0.1:0`: reads the metrics listener's address.
+    pub fn metrics(mut self) -> Self {
+        self.cmd.args(["--metrics-listen", "127.0.0.1:0"]);
+        self.metrics = true;
+        self
+    }
+
+    /// An environment variable for the process.
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.cmd.env(key, value);
+        self
+    }
+
+    /// Where the process's standard error (its log) goes.
+    pub fn stderr(mut self, to: impl Into<Stdio>) -> Self {
+        self.cmd.stderr(to);
+        self
+    }
+
+    /// Starts the process and reads the addresses it prints, in its order:
+    /// the API listener, the admin listener, the metrics listener.
+    pub fn start(mut self) -> Served {
+        let mut child = self.cmd.spawn().expect("start the binary");
+        let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut next = || {
+            let mut line = String::new();
+            out.read_line(&mut line).expect("a line on stdout");
+            line
+        };
+        let url = address(&next(), "listening on ");
+        let admin = if self.admin {
+            let line = next();
+            (line.trim() != "admin disabled: no token configured")
+                .then(|| address(&line, "admin on "))
+        } else {
+            None
+        };
+        let metrics = self.metrics.then(|| address(&next(), "metrics on "));
+        Served {
+            child,
+            url,
+            admin,
+            metrics,
+        }
+    }
 }
 
 /// The path of the `distill-guard` binary Cargo built for the tests (the one
@@ -86,28 +185,16 @@ pub fn serve(args: &[&str], admin: bool) -> Served {
 
 /// [`serve`] with these environment variables set for the process.
 pub fn serve_with_env(args: &[&str], admin: bool, env: &[(&str, &str)]) -> Served {
-    let mut cmd = bin();
-    cmd.envs(env.iter().copied());
-    cmd.args(["serve", "--listen", "127.0.0.1:0"]);
+    let mut serve = Serve::new().args(args);
     if admin {
-        cmd.args(["--admin-listen", "127.0.0.1:0"]);
+        serve = serve.admin();
     }
-    let mut child = cmd
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the binary");
-    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
-    let mut line = String::new();
-    out.read_line(&mut line).expect("first line");
-    let url = address(&line, "listening on ");
-    let admin = admin.then(|| {
-        line.clear();
-        out.read_line(&mut line).expect("second line");
-        address(&line, "admin on ")
-    });
-    Served { child, url, admin }
+    env.iter().fold(serve, |s, (k, v)| s.env(k, v)).start()
+}
+
+/// `serve --config PATH` with an admin listener.
+pub fn serve_config(config: &std::path::Path) -> Served {
+    Serve::new().config(config).admin().start()
 }
 
 /// A config file with `text`, removed on drop.

@@ -1,6 +1,8 @@
 //! Waiting on what runs outside the test's control (processes, Redis, their
 //! background tasks): poll with a deadline and fail naming what never happened.
 //! The deadlines guard against hangs; no test asserts how long something took.
+//! On tokio's paused clock, [`finishes_at`] checks *when* something happens
+//! (pending just before a deadline, done just after) without measuring it.
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -51,6 +53,24 @@ pub fn until_blocking(what: &str, mut cond: impl FnMut() -> bool) {
     while !cond() {
         assert!(Instant::now() < deadline, "timed out waiting until {what}");
         std::thread::sleep(EVERY);
+    }
+}
+
+/// How far either side of a deadline [`finishes_at`] looks.
+pub const SLACK: Duration = Duration::from_millis(1);
+
+/// `fut`'s output, checked to finish at `at` on tokio's paused clock: still
+/// pending at `at - SLACK`, done by `at + SLACK`. Fails naming `what`
+/// otherwise.
+pub async fn finishes_at<F: Future>(what: &str, at: tokio::time::Instant, fut: F) -> F::Output {
+    let mut fut = std::pin::pin!(fut);
+    assert!(
+        tokio::time::timeout_at(at - SLACK, &mut fut).await.is_err(),
+        "{what} came before its deadline"
+    );
+    match tokio::time::timeout_at(at + SLACK, fut).await {
+        Ok(v) => v,
+        Err(_) => panic!("{what} had not come at its deadline"),
     }
 }
 
