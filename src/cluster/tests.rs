@@ -702,3 +702,102 @@ fn merged_clusters_combine_their_evidence_and_stay_inspectable() {
     assert_eq!(held.held_until_s, Some(((t + 3_600_000) / 1000) as u32));
     assert_eq!(sizes(&engine), vec![(1, 1), (2, 1), (4, 1)]);
 }
+
+/// Feeds `reqs` in the order a replica applies them: its own (accounts for
+/// which `own` holds) at once, the other replica's `lag_ms` later, each with
+/// its original timestamp; returns the cluster of every account.
+fn run_as_replica(
+    reqs: &[Req],
+    own: impl Fn(&AccountId) -> bool,
+    lag_ms: u64,
+) -> HashMap<AccountId, ClusterId> {
+    let engine = ClusterEngine::new(ClusterConfig::default());
+    let mut order: Vec<&Req> = reqs.iter().collect();
+    order.sort_by_key(|r| if own(&r.1) { r.0 } else { r.0 + lag_ms });
+    for (t, id, features) in order {
+        engine.observe(&Observation {
+            account: *id,
+            now_ms: *t,
+            features,
+            signals: [0.0; SIGNALS],
+        });
+    }
+    reqs.iter()
+        .filter_map(|r| engine.cluster_of(&r.1).map(|c| (r.1, c.id)))
+        .collect()
+}
+
+#[test]
+fn replicas_that_link_in_different_orders_agree_on_cluster_ids() {
+    // Two replicas share their traffic through the log: each sees its own
+    // requests first and the other's later. The campaign's accounts reach
+    // both, so each replica links a different pair first; the cluster is
+    // named after its oldest member either way.
+    let mut rng = Rng(41);
+    let mut reqs = organic(&mut rng, 200, 10, 1);
+    reqs.extend(campaign(&mut rng, 2, 40, 26, 1, 4));
+    reqs.sort_by_key(|r| r.0);
+    let even = |a: &AccountId| a.0[1] % 2 == 0;
+    // A lag of an hour (a log read after an outage) makes the two orders
+    // differ as much as they can.
+    let a = run_as_replica(&reqs, even, 3_600_000);
+    let b = run_as_replica(&reqs, |x| !even(x), 3_600_000);
+    assert_eq!(cluster_sizes(&a, 2), vec![40]);
+    assert_eq!(cluster_sizes(&b, 2), vec![40]);
+    let (ca, cb) = (a[&acct(2, 0)], b[&acct(2, 0)]);
+    assert_eq!(ca, cb, "the replicas named the campaign differently");
+    // The name is the oldest member's: the campaign account seen first.
+    let first = reqs
+        .iter()
+        .find(|r| r.1 .0[0] == 2)
+        .map(|r| r.1)
+        .expect("campaign traffic");
+    assert_eq!(ca, ClusterId::of_account(first));
+}
+
+#[test]
+fn an_account_that_leaves_its_cluster_never_names_a_second_one_alike() {
+    let engine = ClusterEngine::new(ClusterConfig {
+        warmup_accounts: 0,
+        ..ClusterConfig::default()
+    });
+    let card = |v: u64| [feat(Family::HardLink, "hard_link", v)];
+    let mut t = T0;
+    let mut send = |i: u32, f: &[Feature]| {
+        t += 60_000;
+        (
+            t,
+            engine.observe(&Observation {
+                account: acct(9, i),
+                now_ms: t,
+                features: f,
+                signals: [0.0; SIGNALS],
+            }),
+        )
+    };
+    for i in 0..3 {
+        send(i, &card(1));
+    }
+    let (now, _) = send(0, &card(1));
+    let named = ClusterId::of_account(acct(9, 0));
+    assert_eq!(engine.cluster_of(&acct(9, 1)).map(|c| c.id), Some(named));
+    // The oldest member is unlinked without a hold: the cluster keeps its id
+    // (and so its quota buckets).
+    assert!(engine.unlink(&acct(9, 0), now, 0));
+    assert_eq!(engine.cluster_of(&acct(9, 1)).map(|c| c.id), Some(named));
+    // It then founds a cluster of its own with a new account: a different id.
+    send(0, &card(2));
+    let (_, l) = send(3, &card(2));
+    assert_eq!(l.cluster.size, 2);
+    assert_ne!(l.cluster.id, named, "two clusters share one id");
+    assert_eq!(
+        engine.cluster_of(&acct(9, 0)).map(|c| c.id),
+        Some(l.cluster.id)
+    );
+    assert_eq!(engine.cluster_of(&acct(9, 2)).map(|c| c.id), Some(named));
+    // A new account with the first card bridges both (a hard link merges
+    // outright): the merged cluster keeps the name of the older one.
+    let (_, l) = send(4, &card(1));
+    assert_eq!(l.cluster.size, 5);
+    assert_eq!(l.cluster.id, named);
+}

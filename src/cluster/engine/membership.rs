@@ -97,13 +97,65 @@ impl State {
             for m in rest {
                 self.slots[m as usize].cluster = NONE;
             }
+            rec.oldest = NONE;
             self.free_clusters.push(c);
+        } else if rec.oldest == slot {
+            // The oldest member left: the cluster keeps its id (its quota
+            // buckets stay), the account lends it for good, and the next
+            // oldest stands for the cluster when it meets another.
+            let members = std::mem::take(&mut self.clusters[c as usize].members);
+            let oldest = self.oldest_of(&members);
+            let rec = &mut self.clusters[c as usize];
+            rec.members = members;
+            rec.oldest = oldest;
+            let s = &mut self.slots[slot as usize];
+            s.lent = s.lent.saturating_add(1);
         }
+    }
+
+    /// The slot of the oldest of `members`: the account that names their
+    /// cluster (see [`Self::older`]).
+    pub(super) fn oldest_of(&self, members: &[u32]) -> u32 {
+        members
+            .iter()
+            .copied()
+            .min_by_key(|m| self.age_key(*m))
+            .unwrap_or(NONE)
+    }
+
+    /// What orders accounts for naming a cluster: accounts that have not lent
+    /// a cluster their name first, then first seen, then the smaller id.
+    fn age_key(&self, slot: u32) -> (bool, u32, AccountId) {
+        let s = &self.slots[slot as usize];
+        (s.lent > 0, s.first_seen, s.id)
+    }
+
+    /// True when `a` names a cluster before `b` (`NONE`: no member yet).
+    /// A cluster is named after its oldest member, so every replica that sees
+    /// the same traffic agrees on its id whatever order it linked the
+    /// accounts in.
+    fn older(&self, a: u32, b: u32) -> bool {
+        b == NONE || self.age_key(a) < self.age_key(b)
+    }
+
+    /// The id a cluster named after `slot` takes: the account's own, or, once
+    /// a cluster it left kept that one, a variant of it, so that no two
+    /// clusters ever share an id.
+    pub(super) fn name_of(&self, slot: u32) -> ClusterId {
+        let s = &self.slots[slot as usize];
+        let mut id = ClusterId::of_account(s.id);
+        if s.lent > 0 {
+            let [lo, hi] = s.lent.to_le_bytes();
+            id.0[14] ^= lo;
+            id.0[15] ^= hi;
+        }
+        id
     }
 
     pub(super) fn new_cluster(&mut self, id: ClusterId, now_s: u32) -> u32 {
         let rec = ClusterRec {
             id,
+            oldest: NONE,
             members: Vec::new(),
             links: 0,
             template_links: 0,
@@ -135,6 +187,12 @@ impl State {
 
     pub(super) fn add_member(&mut self, c: u32, slot: u32, now_s: u32) {
         let s = self.slots[slot as usize];
+        if self.older(slot, self.clusters[c as usize].oldest) {
+            let id = self.name_of(slot);
+            let rec = &mut self.clusters[c as usize];
+            rec.oldest = slot;
+            rec.id = id;
+        }
         let rec = &mut self.clusters[c as usize];
         let dt = now_s.saturating_sub(rec.joins_at) as f32;
         rec.joins = rec.joins * (-dt / JOIN_TAU_S).exp() + 1.0;
@@ -274,7 +332,8 @@ impl State {
         }
     }
 
-    /// Merges the smaller cluster into the larger; the larger keeps its id.
+    /// Merges the smaller cluster into the larger; the merged cluster takes the
+    /// id of the older of the two oldest members.
     pub(super) fn merge(&mut self, x: u32, y: u32) -> u32 {
         let (big, small) =
             if self.clusters[x as usize].members.len() >= self.clusters[y as usize].members.len() {
@@ -306,6 +365,11 @@ impl State {
         rec.joins += s.joins;
         rec.level = rec.level.max(s.level);
         rec.evidence += s.evidence;
+        if s.oldest != NONE && self.older(s.oldest, self.clusters[big as usize].oldest) {
+            let rec = &mut self.clusters[big as usize];
+            rec.oldest = s.oldest;
+            rec.id = s.id;
+        }
         if let (Some(from), true) = (
             self.evidence.get(small as usize).copied(),
             (big as usize) < self.evidence.len(),

@@ -34,6 +34,9 @@ pub(super) struct Slot {
     pub(super) level_at: u32,
     pub(super) signals: [u8; SIGNALS],
     pub(super) live: bool,
+    /// How many times a cluster kept this account's name after it left (see
+    /// [`State::name_of`]).
+    pub(super) lent: u16,
     /// Behaviour evidence and when it was last faded.
     pub(super) evidence: f32,
     pub(super) evidence_at: u32,
@@ -63,6 +66,7 @@ impl Slot {
             level_at: s,
             signals: [0; SIGNALS],
             live: true,
+            lent: 0,
             evidence: 0.0,
             evidence_at: s,
             session_at: 0,
@@ -79,7 +83,10 @@ impl Slot {
 
 #[derive(Debug, Clone)]
 pub(super) struct ClusterRec {
+    /// The id of the oldest member (see [`State::oldest_of`]).
     pub(super) id: ClusterId,
+    /// The slot of the oldest member (`NONE` while the cluster is empty).
+    pub(super) oldest: u32,
     pub(super) members: Vec<u32>,
     pub(super) links: u32,
     pub(super) template_links: u32,
