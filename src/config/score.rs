@@ -28,6 +28,14 @@ pub struct ScoreConfig {
     /// Highest score an account reaches on its own behaviour evidence: below
     /// `ladder.block`, so an account alone is at most degraded.
     pub solo_cap: f64,
+    /// Highest score a cluster reaches on what its members share and how they
+    /// act together (size, templates, uniform volumes, bursts of new accounts,
+    /// the content signals' averages) without its members' own behaviour
+    /// evidence: an organisation's service keys or a team behind one NAT look
+    /// coordinated too. Below `ladder.degrade` (the default), a cluster is
+    /// degraded or blocked only through `linked_extraction`: when the
+    /// requests of the member asking look like harvesting.
+    pub cluster_cap: f64,
     /// A cluster's summed behaviour evidence `s` gives it the score
     /// `1 - exp(-s / cluster_scale)` (at most `solo_cap` below three members).
     pub cluster_scale: f64,
@@ -133,6 +141,7 @@ impl Default for ScoreConfig {
             unlinked_cap: 0.3,
             account_scale: 2.5,
             solo_cap: 0.69,
+            cluster_cap: 0.69,
             cluster_scale: 3.0,
             member_evidence: 0.5,
             min_requests_for_timing: 6,
@@ -198,6 +207,9 @@ impl ScoreConfig {
         }
         if !unit(self.solo_cap) {
             push("solo_cap", "must be between 0 and 1".into());
+        }
+        if !unit(self.cluster_cap) {
+            push("cluster_cap", "must be between 0 and 1".into());
         }
         if !unit(self.unlinked_cap) {
             push("unlinked_cap", "must be between 0 and 1".into());

@@ -132,7 +132,16 @@ impl Scorer {
         for p in &mut parts {
             *p *= factor;
         }
-        let total: f64 = parts.iter().sum();
+        let mut total: f64 = parts.iter().sum();
+        // Looking coordinated is not harvesting: without the members' own
+        // behaviour evidence a cluster stops below degrade (`cluster_cap`).
+        if total > self.cfg.cluster_cap {
+            let k = self.cfg.cluster_cap / total;
+            for p in &mut parts {
+                *p *= k;
+            }
+            total = self.cfg.cluster_cap;
+        }
         // The members' summed behaviour evidence: a cluster of accounts that
         // each look like extraction is one operator acting at scale.
         let mut linked = self.cfg.weights.linked_extraction
@@ -328,6 +337,7 @@ mod tests {
         let cot = Signals {
             cot: 1.0,
             focus: 1.0,
+            extraction: 0.95,
             ..Signals::default()
         };
         let mut t = T0;
@@ -408,5 +418,48 @@ mod tests {
             last = v.action;
         }
         assert!(last <= Action::Tag, "{last:?}");
+    }
+
+    /// Twenty accounts on one hard link, every request at `signals`, an hour
+    /// apart per account (each its own session): the worst action seen.
+    fn worst_in_a_cluster_of_twenty(signals: Signals) -> (u32, Action) {
+        let mut cfg = Config::with_secret("s");
+        cfg.cluster.warmup_accounts = 0;
+        let d = Detector::from_config(&cfg).expect("valid");
+        let link = [hard_link_feature(&HardLink("org".into()))];
+        let mut worst = Action::Allow;
+        let mut size = 0;
+        for round in 0..12u64 {
+            for i in 0..20u32 {
+                let t = T0 + round * 3_600_000 + u64::from(i) * 60_000;
+                let (c, _, v) = d.observe(account(100 + i), &link, signals, t);
+                size = c.size;
+                worst = worst.max(v.action);
+            }
+        }
+        (size, worst)
+    }
+
+    #[test]
+    fn a_coordinated_cluster_is_degraded_only_when_its_requests_look_like_harvesting() {
+        // An organisation's service keys: one cluster, machine-regular, every
+        // content signal on, but no request of the kind harvesting sends.
+        let org = Signals {
+            cot: 1.0,
+            focus: 1.0,
+            probing: 1.0,
+            inconsistency: 1.0,
+            ..Signals::default()
+        };
+        let (size, worst) = worst_in_a_cluster_of_twenty(org);
+        assert_eq!(size, 20);
+        assert_eq!(worst, Action::Throttle, "looking coordinated alone");
+        // The same cluster whose requests each look like extraction.
+        let harvest = Signals {
+            extraction: 0.95,
+            ..org
+        };
+        let (_, worst) = worst_in_a_cluster_of_twenty(harvest);
+        assert!(worst >= Action::Degrade, "{worst:?}");
     }
 }
