@@ -1,6 +1,7 @@
 use std::collections::{HashMap, HashSet};
 
 use super::*;
+use crate::config::BehaviourEvidence;
 use crate::extensions::{AccountId, ClusterId};
 use crate::features::{Family, Feature, FeatureKind};
 
@@ -800,4 +801,93 @@ fn an_account_that_leaves_its_cluster_never_names_a_second_one_alike() {
     let (_, l) = send(4, &card(1));
     assert_eq!(l.cluster.size, 5);
     assert_eq!(l.cluster.id, named);
+}
+
+/// Signals of a request that looks like harvesting (extraction score 0.95).
+fn harvesting() -> [f32; SIGNALS] {
+    let mut s = [0.0; SIGNALS];
+    s[4] = 0.95;
+    s
+}
+
+/// Forty accounts send one operator's template from one address block and
+/// client, all before the engine links anyone (the warm-up), then again
+/// later; twenty unrelated accounts end the warm-up in between. `signals`
+/// is what each of their requests looks like.
+fn slow_start(engine: &ClusterEngine, signals: [f32; SIGNALS]) -> HashMap<AccountId, ClusterId> {
+    let shared = |i: u32| {
+        vec![
+            feat(Family::Template, "head_band", 700),
+            feat(Family::Template, "head_band", 701),
+            feat(Family::Template, "tail_band", 702),
+            feat(Family::Network, "ip_prefix", 703),
+            feat(Family::Client, "user_agent", 705),
+            feat(Family::Template, "head_band", 10_000 + u64::from(i)),
+        ]
+    };
+    let mut t = T0;
+    let mut send = |id: AccountId, features: &[Feature], signals: [f32; SIGNALS]| {
+        t += 30_000;
+        engine.observe(&Observation {
+            account: id,
+            now_ms: t,
+            features,
+            signals,
+        });
+    };
+    for i in 0..40 {
+        send(acct(3, i), &shared(i), signals);
+    }
+    for i in 0..20 {
+        let own = [feat(Family::Network, "ip_prefix", 900 + u64::from(i))];
+        send(acct(1, i), &own, [0.0; SIGNALS]);
+    }
+    for i in 0..40 {
+        send(acct(3, i), &shared(i), signals);
+    }
+    (0..40)
+        .chain(0..20)
+        .enumerate()
+        .filter_map(|(k, i)| {
+            let a = if k < 40 { acct(3, i) } else { acct(1, i) };
+            engine.cluster_of(&a).map(|c| (a, c.id))
+        })
+        .collect()
+}
+
+#[test]
+fn accounts_that_look_like_harvesting_do_not_make_their_own_values_common() {
+    // The campaign's template and address block reach many unlinked accounts
+    // before the first link: counted as bystanders, they would make the
+    // operator's own values "common" and it would never be linked.
+    let map = slow_start(&ClusterEngine::new(ClusterConfig::default()), harvesting());
+    assert_eq!(
+        cluster_sizes(&map, 3),
+        vec![40],
+        "the campaign is one cluster"
+    );
+    assert_eq!(linked_organic(&map), 0);
+    let counted = ClusterConfig {
+        behaviour: BehaviourEvidence {
+            common_evidence: 1000.0,
+            ..BehaviourEvidence::default()
+        },
+        ..ClusterConfig::default()
+    };
+    let map = slow_start(&ClusterEngine::new(counted), harvesting());
+    assert!(
+        cluster_sizes(&map, 3).iter().all(|&n| n == 1),
+        "counting them, the values are common: {:?}",
+        cluster_sizes(&map, 3)
+    );
+    // The same values shared by forty accounts whose requests look like
+    // ordinary use (a hosted app's users) stay common: nobody is linked.
+    let mut benign = [0.0; SIGNALS];
+    benign[5] = 1.0;
+    let map = slow_start(&ClusterEngine::new(ClusterConfig::default()), benign);
+    assert!(
+        cluster_sizes(&map, 3).iter().all(|&n| n == 1),
+        "{:?}",
+        cluster_sizes(&map, 3)
+    );
 }

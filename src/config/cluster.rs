@@ -133,6 +133,11 @@ pub struct BehaviourEvidence {
     pub benign_scale: f64,
     /// Most evidence one member adds to its cluster's.
     pub member_cap: f64,
+    /// Accounts with at least this evidence do not count towards a value's
+    /// commonness (`[cluster] common_clusters`): a template or address many
+    /// accounts that look like harvesting share is an operator's, not the
+    /// popular software or network bystanders share.
+    pub common_evidence: f64,
 }
 
 impl Default for BehaviourEvidence {
@@ -150,6 +155,7 @@ impl Default for BehaviourEvidence {
             benign_evidence: 0.0,
             benign_scale: 1.5,
             member_cap: 4.0,
+            common_evidence: 0.5,
         }
     }
 }
@@ -173,6 +179,7 @@ impl BehaviourEvidence {
             ("benign_evidence", self.benign_evidence, -1000.0, 1000.0),
             ("benign_scale", self.benign_scale, 0.0, 1000.0),
             ("member_cap", self.member_cap, 0.0, 1000.0),
+            ("common_evidence", self.common_evidence, -1000.0, 1000.0),
         ] {
             if !finite_in(v, lo, hi) {
                 push(name, format!("must be between {lo} and {hi}, got {v}"));

@@ -39,6 +39,10 @@ pub struct ScoreConfig {
     /// A cluster's summed behaviour evidence `s` gives it the score
     /// `1 - exp(-s / cluster_scale)` (at most `solo_cap` below three members).
     pub cluster_scale: f64,
+    /// Below this many members a cluster's summed behaviour evidence scores at
+    /// most `solo_cap`: a handful of accounts that ask alike may be a few
+    /// power users who found each other's templates, not an operator.
+    pub linked_min_size: u32,
     /// Behaviour evidence a member needs before its cluster's summed evidence
     /// counts for it (see `cluster_scale`).
     pub member_evidence: f64,
@@ -143,6 +147,7 @@ impl Default for ScoreConfig {
             solo_cap: 0.69,
             cluster_cap: 0.69,
             cluster_scale: 3.0,
+            linked_min_size: 8,
             member_evidence: 0.5,
             min_requests_for_timing: 6,
             deescalate_half_life: Duration::from_secs(12 * 3600),
@@ -207,6 +212,9 @@ impl ScoreConfig {
         }
         if !unit(self.solo_cap) {
             push("solo_cap", "must be between 0 and 1".into());
+        }
+        if !(1..=1_000_000).contains(&self.linked_min_size) {
+            push("linked_min_size", "must be between 1 and 1000000".into());
         }
         if !unit(self.cluster_cap) {
             push("cluster_cap", "must be between 0 and 1".into());

@@ -146,7 +146,7 @@ impl Scorer {
         // each look like extraction is one operator acting at scale.
         let mut linked = self.cfg.weights.linked_extraction
             * (1.0 - (-f64::from(c.evidence.max(0.0)) / self.cfg.cluster_scale).exp());
-        if c.size < 3 {
+        if c.size < self.cfg.linked_min_size {
             linked = linked.min(self.cfg.solo_cap);
         }
         // Only a member whose own requests look like extraction bears its
@@ -420,9 +420,9 @@ mod tests {
         assert!(last <= Action::Tag, "{last:?}");
     }
 
-    /// Twenty accounts on one hard link, every request at `signals`, an hour
+    /// `n` accounts on one hard link, every request at `signals`, an hour
     /// apart per account (each its own session): the worst action seen.
-    fn worst_in_a_cluster_of_twenty(signals: Signals) -> (u32, Action) {
+    fn worst_in_a_cluster(n: u32, signals: Signals) -> (u32, Action) {
         let mut cfg = Config::with_secret("s");
         cfg.cluster.warmup_accounts = 0;
         let d = Detector::from_config(&cfg).expect("valid");
@@ -430,7 +430,7 @@ mod tests {
         let mut worst = Action::Allow;
         let mut size = 0;
         for round in 0..12u64 {
-            for i in 0..20u32 {
+            for i in 0..n {
                 let t = T0 + round * 3_600_000 + u64::from(i) * 60_000;
                 let (c, _, v) = d.observe(account(100 + i), &link, signals, t);
                 size = c.size;
@@ -451,7 +451,7 @@ mod tests {
             inconsistency: 1.0,
             ..Signals::default()
         };
-        let (size, worst) = worst_in_a_cluster_of_twenty(org);
+        let (size, worst) = worst_in_a_cluster(20, org);
         assert_eq!(size, 20);
         assert_eq!(worst, Action::Throttle, "looking coordinated alone");
         // The same cluster whose requests each look like extraction.
@@ -459,7 +459,23 @@ mod tests {
             extraction: 0.95,
             ..org
         };
-        let (_, worst) = worst_in_a_cluster_of_twenty(harvest);
+        let (_, worst) = worst_in_a_cluster(20, harvest);
+        assert!(worst >= Action::Degrade, "{worst:?}");
+    }
+
+    #[test]
+    fn a_handful_of_accounts_that_ask_alike_is_not_degraded_as_an_operator() {
+        // A few power users who found each other's templates: linked, each
+        // asking as harvesting does, but fewer than `linked_min_size`.
+        let harvest = Signals {
+            extraction: 0.95,
+            ..Signals::default()
+        };
+        let small = ScoreConfig::default().linked_min_size - 1;
+        let (size, worst) = worst_in_a_cluster(small, harvest);
+        assert_eq!(size, small);
+        assert_eq!(worst, Action::Throttle, "{worst:?}");
+        let (_, worst) = worst_in_a_cluster(small + 1, harvest);
         assert!(worst >= Action::Degrade, "{worst:?}");
     }
 }

@@ -47,6 +47,7 @@ impl State {
             link_ev,
             benign_ev: beh.benign_evidence as f32,
             benign_scale: beh.benign_scale as f32,
+            common_ev: beh.common_evidence as f32,
         };
         self.gather(cfg, &pass, obs);
         if !active || self.candidates.is_empty() {

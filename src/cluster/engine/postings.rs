@@ -130,12 +130,14 @@ impl Posting {
         let mut n_roots = 0usize;
         let (mut n_susp, mut n_benign) = (0usize, 0usize);
         for e in &self.entries {
+            let ev = evidence_of(slots, e);
+            // Accounts whose own requests look like harvesting do not make a
+            // value common: many of them sharing it is an operator's mark.
             let r = root_key(slots, e.slot);
-            if n_roots < roots.len() && !roots[..n_roots].contains(&r) {
+            if ev < pass.common_ev && n_roots < roots.len() && !roots[..n_roots].contains(&r) {
                 roots[n_roots] = r;
                 n_roots += 1;
             }
-            let ev = evidence_of(slots, e);
             if ev >= pass.link_ev {
                 n_susp += 1;
             } else if ev <= pass.benign_ev {

@@ -192,6 +192,8 @@ pub(super) struct Pass {
     pub(super) link_ev: f32,
     pub(super) benign_ev: f32,
     pub(super) benign_scale: f32,
+    /// `[cluster.behaviour]` `common_evidence`.
+    pub(super) common_ev: f32,
 }
 
 impl Pass {
