@@ -155,7 +155,7 @@ impl Default for BehaviourEvidence {
             benign_evidence: 0.0,
             benign_scale: 1.5,
             member_cap: 4.0,
-            common_evidence: 0.5,
+            common_evidence: 1.5,
         }
     }
 }
