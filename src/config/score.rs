@@ -37,7 +37,8 @@ pub struct ScoreConfig {
     /// requests of the member asking look like harvesting.
     pub cluster_cap: f64,
     /// A cluster's summed behaviour evidence `s` gives it the score
-    /// `1 - exp(-s / cluster_scale)` (at most `solo_cap` below three members).
+    /// `1 - exp(-s / cluster_scale)` (at most `solo_cap` below
+    /// `linked_min_size` members).
     pub cluster_scale: f64,
     /// Below this many members a cluster's summed behaviour evidence scores at
     /// most `solo_cap`: a handful of accounts that ask alike may be a few

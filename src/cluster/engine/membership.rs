@@ -152,9 +152,11 @@ impl State {
         id
     }
 
-    pub(super) fn new_cluster(&mut self, id: ClusterId, now_s: u32) -> u32 {
+    /// An empty cluster record; its first [`add_member`](Self::add_member)
+    /// names it.
+    pub(super) fn new_cluster(&mut self, now_s: u32) -> u32 {
         let rec = ClusterRec {
-            id,
+            id: ClusterId([0; 16]),
             oldest: NONE,
             members: Vec::new(),
             links: 0,
@@ -234,13 +236,8 @@ impl State {
         let mut outcome = LinkOutcome::Joined;
         let target = match (ca, cb) {
             (NONE, NONE) => {
-                let (sa, sb) = (&self.slots[a as usize], &self.slots[b as usize]);
-                let older = if (sb.first_seen, sb.id) < (sa.first_seen, sa.id) {
-                    sb.id
-                } else {
-                    sa.id
-                };
-                let c = self.new_cluster(ClusterId::of_account(older), now_s);
+                // `add_member` names the pair after the older of the two.
+                let c = self.new_cluster(now_s);
                 self.add_member(c, b, now_s);
                 self.add_member(c, a, now_s);
                 c

@@ -83,7 +83,8 @@ impl Slot {
 
 #[derive(Debug, Clone)]
 pub(super) struct ClusterRec {
-    /// The id of the oldest member (see [`State::oldest_of`]).
+    /// Named after the oldest member when it joined or founded the cluster
+    /// (see [`State::name_of`]); kept when that member leaves.
     pub(super) id: ClusterId,
     /// The slot of the oldest member (`NONE` while the cluster is empty).
     pub(super) oldest: u32,
