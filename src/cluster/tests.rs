@@ -867,9 +867,12 @@ fn accounts_that_look_like_harvesting_do_not_make_their_own_values_common() {
         "the campaign is one cluster"
     );
     assert_eq!(linked_organic(&map), 0);
+    // (Linking among extraction-like accounts, which discounts values by
+    // their benign holders instead of commonness, is off here too.)
     let counted = ClusterConfig {
         behaviour: BehaviourEvidence {
             common_evidence: 1000.0,
+            link_evidence: 1000.0,
             ..BehaviourEvidence::default()
         },
         ..ClusterConfig::default()
@@ -885,6 +888,114 @@ fn accounts_that_look_like_harvesting_do_not_make_their_own_values_common() {
     let mut benign = [0.0; SIGNALS];
     benign[5] = 1.0;
     let map = slow_start(&ClusterEngine::new(ClusterConfig::default()), benign);
+    assert!(
+        cluster_sizes(&map, 3).iter().all(|&n| n == 1),
+        "{:?}",
+        cluster_sizes(&map, 3)
+    );
+}
+
+/// Sixty accounts of ordinary use end the warm-up; then `accounts` accounts
+/// that share only the template bands `tpl` send a request every two hours
+/// for a day, each from its own address, client build and parameter vector
+/// every time (residential proxies, SDK header sets drawn at random).
+fn rotating(
+    engine: &ClusterEngine,
+    accounts: u32,
+    tpl: u64,
+    signals: [f32; SIGNALS],
+) -> HashMap<AccountId, ClusterId> {
+    let mut rng = Rng(0x00c0_ffee);
+    let mut benign = [0.0; SIGNALS];
+    benign[5] = 1.0;
+    let mut t = T0;
+    for i in 0..60 {
+        t += 1_000;
+        let own = [feat(Family::Network, "ip_prefix", 5_000 + u64::from(i))];
+        engine.observe(&Observation {
+            account: acct(1, i),
+            now_ms: t,
+            features: &own,
+            signals: benign,
+        });
+    }
+    for round in 0..12u64 {
+        for i in 0..accounts {
+            t += 7_000;
+            let features = [
+                feat(Family::Template, "head_band", tpl),
+                feat(Family::Template, "head_band", tpl + 1),
+                feat(Family::Template, "tail_band", tpl + 2),
+                feat(Family::Template, "head_band", rng.next()),
+                feat(Family::Network, "ip_prefix", rng.next()),
+                feat(Family::Client, "user_agent", rng.below(4)),
+                feat(Family::Client, "header_order", rng.next()),
+                feat(Family::Shape, "params", rng.next()),
+            ];
+            engine.observe(&Observation {
+                account: acct(3, i),
+                now_ms: t + round * 2 * 3_600_000,
+                features: &features,
+                signals,
+            });
+        }
+        t += 1;
+    }
+    (0..accounts)
+        .filter_map(|i| engine.cluster_of(&acct(3, i)).map(|c| (acct(3, i), c.id)))
+        .collect()
+}
+
+#[test]
+fn a_rotating_campaign_is_linked_by_its_template_once_its_accounts_look_like_harvesting() {
+    // Nothing but the template ties these accounts together: one family,
+    // which between ordinary accounts never links (a template is what a
+    // popular app's users share too).
+    let map = rotating(
+        &ClusterEngine::new(ClusterConfig::default()),
+        30,
+        9_000,
+        harvesting(),
+    );
+    let sizes = cluster_sizes(&map, 3);
+    assert!(sizes[0] >= 28, "the campaign is one cluster: {sizes:?}");
+    // Without the rule, the two-family rule keeps them apart.
+    let off = ClusterConfig {
+        behaviour: BehaviourEvidence {
+            anchor_alone: 1000.0,
+            ..BehaviourEvidence::default()
+        },
+        ..ClusterConfig::default()
+    };
+    let map = rotating(&ClusterEngine::new(off), 30, 9_000, harvesting());
+    assert!(
+        cluster_sizes(&map, 3).iter().all(|&n| n == 1),
+        "{:?}",
+        cluster_sizes(&map, 3)
+    );
+    // The same accounts asking as ordinary users do stay apart.
+    let mut benign = [0.0; SIGNALS];
+    benign[5] = 1.0;
+    let map = rotating(
+        &ClusterEngine::new(ClusterConfig::default()),
+        30,
+        9_000,
+        benign,
+    );
+    assert!(
+        cluster_sizes(&map, 3).iter().all(|&n| n == 1),
+        "{:?}",
+        cluster_sizes(&map, 3)
+    );
+    // Two power users whose prompts happen to share a template's bands are
+    // not an operator: a value counts in full only once `support` (3)
+    // accounts that look like harvesting hold it.
+    let map = rotating(
+        &ClusterEngine::new(ClusterConfig::default()),
+        2,
+        9_000,
+        harvesting(),
+    );
     assert!(
         cluster_sizes(&map, 3).iter().all(|&n| n == 1),
         "{:?}",

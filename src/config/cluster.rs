@@ -101,7 +101,12 @@ pub struct ClusterConfig {
 /// behaviour signature, not only templates), each value weighted down by the
 /// benign-looking accounts (evidence at most `benign_evidence`) that also hold
 /// it: by `s / (s + benign_scale × b)` for `s` extraction-like and `b`
-/// benign-looking recent holders.
+/// benign-looking recent holders, and by `s / support` while fewer than
+/// `support` extraction-like accounts hold it. A link between them needs two
+/// families and an anchor (`require_anchor`), as between other accounts, or a
+/// template of at least `anchor_alone` on its own: an operator that rotates
+/// addresses, clients and parameters per account shares little but its
+/// templates.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BehaviourEvidence {
@@ -138,6 +143,17 @@ pub struct BehaviourEvidence {
     /// accounts that look like harvesting share is an operator's, not the
     /// popular software or network bystanders share.
     pub common_evidence: f64,
+    /// Among accounts that look like extraction, a shared anchor (template)
+    /// of at least this weight, after the benign discount, links on its own;
+    /// above `link_threshold` disables it.
+    pub anchor_alone: f64,
+    /// Among accounts that look like extraction, a link needs two families
+    /// and an anchor family of at least `min_anchor_weight`, as between other
+    /// accounts (`anchor_alone` aside); off, any two families link them.
+    pub require_anchor: bool,
+    /// Among accounts that look like extraction, a value counts in full once
+    /// this many of them hold it, in proportion below.
+    pub support: f64,
 }
 
 impl Default for BehaviourEvidence {
@@ -151,11 +167,14 @@ impl Default for BehaviourEvidence {
             half_life: Duration::from_secs(3 * 86_400),
             floor: -4.0,
             ceiling: 8.0,
-            link_evidence: 100.0,
+            link_evidence: 0.5,
             benign_evidence: 0.0,
             benign_scale: 1.5,
             member_cap: 4.0,
             common_evidence: 1.5,
+            anchor_alone: 0.75,
+            require_anchor: true,
+            support: 3.0,
         }
     }
 }
@@ -180,6 +199,8 @@ impl BehaviourEvidence {
             ("benign_scale", self.benign_scale, 0.0, 1000.0),
             ("member_cap", self.member_cap, 0.0, 1000.0),
             ("common_evidence", self.common_evidence, -1000.0, 1000.0),
+            ("anchor_alone", self.anchor_alone, 0.0, 1000.0),
+            ("support", self.support, 1.0, 64.0),
         ] {
             if !finite_in(v, lo, hi) {
                 push(name, format!("must be between {lo} and {hi}, got {v}"));

@@ -48,6 +48,7 @@ impl State {
             benign_ev: beh.benign_evidence as f32,
             benign_scale: beh.benign_scale as f32,
             common_ev: beh.common_evidence as f32,
+            support: beh.support.max(1.0) as f32,
         };
         self.gather(cfg, &pass, obs);
         if !active || self.candidates.is_empty() {
@@ -97,7 +98,10 @@ impl State {
                     let other_susp = pass.suspicious(self.slots[other as usize].evidence);
                     if pass.active && !self.same_cluster(pass.slot, other) && other_susp == me_susp
                     {
-                        self.add_candidate(other, fam, f, w * pass.decay(at));
+                        // One other holder: among extraction-like accounts,
+                        // a value counts in full only with `support` holders.
+                        let support = if me_susp { 1.0 / pass.support } else { 1.0 };
+                        self.add_candidate(other, fam, f, w * support * pass.decay(at));
                     }
                 }
                 continue;
@@ -204,12 +208,15 @@ impl State {
                 .enumerate()
                 .filter(|(i, w)| *i != behaviour_idx && **w >= min_family && **w > 0.0)
                 .count();
-            let anchored = pass.me_susp
+            let anchor_w = anchors.iter().map(|i| fam[*i]).fold(0.0f32, f32::max);
+            let anchored = (pass.me_susp && !cfg.behaviour.require_anchor)
                 || anchors.is_empty()
-                || anchors
-                    .iter()
-                    .any(|i| fam[*i] >= min_anchor && fam[*i] > 0.0);
-            if hard || (total >= threshold && families >= cfg.min_families as usize && anchored) {
+                || (anchor_w >= min_anchor && anchor_w > 0.0);
+            let alone = pass.me_susp && anchor_w >= cfg.behaviour.anchor_alone as f32;
+            if hard
+                || alone
+                || (total >= threshold && families >= cfg.min_families as usize && anchored)
+            {
                 passing.push((total, gi, hard, fam[tpl_idx] > 0.0));
             } else if self.log_cap > 0 && total >= threshold / 2.0 {
                 self.log_event(obs, &g.evidence, LinkOutcome::Rejected);

@@ -100,7 +100,11 @@ impl State {
             // them share is the operator's, not common: only the
             // benign-looking accounts that share it weigh it down.
             let s = f32::from(p.suspicious.max(1));
-            (false, s / (s + pass.benign_scale * f32::from(p.benign)))
+            let support = (s / pass.support).min(1.0);
+            (
+                false,
+                support * s / (s + pass.benign_scale * f32::from(p.benign)),
+            )
         } else {
             (u32::from(p.roots) > cfg.common_clusters, 1.0)
         };

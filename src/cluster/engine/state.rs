@@ -195,6 +195,8 @@ pub(super) struct Pass {
     pub(super) benign_scale: f32,
     /// `[cluster.behaviour]` `common_evidence`.
     pub(super) common_ev: f32,
+    /// `[cluster.behaviour]` `support`.
+    pub(super) support: f32,
 }
 
 impl Pass {
