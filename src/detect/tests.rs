@@ -313,3 +313,77 @@ async fn shadow_mode_does_not_rewrite_degraded_requests() {
     }
     assert!(saw_degrade);
 }
+
+/// A reseller's customer: short everyday requests with a small output cap.
+fn customer_body(i: u64) -> String {
+    let words: String = (0..25)
+        .map(|k| format!("c{} ", (i * 6_151 + k * 49_157) % 100_019))
+        .collect();
+    format!(
+        r#"{{"model":"m","max_tokens":512,"messages":[{{"role":"user","content":"{words}"}}]}}"#
+    )
+}
+
+#[tokio::test]
+async fn a_resellers_customers_keep_working_while_the_operator_behind_it_is_stopped() {
+    let h = Harness::new(Config::with_secret("test-secret"));
+    warm(&h).await;
+    // One reseller: four proxy addresses and one gateway client for every
+    // request it relays, its own customers' and an operator's thirty
+    // accounts' alike.
+    let proxy = |i: u64| [100, 70, 0, (i % 4) as u8 + 1];
+    let gateway = "reseller-gateway/2.1";
+    let mut operator_stopped = false;
+    for round in 0..6u64 {
+        for c in 0..20u64 {
+            h.clock.advance_ms(9_000);
+            let (status, seen) = h
+                .send(request(
+                    &format!("customer-{c}"),
+                    proxy(c + round),
+                    gateway,
+                    customer_body(round * 100 + c),
+                ))
+                .await;
+            assert_eq!(status, StatusCode::OK, "customer-{c} round {round}");
+            let seen = seen.expect("served");
+            assert!(
+                seen.verdict.action < Action::Throttle,
+                "customer-{c} round {round}: {seen:?}"
+            );
+        }
+        for a in 0..30u64 {
+            h.clock.advance_ms(9_000);
+            let (status, seen) = h
+                .send(request(
+                    &format!("operator-{a}"),
+                    proxy(a + round),
+                    gateway,
+                    campaign_body(round * 100 + a),
+                ))
+                .await;
+            if status == StatusCode::FORBIDDEN
+                || seen.is_some_and(|s| s.verdict.action >= Action::Degrade)
+            {
+                operator_stopped = true;
+            }
+        }
+    }
+    assert!(
+        operator_stopped,
+        "the operator's accounts were degraded or blocked"
+    );
+    // No customer was linked to the operator, nor to one another.
+    for c in 0..20u64 {
+        h.clock.advance_ms(9_000);
+        let (_, seen) = h
+            .send(request(
+                &format!("customer-{c}"),
+                proxy(c),
+                gateway,
+                customer_body(900 + c),
+            ))
+            .await;
+        assert_eq!(seen.expect("served").cluster.size, 1, "customer-{c}");
+    }
+}
