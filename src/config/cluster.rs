@@ -167,7 +167,7 @@ impl Default for BehaviourEvidence {
             half_life: Duration::from_secs(3 * 86_400),
             floor: -4.0,
             ceiling: 8.0,
-            link_evidence: 0.5,
+            link_evidence: 0.3,
             benign_evidence: 0.0,
             benign_scale: 1.5,
             member_cap: 4.0,
