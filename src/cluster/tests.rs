@@ -1002,3 +1002,90 @@ fn a_rotating_campaign_is_linked_by_its_template_once_its_accounts_look_like_har
         cluster_sizes(&map, 3)
     );
 }
+
+#[test]
+fn a_burst_of_small_teams_does_not_make_a_popular_value_theirs() {
+    // A popular agent's system prompt and the stock SDK's header order, sent
+    // by a hundred people; then, within two minutes, three small teams (each
+    // already one cluster: one payment card per team) fill the values'
+    // posting lists. Counted over the list alone, the values now look like
+    // three clusters' own, but the teams share nothing else: they must not
+    // merge once `common_memory` remembers the values as common.
+    let remembering = ClusterConfig {
+        common_memory: std::time::Duration::from_secs(6 * 3600),
+        ..ClusterConfig::default()
+    };
+    let sizes = burst_of_teams(&ClusterEngine::new(remembering));
+    assert_eq!(sizes, [8, 8, 8], "the teams stayed apart");
+    // Without it (the default, see docs/detection.md) they merge.
+    let sizes = burst_of_teams(&ClusterEngine::new(ClusterConfig::default()));
+    assert!(sizes.iter().any(|&n| n > 8), "{sizes:?}");
+}
+
+/// The traffic of `a_burst_of_small_teams_does_not_make_a_popular_value_theirs`;
+/// the teams' cluster sizes after it.
+fn burst_of_teams(engine: &ClusterEngine) -> Vec<u32> {
+    let popular = |extra: u64| {
+        vec![
+            feat(Family::Template, "system_prompt", 31_337),
+            feat(Family::Template, "head_band", 31_338),
+            feat(Family::Client, "header_order", 31_339),
+            feat(Family::Shape, "key_order", 31_340),
+            feat(Family::Template, "tail_band", extra),
+        ]
+    };
+    let mut t = T0;
+    for u in 0..100u32 {
+        t += 20_000;
+        engine.observe(&Observation {
+            account: acct(1, u),
+            now_ms: t,
+            features: &popular(1_000 + u64::from(u)),
+            signals: [0.0; SIGNALS],
+        });
+    }
+    // The teams form (a card per team).
+    for team in 0..3u8 {
+        for i in 0..8u32 {
+            t += 1_000;
+            let card = [feat(Family::HardLink, "hard_link", 7_000 + u64::from(team))];
+            engine.observe(&Observation {
+                account: acct(10 + team, i),
+                now_ms: t,
+                features: &card,
+                signals: [0.0; SIGNALS],
+            });
+        }
+    }
+    for team in 0..3u8 {
+        assert_eq!(
+            engine
+                .cluster_of(&acct(10 + team, 0))
+                .expect("tracked")
+                .size,
+            8
+        );
+    }
+    // The burst: every team member, round after round, within minutes.
+    for round in 0..4u64 {
+        for i in 0..8u32 {
+            for team in 0..3u8 {
+                t += 1_500;
+                engine.observe(&Observation {
+                    account: acct(10 + team, i),
+                    now_ms: t,
+                    features: &popular(50_000 + round * 100 + u64::from(i)),
+                    signals: [0.0; SIGNALS],
+                });
+            }
+        }
+    }
+    (0..3u8)
+        .map(|team| {
+            engine
+                .cluster_of(&acct(10 + team, 0))
+                .expect("tracked")
+                .size
+        })
+        .collect()
+}

@@ -29,6 +29,15 @@ pub struct ClusterConfig {
     /// prompt, a corporate NAT, a hosted app's relay) and carries no weight.
     /// At most `posting_cap`.
     pub common_clusters: u32,
+    /// A value whose recent accounts were once found in more than
+    /// `common_clusters` distinct clusters *of benign-looking accounts* stays
+    /// common this long, whoever sends it next: a burst of a few small teams
+    /// that fills a popular value's posting list does not make it theirs
+    /// ("0s", the default: off; "6h" is what docs/detection.md measured).
+    /// An operator's own values, sent by accounts that ask as harvesting
+    /// asks, are not remembered so.
+    #[serde(with = "humantime_serde")]
+    pub common_memory: Duration,
     /// Half-life of evidence: a co-occurrence this old counts half.
     #[serde(with = "humantime_serde")]
     pub half_life: Duration,
@@ -325,6 +334,7 @@ impl Default for ClusterConfig {
             max_features: 2_000_000,
             posting_cap: 24,
             common_clusters: 8,
+            common_memory: Duration::ZERO,
             half_life: Duration::from_secs(6 * 3600),
             ttl: Duration::from_secs(3 * 86_400),
             warmup_accounts: 50,

@@ -49,6 +49,8 @@ impl State {
             benign_scale: beh.benign_scale as f32,
             common_ev: beh.common_evidence as f32,
             support: beh.support.max(1.0) as f32,
+            common_clusters: cfg.common_clusters,
+            common_memory: u32::try_from(cfg.common_memory.as_secs()).unwrap_or(u32::MAX),
         };
         self.gather(cfg, &pass, obs);
         if !active || self.candidates.is_empty() {

@@ -50,6 +50,7 @@ impl State {
                 last: now_s,
                 checked: 0,
                 roots: 0,
+                common_at: 0,
                 suspicious: 0,
                 benign: 0,
                 entries: vec![
@@ -106,7 +107,9 @@ impl State {
                 support * s / (s + pass.benign_scale * f32::from(p.benign)),
             )
         } else {
-            (u32::from(p.roots) > cfg.common_clusters, 1.0)
+            let remembered =
+                p.common_at > 0 && now_s.saturating_sub(p.common_at) < pass.common_memory;
+            (u32::from(p.roots) > cfg.common_clusters || remembered, 1.0)
         };
         if pass.active && !common {
             for e in &p.entries {
@@ -132,6 +135,8 @@ impl Posting {
             .retain(|e| e.slot == pass.slot || fresh(slots, pass, e));
         let mut roots: [u64; 64] = [0; 64];
         let mut n_roots = 0usize;
+        let mut benign_roots: [u64; 64] = [0; 64];
+        let mut n_benign_roots = 0usize;
         let (mut n_susp, mut n_benign) = (0usize, 0usize);
         for e in &self.entries {
             let ev = evidence_of(slots, e);
@@ -141,6 +146,13 @@ impl Posting {
             if ev < pass.common_ev && n_roots < roots.len() && !roots[..n_roots].contains(&r) {
                 roots[n_roots] = r;
                 n_roots += 1;
+            }
+            if ev <= pass.benign_ev
+                && n_benign_roots < benign_roots.len()
+                && !benign_roots[..n_benign_roots].contains(&r)
+            {
+                benign_roots[n_benign_roots] = r;
+                n_benign_roots += 1;
             }
             if ev >= pass.link_ev {
                 n_susp += 1;
@@ -155,6 +167,10 @@ impl Posting {
         self.suspicious = u8::try_from(n_susp).unwrap_or(u8::MAX);
         self.benign = u8::try_from(n_benign).unwrap_or(u8::MAX);
         self.checked = pass.now_s.max(1);
+        // Popular with ordinary users: remembered as common (`common_memory`).
+        if n_benign_roots > pass.common_clusters as usize {
+            self.common_at = pass.now_s.max(1);
+        }
     }
 
     /// Records the requester as the value's most recent sender, evicting an

@@ -135,6 +135,9 @@ pub(super) struct Posting {
     pub(super) checked: u32,
     /// Distinct clusters among the entries (and the last requester), saturating.
     pub(super) roots: u8,
+    /// When the benign-looking entries alone were last found in more than
+    /// `common_clusters` clusters (0: never).
+    pub(super) common_at: u32,
     /// Entries that look like extraction, and entries that look benign.
     pub(super) suspicious: u8,
     pub(super) benign: u8,
@@ -197,6 +200,9 @@ pub(super) struct Pass {
     pub(super) common_ev: f32,
     /// `[cluster.behaviour]` `support`.
     pub(super) support: f32,
+    /// `[cluster] common_clusters` and `common_memory` (seconds).
+    pub(super) common_clusters: u32,
+    pub(super) common_memory: u32,
 }
 
 impl Pass {
