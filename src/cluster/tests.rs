@@ -803,6 +803,20 @@ fn an_account_that_leaves_its_cluster_never_names_a_second_one_alike() {
     assert_eq!(l.cluster.id, named);
 }
 
+/// Signals of a request that looks like ordinary use (the benign flag).
+fn ordinary_use() -> [f32; SIGNALS] {
+    let mut s = [0.0; SIGNALS];
+    s[5] = 1.0;
+    s
+}
+
+/// Every account of `group` in `map` is alone.
+#[track_caller]
+fn assert_apart(map: &HashMap<AccountId, ClusterId>, group: u8, why: &str) {
+    let sizes = cluster_sizes(map, group);
+    assert!(sizes.iter().all(|&n| n == 1), "{why}: {sizes:?}");
+}
+
 /// Signals of a request that looks like harvesting (extraction score 0.95).
 fn harvesting() -> [f32; SIGNALS] {
     let mut s = [0.0; SIGNALS];
@@ -878,21 +892,12 @@ fn accounts_that_look_like_harvesting_do_not_make_their_own_values_common() {
         ..ClusterConfig::default()
     };
     let map = slow_start(&ClusterEngine::new(counted), harvesting());
-    assert!(
-        cluster_sizes(&map, 3).iter().all(|&n| n == 1),
-        "counting them, the values are common: {:?}",
-        cluster_sizes(&map, 3)
-    );
+    assert_apart(&map, 3, "counting them, the values are common");
     // The same values shared by forty accounts whose requests look like
     // ordinary use (a hosted app's users) stay common: nobody is linked.
-    let mut benign = [0.0; SIGNALS];
-    benign[5] = 1.0;
+    let benign = ordinary_use();
     let map = slow_start(&ClusterEngine::new(ClusterConfig::default()), benign);
-    assert!(
-        cluster_sizes(&map, 3).iter().all(|&n| n == 1),
-        "{:?}",
-        cluster_sizes(&map, 3)
-    );
+    assert_apart(&map, 3, "values ordinary users share stay common");
 }
 
 /// Sixty accounts of ordinary use end the warm-up; then `accounts` accounts
@@ -906,8 +911,7 @@ fn rotating(
     signals: [f32; SIGNALS],
 ) -> HashMap<AccountId, ClusterId> {
     let mut rng = Rng(0x00c0_ffee);
-    let mut benign = [0.0; SIGNALS];
-    benign[5] = 1.0;
+    let benign = ordinary_use();
     let mut t = T0;
     for i in 0..60 {
         t += 1_000;
@@ -968,25 +972,16 @@ fn a_rotating_campaign_is_linked_by_its_template_once_its_accounts_look_like_har
         ..ClusterConfig::default()
     };
     let map = rotating(&ClusterEngine::new(off), 30, 9_000, harvesting());
-    assert!(
-        cluster_sizes(&map, 3).iter().all(|&n| n == 1),
-        "{:?}",
-        cluster_sizes(&map, 3)
-    );
+    assert_apart(&map, 3, "without anchor_alone, one family");
     // The same accounts asking as ordinary users do stay apart.
-    let mut benign = [0.0; SIGNALS];
-    benign[5] = 1.0;
+    let benign = ordinary_use();
     let map = rotating(
         &ClusterEngine::new(ClusterConfig::default()),
         30,
         9_000,
         benign,
     );
-    assert!(
-        cluster_sizes(&map, 3).iter().all(|&n| n == 1),
-        "{:?}",
-        cluster_sizes(&map, 3)
-    );
+    assert_apart(&map, 3, "asking as ordinary users do");
     // Two power users whose prompts happen to share a template's bands are
     // not an operator: a value counts in full only once `support` (3)
     // accounts that look like harvesting hold it.
@@ -996,11 +991,7 @@ fn a_rotating_campaign_is_linked_by_its_template_once_its_accounts_look_like_har
         9_000,
         harvesting(),
     );
-    assert!(
-        cluster_sizes(&map, 3).iter().all(|&n| n == 1),
-        "{:?}",
-        cluster_sizes(&map, 3)
-    );
+    assert_apart(&map, 3, "two accounts are below support");
 }
 
 #[test]
