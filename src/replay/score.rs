@@ -118,6 +118,11 @@ pub struct Clustering {
     /// Accounts that are no campaign's but share their predicted cluster with
     /// another account.
     pub innocent_accounts_linked: u64,
+    /// B-cubed recall averaged over campaign accounts only (1.0 without
+    /// any): `bcubed.recall` counts every innocent account as an operator of
+    /// its own, recalled whole, which keeps it high however little of a
+    /// campaign is linked.
+    pub bcubed_recall_campaign: f64,
 }
 
 /// Counts of a class of requests (or of their output tokens) by outcome.
@@ -667,6 +672,7 @@ impl Scorer {
         // B-cubed: each account e in cell (i, j) has precision n_ij / |pred_j| and
         // recall n_ij / |true_i|; the cell contributes n_ij times that.
         let (mut bp, mut br) = (0.0f64, 0.0f64);
+        let (mut campaign_recall, mut recalled) = (0.0f64, 0u64);
         let mut actor_recall: HashMap<u32, f64> = HashMap::new();
         for (&(i, j), &k) in &cells {
             let k = k as f64;
@@ -677,6 +683,8 @@ impl Scorer {
             br += k * k / ti;
             if self.campaign_truths.contains_key(&i) {
                 *actor_recall.entry(i).or_default() += k * k / ti / ti;
+                campaign_recall += k * k / ti;
+                recalled += cells[&(i, j)];
             }
         }
         // Merged precision: a campaign account's precision is the campaign
@@ -728,6 +736,11 @@ impl Scorer {
             bcubed,
             bcubed_precision_campaigns_merged: merged,
             innocent_accounts_linked: innocent_linked,
+            bcubed_recall_campaign: if recalled == 0 {
+                1.0
+            } else {
+                campaign_recall / recalled as f64
+            },
         };
 
         let truth_name: HashMap<u32, &str> = self
@@ -962,9 +975,10 @@ impl fmt::Display for Report {
         )?;
         writeln!(
             f,
-            "  b-cubed   precision {:.4}  recall {:.4}  precision with campaigns merged {:.4} ({} innocent accounts linked)",
+            "  b-cubed   precision {:.4}  recall {:.4} (over campaign accounts {:.4})  precision with campaigns merged {:.4} ({} innocent accounts linked)",
             c.bcubed.precision,
             c.bcubed.recall,
+            c.bcubed_recall_campaign,
             c.bcubed_precision_campaigns_merged,
             c.innocent_accounts_linked
         )?;
@@ -1097,7 +1111,8 @@ mod tests {
     ///
     /// B-cubed precision per account: a1 2/3, a2 2/3, u1 1/3, a3 1, u2 1
     /// → (2/3 + 2/3 + 1/3 + 1 + 1) / 5 = (11/3) / 5 = 11/15.
-    /// B-cubed recall: a1 2/3, a2 2/3, a3 1/3, u1 1, u2 1 → 11/15 as well.
+    /// B-cubed recall: a1 2/3, a2 2/3, a3 1/3, u1 1, u2 1 → 11/15 as well;
+    /// over the campaign accounts alone (2/3 + 2/3 + 1/3) / 3 = 5/9.
     #[test]
     fn clustering_by_hand() {
         let mut s = Scorer::new();
@@ -1128,6 +1143,11 @@ mod tests {
             c.bcubed.precision
         );
         assert!(close(c.bcubed.recall, 11.0 / 15.0), "{}", c.bcubed.recall);
+        assert!(
+            close(c.bcubed_recall_campaign, 5.0 / 9.0),
+            "{}",
+            c.bcubed_recall_campaign
+        );
         assert_eq!(c.true_clusters, 3);
         assert_eq!(c.predicted_clusters, 3);
         assert_eq!(r.campaign.accounts, 3);
