@@ -154,7 +154,8 @@ pub struct BehaviourEvidence {
     pub common_evidence: f64,
     /// Among accounts that look like extraction, a shared anchor (template)
     /// of at least this weight, after the benign discount, links on its own;
-    /// above `link_threshold` disables it.
+    /// above the anchor families' weight (`family_weights.template`, 1.0)
+    /// disables it.
     pub anchor_alone: f64,
     /// Among accounts that look like extraction, a link needs two families
     /// and an anchor family of at least `min_anchor_weight`, as between other

@@ -672,7 +672,7 @@ impl Scorer {
         // B-cubed: each account e in cell (i, j) has precision n_ij / |pred_j| and
         // recall n_ij / |true_i|; the cell contributes n_ij times that.
         let (mut bp, mut br) = (0.0f64, 0.0f64);
-        let (mut campaign_recall, mut recalled) = (0.0f64, 0u64);
+        let mut campaign_recall = 0.0f64;
         let mut actor_recall: HashMap<u32, f64> = HashMap::new();
         for (&(i, j), &k) in &cells {
             let k = k as f64;
@@ -684,7 +684,6 @@ impl Scorer {
             if self.campaign_truths.contains_key(&i) {
                 *actor_recall.entry(i).or_default() += k * k / ti / ti;
                 campaign_recall += k * k / ti;
-                recalled += cells[&(i, j)];
             }
         }
         // Merged precision: a campaign account's precision is the campaign
@@ -736,10 +735,10 @@ impl Scorer {
             bcubed,
             bcubed_precision_campaigns_merged: merged,
             innocent_accounts_linked: innocent_linked,
-            bcubed_recall_campaign: if recalled == 0 {
+            bcubed_recall_campaign: if campaign_accounts == 0 {
                 1.0
             } else {
-                campaign_recall / recalled as f64
+                campaign_recall / campaign_accounts as f64
             },
         };
 

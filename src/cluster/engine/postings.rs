@@ -147,7 +147,8 @@ impl Posting {
                 roots[n_roots] = r;
                 n_roots += 1;
             }
-            if ev <= pass.benign_ev
+            if pass.common_memory > 0
+                && ev <= pass.benign_ev
                 && n_benign_roots < benign_roots.len()
                 && !benign_roots[..n_benign_roots].contains(&r)
             {
