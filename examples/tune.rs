@@ -343,6 +343,19 @@ fn run_one(
         for (k, n) in harmed {
             eprintln!("  harmed organic: {k} x{n}");
         }
+        for (account, acc) in &accounts {
+            if !acc.campaign && acc.worst >= Action::Degrade {
+                let id = ids.get(account).copied();
+                if let Some(snap) =
+                    id.and_then(|id| detector.engine().inspect_account(&id, 0, u64::MAX / 2))
+                {
+                    eprintln!(
+                        "    harmed account {account}: evidence {:.2} requests {}",
+                        snap.stats.evidence, snap.stats.requests
+                    );
+                }
+            }
+        }
         let mut ev: HashMap<String, (u64, f64, u64)> = HashMap::new();
         for (account, (_, _, campaign, cohort)) in &last_cluster {
             let key = if *campaign {
@@ -431,6 +444,13 @@ fn run_one(
                 .iter()
                 .map(|(f, k, w)| format!("{}/{k}={w:.2}", f.as_str()))
                 .collect();
+            for who in [&e.account, &e.other] {
+                if let Some(acc) = accounts.get(&who.to_string()) {
+                    if !acc.campaign && acc.worst >= Action::Degrade {
+                        eprintln!("    harmed {who} link {:?}: {}", e.outcome, ev.join(" "));
+                    }
+                }
+            }
             let mut cohorts = [a.3.as_str(), b.3.as_str()];
             cohorts.sort();
             *patterns

@@ -997,7 +997,7 @@ fn a_rotating_campaign_is_linked_by_its_template_once_its_accounts_look_like_har
 #[test]
 fn a_burst_of_small_teams_does_not_make_a_popular_value_theirs() {
     // A popular agent's system prompt and the stock SDK's header order, sent
-    // by a hundred people; then, within two minutes, three small teams (each
+    // by a hundred people in conversations (ordinary use); then, within two minutes, three small teams (each
     // already one cluster: one payment card per team) fill the values'
     // posting lists. Counted over the list alone, the values now look like
     // three clusters' own, but the teams share nothing else: they must not
@@ -1032,7 +1032,7 @@ fn burst_of_teams(engine: &ClusterEngine) -> Vec<u32> {
             account: acct(1, u),
             now_ms: t,
             features: &popular(1_000 + u64::from(u)),
-            signals: [0.0; SIGNALS],
+            signals: ordinary_use(),
         });
     }
     // The teams form (a card per team).

@@ -178,7 +178,7 @@ impl Default for BehaviourEvidence {
             floor: -4.0,
             ceiling: 8.0,
             link_evidence: 0.3,
-            benign_evidence: 0.0,
+            benign_evidence: -0.5,
             benign_scale: 1.5,
             member_cap: 4.0,
             common_evidence: 1.5,

@@ -47,6 +47,18 @@ pub struct ScoreConfig {
     /// Behaviour evidence a member needs before its cluster's summed evidence
     /// counts for it (see `cluster_scale`).
     pub member_evidence: f64,
+    /// A member whose behaviour evidence is below this (its requests have
+    /// looked like ordinary use: conversations, small output caps) bears at
+    /// most `cluster_cap` of its cluster's level, whatever its harvesting
+    /// members earned: a bystander linked on shared values is throttled at
+    /// most, never degraded or blocked through its cluster. New accounts
+    /// (evidence 0) bear the cluster's level from their first request.
+    pub bystander_evidence: f64,
+    /// A member tied to its cluster only by links whose template (or hard
+    /// link) weight is below this bears at most `cluster_cap` of its
+    /// cluster's level: a power user who joined an operator's cluster on a
+    /// partial template match and weaker shared values is not the operator.
+    pub strong_tie: f64,
     /// Requests an account needs before its timing regularity counts.
     pub min_requests_for_timing: u32,
     /// Suspicion falls back towards the current score with this half-life
@@ -150,6 +162,8 @@ impl Default for ScoreConfig {
             cluster_scale: 3.0,
             linked_min_size: 8,
             member_evidence: 0.5,
+            bystander_evidence: -1000.0,
+            strong_tie: 0.7,
             min_requests_for_timing: 6,
             deescalate_half_life: Duration::from_secs(12 * 3600),
             ladder: Ladder::default(),
@@ -210,6 +224,15 @@ impl ScoreConfig {
         }
         if !(self.member_evidence.is_finite() && self.member_evidence.abs() <= 1000.0) {
             push("member_evidence", "must be between -1000 and 1000".into());
+        }
+        if !(self.strong_tie.is_finite() && (0.0..=1000.0).contains(&self.strong_tie)) {
+            push("strong_tie", "must be between 0 and 1000".into());
+        }
+        if !(self.bystander_evidence.is_finite() && self.bystander_evidence.abs() <= 1000.0) {
+            push(
+                "bystander_evidence",
+                "must be between -1000 and 1000".into(),
+            );
         }
         if !unit(self.solo_cap) {
             push("solo_cap", "must be between 0 and 1".into());

@@ -236,6 +236,7 @@ impl Scorer {
             level: 0.0,
             level_at: 0,
             evidence: 0.0,
+            tie: 0.0,
         };
         let (raw, parts) = self.cluster_raw(&nobody, c);
         let level = self.settle(c.level, c.level_at, raw, now_ms);
@@ -268,14 +269,34 @@ impl Scorer {
             }
             None => (None, None),
         };
-        let from_cluster = cluster_level.is_some_and(|c| c > account_level);
+        // The cluster's stored level carries what its harvesting members
+        // earned; a member whose own requests have looked like ordinary use (a
+        // bystander linked on shared values) bears at most `cluster_cap` of it.
+        let borne = cluster_level.map(|c| {
+            if f64::from(a.evidence) < self.cfg.bystander_evidence
+                || f64::from(a.tie) < self.cfg.strong_tie
+            {
+                c.min(self.cfg.cluster_cap as f32)
+            } else {
+                c
+            }
+        });
+        let from_cluster = borne.is_some_and(|c| c > account_level);
         let level = if from_cluster {
-            cluster_level.unwrap_or(account_level)
+            borne.unwrap_or(account_level)
         } else {
             account_level
         };
         let parts = match (from_cluster, c_parts) {
-            (true, Some(p)) => p,
+            (true, Some(mut p)) => {
+                // A bystander's reasons add up to what it bears.
+                let total: f64 = p.iter().sum();
+                if total > f64::from(level) && total > 0.0 {
+                    let k = f64::from(level) / total;
+                    p.iter_mut().for_each(|x| *x *= k);
+                }
+                p
+            }
             _ => a_parts,
         };
         let suspicion = Suspicion::new(f64::from(level));
@@ -418,6 +439,95 @@ mod tests {
             last = v.action;
         }
         assert!(last <= Action::Tag, "{last:?}");
+    }
+
+    /// Twenty operator accounts (harvesting, each an hour apart) whose
+    /// prompts open like a popular prompt that six ordinary users send too,
+    /// and close in the operator's own words; from the third hour a power user
+    /// who asks as harvesting does, opens alike and runs the operator's client
+    /// build and parameters. The power user's and the operator's worst actions
+    /// over the last six hours, the power user's tie, an operator member's tie
+    /// and the power user's cluster size.
+    fn a_power_user_beside_an_operator(score: ScoreConfig) -> (Action, Action, f32, f32, u32) {
+        use crate::features::{Feature, FeatureKind};
+        let f = |kind, value: u64| Feature { kind, value };
+        let mut cfg = Config::with_secret("s");
+        cfg.cluster.warmup_accounts = 0;
+        cfg.score = score;
+        let d = Detector::from_config(&cfg).expect("valid");
+        let opener = [1u64, 2, 3].map(|v| f(FeatureKind::HeadLshBand, v));
+        let mut operator = opener.to_vec();
+        operator.extend([11u64, 12, 13].map(|v| f(FeatureKind::TailLshBand, v)));
+        operator.push(f(FeatureKind::UserAgent, 21));
+        operator.push(f(FeatureKind::Params, 31));
+        operator.push(f(FeatureKind::IpPrefix, 41));
+        let mut power = opener.to_vec();
+        power.push(f(FeatureKind::UserAgent, 21));
+        power.push(f(FeatureKind::Params, 31));
+        power.push(f(FeatureKind::IpPrefix, 500));
+        let harvest = Signals {
+            extraction: 0.95,
+            ..Signals::default()
+        };
+        let calm = Signals {
+            benign: 1.0,
+            ..Signals::default()
+        };
+        let (mut power_worst, mut op_worst) = (Action::Allow, Action::Allow);
+        let mut size = 0;
+        let hour = 3_600_000;
+        for round in 0..12u64 {
+            let base = T0 + round * hour;
+            for i in 0..20u32 {
+                let t = base + u64::from(i) * 60_000;
+                let (_, _, v) = d.observe(account(200 + i), &operator, harvest, t);
+                if round >= 6 {
+                    op_worst = op_worst.max(v.action);
+                }
+                if i % 3 == 2 {
+                    let mut own = opener.to_vec();
+                    own.push(f(FeatureKind::IpPrefix, 600 + u64::from(i)));
+                    d.observe(account(300 + i), &own, calm, t + 30_000);
+                }
+            }
+            if round >= 2 {
+                let (c, _, v) = d.observe(account(999), &power, harvest, base + 25 * 60_000);
+                size = c.size;
+                if round >= 6 {
+                    power_worst = power_worst.max(v.action);
+                }
+            }
+        }
+        let tie = |a| {
+            d.engine()
+                .inspect_account(&account(a), 0, T0 + 12 * hour)
+                .map_or(-1.0, |s| s.stats.tie)
+        };
+        (power_worst, op_worst, tie(999), tie(205), size)
+    }
+
+    #[test]
+    fn a_power_user_loosely_tied_to_an_operator_is_not_degraded_with_it() {
+        let (power, operator, power_tie, op_tie, size) =
+            a_power_user_beside_an_operator(ScoreConfig::default());
+        assert_eq!(size, 21, "the power user was linked with the operator");
+        assert!(operator >= Action::Degrade, "{operator:?}");
+        assert!(op_tie >= 0.9, "the operator's own closing bands: {op_tie}");
+        assert!(
+            (0.5..0.7).contains(&power_tie),
+            "an opening six ordinary users share too: {power_tie}"
+        );
+        assert_eq!(
+            power,
+            Action::Throttle,
+            "its own behaviour, not the operator's"
+        );
+        // Bearing the whole cluster's level, it would be degraded with it.
+        let (power, ..) = a_power_user_beside_an_operator(ScoreConfig {
+            strong_tie: 0.0,
+            ..ScoreConfig::default()
+        });
+        assert!(power >= Action::Degrade, "{power:?}");
     }
 
     /// `n` accounts on one hard link, every request at `signals`, an hour

@@ -32,6 +32,7 @@ impl State {
     ) {
         self.scratch.clear();
         self.candidates.clear();
+        self.own = [(0.0, 0); FAMILIES];
         let beh = &cfg.behaviour;
         let link_ev = beh.link_evidence as f32;
         let pass = Pass {
@@ -53,6 +54,17 @@ impl State {
             common_memory: u32::try_from(cfg.common_memory.as_secs()).unwrap_or(u32::MAX),
         };
         self.gather(cfg, &pass, obs);
+        // What the request shares with its own cluster ties the account
+        // closer, scaled as a link's evidence is (`matches_for_full_weight`).
+        let full = cfg.matches_for_full_weight.as_array();
+        let own = self
+            .own
+            .iter()
+            .zip(full)
+            .map(|((w, n), need)| w * (f32::from(*n) / need.max(1) as f32).min(1.0))
+            .fold(0.0f32, f32::max);
+        let tie = &mut self.slots[slot as usize].tie;
+        *tie = tie.max(own);
         if !active || self.candidates.is_empty() {
             return;
         }
@@ -108,7 +120,15 @@ impl State {
                 }
                 continue;
             }
-            self.visit_posting(cfg, pass, f.value, f.family() == Family::HardLink, w);
+            let anchor = cfg.anchor_families.contains(&f.family()).then_some(fam);
+            self.visit_posting(
+                cfg,
+                pass,
+                f.value,
+                f.family() == Family::HardLink,
+                anchor,
+                w,
+            );
             let g = std::mem::take(&mut self.gathered);
             for &(other, weight) in &g {
                 self.add_candidate(other, fam, f, weight);
@@ -252,6 +272,18 @@ impl State {
                 self.connect(cfg, slot, other, hard, template, now_s)
             };
             if matches!(outcome, LinkOutcome::Joined | LinkOutcome::Merged) {
+                let tie = if hard {
+                    f32::MAX
+                } else {
+                    anchors
+                        .iter()
+                        .map(|i| g.evidence.fam[*i])
+                        .fold(0.0f32, f32::max)
+                };
+                for s in [slot, other] {
+                    let t = &mut self.slots[s as usize].tie;
+                    *t = t.max(tie);
+                }
                 let c = self.slots[slot as usize].cluster;
                 if let Some(ev) = self.evidence.get_mut(c as usize) {
                     ev.record(

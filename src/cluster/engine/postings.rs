@@ -75,12 +75,14 @@ impl State {
         pass: &Pass,
         key: u64,
         hard: bool,
+        anchor: Option<usize>,
         w: f32,
     ) {
         let State {
             postings,
             slots,
             gathered,
+            own,
             ..
         } = self;
         let slots: &[Slot] = slots;
@@ -112,15 +114,32 @@ impl State {
             (u32::from(p.roots) > cfg.common_clusters || remembered, 1.0)
         };
         if pass.active && !common {
+            let mut tie = 0.0f32;
             for e in &p.entries {
-                if e.slot == slot
-                    || !fresh(slots, pass, e)
-                    || root_key(slots, e.slot) == mine
-                    || pass.suspicious(evidence_of(slots, e)) != pass.me_susp
-                {
+                if e.slot == slot || !fresh(slots, pass, e) {
+                    continue;
+                }
+                if root_key(slots, e.slot) == mine {
+                    // A value shared with the account's own cluster ties it
+                    // closer (an anchor only, and only inside a cluster).
+                    if anchor.is_some() && slots[slot as usize].cluster != super::NONE {
+                        tie = tie.max(if hard {
+                            f32::MAX
+                        } else {
+                            w * pass.decay(e.at) * exclusive
+                        });
+                    }
+                    continue;
+                }
+                if pass.suspicious(evidence_of(slots, e)) != pass.me_susp {
                     continue;
                 }
                 gathered.push((e.slot, w * pass.decay(e.at) * exclusive));
+            }
+            if let (Some(i), true) = (anchor, tie > 0.0) {
+                let (best, count) = &mut own[i];
+                *best = best.max(tie);
+                *count = count.saturating_add(1);
             }
         }
         p.record(slots, pass, cfg.posting_cap as usize);

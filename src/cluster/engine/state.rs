@@ -46,6 +46,9 @@ pub(super) struct Slot {
     pub(super) session_best: f32,
     /// What the account adds to its cluster's evidence now.
     pub(super) contribution: f32,
+    /// The strongest anchor (template or hard link) weight of the links that
+    /// put the account in its cluster; 0 while it is alone.
+    pub(super) tie: f32,
 }
 
 impl Slot {
@@ -72,6 +75,7 @@ impl Slot {
             session_at: 0,
             session_best: 0.0,
             contribution: 0.0,
+            tie: 0.0,
         }
     }
 
@@ -240,6 +244,10 @@ pub(super) struct State {
     pub(super) groups: FastMap<u64, usize>,
     pub(super) candidates: Vec<Candidate>,
     pub(super) gathered: Vec<(u32, f32)>,
+    /// Per family, the strongest weight of an anchor value the current request
+    /// shares with its own cluster's members, and how many such values (see
+    /// [`Slot::tie`]).
+    pub(super) own: [(f32, u8); FAMILIES],
     pub(super) log: VecDeque<LinkEvent>,
     pub(super) log_cap: usize,
     /// Weights by feature kind (by wire code), from the config.
@@ -271,6 +279,7 @@ impl State {
             groups: FastMap::with_hasher(hasher),
             candidates: Vec::new(),
             gathered: Vec::new(),
+            own: [(0.0, 0); FAMILIES],
             log: VecDeque::new(),
             log_cap: 0,
             kind_weights: FeatureKind::ALL.map(|k| cfg.weight_of(k) as f32),
@@ -383,6 +392,7 @@ impl State {
             level: s.level,
             level_at: s.level_at,
             evidence: s.evidence,
+            tie: s.tie,
         }
     }
 

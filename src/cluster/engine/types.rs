@@ -42,6 +42,11 @@ pub struct AccountStats {
     /// harvesting, net of its ordinary use, fading with
     /// `[cluster.behaviour] half_life` (see [`BehaviourEvidence`](crate::cluster::BehaviourEvidence)).
     pub evidence: f32,
+    /// The strongest anchor (template or hard-link family) weight of the
+    /// links that put the account in its cluster: a member that joined on a
+    /// full template match is tied strongly, one that joined on a partial
+    /// match and weaker values loosely. 0 while it is alone.
+    pub tie: f32,
 }
 
 /// What the engine knows about the account's cluster (clusters of two or more).
