@@ -2,7 +2,7 @@
 //! features, pool them by cluster, and link the requester with those whose
 //! evidence passes the linking rule.
 
-use super::state::{root_key, Candidate, Pass, State};
+use super::state::{root_key, tie_units, Candidate, Pass, State};
 use super::types::{LinkOutcome, Observation};
 use super::{family_index, FAMILIES, NONE};
 use crate::config::ClusterConfig;
@@ -64,7 +64,7 @@ impl State {
             .map(|((w, n), need)| w * (f32::from(*n) / need.max(1) as f32).min(1.0))
             .fold(0.0f32, f32::max);
         let tie = &mut self.slots[slot as usize].tie;
-        *tie = tie.max(own);
+        *tie = (*tie).max(tie_units(own));
         if !active || self.candidates.is_empty() {
             return;
         }
@@ -282,7 +282,7 @@ impl State {
                 };
                 for s in [slot, other] {
                     let t = &mut self.slots[s as usize].tie;
-                    *t = t.max(tie);
+                    *t = (*t).max(tie_units(tie));
                 }
                 let c = self.slots[slot as usize].cluster;
                 if let Some(ev) = self.evidence.get_mut(c as usize) {

@@ -92,12 +92,12 @@ impl State {
         }
         rec.evidence = (rec.evidence - self.slots[slot as usize].contribution).max(0.0);
         self.slots[slot as usize].cluster = NONE;
-        self.slots[slot as usize].tie = 0.0;
+        self.slots[slot as usize].tie = 0;
         if rec.members.len() <= 1 {
             let rest = std::mem::take(&mut rec.members);
             for m in rest {
                 self.slots[m as usize].cluster = NONE;
-                self.slots[m as usize].tie = 0.0;
+                self.slots[m as usize].tie = 0;
             }
             rec.oldest = NONE;
             self.free_clusters.push(c);

@@ -46,9 +46,16 @@ pub(super) struct Slot {
     pub(super) session_best: f32,
     /// What the account adds to its cluster's evidence now.
     pub(super) contribution: f32,
-    /// The strongest anchor (template or hard link) weight of the links that
-    /// put the account in its cluster; 0 while it is alone.
-    pub(super) tie: f32,
+    /// The strongest anchor (template or hard link) weight the account shares
+    /// with its cluster's members, in hundredths ([`tie_units`]); 0 while it
+    /// is alone.
+    pub(super) tie: u8,
+}
+
+/// A tie weight in hundredths, saturating at 2.55 (a hard link's): one byte
+/// per account instead of four.
+pub(super) fn tie_units(w: f32) -> u8 {
+    (w * 100.0).round().clamp(0.0, 255.0) as u8
 }
 
 impl Slot {
@@ -75,7 +82,7 @@ impl Slot {
             session_at: 0,
             session_best: 0.0,
             contribution: 0.0,
-            tie: 0.0,
+            tie: 0,
         }
     }
 
@@ -392,7 +399,7 @@ impl State {
             level: s.level,
             level_at: s.level_at,
             evidence: s.evidence,
-            tie: s.tie,
+            tie: f32::from(s.tie) / 100.0,
         }
     }
 
@@ -452,5 +459,31 @@ pub(super) fn root_key(slots: &[Slot], slot: u32) -> u64 {
     match slots.get(slot as usize) {
         Some(s) if s.cluster != NONE => u64::from(s.cluster),
         _ => (1u64 << 32) | u64::from(slot),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_account_slot_stays_within_96_bytes() {
+        // Every tracked account costs one slot: at a million accounts each
+        // byte here is a megabyte.
+        assert!(
+            std::mem::size_of::<Slot>() <= 96,
+            "{}",
+            std::mem::size_of::<Slot>()
+        );
+    }
+
+    #[test]
+    fn tie_units_saturate_and_round() {
+        assert_eq!(tie_units(0.0), 0);
+        assert_eq!(tie_units(0.694), 69);
+        assert_eq!(tie_units(0.7), 70);
+        assert_eq!(tie_units(f32::MAX), 255);
+        assert_eq!(tie_units(-1.0), 0);
+        assert_eq!(tie_units(f32::NAN), 0);
     }
 }
