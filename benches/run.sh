@@ -7,6 +7,17 @@
 #
 # Results go to bench-out/ (gitignored). The machine is shared and noisy: every
 # timing figure is a median or a ratio measured in the same run.
+#
+# Environment options (defaults in brackets):
+#   OUT               output directory [bench-out]
+#   SEEDS             detection: simulation seeds [1 2 3]
+#   SCENARIOS         detection: scenarios [naive spoofed hydra adaptive mixed organic]
+#   HOURS             detection: simulated hours [24]
+#   PERTURB           detection: space-separated perturbation levels, each passed
+#                     as `simulate --perturb N` [0]; files are named
+#                     $scenario-$seed-p$perturb so levels don't overwrite each other
+#   CARGO_TARGET_DIR  where cargo builds; the binary is taken from
+#                     $CARGO_TARGET_DIR/release/distill-guard [target]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-bench-out}"
@@ -15,23 +26,26 @@ PART="${1:-all}"
 SEEDS="${SEEDS:-1 2 3}"
 SCENARIOS="${SCENARIOS:-naive spoofed hydra adaptive mixed organic}"
 HOURS="${HOURS:-24}"
+PERTURB="${PERTURB:-0}"
 
 cargo build --release -q
-BIN=target/release/distill-guard
+BIN="${CARGO_TARGET_DIR:-target}/release/distill-guard"
 
 want() { [ "$PART" = all ] || [ "$PART" = "$1" ]; }
 
 if want detection; then
   echo "== detection (default config: only [identity]) =="
   printf '[identity]\nsecret = "bench"\n' > "$OUT/identity-only.toml"
-  for scenario in $SCENARIOS; do
-    for seed in $SEEDS; do
-      f="$OUT/$scenario-$seed"
-      "$BIN" simulate --scenario "$scenario" --hours "$HOURS" --seed "$seed" --out "$f.jsonl"
-      "$BIN" replay --config "$OUT/identity-only.toml" "$f.jsonl" --out "$f.decisions.jsonl" \
-        --score --summary "$f.report.txt" --report "$f.report.html"
-      echo "-- $scenario seed $seed"
-      cat "$f.report.txt"
+  for perturb in $PERTURB; do
+    for scenario in $SCENARIOS; do
+      for seed in $SEEDS; do
+        f="$OUT/$scenario-$seed-p$perturb"
+        "$BIN" simulate --scenario "$scenario" --hours "$HOURS" --seed "$seed" --perturb "$perturb" --out "$f.jsonl"
+        "$BIN" replay --config "$OUT/identity-only.toml" "$f.jsonl" --out "$f.decisions.jsonl" \
+          --score --summary "$f.report.txt" --report "$f.report.html"
+        echo "-- $scenario seed $seed perturb $perturb"
+        cat "$f.report.txt"
+      done
     done
   done
 fi
