@@ -554,6 +554,8 @@ impl ClusterInspector for FakeEngine {
             top_signals: vec![],
             requests: 3,
             held_until_ms: None,
+            tie: 1.0,
+            bears_cluster: true,
         })
     }
     fn cluster(&self, id: &ClusterId) -> Option<ClusterView> {

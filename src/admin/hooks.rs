@@ -83,6 +83,13 @@ pub struct AccountView {
     pub requests: u32,
     /// Held apart from linking until then (Unix milliseconds), after an unlink.
     pub held_until_ms: Option<u64>,
+    /// The strongest template (or hard-link) weight it shares with its
+    /// cluster's members (0 when alone; hard links count as 2.55).
+    pub tie: f64,
+    /// Whether it bears its cluster's whole suspicion; false for a member tied
+    /// only loosely or asking as ordinary users do, which bears at most
+    /// `score.cluster_cap` of it (`score.strong_tie`, `score.bystander_evidence`).
+    pub bears_cluster: bool,
 }
 
 /// The largest and the most suspicious clusters (`GET /api/clusters`).

@@ -131,6 +131,7 @@ impl ClusterInspector for DetectorInspector {
             .engine()
             .inspect_account(account, self.max_members, now)?;
         let (own, own_signals) = self.detector.scorer().explain_account(&a.stats, now);
+        let bears_cluster = a.cluster.is_some() && self.detector.scorer().bears_cluster(&a.stats);
         let cluster = match a.cluster {
             Some(c) => self.view(c, now),
             None => alone(account, own, &own_signals),
@@ -142,6 +143,8 @@ impl ClusterInspector for DetectorInspector {
             top_signals: own_signals,
             requests: a.stats.requests,
             held_until_ms: a.held_until_s.map(|s| u64::from(s) * 1000),
+            tie: round3(a.stats.tie),
+            bears_cluster,
         })
     }
 
@@ -243,6 +246,10 @@ mod tests {
 
         let a = inspector.account(&account(3)).expect("tracked");
         assert_eq!(a.cluster.size, 5);
+        // Tied by a hard link: it bears its cluster's level.
+        assert_eq!((a.tie, a.bears_cluster), (2.55, true));
+        let lone_view = inspector.account(&account(9)).expect("tracked");
+        assert_eq!((lone_view.tie, lone_view.bears_cluster), (0.0, false));
         assert_eq!(a.cluster.id, ClusterId::of_account(account(1)));
         assert_eq!(a.cluster.members.len(), 5);
         assert!(a.cluster.members.contains(&account(3)));

@@ -208,6 +208,14 @@ impl Scorer {
         reasons
     }
 
+    /// Whether a member bears its cluster's whole level: false for a
+    /// bystander (tied below `strong_tie`, or evidence below
+    /// `bystander_evidence`), which bears at most `cluster_cap` of it.
+    pub fn bears_cluster(&self, a: &AccountStats) -> bool {
+        f64::from(a.evidence) >= self.cfg.bystander_evidence
+            && f64::from(a.tie) >= self.cfg.strong_tie
+    }
+
     /// An account's suspicion at `now_ms` (its stored level, settled towards its
     /// current score) and the top signals of that score: what an operator sees.
     pub fn explain_account(&self, a: &AccountStats, now_ms: u64) -> (f64, Vec<Reason>) {
@@ -273,12 +281,10 @@ impl Scorer {
         // earned; a member whose own requests have looked like ordinary use (a
         // bystander linked on shared values) bears at most `cluster_cap` of it.
         let borne = cluster_level.map(|c| {
-            if f64::from(a.evidence) < self.cfg.bystander_evidence
-                || f64::from(a.tie) < self.cfg.strong_tie
-            {
-                c.min(self.cfg.cluster_cap as f32)
-            } else {
+            if self.bears_cluster(a) {
                 c
+            } else {
+                c.min(self.cfg.cluster_cap as f32)
             }
         });
         let from_cluster = borne.is_some_and(|c| c > account_level);
