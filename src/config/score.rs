@@ -48,8 +48,9 @@ pub struct ScoreConfig {
     /// counts for it (see `cluster_scale`).
     pub member_evidence: f64,
     /// A member whose behaviour evidence is below this (its requests have
-    /// looked like ordinary use: conversations, small output caps) bears at
-    /// most `cluster_cap` of its cluster's level, whatever its harvesting
+    /// looked like ordinary use for a while: conversations, small output caps;
+    /// the floor is `[cluster.behaviour] floor`, -4) bears at most
+    /// `cluster_cap` of its cluster's level, whatever its harvesting
     /// members earned: a bystander linked on shared values is throttled at
     /// most, never degraded or blocked through its cluster. New accounts
     /// (evidence 0) bear the cluster's level from their first request.
@@ -162,7 +163,7 @@ impl Default for ScoreConfig {
             cluster_scale: 3.0,
             linked_min_size: 8,
             member_evidence: 0.5,
-            bystander_evidence: -1000.0,
+            bystander_evidence: -3.5,
             strong_tie: 0.7,
             min_requests_for_timing: 6,
             deescalate_half_life: Duration::from_secs(12 * 3600),

@@ -536,6 +536,77 @@ mod tests {
         assert!(power >= Action::Degrade, "{power:?}");
     }
 
+    /// Twenty harvesting operator accounts behind one gateway (address, client,
+    /// templates); a customer of the same gateway whose first two requests
+    /// ask as harvesting does (it joins the operator's cluster on the full
+    /// template) and whose later ones are ordinary conversations. The
+    /// customer's worst action over the last four hours, and its evidence.
+    fn a_customer_behind_the_operators_gateway(score: ScoreConfig) -> (Action, f32) {
+        use crate::features::{Feature, FeatureKind};
+        let f = |kind, value: u64| Feature { kind, value };
+        let mut cfg = Config::with_secret("s");
+        cfg.cluster.warmup_accounts = 0;
+        cfg.score = score;
+        let d = Detector::from_config(&cfg).expect("valid");
+        let mut gateway: Vec<Feature> = [1u64, 2, 3]
+            .map(|v| f(FeatureKind::HeadLshBand, v))
+            .to_vec();
+        gateway.extend([11u64, 12, 13].map(|v| f(FeatureKind::TailLshBand, v)));
+        gateway.push(f(FeatureKind::UserAgent, 21));
+        gateway.push(f(FeatureKind::IpPrefix, 41));
+        let harvest = Signals {
+            extraction: 0.95,
+            ..Signals::default()
+        };
+        let calm = Signals {
+            benign: 1.0,
+            ..Signals::default()
+        };
+        let hour = 3_600_000;
+        let mut worst = Action::Allow;
+        for round in 0..12u64 {
+            let base = T0 + round * hour;
+            for i in 0..20u32 {
+                d.observe(
+                    account(200 + i),
+                    &gateway,
+                    harvest,
+                    base + u64::from(i) * 60_000,
+                );
+            }
+            let asks = if round < 2 { harvest } else { calm };
+            let (c, _, v) = d.observe(account(999), &gateway, asks, base + 25 * 60_000);
+            assert_eq!(
+                c.size, 21,
+                "round {round}: the customer is in the operator's cluster"
+            );
+            if round >= 8 {
+                worst = worst.max(v.action);
+            }
+        }
+        let evidence = d
+            .engine()
+            .inspect_account(&account(999), 0, T0 + 12 * hour)
+            .map_or(0.0, |s| s.stats.evidence);
+        (worst, evidence)
+    }
+
+    #[test]
+    fn a_member_that_asks_as_ordinary_users_do_is_not_degraded_with_its_cluster() {
+        let (worst, evidence) = a_customer_behind_the_operators_gateway(ScoreConfig::default());
+        assert!(
+            evidence < ScoreConfig::default().bystander_evidence as f32,
+            "{evidence}"
+        );
+        assert!(worst <= Action::Throttle, "{worst:?}");
+        // Without the rule it bears the operator's level.
+        let (worst, _) = a_customer_behind_the_operators_gateway(ScoreConfig {
+            bystander_evidence: -1000.0,
+            ..ScoreConfig::default()
+        });
+        assert!(worst >= Action::Degrade, "{worst:?}");
+    }
+
     /// `n` accounts on one hard link, every request at `signals`, an hour
     /// apart per account (each its own session): the worst action seen.
     fn worst_in_a_cluster(n: u32, signals: Signals) -> (u32, Action) {
