@@ -447,6 +447,22 @@ mod tests {
         assert!(last <= Action::Tag, "{last:?}");
     }
 
+    /// A request that asks as harvesting does (extraction score 0.95).
+    fn harvesting() -> Signals {
+        Signals {
+            extraction: 0.95,
+            ..Signals::default()
+        }
+    }
+
+    /// A request that looks like ordinary use (the benign flag).
+    fn ordinary() -> Signals {
+        Signals {
+            benign: 1.0,
+            ..Signals::default()
+        }
+    }
+
     /// Twenty operator accounts (harvesting, each an hour apart) whose
     /// prompts open like a popular prompt that six ordinary users send too,
     /// and close in the operator's own words; from the third hour a power user
@@ -471,14 +487,7 @@ mod tests {
         power.push(f(FeatureKind::UserAgent, 21));
         power.push(f(FeatureKind::Params, 31));
         power.push(f(FeatureKind::IpPrefix, 500));
-        let harvest = Signals {
-            extraction: 0.95,
-            ..Signals::default()
-        };
-        let calm = Signals {
-            benign: 1.0,
-            ..Signals::default()
-        };
+        let (harvest, calm) = (harvesting(), ordinary());
         let (mut power_worst, mut op_worst) = (Action::Allow, Action::Allow);
         let mut size = 0;
         let hour = 3_600_000;
@@ -554,14 +563,7 @@ mod tests {
         gateway.extend([11u64, 12, 13].map(|v| f(FeatureKind::TailLshBand, v)));
         gateway.push(f(FeatureKind::UserAgent, 21));
         gateway.push(f(FeatureKind::IpPrefix, 41));
-        let harvest = Signals {
-            extraction: 0.95,
-            ..Signals::default()
-        };
-        let calm = Signals {
-            benign: 1.0,
-            ..Signals::default()
-        };
+        let (harvest, calm) = (harvesting(), ordinary());
         let hour = 3_600_000;
         let mut worst = Action::Allow;
         for round in 0..12u64 {
