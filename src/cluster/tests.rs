@@ -1080,3 +1080,56 @@ fn burst_of_teams(engine: &ClusterEngine) -> Vec<u32> {
         })
         .collect()
 }
+
+/// Two accounts that share an address block, a client build and a parameter
+/// vector (and `template`, when given) link; the tie of the second to its
+/// cluster, then after it is unlinked.
+fn tie_after_a_link(cfg: ClusterConfig, template: bool) -> (f32, f32) {
+    let engine = ClusterEngine::new(ClusterConfig {
+        warmup_accounts: 0,
+        ..cfg
+    });
+    let mut features = vec![
+        feat(Family::Network, "ip_prefix", 61),
+        feat(Family::Client, "user_agent", 62),
+        feat(Family::Shape, "params", 63),
+    ];
+    if template {
+        features.extend((64..67).map(|v| feat(Family::Template, "head_band", v)));
+    }
+    for (i, t) in [(0u32, T0), (1, T0 + 60_000)] {
+        engine.observe(&Observation {
+            account: acct(8, i),
+            now_ms: t,
+            features: &features,
+            signals: [0.0; SIGNALS],
+        });
+    }
+    assert_eq!(engine.cluster_of(&acct(8, 1)).expect("tracked").size, 2);
+    let tie = |now| {
+        engine
+            .inspect_account(&acct(8, 1), 0, now)
+            .expect("tracked")
+            .stats
+            .tie
+    };
+    let linked = tie(T0 + 60_000);
+    assert!(engine.unlink(&acct(8, 1), T0 + 120_000, 0));
+    (linked, tie(T0 + 120_000))
+}
+
+#[test]
+fn a_members_tie_is_its_anchor_weight_and_is_forgotten_when_it_leaves() {
+    // Linked on a whole template: tied strongly; alone again: no tie.
+    let (linked, after) = tie_after_a_link(ClusterConfig::default(), true);
+    assert!(linked >= 0.9, "{linked}");
+    assert_eq!(after, 0.0);
+    // Without anchor families every link counts as anchored, so every member
+    // is tied in full (nothing tells a loose tie from a strong one).
+    let no_anchors = ClusterConfig {
+        anchor_families: Vec::new(),
+        ..ClusterConfig::default()
+    };
+    let (linked, _) = tie_after_a_link(no_anchors, false);
+    assert!(linked >= 2.5, "{linked}");
+}

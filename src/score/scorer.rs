@@ -278,8 +278,8 @@ impl Scorer {
             None => (None, None),
         };
         // The cluster's stored level carries what its harvesting members
-        // earned; a member whose own requests have looked like ordinary use (a
-        // bystander linked on shared values) bears at most `cluster_cap` of it.
+        // earned; a bystander (tied loosely, or asking as ordinary users do)
+        // bears at most `cluster_cap` of it (`bears_cluster`).
         let borne = cluster_level.map(|c| {
             if self.bears_cluster(a) {
                 c

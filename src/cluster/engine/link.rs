@@ -272,7 +272,9 @@ impl State {
                 self.connect(cfg, slot, other, hard, template, now_s)
             };
             if matches!(outcome, LinkOutcome::Joined | LinkOutcome::Merged) {
-                let tie = if hard {
+                // Without anchor families every link is anchored (as in the
+                // rule above): nothing tells a loose tie from a strong one.
+                let tie = if hard || anchors.is_empty() {
                     f32::MAX
                 } else {
                     anchors

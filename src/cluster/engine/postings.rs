@@ -121,8 +121,9 @@ impl State {
                 }
                 if root_key(slots, e.slot) == mine {
                     // A value shared with the account's own cluster ties it
-                    // closer (an anchor only, and only inside a cluster).
-                    if anchor.is_some() && slots[slot as usize].cluster != super::NONE {
+                    // closer (an anchor only; an account alone has no other
+                    // entry under its own root).
+                    if anchor.is_some() {
                         tie = tie.max(if hard {
                             f32::MAX
                         } else {

@@ -42,10 +42,12 @@ pub struct AccountStats {
     /// harvesting, net of its ordinary use, fading with
     /// `[cluster.behaviour] half_life` (see [`BehaviourEvidence`](crate::cluster::BehaviourEvidence)).
     pub evidence: f32,
-    /// The strongest anchor (template or hard-link family) weight of the
-    /// links that put the account in its cluster: a member that joined on a
-    /// full template match is tied strongly, one that joined on a partial
-    /// match and weaker values loosely. 0 while it is alone.
+    /// The strongest anchor (template or hard-link family) weight the account
+    /// shares with its cluster's members, on the link that put it there or on
+    /// a later request that matched members: a member that joined on a full
+    /// template match is tied strongly, one that joined on a partial match and
+    /// weaker values loosely. 0 while it is alone; 2.55 for a hard link (or
+    /// any link when `anchor_families` is empty).
     pub tie: f32,
 }
 
